@@ -1,0 +1,161 @@
+"""Samplers: small pure functions over an explicit decreasing list of timesteps.
+
+A sampler never sees step types. It receives the *active* timesteps (null steps already dropped, so the sampler
+jumps over them and sees the true step sizes) and a ``denoise(x, t, i)`` callable returning the noise prediction
+epsilon-hat at timestep ``t`` for the ``i``-th active step. After the last timestep the trajectory ends at the clean
+image (alpha-bar = 1), as diffusers does with ``set_alpha_to_one=True`` / ``final_sigmas_type="zero"``.
+On uniform grids both equal diffusers' ``DDIMScheduler`` and ``DPMSolverMultistepScheduler`` (tests).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.noise import NoiseSchedule
+
+Denoise = Callable[[torch.Tensor, int, int], torch.Tensor]
+"""``denoise(x_t, t, i) -> eps_hat``: ``x_t`` is (N, C, H, W), ``t`` the timestep, ``i`` the active-step index."""
+
+
+class Sampler(Protocol):
+    def __call__(
+        self,
+        denoise: Denoise,
+        x: torch.Tensor,
+        timesteps: Sequence[int],
+        noise: NoiseSchedule,
+        *,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        callback: Callable[[int], None] | None = None,
+    ) -> torch.Tensor: ...
+
+
+def check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> list[int]:
+    """Validate a timestep list: non-empty, strictly decreasing integers in ``[0, num_train_timesteps)``."""
+    ts = [int(t) for t in timesteps]
+    if not ts:
+        raise FlexdiffError("[]", "at least one timestep", "pass a non-empty decreasing list")
+    if any(b >= a for a, b in zip(ts, ts[1:])):
+        raise FlexdiffError(ts, "strictly decreasing timesteps", "sort them from noisy to clean without repeats")
+    if ts[0] >= num_train_timesteps or ts[-1] < 0:
+        raise FlexdiffError(ts, f"timesteps in [0, {num_train_timesteps})", "use the model's training timestep range")
+    return ts
+
+
+def ddim(
+    denoise: Denoise,
+    x: torch.Tensor,
+    timesteps: Sequence[int],
+    noise: NoiseSchedule,
+    *,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """DDIM (Song et al. 2021, eq. 12) from ``timesteps[i]`` to ``timesteps[i + 1]`` (the clean image after the last).
+
+    ``eta = 0`` is deterministic; ``eta = 1`` is DDPM-like. Extra noise for ``eta > 0`` is drawn from ``generator``
+    with ``torch.randn(x.shape, generator=generator)``, one draw per step.
+    """
+    if eta < 0:
+        raise FlexdiffError(eta, "eta >= 0", "use 0 for deterministic DDIM")
+    ts = check_timesteps(timesteps, noise.num_train_timesteps)
+    for i, t in enumerate(ts):
+        eps = denoise(x, t, i)
+        a_t = noise.alpha_bar(t)
+        a_prev = noise.alpha_bar(ts[i + 1] if i + 1 < len(ts) else None)
+        x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t**0.5  # eq. 12, "predicted x0"
+        if noise.clip_sample:
+            x0 = x0.clamp(-noise.clip_sample_range, noise.clip_sample_range)
+        std = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5  # eq. 16, sigma_t(eta)
+        x = a_prev**0.5 * x0 + (1 - a_prev - std**2) ** 0.5 * eps  # eq. 12, "direction pointing to x_t"
+        if eta > 0:
+            x = x + std * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        if callback is not None:
+            callback(i)
+    return x
+
+
+def _lambda(a: float) -> tuple[float, float, float]:
+    """(alpha_t, sigma_t, lambda_t = log alpha_t - log sigma_t) for alpha-bar ``a`` (DPM-Solver, Lu et al. 2022)."""
+    if a >= 1.0:
+        return 1.0, 0.0, math.inf
+    return a**0.5, (1 - a) ** 0.5, 0.5 * math.log(a / (1 - a))
+
+
+def dpmpp_2m(
+    denoise: Denoise,
+    x: torch.Tensor,
+    timesteps: Sequence[int],
+    noise: NoiseSchedule,
+    *,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2, data prediction, midpoint form as in diffusers).
+
+    The first step and the step to the clean image are first order; every other step uses the previous x0-hat.
+    Deterministic: ``eta`` must be 0.
+    """
+    if eta != 0:
+        raise FlexdiffError(eta, "eta = 0 for dpmpp-2m (a deterministic solver)", "drop --eta or use --sampler ddim")
+    ts = check_timesteps(timesteps, noise.num_train_timesteps)
+    prev_x0: torch.Tensor | None = None
+    prev_lambda = 0.0
+    for i, t in enumerate(ts):
+        eps = denoise(x, t, i)
+        alpha_s, sigma_s, lambda_s = _lambda(noise.alpha_bar(t))
+        alpha_t, sigma_t, lambda_t = _lambda(noise.alpha_bar(ts[i + 1] if i + 1 < len(ts) else None))
+        x0 = (x - sigma_s * eps) / alpha_s
+        phi = -math.expm1(-(lambda_t - lambda_s)) if math.isfinite(lambda_t) else 1.0  # 1 - e^{-h}
+        last = i + 1 == len(ts)
+        if prev_x0 is None or last:
+            d = x0  # first order (DPM-Solver++ 1 = DDIM)
+        else:
+            r = (lambda_s - prev_lambda) / (lambda_t - lambda_s)  # r0 = h_{i-1} / h_i
+            d = x0 + (0.5 / r) * (x0 - prev_x0)  # D0 + 0.5 * D1, D1 = (m0 - m1) / r0
+        x = (sigma_t / sigma_s) * x + alpha_t * phi * d
+        prev_x0, prev_lambda = x0, lambda_s
+        if callback is not None:
+            callback(i)
+    return x
+
+
+SAMPLERS: dict[str, Sampler] = {"ddim": ddim, "dpmpp-2m": dpmpp_2m}
+#: diffusers' default ``timestep_spacing`` of the scheduler each sampler reproduces.
+DEFAULT_SPACING = {"ddim": "leading", "dpmpp-2m": "linspace"}
+
+
+def get_sampler(name: str) -> Sampler:
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise FlexdiffError(name, f"a sampler in {{{', '.join(SAMPLERS)}}}", "pick one with --sampler") from None
+
+
+def uniform_timesteps(num_train_timesteps: int, steps: int, spacing: str = "leading") -> list[int]:
+    """The ``steps`` uniform timesteps diffusers' schedulers use, decreasing (``spacing`` as in diffusers).
+
+    leading: ``[k * (T // steps)]`` (DDIMScheduler default); trailing: ``round(T - k * T / steps) - 1``;
+    linspace: ``round(linspace(0, T - 1, steps + 1))[:0:-1]`` (DPMSolverMultistepScheduler default).
+    """
+    if not isinstance(steps, int) or steps < 1 or steps > num_train_timesteps:
+        raise FlexdiffError(steps, f"a number of steps in [1, {num_train_timesteps}]", "pass e.g. --steps 50")
+    n = num_train_timesteps
+    if spacing == "leading":
+        ts = (np.arange(steps) * (n // steps)).round()[::-1]
+    elif spacing == "trailing":
+        ts = np.round(np.arange(n, 0, -n / steps)) - 1
+    elif spacing == "linspace":
+        ts = np.linspace(0, n - 1, steps + 1).round()[::-1][:-1]
+    else:
+        raise FlexdiffError(spacing, "timestep spacing leading, trailing or linspace", "pick one of those")
+    return [int(t) for t in ts]

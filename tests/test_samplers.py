@@ -1,0 +1,155 @@
+"""Our samplers against diffusers' own schedulers on uniform grids, and their behaviour on arbitrary grids."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.noise import NoiseSchedule, initial_noise
+from flexdiff.samplers import check_timesteps, ddim, dpmpp_2m, uniform_timesteps
+
+from conftest import tiny_unet
+
+BASE = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02}
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return tiny_unet(seed=1)
+
+
+class Network:
+    """A well-scaled test network: the exact eps-predictor for data ~ N(0, 0.25 I), perturbed by a tiny UNet.
+
+    (A bare random UNet makes x0-hat explode to |x| ~ 100, where float32 round-off alone exceeds 1e-5.) It answers in
+    the model's ``prediction_type`` so diffusers' schedulers and our conversion to eps are both exercised.
+    """
+
+    def __init__(self, unet, noise: NoiseSchedule) -> None:
+        self.unet, self.noise = unet, noise
+
+    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        a = float(self.noise.alphas_cumprod[int(t)])
+        with torch.no_grad():
+            eps = (1 - a) ** 0.5 * x / (0.25 * a + 1 - a) + 0.1 * torch.tanh(self.unet(x, t).sample)
+        if self.noise.prediction_type == "v_prediction":
+            x0 = (x - (1 - a) ** 0.5 * eps) / a**0.5
+            return a**0.5 * eps - (1 - a) ** 0.5 * x0
+        return eps
+
+
+def _denoise(unet, noise: NoiseSchedule):
+    net = Network(unet, noise)
+
+    def fn(x: torch.Tensor, t: int, i: int) -> torch.Tensor:
+        return noise.to_eps(net(x, t), x, t)
+
+    return fn
+
+
+def _reference(scheduler, unet, x: torch.Tensor, **step_kwargs) -> torch.Tensor:
+    net = Network(unet, NoiseSchedule.from_scheduler_config(dict(scheduler.config)))
+    for t in scheduler.timesteps:
+        x = scheduler.step(net(x, int(t)), t, x, **step_kwargs).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("steps", [10, 20])
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("clip_sample", [False, True])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddim_matches_diffusers(unet, steps: int, spacing: str, clip_sample: bool, prediction_type: str) -> None:
+    config = {**BASE, "clip_sample": clip_sample, "timestep_spacing": spacing, "prediction_type": prediction_type}
+    scheduler = DDIMScheduler(**config)
+    scheduler.set_timesteps(steps)
+    noise = NoiseSchedule.from_scheduler_config(config)
+    ts = uniform_timesteps(1000, steps, spacing)
+    assert ts == scheduler.timesteps.tolist()
+    x = initial_noise(3, (1, 8, 8), seed=0)
+    ours = ddim(_denoise(unet, noise), x, ts, noise)
+    theirs = _reference(scheduler, unet, x, eta=0.0)
+    assert (ours - theirs).abs().max() < 1e-5
+
+
+def test_ddim_eta_matches_diffusers(unet) -> None:
+    config = {**BASE, "clip_sample": True}
+    scheduler = DDIMScheduler(**config)
+    scheduler.set_timesteps(20)
+    noise = NoiseSchedule.from_scheduler_config(config)
+    x = initial_noise(3, (1, 8, 8), seed=0)
+    ours = ddim(_denoise(unet, noise), x, scheduler.timesteps.tolist(), noise, eta=1.0, generator=torch.Generator().manual_seed(7))
+    theirs = _reference(scheduler, unet, x, eta=1.0, generator=torch.Generator().manual_seed(7))
+    assert (ours - theirs).abs().max() < 1e-5
+    deterministic = ddim(_denoise(unet, noise), x, scheduler.timesteps.tolist(), noise)
+    assert (ours - deterministic).abs().max() > 1e-2  # eta really adds noise
+
+
+@pytest.mark.parametrize("steps", [5, 10, 20, 25])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_dpmpp_2m_matches_diffusers(unet, steps: int, prediction_type: str) -> None:
+    config = {**BASE, "prediction_type": prediction_type}
+    scheduler = DPMSolverMultistepScheduler(**config, algorithm_type="dpmsolver++", solver_order=2)
+    scheduler.set_timesteps(steps)
+    noise = NoiseSchedule.from_scheduler_config(config)
+    ts = uniform_timesteps(1000, steps, "linspace")
+    assert ts == scheduler.timesteps.tolist()
+    x = initial_noise(3, (1, 8, 8), seed=0)
+    ours = dpmpp_2m(_denoise(unet, noise), x, ts, noise)
+    theirs = _reference(scheduler, unet, x)
+    assert (ours - theirs).abs().max() < 1e-5
+
+
+def test_ddim_dropping_a_timestep_equals_reusing_the_noise_prediction(unet) -> None:
+    """A null step (timestep dropped) is exactly DDIM with eta 0 reusing the previous eps (methods.md §1)."""
+    noise = NoiseSchedule.from_scheduler_config({**BASE, "clip_sample": True})
+    ts = uniform_timesteps(1000, 10, "leading")
+    dropped = {3, 4, 7}
+    x = initial_noise(2, (1, 8, 8), seed=3)
+    active = [t for i, t in enumerate(ts) if i not in dropped]
+    jumped = ddim(_denoise(unet, noise), x, active, noise)
+
+    cache: dict[str, torch.Tensor] = {}
+    plain = _denoise(unet, noise)
+
+    def reuse(xt: torch.Tensor, t: int, i: int) -> torch.Tensor:
+        if i not in dropped:
+            cache["eps"] = plain(xt, t, i)
+        return cache["eps"]
+
+    reused = ddim(reuse, x, ts, noise)
+    assert (jumped - reused).abs().max() < 1e-5
+    # ... while DPM-Solver++(2M), a multistep solver, tells the two apart (why we drop: methods.md §1)
+    assert (dpmpp_2m(plain, x, active, noise) - dpmpp_2m(reuse, x, ts, noise)).abs().max() > 1e-4
+
+
+def test_denoise_receives_timestep_and_active_index(unet) -> None:
+    noise = NoiseSchedule.from_scheduler_config(BASE)
+    calls: list[tuple[int, int]] = []
+
+    def spy(x: torch.Tensor, t: int, i: int) -> torch.Tensor:
+        calls.append((t, i))
+        return torch.zeros_like(x)
+
+    for sampler in (ddim, dpmpp_2m):
+        calls.clear()
+        sampler(spy, torch.randn(1, 1, 4, 4), [900, 500, 20], noise)
+        assert calls == [(900, 0), (500, 1), (20, 2)]
+
+
+@pytest.mark.parametrize("bad", [[], [10, 10], [5, 10], [1000, 5], [5, -1]])
+def test_bad_timesteps_are_rejected(bad: list[int]) -> None:
+    with pytest.raises(FlexdiffError):
+        check_timesteps(bad, 1000)
+
+
+@pytest.mark.parametrize("steps", [0, -3, 1001])
+def test_bad_step_counts_are_rejected(steps: int) -> None:
+    with pytest.raises(FlexdiffError, match="number of steps"):
+        uniform_timesteps(1000, steps)
+
+
+def test_initial_noise_is_the_documented_draw() -> None:
+    expected = torch.randn((5, 1, 16, 16), generator=torch.Generator().manual_seed(11))
+    assert torch.equal(initial_noise(5, (1, 16, 16), 11), expected)
