@@ -30,7 +30,7 @@ def tiny_unet(seed: int = 0, sample_size: int = 8, channels: int = 1):
         up_block_types=("AttnUpBlock2D", "UpBlock2D"),
         norm_num_groups=2,
         attention_head_dim=4,
-    ).eval()
+    ).eval().requires_grad_(False)  # frozen like a loaded model: oneDNN picks other kernels for trainable weights
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,7 @@ def train_teacher(
         sched.step()
         step += 1
         _ema_update(ema, unet, min(recipe.ema_decay, (1 + step) / (10 + step)))
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, losses[-1])
     tail = losses[-500:]

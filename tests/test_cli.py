@@ -1,0 +1,89 @@
+"""The CLI end to end on a tiny model folder; every bad input is one stderr line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flexdiff.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_sample_writes_npz_grid_and_is_deterministic(tiny_model_dir: Path, tmp_path: Path) -> None:
+    outs = []
+    for name in ("a", "b"):
+        result = invoke("sample", "--model", tiny_model_dir, "--steps", "5", "--n", "6", "--batch-size", "4", "--seed", "3", "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        with np.load(tmp_path / name / "samples.npz") as f:
+            images = f["images"]
+        assert images.shape == (6, 1, 8, 8) and images.dtype == np.float32
+        assert images.min() >= -1 and images.max() <= 1
+        assert (tmp_path / name / "grid.png").stat().st_size > 0
+        outs.append(images)
+    assert np.array_equal(outs[0], outs[1])
+    other = invoke("sample", "--model", tiny_model_dir, "--steps", "5", "--n", "6", "--seed", "4", "--sampler", "dpmpp-2m", "--out", tmp_path / "c")
+    assert other.exit_code == 0, other.output
+
+
+def test_batch_size_does_not_change_images(tiny_model_dir: Path, tmp_path: Path) -> None:
+    for name, bs in (("one", "6"), ("many", "2")):
+        assert invoke("sample", "--model", tiny_model_dir, "--steps", "4", "--n", "6", "--batch-size", bs, "--out", tmp_path / name).exit_code == 0
+    with np.load(tmp_path / "one" / "samples.npz") as a, np.load(tmp_path / "many" / "samples.npz") as b:
+        assert np.allclose(a["images"], b["images"], atol=1e-5)
+
+
+def test_eval_json(tmp_path: Path) -> None:
+    result = invoke("eval", "--samples", "builtin:digits-train", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"fid", "n_samples", "n_reference", "features"}
+    assert data["n_reference"] == 500 and data["features"] == "digits" and data["fid"] > 0
+    again = json.loads(invoke("eval", "--samples", "builtin:digits-train", "--json").stdout)
+    assert again == data
+
+
+@pytest.fixture()
+def corrupt_npz(tmp_path: Path) -> Path:
+    path = tmp_path / "corrupt.npz"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["sample", "--model", "/no/such/model", "--out", "{tmp}/o"], "/no/such/model"),
+        (["sample", "--model", "{tmp}", "--out", "{tmp}/o"], "diffusers folder"),
+        (["sample", "--model", "builtin:digits", "--sampler", "euler-x", "--out", "{tmp}/o"], "euler-x"),
+        (["sample", "--model", "builtin:digits", "--steps", "0", "--out", "{tmp}/o"], "number of steps"),
+        (["sample", "--model", "builtin:digits", "--n", "0", "--out", "{tmp}/o"], "--n"),
+        (["eval", "--samples", "builtin:digits-train", "--features", "vgg"], "vgg"),
+        (["eval", "--samples", "{corrupt}"], "corrupt"),
+        (["eval", "--samples", "builtin:digits-train", "--reference", "/missing.npz"], "/missing.npz"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args: list[str], needle: str, tmp_path: Path, corrupt_npz: Path) -> None:
+    result = invoke(*[a.format(tmp=tmp_path, corrupt=corrupt_npz) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("flexdiff")
+    proc = subprocess.run([str(exe), "sample", "--model", str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flexdiff.data import digits
+from flexdiff.errors import FlexdiffError
+from flexdiff.features import feature_network_names, get_feature_network, load_digits_classifier, register_feature_network, FeatureNetwork
+
+
+def test_shipped_digits_classifier_is_accurate() -> None:
+    x, y = digits("heldout")
+    with torch.no_grad():
+        accuracy = (load_digits_classifier()(x).argmax(1) == y).float().mean().item()
+    assert accuracy >= 0.97
+
+
+def test_digits_features_shape_and_any_input_size() -> None:
+    net = get_feature_network("digits")
+    assert net(digits("heldout")[0][:7]).shape == (7, net.dim)
+    assert net(torch.zeros(3, 3, 32, 32)).shape == (3, net.dim)  # RGB 32x32 is greyed and resized
+
+
+@pytest.mark.parametrize("name, message", [("resnet", "feature network in"), ("inception", "local weight"), ("clip", "local weight")])
+def test_unavailable_feature_networks_fail_clearly(name: str, message: str) -> None:
+    with pytest.raises(FlexdiffError, match=message):
+        get_feature_network(name)
+
+
+def test_registry_accepts_new_networks() -> None:
+    register_feature_network("mean-pixel")(lambda device: FeatureNetwork("mean-pixel", lambda x: x.mean((2, 3)), 1, device))
+    assert "mean-pixel" in feature_network_names()
+    assert get_feature_network("mean-pixel")(torch.ones(2, 1, 4, 4)).tolist() == [[1.0], [1.0]]
