@@ -23,8 +23,8 @@ DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or
 SEED = typer.Option(0, "--seed", help="one seed drives noise and training")
 
 
-def _command(fn: F) -> F:
-    """Register ``fn`` as a subcommand; a :class:`FlexdiffError` becomes one stderr line and exit code 2."""
+def _guard(fn: F) -> F:
+    """A :class:`FlexdiffError` raised by ``fn`` becomes one stderr line and exit code 2 (never a traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -34,7 +34,11 @@ def _command(fn: F) -> F:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(2) from None
 
-    return app.command()(wrapper)  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]
+
+
+def _command(fn: F) -> F:
+    return app.command()(_guard(fn))  # type: ignore[return-value]
 
 
 def _set_threads() -> None:
@@ -59,26 +63,43 @@ def sample(
     seed: int = SEED,
     batch_size: int | None = typer.Option(None, "--batch-size", help="images per UNet call (default: all)"),
     eta: float = typer.Option(0.0, "--eta", help="DDIM stochasticity (0 = deterministic)"),
+    schedule: Path | None = typer.Option(None, "--schedule", help="schedule JSON (flexdiff schedule ...); sets sampler and steps"),
     device: str = DEVICE,
 ) -> None:
-    """Generate images; writes OUT/samples.npz (key images, float32 NCHW in [-1, 1]) and OUT/grid.png."""
+    """Generate images; writes OUT/samples.npz (key images, float32 NCHW in [-1, 1]) and OUT/grid.png.
+
+    With --schedule it also prints the schedule's MACs speed-up over its all-full teacher and the wall time.
+    """
     from flexdiff.data import save_grid, save_npz
     from flexdiff.models import load_model
     from flexdiff.samplers import get_sampler
     from flexdiff.sampling import sample as run_sample, teacher_timesteps
 
+    from flexdiff.cost import measure_macs
+    from flexdiff.hooks import unet_layout
+    from flexdiff.schedule import Schedule
+
+    plan = Schedule.load(schedule) if schedule is not None else None
+    sampler = plan.sampler if plan else sampler
     get_sampler(sampler)
     if n < 1:
         raise FlexdiffError(n, "--n >= 1", "ask for at least one image")
     m = load_model(model, device)
-    teacher_timesteps(m, sampler, steps)  # validates --steps before any work
+    if plan is None:
+        teacher_timesteps(m, sampler, steps)  # validates --steps before any work
+    else:
+        plan.check_branches(unet_layout(m.unet).num_branches)
     start = time.perf_counter()
-    images = run_sample(m, n, sampler=sampler, steps=steps, seed=seed, eta=eta, batch_size=batch_size, progress=True)
+    images = run_sample(m, n, sampler=sampler, steps=steps, seed=seed, eta=eta, batch_size=batch_size, schedule=plan, progress=True)
     wall = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     save_npz(out / "samples.npz", images)
     save_grid(out / "grid.png", images[:64])
     config = {"command": "sample", "model": model, "sampler": sampler, "steps": steps, "n": n, "seed": seed, "eta": eta, "batch_size": batch_size, "device": str(m.device), "wall_seconds": round(wall, 3)}
+    if plan is not None:
+        costs = measure_macs(m)
+        config.update(schedule=plan.to_dict(), steps=plan.T, macs_per_sample=costs.schedule(plan), macs_speedup=round(costs.speedup(plan), 3))
+        print(f"schedule {plan.name or schedule}: {plan.counts()} -> MACs speed-up {costs.speedup(plan):.2f}x over full-{plan.T}")
     _write_json(out / "run.json", config)
     print(f"{n} images in {wall:.1f} s -> {out / 'samples.npz'}, {out / 'grid.png'}")
 
@@ -105,6 +126,111 @@ def eval(  # noqa: A001 - the command is called eval
     value = frechet_distance(net(b), net(a))
     result = {"fid": round(value, 4), "n_samples": len(a), "n_reference": len(b), "features": features}
     print(json.dumps(result) if as_json else f"FID {value:.3f}  ({len(a)} samples vs {len(b)} reference, {features} features)")
+
+
+@_command
+def inspect(model: str = MODEL, device: str = DEVICE, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print the model's skip branches with their partial-step MACs and share of a full step."""
+    from rich.table import Table
+
+    from flexdiff.cost import measure_macs
+    from flexdiff.hooks import unet_layout
+    from flexdiff.models import load_model
+    from flexdiff.progress import stdout
+
+    m = load_model(model, device)
+    layout = unet_layout(m.unet)
+    costs = measure_macs(m)
+    info = {
+        "model": model,
+        "class": type(m.unet).__name__,
+        "sample_shape": list(m.sample_shape),
+        "parameters": m.num_parameters,
+        "full_step_macs": costs.full,
+        "branches": [{"branch": b.index, "skip": b.label, "partial_macs": costs.partial[b.index], "share_of_full": round(costs.partial[b.index] / costs.full, 4)} for b in layout.branches],
+    }
+    if as_json:
+        print(json.dumps(info))
+        return
+    stdout.print(f"{model}: {info['class']} {tuple(m.sample_shape)}, {m.num_parameters:,} parameters, full step {costs.full / 1e6:.2f} MMACs per sample")
+    table = Table("branch", "skip connection", "partial MMACs", "share of full")
+    for row in info["branches"]:
+        table.add_row(str(row["branch"]), row["skip"], f"{row['partial_macs'] / 1e6:.3f}", f"{row['share_of_full']:.1%}")
+    stdout.print(table)
+
+
+schedule_app = typer.Typer(no_args_is_help=True, help="Write schedule files (the teacher, the baselines, a Flexiffusion genome).")
+app.add_typer(schedule_app, name="schedule")
+TEACHER_STEPS = typer.Option(50, "--steps", help="T, the teacher's number of steps")
+SAMPLER = typer.Option("ddim", "--sampler", help="ddim or dpmpp-2m")
+SCHEDULE_OUT = typer.Option(..., "--out", help="schedule JSON file to write")
+
+
+def _schedule_command(fn: F) -> F:
+    return schedule_app.command(fn.__name__.removeprefix("schedule_"))(_guard(fn))  # type: ignore[return-value]
+
+
+def _teacher(model: str, sampler: str, steps: int) -> list[int]:
+    from flexdiff.models import load_model
+    from flexdiff.samplers import DEFAULT_SPACING, get_sampler, uniform_timesteps
+
+    get_sampler(sampler)
+    return uniform_timesteps(load_model(model, "cpu").noise.num_train_timesteps, steps, DEFAULT_SPACING[sampler])
+
+
+def _write_schedule(plan: "Schedule", out: Path, model: str) -> None:
+    from flexdiff.hooks import unet_layout
+    from flexdiff.models import load_model
+
+    plan.check_branches(unet_layout(load_model(model, "cpu").unet).num_branches)
+    plan.save(out)
+    print(f"{plan.name}: {plan.counts()} -> {out}")
+
+
+@_schedule_command
+def schedule_full(out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS) -> None:
+    """The teacher: every one of the T steps full."""
+    from flexdiff.schedule import full
+
+    _write_schedule(full(_teacher(model, sampler, steps), sampler), out, model)
+
+
+@_schedule_command
+def schedule_ddim(
+    k: int = typer.Option(..., "--k", help="number of active (full) steps, evenly spread"),
+    out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
+) -> None:
+    """DDIM-k: k evenly spread full steps, the rest null (the sampler jumps over them)."""
+    from flexdiff.schedule import ddim_k
+
+    _write_schedule(ddim_k(_teacher(model, sampler, steps), k, sampler), out, model)
+
+
+@_schedule_command
+def schedule_deepcache(
+    interval: int = typer.Option(..., "--interval", help="N: one full step every N steps"),
+    branch: int = typer.Option(0, "--branch", help="skip branch of the partial steps (0 = shallowest)"),
+    center: int | None = typer.Option(None, "--center", help="non-uniform: full steps cluster around this step"),
+    power: float = typer.Option(1.4, "--power", help="non-uniform: clustering power p"),
+    out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
+) -> None:
+    """DeepCache 1:N, uniform (default) or non-uniform (--center)."""
+    from flexdiff.schedule import deepcache_nonuniform, deepcache_uniform
+
+    ts = _teacher(model, sampler, steps)
+    plan = deepcache_uniform(ts, interval, branch, sampler) if center is None else deepcache_nonuniform(ts, interval, branch, center, power, sampler)
+    _write_schedule(plan, out, model)
+
+
+@_schedule_command
+def schedule_genome(
+    segments: str = typer.Option(..., "--segments", help="per segment BRANCH:INTERVAL, comma-separated, e.g. 0:3,1:2,0:4"),
+    out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
+) -> None:
+    """A Flexiffusion genome: T cut into equal segments, each full -> (interval - 1) partials -> nulls."""
+    from flexdiff.schedule import Genome
+
+    _write_schedule(Genome.parse(segments).expand(_teacher(model, sampler, steps), sampler), out, model)
 
 
 def _train_into(out: Path, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:

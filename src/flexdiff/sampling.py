@@ -10,6 +10,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.models import DiffusionModel
 from flexdiff.noise import initial_noise
 from flexdiff.samplers import DEFAULT_SPACING, Denoise, get_sampler, uniform_timesteps
+from flexdiff.schedule import Schedule
 
 
 def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
@@ -61,16 +62,26 @@ def sample(
     seed: int = 0,
     eta: float = 0.0,
     batch_size: int | None = None,
+    schedule: Schedule | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """``n`` images (N, C, H, W) in ``[-1, 1]`` from seed ``seed`` with ``steps`` uniform sampler steps."""
+    """``n`` images (N, C, H, W) in ``[-1, 1]`` from seed ``seed``.
+
+    Without ``schedule``: ``steps`` uniform steps of ``sampler``. With one: its sampler and teacher timesteps,
+    full / partial / null steps as it says (``sampler`` and ``steps`` are then ignored).
+    """
+    from flexdiff.executor import apply_schedule
     from flexdiff.progress import progress_bar
 
     if n < 1:
         raise FlexdiffError(n, "at least one sample", "pass e.g. --n 64")
-    timesteps = teacher_timesteps(model, sampler, steps)
     noise = initial_noise(n, model.sample_shape, seed)
     size = batch_size or n
-    total = len(timesteps) * -(-n // size)
-    with progress_bar(f"sampling {n} x {sampler}-{steps}", total, enabled=progress) as advance:
-        return generate(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=advance)
+    if schedule is None:
+        timesteps = teacher_timesteps(model, sampler, steps)
+        total = len(timesteps) * -(-n // size)
+        with progress_bar(f"sampling {n} x {sampler}-{steps}", total, enabled=progress) as advance:
+            return generate(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=advance)
+    total = len(schedule.active_indices) * -(-n // size)
+    with apply_schedule(model, schedule) as run, progress_bar(f"sampling {n} x {schedule.name or 'schedule'}", total, enabled=progress) as advance:
+        return generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=advance)

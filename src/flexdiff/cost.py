@@ -1,0 +1,123 @@
+"""The cost model: MACs per step type and branch (FlopCounterMode), and measured latency per step type.
+
+A schedule's cost is the sum over its steps (null steps cost nothing; the sampler's own arithmetic is a few
+element-wise ops per step and is left out). Speed-up is reported both as a MACs ratio and as a measured
+wall-clock ratio of the whole sampling loop (see ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from flexdiff.executor import ScheduleExecutor, apply_schedule
+from flexdiff.models import DiffusionModel
+from flexdiff.schedule import FULL, NULL, PARTIAL, Schedule, Step
+
+
+def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+    """FLOPs of the CPU fused attention op, which FlopCounterMode does not count by itself (about 5 % of a UNet)."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_CUSTOM = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops}
+
+
+def count_macs(fn: Callable[[], object]) -> int:
+    """Multiply-accumulates of one call of ``fn`` (FLOPs / 2, FlopCounterMode's convention)."""
+    with FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
+        fn()
+    return counter.get_total_flops() // 2
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    """Per-sample MACs of a full step and of a partial step at each branch (index = branch)."""
+
+    full: int
+    partial: tuple[int, ...]
+
+    def step(self, step: Step) -> int:
+        if step.kind == FULL:
+            return self.full
+        if step.kind == PARTIAL:
+            return self.partial[step.branch]
+        return 0
+
+    def schedule(self, schedule: Schedule) -> int:
+        """Total MACs per sample of a schedule: the sum over its steps."""
+        return sum(self.step(s) for s in schedule.steps)
+
+    def speedup(self, schedule: Schedule) -> float:
+        """Teacher MACs (T full steps) / schedule MACs."""
+        return self.full * schedule.T / max(self.schedule(schedule), 1)
+
+
+def _probe(model: DiffusionModel, batch_size: int, timestep: int = 500) -> tuple[torch.Tensor, int]:
+    x = torch.randn((batch_size, *model.sample_shape), generator=torch.Generator().manual_seed(0)).to(model.device)
+    return x, timestep
+
+
+def _each_step_type(model: DiffusionModel, run: ScheduleExecutor, x: torch.Tensor, t: int, measure: Callable[[Callable[[], object]], object]) -> tuple[object, list[object]]:
+    """Measure a full step, then a partial step at each branch (each after a full step that fills its cache)."""
+    full = measure(lambda: (run.set_step(0), model.eps(x, t)))
+    partial = []
+    for branch in range(run.layout.num_branches):
+        run.set_step(0)
+        run.state.record = run.layout.branches[branch].deep
+        model.eps(x, t)
+        run.state.mode, run.state.deep = PARTIAL, run.layout.branches[branch].deep
+        partial.append(measure(lambda: model.eps(x, t)))
+    return full, partial
+
+
+def _probe_schedule(model: DiffusionModel) -> Schedule:
+    return Schedule((Step(FULL),), (500,), "ddim", "probe")
+
+
+@torch.no_grad()
+def measure_macs(model: DiffusionModel) -> StepCosts:
+    """MACs per sample of every step type, counted on a batch of one."""
+    x, t = _probe(model, 1)
+    with apply_schedule(model, _probe_schedule(model)) as run:
+        full, partial = _each_step_type(model, run, x, t, count_macs)
+    return StepCosts(int(full), tuple(int(p) for p in partial))
+
+
+@dataclass(frozen=True)
+class StepLatency:
+    """Median seconds of one UNet call on a batch of ``batch_size`` for each step type."""
+
+    batch_size: int
+    full: float
+    partial: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def measure_latency(model: DiffusionModel, batch_size: int = 64, repeats: int = 5, warmup: int = 2) -> StepLatency:
+    """Wall-clock per step type: ``warmup`` untimed calls, then the median of ``repeats``."""
+
+    def timed(fn: Callable[[], object]) -> float:
+        for _ in range(warmup):
+            fn()
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            if model.device.type == "cuda":
+                torch.cuda.synchronize()
+            runs.append(time.perf_counter() - start)
+        return statistics.median(runs)
+
+    x, t = _probe(model, batch_size)
+    with apply_schedule(model, _probe_schedule(model)) as run:
+        full, partial = _each_step_type(model, run, x, t, timed)
+    return StepLatency(batch_size, float(full), tuple(float(p) for p in partial))

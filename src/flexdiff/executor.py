@@ -1,0 +1,84 @@
+"""Running a schedule on a model: the executor owns the clock and tells the hooks what each step is.
+
+Usage (Python)::
+
+    with flexdiff.apply_schedule(model, schedule) as run:       # hooks on; the model itself is unchanged
+        images = flexdiff.generate(model, noise, schedule.active_timesteps, schedule.sampler, denoise=run.start)
+    # hooks off again: the model computes bit-identically to before
+
+or simply ``flexdiff.sample(model, n, schedule=schedule)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from flexdiff.hooks import StepState, UNetLayout, apply_partial_steps, remove_partial_steps
+from flexdiff.models import DiffusionModel
+from flexdiff.samplers import Denoise
+from flexdiff.schedule import FULL, NULL, PARTIAL, Schedule
+
+
+def record_plan(schedule: Schedule, layout: UNetLayout) -> dict[int, range]:
+    """For each full step: the units its partial steps (until the next full step) will replay.
+
+    Deep sets are nested (a shallower branch replays more), so the smallest branch used decides; a full step
+    followed by no partial step records nothing.
+    """
+    plan: dict[int, range] = {}
+    current: int | None = None
+    for i, step in enumerate(schedule.steps):
+        if step.kind == FULL:
+            current = i
+            plan[i] = range(0)
+        elif step.kind == PARTIAL and current is not None:
+            deep = layout.branches[step.branch].deep
+            if len(deep) > len(plan[current]):
+                plan[current] = deep
+    return plan
+
+
+class ScheduleExecutor:
+    """Drives one model through a schedule: maps active-step index -> step type and sets the hook state."""
+
+    def __init__(self, model: DiffusionModel, schedule: Schedule, layout: UNetLayout, state: StepState) -> None:
+        schedule.check_branches(layout.num_branches)
+        self.model, self.schedule, self.layout, self.state = model, schedule, layout, state
+        self._active = schedule.active_indices
+        self._record = record_plan(schedule, layout)
+        self.network_calls = 0
+
+    def set_step(self, index: int) -> None:
+        """Tell the hooks that teacher step ``index`` (0..T-1) runs next (for hand-written sampling loops)."""
+        step = self.schedule.steps[index]
+        if step.kind == NULL:
+            raise ValueError(f"step {index} is null: the sampler must skip it, not call the network")
+        if step.kind == FULL:
+            self.state.mode, self.state.record, self.state.deep = FULL, self._record[index], range(0)
+        else:
+            self.state.mode, self.state.deep = PARTIAL, self.layout.branches[step.branch].deep
+
+    def denoise(self, x: torch.Tensor, t: int, i: int) -> torch.Tensor:
+        """The :data:`Denoise` callable for the samplers: active step ``i`` -> teacher step ``active[i]``."""
+        self.set_step(self._active[i])
+        self.network_calls += 1
+        return self.model.eps(x, t)
+
+    def start(self, x: torch.Tensor | None = None) -> Denoise:
+        """Begin a sampling run (one batch): clears the cache; returns :meth:`denoise`."""
+        self.state.cache.clear()
+        return self.denoise
+
+
+@contextmanager
+def apply_schedule(model: DiffusionModel, schedule: Schedule) -> Iterator[ScheduleExecutor]:
+    """Attach the partial-step hooks for ``schedule`` to ``model``'s unmodified UNet; remove them on exit."""
+    layout, state = apply_partial_steps(model.unet)
+    try:
+        yield ScheduleExecutor(model, schedule, layout, state)
+    finally:
+        state.reset()
+        remove_partial_steps(model.unet)

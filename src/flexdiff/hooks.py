@@ -1,0 +1,159 @@
+"""Partial steps (DeepCache) on unmodified diffusers UNets, through diffusers' public hook layer.
+
+The UNet's own ``forward`` is never copied. Every *unit* of the UNet's body — each down/up resnet, attention and
+resampler, and the whole mid block — gets a :class:`PartialStepHook` (a diffusers ``ModelHook``) under one name,
+so ``HookRegistry.remove_hook(HOOK_NAME)`` takes all of them off again.
+
+Skip branches: the UNet's skip connections ``S[0..B-1]`` in the order the down path produces them (``conv_in``,
+then each down resnet/attention output, then each downsampler output); branch ``b`` joins ``S[b]`` to the up resnet
+that consumes it. A partial step at branch ``b`` (DeepCache, Ma et al. 2024, §3.2) runs only the units shallower than
+that branch: the units strictly between the producer of ``S[b]`` and its consumer are *deep*; each deep unit replays
+the output it recorded at the latest full step instead of computing. Replaying the last deep unit's output is exactly
+DeepCache's cached main-branch feature; the shallow units recompute with the new ``x_t`` and timestep embedding.
+
+The executor owns the clock: it sets :class:`StepState` (full / partial and branch) before each UNet call.
+Nothing here looks at timestep values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers.hooks import HookRegistry, ModelHook
+
+from flexdiff.errors import FlexdiffError
+
+HOOK_NAME = "flexdiff.partial_step"
+
+
+@dataclass
+class StepState:
+    """Set by the executor before every UNet call. ``deep`` holds the unit indices that replay the cache."""
+
+    mode: str = "off"  # off (plain model) | full (compute, record `record`) | partial (replay `deep`)
+    deep: range = range(0)
+    record: range = range(0)
+    cache: dict[int, Any] = field(default_factory=dict)
+    calls: int = 0  # UNet bodies actually computed, for tests and accounting
+
+    def reset(self) -> None:
+        self.mode, self.deep, self.record, self.calls = "off", range(0), range(0), 0
+        self.cache.clear()
+
+
+class PartialStepHook(ModelHook):
+    """Wraps one unit: computes (and records) in full steps, replays the recorded output when deep in a partial step."""
+
+    _is_stateful = True
+
+    def __init__(self, index: int, state: StepState) -> None:
+        super().__init__()
+        self.index, self.state = index, state
+
+    def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        state = self.state
+        if state.mode == "partial" and self.index in state.deep:
+            try:
+                return state.cache[self.index]
+            except KeyError:
+                raise FlexdiffError("a partial step", "a full step before it that cached this branch", "start each segment with a full step") from None
+        output = self.fn_ref.original_forward(*args, **kwargs)
+        if state.mode == "full" and self.index in state.record:
+            state.cache[self.index] = output
+        return output
+
+    def reset_state(self, module: torch.nn.Module) -> torch.nn.Module:
+        self.state.cache.clear()
+        return module
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Skip connection ``index``: produced after unit ``producer`` (-1 = conv_in), consumed by unit ``consumer``."""
+
+    index: int
+    label: str  # e.g. "conv_in", "down0.layer1", "down1.downsample"
+    producer: int
+    consumer: int
+
+    @property
+    def deep(self) -> range:
+        """Units a partial step at this branch replays from the cache."""
+        return range(self.producer + 1, self.consumer)
+
+
+@dataclass(frozen=True)
+class UNetLayout:
+    """The units of a UNet body in execution order, and its skip branches (0 = shallowest)."""
+
+    units: tuple[tuple[str, torch.nn.Module], ...]
+    branches: tuple[Branch, ...]
+
+    @property
+    def num_branches(self) -> int:
+        return len(self.branches)
+
+
+def _blocks(unet: torch.nn.Module) -> tuple[Any, Any, Any]:
+    for name in ("down_blocks", "up_blocks"):
+        if not hasattr(unet, name):
+            raise FlexdiffError(type(unet).__name__, "a diffusers UNet2DModel or UNet2DConditionModel", "partial steps need a UNet with skip connections")
+    if any(hasattr(b, "skip_conv") for b in [*unet.down_blocks, *unet.up_blocks]):
+        raise FlexdiffError(type(unet).__name__, "UNet blocks without skip_conv (Skip*Block2D is not supported)", "use a UNet with standard down/up blocks")
+    return unet.down_blocks, getattr(unet, "mid_block", None), unet.up_blocks
+
+
+def unet_layout(unet: torch.nn.Module) -> UNetLayout:
+    """Discover units and branches from the module tree of a diffusers UNet (no forward is run)."""
+    down_blocks, mid, up_blocks = _blocks(unet)
+    units: list[tuple[str, torch.nn.Module]] = []
+    producers: list[tuple[str, int]] = [("conv_in", -1)]
+    for d, block in enumerate(down_blocks):
+        attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
+        for j, (resnet, attn) in enumerate(zip(block.resnets, attentions)):
+            units.append((f"down{d}.resnet{j}", resnet))
+            if attn is not None:
+                units.append((f"down{d}.attn{j}", attn))
+            producers.append((f"down{d}.layer{j}", len(units) - 1))
+        for k, sampler in enumerate(getattr(block, "downsamplers", None) or []):
+            units.append((f"down{d}.downsample{k}", sampler))
+        if getattr(block, "downsamplers", None):
+            producers.append((f"down{d}.downsample", len(units) - 1))
+    if mid is not None:
+        units.append(("mid", mid))
+    consumers: list[int] = []
+    for u, block in enumerate(up_blocks):
+        attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
+        for r, (resnet, attn) in enumerate(zip(block.resnets, attentions)):
+            units.append((f"up{u}.resnet{r}", resnet))
+            consumers.append(len(units) - 1)
+            if attn is not None:
+                units.append((f"up{u}.attn{r}", attn))
+        for k, sampler in enumerate(getattr(block, "upsamplers", None) or []):
+            units.append((f"up{u}.upsample{k}", sampler))
+    if len(consumers) != len(producers):
+        raise FlexdiffError(type(unet).__name__, f"as many up resnets ({len(consumers)}) as skip connections ({len(producers)})", "this UNet layout is not supported")
+    # the up path consumes skips last-in first-out: consumers[k] takes producers[B - 1 - k]
+    branches = tuple(Branch(b, label, producer, consumers[len(producers) - 1 - b]) for b, (label, producer) in enumerate(producers))
+    return UNetLayout(tuple(units), branches)
+
+
+def apply_partial_steps(unet: torch.nn.Module, state: StepState | None = None) -> tuple[UNetLayout, StepState]:
+    """Attach a :class:`PartialStepHook` to every unit; idempotent per UNet (raises if already applied)."""
+    layout = unet_layout(unet)
+    state = state or StepState()
+    if HookRegistry.check_if_exists_or_initialize(layout.units[0][1]).get_hook(HOOK_NAME) is not None:
+        raise FlexdiffError(type(unet).__name__, "a UNet without flexdiff hooks", "remove the active schedule first (leave its `with` block)")
+    for index, (_, module) in enumerate(layout.units):
+        HookRegistry.check_if_exists_or_initialize(module).register_hook(PartialStepHook(index, state), HOOK_NAME)
+    return layout, state
+
+
+def remove_partial_steps(unet: torch.nn.Module) -> None:
+    """Take every flexdiff hook off; the UNet then computes exactly as before they were applied."""
+    for _, module in unet_layout(unet).units:
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None:
+            registry.remove_hook(HOOK_NAME, recurse=False)
