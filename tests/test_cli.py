@@ -87,3 +87,61 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
     proc = subprocess.run([str(exe), "sample", "--model", str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_inspect_json_lists_branches(tiny_model_dir: Path) -> None:
+    result = invoke("inspect", "--model", tiny_model_dir, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    macs = [b["partial_macs"] for b in info["branches"]]
+    assert len(macs) == 6 and macs == sorted(macs) and macs[-1] < info["full_step_macs"]
+    assert info["branches"][0]["skip"] == "conv_in"
+
+
+@pytest.mark.parametrize(
+    "kind, extra, counts",
+    [
+        ("full", [], {"full": 10, "partial": 0, "null": 0}),
+        ("ddim", ["--k", "4"], {"full": 4, "partial": 0, "null": 6}),
+        ("deepcache", ["--interval", "3", "--branch", "2"], {"full": 4, "partial": 6, "null": 0}),
+        ("deepcache", ["--interval", "3", "--center", "4"], {"full": 4, "partial": 6, "null": 0}),
+        ("genome", ["--segments", "0:3,5:1"], {"full": 2, "partial": 2, "null": 6}),
+    ],
+)
+def test_schedule_then_sample(tiny_model_dir: Path, tmp_path: Path, kind: str, extra: list[str], counts: dict) -> None:
+    path = tmp_path / "s.json"
+    result = invoke("schedule", kind, "--model", tiny_model_dir, "--steps", "10", *extra, "--out", path)
+    assert result.exit_code == 0, result.output
+    result = invoke("sample", "--model", tiny_model_dir, "--schedule", path, "--n", "3", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "MACs speed-up" in result.stdout
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["schedule"]["T"] == 10 and run["macs_speedup"] >= 1.0
+    assert sum(counts.values()) == 10 and str(counts) in result.stdout
+
+
+@pytest.mark.parametrize(
+    "setup, needle",
+    [
+        (lambda p: p.write_text("{oops"), "does not parse"),
+        (lambda p: p.write_text(json.dumps({"format": "flexdiff.schedule", "version": 1, "T": 2, "timesteps": [900, 100], "steps": ["null", "full"]})), "first step"),
+        (lambda p: p.write_text(json.dumps({"format": "flexdiff.schedule", "version": 1, "T": 2, "timesteps": [900, 100], "steps": ["full", "partial:6"]})), "branch in [0, 5]"),
+        (lambda p: None, "existing schedule"),
+    ],
+)
+def test_bad_schedules_exit_2(tiny_model_dir: Path, tmp_path: Path, setup, needle: str) -> None:
+    path = tmp_path / "bad.json"
+    setup(path)
+    result = invoke("sample", "--model", tiny_model_dir, "--schedule", path, "--out", tmp_path / "o")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_schedule_branch_out_of_range_is_refused_at_write(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = invoke("schedule", "deepcache", "--model", tiny_model_dir, "--steps", "10", "--interval", "2", "--branch", "9", "--out", tmp_path / "s.json")
+    assert result.exit_code == 2 and "branch in [0, 5]" in result.stderr
+    assert not (tmp_path / "s.json").exists()
+    result = invoke("schedule", "genome", "--model", tiny_model_dir, "--steps", "10", "--segments", "0:x", "--out", tmp_path / "s.json")
+    assert result.exit_code == 2 and "BRANCH:INTERVAL" in result.stderr

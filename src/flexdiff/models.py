@@ -33,6 +33,23 @@ DEFAULT_SCHEDULER_CONFIG: dict[str, Any] = {
 
 
 @dataclass
+class Conditioning:
+    """Encoder states for a ``UNet2DConditionModel``, with classifier-free guidance (Ho & Salimans 2022).
+
+    ``cond`` / ``uncond`` are (1 or N, L, D). With ``guidance_scale != 1`` both halves run in one UNet call on a
+    batch of 2N (uncond first), so the partial-step cache holds both halves.
+    """
+
+    cond: torch.Tensor
+    uncond: torch.Tensor | None = None
+    guidance_scale: float = 1.0
+
+    @property
+    def guided(self) -> bool:
+        return self.uncond is not None and self.guidance_scale != 1.0
+
+
+@dataclass
 class DiffusionModel:
     """A UNet that predicts noise, with everything the samplers need to drive it."""
 
@@ -42,6 +59,7 @@ class DiffusionModel:
     name: str
     path: Path | None = None
     scheduler_config: dict[str, Any] = field(default_factory=dict)
+    conditioning: Conditioning | None = None
 
     @property
     def device(self) -> torch.device:
@@ -50,8 +68,15 @@ class DiffusionModel:
     @torch.no_grad()
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         """epsilon-hat(x_t, t) for a batch ``x`` (N, C, H, W) at integer timestep ``t``."""
-        timestep = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
-        output = self.unet(x, timestep).sample
+        n, c = x.shape[0], self.conditioning
+        if c is None:
+            output = self.unet(x, torch.full((n,), int(t), device=x.device, dtype=torch.long)).sample
+        elif not c.guided:
+            output = self.unet(x, torch.full((n,), int(t), device=x.device), encoder_hidden_states=c.cond.expand(n, -1, -1)).sample
+        else:
+            states = torch.cat([c.uncond.expand(n, -1, -1), c.cond.expand(n, -1, -1)])
+            out_uncond, out_cond = self.unet(torch.cat([x, x]), torch.full((2 * n,), int(t), device=x.device), encoder_hidden_states=states).sample.chunk(2)
+            output = out_uncond + c.guidance_scale * (out_cond - out_uncond)  # CFG, eq. 6 of Ho & Salimans
         return self.noise.to_eps(output, x, int(t))
 
     @property

@@ -31,7 +31,7 @@ def generate(
     denoise: Callable[[torch.Tensor], Denoise] | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """Run ``sampler`` from ``noise`` (N, C, H, W) over ``timesteps``, in batches; returns images on the CPU.
+    """Run ``sampler`` from ``noise`` (N, C, H, W) over ``timesteps``, in batches; returns x_0 on the CPU, unclamped.
 
     ``denoise(batch_noise) -> Denoise`` lets a caller wrap the model per batch (the schedule executor does); by
     default the plain model is called. With ``eta > 0`` the extra noise of batch ``b`` is drawn from a generator
@@ -49,7 +49,7 @@ def generate(
         gen = torch.Generator().manual_seed(seed + 1 + b) if eta > 0 else None
         with torch.no_grad():
             y = sample_fn(fn, x, timesteps, model.noise, eta=eta, generator=gen, callback=(lambda i: on_step()) if on_step else None)
-        out.append(y.clamp(-1, 1).cpu())
+        out.append(y.cpu())
     return torch.cat(out)
 
 
@@ -81,7 +81,7 @@ def sample(
         timesteps = teacher_timesteps(model, sampler, steps)
         total = len(timesteps) * -(-n // size)
         with progress_bar(f"sampling {n} x {sampler}-{steps}", total, enabled=progress) as advance:
-            return generate(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=advance)
+            return generate(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=advance).clamp(-1, 1)
     total = len(schedule.active_indices) * -(-n // size)
     with apply_schedule(model, schedule) as run, progress_bar(f"sampling {n} x {schedule.name or 'schedule'}", total, enabled=progress) as advance:
-        return generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=advance)
+        return generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=advance).clamp(-1, 1)

@@ -1,0 +1,97 @@
+"""Schedules as data: constructors of every baseline, the genome, JSON round trip and validation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.schedule import (
+    FULL, NULL, PARTIAL, Genome, Schedule, Segment, Step, ddim_k, deepcache_nonuniform, deepcache_uniform, full, nonuniform_full_indices,
+)
+
+TS = list(range(980, -1, -20))  # T = 50, DDIM "leading" grid
+
+
+def test_full_and_ddim_k() -> None:
+    assert full(TS).counts() == {FULL: 50, PARTIAL: 0, NULL: 0}
+    for k in (1, 7, 10, 20, 50):
+        plan = ddim_k(TS, k)
+        assert plan.counts() == {FULL: k, PARTIAL: 0, NULL: 50 - k}
+        assert plan.steps[0].kind == FULL
+    assert ddim_k(TS, 10).active_timesteps == TS[::5]
+
+
+@pytest.mark.parametrize("interval", [1, 2, 3, 5, 7])
+def test_deepcache_uniform(interval: int) -> None:
+    plan = deepcache_uniform(TS, interval, branch=2)
+    assert [i for i, s in enumerate(plan.steps) if s.kind == FULL] == list(range(0, 50, interval))
+    assert all(s == Step(PARTIAL, 2) for s in plan.steps if s.kind != FULL)
+
+
+def test_deepcache_nonuniform_clusters_full_steps_around_the_centre() -> None:
+    plan = deepcache_nonuniform(TS, 5, branch=0, center=15, power=1.4)
+    fulls = [i for i, s in enumerate(plan.steps) if s.kind == FULL]
+    assert len(fulls) == math.ceil(50 / 5) and fulls[0] == 0
+    gaps = {i: b - a for a, b in zip(fulls, fulls[1:]) for i in (a,)}
+    near = min(gaps.items(), key=lambda kv: abs(kv[0] - 15))[1]
+    assert near < max(gaps.values())  # denser near step 15 than at the far end
+    assert nonuniform_full_indices(50, 10, 15, 1.0) == sorted(set(nonuniform_full_indices(50, 10, 15, 1.0)))
+
+
+def test_genome_segment_rule_for_t_not_divisible() -> None:
+    """T = 50 in 3 segments: lengths 17, 17, 16 (the first T mod n segments get one step more)."""
+    assert Genome.segment_lengths(50, 3) == [17, 17, 16]
+    genome = Genome((Segment(0, 3), Segment(4, 1), Segment(1, 16)))
+    plan = genome.expand(TS)
+    assert [str(s) for s in plan.steps[:18]] == ["full", "partial:0", "partial:0"] + ["null"] * 14 + ["full"]
+    assert plan.steps[17 + 1].kind == NULL and plan.steps[34] == Step(FULL)
+    assert plan.steps[34:] == (Step(FULL),) + (Step(PARTIAL, 1),) * 15
+    assert Genome.parse("0:3,4:1,1:16") == genome
+    with pytest.raises(FlexdiffError, match="interval"):
+        Genome((Segment(0, 18), Segment(0, 1), Segment(0, 1))).expand(TS)
+
+
+def test_json_round_trip(tmp_path: Path) -> None:
+    plan = Genome.parse("2:4,0:2").expand(TS, "dpmpp-2m")
+    plan.save(tmp_path / "s.json")
+    loaded = Schedule.load(tmp_path / "s.json")
+    assert loaded == plan and loaded.sampler == "dpmpp-2m" and loaded.meta == plan.meta
+
+
+def _write(tmp_path: Path, **changes) -> Path:
+    data = full(TS[:4]).to_dict() | changes
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data) if not isinstance(changes.get("raw"), str) else changes["raw"])
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"steps": ["full", "full", "full"]}, "T equal to the number of steps"),
+        ({"steps": ["full", "full", "full"], "T": 3}, "one step per teacher timestep"),
+        ({"steps": ["null", "full", "full", "full"]}, "first step to be 'full'"),
+        ({"steps": ["partial:0", "full", "full", "full"]}, "first step to be 'full'"),
+        ({"steps": ["full", "partial", "full", "full"]}, "partial:<branch>"),
+        ({"steps": ["full", "skip", "full", "full"]}, "'skip'"),
+        ({"timesteps": [1, 2, 3, 4]}, "decreasing"),
+        ({"version": 99}, "version"),
+        ({"format": "other"}, "format"),
+        ({"raw": "{not json"}, "does not parse"),
+    ],
+)
+def test_bad_schedule_files(tmp_path: Path, changes: dict, needle: str) -> None:
+    with pytest.raises(FlexdiffError, match=None) as info:
+        Schedule.load(_write(tmp_path, **changes))
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_branch_range_check() -> None:
+    plan = deepcache_uniform(TS, 2, branch=6)
+    plan.check_branches(7)
+    with pytest.raises(FlexdiffError, match=r"step 1 = partial:6.*\[0, 5\]"):
+        plan.check_branches(6)
