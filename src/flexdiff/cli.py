@@ -233,6 +233,56 @@ def schedule_genome(
     _write_schedule(Genome.parse(segments).expand(_teacher(model, sampler, steps), sampler), out, model)
 
 
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise FlexdiffError(f"{option} {text}", "comma-separated integers, e.g. 5,10,25", f"fix {option}") from None
+    if not values:
+        raise FlexdiffError(f"{option} {text!r}", "at least one integer", f"fix {option}")
+    return values
+
+
+@_command
+def search(
+    out: Path = typer.Option(..., "--out", help="run folder: study.db, teacher cache, results.json, best.json, schedules/"),
+    model: str = MODEL,
+    sampler: str = SAMPLER,
+    steps: int = TEACHER_STEPS,
+    speedup: float = typer.Option(3.0, "--speedup", help="target MACs speed-up: the budget is teacher MACs / X"),
+    max_macs: float | None = typer.Option(None, "--max-macs", help="budget in MACs per sample (overrides --speedup)"),
+    n: int = typer.Option(256, "--n", help="images per rFID evaluation during the search"),
+    trials: int = typer.Option(100, "--trials", help="searched schedules to evaluate (baselines come on top)"),
+    strategy: str = typer.Option("evolution", "--strategy", help="evolution (Flexiffusion), nsga2 or random"),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL shared by workers (default: sqlite in OUT)"),
+    study: str | None = typer.Option(None, "--study", help="study name (default: derived from the setup, so reruns resume)"),
+    workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
+    seed: int = SEED,
+    segments: str = typer.Option("5,7,10,13,17,25", "--segments", help="segment counts the genome may use"),
+    validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
+    validate_top: int = typer.Option(6, "--validate-top", help="Pareto schedules re-scored in the final validation"),
+    baseline_branches: str | None = typer.Option(None, "--baseline-branches", help="DeepCache baseline branches (default: all)"),
+    features: str = typer.Option("digits", "--features", help="feature network of rFID / FID"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    device: str = DEVICE,
+) -> None:
+    """Flexiffusion search: the schedules closest to the teacher (rFID) for each cost, baselines beside."""
+    from flexdiff.search.run import SearchConfig, search as run_search
+    from flexdiff.search.table import print_results
+
+    get_sampler_name = sampler
+    from flexdiff.samplers import get_sampler
+
+    get_sampler(get_sampler_name)
+    config = SearchConfig(
+        out=out, model=model, sampler=sampler, steps=steps, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
+        trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=_ints(segments, "--segments"),
+        features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device,
+        baseline_branches=_ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
+    )
+    print_results(run_search(config))
+
+
 def _train_into(out: Path, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
     """Train into a sibling temp folder and swap it in only on success: an earlier result is never lost."""
     tmp = out.with_name(out.name + ".partial")

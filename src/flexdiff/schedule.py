@@ -8,6 +8,7 @@ The first step is always full. Validated once, on construction; samplers only ev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -82,6 +83,12 @@ class Schedule:
     @property
     def max_branch(self) -> int:
         return max((s.branch for s in self.steps if s.branch is not None), default=-1)
+
+    @property
+    def key(self) -> str:
+        """Identity of the plan (steps, timesteps, sampler), whatever its name: equal keys run identically."""
+        text = f"{self.sampler}|{','.join(map(str, self.timesteps))}|{','.join(map(str, self.steps))}"
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     def counts(self) -> dict[str, int]:
         return {kind: sum(s.kind == kind for s in self.steps) for kind in (FULL, PARTIAL, NULL)}
@@ -239,6 +246,9 @@ class Genome:
                 raise FlexdiffError(repr(part), "a segment BRANCH:INTERVAL with non-negative integers (e.g. 0:3)", "fix --segments")
             segments.append(Segment(int(branch), int(interval)))
         return cls(tuple(segments))
+
+    def __str__(self) -> str:
+        return ",".join(f"{s.branch}:{s.interval}" for s in self.segments)
 
     @property
     def key(self) -> str:

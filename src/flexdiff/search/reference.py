@@ -1,0 +1,106 @@
+"""rFID's reference: the teacher's images and features for fixed seeds, cached on disk under a full key.
+
+rFID (Flexiffusion) is the Fréchet distance between a candidate schedule's images and the *teacher's* images (all
+steps full) from the same initial noise. The teacher's side is computed once and cached; the cache records
+everything that determines it (weights hash, sampler, teacher timesteps, seed, n, feature network) and is rebuilt,
+never silently reused, when any of it differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from flexdiff.features import FeatureNetwork
+from flexdiff.metrics import frechet_distance
+from flexdiff.models import DiffusionModel
+from flexdiff.noise import initial_noise
+from flexdiff.sampling import generate
+
+CACHE_NAME = "teacher_cache.safetensors"
+
+
+def weights_hash(module: torch.nn.Module) -> str:
+    """sha256 over parameter names, shapes, dtypes and bytes: identifies the weights, not the file."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ReferenceKey:
+    """Everything that determines the teacher's reference images and features."""
+
+    model: str  # weights hash
+    sampler: str
+    timesteps: tuple[int, ...]
+    seed: int
+    n: int
+    features: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class TeacherReference:
+    key: ReferenceKey
+    noise: torch.Tensor  # (n, C, H, W): x_T for seed `key.seed`
+    images: torch.Tensor  # (n, C, H, W): the teacher's outputs in [-1, 1]
+    features: torch.Tensor  # (n, D) float64
+
+
+def load_or_build_reference(
+    model: DiffusionModel,
+    sampler: str,
+    timesteps: list[int],
+    seed: int,
+    n: int,
+    net: FeatureNetwork,
+    cache_dir: Path | None,
+    batch_size: int | None = None,
+    on_step: object = None,
+) -> tuple[TeacherReference, str]:
+    """The teacher reference from ``cache_dir`` if its key matches, else generated (and cached). Returns (ref, status).
+
+    ``status`` is ``"reused"``, ``"built"`` or ``"rebuilt: <field> differs"``.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    key = ReferenceKey(weights_hash(model.unet), sampler, tuple(int(t) for t in timesteps), seed, n, net.name)
+    noise = initial_noise(n, model.sample_shape, seed)
+    path = cache_dir / CACHE_NAME if cache_dir is not None else None
+    status = "built"
+    if path is not None and path.is_file():
+        with safe_open(str(path), framework="pt") as f:
+            stored = json.loads((f.metadata() or {}).get("key", "{}"))
+            if stored == json.loads(key.to_json()):
+                return TeacherReference(key, noise, f.get_tensor("images"), f.get_tensor("features")), "reused"
+        differs = [k for k, v in json.loads(key.to_json()).items() if stored.get(k) != v]
+        status = f"rebuilt: {', '.join(differs) or 'format'} differs"
+    images = generate(model, noise, timesteps, sampler, batch_size=batch_size, on_step=on_step).clamp(-1, 1)
+    features = net(images)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({"images": images.contiguous(), "features": features.contiguous()}, str(tmp), metadata={"key": key.to_json()})
+        tmp.replace(path)
+    return TeacherReference(key, noise, images, features), status
+
+
+def rfid(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
+    """rFID: Fréchet distance between candidate and teacher features from the same noise."""
+    return frechet_distance(teacher, candidate)
+
+
+def paired_distance(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
+    """Mean per-image feature distance to its teacher twin (same noise): lower variance than rFID at small n."""
+    return float((candidate - teacher).norm(dim=1).mean())

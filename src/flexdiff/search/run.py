@@ -1,0 +1,307 @@
+"""``flexdiff search``: the whole job from a model to a schedule file, a Pareto table and validated numbers.
+
+Phases: teacher reference (cached) -> baselines -> strategy trials (Optuna; resumable, shareable by workers) ->
+final validation of the Pareto schedules with more samples (rFID, FID against real data when the model has a
+reference set, measured wall-clock) -> ``results.json``, ``best.json``, one schedule file per Pareto point.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flexdiff.cost import StepCosts, measure_macs
+from flexdiff.data import load_images
+from flexdiff.errors import FlexdiffError
+from flexdiff.executor import apply_schedule
+from flexdiff.features import FeatureNetwork, get_feature_network
+from flexdiff.hooks import unet_layout
+from flexdiff.metrics import frechet_distance
+from flexdiff.models import DiffusionModel, load_model
+from flexdiff.noise import initial_noise
+from flexdiff.progress import progress_bar
+from flexdiff.sampling import generate, teacher_timesteps
+from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
+from flexdiff.search.evolution import make_sampler, pareto_front
+from flexdiff.search.reference import TeacherReference, load_or_build_reference, paired_distance, rfid, weights_hash
+from flexdiff.search.space import GenomeSpace
+from flexdiff.search.study import evaluated, open_storage, open_study, run_baselines, run_search
+
+#: Real-data reference sets of the built-in models (FID in the final validation).
+REAL_REFERENCE = {"builtin:digits": "builtin:digits-heldout"}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    out: Path
+    model: str = "builtin:digits"
+    sampler: str = "ddim"
+    steps: int = 50
+    speedup: float | None = 3.0
+    max_macs: float | None = None
+    n: int = 256
+    trials: int = 100
+    strategy: str = "evolution"
+    storage: str | None = None
+    study: str | None = None
+    workers: int = 1
+    seed: int = 0
+    segments: tuple[int, ...] = (5, 7, 10, 13, 17, 25)
+    features: str = "digits"
+    validate_n: int = 1000
+    validate_top: int = 6
+    reference: str | None = None  # real images for FID; default: the built-in model's held-out set
+    baseline_intervals: tuple[int, ...] = (2, 3, 4, 5, 6)
+    baseline_branches: tuple[int, ...] | None = None  # None = every branch
+    ddim_ks: tuple[int, ...] = (5, 8, 10, 13, 17, 20, 25)
+    batch_size: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out"] = str(self.out)
+        return data
+
+
+@dataclass
+class SearchContext:
+    """Everything one worker needs, built once per process."""
+
+    config: SearchConfig
+    model: DiffusionModel
+    timesteps: list[int]
+    net: FeatureNetwork
+    costs: StepCosts
+    space: GenomeSpace
+    reference: TeacherReference
+    baselines: list[Schedule] = field(default_factory=list)
+
+    @property
+    def max_macs(self) -> float:
+        c = self.config
+        if c.max_macs is not None:
+            return float(c.max_macs)
+        return self.costs.full * len(self.timesteps) / (c.speedup or 1.0)
+
+    @property
+    def study_name(self) -> str:
+        c = self.config
+        return c.study or f"flexdiff-{self.reference.key.model[:10]}-{c.sampler}{c.steps}-n{c.n}-seed{c.seed}-{c.strategy}"
+
+    def fingerprint(self) -> dict[str, Any]:
+        k = self.reference.key
+        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.config.segments)}
+
+    def evaluate(self, schedule: Schedule) -> dict[str, Any]:
+        """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
+        start = time.perf_counter()
+        images = run_schedule(self.model, schedule, self.reference.noise, self.config.batch_size)
+        wall = time.perf_counter() - start
+        feats = self.net(images)
+        macs = self.costs.schedule(schedule)
+        return {
+            "macs": macs, "macs_speedup": round(self.costs.full * schedule.T / max(macs, 1), 4), "wall_seconds": round(wall, 4),
+            "rfid": round(rfid(feats, self.reference.features), 5), "paired": round(paired_distance(feats, self.reference.features), 5),
+        }
+
+    def propose(self, trial: Any) -> Schedule:
+        genome = self.space.suggest(trial)
+        trial.set_user_attr("genome", str(genome))
+        return genome.expand(self.timesteps, self.config.sampler)
+
+    def genome_key(self, genome: Any) -> str:
+        return genome.expand(self.timesteps, self.config.sampler).key
+
+
+def run_schedule(model: DiffusionModel, schedule: Schedule, noise: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Images in [-1, 1] for ``noise`` under ``schedule`` (the plain model when it is all-full: no hooks at all)."""
+    if schedule.counts()["full"] == schedule.T:
+        return generate(model, noise, list(schedule.timesteps), schedule.sampler, batch_size=batch_size).clamp(-1, 1)
+    with apply_schedule(model, schedule) as run:
+        return generate(model, noise, schedule.active_timesteps, schedule.sampler, batch_size=batch_size, denoise=run.start).clamp(-1, 1)
+
+
+def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, config: SearchConfig) -> list[Schedule]:
+    """The teacher, DDIM-k and DeepCache uniform N at every branch (or ``baseline_branches``)."""
+    T = len(timesteps)
+    branches = config.baseline_branches if config.baseline_branches is not None else tuple(range(num_branches))
+    out = [full(timesteps, sampler)]
+    out += [ddim_k(timesteps, k, sampler) for k in config.ddim_ks if k < T]
+    out += [deepcache_uniform(timesteps, n, b, sampler) for n in config.baseline_intervals if n <= T for b in branches if b < num_branches]
+    return out
+
+
+def build_context(config: SearchConfig) -> SearchContext:
+    if config.n < 2 or config.validate_n < 2:
+        raise FlexdiffError(f"--n {config.n} / validate n {config.validate_n}", "at least 2 images (rFID needs two per side)", "pass a larger --n")
+    if config.trials < 0:
+        raise FlexdiffError(config.trials, "--trials >= 0", "pass the number of schedules to evaluate")
+    if config.speedup is not None and config.speedup < 1:
+        raise FlexdiffError(f"--speedup {config.speedup}", "a target speed-up >= 1", "pass e.g. --speedup 3")
+    model = load_model(config.model, config.device)
+    timesteps = teacher_timesteps(model, config.sampler, config.steps)
+    net = get_feature_network(config.features, model.device)
+    num_branches = unet_layout(model.unet).num_branches
+    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches)
+    costs = measure_macs(model)
+    n_batches = -(-config.n // (config.batch_size or config.n))
+    with progress_bar("teacher reference", len(timesteps) * n_batches, enabled=config.progress) as advance:
+        reference, status = load_or_build_reference(model, config.sampler, timesteps, config.seed, config.n, net, config.out, config.batch_size, on_step=advance)
+    if config.progress and status != "reused":
+        print(f"teacher reference {status} ({config.n} images)")
+    ctx = SearchContext(config, model, timesteps, net, costs, space, reference)
+    ctx.baselines = baseline_schedules(timesteps, config.sampler, num_branches, config)
+    return ctx
+
+
+def work(config: SearchConfig, context: SearchContext | None = None) -> None:
+    """One worker: the baselines, then strategy trials until the study holds ``trials`` evaluated schedules."""
+    ctx = context or build_context(config)
+    storage = open_storage(config.storage_url)
+    baseline_study = open_study(storage, ctx.study_name + ":baselines", make_sampler("random", ctx.space, ctx.genome_key, None, config.seed), ctx.fingerprint())
+    with progress_bar("baselines", len(ctx.baselines), enabled=config.progress) as advance:
+        advance(len({t.user_attrs.get("key") for t in evaluated(baseline_study)} & {s.key for s in ctx.baselines}))
+        run_baselines(baseline_study, ctx.baselines, ctx.evaluate, on_done=advance)
+    sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, ctx.max_macs, config.seed)
+    study = open_study(storage, ctx.study_name, sampler, ctx.fingerprint())
+    with progress_bar(f"search ({config.strategy})", config.trials, enabled=config.progress) as advance:
+        advance(min(config.trials, len(evaluated(study))))
+        run_search(study, config.trials, ctx.propose, ctx.evaluate, on_done=advance)
+
+
+def _worker_main(config_json: dict[str, Any], threads: int) -> None:
+    torch.set_num_threads(threads)
+    config = SearchConfig(**{**config_json, "out": Path(config_json["out"]), "segments": tuple(config_json["segments"]), "progress": False,
+                             "baseline_intervals": tuple(config_json["baseline_intervals"]), "ddim_ks": tuple(config_json["ddim_ks"]),
+                             "baseline_branches": tuple(config_json["baseline_branches"]) if config_json["baseline_branches"] is not None else None})
+    work(config)
+
+
+def trial_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(baseline rows, searched rows) of every evaluated trial, from the studies."""
+    storage = open_storage(ctx.config.storage_url)
+    import optuna
+
+    rows = []
+    for name, kind in ((ctx.study_name + ":baselines", "baseline"), (ctx.study_name, "searched")):
+        study = optuna.load_study(study_name=name, storage=storage)
+        for t in evaluated(study):
+            attrs = t.user_attrs
+            rows.append({"trial": t.number, "kind": kind, "name": attrs["name"], "family": attrs["family"], "genome": attrs.get("genome"), "key": attrs["key"],
+                         "steps": attrs["steps"], "macs": attrs["macs"], "macs_speedup": attrs["macs_speedup"], "wall_seconds": attrs["wall_seconds"],
+                         "rfid": attrs["rfid"], "paired": attrs["paired"]})
+    return [r for r in rows if r["kind"] == "baseline"], [r for r in rows if r["kind"] == "searched"]
+
+
+def _schedule_of(ctx: SearchContext, row: dict[str, Any]) -> Schedule:
+    from flexdiff.schedule import Step
+
+    meta = {"family": row["family"], **({"genome": row["genome"]} if row.get("genome") else {})}
+    return Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(ctx.timesteps), ctx.config.sampler, row["name"], meta)
+
+
+def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Re-score ``rows`` with ``validate_n`` images: rFID, paired, FID vs real data, wall-clock vs the plain teacher loop."""
+    c = ctx.config
+    noise = initial_noise(c.validate_n, ctx.model.sample_shape, c.seed)
+    real_source = c.reference or REAL_REFERENCE.get(c.model)
+    real = ctx.net(load_images(real_source)) if real_source else None
+    total = 1 + len(rows)
+    with progress_bar(f"validation ({c.validate_n} images)", total, enabled=c.progress) as advance:
+        start = time.perf_counter()
+        teacher_images = generate(ctx.model, noise, ctx.timesteps, c.sampler, batch_size=c.batch_size).clamp(-1, 1)
+        teacher_wall = time.perf_counter() - start
+        teacher_feats = ctx.net(teacher_images)
+        advance()
+        teacher = {"name": f"teacher ({c.sampler}-{len(ctx.timesteps)})", "wall_seconds": round(teacher_wall, 3), "macs": ctx.costs.full * len(ctx.timesteps),
+                   "fid": round(frechet_distance(real, teacher_feats), 4) if real is not None else None, "real_reference": real_source}
+        out = []
+        for row in rows:
+            schedule = _schedule_of(ctx, row)
+            start = time.perf_counter()
+            images = run_schedule(ctx.model, schedule, noise, c.batch_size)
+            wall = time.perf_counter() - start
+            feats = ctx.net(images)
+            out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")},
+                        "search_rfid": row["rfid"], "rfid": round(rfid(feats, teacher_feats), 5), "paired": round(paired_distance(feats, teacher_feats), 5),
+                        "fid": round(frechet_distance(real, feats), 4) if real is not None else None,
+                        "wall_seconds": round(wall, 3), "wall_speedup": round(teacher_wall / wall, 4), "steps": row["steps"]})
+            advance()
+    return teacher, out
+
+
+def choose_for_validation(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Pareto schedules (searched, nearest the budget first, ``validate_top`` of them) and, per baseline family,
+    the best baseline within the budget."""
+    budget = ctx.max_macs
+    front = [searched[i] for i in pareto_front([(r["macs"], r["rfid"]) for r in searched])]
+    within = sorted([r for r in front if r["macs"] <= budget], key=lambda r: -r["macs"])
+    beyond = sorted([r for r in front if r["macs"] > budget], key=lambda r: r["macs"])
+    picked = (within + beyond)[: ctx.config.validate_top]
+    for family in sorted({r["family"] for r in baselines} - {"custom"}):
+        candidates = [r for r in baselines if r["family"] == family and r["macs"] <= budget]
+        if candidates:
+            picked.append(min(candidates, key=lambda r: r["rfid"]))
+    return picked
+
+
+def search(config: SearchConfig) -> dict[str, Any]:
+    """Run (or resume) a search and write its artefacts; returns the results dictionary."""
+    if config.workers < 1:
+        raise FlexdiffError(config.workers, "--workers >= 1", "pass the number of worker processes")
+    config.out.mkdir(parents=True, exist_ok=True)
+    ctx = build_context(config)  # builds the teacher reference once, before any worker starts
+    workers = []
+    if config.workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // config.workers)
+        spawn = multiprocessing.get_context("spawn")
+        workers = [spawn.Process(target=_worker_main, args=(config.to_json(), threads)) for _ in range(config.workers - 1)]
+        for p in workers:
+            p.start()
+        torch.set_num_threads(threads)
+    work(config, ctx)
+    for p in workers:
+        p.join()
+        if p.exitcode != 0:
+            raise FlexdiffError(f"worker pid {p.pid} exit code {p.exitcode}", "every worker to finish", "rerun the same command to resume")
+    baselines, searched = trial_rows(ctx)
+    teacher, validated = validate(ctx, choose_for_validation(ctx, baselines, searched))
+    return write_results(ctx, baselines, searched, teacher, validated)
+
+
+def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]]) -> dict[str, Any]:
+    c, out = ctx.config, ctx.config.out
+    budget = ctx.max_macs
+    within = [r for r in validated if r["macs"] <= budget]
+    best = min(within, key=lambda r: (r["rfid"], r["macs"])) if within else None
+    everything = baselines + searched
+    front = [everything[i] for i in pareto_front([(r["macs"], r["rfid"]) for r in everything])]
+    schedules_dir = out / "schedules"
+    schedules_dir.mkdir(exist_ok=True)
+    for row in front:
+        _schedule_of(ctx, row).save(schedules_dir / f"{row['name']}.json")
+    if best is not None:
+        _schedule_of(ctx, best).save(out / "best.json")
+    results = {
+        "config": c.to_json(), "study": ctx.study_name, "storage": c.storage_url, "teacher": teacher,
+        "full_step_macs": ctx.costs.full, "partial_step_macs": list(ctx.costs.partial), "budget_macs": budget,
+        "budget_speedup": round(ctx.costs.full * len(ctx.timesteps) / budget, 4),
+        "best": best, "validated": validated, "pareto": [{k: r[k] for k in ("kind", "name", "macs", "macs_speedup", "rfid", "paired")} for r in front],
+        "trials": {"baselines": baselines, "searched": searched},
+    }
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(out / "results.json")
+    return results

@@ -1,0 +1,139 @@
+"""The search on Optuna: every evaluated schedule is a trial; Optuna's storage is the single source of truth.
+
+Two studies share one storage: ``<name>`` holds the searched genomes (the strategy's sampler sees only those, so
+NSGA-II's search space stays fixed) and ``<name>:baselines`` the baselines (teacher, DDIM-k, DeepCache), evaluated
+on the same noise against the same teacher reference. A trial's schedule *key* (steps + timesteps + sampler)
+is claimed before evaluation: a key already complete is answered from memory, a key being evaluated by a
+lower-numbered trial is left to it, so no schedule is evaluated twice — across restarts and across workers.
+Killed trials are failed by Optuna's heartbeat after a grace period, and their schedules become free again.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.schedule import Schedule
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice
+
+HEARTBEAT_SECONDS = 2
+GRACE_SECONDS = 10
+ALIVE = (TrialState.COMPLETE, TrialState.RUNNING)
+
+
+def open_storage(url: str) -> RDBStorage:
+    """Any Optuna RDB URL (sqlite:///file.db, postgresql://..., mysql://...), with heartbeats for crash recovery."""
+    if "://" not in url:
+        raise FlexdiffError(url, "an Optuna storage URL such as sqlite:///study.db or postgresql://user@host/db", "pass --storage URL")
+    try:
+        return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+    except Exception as exc:  # sqlalchemy raises many kinds; the user needs one line
+        raise FlexdiffError(url, "a reachable Optuna RDB storage", f"check the URL and the server ({exc.__class__.__name__}: {str(exc).splitlines()[0][:100]})") from None
+
+
+def open_study(storage: RDBStorage, name: str, sampler: optuna.samplers.BaseSampler, fingerprint: dict[str, Any]) -> optuna.Study:
+    """Create or resume a 2-objective study (MACs, rFID); refuse one created for another setup."""
+    study = optuna.create_study(storage=storage, study_name=name, directions=["minimize", "minimize"], sampler=sampler, load_if_exists=True)
+    stored = study.user_attrs.get("fingerprint")
+    if stored is None:
+        study.set_user_attr("fingerprint", fingerprint)
+    elif stored != fingerprint:
+        differs = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+        raise FlexdiffError(f"study {name!r}", f"the setup it was created with (differs in {', '.join(differs)})", "use another --study or --out, or repeat the original options")
+    return study
+
+
+def claim(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
+    """Mark ``trial`` as evaluating schedule ``key``. Returns the trial that owns the key instead, if any:
+    a complete one (memoised) or a running one with a lower number (it wins the race)."""
+    trial.set_user_attr("key", key)
+    owner = None
+    for other in study.get_trials(deepcopy=False, states=ALIVE):
+        if other.number == trial.number or other.user_attrs.get("key") != key or other.user_attrs.get("duplicate_of") is not None:
+            continue
+        if other.state == TrialState.COMPLETE:
+            return other
+        if other.number < trial.number and owner is None:
+            owner = other
+    return owner
+
+
+Evaluate = Callable[[Schedule], dict[str, Any]]
+
+
+def record(trial: Trial, schedule: Schedule, result: dict[str, Any]) -> tuple[float, float]:
+    trial.set_user_attr("name", schedule.name)
+    trial.set_user_attr("family", schedule.meta.get("family", "custom"))
+    trial.set_user_attr("steps", [str(s) for s in schedule.steps])
+    for k, v in result.items():
+        trial.set_user_attr(k, v)
+    return float(result["macs"]), float(result["rfid"])
+
+
+def answer(trial: Trial, study: optuna.Study, schedule: Schedule, evaluate: Evaluate) -> tuple[float, float]:
+    """Evaluate ``schedule`` for ``trial`` unless another trial owns its key (then memoise or step aside)."""
+    owner = claim(study, trial, schedule.key)
+    if owner is not None:
+        trial.set_user_attr("duplicate_of", owner.number)
+        if owner.state == TrialState.COMPLETE:
+            return float(owner.values[0]), float(owner.values[1])
+        raise optuna.TrialPruned(f"schedule {schedule.key} is being evaluated by trial {owner.number}")
+    return record(trial, schedule, evaluate(schedule))
+
+
+def evaluated(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete trials that really evaluated their schedule (memoised duplicates left out)."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("duplicate_of") is None]
+
+
+def run_baselines(study: optuna.Study, baselines: Sequence[Schedule], evaluate: Evaluate, on_done: Callable[[], None] | None = None) -> None:
+    """Evaluate every baseline once in ``study`` (several workers share the list; waits for others' in-flight ones)."""
+    todo = {s.key: s for s in baselines}
+
+    def objective(trial: Trial) -> tuple[float, float]:
+        done = {t.user_attrs.get("key") for t in evaluated(study)}
+        for key, schedule in todo.items():
+            if key in done:
+                continue
+            if claim(study, trial, key) is None:
+                values = record(trial, schedule, evaluate(schedule))
+                if on_done is not None:
+                    on_done()
+                return values
+        trial.set_user_attr("idle", True)
+        study.stop()
+        raise optuna.TrialPruned("no baseline left to claim")
+
+    while True:
+        if {t.user_attrs.get("key") for t in evaluated(study)} >= set(todo):
+            return
+        study.optimize(objective, catch=())
+        remaining = set(todo) - {t.user_attrs.get("key") for t in evaluated(study)}
+        if remaining:  # claimed by other (possibly dead) workers: wait for them, or for the heartbeat to fail them
+            optuna.storages.fail_stale_trials(study)
+            time.sleep(1)
+
+
+def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Schedule], evaluate: Evaluate, on_done: Callable[[], None] | None = None) -> None:
+    """Run the strategy until ``trials`` schedules have been evaluated in the study (resumes where it stopped)."""
+
+    def objective(trial: Trial) -> tuple[float, float]:
+        return answer(trial, study, propose(trial), evaluate)
+
+    def stop(study_: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.COMPLETE and trial.user_attrs.get("duplicate_of") is None and on_done is not None:
+            on_done()
+        if len(evaluated(study_)) >= trials:
+            study_.stop()
+
+    if len(evaluated(study)) < trials:
+        study.optimize(objective, callbacks=[stop], catch=())

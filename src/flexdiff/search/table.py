@@ -1,0 +1,29 @@
+"""The printed Pareto table: searched schedules beside the best baselines, validated numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from flexdiff.progress import stdout
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_results(results: dict[str, Any]) -> None:
+    teacher, rows, best = results["teacher"], results["validated"], results["best"]
+    table = Table(title=f"validated on {results['config']['validate_n']} images; budget {results['budget_speedup']:.2f}x MACs", title_justify="left")
+    for column in ("schedule", "kind", "MACs speed-up", "wall speed-up", "rFID", "paired", "FID"):
+        table.add_column(column, justify="left" if column in ("schedule", "kind") else "right")
+    table.add_row(teacher["name"], "teacher", "1.00x", "1.00x", "0", "0", _fmt(teacher["fid"], ".3f"))
+    for row in sorted(rows, key=lambda r: -r["macs"]):
+        mark = " *" if best is not None and row["name"] == best["name"] else ""
+        table.add_row(row["name"] + mark, row["kind"], f"{row['macs_speedup']:.2f}x", f"{row['wall_speedup']:.2f}x", f"{row['rfid']:.3f}", f"{row['paired']:.3f}", _fmt(row["fid"], ".3f"))
+    stdout.print(table)
+    if best is not None:
+        stdout.print(f"* best within budget: {best['name']} ({best['kind']}) -> {results['config']['out']}/best.json")
+    else:
+        stdout.print("no validated schedule within the budget; see results.json for the Pareto front")

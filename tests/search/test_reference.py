@@ -1,0 +1,40 @@
+"""The teacher cache of rFID is keyed by everything that determines it, and rebuilt on any mismatch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from flexdiff.features import FeatureNetwork
+from flexdiff.models import load_model
+from flexdiff.samplers import uniform_timesteps
+from flexdiff.search.reference import CACHE_NAME, load_or_build_reference, paired_distance, rfid
+
+
+def _net() -> FeatureNetwork:
+    return FeatureNetwork("mean-std", lambda x: torch.stack([x.mean((1, 2, 3)), x.std((1, 2, 3)), x[:, :, :4].mean((1, 2, 3))], 1), 3, torch.device("cpu"))
+
+
+def test_cache_is_reused_only_for_the_same_key(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = load_model(tiny_model_dir, "cpu")
+    ts = uniform_timesteps(1000, 5)
+    first, status = load_or_build_reference(model, "ddim", ts, 0, 6, _net(), tmp_path)
+    assert status == "built" and (tmp_path / CACHE_NAME).is_file()
+    again, status = load_or_build_reference(model, "ddim", ts, 0, 6, _net(), tmp_path)
+    assert status == "reused" and torch.equal(again.features, first.features)
+    _, status = load_or_build_reference(model, "ddim", ts, 1, 6, _net(), tmp_path)
+    assert status == "rebuilt: seed differs"
+    _, status = load_or_build_reference(model, "dpmpp-2m", uniform_timesteps(1000, 5, "linspace"), 1, 6, _net(), tmp_path)
+    assert status == "rebuilt: sampler, timesteps differs"
+    with torch.no_grad():
+        next(model.unet.parameters()).add_(0.01)  # other weights: another model
+    rebuilt, status = load_or_build_reference(model, "dpmpp-2m", uniform_timesteps(1000, 5, "linspace"), 1, 6, _net(), tmp_path)
+    assert status == "rebuilt: model differs"
+    assert rebuilt.key.model != first.key.model
+
+
+def test_rfid_and_paired_are_zero_against_themselves() -> None:
+    f = torch.randn(50, 3, dtype=torch.float64)
+    assert rfid(f, f) < 1e-6 and paired_distance(f, f) == 0.0
+    assert paired_distance(f + 1, f) > 0 and rfid(f + 1, f) > 1

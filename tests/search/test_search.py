@@ -1,0 +1,138 @@
+"""The search end to end on a tiny model: artefacts, resume after SIGKILL, several workers, storage URLs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from flexdiff.cli import app
+from flexdiff.search.study import evaluated
+
+FLEXDIFF = str(Path(sys.executable).with_name("flexdiff"))
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def search_args(model_dir: Path, out: Path, trials: int = 6, *extra: str) -> list[str]:
+    return ["search", "--model", str(model_dir), "--steps", "6", "--n", "8", "--trials", str(trials), "--validate-n", "8",
+            "--segments", "2,3", "--baseline-branches", "0", "--speedup", "2", "--seed", "0", "--out", str(out), *extra]
+
+
+def studies(out: Path, storage: str | None = None) -> tuple[optuna.Study, optuna.Study]:
+    storage = storage or f"sqlite:///{out / 'study.db'}"
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    base = next(n for n in names if n.endswith(":baselines"))
+    return optuna.load_study(study_name=base.removesuffix(":baselines"), storage=storage), optuna.load_study(study_name=base, storage=storage)
+
+
+def assert_no_schedule_evaluated_twice(study: optuna.Study) -> None:
+    keys = [t.user_attrs["key"] for t in evaluated(study)]
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "nsga2", "random"])
+def test_search_writes_artefacts_and_resumes(tiny_model_dir: Path, tmp_path: Path, strategy: str) -> None:
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy))
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["trials"]["searched"]) == 6
+    families = {r["family"] for r in results["trials"]["baselines"]}
+    assert families == {"custom", "ddim", "deepcache"} or families == {"ddim", "deepcache", "custom"}
+    assert (out / "best.json").is_file() and list((out / "schedules").glob("*.json"))
+    assert "teacher" in result.stdout and "best within budget" in result.stdout
+    searched, baselines = studies(out)
+    assert_no_schedule_evaluated_twice(searched)
+    assert_no_schedule_evaluated_twice(baselines)
+    # the same command again resumes: nothing new is evaluated
+    before = len(searched.get_trials())
+    assert runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy)).exit_code == 0
+    assert len(evaluated(studies(out)[0])) == 6 and len(studies(out)[0].get_trials()) == before
+    # more trials extend the same study
+    assert runner.invoke(app, search_args(tiny_model_dir, out, 9, "--strategy", strategy)).exit_code == 0
+    assert len(evaluated(studies(out)[0])) == 9
+
+
+def test_sigkill_mid_run_loses_nothing_and_evaluates_nothing_twice(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = search_args(tiny_model_dir, out, 14)
+    proc = subprocess.Popen([FLEXDIFF, *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    finished: dict[int, tuple] = {}
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            searched = studies(out)[0]
+            finished = {t.number: tuple(t.values) for t in evaluated(searched)}
+        except (StopIteration, KeyError, ValueError, optuna.exceptions.StorageInternalError):
+            continue
+        if len(finished) >= 3:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(finished) >= 3, "the search never got going"
+    searched = studies(out)[0]
+    finished = {t.number: tuple(t.values) for t in evaluated(searched)}  # what had finished at the kill
+    result = subprocess.run([FLEXDIFF, *args], env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    searched, baselines = studies(out)
+    after = {t.number: tuple(t.values) for t in evaluated(searched)}
+    assert all(after.get(number) == values for number, values in finished.items())  # no finished trial lost
+    assert len(after) >= 14
+    assert_no_schedule_evaluated_twice(searched)
+    assert_no_schedule_evaluated_twice(baselines)
+
+
+def test_two_workers_share_one_study(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run([FLEXDIFF, *search_args(tiny_model_dir, out, 10, "--workers", "2")], env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    searched, baselines = studies(out)
+    assert len(evaluated(searched)) >= 10
+    assert_no_schedule_evaluated_twice(searched)
+    assert_no_schedule_evaluated_twice(baselines)
+    assert len({t.user_attrs["key"] for t in evaluated(baselines)}) == len(json.loads((out / "results.json").read_text())["trials"]["baselines"])
+
+
+@pytest.mark.skipif(not os.environ.get("FLEXDIFF_POSTGRES_URL"), reason="no PostgreSQL server: set FLEXDIFF_POSTGRES_URL (.ci/run starts one when it can)")
+def test_postgres_storage(tiny_model_dir: Path, tmp_path: Path) -> None:
+    url = os.environ["FLEXDIFF_POSTGRES_URL"]
+    study_name = f"pg-{os.getpid()}-{int(time.time())}"
+    result = CliRunner().invoke(app, search_args(tiny_model_dir, tmp_path / "run", 4, "--storage", url, "--study", study_name))
+    assert result.exit_code == 0, result.output
+    searched = optuna.load_study(study_name=study_name, storage=url)
+    assert len(evaluated(searched)) == 4
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--strategy", "cmaes"], "cmaes"),
+        (["--storage", "not-a-url"], "not-a-url"),
+        (["--segments", "0,3"], "counts in"),
+        (["--speedup", "0.5"], "speed-up >= 1"),
+        (["--features", "vgg"], "vgg"),
+    ],
+)
+def test_bad_search_input(tiny_model_dir: Path, tmp_path: Path, extra: list[str], needle: str) -> None:
+    result = CliRunner().invoke(app, search_args(tiny_model_dir, tmp_path / "run", 2, *extra))
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr
+
+
+def test_resuming_with_another_setup_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    runner = CliRunner()
+    assert runner.invoke(app, search_args(tiny_model_dir, out, 2, "--study", "mine")).exit_code == 0
+    result = runner.invoke(app, [*search_args(tiny_model_dir, out, 2, "--study", "mine")[:-2], "--seed", "1", "--out", str(out)])
+    assert result.exit_code == 2 and "differs in" in result.stderr
+    assert (out / "results.json").is_file()  # the earlier result is still there
