@@ -10,6 +10,7 @@ Python API mirroring the CLI::
 
 from flexdiff.data import load_images
 from flexdiff.errors import FlexdiffError
+from flexdiff.executor import apply_schedule
 from flexdiff.metrics import fid, frechet_distance
 from flexdiff.models import DiffusionModel, load_model
 from flexdiff.noise import initial_noise
@@ -19,6 +20,7 @@ from flexdiff.sampling import generate, sample
 __version__ = "0.1.0"
 __all__ = [
     "DiffusionModel",
+    "apply_schedule",
     "FlexdiffError",
     "ddim",
     "dpmpp_2m",

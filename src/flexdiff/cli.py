@@ -304,7 +304,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="folder for the trained model (diffusers pipeline format)"),
     seed: int = SEED,
     minutes: float | None = typer.Option(None, "--minutes", help="wall-time cap; the step count reached is recorded"),
-    steps: int = typer.Option(20000, "--steps", help="optimizer steps (with --minutes: whichever ends first)"),
+    steps: int = typer.Option(8000, "--steps", help="optimizer steps; the learning rate decays to zero over them (with --minutes: whichever ends first)"),
     data: str = typer.Option("builtin:digits-train", "--data", help="training images (.npz, folder or builtin set)"),
 ) -> None:
     """Train the built-in digits teacher (DDPM, EMA weights) reproducibly from a seed."""

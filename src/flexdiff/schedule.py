@@ -155,7 +155,7 @@ class Schedule:
 
 def full(timesteps: Sequence[int], sampler: str = "ddim") -> Schedule:
     """The teacher: every step full."""
-    return Schedule(tuple(Step(FULL) for _ in timesteps), tuple(timesteps), sampler, f"full-{len(timesteps)}")
+    return Schedule(tuple(Step(FULL) for _ in timesteps), tuple(timesteps), sampler, f"full-{len(timesteps)}", {"family": "teacher"})
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
@@ -233,7 +233,7 @@ class Genome:
         for seg, length in zip(self.segments, lengths):
             _check_range("interval", seg.interval, 1, length)
             steps += [Step(FULL)] + [Step(PARTIAL, seg.branch)] * (seg.interval - 1) + [Step(NULL)] * (length - seg.interval)
-        meta = {"family": "genome", "segments": [[s.branch, s.interval] for s in self.segments]}
+        meta = {"family": "genome", "genome": str(self)}
         return Schedule(tuple(steps), tuple(timesteps), sampler, self.key, meta)
 
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -40,7 +41,7 @@ TEACHER_CONFIG = dict(
 @dataclass(frozen=True)
 class TeacherRecipe:
     seed: int = 0
-    steps: int = 20000
+    steps: int = 8000
     minutes: float | None = None
     batch_size: int = 64
     lr: float = 1e-3
@@ -75,7 +76,8 @@ def train_teacher(
     noise = NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG)
     abar = noise.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / recipe.warmup_steps))
+    # linear warm-up, then cosine decay to zero at `steps` (a --minutes cap may stop earlier; the card says where)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / recipe.warmup_steps, 0.5 * (1 + math.cos(math.pi * min(s, recipe.steps) / recipe.steps))))
     start, losses, step = time.monotonic(), [], 0
     deadline = start + recipe.minutes * 60 if recipe.minutes else None
     unet.train()

@@ -78,7 +78,7 @@ class EvolutionSampler(BaseSampler):
         rng = random.Random(f"{self._seed}:{number}")  # deterministic per trial number, whatever the worker
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
         seen = {t.user_attrs.get("key") for t in trials}
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and "genome" in t.user_attrs]
+        done = [t for t in trials if t.state == TrialState.COMPLETE and (t.user_attrs.get("result") or {}).get("genome")]
         for _ in range(100):
             child = self._child(done, rng)
             if self.schedule_key(child) not in seen:
@@ -89,9 +89,9 @@ class EvolutionSampler(BaseSampler):
         if len(done) < self.initial:
             return self.space.random(rng)
         parents = self._parents(done)
-        a = Genome.parse(rng.choice(parents).user_attrs["genome"])
+        a = Genome.parse(rng.choice(parents).user_attrs["result"]["genome"])
         if rng.random() < self.crossover:
-            a = self.space.crossover(a, Genome.parse(rng.choice(parents).user_attrs["genome"]), rng)
+            a = self.space.crossover(a, Genome.parse(rng.choice(parents).user_attrs["result"]["genome"]), rng)
         return self.space.mutate(a, rng, self.mutation_rate)
 
     def _parents(self, done: list[FrozenTrial]) -> list[FrozenTrial]:

@@ -11,7 +11,7 @@ import json
 import multiprocessing
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +117,7 @@ class SearchContext:
         }
 
     def propose(self, trial: Any) -> Schedule:
-        genome = self.space.suggest(trial)
-        trial.set_user_attr("genome", str(genome))
-        return genome.expand(self.timesteps, self.config.sampler)
+        return self.space.suggest(trial).expand(self.timesteps, self.config.sampler)
 
     def genome_key(self, genome: Any) -> str:
         return genome.expand(self.timesteps, self.config.sampler).key
@@ -197,11 +195,7 @@ def trial_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str,
     rows = []
     for name, kind in ((ctx.study_name + ":baselines", "baseline"), (ctx.study_name, "searched")):
         study = optuna.load_study(study_name=name, storage=storage)
-        for t in evaluated(study):
-            attrs = t.user_attrs
-            rows.append({"trial": t.number, "kind": kind, "name": attrs["name"], "family": attrs["family"], "genome": attrs.get("genome"), "key": attrs["key"],
-                         "steps": attrs["steps"], "macs": attrs["macs"], "macs_speedup": attrs["macs_speedup"], "wall_seconds": attrs["wall_seconds"],
-                         "rfid": attrs["rfid"], "paired": attrs["paired"]})
+        rows += [{"trial": t.number, "kind": kind, "key": t.user_attrs["key"], **t.user_attrs["result"]} for t in evaluated(study)]
     return [r for r in rows if r["kind"] == "baseline"], [r for r in rows if r["kind"] == "searched"]
 
 
@@ -250,7 +244,7 @@ def choose_for_validation(ctx: SearchContext, baselines: list[dict[str, Any]], s
     within = sorted([r for r in front if r["macs"] <= budget], key=lambda r: -r["macs"])
     beyond = sorted([r for r in front if r["macs"] > budget], key=lambda r: r["macs"])
     picked = (within + beyond)[: ctx.config.validate_top]
-    for family in sorted({r["family"] for r in baselines} - {"custom"}):
+    for family in sorted({r["family"] for r in baselines} - {"teacher"}):
         candidates = [r for r in baselines if r["family"] == family and r["macs"] <= budget]
         if candidates:
             picked.append(min(candidates, key=lambda r: r["rfid"]))

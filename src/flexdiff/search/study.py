@@ -71,11 +71,11 @@ Evaluate = Callable[[Schedule], dict[str, Any]]
 
 
 def record(trial: Trial, schedule: Schedule, result: dict[str, Any]) -> tuple[float, float]:
-    trial.set_user_attr("name", schedule.name)
-    trial.set_user_attr("family", schedule.meta.get("family", "custom"))
-    trial.set_user_attr("steps", [str(s) for s in schedule.steps])
-    for k, v in result.items():
-        trial.set_user_attr(k, v)
+    """Store the schedule and its measurements as one user attribute (one storage write per trial)."""
+    trial.set_user_attr("result", {
+        "name": schedule.name, "family": schedule.meta.get("family", "custom"), "genome": schedule.meta.get("genome"),
+        "steps": [str(s) for s in schedule.steps], **result,
+    })
     return float(result["macs"]), float(result["rfid"])
 
 
