@@ -141,13 +141,33 @@ def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, co
     return out
 
 
-def build_context(config: SearchConfig) -> SearchContext:
+STRATEGIES = ("evolution", "nsga2", "random")
+
+
+def check_config(config: SearchConfig) -> None:
+    """Every option that can be checked without work, checked before any work (no half-done run on a typo)."""
+    from flexdiff.samplers import get_sampler
+
+    get_sampler(config.sampler)
+    if config.strategy not in STRATEGIES:
+        raise FlexdiffError(config.strategy, f"a strategy {', '.join(STRATEGIES)}", "pick one with --strategy")
     if config.n < 2 or config.validate_n < 2:
-        raise FlexdiffError(f"--n {config.n} / validate n {config.validate_n}", "at least 2 images (rFID needs two per side)", "pass a larger --n")
+        raise FlexdiffError(f"--n {config.n} / --validate-n {config.validate_n}", "at least 2 images (rFID needs two per side)", "pass a larger --n")
     if config.trials < 0:
         raise FlexdiffError(config.trials, "--trials >= 0", "pass the number of schedules to evaluate")
+    if config.workers < 1:
+        raise FlexdiffError(config.workers, "--workers >= 1", "pass the number of worker processes")
     if config.speedup is not None and config.speedup < 1:
         raise FlexdiffError(f"--speedup {config.speedup}", "a target speed-up >= 1", "pass e.g. --speedup 3")
+    if config.max_macs is not None and config.max_macs <= 0:
+        raise FlexdiffError(f"--max-macs {config.max_macs}", "a positive MACs budget per sample", "see `flexdiff inspect` for the full-step MACs")
+    GenomeSpace(config.steps, config.segments, 1)  # segment counts in [1, T]
+    get_feature_network(config.features)
+    if config.storage is not None:
+        open_storage(config.storage)  # a user's URL: reachable? (the default SQLite file is created with the run)
+
+
+def build_context(config: SearchConfig) -> SearchContext:
     model = load_model(config.model, config.device)
     timesteps = teacher_timesteps(model, config.sampler, config.steps)
     net = get_feature_network(config.features, model.device)
@@ -253,8 +273,7 @@ def choose_for_validation(ctx: SearchContext, baselines: list[dict[str, Any]], s
 
 def search(config: SearchConfig) -> dict[str, Any]:
     """Run (or resume) a search and write its artefacts; returns the results dictionary."""
-    if config.workers < 1:
-        raise FlexdiffError(config.workers, "--workers >= 1", "pass the number of worker processes")
+    check_config(config)
     config.out.mkdir(parents=True, exist_ok=True)
     ctx = build_context(config)  # builds the teacher reference once, before any worker starts
     workers = []
