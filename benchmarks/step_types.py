@@ -5,7 +5,7 @@ the whole sampling loop is timed (median of --repeats, schedules interleaved so 
 with the plain loop (no hooks). Also the quality of each against the teacher's images from the same noise (rFID)
 and against held-out digits (FID), for context.
 
-    python benchmarks/step_types.py --n 256 --repeats 3 --out benchmarks/results/step_types.json
+    python benchmarks/step_types.py --n 256 --repeats 5 --out benchmarks/results/step_types.json
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--model", default="builtin:digits")
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_types.json"))
     args = parser.parse_args()
@@ -65,7 +65,7 @@ def main() -> None:
     for plan in schedules:
         wall = statistics.median(walls[plan.name])
         macs_speedup = costs.speedup(plan)
-        wall_speedup = plain / wall
+        wall_speedup = statistics.median(p / w for p, w in zip(walls["plain"], walls[plan.name]))  # paired per repeat
         feats = net(images[plan.name])
         rows.append({
             "schedule": plan.name, "counts": plan.counts(), "macs_per_sample": costs.schedule(plan),
@@ -74,8 +74,8 @@ def main() -> None:
             "within_15pct": abs(wall_speedup / macs_speedup - 1) <= 0.15,
             "rfid_vs_teacher": round(frechet_distance(feats_teacher, feats), 3), "fid_vs_heldout": round(frechet_distance(feats_heldout, feats), 3),
         })
-    full_wall = statistics.median(walls[schedules[0].name])
-    overhead = full_wall / plain - 1
+    # paired per repeat (plain and all-full run back to back), so slow drift of the machine cancels
+    overhead = statistics.median(f / p for f, p in zip(walls[schedules[0].name], walls["plain"])) - 1
     write_result(args.out, {
         "model": args.model, "n": args.n, "teacher": f"ddim-{args.steps}", "seed": args.seed, "repeats": args.repeats,
         "full_step_macs_per_sample": costs.full, "partial_step_macs_per_sample": list(costs.partial),
