@@ -48,7 +48,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     genomes = []
     while len(genomes) < args.schedules:  # distinct random genomes
-        g = space.random(rng)
+        g = space.random_genome(rng)
         if all(str(g) != str(h) for h in genomes):
             genomes.append(g)
 

@@ -9,11 +9,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from flexdiff.errors import FlexdiffError
+
+if TYPE_CHECKING:
+    from flexdiff.schedule import Schedule
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,12 +42,6 @@ def _guard(fn: F) -> F:
 
 def _command(fn: F) -> F:
     return app.command()(_guard(fn))  # type: ignore[return-value]
-
-
-def _set_threads() -> None:
-    import torch
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -270,10 +267,6 @@ def search(
     from flexdiff.search.run import SearchConfig, search as run_search
     from flexdiff.search.table import print_results
 
-    get_sampler_name = sampler
-    from flexdiff.samplers import get_sampler
-
-    get_sampler(get_sampler_name)
     config = SearchConfig(
         out=out, model=model, sampler=sampler, steps=steps, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
         trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=_ints(segments, "--segments"),

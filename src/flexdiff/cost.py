@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from flexdiff.executor import ScheduleExecutor, apply_schedule
 from flexdiff.models import DiffusionModel
-from flexdiff.schedule import FULL, NULL, PARTIAL, Schedule, Step
+from flexdiff.schedule import FULL, PARTIAL, Schedule, Step
 
 
 def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001

@@ -160,7 +160,7 @@ def full(timesteps: Sequence[int], sampler: str = "ddim") -> Schedule:
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
-        raise FlexdiffError(f"{name}={value}", f"{name} in [{low}, {high}]", f"pick a value in that range")
+        raise FlexdiffError(f"{name}={value}", f"{name} in [{low}, {high}]", "pick a value in that range")
 
 
 def ddim_k(timesteps: Sequence[int], k: int, sampler: str = "ddim") -> Schedule:

@@ -24,7 +24,7 @@ def _valid(genome: Genome) -> None:
 
 def test_operators_keep_genomes_valid() -> None:
     rng = random.Random(0)
-    population = [SPACE.random(rng) for _ in range(20)]
+    population = [SPACE.random_genome(rng) for _ in range(20)]
     for _ in range(300):
         a, b = rng.choice(population), rng.choice(population)
         child = SPACE.mutate(SPACE.crossover(a, b, rng), rng)
@@ -35,7 +35,7 @@ def test_operators_keep_genomes_valid() -> None:
 
 def test_mutation_changes_something_and_resegment_keeps_shape() -> None:
     rng = random.Random(1)
-    g = SPACE.random(rng, 10)
+    g = SPACE.random_genome(rng, 10)
     assert any(SPACE.mutate(g, rng) != g for _ in range(5))
     r = SPACE.resegment(Genome((Segment(3, 10),) * 5), 10)
     assert len(r.segments) == 10 and all(s == Segment(3, 5) for s in r.segments)  # same active fraction (all of it)
@@ -44,7 +44,7 @@ def test_mutation_changes_something_and_resegment_keeps_shape() -> None:
 def test_params_round_trip_and_suggest() -> None:
     rng = random.Random(2)
     for _ in range(50):
-        g = SPACE.random(rng)
+        g = SPACE.random_genome(rng)
         params = SPACE.to_params(g)
         assert SPACE.from_params(params) == g
         assert SPACE.suggest(optuna.trial.FixedTrial(params)) == g

@@ -83,11 +83,11 @@ class EvolutionSampler(BaseSampler):
             child = self._child(done, rng)
             if self.schedule_key(child) not in seen:
                 return child
-        return self.space.random(rng)
+        return self.space.random_genome(rng)
 
     def _child(self, done: list[FrozenTrial], rng: random.Random) -> Genome:
         if len(done) < self.initial:
-            return self.space.random(rng)
+            return self.space.random_genome(rng)
         parents = self._parents(done)
         a = Genome.parse(rng.choice(parents).user_attrs["result"]["genome"])
         if rng.random() < self.crossover:

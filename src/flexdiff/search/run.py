@@ -30,7 +30,7 @@ from flexdiff.progress import progress_bar
 from flexdiff.sampling import generate, teacher_timesteps
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.evolution import make_sampler, pareto_front
-from flexdiff.search.reference import TeacherReference, load_or_build_reference, paired_distance, rfid, weights_hash
+from flexdiff.search.reference import TeacherReference, load_or_build_reference, paired_distance, rfid
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.study import evaluated, open_storage, open_study, run_baselines, run_search
 

@@ -63,7 +63,7 @@ class GenomeSpace:
         return self.from_params(params)
 
     # --- evolutionary operators (segment-aware) ----------------------------------------------------------------
-    def random(self, rng: random.Random, n_segments: int | None = None) -> Genome:
+    def random_genome(self, rng: random.Random, n_segments: int | None = None) -> Genome:
         n = n_segments or rng.choice(self.segment_counts)
         return Genome(tuple(Segment(rng.randrange(self.num_branches), rng.randint(1, length)) for length in self.lengths(n)))
 
