@@ -5,7 +5,7 @@ schedule (not a baseline) with the lowest search rFID within the budget, against
 DeepCache setting of equal or higher cost (within the budget; if none, the cheapest one above it). All of them are
 re-scored with --validate-n images: rFID against the teacher and FID against held-out digits. Margins are reported.
 
-    python benchmarks/search_vs_baselines.py --n 256 --trials 150 --validate-n 1000 --out benchmarks/results/search_vs_baselines.json
+    python benchmarks/search_vs_baselines.py --n 256 --trials 150 --validate-n 1000 [--baseline-branches 0,1,2,3] --out benchmarks/results/search_vs_baselines.json
 """
 
 from __future__ import annotations
@@ -26,13 +26,15 @@ def main() -> None:
     parser.add_argument("--strategy", default="evolution")
     parser.add_argument("--validate-n", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline-branches", default=None, help="DeepCache branches, e.g. 0,1,2,3 (default: all)")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/search_vs_baselines"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_vs_baselines.json"))
     args = parser.parse_args()
 
     # the widest budget (1/2) bounds the evolution's parent selection; the front covers the rest
     config = SearchConfig(out=args.run_dir, model=args.model, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
-                          speedup=2.0, validate_n=args.validate_n)
+                          speedup=2.0, validate_n=args.validate_n,
+                          baseline_branches=tuple(int(b) for b in args.baseline_branches.split(",")) if args.baseline_branches else None)
     config.out.mkdir(parents=True, exist_ok=True)
     ctx = build_context(config)
     work(config, ctx)

@@ -145,3 +145,15 @@ def test_schedule_branch_out_of_range_is_refused_at_write(tiny_model_dir: Path, 
     assert not (tmp_path / "s.json").exists()
     result = invoke("schedule", "genome", "--model", tiny_model_dir, "--steps", "10", "--segments", "0:x", "--out", tmp_path / "s.json")
     assert result.exit_code == 2 and "BRANCH:INTERVAL" in result.stderr
+
+
+def test_train_writes_a_loadable_model_and_keeps_the_old_one_on_error(tmp_path: Path) -> None:
+    from flexdiff.models import load_model
+
+    out = tmp_path / "teacher"
+    result = invoke("train", "--out", out, "--steps", "2", "--seed", "0", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
+    assert load_model(out, "cpu").sample_shape == (1, 16, 16)
+    bad = invoke("train", "--out", out, "--steps", "2", "--data", tmp_path / "missing.npz")
+    assert bad.exit_code == 2 and load_model(out, "cpu")  # the earlier model is still there

@@ -299,9 +299,11 @@ def train(
     minutes: float | None = typer.Option(None, "--minutes", help="wall-time cap; the step count reached is recorded"),
     steps: int = typer.Option(8000, "--steps", help="optimizer steps; the learning rate decays to zero over them (with --minutes: whichever ends first)"),
     data: str = typer.Option("builtin:digits-train", "--data", help="training images (.npz, folder or builtin set)"),
+    device: str = DEVICE,
 ) -> None:
     """Train the built-in digits teacher (DDPM, EMA weights) reproducibly from a seed."""
     from flexdiff.data import load_images
+    from flexdiff.device import resolve_device
     from flexdiff.progress import progress_bar
     from flexdiff.training import TeacherRecipe, train_teacher
 
@@ -310,7 +312,7 @@ def train(
     images = load_images(data)
     recipe = TeacherRecipe(seed=seed, steps=steps, minutes=minutes)
     with progress_bar("training teacher", steps) as advance:
-        stats = _train_into(out, lambda tmp: train_teacher(tmp, recipe, images, on_step=lambda s, loss: advance(1, f"loss {loss:.4f}")))
+        stats = _train_into(out, lambda tmp: train_teacher(tmp, recipe, images, on_step=lambda s, loss: advance(1, f"loss {loss:.4f}"), device=resolve_device(device)))
     print(json.dumps(stats))
 
 

@@ -61,6 +61,7 @@ def train_teacher(
     recipe: TeacherRecipe,
     images: torch.Tensor | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict[str, float | int]:
     """DDPM training (Ho et al. 2020, Alg. 1: eps-prediction MSE, uniform t over 1000 steps) with EMA weights.
 
@@ -71,7 +72,7 @@ def train_teacher(
     torch.manual_seed(recipe.seed)
     gen = torch.Generator().manual_seed(recipe.seed)
     data = digits("train")[0] if images is None else images
-    unet = UNet2DModel(**TEACHER_CONFIG)
+    unet = UNet2DModel(**TEACHER_CONFIG).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     noise = NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG)
     abar = noise.alphas_cumprod
@@ -85,10 +86,10 @@ def train_teacher(
         idx = torch.randint(0, len(data), (recipe.batch_size,), generator=gen)
         x0 = data[idx]
         t = torch.randint(0, noise.num_train_timesteps, (recipe.batch_size,), generator=gen)
-        eps = torch.randn(x0.shape, generator=gen)
+        eps = torch.randn(x0.shape, generator=gen)  # drawn on the CPU: the same numbers on any device
         a = abar[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps  # q(x_t | x_0), eq. 4
-        loss = F.mse_loss(unet(xt, t).sample, eps)
+        loss = F.mse_loss(unet(xt.to(device), t.to(device)).sample, eps.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -101,7 +102,7 @@ def train_teacher(
             on_step(step, losses[-1])
     tail = losses[-500:]
     stats = {"steps": step, "wall_seconds": round(time.monotonic() - start, 1), "final_loss": round(sum(tail) / max(len(tail), 1), 5)}
-    save_model(ema.eval(), out, DEFAULT_SCHEDULER_CONFIG)
+    save_model(ema.eval().cpu(), out, DEFAULT_SCHEDULER_CONFIG)
     (out / "training.json").write_text(json.dumps({"recipe": asdict(recipe), "architecture": TEACHER_CONFIG, **stats}, indent=2) + "\n")
     return stats
 
