@@ -24,8 +24,7 @@ from flexdiff.hooks import unet_layout
 from flexdiff.metrics import frechet_distance
 from flexdiff.noise import initial_noise
 from flexdiff.progress import progress_bar
-from flexdiff.sampling import generate, teacher_timesteps
-from flexdiff.search.run import run_schedule
+from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
 from flexdiff.search.space import GenomeSpace
 
 
@@ -62,9 +61,9 @@ def main() -> None:
         for g in genomes:
             plan = g.expand(ts)
             t0 = time.perf_counter()
-            r = frechet_distance(teacher_small, net(run_schedule(model, plan, small)))
+            r = frechet_distance(teacher_small, net(generate_scheduled(model, plan, small)))
             t1 = time.perf_counter()
-            f = frechet_distance(real, net(run_schedule(model, plan, large)))
+            f = frechet_distance(real, net(generate_scheduled(model, plan, large)))
             t2 = time.perf_counter()
             rows.append({"genome": str(g), "macs_speedup": round(costs.speedup(plan), 3), "rfid": round(r, 4), "fid": round(f, 4),
                          "rfid_seconds": round(t1 - t0, 2), "fid_seconds": round(t2 - t1, 2)})

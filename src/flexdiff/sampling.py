@@ -53,6 +53,24 @@ def generate(
     return torch.cat(out)
 
 
+def generate_scheduled(
+    model: DiffusionModel,
+    schedule: Schedule,
+    noise: torch.Tensor,
+    *,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Images in ``[-1, 1]`` from ``noise`` under ``schedule``: hooks on for the call, off again after it."""
+    from flexdiff.executor import apply_schedule
+
+    with apply_schedule(model, schedule) as run:
+        x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=on_step)
+    return x0.clamp(-1, 1)
+
+
 def sample(
     model: DiffusionModel,
     n: int = 64,
@@ -70,7 +88,6 @@ def sample(
     Without ``schedule``: ``steps`` uniform steps of ``sampler``. With one: its sampler and teacher timesteps,
     full / partial / null steps as it says (``sampler`` and ``steps`` are then ignored).
     """
-    from flexdiff.executor import apply_schedule
     from flexdiff.progress import progress_bar
 
     if n < 1:
@@ -83,5 +100,5 @@ def sample(
         with progress_bar(f"sampling {n} x {sampler}-{steps}", total, enabled=progress) as advance:
             return generate(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=advance).clamp(-1, 1)
     total = len(schedule.active_indices) * -(-n // size)
-    with apply_schedule(model, schedule) as run, progress_bar(f"sampling {n} x {schedule.name or 'schedule'}", total, enabled=progress) as advance:
-        return generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=advance).clamp(-1, 1)
+    with progress_bar(f"sampling {n} x {schedule.name or 'schedule'}", total, enabled=progress) as advance:
+        return generate_scheduled(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=advance)

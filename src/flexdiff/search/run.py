@@ -20,14 +20,13 @@ import torch
 from flexdiff.cost import StepCosts, measure_macs
 from flexdiff.data import load_images
 from flexdiff.errors import FlexdiffError
-from flexdiff.executor import apply_schedule
 from flexdiff.features import FeatureNetwork, get_feature_network
 from flexdiff.hooks import unet_layout
 from flexdiff.metrics import frechet_distance
 from flexdiff.models import DiffusionModel, load_model
 from flexdiff.noise import initial_noise
 from flexdiff.progress import progress_bar
-from flexdiff.sampling import generate, teacher_timesteps
+from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.evolution import make_sampler, pareto_front
 from flexdiff.search.reference import TeacherReference, load_or_build_reference, paired_distance, rfid
@@ -107,7 +106,7 @@ class SearchContext:
     def evaluate(self, schedule: Schedule) -> dict[str, Any]:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
         start = time.perf_counter()
-        images = run_schedule(self.model, schedule, self.reference.noise, self.config.batch_size)
+        images = generate_scheduled(self.model, schedule, self.reference.noise, batch_size=self.config.batch_size)
         wall = time.perf_counter() - start
         feats = self.net(images)
         macs = self.costs.schedule(schedule)
@@ -121,14 +120,6 @@ class SearchContext:
 
     def genome_key(self, genome: Any) -> str:
         return genome.expand(self.timesteps, self.config.sampler).key
-
-
-def run_schedule(model: DiffusionModel, schedule: Schedule, noise: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Images in [-1, 1] for ``noise`` under ``schedule`` (the plain model when it is all-full: no hooks at all)."""
-    if schedule.counts()["full"] == schedule.T:
-        return generate(model, noise, list(schedule.timesteps), schedule.sampler, batch_size=batch_size).clamp(-1, 1)
-    with apply_schedule(model, schedule) as run:
-        return generate(model, noise, schedule.active_timesteps, schedule.sampler, batch_size=batch_size, denoise=run.start).clamp(-1, 1)
 
 
 def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, config: SearchConfig) -> list[Schedule]:
@@ -245,7 +236,7 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
         for row in rows:
             schedule = _schedule_of(ctx, row)
             start = time.perf_counter()
-            images = run_schedule(ctx.model, schedule, noise, c.batch_size)
+            images = generate_scheduled(ctx.model, schedule, noise, batch_size=c.batch_size)
             wall = time.perf_counter() - start
             feats = ctx.net(images)
             out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")},
