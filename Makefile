@@ -12,7 +12,6 @@ install: $(VENV)/.installed
 # torch first, from the pinned CPU wheel; the constraints file keeps every later resolver on torch==2.13.0.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
 	touch $@
@@ -20,8 +19,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # The main job on the built-in model: a Flexiffusion search for a 3x MACs budget (small settings: minutes on 2 cores),
 # the baselines on the same noise, the validated Pareto table. Rerunning resumes the same study.
 demo: install
-	$(FLEX) search --model builtin:digits --sampler ddim --steps 50 --speedup 3 --n 128 --trials 16 \
-		--baseline-branches 0 --validate-n 200 --validate-top 3 --seed 0 --out $(DEMO)
+	$(FLEX) search --model builtin:digits --sampler ddim --steps 50 --speedup 3 --n 128 --trials 12 \
+		--baseline-branches 0 --validate-n 128 --validate-top 2 --seed 0 --out $(DEMO)
 
 test: install
 	$(PY) -m pytest -q
