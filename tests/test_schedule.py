@@ -43,16 +43,21 @@ def test_deepcache_nonuniform_clusters_full_steps_around_the_centre() -> None:
 
 
 def test_genome_segment_rule_for_t_not_divisible() -> None:
-    """T = 50 in 3 segments: lengths 17, 17, 16 (the first T mod n segments get one step more)."""
-    assert Genome.segment_lengths(50, 3) == [17, 17, 16]
+    """T = 50 in 3 segments: starts 0, 16, 33 (floor(s T / n)), lengths 16, 17, 17."""
+    assert Genome.segment_lengths(50, 3) == [16, 17, 17]
     genome = Genome((Segment(0, 3), Segment(4, 1), Segment(1, 16)))
     plan = genome.expand(TS)
-    assert [str(s) for s in plan.steps[:18]] == ["full", "partial:0", "partial:0"] + ["null"] * 14 + ["full"]
-    assert plan.steps[17 + 1].kind == NULL and plan.steps[34] == Step(FULL)
-    assert plan.steps[34:] == (Step(FULL),) + (Step(PARTIAL, 1),) * 15
+    assert [str(s) for s in plan.steps[:17]] == ["full", "partial:0", "partial:0"] + ["null"] * 13 + ["full"]
+    assert plan.steps[17:33] == (Step(NULL),) * 16
+    assert plan.steps[33:] == (Step(FULL),) + (Step(PARTIAL, 1),) * 15 + (Step(NULL),)
     assert Genome.parse("0:3,4:1,1:16") == genome
     with pytest.raises(FlexdiffError, match="interval"):
-        Genome((Segment(0, 18), Segment(0, 1), Segment(0, 1))).expand(TS)
+        Genome((Segment(0, 17), Segment(0, 1), Segment(0, 1))).expand(TS)
+
+
+def test_ddim_k_is_the_genome_of_k_segments_with_interval_1() -> None:
+    for k in (5, 7, 13, 17, 20, 25, 50):
+        assert Genome((Segment(0, 1),) * k).expand(TS).steps == ddim_k(TS, k).steps
 
 
 def test_json_round_trip(tmp_path: Path) -> None:

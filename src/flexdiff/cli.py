@@ -255,7 +255,7 @@ def search(
     study: str | None = typer.Option(None, "--study", help="study name (default: derived from the setup, so reruns resume)"),
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
     seed: int = SEED,
-    segments: str = typer.Option("5,7,10,13,17,25", "--segments", help="segment counts the genome may use"),
+    segments: str = typer.Option("5,7,8,10,13,17,20,25", "--segments", help="segment counts the genome may use"),
     validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
     validate_top: int = typer.Option(6, "--validate-top", help="Pareto schedules re-scored in the final validation"),
     baseline_branches: str | None = typer.Option(None, "--baseline-branches", help="DeepCache baseline branches (default: all)"),

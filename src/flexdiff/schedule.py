@@ -222,10 +222,12 @@ class Genome:
 
     @staticmethod
     def segment_lengths(T: int, n_segments: int) -> list[int]:
-        """Equal segments; when ``n_segments`` does not divide T the first ``T mod n`` segments get one step more."""
+        """Equal segments: segment ``s`` starts at step ``floor(s T / n)`` (lengths differ by at most one when ``n``
+        does not divide T). These are DDIM-k's active indices, so DDIM-k is exactly the genome of k segments with
+        interval 1, and the search space contains the strongest step-cutting baseline."""
         _check_range("segments", n_segments, 1, T)
-        base, extra = divmod(T, n_segments)
-        return [base + (1 if s < extra else 0) for s in range(n_segments)]
+        starts = [s * T // n_segments for s in range(n_segments + 1)]
+        return [b - a for a, b in zip(starts, starts[1:])]
 
     def expand(self, timesteps: Sequence[int], sampler: str = "ddim") -> Schedule:
         lengths = self.segment_lengths(len(timesteps), len(self.segments))

@@ -58,3 +58,55 @@ def test_space_validation() -> None:
 def test_pareto_front() -> None:
     points = [(3, 1.0), (1, 5.0), (2, 2.0), (2, 3.0), (4, 0.5), (5, 0.7)]
     assert pareto_front(points) == [1, 2, 0, 4]
+
+
+def test_genome_of_recovers_segment_shaped_baselines() -> None:
+    from flexdiff.schedule import ddim_k, deepcache_uniform
+
+    assert SPACE.genome_of(ddim_k(TS, 17)) == Genome((Segment(0, 1),) * 17)
+    assert SPACE.genome_of(deepcache_uniform(TS, 5, 3)) == Genome((Segment(3, 5),) * 10)
+    assert SPACE.genome_of(deepcache_uniform(TS, 4, 0)) is None  # full steps every 4: no equal segmentation in the space
+    rng = random.Random(3)
+    for _ in range(50):
+        g = SPACE.random_genome(rng)
+        recovered = SPACE.genome_of(g.expand(TS))
+        assert recovered is not None and recovered.expand(TS).steps == g.expand(TS).steps
+
+
+def test_shift_keeps_active_steps_and_uniform_genomes_are_uniform() -> None:
+    rng = random.Random(4)
+    for _ in range(50):
+        g = SPACE.random_genome(rng, 10)
+        if all(s.interval == 1 for s in g.segments):
+            continue
+        shifted = SPACE.shift(g, rng)
+        _valid(shifted)
+        assert sum(s.interval for s in shifted.segments) == sum(s.interval for s in g.segments) and shifted != g
+    for _ in range(20):
+        u = SPACE.uniform_genome(rng)
+        _valid(u)
+        intervals = [s.interval for s in u.segments]  # segment lengths differ by at most one, so do the intervals
+        assert len({s.branch for s in u.segments}) == 1 and max(intervals) - min(intervals) <= 1
+
+
+def test_evolution_starts_from_seed_baselines_and_never_re_evaluates_them() -> None:
+    from flexdiff.search.evolution import EvolutionSampler, Member
+
+    seed_genome = Genome((Segment(0, 1),) * 10)  # DDIM-10 as a genome
+    key = lambda g: g.expand(TS).key  # noqa: E731
+    sampler = EvolutionSampler(SPACE, key, max_macs=None, seed=0, initial=0, seeds=[(Member(str(seed_genome), 10.0, 5.0), key(seed_genome))])
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    actives = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        genome = SPACE.suggest(trial)
+        assert key(genome) != key(seed_genome)
+        active = sum(s.interval for s in genome.segments)
+        actives.append(active)
+        trial.set_user_attr("key", key(genome))
+        trial.set_user_attr("result", {"genome": str(genome)})
+        return float(active), 100.0 / active
+
+    study.optimize(objective, n_trials=6)
+    # children of DDIM-10 stay near its 10 active steps; random genomes over these segment counts average ~27
+    assert max(actives) <= 20, actives

@@ -1,16 +1,20 @@
 """Flexiffusion's evolutionary search as an Optuna sampler.
 
-Each new trial is one child genome: parents are drawn from the (MACs, rFID) Pareto front and from the best trials
-within the cost budget; a child is a crossover of whole segments (probability ``crossover``) followed by a
+Each new trial is one child genome: parents are drawn from the two best (MACs, rFID) Pareto ranks and from the best
+trials within the cost budget; a child is a crossover of whole segments (probability ``crossover``) followed by a
 segment-aware mutation. Visited schedules are memoised (a child whose schedule was already evaluated, or is being
-evaluated, is re-drawn). The first ``initial`` children are random genomes. Because it is an Optuna sampler, the
-study stays the single source of truth: resuming and several workers need nothing extra.
+evaluated, is re-drawn). The population is seeded as AutoDiffusion and Flexiffusion describe: the baselines that
+are segment-shaped (DDIM-k, DeepCache with an interval that fits the segments; evaluated once in their own study,
+passed in as ``seeds``) are parents from the first child on, and the first ``initial`` children are random genomes
+(half of them uniform: every segment alike). Because it is an Optuna sampler, the study stays the single source of
+truth: resuming and several workers need nothing extra.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -36,6 +40,25 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def pareto_ranks(points: Sequence[tuple[float, float]], ranks: int) -> list[int]:
+    """Indices of the first ``ranks`` non-dominated fronts (rank 2 = the front once rank 1 is removed)."""
+    left, out = list(range(len(points))), []
+    for _ in range(ranks):
+        front = [left[i] for i in pareto_front([points[j] for j in left])]
+        out += front
+        left = [j for j in left if j not in set(front)]
+    return out
+
+
+@dataclass(frozen=True)
+class Member:
+    """One evaluated genome of the population: its encoding and both objectives."""
+
+    genome: str
+    macs: float
+    rfid: float
+
+
 class EvolutionSampler(BaseSampler):
     """Proposes whole genomes; Optuna stores them as ordinary parameters of the trial."""
 
@@ -49,8 +72,11 @@ class EvolutionSampler(BaseSampler):
         elite: int = 8,
         crossover: float = 0.3,
         mutation_rate: float = 0.2,
+        seeds: Sequence[tuple[Member, str]] = (),
     ) -> None:
+        """``seeds``: evaluated baselines that are segment-shaped, with their schedule keys (never re-evaluated)."""
         self.space, self.schedule_key, self.max_macs = space, schedule_key, max_macs
+        self.seeds, self.seed_keys = [m for m, _ in seeds], {k for _, k in seeds}
         self.initial, self.elite, self.crossover, self.mutation_rate = initial, elite, crossover, mutation_rate
         self._seed = seed
         self._fallback = RandomSampler(seed=seed)
@@ -74,40 +100,43 @@ class EvolutionSampler(BaseSampler):
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
     def propose(self, study: Study, number: int) -> Genome:
-        """A child genome whose schedule no trial has evaluated or is evaluating."""
+        """A child genome whose schedule no trial has evaluated or is evaluating (and which is not a seed baseline)."""
         rng = random.Random(f"{self._seed}:{number}")  # deterministic per trial number, whatever the worker
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
-        seen = {t.user_attrs.get("key") for t in trials}
-        done = [t for t in trials if t.state == TrialState.COMPLETE and (t.user_attrs.get("result") or {}).get("genome")]
+        seen = {t.user_attrs.get("key") for t in trials} | self.seed_keys
+        done = [Member(r["genome"], float(t.values[0]), float(t.values[1]))
+                for t in trials if t.state == TrialState.COMPLETE and (r := t.user_attrs.get("result") or {}).get("genome")]
         for _ in range(100):
             child = self._child(done, rng)
             if self.schedule_key(child) not in seen:
                 return child
         return self.space.random_genome(rng)
 
-    def _child(self, done: list[FrozenTrial], rng: random.Random) -> Genome:
+    def _child(self, done: list[Member], rng: random.Random) -> Genome:
         if len(done) < self.initial:
-            return self.space.random_genome(rng)
-        parents = self._parents(done)
-        a = Genome.parse(rng.choice(parents).user_attrs["result"]["genome"])
+            return self.space.uniform_genome(rng) if len(done) % 2 == 0 else self.space.random_genome(rng)
+        parents = self._parents(done + self.seeds)
+        a = Genome.parse(rng.choice(parents).genome)
         if rng.random() < self.crossover:
-            a = self.space.crossover(a, Genome.parse(rng.choice(parents).user_attrs["result"]["genome"]), rng)
+            a = self.space.crossover(a, Genome.parse(rng.choice(parents).genome), rng)
         return self.space.mutate(a, rng, self.mutation_rate)
 
-    def _parents(self, done: list[FrozenTrial]) -> list[FrozenTrial]:
-        """The Pareto front over (MACs, rFID) plus the ``elite`` lowest-rFID trials within the budget."""
-        front = [done[i] for i in pareto_front([(t.values[0], t.values[1]) for t in done])]
-        within = [t for t in done if self.max_macs is None or t.values[0] <= self.max_macs]
-        best = sorted(within, key=lambda t: t.values[1])[: self.elite]
-        return list({t.number: t for t in front + best}.values())
+    def _parents(self, pool: list[Member]) -> list[Member]:
+        """The two best Pareto ranks over (MACs, rFID) plus the ``elite`` lowest-rFID members within the budget."""
+        front = [pool[i] for i in pareto_ranks([(m.macs, m.rfid) for m in pool], 2)]
+        within = [m for m in pool if self.max_macs is None or m.macs <= self.max_macs]
+        best = sorted(within, key=lambda m: m.rfid)[: self.elite]
+        return list(dict.fromkeys(front + best))
 
 
-def make_sampler(strategy: str, space: GenomeSpace, schedule_key: Callable[[Genome], str], max_macs: float | None, seed: int) -> BaseSampler:
-    """``evolution`` (Flexiffusion), ``nsga2`` (Optuna's NSGA-II) or ``random``: compared at equal budget."""
+def make_sampler(strategy: str, space: GenomeSpace, schedule_key: Callable[[Genome], str], max_macs: float | None, seed: int,
+                 seeds: Sequence[tuple[Member, str]] = ()) -> BaseSampler:
+    """``evolution`` (Flexiffusion, seeded with ``seeds``), ``nsga2`` (Optuna's NSGA-II) or ``random``: compared at
+    equal budget (the two Optuna strategies start from scratch, as they would for a user)."""
     from flexdiff.errors import FlexdiffError
 
     if strategy == "evolution":
-        return EvolutionSampler(space, schedule_key, max_macs, seed)
+        return EvolutionSampler(space, schedule_key, max_macs, seed, seeds=seeds)
     if strategy == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
     if strategy == "random":

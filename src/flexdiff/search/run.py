@@ -28,7 +28,7 @@ from flexdiff.noise import initial_noise
 from flexdiff.progress import progress_bar
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
-from flexdiff.search.evolution import make_sampler, pareto_front
+from flexdiff.search.evolution import Member, make_sampler, pareto_front
 from flexdiff.search.reference import TeacherReference, load_or_build_reference, paired_distance, rfid
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.study import evaluated, open_storage, open_study, run_baselines, run_search
@@ -52,7 +52,7 @@ class SearchConfig:
     study: str | None = None
     workers: int = 1
     seed: int = 0
-    segments: tuple[int, ...] = (5, 7, 10, 13, 17, 25)
+    segments: tuple[int, ...] = (5, 7, 8, 10, 13, 17, 20, 25)  # includes DDIM-k's k: those baselines are genomes
     features: str = "digits"
     validate_n: int = 1000
     validate_top: int = 6
@@ -183,11 +183,22 @@ def work(config: SearchConfig, context: SearchContext | None = None) -> None:
     with progress_bar("baselines", len(ctx.baselines), enabled=config.progress) as advance:
         advance(len({t.user_attrs.get("key") for t in evaluated(baseline_study)} & {s.key for s in ctx.baselines}))
         run_baselines(baseline_study, ctx.baselines, ctx.evaluate, on_done=advance)
-    sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, ctx.max_macs, config.seed)
+    sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, ctx.max_macs, config.seed, seeds=baseline_seeds(ctx, baseline_study))
     study = open_study(storage, ctx.study_name, sampler, ctx.fingerprint())
     with progress_bar(f"search ({config.strategy})", config.trials, enabled=config.progress) as advance:
         advance(min(config.trials, len(evaluated(study))))
         run_search(study, config.trials, ctx.propose, ctx.evaluate, on_done=advance)
+
+
+def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member, str]]:
+    """The evaluated baselines that are genomes (DDIM-k, DeepCache whose interval fits the segments), with their keys."""
+    seeds = []
+    for t in evaluated(baseline_study):
+        row = t.user_attrs["result"]
+        genome = ctx.space.genome_of(_schedule_of(ctx, row))
+        if genome is not None:
+            seeds.append((Member(str(genome), float(row["macs"]), float(row["rfid"])), t.user_attrs["key"]))
+    return seeds
 
 
 def _worker_main(config_json: dict[str, Any], threads: int) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.schedule import Genome, Schedule, Segment
+from flexdiff.schedule import FULL, NULL, PARTIAL, Genome, Schedule, Segment
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,42 @@ class GenomeSpace:
         n = n_segments or rng.choice(self.segment_counts)
         return Genome(tuple(Segment(rng.randrange(self.num_branches), rng.randint(1, length)) for length in self.lengths(n)))
 
+    def uniform_genome(self, rng: random.Random) -> Genome:
+        """Every segment alike (one branch, one active fraction): DeepCache- and DDIM-like points at any segment count,
+        the rough grid the initial population starts from before mutation makes segments differ."""
+        n = rng.choice(self.segment_counts)
+        branch, fraction = rng.randrange(self.num_branches), rng.random()
+        return Genome(tuple(Segment(branch, 1 + round(fraction * (length - 1))) for length in self.lengths(n)))
+
+    def genome_of(self, schedule: Schedule) -> Genome | None:
+        """The genome that expands to exactly ``schedule``'s steps, or None when the schedule is not segment-shaped
+        (e.g. DeepCache with an interval that does not fit equal segments). Lets baselines become parents."""
+        for n in self.segment_counts:
+            segments, start = [], 0
+            for length in self.lengths(n):
+                steps = schedule.steps[start:start + length]
+                start += length
+                active = sum(1 for s in steps if s.kind != NULL)
+                branches = {s.branch for s in steps[1:active]}
+                shaped = steps[0].kind == FULL and all(s.kind == PARTIAL for s in steps[1:active]) and all(s.kind == NULL for s in steps[active:])
+                if not shaped or len(branches) > 1:
+                    break
+                segments.append(Segment(branches.pop() if branches else 0, active))
+            else:
+                return Genome(tuple(segments))
+        return None
+
     def mutate(self, genome: Genome, rng: random.Random, rate: float = 0.2) -> Genome:
-        """Change one segment's branch or interval (each segment with probability ``rate``, at least one), or, with
-        probability 0.1, the segment count (segments are resampled by relative position)."""
-        if len(self.segment_counts) > 1 and rng.random() < 0.1:
+        """Change one segment's branch or interval (each segment with probability ``rate``, at least one); or, with
+        probability 0.2, move one active step from one segment to another (the cost stays about the same while the
+        steps are re-allocated along the trajectory); or, with probability 0.1, the segment count (segments are
+        resampled by relative position)."""
+        draw = rng.random()
+        if len(self.segment_counts) > 1 and draw < 0.1:
             return self.resegment(genome, rng.choice([n for n in self.segment_counts if n != len(genome.segments)]))
         lengths = self.lengths(len(genome.segments))
+        if draw < 0.3 and len(genome.segments) > 1:
+            return self.shift(genome, rng)
         segments = list(genome.segments)
         chosen = [s for s in range(len(segments)) if rng.random() < rate] or [rng.randrange(len(segments))]
         for s in chosen:
@@ -81,6 +111,19 @@ class GenomeSpace:
                 segments[s] = Segment(max(0, min(self.num_branches - 1, seg.branch + rng.choice((-2, -1, 1, 2)))), seg.interval)
             else:
                 segments[s] = Segment(seg.branch, max(1, min(lengths[s], seg.interval + rng.choice((-2, -1, 1, 2)))))
+        return Genome(tuple(segments))
+
+    def shift(self, genome: Genome, rng: random.Random) -> Genome:
+        """One active step moves from a segment with a partial step to another segment with room for one."""
+        lengths, segments = self.lengths(len(genome.segments)), list(genome.segments)
+        donors = [s for s, seg in enumerate(segments) if seg.interval > 1]
+        takers = [s for s, seg in enumerate(segments) if seg.interval < lengths[s]]
+        pairs = [(d, t) for d in donors for t in takers if d != t]
+        if not pairs:
+            return self.mutate(genome, rng)
+        d, t = rng.choice(pairs)
+        segments[d] = Segment(segments[d].branch, segments[d].interval - 1)
+        segments[t] = Segment(segments[t].branch if segments[t].interval > 1 else segments[d].branch, segments[t].interval + 1)
         return Genome(tuple(segments))
 
     def resegment(self, genome: Genome, n_segments: int) -> Genome:
