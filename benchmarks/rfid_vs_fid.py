@@ -25,6 +25,7 @@ from flexdiff.metrics import frechet_distance
 from flexdiff.noise import initial_noise
 from flexdiff.progress import progress_bar
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
+from flexdiff.search.run import SearchConfig
 from flexdiff.search.space import GenomeSpace
 
 
@@ -43,7 +44,7 @@ def main() -> None:
     ts = teacher_timesteps(model, "ddim", args.steps)
     net = get_feature_network("digits")
     costs = measure_macs(model)
-    space = GenomeSpace(len(ts), (5, 7, 10, 13, 17, 25), unet_layout(model.unet).num_branches)
+    space = GenomeSpace(len(ts), SearchConfig.segments, unet_layout(model.unet).num_branches)
     rng = random.Random(args.seed)
     genomes = []
     while len(genomes) < args.schedules:  # distinct random genomes

@@ -150,3 +150,21 @@ def test_sample_api_with_schedule_on_a_saved_model(tiny_model) -> None:
     five = sample(tiny_model, 4, schedule=ddim_k(ts, 5))
     assert torch.allclose(five, generate(tiny_model, initial_noise(4, (1, 8, 8), 0), ts[::2], "ddim"), atol=1e-6)
     assert Step(NULL) in ddim_k(ts, 5).steps
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_hollow_replay_is_bit_identical_to_replaying_real_tensors(model: DiffusionModel, sampler: str) -> None:
+    """Zero-channel views only ever reach deep units, so the outputs equal replaying the cached tensors everywhere."""
+    ts = teacher_timesteps(model, sampler, T)
+    layout = unet_layout(model.unet)
+    assert layout.branches[0].hollow and max(layout.branches[0].hollow) == layout.branches[0].consumer - 2
+    for branch in layout.branches:
+        assert branch.hollow <= set(branch.deep)
+        plan = deepcache_uniform(ts, 3, branch.index, sampler)
+        outputs = []
+        for hollow in (True, False):
+            noise = initial_noise(3, model.sample_shape, seed=5)
+            with apply_schedule(model, plan) as run:
+                run.hollow = hollow
+                outputs.append(generate(model, noise, plan.active_timesteps, plan.sampler, denoise=run.start))
+        assert torch.equal(outputs[0], outputs[1]), branch.label

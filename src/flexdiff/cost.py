@@ -68,15 +68,14 @@ def _each_step_type(model: DiffusionModel, run: ScheduleExecutor, x: torch.Tenso
     full = measure(lambda: (run.set_step(0), model.eps(x, t)))
     partial = []
     for branch in range(run.layout.num_branches):
-        run.set_step(0)
-        run.state.record = run.layout.branches[branch].deep
+        run.state.enter_full(run.layout.branches[branch].deep)
         model.eps(x, t)
-        run.state.mode, run.state.deep = PARTIAL, run.layout.branches[branch].deep
+        run.state.enter_partial(run.layout.branches[branch])
         partial.append(measure(lambda: model.eps(x, t)))
     return full, partial
 
 
-def _probe_schedule(model: DiffusionModel) -> Schedule:
+def _probe_schedule() -> Schedule:
     return Schedule((Step(FULL),), (500,), "ddim", "probe")
 
 
@@ -84,7 +83,7 @@ def _probe_schedule(model: DiffusionModel) -> Schedule:
 def measure_macs(model: DiffusionModel) -> StepCosts:
     """MACs per sample of every step type, counted on a batch of one."""
     x, t = _probe(model, 1)
-    with apply_schedule(model, _probe_schedule(model)) as run:
+    with apply_schedule(model, _probe_schedule()) as run:
         full, partial = _each_step_type(model, run, x, t, count_macs)
     return StepCosts(int(full), tuple(int(p) for p in partial))
 
@@ -118,6 +117,6 @@ def measure_latency(model: DiffusionModel, batch_size: int = 64, repeats: int = 
         return statistics.median(runs)
 
     x, t = _probe(model, batch_size)
-    with apply_schedule(model, _probe_schedule(model)) as run:
+    with apply_schedule(model, _probe_schedule()) as run:
         full, partial = _each_step_type(model, run, x, t, timed)
     return StepLatency(batch_size, float(full), tuple(float(p) for p in partial))

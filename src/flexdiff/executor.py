@@ -50,6 +50,7 @@ class ScheduleExecutor:
         self._active = schedule.active_indices
         self._record = record_plan(schedule, layout)
         self.network_calls = 0
+        self.hollow = True  # False: deep units replay their real cached tensors (the reference the tests compare with)
 
     def set_step(self, index: int) -> None:
         """Tell the hooks that teacher step ``index`` (0..T-1) runs next (for hand-written sampling loops)."""
@@ -57,9 +58,9 @@ class ScheduleExecutor:
         if step.kind == NULL:
             raise ValueError(f"step {index} is null: the sampler must skip it, not call the network")
         if step.kind == FULL:
-            self.state.mode, self.state.record, self.state.deep = FULL, self._record[index], range(0)
+            self.state.enter_full(self._record[index])
         else:
-            self.state.mode, self.state.deep = PARTIAL, self.layout.branches[step.branch].deep
+            self.state.enter_partial(self.layout.branches[step.branch], self.hollow)
 
     def denoise(self, x: torch.Tensor, t: int, i: int) -> torch.Tensor:
         """The :data:`Denoise` callable for the samplers: active step ``i`` -> teacher step ``active[i]``."""

@@ -11,6 +11,12 @@ that branch: the units strictly between the producer of ``S[b]`` and its consume
 the output it recorded at the latest full step instead of computing. Replaying the last deep unit's output is exactly
 DeepCache's cached main-branch feature; the shallow units recompute with the new ``x_t`` and timestep embedding.
 
+A deep unit whose output only feeds other deep units (the next unit and, for a skip producer, the up resnet that
+consumes that skip) is *hollow*: in a partial step it replays a zero-channel view ``(N, 0, H, W)`` of its cached
+output instead of the output itself. The values are never read (their consumers replay too), but the up blocks'
+``torch.cat([hidden, skip])`` then copies nothing: on a CPU those copies of replayed 16x16 features were a large
+share of a shallow partial step's time. The last deep unit (feeding the first shallow one) replays the real tensor.
+
 The executor owns the clock: it sets :class:`StepState` (full / partial and branch) before each UNet call.
 Nothing here looks at timestep values.
 """
@@ -34,13 +40,31 @@ class StepState:
 
     mode: str = "off"  # off (plain model) | full (compute, record `record`) | partial (replay `deep`)
     deep: range = range(0)
+    hollow: frozenset[int] = frozenset()  # deep units that may replay a zero-channel view (see module docstring)
     record: range = range(0)
     cache: dict[int, Any] = field(default_factory=dict)
     calls: int = 0  # UNet bodies actually computed, for tests and accounting
 
+    def enter_full(self, record: range) -> None:
+        """The next UNet call computes everything and caches the outputs of the units in ``record``."""
+        self.mode, self.record, self.deep, self.hollow = "full", record, range(0), frozenset()
+
+    def enter_partial(self, branch: "Branch", hollow: bool = True) -> None:
+        """The next UNet call replays ``branch``'s deep units (``hollow=False``: always the real cached tensors)."""
+        self.mode, self.deep, self.hollow = "partial", branch.deep, branch.hollow if hollow else frozenset()
+
     def reset(self) -> None:
-        self.mode, self.deep, self.record, self.calls = "off", range(0), range(0), 0
+        self.mode, self.deep, self.hollow, self.record, self.calls = "off", range(0), frozenset(), range(0), 0
         self.cache.clear()
+
+
+def _hollow_view(output: Any) -> Any:
+    """``(N, C, H, W)`` -> a ``(N, 0, H, W)`` view (no copy); tuples element-wise; anything else unchanged."""
+    if isinstance(output, torch.Tensor) and output.dim() >= 2:
+        return output[:, :0]
+    if isinstance(output, tuple):
+        return tuple(_hollow_view(o) for o in output)
+    return output
 
 
 class PartialStepHook(ModelHook):
@@ -56,9 +80,10 @@ class PartialStepHook(ModelHook):
         state = self.state
         if state.mode == "partial" and self.index in state.deep:
             try:
-                return state.cache[self.index]
+                cached = state.cache[self.index]
             except KeyError:
                 raise FlexdiffError("a partial step", "a full step before it that cached this branch", "start each segment with a full step") from None
+            return _hollow_view(cached) if self.index in state.hollow else cached
         output = self.fn_ref.original_forward(*args, **kwargs)
         if state.mode == "full" and self.index in state.record:
             state.cache[self.index] = output
@@ -77,6 +102,7 @@ class Branch:
     label: str  # e.g. "conv_in", "down0.layer1", "down1.downsample"
     producer: int
     consumer: int
+    hollow: frozenset[int] = frozenset()  # deep units whose outputs feed only deep units
 
     @property
     def deep(self) -> range:
@@ -136,8 +162,14 @@ def unet_layout(unet: torch.nn.Module) -> UNetLayout:
     if len(consumers) != len(producers):
         raise FlexdiffError(type(unet).__name__, f"as many up resnets ({len(consumers)}) as skip connections ({len(producers)})", "this UNet layout is not supported")
     # the up path consumes skips last-in first-out: consumers[k] takes producers[B - 1 - k]
-    branches = tuple(Branch(b, label, producer, consumers[len(producers) - 1 - b]) for b, (label, producer) in enumerate(producers))
-    return UNetLayout(tuple(units), branches)
+    consumer_of = {producer: consumers[len(producers) - 1 - j] for j, (_, producer) in enumerate(producers)}
+    branches = []
+    for b, (label, producer) in enumerate(producers):
+        consumer = consumers[len(producers) - 1 - b]
+        # unit k feeds unit k + 1 and, when it produces a skip, that skip's consumer: hollow when all of them are deep
+        hollow = frozenset(k for k in range(producer + 1, consumer - 1) if consumer_of.get(k, producer + 1) in range(producer + 1, consumer))
+        branches.append(Branch(b, label, producer, consumer, hollow))
+    return UNetLayout(tuple(units), tuple(branches))
 
 
 def apply_partial_steps(unet: torch.nn.Module, state: StepState | None = None) -> tuple[UNetLayout, StepState]:
