@@ -262,6 +262,7 @@ def search(
     features: str = typer.Option("digits", "--features", help="feature network of rFID / FID"),
     batch_size: int | None = typer.Option(None, "--batch-size"),
     device: str = DEVICE,
+    no_report: bool = typer.Option(False, "--no-report", help="skip OUT/report.html (write it later with `flexdiff report OUT`)"),
 ) -> None:
     """Flexiffusion search: the schedules closest to the teacher (rFID) for each cost, baselines beside."""
     from flexdiff.search.run import SearchConfig, search as run_search
@@ -273,7 +274,21 @@ def search(
         features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device,
         baseline_branches=_ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
     )
-    print_results(run_search(config))
+    print_results(run_search(config, report=not no_report))
+
+
+@_command
+def report(
+    run_dir: Path = typer.Argument(..., help="run folder: the --out of `flexdiff search` (or `flexdiff compress`)"),
+    out: Path | None = typer.Option(None, "--out", help="HTML file to write (default: RUN_DIR/report.html)"),
+    n: int = typer.Option(16, "--n", help="images per row of the image grids (generated now from the run's config)"),
+    device: str = DEVICE,
+) -> None:
+    """One self-contained HTML report (images embedded): Pareto plots, image grids, schedule strips, search progress, compress results, provenance."""
+    from flexdiff.report import write_report
+
+    path = write_report(run_dir, out, n_images=n, device=device, progress=True)
+    print(f"report -> {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 
 def _train_into(out: Path, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from flexdiff.metrics import frechet_distance
 from flexdiff.models import DiffusionModel, load_model
 from flexdiff.noise import initial_noise
 from flexdiff.progress import progress_bar
+from flexdiff.report.provenance import run_provenance
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.evolution import Member, make_sampler, pareto_front
@@ -273,8 +275,8 @@ def choose_for_validation(ctx: SearchContext, baselines: list[dict[str, Any]], s
     return picked
 
 
-def search(config: SearchConfig) -> dict[str, Any]:
-    """Run (or resume) a search and write its artefacts; returns the results dictionary."""
+def search(config: SearchConfig, report: bool = True) -> dict[str, Any]:
+    """Run (or resume) a search and write its artefacts (and ``OUT/report.html`` unless ``report`` is false); returns the results dictionary."""
     check_config(config)
     config.out.mkdir(parents=True, exist_ok=True)
     ctx = build_context(config)  # builds the teacher reference once, before any worker starts
@@ -293,7 +295,23 @@ def search(config: SearchConfig) -> dict[str, Any]:
             raise FlexdiffError(f"worker pid {p.pid} exit code {p.exitcode}", "every worker to finish", "rerun the same command to resume")
     baselines, searched = trial_rows(ctx)
     teacher, validated = validate(ctx, choose_for_validation(ctx, baselines, searched))
-    return write_results(ctx, baselines, searched, teacher, validated)
+    results = write_results(ctx, baselines, searched, teacher, validated)
+    if report:
+        write_run_report(config)
+    return results
+
+
+def write_run_report(config: SearchConfig) -> None:
+    """``OUT/report.html``; the results are already written, so a report failure costs nothing but a warning."""
+    from flexdiff.report import write_report
+
+    try:
+        path = write_report(config.out, device=config.device, progress=config.progress)
+    except Exception as exc:  # noqa: BLE001 - hours of search must not end in a traceback over a plot
+        print(f"warning: report not written ({exc.__class__.__name__}: {exc}); run `flexdiff report {config.out}`", file=sys.stderr)
+        return
+    if config.progress:
+        print(f"report -> {path}")
 
 
 def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]]) -> dict[str, Any]:
@@ -315,6 +333,7 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
         "budget_speedup": round(ctx.costs.full * len(ctx.timesteps) / budget, 4),
         "best": best, "validated": validated, "pareto": [{k: r[k] for k in ("kind", "name", "macs", "macs_speedup", "rfid", "paired")} for r in front],
         "trials": {"baselines": baselines, "searched": searched},
+        **run_provenance(out / "results.json"),  # command(s), versions, machine: what produced these numbers
     }
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(results, indent=1) + "\n")

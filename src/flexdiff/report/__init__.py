@@ -1,0 +1,43 @@
+"""``flexdiff report``: one self-contained HTML page for a search run and, when present, a compress run.
+
+Sections: the Pareto front (speed-up against rFID / FID, every baseline family, the chosen schedule), image grids
+(teacher vs chosen vs its best rival from the same noise, with difference maps), schedule strips, search progress,
+the compress results, and the provenance (commands, versions, seeds, machine). ``flexdiff search`` (and
+``flexdiff compress``) call :func:`write_report` at the end of every run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.report import sections
+from flexdiff.report.html import page, write_atomic
+from flexdiff.report.load import load_run
+
+__all__ = ["write_report"]
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images: int = 16, device: str = "cpu", progress: bool = False) -> Path:
+    """Write the report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``) atomically; returns its path.
+
+    ``n_images`` images per grid row are generated now from the run's config (the model must be loadable here; if
+    it is not, that section says so and the rest renders).
+    """
+    if n_images < 1:
+        raise FlexdiffError(f"--n {n_images}", "at least one image per grid row", "pass e.g. --n 16")
+    data = load_run(run_dir)
+    target = Path(out) if out is not None else data.run_dir / "report.html"
+    if target.is_dir():
+        raise FlexdiffError(target, "a file path for the HTML report", "pass e.g. --out report.html")
+    parts = [
+        sections.guarded("pareto", "Pareto front", lambda: sections.pareto(data)),
+        sections.guarded("grids", "Image grids", lambda: sections.image_grids(data, n_images, device, progress)),
+        sections.guarded("strips", "Schedule strips", lambda: sections.strips(data)),
+        sections.guarded("progress", "Search progress", lambda: sections.progress(data)),
+        sections.guarded("compress", "Compress", lambda: sections.compress(data)),
+        sections.guarded("provenance", "Provenance", lambda: sections.provenance_section(data)),
+    ]
+    title = f"flexdiff report — {data.run_dir.resolve().name}"
+    write_atomic(target, page(title, sections.summary(data), parts))
+    return target

@@ -1,0 +1,94 @@
+"""What produced the numbers: the command line, package versions and machine, recorded when a run writes its results.
+
+A number without the command, versions and machine behind it cannot be checked or reproduced, so every results file
+carries them (:func:`run_provenance`), and the report shows them; a run written before this existed gets its command
+rebuilt from its config, marked as such.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("flexdiff", "torch", "diffusers", "optuna", "torchmetrics", "numpy", "matplotlib")
+
+#: search config fields that are ``flexdiff search`` options (the rest are internal defaults).
+SEARCH_OPTIONS = ("model", "sampler", "steps", "speedup", "max_macs", "n", "trials", "strategy", "storage", "study", "workers", "seed", "segments",
+                  "validate_n", "validate_top", "baseline_branches", "features", "batch_size", "device", "out")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Package versions and the machine, now (call it where the numbers are produced)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    machine = {
+        "platform": platform.platform(), "python": platform.python_version(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "cuda": torch.version.cuda if cuda else None, "gpu": torch.cuda.get_device_name(0) if cuda else None,
+    }
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"date": date, "versions": {p: _version(p) for p in PACKAGES}, "machine": machine}
+
+
+def current_command() -> list[str]:
+    """``sys.argv`` with the program reduced to its name (``flexdiff``, not the venv path)."""
+    return [Path(sys.argv[0]).name or "python", *sys.argv[1:]] if sys.argv else []
+
+
+def run_provenance(previous_results: Path) -> dict[str, Any]:
+    """The entries a results file gets: this command, the earlier ones of the same folder (resumed runs), the environment.
+
+    A resumed search keeps the trials of its earlier commands, so those commands produced numbers too.
+    """
+    command = current_command()
+    earlier: list[list[str]] = []
+    try:
+        old = json.loads(previous_results.read_text())
+        for cmd in [*old.get("earlier_commands", []), old.get("command")]:
+            if isinstance(cmd, list) and cmd and cmd != command and cmd not in earlier:
+                earlier.append(cmd)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return {"command": command, "earlier_commands": earlier, "environment": environment()}
+
+
+def command_text(results: dict[str, Any], program: str = "search") -> tuple[list[str], bool]:
+    """The shell lines of the run's commands and whether they were recorded (``False``: rebuilt from the config)."""
+    recorded = [c for c in [*results.get("earlier_commands", []), results.get("command")] if isinstance(c, list) and c]
+    if recorded:
+        return [shlex.join(str(a) for a in c) for c in recorded], True
+    config = results.get("config")
+    if not isinstance(config, dict):
+        return [], False
+    args = ["flexdiff", program]
+    for key in SEARCH_OPTIONS if program == "search" else tuple(config):
+        value = config.get(key)
+        if value is None or isinstance(value, (dict, bool)):
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        args += [f"--{key.replace('_', '-')}", text]
+    return [shlex.join(args)], False
