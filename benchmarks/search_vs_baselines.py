@@ -8,7 +8,7 @@ against the teacher's loop); each side is then picked by the validated rFID, nev
 `headline` is issue 4's first acceptance figure: the searched schedule with the lowest validated rFID among those
 with >= 3x MACs and >= 2.7x wall-clock speed-up, and its FID against the teacher's.
 
-    python benchmarks/search_vs_baselines.py --n 256 --trials 200 --validate-n 1000 --baseline-branches 0,1,2,3 --baseline-intervals 2,3,4,5,6,7,8,10 --out benchmarks/results/search_vs_baselines.json
+    python benchmarks/search_vs_baselines.py --n 256 --trials 200 --validate-n 1000 --baseline-branches 0-3 --out benchmarks/results/search_vs_baselines.json
 """
 
 from __future__ import annotations
@@ -21,6 +21,15 @@ from common import write_result
 from flexdiff.search.run import SearchConfig, build_context, trial_rows, validate, work
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    """"2-8,10" -> (2, 3, 4, 5, 6, 7, 8, 10)."""
+    out: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        out += range(int(low), int(high) + 1) if dash else [int(part)]
+    return tuple(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="builtin:digits")
@@ -30,7 +39,8 @@ def main() -> None:
     parser.add_argument("--validate-n", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline-branches", default=None, help="DeepCache branches, e.g. 0,1,2,3 (default: all)")
-    parser.add_argument("--baseline-intervals", default="2,3,4,5,6", help="DeepCache intervals N")
+    parser.add_argument("--baseline-intervals", default="2-8,10", help="DeepCache intervals N")
+    parser.add_argument("--ddim-ks", default="4-25", help="DDIM-k baselines (every k: the comparison at a budget is the nearest k of equal or higher cost)")
     parser.add_argument("--speedup", type=float, default=3.0, help="the budget the evolution's elite is drawn from (the front covers the rest)")
     parser.add_argument("--candidates", type=int, default=3, help="per budget and family: candidates re-scored with --validate-n images")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/search_vs_baselines"))
@@ -38,8 +48,8 @@ def main() -> None:
     args = parser.parse_args()
 
     config = SearchConfig(out=args.run_dir, model=args.model, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
-                          speedup=args.speedup, validate_n=args.validate_n, baseline_intervals=tuple(int(n) for n in args.baseline_intervals.split(",")),
-                          baseline_branches=tuple(int(b) for b in args.baseline_branches.split(",")) if args.baseline_branches else None)
+                          speedup=args.speedup, validate_n=args.validate_n, baseline_intervals=_ints(args.baseline_intervals), ddim_ks=_ints(args.ddim_ks),
+                          baseline_branches=_ints(args.baseline_branches) if args.baseline_branches else None)
     config.out.mkdir(parents=True, exist_ok=True)
     ctx = build_context(config)
     work(config, ctx)

@@ -24,6 +24,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 MODEL = typer.Option("builtin:digits", "--model", help="builtin:digits or a local diffusers folder")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda")
 SEED = typer.Option(0, "--seed", help="one seed drives noise and training")
+# conditioning of real pipelines (flexdiff.pipelines) and feature networks from local files
+PROMPTS = typer.Option(None, "--prompts", help="prompt file of a text-to-image pipeline: one prompt per line, or SEED<TAB>prompt; image i takes prompt i mod P")
+NEGATIVE_PROMPT = typer.Option(None, "--negative-prompt", help="negative prompt: the unconditional half of classifier-free guidance (default: empty)")
+GUIDANCE = typer.Option(None, "--guidance", help="classifier-free guidance scale (default: 7.5 with --prompts, else 1 = none)")
+LABELS = typer.Option(None, "--labels", help="class labels of a class-conditional UNet, e.g. 0,3,7, cycled over the images (default: round-robin)")
+CLIP = typer.Option(None, "--clip", help="local CLIP folder (transformers CLIPModel, safetensors) for --features clip and the CLIP score")
+INCEPTION = typer.Option(None, "--inception", help="local FID Inception weights file for --features inception (needs torch-fidelity)")
 
 
 def _guard(fn: F) -> F:
@@ -61,11 +68,17 @@ def sample(
     batch_size: int | None = typer.Option(None, "--batch-size", help="images per UNet call (default: all)"),
     eta: float = typer.Option(0.0, "--eta", help="DDIM stochasticity (0 = deterministic)"),
     schedule: Path | None = typer.Option(None, "--schedule", help="schedule JSON (flexdiff schedule ...); sets sampler and steps"),
+    prompts: Path | None = PROMPTS,
+    negative_prompt: str | None = NEGATIVE_PROMPT,
+    guidance: float | None = GUIDANCE,
+    labels: str | None = LABELS,
+    clip: Path | None = CLIP,
     device: str = DEVICE,
 ) -> None:
     """Generate images; writes OUT/samples.npz (key images, float32 NCHW in [-1, 1]) and OUT/grid.png.
 
     With --schedule it also prints the schedule's MACs speed-up over its all-full teacher and the wall time.
+    Latent pipelines save decoded images. With --prompts and --clip, run.json gets the CLIP score.
     """
     from flexdiff.data import save_grid, save_npz
     from flexdiff.models import load_model
@@ -82,6 +95,16 @@ def sample(
     if n < 1:
         raise FlexdiffError(n, "--n >= 1", "ask for at least one image")
     m = load_model(model, device)
+    from flexdiff.pipelines import condition, conditioning_summary, image_prompts
+
+    condition(m, prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels)
+    scorer = None
+    if clip is not None:
+        from flexdiff.clip import load_clip
+
+        if prompts is None:
+            raise FlexdiffError("--clip", "--prompts as well (the CLIP score compares images with their prompts)", "pass --prompts FILE or drop --clip")
+        scorer = load_clip(clip, m.device)
     if plan is None:
         teacher_timesteps(m, sampler, steps)  # validates --steps before any work
     else:
@@ -91,8 +114,13 @@ def sample(
     wall = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     save_npz(out / "samples.npz", images)
-    save_grid(out / "grid.png", images[:64])
+    save_grid(out / "grid.png", images[:64], scale=4 if images.shape[-1] <= 64 else 1)
     config = {"command": "sample", "model": model, "sampler": sampler, "steps": steps, "n": n, "seed": seed, "eta": eta, "batch_size": batch_size, "device": str(m.device), "wall_seconds": round(wall, 3)}
+    if m.conditioning is not None:
+        config["conditioning"] = conditioning_summary(m)
+    if scorer is not None:
+        config["clip_score"] = round(scorer.score(images, image_prompts(m, n)), 4)
+        print(f"CLIP score {config['clip_score']:.2f} ({n} images vs their prompts)")
     if plan is not None:
         costs = measure_macs(m)
         config.update(schedule=plan.to_dict(), steps=plan.T, macs_per_sample=costs.schedule(plan), macs_speedup=round(costs.speedup(plan), 3))
@@ -108,6 +136,8 @@ def eval(  # noqa: A001 - the command is called eval
     features: str = typer.Option("digits", "--features", help="feature network for FID"),
     n: int | None = typer.Option(None, "--n", help="use only the first N images of --samples"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    clip: Path | None = CLIP,
+    inception: Path | None = INCEPTION,
     device: str = DEVICE,
 ) -> None:
     """FID between two image sets (.npz, image folders or builtin:digits-train / builtin:digits-heldout)."""
@@ -116,13 +146,21 @@ def eval(  # noqa: A001 - the command is called eval
     from flexdiff.features import get_feature_network
     from flexdiff.metrics import frechet_distance
 
-    net = get_feature_network(features, resolve_device(device))
+    net = get_feature_network(features, resolve_device(device), _features_path(features, clip, inception))
     if n is not None and n < 2:
         raise FlexdiffError(n, "--n >= 2 (FID needs two images per side)", "pass a larger --n or drop it")
     a, b = load_images(samples)[:n], load_images(reference)
     value = frechet_distance(net(b), net(a))
     result = {"fid": round(value, 4), "n_samples": len(a), "n_reference": len(b), "features": features}
     print(json.dumps(result) if as_json else f"FID {value:.3f}  ({len(a)} samples vs {len(b)} reference, {features} features)")
+
+
+def _features_path(features: str, clip: Path | None, inception: Path | None) -> Path | None:
+    """The local weights for ``--features``: --clip for clip, --inception for inception; refused for another network."""
+    for option, path, name in (("--clip", clip, "clip"), ("--inception", inception, "inception")):
+        if path is not None and features != name:
+            raise FlexdiffError(f"{option} {path}", f"--features {name} (it holds that network's weights)", f"pass --features {name} or drop {option}")
+    return clip if features == "clip" else inception if features == "inception" else None
 
 
 @_command
@@ -143,13 +181,16 @@ def inspect(model: str = MODEL, device: str = DEVICE, as_json: bool = typer.Opti
         "class": type(m.unet).__name__,
         "sample_shape": list(m.sample_shape),
         "parameters": m.num_parameters,
+        "decoder": type(getattr(m.decoder, "vae", m.decoder)).__name__ if m.decoder is not None else None,  # latent pipelines
+        "text_encoder": m.prompt_encoder is not None,
         "full_step_macs": costs.full,
         "branches": [{"branch": b.index, "skip": b.label, "partial_macs": costs.partial[b.index], "share_of_full": round(costs.partial[b.index] / costs.full, 4)} for b in layout.branches],
     }
     if as_json:
         print(json.dumps(info))
         return
-    stdout.print(f"{model}: {info['class']} {tuple(m.sample_shape)}, {m.num_parameters:,} parameters, full step {costs.full / 1e6:.2f} MMACs per sample")
+    latent = f" (latents; decoder {info['decoder']})" if m.decoder is not None else ""
+    stdout.print(f"{model}: {info['class']} {tuple(m.sample_shape)}{latent}, {m.num_parameters:,} parameters, full step {costs.full / 1e6:.2f} MMACs per sample")
     table = Table("branch", "skip connection", "partial MMACs", "share of full")
     for row in info["branches"]:
         table.add_row(str(row["branch"]), row["skip"], f"{row['partial_macs'] / 1e6:.3f}", f"{row['share_of_full']:.1%}")
@@ -230,11 +271,21 @@ def schedule_genome(
     _write_schedule(Genome.parse(segments).expand(_teacher(model, sampler, steps), sampler), out, model)
 
 
+def _default_segments(steps: int) -> tuple[int, ...]:
+    from flexdiff.search.run import SearchConfig
+
+    return tuple(n for n in SearchConfig.segments if n <= steps) or (max(1, steps),)
+
+
 def _ints(text: str, option: str) -> tuple[int, ...]:
+    """``"5,10,25"`` or ranges ``"4-25"`` (inclusive), mixed freely."""
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        values: tuple[int, ...] = ()
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            low, dash, high = part.partition("-")
+            values += tuple(range(int(low), int(high) + 1)) if dash and low else (int(part),)
     except ValueError:
-        raise FlexdiffError(f"{option} {text}", "comma-separated integers, e.g. 5,10,25", f"fix {option}") from None
+        raise FlexdiffError(f"{option} {text}", "comma-separated integers or ranges, e.g. 5,10,25 or 4-25", f"fix {option}") from None
     if not values:
         raise FlexdiffError(f"{option} {text!r}", "at least one integer", f"fix {option}")
     return values
@@ -255,12 +306,18 @@ def search(
     study: str | None = typer.Option(None, "--study", help="study name (default: derived from the setup, so reruns resume)"),
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
     seed: int = SEED,
-    segments: str = typer.Option("5,7,8,10,13,17,20,25", "--segments", help="segment counts the genome may use"),
+    segments: str | None = typer.Option(None, "--segments", help="segment counts the genome may use: a list (5,7,10) or a range (default 4-25, capped at --steps)"),
     validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
     validate_top: int = typer.Option(6, "--validate-top", help="Pareto schedules re-scored in the final validation"),
     baseline_branches: str | None = typer.Option(None, "--baseline-branches", help="DeepCache baseline branches (default: all)"),
     features: str = typer.Option("digits", "--features", help="feature network of rFID / FID"),
     batch_size: int | None = typer.Option(None, "--batch-size"),
+    prompts: Path | None = PROMPTS,
+    negative_prompt: str | None = NEGATIVE_PROMPT,
+    guidance: float | None = GUIDANCE,
+    labels: str | None = LABELS,
+    clip: Path | None = CLIP,
+    inception: Path | None = INCEPTION,
     device: str = DEVICE,
     no_report: bool = typer.Option(False, "--no-report", help="skip OUT/report.html (write it later with `flexdiff report OUT`)"),
 ) -> None:
@@ -270,9 +327,11 @@ def search(
 
     config = SearchConfig(
         out=out, model=model, sampler=sampler, steps=steps, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
-        trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=_ints(segments, "--segments"),
+        trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=_ints(segments, "--segments") if segments else _default_segments(steps),
         features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device,
         baseline_branches=_ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
+        features_path=str(p) if (p := _features_path(features, clip, inception)) else None, prompts=str(prompts) if prompts else None,
+        negative_prompt=negative_prompt, guidance=guidance, labels=labels,
     )
     print_results(run_search(config, report=not no_report))
 
@@ -346,6 +405,40 @@ def train_features(
     with progress_bar("training digits classifier", epochs) as advance:
         stats = train_classifier(target, seed=seed, epochs=epochs, on_epoch=lambda e, loss: advance(1, f"loss {loss:.4f}"))
     print(json.dumps(stats))
+
+
+@_command
+def compress(
+    out: Path = typer.Option(..., "--out", help="run folder: records, trained blocks, checkpoints, student/, results.json"),
+    model: str = MODEL,
+    data: str = typer.Option("builtin:digits-train", "--data", help="training images (.npz, folder or builtin set) of the model's size"),
+    macs_ratio: float = typer.Option(0.5, "--macs-ratio", help="student MACs budget as a share of the teacher's, in (0, 1]"),
+    params_ratio: float | None = typer.Option(None, "--params-ratio", help="parameter budget as a share of the teacher's (default: --macs-ratio)"),
+    minutes: float = typer.Option(40.0, "--minutes", help="wall-time budget of the whole run; phases get shares of it"),
+    seed: int = SEED,
+    alpha: str = typer.Option("dynamic", "--alpha", help="retraining weight of the block loss: dynamic (cosine 1 -> 0) or constant:X"),
+    fid_n: int = typer.Option(1000, "--fid-n", help="images per FID (DDIM-50, teacher and student); 0 skips FID"),
+    reference: str | None = typer.Option(None, "--reference", help="real images for FID (default: held-out digits for builtin:digits)"),
+    record_n: int = typer.Option(4096, "--record-n", help="noised training images whose teacher block features train the blocks"),
+    val_n: int = typer.Option(256, "--val-n", help="recorded rows that score the candidates"),
+    distill_steps: int | None = typer.Option(None, "--distill-steps", help="supernet steps per block (default: from --minutes)"),
+    retrain_steps: int | None = typer.Option(None, "--retrain-steps", help="retraining steps (default: from --minutes)"),
+    device: str = DEVICE,
+) -> None:
+    """DiffNAS: distil the model into a student with at most --macs-ratio of its MACs (and parameters).
+
+    Resumable: rerunning the same command continues the phase a killed run was in. The student in OUT/student/ loads
+    like any model (flexdiff sample / eval / inspect / search --model OUT/student).
+    """
+    from flexdiff.nas.compress import CompressConfig, compress as run_compress, prepare
+    from flexdiff.nas.report import print_summary
+
+    config = CompressConfig(
+        out=out, model=model, data=data, macs_ratio=macs_ratio, params_ratio=params_ratio, minutes=minutes, seed=seed, alpha=alpha,
+        fid_n=fid_n, reference=reference, record_n=record_n, val_n=val_n, distill_steps=distill_steps, retrain_steps=retrain_steps,
+        device=device, command=tuple(["flexdiff", *sys.argv[1:]]),
+    )
+    print_summary(run_compress(config, prepare(config)))
 
 
 def main() -> None:

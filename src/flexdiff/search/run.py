@@ -25,7 +25,6 @@ from flexdiff.features import FeatureNetwork, get_feature_network
 from flexdiff.hooks import unet_layout
 from flexdiff.metrics import frechet_distance
 from flexdiff.models import DiffusionModel, load_model
-from flexdiff.noise import initial_noise
 from flexdiff.progress import progress_bar
 from flexdiff.report.provenance import run_provenance
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
@@ -54,8 +53,13 @@ class SearchConfig:
     study: str | None = None
     workers: int = 1
     seed: int = 0
-    segments: tuple[int, ...] = (5, 7, 8, 10, 13, 17, 20, 25)  # includes DDIM-k's k: those baselines are genomes
+    segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
     features: str = "digits"
+    features_path: str | None = None  # local weights of the feature network (--clip DIR / --inception FILE)
+    prompts: str | None = None  # prompt file of a text-to-image pipeline (flexdiff.pipelines)
+    negative_prompt: str | None = None
+    guidance: float | None = None  # None: 7.5 with prompts, else 1 (no guidance)
+    labels: str | None = None  # class labels "0,3,7" of a class-conditional UNet (default: round-robin)
     validate_n: int = 1000
     validate_top: int = 6
     reference: str | None = None  # real images for FID; default: the built-in model's held-out set
@@ -99,11 +103,13 @@ class SearchContext:
     @property
     def study_name(self) -> str:
         c = self.config
-        return c.study or f"flexdiff-{self.reference.key.model[:10]}-{c.sampler}{c.steps}-n{c.n}-seed{c.seed}-{c.strategy}"
+        conditioned = f"-c{self.reference.key.conditioning[-8:]}" if self.reference.key.conditioning else ""
+        return c.study or f"flexdiff-{self.reference.key.model[:10]}{conditioned}-{c.sampler}{c.steps}-n{c.n}-seed{c.seed}-{c.strategy}"
 
     def fingerprint(self) -> dict[str, Any]:
         k = self.reference.key
-        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.config.segments)}
+        latent = {name: getattr(k, name) for name in ("decoder", "conditioning") if getattr(k, name)}  # absent for pixel models, as before
+        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.config.segments), **latent}
 
     def evaluate(self, schedule: Schedule) -> dict[str, Any]:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
@@ -155,15 +161,31 @@ def check_config(config: SearchConfig) -> None:
     if config.max_macs is not None and config.max_macs <= 0:
         raise FlexdiffError(f"--max-macs {config.max_macs}", "a positive MACs budget per sample", "see `flexdiff inspect` for the full-step MACs")
     GenomeSpace(config.steps, config.segments, 1)  # segment counts in [1, T]
-    get_feature_network(config.features)
+    get_feature_network(config.features, path=config.features_path)
+    check_conditioning_options(config)
     if config.storage is not None:
         open_storage(config.storage)  # a user's URL: reachable? (the default SQLite file is created with the run)
 
 
+def check_conditioning_options(config: SearchConfig) -> None:
+    """Prompt file, labels and guidance checked before any work (the model decides later whether it takes them)."""
+    from flexdiff.pipelines import parse_labels, read_prompt_file
+
+    if config.prompts is not None:
+        read_prompt_file(config.prompts)
+    if config.labels is not None:
+        parse_labels(config.labels, None)
+    if config.guidance is not None and not config.guidance >= 0:
+        raise FlexdiffError(f"--guidance {config.guidance}", "a guidance scale >= 0 (1 = no guidance)", "pass e.g. --guidance 7.5")
+
+
 def build_context(config: SearchConfig) -> SearchContext:
+    from flexdiff.pipelines import condition
+
     model = load_model(config.model, config.device)
+    condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels)
     timesteps = teacher_timesteps(model, config.sampler, config.steps)
-    net = get_feature_network(config.features, model.device)
+    net = get_feature_network(config.features, model.device, config.features_path)
     num_branches = unet_layout(model.unet).num_branches
     space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches)
     costs = measure_macs(model)
@@ -233,7 +255,7 @@ def _schedule_of(ctx: SearchContext, row: dict[str, Any]) -> Schedule:
 def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Re-score ``rows`` with ``validate_n`` images: rFID, paired, FID vs real data, wall-clock vs the plain teacher loop."""
     c = ctx.config
-    noise = initial_noise(c.validate_n, ctx.model.sample_shape, c.seed)
+    noise = ctx.model.initial_noise(c.validate_n, c.seed)
     real_source = c.reference or REAL_REFERENCE.get(c.model)
     real = ctx.net(load_images(real_source)) if real_source else None
     total = 1 + len(rows)
