@@ -1,8 +1,11 @@
-"""Feature networks for FID: a registry, and the built-in ``digits`` classifier.
+"""Feature networks for FID: a registry, the built-in ``digits`` classifier, and ``clip`` / ``inception`` from local files.
 
 A feature network maps images ``(N, C, H, W)`` in ``[-1, 1]`` to features ``(N, D)``. ``digits`` is a small CNN
-trained on the built-in 16x16 digits (``flexdiff train-features``); FID uses its penultimate layer. ``inception`` and
-``clip`` are registered names that need local weight files, so asking for them without those fails clearly.
+trained on the built-in 16x16 digits (``flexdiff train-features``); FID uses its penultimate layer. ``clip`` needs a
+local CLIP folder (``--clip PATH``: a transformers ``CLIPModel`` or ``CLIPVisionModelWithProjection`` folder with
+safetensors weights; the ``sd`` extra) and also gives the CLIP score of images against prompts. ``inception`` needs
+the optional package torch-fidelity and a local FID Inception weights file (``--inception PATH``). Without them
+each fails with one line naming the missing folder, file or package; nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -52,10 +55,14 @@ class DigitsClassifier(nn.Module):
 
 
 class FeatureNetwork:
-    """A named, frozen image -> feature map, evaluated in batches without gradients."""
+    """A named, frozen image -> feature map, evaluated in batches without gradients.
 
-    def __init__(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor], dim: int, device: torch.device) -> None:
+    ``key`` identifies the weights too (e.g. ``clip@<weights hash>``): the teacher-reference cache is keyed on it.
+    """
+
+    def __init__(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor], dim: int, device: torch.device, key: str | None = None) -> None:
         self.name, self._fn, self.dim, self.device = name, fn, dim, device
+        self.key = key or name
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -63,12 +70,15 @@ class FeatureNetwork:
         return torch.cat(chunks) if chunks else torch.zeros(0, self.dim, dtype=torch.float64)
 
 
-FeatureFactory = Callable[[torch.device], FeatureNetwork]
+FeatureFactory = Callable[..., FeatureNetwork]  # factory(device) or factory(device, path)
 _REGISTRY: dict[str, FeatureFactory] = {}
 
 
 def register_feature_network(name: str) -> Callable[[FeatureFactory], FeatureFactory]:
-    """Decorator: make ``factory(device) -> FeatureNetwork`` available as ``--features name``."""
+    """Decorator: make ``factory(device[, path]) -> FeatureNetwork`` available as ``--features name``.
+
+    ``path`` (local weights: ``--clip`` / ``--inception``) is passed only when the user gave one.
+    """
 
     def decorate(factory: FeatureFactory) -> FeatureFactory:
         _REGISTRY[name] = factory
@@ -81,10 +91,12 @@ def feature_network_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_feature_network(name: str, device: torch.device | str = "cpu") -> FeatureNetwork:
+def get_feature_network(name: str, device: torch.device | str = "cpu", path: str | Path | None = None) -> FeatureNetwork:
+    """The feature network ``name``; ``path`` is its local weights (a CLIP folder, an Inception weights file)."""
     if name not in _REGISTRY:
         raise FlexdiffError(name, f"a feature network in {{{', '.join(feature_network_names())}}}", "pick one with --features")
-    return _REGISTRY[name](torch.device(device))
+    factory = _REGISTRY[name]
+    return factory(torch.device(device)) if path is None else factory(torch.device(device), Path(path).expanduser())
 
 
 def load_digits_classifier(path: Path = DIGITS_CLASSIFIER) -> DigitsClassifier:
@@ -98,17 +110,35 @@ def load_digits_classifier(path: Path = DIGITS_CLASSIFIER) -> DigitsClassifier:
 
 
 @register_feature_network("digits")
-def _digits(device: torch.device) -> FeatureNetwork:
-    net = load_digits_classifier().to(device)
+def _digits(device: torch.device, path: Path | None = None) -> FeatureNetwork:
+    net = load_digits_classifier(path or DIGITS_CLASSIFIER).to(device)
     return FeatureNetwork("digits", net.features, DigitsClassifier.feature_dim, device)
 
 
-def _needs_local_weights(name: str, issue: str) -> FeatureFactory:
-    def factory(device: torch.device) -> FeatureNetwork:
-        raise FlexdiffError(name, f"local weight files for the {name} feature network", f"not available in this version ({issue}); use --features digits")
+@register_feature_network("clip")
+def _clip(device: torch.device, path: Path | None = None) -> FeatureNetwork:
+    from flexdiff.clip import load_clip
 
-    return factory
+    clip = load_clip(path, device)
+    return FeatureNetwork("clip", clip.image_features, clip.dim, device, key=f"clip@{clip.weights_hash[:16]}")
 
 
-register_feature_network("inception")(_needs_local_weights("inception", "planned: a local Inception weights file"))
-register_feature_network("clip")(_needs_local_weights("clip", "planned: a local CLIP folder via --clip"))
+@register_feature_network("inception")
+def _inception(device: torch.device, path: Path | None = None) -> FeatureNetwork:
+    """torch-fidelity's FID Inception-v3 (pool3, 2048-d) from a local weights file (it never downloads here)."""
+    if path is None:
+        raise FlexdiffError("--features inception", "a local FID Inception weights file given with --inception PATH", "pass the file (pt_inception-2015-12-05), or use --features clip --clip DIR")
+    if not path.is_file():
+        raise FlexdiffError(path, "an existing FID Inception weights file", "check --inception; flexdiff never downloads weights")
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except Exception:  # not installed, or installed without a working torchvision
+        raise FlexdiffError("torch-fidelity", "the optional package torch-fidelity, importable (the inception feature network)", "install torch-fidelity where it imports, or use --features clip --clip DIR") from None
+    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)).eval().to(device)
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        return net(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))[0]
+
+    return FeatureNetwork("inception", features, 2048, device, key=f"inception@{path.name}")

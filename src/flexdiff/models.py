@@ -1,13 +1,18 @@
 """Loading a diffusion model: the built-in teacher ``builtin:digits`` or a local diffusers folder.
 
 A :class:`DiffusionModel` is the denoiser the samplers call: the unmodified diffusers UNet, its noise schedule and
-the shape of one sample. Weights are read from safetensors only (never unpickled); nothing is downloaded.
+the shape of one sample (for latent models: one latent, and an optional decoder that turns latents into images).
+Weights are read from safetensors only (never unpickled); nothing is downloaded. Pipeline folders with a VAE or a
+text encoder (LDM, Stable Diffusion) are loaded by :mod:`flexdiff.pipelines`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,7 @@ import torch
 
 from flexdiff.device import resolve_device
 from flexdiff.errors import FlexdiffError
-from flexdiff.noise import NoiseSchedule
+from flexdiff.noise import NoiseSchedule, initial_noise
 
 ASSETS = Path(__file__).parent / "assets"
 BUILTIN_MODELS = {"builtin:digits": ASSETS / "digits-teacher"}
@@ -32,21 +37,72 @@ DEFAULT_SCHEDULER_CONFIG: dict[str, Any] = {
 }
 
 
+def _rows(tensor: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` rows of a per-entry tensor: one entry is broadcast, otherwise image ``i`` takes entry ``i mod P``."""
+    if tensor.shape[0] in (1, n):
+        return tensor.expand(n, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor
+    return tensor[torch.arange(n, device=tensor.device) % tensor.shape[0]]
+
+
 @dataclass
 class Conditioning:
-    """Encoder states for a ``UNet2DConditionModel``, with classifier-free guidance (Ho & Salimans 2022).
+    """What a conditional UNet sees besides ``x_t`` and ``t``: text encoder states (with classifier-free guidance,
+    Ho & Salimans 2022) or class labels.
 
-    ``cond`` / ``uncond`` are (1 or N, L, D). With ``guidance_scale != 1`` both halves run in one UNet call on a
-    batch of 2N (uncond first), so the partial-step cache holds both halves.
+    ``cond`` is (P, L, D) encoder states, ``labels`` (P,) class labels: one row per *entry* (a prompt or a label);
+    image ``i`` of a run takes entry ``i mod P``. ``uncond`` (1 or P, L, D) is the negative prompt. With
+    ``guidance_scale != 1`` both halves run in one UNet call on a batch of 2N (uncond first), so the partial-step
+    cache holds both halves. ``seeds`` (one per entry, ``None`` = the run's seed + entry index) makes each entry's
+    initial noise its own: see :meth:`noise`. ``description`` records where it came from (prompts, labels).
     """
 
-    cond: torch.Tensor
+    cond: torch.Tensor | None = None
     uncond: torch.Tensor | None = None
     guidance_scale: float = 1.0
+    labels: torch.Tensor | None = None
+    seeds: tuple[int | None, ...] | None = None
+    description: dict[str, Any] = field(default_factory=dict)
 
     @property
     def guided(self) -> bool:
         return self.uncond is not None and self.guidance_scale != 1.0
+
+    @property
+    def entries(self) -> int:
+        """P: the number of prompts or labels images cycle through."""
+        rows = self.cond if self.cond is not None else self.labels
+        return 1 if rows is None else int(rows.shape[0])
+
+    def select(self, start: int, stop: int) -> "Conditioning":
+        """The conditioning of images ``start .. stop - 1`` of a run (one batch of ``generate``)."""
+        if self.entries == 1:
+            return self
+        index = torch.arange(start, stop) % self.entries
+        pick = lambda t: t if t is None or t.shape[0] == 1 else t[index.to(t.device)]  # noqa: E731
+        return replace(self, cond=pick(self.cond), uncond=pick(self.uncond), labels=pick(self.labels))
+
+    def noise(self, n: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
+        """Initial noise of ``n`` images when entries carry seeds.
+
+        Entry ``e`` has seed ``s_e`` (its own, or ``seed + e``); its images ``e, e + P, e + 2P ...`` are the rows of
+        ``torch.randn((k, C, H, W), generator=torch.Generator().manual_seed(s_e))`` — so with one entry and no seed of
+        its own this is exactly :func:`flexdiff.noise.initial_noise`.
+        """
+        if self.seeds is None:
+            return initial_noise(n, shape, seed)
+        out = torch.empty((n, *shape))
+        for e, own in enumerate(self.seeds[:n]):
+            rows = range(e, n, len(self.seeds))
+            out[list(rows)] = initial_noise(len(rows), shape, own if own is not None else seed + e)
+        return out
+
+    def key(self) -> str:
+        """A short string that changes whenever anything that changes the images does (teacher-reference key)."""
+        digest = hashlib.sha256(json.dumps({**self.description, "guidance": self.guidance_scale, "seeds": self.seeds}, sort_keys=True, default=str).encode())
+        for t in (self.cond, self.uncond if self.guided else None, self.labels):
+            digest.update(b"|" if t is None else t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        kind = "text" if self.cond is not None else "labels" if self.labels is not None else "none"
+        return f"{kind} P={self.entries} guidance={self.guidance_scale:g} #{digest.hexdigest()[:16]}"
 
 
 @dataclass
@@ -60,10 +116,33 @@ class DiffusionModel:
     path: Path | None = None
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     conditioning: Conditioning | None = None
+    #: latents -> images in [-1, 1] (the VAE of a latent pipeline); None for pixel models.
+    decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
+    #: prompts -> (P, L, D) encoder states (the text encoder of a text-to-image pipeline); None otherwise.
+    prompt_encoder: Callable[[list[str]], torch.Tensor] | None = None
 
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
+
+    def initial_noise(self, n: int, seed: int) -> torch.Tensor:
+        """x_T of ``n`` images for ``seed``: :func:`flexdiff.noise.initial_noise`, or per entry when prompts carry seeds."""
+        if self.conditioning is None:
+            return initial_noise(n, self.sample_shape, seed)
+        return self.conditioning.noise(n, self.sample_shape, seed)
+
+    @contextmanager
+    def for_images(self, start: int, stop: int) -> Iterator[None]:
+        """Within the block, the model conditions images ``start .. stop - 1`` of the run (their prompts / labels)."""
+        whole = self.conditioning
+        if whole is None:
+            yield
+            return
+        self.conditioning = whole.select(start, stop)
+        try:
+            yield
+        finally:
+            self.conditioning = whole
 
     @torch.no_grad()
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
@@ -71,10 +150,12 @@ class DiffusionModel:
         n, c = x.shape[0], self.conditioning
         if c is None:
             output = self.unet(x, torch.full((n,), int(t), device=x.device, dtype=torch.long)).sample
+        elif c.cond is None:  # class-conditional UNet2DModel
+            output = self.unet(x, torch.full((n,), int(t), device=x.device, dtype=torch.long), class_labels=_rows(c.labels, n)).sample
         elif not c.guided:
-            output = self.unet(x, torch.full((n,), int(t), device=x.device), encoder_hidden_states=c.cond.expand(n, -1, -1)).sample
+            output = self.unet(x, torch.full((n,), int(t), device=x.device), encoder_hidden_states=_rows(c.cond, n)).sample
         else:
-            states = torch.cat([c.uncond.expand(n, -1, -1), c.cond.expand(n, -1, -1)])
+            states = torch.cat([_rows(c.uncond, n), _rows(c.cond, n)])
             out_uncond, out_cond = self.unet(torch.cat([x, x]), torch.full((2 * n,), int(t), device=x.device), encoder_hidden_states=states).sample.chunk(2)
             output = out_uncond + c.guidance_scale * (out_cond - out_uncond)  # CFG, eq. 6 of Ho & Salimans
         return self.noise.to_eps(output, x, int(t))
@@ -109,15 +190,55 @@ def _unet_folder(root: Path) -> tuple[Path, Path | None]:
     )
 
 
-def load_model(spec: str | Path = "builtin:digits", device: str | torch.device = "auto") -> DiffusionModel:
-    """Load ``builtin:digits`` or a local diffusers folder holding a ``UNet2DModel``.
+def _apply_student(unet: torch.nn.Module, folder: Path) -> None:
+    """A ``flexdiff compress`` student (``flexdiff_student.json`` beside ``config.json``): slim the skeleton's blocks."""
+    description = folder / "flexdiff_student.json"
+    if description.is_file():
+        from flexdiff.nas.space import apply_architecture
 
-    Accepts a pipeline folder (``unet/`` and ``scheduler/``) or a bare model folder (``config.json`` and
-    ``diffusion_pytorch_model.safetensors``, with an optional ``scheduler_config.json``; without one the DDPM
-    linear schedule is assumed).
+        apply_architecture(unet, _read_json(description), description)
+
+
+def load_component(folder: Path, classes: tuple[str, ...], fix: str) -> torch.nn.Module:
+    """A diffusers model (UNet, VAE) from ``config.json`` + ``diffusion_pytorch_model.safetensors``, strictly.
+
+    ``classes`` are the accepted ``_class_name`` values; ``fix`` is the advice when the class is another.
     """
-    from diffusers import UNet2DModel
+    import diffusers
     from safetensors.torch import load_file
+
+    config = _read_json(folder / "config.json")
+    class_name = config.get("_class_name")
+    if class_name not in classes:
+        raise FlexdiffError(folder / "config.json", f"a {' or '.join(classes)} (found {class_name!r})", fix)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        pickled = [p.name for p in folder.glob("*.bin")]
+        hint = f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled else "restore the weights file"
+        raise FlexdiffError(weights, f"{class_name} weights in safetensors format", hint)
+    try:
+        module = getattr(diffusers, class_name).from_config(config)
+        _apply_student(module, folder)
+        state = load_file(str(weights))
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except FlexdiffError:
+        raise
+    except Exception as exc:  # diffusers raises many types on a bad config; one line for the user
+        raise FlexdiffError(folder, f"a {class_name} config matching its safetensors weights", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if missing or unexpected:
+        raise FlexdiffError(weights, f"weights for every parameter of the configured {class_name}", f"{len(missing)} missing, {len(unexpected)} unexpected keys; re-save the model")
+    return module.eval().requires_grad_(False)
+
+
+def load_model(spec: str | Path = "builtin:digits", device: str | torch.device = "auto") -> DiffusionModel:
+    """Load ``builtin:digits`` or a local diffusers folder.
+
+    Accepts a pipeline folder (``model_index.json``: DDPM / DDIM with a pixel ``UNet2DModel``, LDM with a latent
+    ``UNet2DModel`` and a VAE, Stable Diffusion; see :mod:`flexdiff.pipelines`) or a bare ``UNet2DModel`` folder
+    (``config.json`` and ``diffusion_pytorch_model.safetensors``, with an optional ``scheduler_config.json``;
+    without one the DDPM linear schedule is assumed).
+    """
+    from flexdiff.pipelines import is_latent_or_text_pipeline, load_pipeline
 
     text = str(spec)
     if text.startswith("builtin:"):
@@ -128,33 +249,18 @@ def load_model(spec: str | Path = "builtin:digits", device: str | torch.device =
         root = Path(text).expanduser()
         if not root.is_dir():
             raise FlexdiffError(text, "an existing diffusers model folder", "check the path, or use builtin:digits")
+    if is_latent_or_text_pipeline(root):
+        return load_pipeline(root, text, device)
     unet_dir, scheduler_file = _unet_folder(root)
-    config = _read_json(unet_dir / "config.json")
-    class_name = config.get("_class_name")
-    if class_name != "UNet2DModel":
-        raise FlexdiffError(
-            unet_dir / "config.json",
-            f"a UNet2DModel (found {class_name!r})",
-            "this version of flexdiff samples pixel UNet2DModel folders; pass such a folder",
-        )
-    weights = unet_dir / WEIGHTS_NAME
-    if not weights.is_file():
-        pickled = [p.name for p in unet_dir.glob("*.bin")]
-        hint = f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled else "restore the weights file"
-        raise FlexdiffError(weights, "UNet weights in safetensors format", hint)
-    try:
-        unet = UNet2DModel.from_config(config)
-        state = load_file(str(weights))
-        missing, unexpected = unet.load_state_dict(state, strict=False)
-    except Exception as exc:  # diffusers raises many types on a bad config; one line for the user
-        raise FlexdiffError(unet_dir, "a UNet2DModel config matching its safetensors weights", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
-    if missing or unexpected:
-        raise FlexdiffError(weights, "weights for every parameter of the configured UNet", f"{len(missing)} missing, {len(unexpected)} unexpected keys; re-save the model")
+    unet = load_component(
+        unet_dir, ("UNet2DModel",),
+        "a bare UNet folder must hold a pixel UNet2DModel; a UNet2DConditionModel needs its Stable Diffusion pipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)",
+    )
     scheduler_config = _read_json(scheduler_file) if scheduler_file else dict(DEFAULT_SCHEDULER_CONFIG)
     size = unet.config.sample_size
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    unet.eval().requires_grad_(False).to(resolve_device(device))
-    return DiffusionModel(
+    unet.to(resolve_device(device))
+    model = DiffusionModel(
         unet=unet,
         noise=NoiseSchedule.from_scheduler_config(scheduler_config),
         sample_shape=(int(unet.config.in_channels), int(h), int(w)),
@@ -162,6 +268,10 @@ def load_model(spec: str | Path = "builtin:digits", device: str | torch.device =
         path=root,
         scheduler_config=scheduler_config,
     )
+    from flexdiff.pipelines import default_conditioning
+
+    model.conditioning = default_conditioning(model)  # class-conditional UNet2DModel: labels round-robin
+    return model
 
 
 def save_model(model_or_unet: DiffusionModel | torch.nn.Module, out: Path, scheduler_config: dict[str, Any] | None = None) -> None:

@@ -8,7 +8,6 @@ import torch
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DiffusionModel
-from flexdiff.noise import initial_noise
 from flexdiff.samplers import DEFAULT_SPACING, Denoise, get_sampler, uniform_timesteps
 from flexdiff.schedule import Schedule
 
@@ -30,12 +29,15 @@ def generate(
     batch_size: int | None = None,
     denoise: Callable[[torch.Tensor], Denoise] | None = None,
     on_step: Callable[[], None] | None = None,
+    decode: bool = True,
 ) -> torch.Tensor:
     """Run ``sampler`` from ``noise`` (N, C, H, W) over ``timesteps``, in batches; returns x_0 on the CPU, unclamped.
 
     ``denoise(batch_noise) -> Denoise`` lets a caller wrap the model per batch (the schedule executor does); by
     default the plain model is called. With ``eta > 0`` the extra noise of batch ``b`` is drawn from a generator
-    seeded ``seed + 1 + b``.
+    seeded ``seed + 1 + b``. Image ``i`` is conditioned on entry ``i mod P`` of the model's prompts / labels, whatever
+    the batch size. A latent model's decoder turns each batch's x_0 into images (``decode=False``: the latents), so
+    every caller — rFID, FID, saved samples — sees images.
     """
     sample_fn = get_sampler(sampler)
     if batch_size is not None and batch_size < 1:
@@ -47,8 +49,10 @@ def generate(
         x = noise[start : start + size].to(device)
         fn = denoise(x) if denoise is not None else (lambda xt, t, i: model.eps(xt, t))
         gen = torch.Generator().manual_seed(seed + 1 + b) if eta > 0 else None
-        with torch.no_grad():
+        with torch.no_grad(), model.for_images(start, start + len(x)):
             y = sample_fn(fn, x, timesteps, model.noise, eta=eta, generator=gen, callback=(lambda i: on_step()) if on_step else None)
+            if decode and model.decoder is not None:
+                y = model.decoder(y)
         out.append(y.cpu())
     return torch.cat(out)
 
@@ -92,7 +96,7 @@ def sample(
 
     if n < 1:
         raise FlexdiffError(n, "at least one sample", "pass e.g. --n 64")
-    noise = initial_noise(n, model.sample_shape, seed)
+    noise = model.initial_noise(n, seed)
     size = batch_size or n
     if schedule is None:
         timesteps = teacher_timesteps(model, sampler, steps)

@@ -2,8 +2,9 @@
 
 rFID (Flexiffusion) is the Fréchet distance between a candidate schedule's images and the *teacher's* images (all
 steps full) from the same initial noise. The teacher's side is computed once and cached; the cache records
-everything that determines it (weights hash, sampler, teacher timesteps, seed, n, feature network) and is rebuilt,
-never silently reused, when any of it differs.
+everything that determines it (UNet and decoder weights hashes, conditioning — prompts, guidance, negative prompt,
+labels, seeds, text encoder states —, sampler, teacher timesteps, seed, n, feature network and its weights) and is
+rebuilt, never silently reused, when any of it differs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import torch
 from flexdiff.features import FeatureNetwork
 from flexdiff.metrics import frechet_distance
 from flexdiff.models import DiffusionModel
-from flexdiff.noise import initial_noise
 from flexdiff.sampling import generate
 
 CACHE_NAME = "teacher_cache.safetensors"
@@ -30,7 +30,7 @@ def weights_hash(module: torch.nn.Module) -> str:
     for name, tensor in sorted(module.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # reshape: 0-d tensors too
     return digest.hexdigest()
 
 
@@ -43,10 +43,14 @@ class ReferenceKey:
     timesteps: tuple[int, ...]
     seed: int
     n: int
-    features: str
+    features: str  # the feature network's key (name, and its weights for clip / inception)
+    decoder: str = ""  # weights hash of a latent model's decoder (VAE); "" for pixel models
+    conditioning: str = ""  # Conditioning.key(): prompts, guidance, labels, seeds; "" for unconditional models
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """Canonical JSON; empty decoder / conditioning are left out, so keys of pixel models read as before."""
+        data = {k: v for k, v in asdict(self).items() if not (k in ("decoder", "conditioning") and v == "")}
+        return json.dumps(data, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,12 @@ def load_or_build_reference(
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    key = ReferenceKey(weights_hash(model.unet), sampler, tuple(int(t) for t in timesteps), seed, n, net.name)
-    noise = initial_noise(n, model.sample_shape, seed)
+    key = ReferenceKey(
+        weights_hash(model.unet), sampler, tuple(int(t) for t in timesteps), seed, n, net.key,
+        decoder=weights_hash(model.decoder) if isinstance(model.decoder, torch.nn.Module) else "",
+        conditioning=model.conditioning.key() if model.conditioning is not None else "",
+    )
+    noise = model.initial_noise(n, seed)
     path = cache_dir / CACHE_NAME if cache_dir is not None else None
     status = "built"
     if path is not None and path.is_file():
