@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = SearchConfig(out=args.run_dir, model=args.model, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
-                          speedup=args.speedup, validate_n=args.validate_n, baseline_intervals=_ints(args.baseline_intervals), ddim_ks=_ints(args.ddim_ks),
+                          speedup=args.speedup, elite_speedups=(2.0, 3.0, 4.0, 5.0), validate_n=args.validate_n, baseline_intervals=_ints(args.baseline_intervals), ddim_ks=_ints(args.ddim_ks),
                           baseline_branches=_ints(args.baseline_branches) if args.baseline_branches else None)
     config.out.mkdir(parents=True, exist_ok=True)
     ctx = build_context(config)

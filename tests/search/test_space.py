@@ -110,3 +110,13 @@ def test_evolution_starts_from_seed_baselines_and_never_re_evaluates_them() -> N
     study.optimize(objective, n_trials=6)
     # children of DDIM-10 stay near its 10 active steps; random genomes over these segment counts average ~27
     assert max(actives) <= 20, actives
+
+
+def test_parents_hold_an_elite_within_every_budget() -> None:
+    from flexdiff.search.evolution import EvolutionSampler, Member
+
+    # B = (4.9, 21) is dominated by C = (4.6, 20.5), which is dominated by A = (4.5, 20): Pareto rank 3
+    pool = [Member(f"0:{i}", macs, rfid) for i, (macs, rfid) in enumerate([(10, 1.0), (9, 1.5), (5.5, 8.0), (4.5, 20.0), (4.6, 20.5), (4.9, 21.0)], 1)]
+    b = Member("0:6", 4.9, 21.0)
+    assert b not in EvolutionSampler(SPACE, str, max_macs=10, elite=3)._parents(pool)
+    assert b in EvolutionSampler(SPACE, str, max_macs=[10, 4.9], elite=3)._parents(pool)  # third best within 4.9

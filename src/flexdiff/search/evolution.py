@@ -66,7 +66,7 @@ class EvolutionSampler(BaseSampler):
         self,
         space: GenomeSpace,
         schedule_key: Callable[[Genome], str],
-        max_macs: float | None = None,
+        max_macs: float | Sequence[float] | None = None,
         seed: int = 0,
         initial: int = 8,
         elite: int = 8,
@@ -75,7 +75,9 @@ class EvolutionSampler(BaseSampler):
         seeds: Sequence[tuple[Member, str]] = (),
     ) -> None:
         """``seeds``: evaluated baselines that are segment-shaped, with their schedule keys (never re-evaluated)."""
-        self.space, self.schedule_key, self.max_macs = space, schedule_key, max_macs
+        self.space, self.schedule_key = space, schedule_key
+        # several budgets (a benchmark covering 1/2 .. 1/5): an elite within each of them
+        self.budgets: list[float | None] = [None] if max_macs is None else [float(max_macs)] if isinstance(max_macs, (int, float)) else [float(b) for b in max_macs]
         self.seeds, self.seed_keys = [m for m, _ in seeds], {k for _, k in seeds}
         self.initial, self.elite, self.crossover, self.mutation_rate = initial, elite, crossover, mutation_rate
         self._seed = seed
@@ -122,14 +124,16 @@ class EvolutionSampler(BaseSampler):
         return self.space.mutate(a, rng, self.mutation_rate)
 
     def _parents(self, pool: list[Member]) -> list[Member]:
-        """The two best Pareto ranks over (MACs, rFID) plus the ``elite`` lowest-rFID members within the budget."""
+        """The two best Pareto ranks over (MACs, rFID) plus the ``elite`` lowest-rFID members within each budget."""
         front = [pool[i] for i in pareto_ranks([(m.macs, m.rfid) for m in pool], 2)]
-        within = [m for m in pool if self.max_macs is None or m.macs <= self.max_macs]
-        best = sorted(within, key=lambda m: m.rfid)[: self.elite]
+        best = []
+        for budget in self.budgets:
+            within = [m for m in pool if budget is None or m.macs <= budget]
+            best += sorted(within, key=lambda m: m.rfid)[: self.elite]
         return list(dict.fromkeys(front + best))
 
 
-def make_sampler(strategy: str, space: GenomeSpace, schedule_key: Callable[[Genome], str], max_macs: float | None, seed: int,
+def make_sampler(strategy: str, space: GenomeSpace, schedule_key: Callable[[Genome], str], max_macs: float | Sequence[float] | None, seed: int,
                  seeds: Sequence[tuple[Member, str]] = ()) -> BaseSampler:
     """``evolution`` (Flexiffusion, seeded with ``seeds``), ``nsga2`` (Optuna's NSGA-II) or ``random``: compared at
     equal budget (the two Optuna strategies start from scratch, as they would for a user)."""

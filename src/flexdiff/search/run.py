@@ -46,6 +46,7 @@ class SearchConfig:
     steps: int = 50
     speedup: float | None = 3.0
     max_macs: float | None = None
+    elite_speedups: tuple[float, ...] = ()  # further budgets the evolution keeps an elite for (benchmarks over several budgets)
     n: int = 256
     trials: int = 100
     strategy: str = "evolution"
@@ -207,7 +208,8 @@ def work(config: SearchConfig, context: SearchContext | None = None) -> None:
     with progress_bar("baselines", len(ctx.baselines), enabled=config.progress) as advance:
         advance(len({t.user_attrs.get("key") for t in evaluated(baseline_study)} & {s.key for s in ctx.baselines}))
         run_baselines(baseline_study, ctx.baselines, ctx.evaluate, on_done=advance)
-    sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, ctx.max_macs, config.seed, seeds=baseline_seeds(ctx, baseline_study))
+    budgets = [ctx.max_macs] + [ctx.costs.full * len(ctx.timesteps) / x for x in config.elite_speedups]
+    sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, budgets, config.seed, seeds=baseline_seeds(ctx, baseline_study))
     study = open_study(storage, ctx.study_name, sampler, ctx.fingerprint())
     with progress_bar(f"search ({config.strategy})", config.trials, enabled=config.progress) as advance:
         advance(min(config.trials, len(evaluated(study))))
@@ -229,6 +231,7 @@ def _worker_main(config_json: dict[str, Any], threads: int) -> None:
     torch.set_num_threads(threads)
     config = SearchConfig(**{**config_json, "out": Path(config_json["out"]), "segments": tuple(config_json["segments"]), "progress": False,
                              "baseline_intervals": tuple(config_json["baseline_intervals"]), "ddim_ks": tuple(config_json["ddim_ks"]),
+                             "elite_speedups": tuple(config_json["elite_speedups"]),
                              "baseline_branches": tuple(config_json["baseline_branches"]) if config_json["baseline_branches"] is not None else None})
     work(config)
 
