@@ -1,0 +1,94 @@
+"""Phase 1: record the teacher's block inputs and outputs on noised training images at random timesteps.
+
+Each recorded row is one ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` (DDPM forward process, Ho et al. 2020 eq. 4)
+from a training image, a uniform timestep and Gaussian noise, all drawn from the run's seed; the teacher's forward
+pass on it is captured block by block (:func:`flexdiff.nas.blocks.capture`). The first ``n_train`` rows train the
+block supernets, the last ``n_val`` rows score their candidates.
+
+Stored as float16 (half the memory and disk; the relative error 1e-3 is far below the distillation losses that
+matter), in one safetensors file; ``scale.<key>`` holds E[out^2] of every captured tensor over the training rows,
+the normaliser of :func:`flexdiff.nas.blocks.relative_loss`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from flexdiff.models import DiffusionModel
+from flexdiff.nas.blocks import capture
+from flexdiff.nas.space import block_specs
+
+
+@dataclass
+class Records:
+    """Captured teacher activations: ``data[key]`` is ``(n_train + n_val, ...)`` float16."""
+
+    data: dict[str, torch.Tensor]
+    n_train: int
+    n_val: int
+
+    def rows(self, index: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+        """The rows ``index`` of every key, as float32 (the dtype the blocks compute in)."""
+        return {k: v[index].float() for k, v in self.data.items() if not k.startswith("scale.")}
+
+    def scales(self, keys: list[str]) -> list[float]:
+        return [float(self.data[f"scale.{k}"]) for k in keys]
+
+    @property
+    def val(self) -> slice:
+        return slice(self.n_train, self.n_train + self.n_val)
+
+    def save(self, path: Path, metadata: dict[str, str]) -> None:
+        from safetensors.torch import save_file
+
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.contiguous() for k, v in self.data.items()}, str(tmp), metadata={**metadata, "n_train": str(self.n_train), "n_val": str(self.n_val)})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple["Records", dict[str, str]]:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), "pt") as f:
+            meta = dict(f.metadata() or {})
+        return cls(load_file(str(path)), int(meta["n_train"]), int(meta["n_val"])), meta
+
+
+def noised_rows(model: DiffusionModel, images: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``n`` recorded inputs ``(x_t (n, C, H, W), t (n,))`` of seed ``seed``: image, timestep, noise per row."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, len(images), (n,), generator=gen)
+    t = torch.randint(0, model.noise.num_train_timesteps, (n,), generator=gen)
+    eps = torch.randn((n, *model.sample_shape), generator=gen)
+    abar = model.noise.alphas_cumprod[t].view(-1, 1, 1, 1)
+    return abar.sqrt() * images[idx] + (1 - abar).sqrt() * eps, t
+
+
+@torch.no_grad()
+def record_teacher(
+    model: DiffusionModel, images: torch.Tensor, n_train: int, n_val: int, seed: int, batch_size: int = 256,
+    on_batch: Callable[[int], None] | None = None,
+) -> Records:
+    """Run the teacher on ``n_train + n_val`` noised images (drawn from ``seed``) and capture every block."""
+    unet, specs = model.unet, block_specs(model.unet)
+    n = n_train + n_val
+    x_t, t = noised_rows(model, images, n, seed)
+    chunks: dict[str, list[torch.Tensor]] = {}
+    device = model.device
+    with capture(unet, specs) as live:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            unet(x_t[start:stop].to(device), t[start:stop].to(device))
+            for key, value in live.items():
+                chunks.setdefault(key, []).append(value.detach().to("cpu", torch.float16))
+            if on_batch is not None:
+                on_batch(stop - start)
+    data = {k: torch.cat(v) for k, v in chunks.items()}
+    for key in list(data):
+        data[f"scale.{key}"] = data[key][:n_train].float().pow(2).mean().clamp_min(1e-8).reshape(1)
+    return Records(data, n_train, n_val)
