@@ -41,9 +41,9 @@ def short_name(row: Row) -> str:
     return name
 
 
-def label(row: Row, role: str) -> str:
+def label(row: Row, role: str, sep: str = ": ") -> str:
     speed = row.get("macs_speedup")
-    return f"{role}: {short_name(row)}" + (f" ({speed:.2f}x MACs)" if isinstance(speed, (int, float)) else "")
+    return f"{role}{sep}{short_name(row)}" + (f" ({speed:.2f}x MACs)" if isinstance(speed, (int, float)) else "")
 
 
 def pick_rows(results: dict[str, Any]) -> tuple[list[tuple[str, Row]], str | None]:
@@ -109,7 +109,7 @@ def generate_panels(config: dict[str, Any], rows: Sequence[tuple[str, Row]], n: 
     for role, row in rows:
         plan = Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(timesteps), sampler, str(row.get("name", role)))
         plan.check_branches(num_branches)
-        plans.append((label(row, role), plan))
+        plans.append((label(row, role, ":\n"), plan))
     noise = model.initial_noise(n, seed) if hasattr(model, "initial_noise") else initial_noise(n, model.sample_shape, seed)
     total = len(timesteps) + sum(len(p.active_indices) for _, p in plans)
     with progress_bar(f"report: {n} images x {1 + len(plans)} schedules", total, enabled=progress) as advance:
@@ -147,7 +147,8 @@ def comparison_png(panels: Sequence[Panel], seed: int) -> bytes:
     mosaic = _mosaic(rows)
     n, h = len(teacher), teacher.shape[-2]
     width = 11.5
-    image_width = width - 4.2  # row labels on the left, colour bar on the right
+    label_width = 0.08 * max(len(line) for text in labels for line in text.splitlines()) + 0.3  # inches at font size 9
+    image_width = width - label_width - 1.1  # the colour bar and its label take the rest
     fig = Figure(figsize=(width, image_width * mosaic.shape[0] / mosaic.shape[1] + 0.9), layout="constrained")
     ax = fig.subplots()
     ax.imshow(mosaic, interpolation="nearest")

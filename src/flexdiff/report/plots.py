@@ -47,7 +47,7 @@ def style(family: str) -> dict[str, Any]:
 def to_png(fig: Figure, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
     FigureCanvasAgg(fig)
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08)  # nothing clipped at the edges
     return buf.getvalue()
 
 
@@ -282,12 +282,15 @@ def schedule_strips(strips: Sequence[tuple[str, Sequence[str]]], num_branches: i
     return to_png(fig)
 
 
+#: numbers in a retraining history row that are not losses (alpha gets its own axis)
+NOT_LOSSES = ("step", "alpha", "lr", "learning_rate", "epoch", "seconds", "time")
+
+
 def loss_curves(history: Sequence[Row]) -> bytes | None:
     """Retraining losses against the optimiser step; ``alpha`` (the dynamic loss weight) on a second axis."""
     rows = [r for r in history if isinstance(r, dict)]
-    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("step", "alpha") and all(_val(r.get(k)) or r.get(k) is None for r in rows)]
-    keys = [k for k in keys if any(_val(r.get(k)) for r in rows)]
-    keys = [k for k in keys if "loss" in k] or keys  # losses share one axis; other numbers only when there is no loss
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in NOT_LOSSES and all(_val(r.get(k)) or r.get(k) is None for r in rows)]
+    keys = [k for k in keys if any(_val(r.get(k)) for r in rows)]  # the joint loss and its terms (feature, output, data ...)
     if not rows or not keys:
         return None
     x = [r["step"] if _val(r.get("step")) else i for i, r in enumerate(rows)]
@@ -296,7 +299,7 @@ def loss_curves(history: Sequence[Row]) -> bytes | None:
     handles = []
     for k in keys:
         ys = [r.get(k) if _val(r.get(k)) else np.nan for r in rows]
-        handles.append(ax.plot(x, ys, lw=1.4, label=k)[0])
+        handles.append(ax.plot(x, ys, lw=2.0 if k == "loss" else 1.2, label=k)[0])
     values = [r.get(k) for r in rows for k in keys if _val(r.get(k))]
     if values and min(values) > 0:
         ax.set_yscale("log")
