@@ -177,6 +177,7 @@ def test_compress_run_renders_blocks_totals_and_loss_curves(tmp_path: Path) -> N
     (run / "results.json").write_text(json.dumps(compress_results()))
     text, page = parse(write_report(run))
     assert "down_blocks.2" in text and "half-width" in text and "1,010,657" in text and "Retraining loss curves" in text
+    assert page.sections == ["search", "compress", "provenance"]
     assert [alt for alt, _ in page.images] == ["Retraining loss curves of the student"] and non_blank(decoded(page.images[0][1]))
     notes = " | ".join(absent_notes(text))
     assert "no schedule search in this folder" in notes and "retrain.history" not in notes

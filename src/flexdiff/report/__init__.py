@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.report import sections
-from flexdiff.report.html import page, write_atomic
+from flexdiff.report.html import absent, page, write_atomic
 from flexdiff.report.load import load_run
 
 __all__ = ["write_report"]
@@ -30,11 +30,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images
     target = Path(out) if out is not None else data.run_dir / "report.html"
     if target.is_dir():
         raise FlexdiffError(target, "a file path for the HTML report", "pass e.g. --out report.html")
-    parts = [
-        sections.guarded("pareto", "Pareto front", lambda: sections.pareto(data)),
-        sections.guarded("grids", "Image grids", lambda: sections.image_grids(data, n_images, device, progress)),
-        sections.guarded("strips", "Schedule strips", lambda: sections.strips(data)),
-        sections.guarded("progress", "Search progress", lambda: sections.progress(data)),
+    if data.search is not None:
+        parts = [
+            sections.guarded("pareto", "Pareto front", lambda: sections.pareto(data)),
+            sections.guarded("grids", "Image grids", lambda: sections.image_grids(data, n_images, device, progress)),
+            sections.guarded("strips", "Schedule strips", lambda: sections.strips(data)),
+            sections.guarded("progress", "Search progress", lambda: sections.progress(data)),
+        ]
+    else:  # a compress run without a search of its student: one note instead of four
+        parts = [sections.guarded("search", "Schedule search", lambda: absent(sections.NO_SEARCH))]
+    parts += [
         sections.guarded("compress", "Compress", lambda: sections.compress(data)),
         sections.guarded("provenance", "Provenance", lambda: sections.provenance_section(data)),
     ]

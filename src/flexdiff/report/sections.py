@@ -67,8 +67,11 @@ def summary(data: RunData) -> str:
             lines.append("<b>No validated schedule fits the budget</b>; see the Pareto front below for the closest ones.")
     if data.compress is not None:
         t, s = data.compress.get("teacher") or {}, data.compress.get("student") or {}
-        lines.append(f"Compress run: student {esc(fmt(s.get('macs'), ',.0f'))} MACs / {esc(fmt(s.get('params'), ',.0f'))} parameters "
-                     f"against the teacher's {esc(fmt(t.get('macs'), ',.0f'))} / {esc(fmt(t.get('params'), ',.0f'))}.")
+        fid_n = (data.compress.get("config") or {}).get("fid_n")
+        lines.append(f"<b>Compress run</b>: student {esc(fmt(s.get('macs'), ',.0f'))} MACs / {esc(fmt(s.get('params'), ',.0f'))} parameters "
+                     f"against the teacher's {esc(fmt(t.get('macs'), ',.0f'))} / {esc(fmt(t.get('params'), ',.0f'))}; "
+                     f"FID {esc(fmt(s.get('fid'), '.2f', 'not measured'))} against the teacher's {esc(fmt(t.get('fid'), '.2f', 'not measured'))}"
+                     + (f" ({esc(fid_n)} images)." if fid_n else "."))
     return '<div class="summary">' + "".join(f"<p>{line}</p>" for line in lines) + "</div>"
 
 
@@ -232,7 +235,7 @@ def _run_provenance(title: str, results: Row, program: str) -> str:
     commands, recorded = provenance.command_text(results, program)
     parts = [f"<h3>{esc(title)}</h3>"]
     if commands:
-        parts.append(para("Command line(s), oldest first (a resumed run keeps the trials of the earlier ones):" if recorded else
+        parts.append(para("Command line(s), oldest first (a resumed run keeps the work of the earlier ones):" if recorded else
                           "Command rebuilt from the run's config (the run did not record its command line):", "caption"))
         parts.append("<pre>" + esc("\n".join(commands)) + "</pre>")
     else:
