@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from matplotlib.figure import Figure
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.report.plots import to_png
+
+if TYPE_CHECKING:
+    from flexdiff.models import DiffusionModel
 
 Row = dict[str, Any]
 SAME_COST = 1.02  # a rival may cost up to 2 % more MACs and still count as "the same cost"
@@ -77,15 +80,12 @@ def pick_rows(results: dict[str, Any]) -> tuple[list[tuple[str, Row]], str | Non
     return out, note
 
 
-def load_run_model(config: dict[str, Any], device: str) -> Any:
+def load_run_model(config: dict[str, Any], device: str) -> DiffusionModel:
     """The run's model, conditioned as the search conditioned it (prompts, guidance, labels), so the seeds match."""
     from flexdiff.models import load_model
+    from flexdiff.pipelines import condition
 
     model = load_model(config["model"], device)
-    try:
-        from flexdiff.pipelines import condition
-    except ImportError:  # a flexdiff without conditional pipelines: every model is unconditional
-        return model
     condition(model, prompts=config.get("prompts"), negative_prompt=config.get("negative_prompt"), guidance=config.get("guidance"), labels=config.get("labels"))
     return model
 
@@ -93,7 +93,6 @@ def load_run_model(config: dict[str, Any], device: str) -> Any:
 def generate_panels(config: dict[str, Any], rows: Sequence[tuple[str, Row]], n: int, device: str = "cpu", progress: bool = True) -> list[Panel]:
     """The teacher's ``n`` images and each row's, from the run's seed (raises FlexdiffError if the model cannot load)."""
     from flexdiff.hooks import unet_layout
-    from flexdiff.noise import initial_noise
     from flexdiff.progress import progress_bar
     from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
     from flexdiff.schedule import Schedule, Step
@@ -110,7 +109,7 @@ def generate_panels(config: dict[str, Any], rows: Sequence[tuple[str, Row]], n: 
         plan = Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(timesteps), sampler, str(row.get("name", role)))
         plan.check_branches(num_branches)
         plans.append((label(row, role, ":\n"), plan))
-    noise = model.initial_noise(n, seed) if hasattr(model, "initial_noise") else initial_noise(n, model.sample_shape, seed)
+    noise = model.initial_noise(n, seed)  # as the search drew it: image i is the same whatever n
     total = len(timesteps) + sum(len(p.active_indices) for _, p in plans)
     with progress_bar(f"report: {n} images x {1 + len(plans)} schedules", total, enabled=progress) as advance:
         panels = [Panel(f"teacher ({sampler}-{len(timesteps)})", generate(model, noise, timesteps, sampler, on_step=advance).clamp(-1, 1))]
