@@ -166,6 +166,7 @@ def retrain(
     lr_at = lambda s: min((s + 1) / config.warmup_steps, 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))  # noqa: E731
     restored = checkpoint.load(student, ema, opt, gen, fingerprint) if checkpoint is not None else None
     step, history = restored if restored is not None else (0, [])
+    first = step
     keys = {s.name: output_keys(student, s) for s in specs}
     abar = noise.alphas_cumprod
     last_save, cut = time.monotonic(), False
@@ -209,7 +210,7 @@ def retrain(
                 last_save = time.monotonic()
                 if on_checkpoint is not None:
                     on_checkpoint(step)
-    if checkpoint is not None:
+    if checkpoint is not None and step > first:  # a finished checkpoint that was only reloaded stays as it is
         checkpoint.save(student, ema, opt, gen, step, history, fingerprint)
     student.eval().requires_grad_(False)
     return ema, history, cut

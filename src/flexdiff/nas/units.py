@@ -76,6 +76,7 @@ class SlimResnet(nn.Module):
         )
 
     def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        input_tensor = input_tensor.contiguous()  # see SlimmableResnet.forward: no channels-last GroupNorm backward
         shortcut = self.conv_shortcut(input_tensor) if self.conv_shortcut is not None else input_tensor  # (N, C_out, H, W)
         if self.mid_groups == 0:
             return shortcut / self.output_scale_factor
@@ -144,6 +145,9 @@ class SlimmableResnet(nn.Module):
         self.active = self.groups
 
     def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        # diffusers' Attention returns channels-last strided tensors; supernet training on them segfaulted inside torch's
+        # CPU channels-last GroupNorm backward kernel (gdb backtrace, torch 2.13); NCHW inputs never reach that kernel
+        input_tensor = input_tensor.contiguous()
         shortcut = self.conv_shortcut(input_tensor) if self.conv_shortcut is not None else input_tensor
         if self.active == 0:
             return shortcut / self.output_scale_factor
