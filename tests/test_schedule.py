@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -53,6 +54,28 @@ def test_genome_segment_rule_for_t_not_divisible() -> None:
     assert Genome.parse("0:3,4:1,1:16") == genome
     with pytest.raises(FlexdiffError, match="interval"):
         Genome((Segment(0, 17), Segment(0, 1), Segment(0, 1))).expand(TS)
+
+
+@pytest.mark.parametrize("spacing", [1.25, 1.5, 2.0, 3.0])
+def test_spaced_segments_cover_t_and_shorten_towards_the_clean_end(spacing: float) -> None:
+    for n in (1, 4, 10, 16, 17, 25, 49, 50):
+        lengths = Genome.segment_lengths(50, n, spacing)
+        assert len(lengths) == n and sum(lengths) == 50 and min(lengths) >= 1
+        if 2 <= n <= 25:
+            assert lengths[0] > lengths[-1]  # long segments where the sample is still noise, short ones near t = 0
+    genome = Genome.parse(f"0:1,2:2,1:1,0:1@{spacing:g}")
+    assert genome.spacing == spacing and Genome.parse(str(genome)) == genome
+    assert genome.key != Genome.parse("0:1,2:2,1:1,0:1").key and genome.key.endswith(f"-p{spacing:g}")
+    starts = [i for i, s in enumerate(genome.expand(TS).steps) if s.kind == FULL]
+    assert starts == [0, *itertools.accumulate(Genome.segment_lengths(50, 4, spacing)[:-1])]
+
+
+def test_equal_spacing_is_the_papers_segments_and_bad_spacings_are_refused() -> None:
+    assert Genome.segment_lengths(50, 3, 1.0) == Genome.segment_lengths(50, 3) == [16, 17, 17]
+    assert str(Genome.parse("0:1,1:2@1")) == "0:1,1:2"  # the equal-segment genome keeps its plain name
+    for bad in ("0:1@0", "0:1@-2", "0:1@x", "0:1@inf"):
+        with pytest.raises(FlexdiffError, match="spacing|POWER"):
+            Genome.parse(bad)
 
 
 def test_ddim_k_is_the_genome_of_k_segments_with_interval_1() -> None:

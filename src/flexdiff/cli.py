@@ -24,6 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MODEL = typer.Option("builtin:digits", "--model", help="builtin:digits or a local diffusers folder")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda")
 SEED = typer.Option(0, "--seed", help="one seed drives noise and training")
+NO_REPORT = typer.Option(False, "--no-report", help="skip OUT/report.html (write it later with `flexdiff report OUT`)")
 # conditioning of real pipelines (flexdiff.pipelines) and feature networks from local files
 PROMPTS = typer.Option(None, "--prompts", help="prompt file of a text-to-image pipeline: one prompt per line, or SEED<TAB>prompt; image i takes prompt i mod P")
 NEGATIVE_PROMPT = typer.Option(None, "--negative-prompt", help="negative prompt: the unconditional half of classifier-free guidance (default: empty)")
@@ -262,10 +263,10 @@ def schedule_deepcache(
 
 @_schedule_command
 def schedule_genome(
-    segments: str = typer.Option(..., "--segments", help="per segment BRANCH:INTERVAL, comma-separated, e.g. 0:3,1:2,0:4"),
+    segments: str = typer.Option(..., "--segments", help="per segment BRANCH:INTERVAL, comma-separated, e.g. 0:3,1:2,0:4; append @POWER for unequal segments (e.g. 0:3,1:2,0:4@1.5)"),
     out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
 ) -> None:
-    """A Flexiffusion genome: T cut into equal segments, each full -> (interval - 1) partials -> nulls."""
+    """A Flexiffusion genome: T cut into segments (equal, or at a spacing power), each full -> (interval - 1) partials -> nulls."""
     from flexdiff.schedule import Genome
 
     _write_schedule(Genome.parse(segments).expand(_teacher(model, sampler, steps), sampler), out, model)
@@ -275,6 +276,17 @@ def _default_segments(steps: int) -> tuple[int, ...]:
     from flexdiff.search.run import SearchConfig
 
     return tuple(n for n in SearchConfig.segments if n <= steps) or (max(1, steps),)
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    """``"1,1.5,2"`` -> (1.0, 1.5, 2.0)."""
+    try:
+        values = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise FlexdiffError(f"{option} {text}", "comma-separated numbers, e.g. 1,1.5,2", f"fix {option}")
+    return values
 
 
 def _ints(text: str, option: str) -> tuple[int, ...]:
@@ -307,6 +319,7 @@ def search(
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
     seed: int = SEED,
     segments: str | None = typer.Option(None, "--segments", help="segment counts the genome may use: a list (5,7,10) or a range (default 4-25, capped at --steps)"),
+    spacings: str = typer.Option("1,1.5,2", "--spacings", help="segment-boundary powers the genome may use: 1 = equal segments (Flexiffusion), >1 = shorter segments towards the clean end"),
     validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
     validate_top: int = typer.Option(6, "--validate-top", help="Pareto schedules re-scored in the final validation"),
     baseline_branches: str | None = typer.Option(None, "--baseline-branches", help="DeepCache baseline branches (default: all)"),
@@ -319,7 +332,7 @@ def search(
     clip: Path | None = CLIP,
     inception: Path | None = INCEPTION,
     device: str = DEVICE,
-    no_report: bool = typer.Option(False, "--no-report", help="skip OUT/report.html (write it later with `flexdiff report OUT`)"),
+    no_report: bool = NO_REPORT,
 ) -> None:
     """Flexiffusion search: the schedules closest to the teacher (rFID) for each cost, baselines beside."""
     from flexdiff.search.run import SearchConfig, search as run_search
@@ -328,6 +341,7 @@ def search(
     config = SearchConfig(
         out=out, model=model, sampler=sampler, steps=steps, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
         trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=_ints(segments, "--segments") if segments else _default_segments(steps),
+        spacings=_floats(spacings, "--spacings"),
         features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device,
         baseline_branches=_ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
         features_path=str(p) if (p := _features_path(features, clip, inception)) else None, prompts=str(prompts) if prompts else None,
@@ -424,6 +438,7 @@ def compress(
     distill_steps: int | None = typer.Option(None, "--distill-steps", help="supernet steps per block (default: from --minutes)"),
     retrain_steps: int | None = typer.Option(None, "--retrain-steps", help="retraining steps (default: from --minutes)"),
     device: str = DEVICE,
+    no_report: bool = NO_REPORT,
 ) -> None:
     """DiffNAS: distil the model into a student with at most --macs-ratio of its MACs (and parameters).
 
@@ -439,6 +454,10 @@ def compress(
         device=device, command=tuple(["flexdiff", *sys.argv[1:]]),
     )
     print_summary(run_compress(config, prepare(config)))
+    if not no_report:
+        from flexdiff.report import write_run_report
+
+        write_run_report(out, device=device)
 
 
 def main() -> None:

@@ -216,21 +216,37 @@ class Segment:
 
 @dataclass(frozen=True)
 class Genome:
-    """Flexiffusion's segment-wise encoding: one :class:`Segment` per equal-length segment of the T steps."""
+    """Flexiffusion's segment-wise encoding: one :class:`Segment` per segment of the T steps.
+
+    ``spacing`` is the power p of the segment boundaries (:meth:`segment_lengths`): 1 cuts T into equal segments as
+    Flexiffusion does; p > 1 makes the segments shorter towards the clean end of the trajectory (more active steps
+    where the sample's detail is decided), the timestep-placement freedom AutoDiffusion searches step by step.
+    """
 
     segments: tuple[Segment, ...]
+    spacing: float = 1.0
 
     @staticmethod
-    def segment_lengths(T: int, n_segments: int) -> list[int]:
-        """Equal segments: segment ``s`` starts at step ``floor(s T / n)`` (lengths differ by at most one when ``n``
-        does not divide T). These are DDIM-k's active indices, so DDIM-k is exactly the genome of k segments with
-        interval 1, and the search space contains the strongest step-cutting baseline."""
+    def segment_lengths(T: int, n_segments: int, spacing: float = 1.0) -> list[int]:
+        """Segment ``s`` starts at step ``floor(T (1 - (1 - s/n)^p))``; with p = 1 at ``floor(s T / n)``, DDIM-k's active
+        indices, so DDIM-k is exactly the genome of k equal segments with interval 1 and the search space contains the
+        strongest step-cutting baseline. Starts are made strictly increasing (every segment at least one step long)."""
         _check_range("segments", n_segments, 1, T)
-        starts = [s * T // n_segments for s in range(n_segments + 1)]
+        if not spacing > 0 or math.isinf(spacing):
+            raise FlexdiffError(f"spacing={spacing}", "a positive power (1 = equal segments)", "e.g. @1.5 after the segments")
+        if spacing == 1.0:  # exact integer arithmetic: the paper's equal segments
+            starts = [s * T // n_segments for s in range(n_segments)]
+        else:
+            starts = [math.floor(T * (1.0 - (1.0 - s / n_segments) ** spacing) + 1e-9) for s in range(n_segments)]
+            for s in range(1, n_segments):  # merged starts move later, never past the room the later segments need
+                starts[s] = max(starts[s], starts[s - 1] + 1)
+            for s in range(n_segments - 1, 0, -1):
+                starts[s] = min(starts[s], T - (n_segments - s), starts[s + 1] - 1 if s + 1 < n_segments else T - 1)
+        starts.append(T)
         return [b - a for a, b in zip(starts, starts[1:])]
 
     def expand(self, timesteps: Sequence[int], sampler: str = "ddim") -> Schedule:
-        lengths = self.segment_lengths(len(timesteps), len(self.segments))
+        lengths = self.segment_lengths(len(timesteps), len(self.segments), self.spacing)
         steps: list[Step] = []
         for seg, length in zip(self.segments, lengths):
             _check_range("interval", seg.interval, 1, length)
@@ -240,18 +256,28 @@ class Genome:
 
     @classmethod
     def parse(cls, text: str) -> "Genome":
-        """``"0:3,1:2"`` -> segments (branch 0, interval 3), (branch 1, interval 2)."""
+        """``"0:3,1:2"`` -> segments (branch 0, interval 3), (branch 1, interval 2), equal segments;
+        ``"0:3,1:2@1.5"`` -> the same with segment boundaries at spacing power 1.5."""
+        body, at, power = text.partition("@")
+        try:
+            spacing = float(power) if at else 1.0
+        except ValueError:
+            raise FlexdiffError(repr(text), "segments followed by an optional @POWER (e.g. 0:3,1:2@1.5)", "fix the spacing after '@'") from None
+        if not spacing > 0 or math.isinf(spacing):
+            raise FlexdiffError(f"spacing={power}", "a positive power (1 = equal segments)", "e.g. @1.5 after the segments")
         segments = []
-        for part in text.split(","):
+        for part in body.split(","):
             branch, sep, interval = part.strip().partition(":")
             if not (sep and branch.isdigit() and interval.isdigit()):
                 raise FlexdiffError(repr(part), "a segment BRANCH:INTERVAL with non-negative integers (e.g. 0:3)", "fix --segments")
             segments.append(Segment(int(branch), int(interval)))
-        return cls(tuple(segments))
+        return cls(tuple(segments), spacing)
 
     def __str__(self) -> str:
-        return ",".join(f"{s.branch}:{s.interval}" for s in self.segments)
+        body = ",".join(f"{s.branch}:{s.interval}" for s in self.segments)
+        return body if self.spacing == 1.0 else f"{body}@{self.spacing:g}"
 
     @property
     def key(self) -> str:
-        return "genome-" + "_".join(f"b{s.branch}i{s.interval}" for s in self.segments)
+        body = "genome-" + "_".join(f"b{s.branch}i{s.interval}" for s in self.segments)
+        return body if self.spacing == 1.0 else f"{body}-p{self.spacing:g}"

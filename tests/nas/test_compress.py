@@ -17,7 +17,7 @@ from flexdiff.cli import app
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, load_model, save_model
 
 runner = CliRunner()
-FAST = ["--record-n", "32", "--val-n", "8", "--distill-steps", "3", "--retrain-steps", "4", "--fid-n", "6", "--reference", "builtin:digits-heldout", "--minutes", "5", "--device", "cpu"]
+FAST = ["--record-n", "32", "--val-n", "8", "--distill-steps", "3", "--retrain-steps", "4", "--fid-n", "6", "--reference", "builtin:digits-heldout", "--minutes", "5", "--device", "cpu", "--no-report"]
 RESULT_KEYS = {"kind", "config", "command", "blocks", "teacher", "student", "retrain", "seconds"}
 BLOCK_KEYS = {"block", "choice", "macs", "params", "teacher_macs", "teacher_params", "loss"}
 
@@ -37,9 +37,15 @@ def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("compress") / "run"
-    result = invoke("compress", "--model", teacher_dir, "--out", out, "--seed", "3", *FAST)
+    result = invoke("compress", "--model", teacher_dir, "--out", out, "--seed", "3", *[a for a in FAST if a != "--no-report"])
     assert result.exit_code == 0, result.output
     return out
+
+
+def test_compress_writes_its_report(run_dir: Path) -> None:
+    html = (run_dir / "report.html").read_text()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert "Compress" in html and f"{results['student']['macs']:,}" in html
 
 
 def _student_state(folder: Path) -> dict[str, torch.Tensor]:

@@ -12,25 +12,41 @@ from flexdiff.search.space import GenomeSpace
 
 TS = list(range(980, -1, -20))
 SPACE = GenomeSpace(50, (5, 7, 10, 17), num_branches=9)
+SPACED = GenomeSpace(50, (5, 7, 10, 17), num_branches=9, spacings=(1.0, 1.5, 2.0))  # segment boundaries searched too
+SPACES = pytest.mark.parametrize("space", [SPACE, SPACED], ids=["equal-segments", "spaced-segments"])
 
 
-def _valid(genome: Genome) -> None:
-    assert len(genome.segments) in SPACE.segment_counts
-    for seg, length in zip(genome.segments, SPACE.lengths(len(genome.segments))):
+def _valid(genome: Genome, space: GenomeSpace = SPACE) -> None:
+    assert len(genome.segments) in space.segment_counts and genome.spacing in space.spacings
+    for seg, length in zip(genome.segments, space.lengths(len(genome.segments), genome.spacing)):
         assert 0 <= seg.branch < 9 and 1 <= seg.interval <= length
     plan = genome.expand(TS)
     assert plan.T == 50 and plan.steps[0].kind == FULL
 
 
-def test_operators_keep_genomes_valid() -> None:
+@SPACES
+def test_operators_keep_genomes_valid(space: GenomeSpace) -> None:
     rng = random.Random(0)
-    population = [SPACE.random_genome(rng) for _ in range(20)]
+    population = [space.random_genome(rng) for _ in range(20)]
     for _ in range(300):
         a, b = rng.choice(population), rng.choice(population)
-        child = SPACE.mutate(SPACE.crossover(a, b, rng), rng)
-        _valid(child)
+        child = space.mutate(space.crossover(a, b, rng), rng)
+        _valid(child, space)
         population.append(child)
     assert len({str(g) for g in population}) > 100  # the operators explore
+    assert {g.spacing for g in population} == set(space.spacings)  # ... every spacing too
+
+
+def test_spacing_mutation_keeps_the_plan_and_crossover_takes_the_first_parents_spacing() -> None:
+    rng = random.Random(5)
+    g = Genome((Segment(2, 3),) * 10)
+    moved = {SPACED.mutate(g, rng) for _ in range(200)}
+    respaced = [m for m in moved if m.spacing != 1.0]
+    assert respaced and all(len(m.segments) == 10 and {s.branch for s in m.segments} == {2} for m in respaced)
+    b = Genome((Segment(1, 1),) * 7, 2.0)
+    child = SPACED.crossover(g, b, rng)
+    assert child.spacing == 1.0 and len(child.segments) == 10
+    _valid(child, SPACED)
 
 
 def test_mutation_changes_something_and_resegment_keeps_shape() -> None:
@@ -41,18 +57,21 @@ def test_mutation_changes_something_and_resegment_keeps_shape() -> None:
     assert len(r.segments) == 10 and all(s == Segment(3, 5) for s in r.segments)  # same active fraction (all of it)
 
 
-def test_params_round_trip_and_suggest() -> None:
+@SPACES
+def test_params_round_trip_and_suggest(space: GenomeSpace) -> None:
     rng = random.Random(2)
     for _ in range(50):
-        g = SPACE.random_genome(rng)
-        params = SPACE.to_params(g)
-        assert SPACE.from_params(params) == g
-        assert SPACE.suggest(optuna.trial.FixedTrial(params)) == g
+        g = space.random_genome(rng)
+        params = space.to_params(g)
+        assert space.from_params(params) == g
+        assert space.suggest(optuna.trial.FixedTrial(params)) == g
 
 
 def test_space_validation() -> None:
     with pytest.raises(FlexdiffError, match="counts in"):
         GenomeSpace(10, (0, 5), 3)
+    with pytest.raises(FlexdiffError, match="positive powers"):
+        GenomeSpace(10, (5,), 3, spacings=(1.0, 0.0))
 
 
 def test_pareto_front() -> None:
@@ -60,16 +79,17 @@ def test_pareto_front() -> None:
     assert pareto_front(points) == [1, 2, 0, 4]
 
 
-def test_genome_of_recovers_segment_shaped_baselines() -> None:
+@SPACES
+def test_genome_of_recovers_segment_shaped_baselines(space: GenomeSpace) -> None:
     from flexdiff.schedule import ddim_k, deepcache_uniform
 
-    assert SPACE.genome_of(ddim_k(TS, 17)) == Genome((Segment(0, 1),) * 17)
-    assert SPACE.genome_of(deepcache_uniform(TS, 5, 3)) == Genome((Segment(3, 5),) * 10)
-    assert SPACE.genome_of(deepcache_uniform(TS, 4, 0)) is None  # full steps every 4: no equal segmentation in the space
+    assert space.genome_of(ddim_k(TS, 17)) == Genome((Segment(0, 1),) * 17)
+    assert space.genome_of(deepcache_uniform(TS, 5, 3)) == Genome((Segment(3, 5),) * 10)
+    assert space.genome_of(deepcache_uniform(TS, 4, 0)) is None  # full steps every 4: no segmentation in the space
     rng = random.Random(3)
     for _ in range(50):
-        g = SPACE.random_genome(rng)
-        recovered = SPACE.genome_of(g.expand(TS))
+        g = space.random_genome(rng)
+        recovered = space.genome_of(g.expand(TS))
         assert recovered is not None and recovered.expand(TS).steps == g.expand(TS).steps
 
 

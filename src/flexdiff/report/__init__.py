@@ -8,6 +8,7 @@ the compress results, and the provenance (commands, versions, seeds, machine). `
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from flexdiff.errors import FlexdiffError
@@ -15,7 +16,7 @@ from flexdiff.report import sections
 from flexdiff.report.html import absent, page, write_atomic
 from flexdiff.report.load import load_run
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "write_run_report"]
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images: int = 16, device: str = "cpu", progress: bool = False) -> Path:
@@ -46,3 +47,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images
     title = f"flexdiff report — {data.run_dir.resolve().name}"
     write_atomic(target, page(title, sections.summary(data), parts))
     return target
+
+
+def write_run_report(run_dir: Path, *, device: str = "cpu", progress: bool = True) -> Path | None:
+    """``RUN_DIR/report.html`` at the end of a run. Its results are already written, so a report failure costs nothing
+    but a warning (hours of search or training must not end in a traceback over a plot); returns the path or None."""
+    try:
+        path = write_report(run_dir, device=device, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        print(f"warning: report not written ({exc.__class__.__name__}: {exc}); run `flexdiff report {run_dir}`", file=sys.stderr)
+        return None
+    if progress:
+        print(f"report -> {path}")
+    return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ class SearchConfig:
     workers: int = 1
     seed: int = 0
     segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
+    spacings: tuple[float, ...] = (1.0, 1.5, 2.0)  # segment-boundary powers (Genome.segment_lengths); (1.0,) = the paper's equal segments
     features: str = "digits"
     features_path: str | None = None  # local weights of the feature network (--clip DIR / --inception FILE)
     prompts: str | None = None  # prompt file of a text-to-image pipeline (flexdiff.pipelines)
@@ -110,7 +110,8 @@ class SearchContext:
     def fingerprint(self) -> dict[str, Any]:
         k = self.reference.key
         latent = {name: getattr(k, name) for name in ("decoder", "conditioning") if getattr(k, name)}  # absent for pixel models, as before
-        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.config.segments), **latent}
+        spacings = {"spacings": list(self.config.spacings)} if self.config.spacings != (1.0,) else {}  # absent for equal segments, as before
+        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.config.segments), **spacings, **latent}
 
     def evaluate(self, schedule: Schedule) -> dict[str, Any]:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
@@ -161,7 +162,7 @@ def check_config(config: SearchConfig) -> None:
         raise FlexdiffError(f"--speedup {config.speedup}", "a target speed-up >= 1", "pass e.g. --speedup 3")
     if config.max_macs is not None and config.max_macs <= 0:
         raise FlexdiffError(f"--max-macs {config.max_macs}", "a positive MACs budget per sample", "see `flexdiff inspect` for the full-step MACs")
-    GenomeSpace(config.steps, config.segments, 1)  # segment counts in [1, T]
+    GenomeSpace(config.steps, config.segments, 1, config.spacings)  # segment counts in [1, T], positive spacings
     get_feature_network(config.features, path=config.features_path)
     check_conditioning_options(config)
     if config.storage is not None:
@@ -188,7 +189,7 @@ def build_context(config: SearchConfig) -> SearchContext:
     timesteps = teacher_timesteps(model, config.sampler, config.steps)
     net = get_feature_network(config.features, model.device, config.features_path)
     num_branches = unet_layout(model.unet).num_branches
-    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches)
+    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))))
     costs = measure_macs(model)
     n_batches = -(-config.n // (config.batch_size or config.n))
     with progress_bar("teacher reference", len(timesteps) * n_batches, enabled=config.progress) as advance:
@@ -229,7 +230,7 @@ def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member
 
 def _worker_main(config_json: dict[str, Any], threads: int) -> None:
     torch.set_num_threads(threads)
-    config = SearchConfig(**{**config_json, "out": Path(config_json["out"]), "segments": tuple(config_json["segments"]), "progress": False,
+    config = SearchConfig(**{**config_json, "out": Path(config_json["out"]), "segments": tuple(config_json["segments"]), "spacings": tuple(config_json["spacings"]), "progress": False,
                              "baseline_intervals": tuple(config_json["baseline_intervals"]), "ddim_ks": tuple(config_json["ddim_ks"]),
                              "elite_speedups": tuple(config_json["elite_speedups"]),
                              "baseline_branches": tuple(config_json["baseline_branches"]) if config_json["baseline_branches"] is not None else None})
@@ -322,21 +323,10 @@ def search(config: SearchConfig, report: bool = True) -> dict[str, Any]:
     teacher, validated = validate(ctx, choose_for_validation(ctx, baselines, searched))
     results = write_results(ctx, baselines, searched, teacher, validated)
     if report:
-        write_run_report(config)
+        from flexdiff.report import write_run_report
+
+        write_run_report(config.out, device=config.device, progress=config.progress)
     return results
-
-
-def write_run_report(config: SearchConfig) -> None:
-    """``OUT/report.html``; the results are already written, so a report failure costs nothing but a warning."""
-    from flexdiff.report import write_report
-
-    try:
-        path = write_report(config.out, device=config.device, progress=config.progress)
-    except Exception as exc:  # noqa: BLE001 - hours of search must not end in a traceback over a plot
-        print(f"warning: report not written ({exc.__class__.__name__}: {exc}); run `flexdiff report {config.out}`", file=sys.stderr)
-        return
-    if config.progress:
-        print(f"report -> {path}")
 
 
 def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]]) -> dict[str, Any]:
