@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--baseline-branches", default=None, help="DeepCache branches, e.g. 0,1,2,3 (default: all)")
     parser.add_argument("--baseline-intervals", default="2-8,10", help="DeepCache intervals N")
     parser.add_argument("--ddim-ks", default="4-25", help="DDIM-k baselines (every k: the comparison at a budget is the nearest k of equal or higher cost)")
+    parser.add_argument("--spacings", default=",".join(f"{x:g}" for x in SearchConfig.spacings), help="segment-boundary powers of the genome (1 = equal segments only)")
     parser.add_argument("--speedup", type=float, default=3.0, help="the budget the evolution's elite is drawn from (the front covers the rest)")
     parser.add_argument("--candidates", type=int, default=3, help="per budget and family: candidates re-scored with --validate-n images")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/search_vs_baselines"))
@@ -48,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = SearchConfig(out=args.run_dir, model=args.model, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
-                          speedup=args.speedup, elite_speedups=(2.0, 3.0, 4.0, 5.0), validate_n=args.validate_n, baseline_intervals=_ints(args.baseline_intervals), ddim_ks=_ints(args.ddim_ks),
+                          speedup=args.speedup, elite_speedups=(2.0, 3.0, 4.0, 5.0), spacings=tuple(float(x) for x in args.spacings.split(",")), validate_n=args.validate_n, baseline_intervals=_ints(args.baseline_intervals), ddim_ks=_ints(args.ddim_ks),
                           baseline_branches=_ints(args.baseline_branches) if args.baseline_branches else None)
     config.out.mkdir(parents=True, exist_ok=True)
     ctx = build_context(config)
@@ -106,7 +107,7 @@ def main() -> None:
         headline = {"schedule": h["name"], "macs_speedup": h["macs_speedup"], "wall_speedup": h["wall_speedup"], "rfid": h["rfid"], "fid": h["fid"],
                     "teacher_fid": teacher["fid"], "fid_ratio": round(h["fid"] / teacher["fid"], 4), "within_5_percent": h["fid"] <= 1.05 * teacher["fid"]}
     write_result(args.out, {"headline": headline,
-        "model": args.model, "teacher": teacher, "n_search": args.n, "trials": args.trials, "strategy": args.strategy, "validate_n": args.validate_n,
+        "model": args.model, "teacher": teacher, "n_search": args.n, "trials": args.trials, "strategy": args.strategy, "spacings": list(config.spacings), "validate_n": args.validate_n,
         "seed": args.seed, "study": ctx.study_name, "evaluated": {"baselines": len(baselines), "searched": len(searched)}, "budgets": summary,
     })
     print(f"teacher FID {teacher['fid']}")

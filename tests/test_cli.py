@@ -106,6 +106,7 @@ def test_inspect_json_lists_branches(tiny_model_dir: Path) -> None:
         ("deepcache", ["--interval", "3", "--branch", "2"], {"full": 4, "partial": 6, "null": 0}),
         ("deepcache", ["--interval", "3", "--center", "4"], {"full": 4, "partial": 6, "null": 0}),
         ("genome", ["--segments", "0:3,5:1"], {"full": 2, "partial": 2, "null": 6}),
+        ("genome", ["--segments", "0:3,5:1,0:1@2"], {"full": 3, "partial": 2, "null": 5}),  # segments of 5, 3, 2 steps
     ],
 )
 def test_schedule_then_sample(tiny_model_dir: Path, tmp_path: Path, kind: str, extra: list[str], counts: dict) -> None:
