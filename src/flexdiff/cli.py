@@ -319,7 +319,7 @@ def search(
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
     seed: int = SEED,
     segments: str | None = typer.Option(None, "--segments", help="segment counts the genome may use: a list (5,7,10) or a range (default 4-25, capped at --steps)"),
-    spacings: str = typer.Option("1,1.5,2", "--spacings", help="segment-boundary powers the genome may use: 1 = equal segments (Flexiffusion), >1 = shorter segments towards the clean end"),
+    spacings: str = typer.Option("1", "--spacings", help="segment-boundary powers the genome may use, e.g. 0.8,1,1.5: 1 = equal segments (Flexiffusion), >1 = shorter segments towards the clean end, <1 = towards the noisy end"),
     validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
     validate_top: int = typer.Option(6, "--validate-top", help="Pareto schedules re-scored in the final validation"),
     baseline_branches: str | None = typer.Option(None, "--baseline-branches", help="DeepCache baseline branches (default: all)"),

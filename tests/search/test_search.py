@@ -38,14 +38,16 @@ def assert_no_schedule_evaluated_twice(study: optuna.Study) -> None:
     assert len(keys) == len(set(keys))
 
 
-@pytest.mark.parametrize("strategy", ["evolution", "nsga2", "random"])
-def test_search_writes_artefacts_and_resumes(tiny_model_dir: Path, tmp_path: Path, strategy: str) -> None:
+@pytest.mark.parametrize("strategy, spacings", [("evolution", "1"), ("nsga2", "1"), ("random", "1"), ("evolution", "1,2")])
+def test_search_writes_artefacts_and_resumes(tiny_model_dir: Path, tmp_path: Path, strategy: str, spacings: str) -> None:
     runner = CliRunner()
     out = tmp_path / "run"
-    result = runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy))
+    result = runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy, "--spacings", spacings))
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert len(results["trials"]["searched"]) == 6
+    spaced = {"@" in r["genome"] for r in results["trials"]["searched"]}
+    assert spaced == ({False, True} if spacings == "1,2" else {False})  # the spacing gene is searched only when asked
     families = {r["family"] for r in results["trials"]["baselines"]}
     assert families == {"teacher", "ddim", "deepcache"}
     assert (out / "best.json").is_file() and list((out / "schedules").glob("*.json"))
@@ -55,10 +57,10 @@ def test_search_writes_artefacts_and_resumes(tiny_model_dir: Path, tmp_path: Pat
     assert_no_schedule_evaluated_twice(baselines)
     # the same command again resumes: nothing new is evaluated
     before = len(searched.get_trials())
-    assert runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy)).exit_code == 0
+    assert runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy, "--spacings", spacings)).exit_code == 0
     assert len(evaluated(studies(out)[0])) == 6 and len(studies(out)[0].get_trials()) == before
     # more trials extend the same study
-    assert runner.invoke(app, search_args(tiny_model_dir, out, 9, "--strategy", strategy)).exit_code == 0
+    assert runner.invoke(app, search_args(tiny_model_dir, out, 9, "--strategy", strategy, "--spacings", spacings)).exit_code == 0
     assert len(evaluated(studies(out)[0])) == 9
 
 

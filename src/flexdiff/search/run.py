@@ -54,7 +54,7 @@ class SearchConfig:
     workers: int = 1
     seed: int = 0
     segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
-    spacings: tuple[float, ...] = (1.0, 1.5, 2.0)  # segment-boundary powers (Genome.segment_lengths); (1.0,) = the paper's equal segments
+    spacings: tuple[float, ...] = (1.0,)  # segment-boundary powers (Genome.segment_lengths); (1.0,) = the paper's equal segments (benchmarks/spacing.py)
     features: str = "digits"
     features_path: str | None = None  # local weights of the feature network (--clip DIR / --inception FILE)
     prompts: str | None = None  # prompt file of a text-to-image pipeline (flexdiff.pipelines)
