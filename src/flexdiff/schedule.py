@@ -206,6 +206,12 @@ def deepcache_nonuniform(timesteps: Sequence[int], interval: int, branch: int = 
     return Schedule(steps, tuple(timesteps), sampler, f"deepcache-nu-N{interval}-b{branch}-c{center}", meta)
 
 
+def check_spacing(spacing: float) -> None:
+    """A segment-boundary power must be positive and finite (1 = equal segments)."""
+    if not 0 < spacing < math.inf:
+        raise FlexdiffError(f"spacing={spacing:g}", "a positive power (1 = equal segments)", "e.g. @1.5 after the segments, or --spacings 1,1.5")
+
+
 @dataclass(frozen=True)
 class Segment:
     """One Flexiffusion segment: ``interval`` active steps (1 full + interval - 1 partial at ``branch``), then nulls."""
@@ -232,8 +238,7 @@ class Genome:
         indices, so DDIM-k is exactly the genome of k equal segments with interval 1 and the search space contains the
         strongest step-cutting baseline. Starts are made strictly increasing (every segment at least one step long)."""
         _check_range("segments", n_segments, 1, T)
-        if not spacing > 0 or math.isinf(spacing):
-            raise FlexdiffError(f"spacing={spacing}", "a positive power (1 = equal segments)", "e.g. @1.5 after the segments")
+        check_spacing(spacing)
         if spacing == 1.0:  # exact integer arithmetic: the paper's equal segments
             starts = [s * T // n_segments for s in range(n_segments)]
         else:
@@ -263,8 +268,7 @@ class Genome:
             spacing = float(power) if at else 1.0
         except ValueError:
             raise FlexdiffError(repr(text), "segments followed by an optional @POWER (e.g. 0:3,1:2@1.5)", "fix the spacing after '@'") from None
-        if not spacing > 0 or math.isinf(spacing):
-            raise FlexdiffError(f"spacing={power}", "a positive power (1 = equal segments)", "e.g. @1.5 after the segments")
+        check_spacing(spacing)
         segments = []
         for part in body.split(","):
             branch, sep, interval = part.strip().partition(":")

@@ -124,7 +124,7 @@ def test_postgres_storage(tiny_model_dir: Path, tmp_path: Path) -> None:
         (["--storage", "not-a-url"], "not-a-url"),
         (["--segments", "0,3"], "counts in"),
         (["--spacings", "1,x"], "--spacings 1,x"),
-        (["--spacings", "1,-2"], "positive powers"),
+        (["--spacings", "1,-2"], "spacing=-2"),
         (["--speedup", "0.5"], "speed-up >= 1"),
         (["--features", "vgg"], "vgg"),
     ],

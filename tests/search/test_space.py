@@ -70,7 +70,7 @@ def test_params_round_trip_and_suggest(space: GenomeSpace) -> None:
 def test_space_validation() -> None:
     with pytest.raises(FlexdiffError, match="counts in"):
         GenomeSpace(10, (0, 5), 3)
-    with pytest.raises(FlexdiffError, match="positive powers"):
+    with pytest.raises(FlexdiffError, match="spacing=0: expected a positive power"):
         GenomeSpace(10, (5,), 3, spacings=(1.0, 0.0))
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.schedule import FULL, NULL, PARTIAL, Genome, Schedule, Segment
+from flexdiff.schedule import FULL, NULL, PARTIAL, Genome, Schedule, Segment, check_spacing
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,10 @@ class GenomeSpace:
             raise FlexdiffError(f"segment counts {list(self.segment_counts)}", f"counts in [1, T={self.T}]", "pick e.g. --segments 5,7,10")
         if self.num_branches < 1:
             raise FlexdiffError(self.num_branches, "a model with at least one skip branch", "use a UNet with skip connections")
-        if not self.spacings or not all(0 < p < float("inf") for p in self.spacings):
-            raise FlexdiffError(f"spacings {list(self.spacings)}", "positive powers (1 = equal segments)", "pick e.g. --spacings 1,1.5,2")
+        if not self.spacings:
+            raise FlexdiffError("spacings []", "at least one power (1 = equal segments)", "pick e.g. --spacings 1,1.5,2")
+        for p in self.spacings:
+            check_spacing(p)
 
     def lengths(self, n_segments: int, spacing: float = 1.0) -> list[int]:
         return Genome.segment_lengths(self.T, n_segments, spacing)
