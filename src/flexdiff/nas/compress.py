@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,14 @@ class Run:
         self.save_state()
         return int(value)
 
+    def step_count(self, name: str, explicit: int | None, given: dict[str, Any], measure: Callable[[], int]) -> int:
+        """The user's explicit count, else the one an earlier process planned for the same inputs, else ``measure()``
+        (timing probes), stored so that a resumed run computes the same numbers."""
+        if explicit is not None:
+            return explicit
+        planned = self.planned(name, given)
+        return planned if planned is not None else self.plan(name, given, measure())
+
 
 def prepare(config: CompressConfig) -> Run:
     """Check every option, load the teacher and the data, check they fit; no file is written yet."""
@@ -256,22 +265,20 @@ def _seconds_per_step(run_steps: Any, steps: int = 6) -> float:
 
 def _distill_steps(run: Run, records: Records, supernets: dict[str, BlockSupernet], record_key: str) -> int:
     c = run.config
-    if c.distill_steps is not None:
-        return c.distill_steps
+
+    def measure() -> int:
+        reserve = _fid_reserve(run)
+        budget = DISTILL_SHARE * max(run.deadline - time.monotonic() - reserve - MARGIN_SECONDS, 0.0)
+        gen = torch.Generator().manual_seed(c.seed + 99)
+        per_step = 0.0
+        for spec in run.specs:  # a throwaway copy of each supernet: the probe must not change the trained weights
+            probe = copy.deepcopy(supernets[spec.name])
+            per_step += _seconds_per_step(lambda n: train_supernet(probe, run.teacher.unet, records, n, gen, c.distill_lr, c.batch_size))
+        run.state.setdefault("plan", {})["fid_reserve_seconds"] = round(reserve, 1)
+        return max(int(budget / max(per_step, 1e-6)), 1)
+
     given = {"record": record_key, "minutes": c.minutes, "macs_ratio": c.macs_ratio, "fid_n": c.fid_n}
-    planned = run.planned("distill_steps", given)
-    if planned is not None:
-        return planned
-    reserve = _fid_reserve(run)
-    budget = DISTILL_SHARE * max(run.deadline - time.monotonic() - reserve - MARGIN_SECONDS, 0.0)
-    gen = torch.Generator().manual_seed(c.seed + 99)
-    per_step = 0.0
-    for spec in run.specs:  # a throwaway copy of each supernet: the probe must not change the trained weights
-        probe = copy.deepcopy(supernets[spec.name])
-        per_step += _seconds_per_step(lambda n: train_supernet(probe, run.teacher.unet, records, n, gen, c.distill_lr, c.batch_size))
-    steps = max(int(budget / max(per_step, 1e-6)), 1)
-    run.state.setdefault("plan", {})["fid_reserve_seconds"] = round(reserve, 1)
-    return run.plan("distill_steps", given, steps)
+    return run.step_count("distill_steps", c.distill_steps, given, measure)
 
 
 def phase_distill(run: Run, records: Records, record_key: str) -> tuple[dict[str, BlockSupernet], str, dict[str, list[float]]]:
@@ -399,21 +406,20 @@ def assemble(teacher_unet: nn.Module, specs: tuple[BlockSpec, ...], supernets: d
 
 def _retrain_steps(run: Run, student: nn.Module, scales: dict[str, float], search_key: str, reserve: float) -> int:
     c = run.config
-    if c.retrain_steps is not None:
-        return c.retrain_steps
+
+    def measure() -> int:
+        probe = copy.deepcopy(student)  # a throwaway copy: the probe must not change the student
+
+        def run_steps(n: int) -> None:
+            probe_config = RetrainConfig(steps=n, alpha=AlphaSchedule.parse(c.alpha), lr=c.retrain_lr, batch_size=c.batch_size, seed=c.seed + 99)
+            retrain(probe, run.teacher.unet, run.specs, run.teacher.noise, run.images, scales, probe_config, None, {})
+
+        per_step = _seconds_per_step(run_steps)
+        budget = max(run.deadline - time.monotonic() - reserve - MARGIN_SECONDS, 0.0)
+        return max(int(0.97 * budget / max(per_step, 1e-6)), 1)
+
     given = {"search": search_key, "minutes": c.minutes, "alpha": c.alpha, "fid_n": c.fid_n}
-    planned = run.planned("retrain_steps", given)
-    if planned is not None:
-        return planned
-    probe = copy.deepcopy(student)  # a throwaway copy: the probe must not change the student
-
-    def run_steps(n: int) -> None:
-        probe_config = RetrainConfig(steps=n, alpha=AlphaSchedule.parse(c.alpha), lr=c.retrain_lr, batch_size=c.batch_size, seed=c.seed + 99)
-        retrain(probe, run.teacher.unet, run.specs, run.teacher.noise, run.images, scales, probe_config, None, {})
-
-    per_step = _seconds_per_step(run_steps)
-    budget = max(run.deadline - time.monotonic() - reserve - MARGIN_SECONDS, 0.0)
-    return run.plan("retrain_steps", given, max(int(0.97 * budget / max(per_step, 1e-6)), 1))
+    return run.step_count("retrain_steps", c.retrain_steps, given, measure)
 
 
 def phase_retrain(run: Run, records: Records, supernets: dict[str, BlockSupernet], arch: Architecture, search_key: str) -> tuple[Path, list[dict[str, Any]], str, bool]:
