@@ -24,6 +24,10 @@ BUILTIN_SETS = ("builtin:digits-train", "builtin:digits-heldout")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
+#: Real-data reference sets of the built-in models: what FID is measured against (search validation, compress).
+REAL_REFERENCE = {"builtin:digits": "builtin:digits-heldout"}
+
+
 @lru_cache(maxsize=1)
 def _digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from flexdiff.data import REAL_REFERENCE
 from flexdiff.errors import FlexdiffError
 from flexdiff.nas.blocks import block_inputs, output_keys
 from flexdiff.nas.distill import random_choice, score_candidates, train_supernet
@@ -49,8 +50,6 @@ DISTILL_SHARE = 0.25
 #: Seconds kept free at the end of the budget (saving the student, MACs, results).
 MARGIN_SECONDS = 45.0
 PHASES = ("record", "distill", "search", "retrain", "fid")
-#: Real-data reference sets of the built-in models (FID); other models need --reference.
-REAL_REFERENCE = {"builtin:digits": "builtin:digits-heldout"}
 FID_STEPS = 50
 
 

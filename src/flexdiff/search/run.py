@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from flexdiff.cost import StepCosts, measure_macs
-from flexdiff.data import load_images
+from flexdiff.data import REAL_REFERENCE, load_images
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import FeatureNetwork, get_feature_network
 from flexdiff.hooks import unet_layout
@@ -33,8 +33,6 @@ from flexdiff.search.reference import TeacherReference, load_or_build_reference,
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.study import evaluated, open_storage, open_study, run_baselines, run_search
 
-#: Real-data reference sets of the built-in models (FID in the final validation).
-REAL_REFERENCE = {"builtin:digits": "builtin:digits-heldout"}
 
 
 @dataclass(frozen=True)
