@@ -2,13 +2,18 @@
 
 One search (one study: baselines and searched genomes on the same noise), then for each budget: the searched
 schedules (not baselines) with the lowest search rFID within the budget (--candidates of them), against the best
-DDIM-k and DeepCache settings of equal or higher cost (within the budget; if none, the cheapest one above it). All
+DDIM-k and DeepCache settings (and, with ``--solver``, the same two families run under the solver) of equal or higher cost (within the budget; if none, the cheapest one above it). All
 of them are re-scored with --validate-n images (rFID against the teacher, FID against held-out digits, wall-clock
 against the teacher's loop); each side is then picked by the validated rFID, never by FID. Margins are reported.
 `headline` is issue 4's first acceptance figure: the searched schedule with the lowest validated rFID among those
 with >= 3x MACs and >= 2.7x wall-clock speed-up, and its FID against the teacher's.
 
     python benchmarks/search_vs_baselines.py --n 256 --trials 200 --validate-n 1000 --baseline-branches 0-3 --out benchmarks/results/search_vs_baselines.json
+
+With ``--solver dpmpp-2m`` the teacher stays DDIM-50 (its reference images, FID and the classic baselines) and the
+searched schedules run DPM-Solver++(2M) over their active steps of the same grid:
+
+    python benchmarks/search_vs_baselines.py --solver dpmpp-2m --n 256 --trials 150 --validate-n 1000 --baseline-branches 0-3 --run-dir runs/svb_dpm --out benchmarks/results/search_vs_baselines_dpmpp.json
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ def main() -> None:
     parser.add_argument("--baseline-branches", default=None, help="DeepCache branches, e.g. 0,1,2,3 (default: all)")
     parser.add_argument("--baseline-intervals", default="2-8,10", help="DeepCache intervals N")
     parser.add_argument("--ddim-ks", default="4-25", help="DDIM-k baselines (every k: the comparison at a budget is the nearest k of equal or higher cost)")
+    parser.add_argument("--solver", default=None, help="sampler of the searched schedules on the teacher's DDIM grid (e.g. dpmpp-2m); DDIM-k and DeepCache are then scored under both")
     parser.add_argument("--spacings", default=",".join(f"{x:g}" for x in SearchConfig.spacings), help="segment-boundary powers of the genome (1 = equal segments only)")
     parser.add_argument("--speedup", type=float, default=3.0, help="the budget the evolution's elite is drawn from (the front covers the rest)")
     parser.add_argument("--candidates", type=int, default=3, help="per budget and family: candidates re-scored with --validate-n images")
@@ -48,7 +54,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_vs_baselines.json"))
     args = parser.parse_args()
 
-    config = SearchConfig(out=args.run_dir, model=args.model, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
+    config = SearchConfig(out=args.run_dir, model=args.model, solver=args.solver, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
                           speedup=args.speedup, elite_speedups=(2.0, 3.0, 4.0, 5.0), spacings=tuple(float(x) for x in args.spacings.split(",")), validate_n=args.validate_n, baseline_intervals=_ints(args.baseline_intervals), ddim_ks=_ints(args.ddim_ks),
                           baseline_branches=_ints(args.baseline_branches) if args.baseline_branches else None)
     config.out.mkdir(parents=True, exist_ok=True)
@@ -62,6 +68,7 @@ def main() -> None:
     # (never by FID: real data only measures the outcome)
     picks: dict[str, dict] = {}
     plan = []
+    families = sorted({r["family"] for r in baselines} - {"teacher"})  # ddim, deepcache (+ both under --solver)
     for fraction in (2, 3, 4, 5):
         budget = teacher_macs / fraction
         within = sorted([r for r in searched if r["macs"] <= budget], key=lambda r: (r["rfid"], r["macs"]))[: args.candidates]
@@ -71,7 +78,7 @@ def main() -> None:
         entry = {"budget": f"1/{fraction}", "budget_macs": budget, "candidates": [r["name"] for r in within], "baselines": {}}
         picks.update({r["name"]: r for r in within})
         cheapest = min(r["macs"] for r in within)
-        for family in ("ddim", "deepcache"):
+        for family in families:
             fam = [r for r in baselines if r["family"] == family and r["macs"] >= cheapest]
             window = sorted([r for r in fam if r["macs"] <= budget], key=lambda r: r["rfid"])[: args.candidates]
             above = [r for r in fam if r["macs"] > budget]
@@ -99,6 +106,7 @@ def main() -> None:
                 "baseline": b, "fid_margin": round(b["fid"] - s["fid"], 4), "rfid_margin": round(b["rfid"] - s["rfid"], 5),
                 "searched_wins": b["fid"] > s["fid"] and b["rfid"] > s["rfid"],
             }
+        result["beats_classic_baselines"] = all(result["comparisons"][f]["searched_wins"] for f in ("ddim", "deepcache") if f in result["comparisons"])
         summary.append(result)
     fast = [r for r in rows if r["kind"] == "searched" and r["macs_speedup"] >= 3 and r["wall_speedup"] >= 2.7]
     headline = None
@@ -107,7 +115,7 @@ def main() -> None:
         headline = {"schedule": h["name"], "macs_speedup": h["macs_speedup"], "wall_speedup": h["wall_speedup"], "rfid": h["rfid"], "fid": h["fid"],
                     "teacher_fid": teacher["fid"], "fid_ratio": round(h["fid"] / teacher["fid"], 4), "within_5_percent": h["fid"] <= 1.05 * teacher["fid"]}
     write_result(args.out, {"headline": headline,
-        "model": args.model, "teacher": teacher, "n_search": args.n, "trials": args.trials, "strategy": args.strategy, "spacings": list(config.spacings), "validate_n": args.validate_n,
+        "model": args.model, "teacher": teacher, "n_search": args.n, "trials": args.trials, "strategy": args.strategy, "solver": config.candidate_sampler, "spacings": list(config.spacings), "validate_n": args.validate_n,
         "seed": args.seed, "study": ctx.study_name, "evaluated": {"baselines": len(baselines), "searched": len(searched)}, "budgets": summary,
     })
     print(f"teacher FID {teacher['fid']}")

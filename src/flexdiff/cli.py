@@ -309,6 +309,7 @@ def search(
     model: str = MODEL,
     sampler: str = SAMPLER,
     steps: int = TEACHER_STEPS,
+    solver: str | None = typer.Option(None, "--solver", help="sampler the searched schedules run with on the teacher's steps (default: --sampler), e.g. dpmpp-2m; DDIM-k and DeepCache are then also scored under it"),
     speedup: float = typer.Option(3.0, "--speedup", help="target MACs speed-up: the budget is teacher MACs / X"),
     max_macs: float | None = typer.Option(None, "--max-macs", help="budget in MACs per sample (overrides --speedup)"),
     n: int = typer.Option(256, "--n", help="images per rFID evaluation during the search"),
@@ -339,7 +340,7 @@ def search(
     from flexdiff.search.table import print_results
 
     config = SearchConfig(
-        out=out, model=model, sampler=sampler, steps=steps, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
+        out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
         trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=_ints(segments, "--segments") if segments else _default_segments(steps),
         spacings=_floats(spacings, "--spacings"),
         features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device,
@@ -430,7 +431,7 @@ def compress(
     params_ratio: float | None = typer.Option(None, "--params-ratio", help="parameter budget as a share of the teacher's (default: --macs-ratio)"),
     minutes: float = typer.Option(40.0, "--minutes", help="wall-time budget of the whole run; phases get shares of it"),
     seed: int = SEED,
-    alpha: str = typer.Option("dynamic", "--alpha", help="retraining weight of the block loss: dynamic (cosine 1 -> 0) or constant:X"),
+    alpha: str = typer.Option("dynamic", "--alpha", help="retraining weight of the block loss: dynamic (cosine 1 -> 0), dynamic:FLOOR (cosine 1 -> FLOOR) or constant:X"),
     fid_n: int = typer.Option(1000, "--fid-n", help="images per FID (DDIM-50, teacher and student); 0 skips FID"),
     reference: str | None = typer.Option(None, "--reference", help="real images for FID (default: held-out digits for builtin:digits)"),
     record_n: int = typer.Option(4096, "--record-n", help="noised training images whose teacher block features train the blocks"),

@@ -15,6 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flexdiff.cli import app
+from flexdiff.models import load_model
+from flexdiff.sampling import teacher_timesteps
 from flexdiff.search.study import evaluated
 
 FLEXDIFF = str(Path(sys.executable).with_name("flexdiff"))
@@ -117,6 +119,25 @@ def test_postgres_storage(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert len(evaluated(searched)) == 4
 
 
+def test_solver_runs_the_searched_schedules_and_a_second_set_of_baselines(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """--solver: the teacher (reference, classic baselines) keeps --sampler; searched genomes and a copy of DDIM-k /
+    DeepCache run the solver over the same teacher grid, and best.json carries it so `flexdiff sample` replays it."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, search_args(tiny_model_dir, out, 4, "--solver", "dpmpp-2m"))
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    baselines = results["trials"]["baselines"]
+    assert {r["family"] for r in baselines} == {"teacher", "ddim", "deepcache", "ddim+dpmpp-2m", "deepcache+dpmpp-2m"}
+    assert {r["sampler"] for r in baselines if "+" in r["family"]} == {"dpmpp-2m"}
+    assert {r["sampler"] for r in baselines if "+" not in r["family"]} == {"ddim"}
+    assert {r["sampler"] for r in results["trials"]["searched"]} == {"dpmpp-2m"}
+    classic = {r["name"]: r["rfid"] for r in baselines}
+    assert classic["ddim-5"] != classic["ddim-5+dpmpp-2m"]  # the same plan, another solver, other images
+    best = json.loads((out / "best.json").read_text())
+    teacher_grid = teacher_timesteps(load_model(str(tiny_model_dir), "cpu"), "ddim", 6)
+    assert best["sampler"] == results["best"]["sampler"] and best["timesteps"] == teacher_grid
+    assert "dpmpp-2m" in studies(out)[0].study_name and results["teacher"]["name"] == "teacher (ddim-6)"
+
 @pytest.mark.parametrize(
     "extra, needle",
     [
@@ -124,6 +145,7 @@ def test_postgres_storage(tiny_model_dir: Path, tmp_path: Path) -> None:
         (["--storage", "not-a-url"], "not-a-url"),
         (["--segments", "0,3"], "counts in"),
         (["--spacings", "1,x"], "--spacings 1,x"),
+        (["--solver", "euler"], "euler"),
         (["--spacings", "1,-2"], "spacing=-2"),
         (["--speedup", "0.5"], "speed-up >= 1"),
         (["--features", "vgg"], "vgg"),

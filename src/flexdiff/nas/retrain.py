@@ -20,6 +20,9 @@ and alpha alone sets their balance (with a plain sum the block term would weigh 
 - ``dynamic`` (default): cosine from 1 to 0, ``alpha(s) = (1 + cos(pi s)) / 2``. Early on the student mostly keeps
   matching the teacher block by block (the objective its blocks were distilled with, so retraining starts where the
   supernet left off); it ends on the output losses alone, which are what sampling quality depends on.
+- ``dynamic:FLOOR``: cosine from 1 to ``FLOOR``, ``alpha(s) = FLOOR + (1 - FLOOR) (1 + cos(pi s)) / 2``: still decaying,
+  but the block term never vanishes (on the built-in teacher a constant 0.5 measured better than decaying to 0:
+  ``benchmarks/results/compress_ablation.json``).
 - ``constant:X``: ``alpha = X`` throughout (the ablation).
 
 Optimiser: AdamW, linear warm-up then cosine decay to zero; the student's EMA weights (decay warmed up like the
@@ -50,31 +53,32 @@ from flexdiff.noise import NoiseSchedule
 
 @dataclass(frozen=True)
 class AlphaSchedule:
-    """``alpha(s)`` for retraining progress ``s`` in [0, 1]: ``dynamic`` (cosine 1 -> 0) or ``constant:X``."""
+    """``alpha(s)`` for retraining progress ``s`` in [0, 1]: ``dynamic[:FLOOR]`` (cosine 1 -> FLOOR) or ``constant:X``."""
 
     kind: str  # dynamic | constant
-    value: float = 1.0
+    value: float = 0.0  # dynamic: the floor alpha decays to; constant: alpha
 
     @classmethod
     def parse(cls, text: str) -> "AlphaSchedule":
-        if text == "dynamic":
-            return cls("dynamic")
-        if text.startswith("constant:"):
+        kind, colon, number = text.partition(":")
+        if kind in ("dynamic", "constant") and (number or (kind == "dynamic" and not colon)):
             try:
-                value = float(text.split(":", 1)[1])
+                value = float(number) if number else 0.0
             except ValueError:
                 value = float("nan")
             if 0.0 <= value <= 1.0:
-                return cls("constant", value)
-        raise FlexdiffError(f"--alpha {text}", "dynamic or constant:X with X in [0, 1]", "e.g. --alpha dynamic or --alpha constant:0.5")
+                return cls(kind, value)
+        raise FlexdiffError(f"--alpha {text}", "dynamic, dynamic:FLOOR or constant:X with FLOOR, X in [0, 1]", "e.g. --alpha dynamic or --alpha constant:0.5")
 
     def __call__(self, s: float) -> float:
         if self.kind == "constant":
             return self.value
-        return 0.5 * (1.0 + math.cos(math.pi * min(max(s, 0.0), 1.0)))
+        return self.value + (1.0 - self.value) * 0.5 * (1.0 + math.cos(math.pi * min(max(s, 0.0), 1.0)))
 
     def __str__(self) -> str:
-        return "dynamic" if self.kind == "dynamic" else f"constant:{self.value:g}"
+        if self.kind == "dynamic":
+            return "dynamic" if self.value == 0.0 else f"dynamic:{self.value:g}"
+        return f"constant:{self.value:g}"
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def generate_panels(config: dict[str, Any], rows: Sequence[tuple[str, Row]], n: 
     num_branches = unet_layout(model.unet).num_branches
     plans = []
     for role, row in rows:
-        plan = Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(timesteps), sampler, str(row.get("name", role)))
+        plan = Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(timesteps), str(row.get("sampler", sampler)), str(row.get("name", role)))  # rows of a --solver search run with it
         plan.check_branches(num_branches)
         plans.append((label(row, role, ":\n"), plan))
     noise = model.initial_noise(n, seed)  # as the search drew it: image i is the same whatever n

@@ -20,7 +20,7 @@ from typing import Any
 PACKAGES = ("flexdiff", "torch", "diffusers", "optuna", "torchmetrics", "numpy", "matplotlib")
 
 #: search config fields that are ``flexdiff search`` options (the rest are internal defaults).
-SEARCH_OPTIONS = ("model", "sampler", "steps", "speedup", "max_macs", "n", "trials", "strategy", "storage", "study", "workers", "seed", "segments",
+SEARCH_OPTIONS = ("model", "sampler", "steps", "solver", "speedup", "max_macs", "n", "trials", "strategy", "storage", "study", "workers", "seed", "segments",
                   "validate_n", "validate_top", "baseline_branches", "features", "batch_size", "device", "out")
 
 

@@ -39,8 +39,9 @@ from flexdiff.search.study import evaluated, open_storage, open_study, run_basel
 class SearchConfig:
     out: Path
     model: str = "builtin:digits"
-    sampler: str = "ddim"
+    sampler: str = "ddim"  # the teacher's sampler (its reference images, the classic baselines)
     steps: int = 50
+    solver: str | None = None  # the sampler searched schedules run with on the teacher's grid; None = ``sampler`` (the paper)
     speedup: float | None = 3.0
     max_macs: float | None = None
     elite_speedups: tuple[float, ...] = ()  # further budgets the evolution keeps an elite for (benchmarks over several budgets)
@@ -68,6 +69,10 @@ class SearchConfig:
     batch_size: int | None = None
     device: str = "cpu"
     progress: bool = True
+
+    @property
+    def candidate_sampler(self) -> str:
+        return self.solver or self.sampler
 
     @property
     def storage_url(self) -> str:
@@ -103,13 +108,15 @@ class SearchContext:
     def study_name(self) -> str:
         c = self.config
         conditioned = f"-c{self.reference.key.conditioning[-8:]}" if self.reference.key.conditioning else ""
-        return c.study or f"flexdiff-{self.reference.key.model[:10]}{conditioned}-{c.sampler}{c.steps}-n{c.n}-seed{c.seed}-{c.strategy}"
+        solver = f"-{c.candidate_sampler}" if c.candidate_sampler != c.sampler else ""
+        return c.study or f"flexdiff-{self.reference.key.model[:10]}{conditioned}-{c.sampler}{c.steps}{solver}-n{c.n}-seed{c.seed}-{c.strategy}"
 
     def fingerprint(self) -> dict[str, Any]:
         k = self.reference.key
         latent = {name: getattr(k, name) for name in ("decoder", "conditioning") if getattr(k, name)}  # absent for pixel models, as before
         spacings = {"spacings": list(self.config.spacings)} if self.config.spacings != (1.0,) else {}  # absent for equal segments, as before
-        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.config.segments), **spacings, **latent}
+        solver = {"solver": self.config.candidate_sampler} if self.config.candidate_sampler != k.sampler else {}  # absent without --solver, as before
+        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.config.segments), **spacings, **solver, **latent}
 
     def evaluate(self, schedule: Schedule) -> dict[str, Any]:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
@@ -119,25 +126,34 @@ class SearchContext:
         feats = self.net(images)
         macs = self.costs.schedule(schedule)
         return {
-            "macs": macs, "macs_speedup": round(self.costs.full * schedule.T / max(macs, 1), 4), "wall_seconds": round(wall, 4),
+            "sampler": schedule.sampler, "macs": macs, "macs_speedup": round(self.costs.full * schedule.T / max(macs, 1), 4), "wall_seconds": round(wall, 4),
             "rfid": round(rfid(feats, self.reference.features), 5), "paired": round(paired_distance(feats, self.reference.features), 5),
         }
 
     def propose(self, trial: Any) -> Schedule:
-        return self.space.suggest(trial).expand(self.timesteps, self.config.sampler)
+        return self.space.suggest(trial).expand(self.timesteps, self.config.candidate_sampler)
 
     def genome_key(self, genome: Any) -> str:
-        return genome.expand(self.timesteps, self.config.sampler).key
+        return genome.expand(self.timesteps, self.config.candidate_sampler).key
 
 
 def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, config: SearchConfig) -> list[Schedule]:
-    """The teacher, DDIM-k and DeepCache uniform N at every branch (or ``baseline_branches``)."""
+    """The teacher, DDIM-k and DeepCache uniform N at every branch (or ``baseline_branches``), under the teacher's
+    sampler; with a different ``--solver``, DDIM-k's and DeepCache's step plans once more under the solver (named
+    ``ddim-25+dpmpp-2m``, family ``ddim+dpmpp-2m``), so searched schedules also meet the baselines of their own solver."""
     T = len(timesteps)
     branches = config.baseline_branches if config.baseline_branches is not None else tuple(range(num_branches))
-    out = [full(timesteps, sampler)]
-    out += [ddim_k(timesteps, k, sampler) for k in config.ddim_ks if k < T]
-    out += [deepcache_uniform(timesteps, n, b, sampler) for n in config.baseline_intervals if n <= T for b in branches if b < num_branches]
-    return out
+    classic = [ddim_k(timesteps, k, sampler) for k in config.ddim_ks if k < T]
+    classic += [deepcache_uniform(timesteps, n, b, sampler) for n in config.baseline_intervals if n <= T for b in branches if b < num_branches]
+    solver = config.candidate_sampler
+    under_solver = [_under(s, solver) for s in classic] if solver != sampler else []
+    return [full(timesteps, sampler), *classic, *under_solver]
+
+
+def _under(schedule: Schedule, sampler: str) -> Schedule:
+    """The same step plan run with ``sampler``, named so tables tell the two apart."""
+    meta = {**schedule.meta, "family": f"{schedule.meta['family']}+{sampler}"}
+    return Schedule(schedule.steps, schedule.timesteps, sampler, f"{schedule.name}+{sampler}", meta)
 
 
 STRATEGIES = ("evolution", "nsga2", "random")
@@ -148,6 +164,8 @@ def check_config(config: SearchConfig) -> None:
     from flexdiff.samplers import get_sampler
 
     get_sampler(config.sampler)
+    if config.solver is not None:
+        get_sampler(config.solver)
     if config.strategy not in STRATEGIES:
         raise FlexdiffError(config.strategy, f"a strategy {', '.join(STRATEGIES)}", "pick one with --strategy")
     if config.n < 2 or config.validate_n < 2:
@@ -220,6 +238,8 @@ def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member
     seeds = []
     for t in evaluated(baseline_study):
         row = t.user_attrs["result"]
+        if row.get("sampler", ctx.config.sampler) != ctx.config.candidate_sampler:
+            continue  # a plan under another sampler is not a point of the searched space
         genome = ctx.space.genome_of(_schedule_of(ctx, row))
         if genome is not None:
             seeds.append((Member(str(genome), float(row["macs"]), float(row["rfid"])), t.user_attrs["key"]))
@@ -251,7 +271,7 @@ def _schedule_of(ctx: SearchContext, row: dict[str, Any]) -> Schedule:
     from flexdiff.schedule import Step
 
     meta = {"family": row["family"], **({"genome": row["genome"]} if row.get("genome") else {})}
-    return Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(ctx.timesteps), ctx.config.sampler, row["name"], meta)
+    return Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(ctx.timesteps), row.get("sampler", ctx.config.sampler), row["name"], meta)
 
 
 def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -276,7 +296,7 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
             images = generate_scheduled(ctx.model, schedule, noise, batch_size=c.batch_size)
             wall = time.perf_counter() - start
             feats = ctx.net(images)
-            out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")},
+            out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")}, "sampler": schedule.sampler,
                         "search_rfid": row["rfid"], "rfid": round(rfid(feats, teacher_feats), 5), "paired": round(paired_distance(feats, teacher_feats), 5),
                         "fid": round(frechet_distance(real, feats), 4) if real is not None else None,
                         "wall_seconds": round(wall, 3), "wall_speedup": round(teacher_wall / wall, 4), "steps": row["steps"]})

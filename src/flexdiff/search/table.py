@@ -21,7 +21,9 @@ def print_results(results: dict[str, Any]) -> None:
     table.add_row(teacher["name"], "teacher", "1.00x", "1.00x", "0", "0", _fmt(teacher["fid"], ".3f"))
     for row in sorted(rows, key=lambda r: -r["macs"]):
         mark = " *" if best is not None and row["name"] == best["name"] else ""
-        table.add_row(row["name"] + mark, row["kind"], f"{row['macs_speedup']:.2f}x", f"{row['wall_speedup']:.2f}x", f"{row['rfid']:.3f}", f"{row['paired']:.3f}", _fmt(row["fid"], ".3f"))
+        solver = row.get("sampler", results["config"]["sampler"])
+        kind = row["kind"] if solver == results["config"]["sampler"] else f"{row['kind']} ({solver})"  # a --solver search
+        table.add_row(row["name"] + mark, kind, f"{row['macs_speedup']:.2f}x", f"{row['wall_speedup']:.2f}x", f"{row['rfid']:.3f}", f"{row['paired']:.3f}", _fmt(row["fid"], ".3f"))
     stdout.print(table)
     if best is not None:
         stdout.print(f"* best within budget: {best['name']} ({best['kind']}) -> {results['config']['out']}/best.json")
