@@ -1,11 +1,13 @@
 """DiffNAS ablations on the built-in teacher: (a) dynamic vs constant alpha, (b) block-wise local search vs one global
 ranking of whole sampled students, (c) the student plus a schedule searched for it.
 
-All parts share one ``flexdiff compress`` run (``--run-dir/dynamic``: records, block supernets, local search, dynamic
-retraining). The other arms reuse its recorded features and trained supernets (copied, so the phase keys match and
-nothing is retrained) and differ in exactly one thing, with the same seed and the same number of retraining steps:
+All parts share one ``flexdiff compress`` run (``--run-dir/dynamic``: records, block supernets, local search,
+retraining with ``--base-alpha``, by default the package's default schedule). The other arms reuse its recorded
+features and trained supernets (copied, so the phase keys match and nothing is retrained) and differ in exactly one
+thing, with the same seed and the same number of retraining steps:
 
-- (a) ``constant``: the same student retrained with ``--alpha constant:X``.
+- (a) one arm per schedule in ``--alphas`` (``alpha-<schedule>/``): the same student retrained with that ``--alpha``
+  (e.g. ``constant:0.5``, ``dynamic:0.75,0.25``).
 - (b) ``global``: the budgeted student chosen by ranking ``--global-samples`` whole students, sampled uniformly among
   those within the budget, by their end-to-end output distillation loss ||eps_student - eps_teacher||^2 on the
   recorded held-out rows (shared supernet weights), then retrained exactly like the local-search student. Ranking
@@ -17,12 +19,12 @@ nothing is retrained) and differ in exactly one thing, with the same seed and th
 
     python benchmarks/compress_ablation.py --minutes 40 --out benchmarks/results/compress_ablation.json
 
-Parts can be run one at a time (``--parts a``, ``--parts b,c``); each needs the dynamic run, which is resumed. The
-published figures: the ablations (a, b) at a 15-minute budget per arm, the combined part (c) on the 40-minute
-acceptance run of ``flexdiff compress`` (its folder given as ``--run-dir``/dynamic), each in its own JSON:
+Parts can be run one at a time (``--parts a``, ``--parts b,c``); each needs the base run, which is resumed. The
+published figures (each in its own JSON): the ablations (a, b) on a 12-minute run (one torch thread), the combined part
+(c) on the 40-minute acceptance run of ``flexdiff compress`` (its folder given as ``--base``):
 
-    python benchmarks/compress_ablation.py --parts a,b --minutes 15 --run-dir runs/ablation15 --out benchmarks/results/compress_ablation.json
-    python benchmarks/compress_ablation.py --parts c --minutes 40 --run-dir runs/compress_ablation --out benchmarks/results/compress_combined.json
+    python benchmarks/compress_ablation.py --parts a,b --minutes 12 --base-alpha dynamic --alphas "constant:0.5 dynamic:0.75,0.25 dynamic:0.5,0" --run-dir runs/ablation12 --out benchmarks/results/compress_ablation.json
+    python benchmarks/compress_ablation.py --parts c --minutes 40 --base-alpha constant:0.5 --base runs/compress_const40 --solver dpmpp-2m --trials 60 --run-dir runs/compress_const40 --out benchmarks/results/compress_combined.json
 """
 
 from __future__ import annotations
@@ -57,24 +59,31 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _arm(base: Path, name: str) -> Path:
-    """A run folder for another arm, seeded with the shared phases of the dynamic run."""
-    folder = base / name
+def _arm(args: argparse.Namespace, name: str) -> Path:
+    """A run folder for another arm, seeded with the shared phases of the base run."""
+    folder = args.run_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     for item in SHARED:
-        src, dst = base / "dynamic" / item, folder / item
+        src, dst = args.base / item, folder / item
         if dst.exists():
             continue
         shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
     return folder
 
 
+def arm_folder(alpha: str) -> str:
+    """``constant:0.5`` -> ``alpha-constant-0.5``; ``dynamic:0.75,0.25`` -> ``alpha-dynamic-0.75-0.25``."""
+    return "alpha-" + alpha.replace(":", "-").replace(",", "-")
+
+
 def part_a(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
     cfg = dynamic["config"]
-    config = CompressConfig(out=_arm(args.run_dir, "constant"), minutes=args.minutes, seed=args.seed, alpha=f"constant:{args.constant}", fid_n=args.fid_n, macs_ratio=args.macs_ratio,
-                            distill_steps=cfg["distill_steps_per_block"], retrain_steps=cfg["retrain_steps"], device="cpu")
-    constant = compress(config)
-    return {"dynamic": _summary(dynamic), "constant": _summary(constant), "constant_alpha": args.constant}
+    arms = {}
+    for alpha in args.alphas.split():
+        config = CompressConfig(out=_arm(args, arm_folder(alpha)), minutes=args.minutes, seed=args.seed, alpha=alpha, fid_n=args.fid_n, macs_ratio=args.macs_ratio,
+                                distill_steps=cfg["distill_steps_per_block"], retrain_steps=cfg["retrain_steps"], device="cpu")
+        arms[alpha] = _summary(compress(config))
+    return {"base_alpha": args.base_alpha, "base": _summary(dynamic), "arms": arms}
 
 
 @torch.no_grad()
@@ -108,7 +117,7 @@ def _global_choice(run: Run, records: Any, supernets: dict[str, Any], samples: i
 
 def part_b(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
     cfg = dynamic["config"]
-    config = CompressConfig(out=_arm(args.run_dir, "global"), minutes=args.minutes, seed=args.seed, fid_n=args.fid_n, macs_ratio=args.macs_ratio,
+    config = CompressConfig(out=_arm(args, "global"), minutes=args.minutes, seed=args.seed, alpha=args.base_alpha, fid_n=args.fid_n, macs_ratio=args.macs_ratio,
                             distill_steps=cfg["distill_steps_per_block"], retrain_steps=cfg["retrain_steps"], device="cpu")
     run = prepare(config)
     records, record_key = phase_record(run)
@@ -140,7 +149,7 @@ def part_c(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
     student_dir = Path(dynamic["student"]["path"])
     ratio = dynamic["student"]["macs_ratio"]
     speedup = args.total_speedup * ratio  # schedule speed-up on the student that gives the total
-    config = SearchConfig(out=args.run_dir / "combined", model=str(student_dir), speedup=speedup, n=args.search_n, trials=args.trials, seed=args.seed,
+    config = SearchConfig(out=args.run_dir / ("combined" + (f"-{args.solver}" if args.solver else "")), model=str(student_dir), solver=args.solver, speedup=speedup, n=args.search_n, trials=args.trials, seed=args.seed,
                           validate_n=args.fid_n, reference="builtin:digits-heldout", device="cpu")
     config.out.mkdir(parents=True, exist_ok=True)
     results = search(config)
@@ -148,7 +157,7 @@ def part_c(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
     teacher_fid = dynamic["teacher"]["fid"]
     rows = []
     for row in results["validated"]:
-        rows.append({"name": row["name"], "kind": row["kind"], "student_macs": row["macs"], "total_speedup": round(teacher_macs / max(row["macs"], 1), 3),
+        rows.append({"name": row["name"], "kind": row["kind"], "family": row["family"], "sampler": row["sampler"], "student_macs": row["macs"], "total_speedup": round(teacher_macs / max(row["macs"], 1), 3),
                      "fid": row["fid"], "fid_ratio": round(row["fid"] / teacher_fid, 4) if row["fid"] and teacher_fid else None, "rfid_vs_student": row["rfid"]})
     # picked as the search picks (lowest validated rFID against the student's own DDIM-50), never by FID
     meeting = [r for r in rows if r["total_speedup"] >= args.total_speedup]
@@ -167,18 +176,22 @@ def main() -> None:
     parser.add_argument("--macs-ratio", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fid-n", type=int, default=1000)
-    parser.add_argument("--constant", type=float, default=0.5, help="(a) the constant alpha")
+    parser.add_argument("--base-alpha", default=CompressConfig.alpha, help="alpha schedule of the base compress run (and of the (b) arms)")
+    parser.add_argument("--alphas", default="constant:0.5", help="(a) the other alpha schedules, space-separated, e.g. 'constant:0.5 dynamic:0.75,0.25'")
     parser.add_argument("--global-samples", type=int, default=100, help="(b) whole students ranked")
     parser.add_argument("--total-speedup", type=float, default=5.0, help="(c) target MACs reduction vs the teacher's DDIM-50")
     parser.add_argument("--trials", type=int, default=100, help="(c) searched schedules")
+    parser.add_argument("--solver", default=None, help="(c) sampler of the searched schedules on the student's DDIM grid, e.g. dpmpp-2m (default: DDIM)")
     parser.add_argument("--search-n", type=int, default=256, help="(c) images per rFID in the search")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/compress_ablation"))
+    parser.add_argument("--base", type=Path, default=None, help="folder of the base compress run (default: RUN_DIR/dynamic), resumed with --minutes/--base-alpha/--seed")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/compress_ablation.json"))
     args = parser.parse_args()
     parts = set(args.parts.split(","))
 
-    dynamic = compress(CompressConfig(out=args.run_dir / "dynamic", minutes=args.minutes, seed=args.seed, fid_n=args.fid_n, macs_ratio=args.macs_ratio, device="cpu"))
-    payload: dict[str, Any] = {"dynamic_run": str(args.run_dir / "dynamic"), "minutes": args.minutes, "macs_ratio": args.macs_ratio, "seed": args.seed, "fid_n": args.fid_n}
+    args.base = args.base or args.run_dir / "dynamic"
+    dynamic = compress(CompressConfig(out=args.base, minutes=args.minutes, seed=args.seed, alpha=args.base_alpha, fid_n=args.fid_n, macs_ratio=args.macs_ratio, device="cpu"))
+    payload: dict[str, Any] = {"base_run": str(args.base), "base_alpha": args.base_alpha, "minutes": args.minutes, "macs_ratio": args.macs_ratio, "seed": args.seed, "fid_n": args.fid_n}
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for key in ("a_alpha", "b_search", "c_combined"):  # parts run earlier are kept
         if key in previous:

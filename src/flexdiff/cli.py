@@ -431,7 +431,7 @@ def compress(
     params_ratio: float | None = typer.Option(None, "--params-ratio", help="parameter budget as a share of the teacher's (default: --macs-ratio)"),
     minutes: float = typer.Option(40.0, "--minutes", help="wall-time budget of the whole run; phases get shares of it"),
     seed: int = SEED,
-    alpha: str = typer.Option("dynamic", "--alpha", help="retraining weight of the block loss: dynamic (cosine 1 -> 0), dynamic:FLOOR (cosine 1 -> FLOOR) or constant:X"),
+    alpha: str = typer.Option("dynamic", "--alpha", help="retraining weight of the block loss: dynamic (cosine 1 -> 0), dynamic:START,END (cosine START -> END) or constant:X"),
     fid_n: int = typer.Option(1000, "--fid-n", help="images per FID (DDIM-50, teacher and student); 0 skips FID"),
     reference: str | None = typer.Option(None, "--reference", help="real images for FID (default: held-out digits for builtin:digits)"),
     record_n: int = typer.Option(4096, "--record-n", help="noised training images whose teacher block features train the blocks"),

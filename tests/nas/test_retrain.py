@@ -21,13 +21,13 @@ from flexdiff.noise import NoiseSchedule
 from .conftest import tiny_images
 
 
-@pytest.mark.parametrize("text, floor", [("dynamic", 0.0), ("dynamic:0.5", 0.5), ("dynamic:0.25", 0.25)])
-def test_dynamic_alpha_decays_from_one_to_its_floor(text: str, floor: float) -> None:
+@pytest.mark.parametrize("text, start, end", [("dynamic", 1.0, 0.0), ("dynamic:1,0.5", 1.0, 0.5), ("dynamic:0.75,0.25", 0.75, 0.25)])
+def test_dynamic_alpha_decays_from_start_to_end(text: str, start: float, end: float) -> None:
     alpha = AlphaSchedule.parse(text)
     values = [alpha(s / 20) for s in range(21)]
-    assert values[0] == pytest.approx(1.0) and values[-1] == pytest.approx(floor)
+    assert values[0] == pytest.approx(start) and values[-1] == pytest.approx(end)
     assert all(a > b for a, b in zip(values, values[1:]))
-    assert alpha(0.5) == pytest.approx((1 + floor) / 2)  # cosine: halfway at half time
+    assert alpha(0.5) == pytest.approx((start + end) / 2)  # cosine: halfway at half time
     assert str(alpha) == text and AlphaSchedule.parse(str(alpha)) == alpha
 
 
@@ -37,7 +37,7 @@ def test_constant_alpha_does_not_change() -> None:
     assert str(alpha) == "constant:0.3"
 
 
-@pytest.mark.parametrize("text", ["constant:1.5", "constant:x", "cosine", "constant:", "constant:-0.1", "dynamic:2", "dynamic:"])
+@pytest.mark.parametrize("text", ["constant:1.5", "constant:x", "cosine", "constant:", "constant:-0.1", "dynamic:", "dynamic:0.5", "dynamic:0.2,0.6", "dynamic:1,x", "dynamic:1.5,0"])
 def test_bad_alpha_is_a_one_line_error(text: str) -> None:
     with pytest.raises(FlexdiffError, match="--alpha"):
         AlphaSchedule.parse(text)

@@ -20,9 +20,7 @@ and alpha alone sets their balance (with a plain sum the block term would weigh 
 - ``dynamic`` (default): cosine from 1 to 0, ``alpha(s) = (1 + cos(pi s)) / 2``. Early on the student mostly keeps
   matching the teacher block by block (the objective its blocks were distilled with, so retraining starts where the
   supernet left off); it ends on the output losses alone, which are what sampling quality depends on.
-- ``dynamic:FLOOR``: cosine from 1 to ``FLOOR``, ``alpha(s) = FLOOR + (1 - FLOOR) (1 + cos(pi s)) / 2``: still decaying,
-  but the block term never vanishes (on the built-in teacher a constant 0.5 measured better than decaying to 0:
-  ``benchmarks/results/compress_ablation.json``).
+- ``dynamic:START,END``: cosine from ``START`` to ``END``, ``alpha(s) = END + (START - END) (1 + cos(pi s)) / 2``.
 - ``constant:X``: ``alpha = X`` throughout (the ablation).
 
 Optimiser: AdamW, linear warm-up then cosine decay to zero; the student's EMA weights (decay warmed up like the
@@ -53,32 +51,38 @@ from flexdiff.noise import NoiseSchedule
 
 @dataclass(frozen=True)
 class AlphaSchedule:
-    """``alpha(s)`` for retraining progress ``s`` in [0, 1]: ``dynamic[:FLOOR]`` (cosine 1 -> FLOOR) or ``constant:X``."""
+    """``alpha(s)`` for retraining progress ``s`` in [0, 1]: ``dynamic[:START,END]`` (cosine START -> END, default
+    1 -> 0) or ``constant:X``."""
 
     kind: str  # dynamic | constant
-    value: float = 0.0  # dynamic: the floor alpha decays to; constant: alpha
+    start: float = 1.0  # constant: alpha throughout
+    end: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> "AlphaSchedule":
-        kind, colon, number = text.partition(":")
-        if kind in ("dynamic", "constant") and (number or (kind == "dynamic" and not colon)):
-            try:
-                value = float(number) if number else 0.0
-            except ValueError:
-                value = float("nan")
-            if 0.0 <= value <= 1.0:
-                return cls(kind, value)
-        raise FlexdiffError(f"--alpha {text}", "dynamic, dynamic:FLOOR or constant:X with FLOOR, X in [0, 1]", "e.g. --alpha dynamic or --alpha constant:0.5")
+        kind, colon, numbers = text.partition(":")
+        try:
+            values = [float(x) for x in numbers.split(",")] if numbers else []
+        except ValueError:
+            values = [float("nan")]
+        if all(0.0 <= v <= 1.0 for v in values):  # NaN fails too
+            if kind == "dynamic" and not colon:
+                return cls("dynamic")
+            if kind == "dynamic" and len(values) == 2 and values[0] >= values[1]:
+                return cls("dynamic", values[0], values[1])
+            if kind == "constant" and len(values) == 1:
+                return cls("constant", values[0], values[0])
+        raise FlexdiffError(f"--alpha {text}", "dynamic, dynamic:START,END (1 >= START >= END >= 0) or constant:X (X in [0, 1])", "e.g. --alpha dynamic or --alpha constant:0.5")
 
     def __call__(self, s: float) -> float:
         if self.kind == "constant":
-            return self.value
-        return self.value + (1.0 - self.value) * 0.5 * (1.0 + math.cos(math.pi * min(max(s, 0.0), 1.0)))
+            return self.start
+        return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * min(max(s, 0.0), 1.0)))
 
     def __str__(self) -> str:
-        if self.kind == "dynamic":
-            return "dynamic" if self.value == 0.0 else f"dynamic:{self.value:g}"
-        return f"constant:{self.value:g}"
+        if self.kind == "constant":
+            return f"constant:{self.start:g}"
+        return "dynamic" if (self.start, self.end) == (1.0, 0.0) else f"dynamic:{self.start:g},{self.end:g}"
 
 
 @dataclass(frozen=True)
