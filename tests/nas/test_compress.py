@@ -176,3 +176,21 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args: list[str], needle
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
     assert not out.exists()
+
+
+def test_step_timing_ignores_a_moment_of_contention() -> None:
+    """The planner times steps as the fastest of several repeats: one slow repeat (another process on the CPU) must
+    not shrink a run's step counts."""
+    import time
+
+    from flexdiff.nas.compress import _seconds_per_step
+
+    calls: list[int] = []
+
+    def run_steps(n: int) -> None:
+        calls.append(n)
+        time.sleep(n * (0.05 if len(calls) == 2 else 0.01))  # the first timed repeat is contended
+
+    per_step = _seconds_per_step(run_steps, steps=2, repeats=3)
+    assert calls == [1, 2, 2, 2]  # warm-up, then the repeats
+    assert 0.009 <= per_step < 0.03

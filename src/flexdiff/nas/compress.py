@@ -237,29 +237,32 @@ def phase_record(run: Run) -> tuple[Records, str]:
 
 
 def _fid_reserve(run: Run) -> float:
-    """Seconds the FID phase will take: teacher + student DDIM-50 sampling, timed from one teacher call."""
+    """Seconds the FID phase will take: teacher + student DDIM-50 sampling, timed from teacher calls."""
     c = run.config
     if not c.fid_n or c.reference_set is None:
         return 0.0
     batch = min(250, c.fid_n)
     x = torch.randn((batch, *run.teacher.sample_shape)).to(run.teacher.device)
-    run.teacher.eps(x, 500)
-    started = time.perf_counter()
-    run.teacher.eps(x, 500)
-    call = time.perf_counter() - started
+    call = _seconds_per_step(lambda n: [run.teacher.eps(x, 500) for _ in range(n)], steps=1)
     calls = FID_STEPS * math.ceil(c.fid_n / batch)
     return calls * call * (1.0 + 1.5 * c.macs_ratio) + 15.0  # student calls cost more per MAC (element-wise work)
 
 
-def _seconds_per_step(run_steps: Any, steps: int = 6) -> float:
-    """Seconds per step of ``run_steps(n)``, timed over ``steps`` steps after one warm-up step.
+def _seconds_per_step(run_steps: Any, steps: int = 3, repeats: int = 3) -> float:
+    """Seconds per step of ``run_steps(n)``: the fastest of ``repeats`` timings of ``steps`` steps, after one warm-up
+    step (kernel selection, allocations).
 
-    Set-up costs (optimiser, EMA copy) are counted in, which errs on the safe side of the time budget.
+    The minimum, because a moment of contention from another process (a test, an editor's indexer) on a 2-core machine
+    once made a single timing 2.5x slow and cost a 40-minute run most of its distillation; set-up costs (optimiser, EMA
+    copy) are still counted in, which errs on the safe side of the time budget.
     """
-    run_steps(1)  # warm-up (kernel selection, allocations)
-    started = time.perf_counter()
-    run_steps(steps)
-    return (time.perf_counter() - started) / steps
+    run_steps(1)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run_steps(steps)
+        timings.append((time.perf_counter() - started) / steps)
+    return min(timings)
 
 
 def _distill_steps(run: Run, records: Records, supernets: dict[str, BlockSupernet], record_key: str) -> int:

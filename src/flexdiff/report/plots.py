@@ -30,6 +30,8 @@ FAMILY_STYLE: dict[str, dict[str, Any]] = {
     "ddim": {"marker": "s", "color": "tab:blue", "label": "DDIM-k"},
     "deepcache": {"marker": "^", "color": "tab:green", "label": "DeepCache uniform"},
     "deepcache-nonuniform": {"marker": "v", "color": "tab:olive", "label": "DeepCache non-uniform"},
+    "ddim+dpmpp-2m": {"marker": "s", "color": "tab:purple", "label": "DDIM-k steps, DPM-Solver++(2M)"},  # a --solver search
+    "deepcache+dpmpp-2m": {"marker": "^", "color": "tab:cyan", "label": "DeepCache steps, DPM-Solver++(2M)"},
 }
 _SPARE = [("P", "tab:purple"), ("X", "tab:brown"), ("h", "tab:pink"), ("<", "tab:cyan"), (">", "tab:gray"), ("p", "tab:red")]
 CHOSEN = {"marker": "*", "s": 340, "facecolors": "none", "edgecolors": "red", "linewidths": 1.8, "zorder": 6}
