@@ -137,6 +137,9 @@ def test_solver_runs_the_searched_schedules_and_a_second_set_of_baselines(tiny_m
     teacher_grid = teacher_timesteps(load_model(str(tiny_model_dir), "cpu"), "ddim", 6)
     assert best["sampler"] == results["best"]["sampler"] and best["timesteps"] == teacher_grid
     assert "dpmpp-2m" in studies(out)[0].study_name and results["teacher"]["name"] == "teacher (ddim-6)"
+    replay = CliRunner().invoke(app, ["sample", "--model", str(tiny_model_dir), "--schedule", str(out / "best.json"), "--n", "2", "--out", str(tmp_path / "replay")])
+    assert replay.exit_code == 0, replay.output
+    assert json.loads((tmp_path / "replay" / "run.json").read_text())["sampler"] == best["sampler"]
 
 @pytest.mark.parametrize(
     "extra, needle",
