@@ -66,26 +66,39 @@ def test_search_writes_artefacts_and_resumes(tiny_model_dir: Path, tmp_path: Pat
     assert len(evaluated(studies(out)[0])) == 9
 
 
+def _finished_searched_trials(db: Path) -> int:
+    """Completed trials of the searched study, read through a read-only SQLite connection: opening an Optuna storage
+    here would create its tables and could race the search process creating them (a crash of the search that the test
+    once met in CI)."""
+    import sqlite3
+
+    if not db.is_file():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0) as con:
+            row = con.execute("SELECT COUNT(*) FROM trials t JOIN studies s ON t.study_id = s.study_id "
+                              "WHERE s.study_name NOT LIKE '%:baselines' AND t.state = 'COMPLETE'").fetchone()
+    except sqlite3.Error:  # tables not created yet, or locked for a moment
+        return 0
+    return int(row[0])
+
+
 def test_sigkill_mid_run_loses_nothing_and_evaluates_nothing_twice(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = search_args(tiny_model_dir, out, 14)
     proc = subprocess.Popen([FLEXDIFF, *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    finished: dict[int, tuple] = {}
-    while time.time() < deadline:
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
-        if not (out / "study.db").is_file():
-            continue
-        try:
-            searched = studies(out)[0]
-            finished = {t.number: tuple(t.values) for t in evaluated(searched)}
-        except Exception:  # the studies are still being created by the search process  # noqa: BLE001
-            continue
-        if len(finished) >= 3:
+        done = _finished_searched_trials(out / "study.db")
+        if done >= 3:
             break
+    alive = proc.poll() is None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert len(finished) >= 3, "the search never got going"
+    assert alive, f"the search exited early with code {proc.returncode}"
+    assert done >= 3, "the search never got going"
     searched = studies(out)[0]
     finished = {t.number: tuple(t.values) for t in evaluated(searched)}  # what had finished at the kill
     result = subprocess.run([FLEXDIFF, *args], env=ENV, capture_output=True, text=True, timeout=600)
