@@ -238,9 +238,10 @@ def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member
     seeds = []
     for t in evaluated(baseline_study):
         row = t.user_attrs["result"]
-        if row.get("sampler", ctx.config.sampler) != ctx.config.candidate_sampler:
+        schedule = _schedule_of(ctx, row)
+        if schedule.sampler != ctx.config.candidate_sampler:
             continue  # a plan under another sampler is not a point of the searched space
-        genome = ctx.space.genome_of(_schedule_of(ctx, row))
+        genome = ctx.space.genome_of(schedule)
         if genome is not None:
             seeds.append((Member(str(genome), float(row["macs"]), float(row["rfid"])), t.user_attrs["key"]))
     return seeds
