@@ -62,7 +62,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def sample(
     out: Path = typer.Option(..., "--out", help="folder for samples.npz, grid.png and run.json"),
     model: str = MODEL,
-    sampler: str = typer.Option("ddim", "--sampler", help="ddim or dpmpp-2m"),
+    sampler: str = typer.Option("ddim", "--sampler", help="ddim, dpmpp-2m or ddim-2m"),
     steps: int = typer.Option(50, "--steps", help="number of uniform sampler steps"),
     n: int = typer.Option(64, "--n", help="number of images"),
     seed: int = SEED,
@@ -201,7 +201,7 @@ def inspect(model: str = MODEL, device: str = DEVICE, as_json: bool = typer.Opti
 schedule_app = typer.Typer(no_args_is_help=True, help="Write schedule files (the teacher, the baselines, a Flexiffusion genome).")
 app.add_typer(schedule_app, name="schedule")
 TEACHER_STEPS = typer.Option(50, "--steps", help="T, the teacher's number of steps")
-SAMPLER = typer.Option("ddim", "--sampler", help="ddim or dpmpp-2m")
+SAMPLER = typer.Option("ddim", "--sampler", help="ddim, dpmpp-2m or ddim-2m")
 SCHEDULE_OUT = typer.Option(..., "--out", help="schedule JSON file to write")
 
 
@@ -309,7 +309,7 @@ def search(
     model: str = MODEL,
     sampler: str = SAMPLER,
     steps: int = TEACHER_STEPS,
-    solver: str | None = typer.Option(None, "--solver", help="sampler the searched schedules run with on the teacher's steps (default: --sampler), e.g. dpmpp-2m; DDIM-k and DeepCache are then also scored under it"),
+    solver: str | None = typer.Option(None, "--solver", help="sampler the searched schedules run with on the teacher's steps (default: --sampler): dpmpp-2m, or ddim-2m (DDIM corrected to the teacher's error where it skips steps); DDIM-k and DeepCache are then also scored under it"),
     speedup: float = typer.Option(3.0, "--speedup", help="target MACs speed-up: the budget is teacher MACs / X"),
     max_macs: float | None = typer.Option(None, "--max-macs", help="budget in MACs per sample (overrides --speedup)"),
     n: int = typer.Option(256, "--n", help="images per rFID evaluation during the search"),

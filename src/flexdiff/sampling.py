@@ -30,6 +30,7 @@ def generate(
     denoise: Callable[[torch.Tensor], Denoise] | None = None,
     on_step: Callable[[], None] | None = None,
     decode: bool = True,
+    grid: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Run ``sampler`` from ``noise`` (N, C, H, W) over ``timesteps``, in batches; returns x_0 on the CPU, unclamped.
 
@@ -37,7 +38,8 @@ def generate(
     default the plain model is called. With ``eta > 0`` the extra noise of batch ``b`` is drawn from a generator
     seeded ``seed + 1 + b``. Image ``i`` is conditioned on entry ``i mod P`` of the model's prompts / labels, whatever
     the batch size. A latent model's decoder turns each batch's x_0 into images (``decode=False``: the latents), so
-    every caller — rFID, FID, saved samples — sees images.
+    every caller — rFID, FID, saved samples — sees images. ``grid``: the teacher's timesteps ``timesteps`` were taken
+    from, for a sampler that corrects towards the teacher's discretisation (``ddim-2m``); the others ignore it.
     """
     sample_fn = get_sampler(sampler)
     if batch_size is not None and batch_size < 1:
@@ -50,7 +52,7 @@ def generate(
         fn = denoise(x) if denoise is not None else (lambda xt, t, i: model.eps(xt, t))
         gen = torch.Generator().manual_seed(seed + 1 + b) if eta > 0 else None
         with torch.no_grad(), model.for_images(start, start + len(x)):
-            y = sample_fn(fn, x, timesteps, model.noise, eta=eta, generator=gen, callback=(lambda i: on_step()) if on_step else None)
+            y = sample_fn(fn, x, timesteps, model.noise, eta=eta, generator=gen, callback=(lambda i: on_step()) if on_step else None, grid=grid)
             if decode and model.decoder is not None:
                 y = model.decoder(y)
         out.append(y.cpu())
@@ -71,7 +73,7 @@ def generate_scheduled(
     from flexdiff.executor import apply_schedule
 
     with apply_schedule(model, schedule) as run:
-        x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=on_step)
+        x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=on_step, grid=schedule.timesteps)
     return x0.clamp(-1, 1)
 
 

@@ -32,6 +32,8 @@ FAMILY_STYLE: dict[str, dict[str, Any]] = {
     "deepcache-nonuniform": {"marker": "v", "color": "tab:olive", "label": "DeepCache non-uniform"},
     "ddim+dpmpp-2m": {"marker": "s", "color": "tab:purple", "label": "DDIM-k steps, DPM-Solver++(2M)"},  # a --solver search
     "deepcache+dpmpp-2m": {"marker": "^", "color": "tab:cyan", "label": "DeepCache steps, DPM-Solver++(2M)"},
+    "ddim+ddim-2m": {"marker": "s", "color": "tab:brown", "label": "DDIM-k steps, DDIM-2M"},
+    "deepcache+ddim-2m": {"marker": "^", "color": "tab:pink", "label": "DeepCache steps, DDIM-2M"},
 }
 _SPARE = [("P", "tab:purple"), ("X", "tab:brown"), ("h", "tab:pink"), ("<", "tab:cyan"), (">", "tab:gray"), ("p", "tab:red")]
 CHOSEN = {"marker": "*", "s": 340, "facecolors": "none", "edgecolors": "red", "linewidths": 1.8, "zorder": 6}
