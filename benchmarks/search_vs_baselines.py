@@ -13,7 +13,11 @@ with >= 3x MACs and >= 2.7x wall-clock speed-up, and its FID against the teacher
 With ``--solver dpmpp-2m`` the teacher stays DDIM-50 (its reference images, FID and the classic baselines) and the
 searched schedules run DPM-Solver++(2M) over their active steps of the same grid:
 
-    python benchmarks/search_vs_baselines.py --solver dpmpp-2m --n 256 --trials 150 --validate-n 1000 --baseline-branches 0-3 --run-dir runs/svb_dpm --out benchmarks/results/search_vs_baselines_dpmpp.json
+    python benchmarks/search_vs_baselines.py --solver dpmpp-2m --n 256 --trials 120 --candidates 2 --validate-n 1000 --baseline-branches 0-3 --run-dir runs/svb_dpm --out benchmarks/results/search_vs_baselines_dpmpp.json
+
+and with ``--solver ddim-2m`` (DDIM corrected to the teacher's own error where a step skips grid points):
+
+    python benchmarks/search_vs_baselines.py --solver ddim-2m --n 256 --trials 120 --candidates 2 --validate-n 1000 --baseline-branches 0-3 --run-dir runs/svb_ddim2m --out benchmarks/results/search_vs_baselines_ddim2m.json
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def main() -> None:
     parser.add_argument("--baseline-branches", default=None, help="DeepCache branches, e.g. 0,1,2,3 (default: all)")
     parser.add_argument("--baseline-intervals", default="2-8,10", help="DeepCache intervals N")
     parser.add_argument("--ddim-ks", default="4-25", help="DDIM-k baselines (every k: the comparison at a budget is the nearest k of equal or higher cost)")
-    parser.add_argument("--solver", default=None, help="sampler of the searched schedules on the teacher's DDIM grid (e.g. dpmpp-2m); DDIM-k and DeepCache are then scored under both")
+    parser.add_argument("--solver", default=None, help="sampler of the searched schedules on the teacher's DDIM grid (ddim-2m or dpmpp-2m); DDIM-k and DeepCache are then scored under both")
     parser.add_argument("--spacings", default=",".join(f"{x:g}" for x in SearchConfig.spacings), help="segment-boundary powers of the genome (1 = equal segments only)")
     parser.add_argument("--speedup", type=float, default=3.0, help="the budget the evolution's elite is drawn from (the front covers the rest)")
     parser.add_argument("--candidates", type=int, default=3, help="per budget and family: candidates re-scored with --validate-n images")

@@ -2,9 +2,10 @@
 
 A sampler never sees step types. It receives the *active* timesteps (null steps already dropped, so the sampler
 jumps over them and sees the true step sizes), optionally the teacher's ``grid`` they were taken from, and a
-``denoise(x, t, i)`` callable returning the noise prediction epsilon-hat at timestep ``t`` for the ``i``-th active step. After the last timestep the trajectory ends at the clean
-image (alpha-bar = 1), as diffusers does with ``set_alpha_to_one=True`` / ``final_sigmas_type="zero"``.
-On uniform grids both equal diffusers' ``DDIMScheduler`` and ``DPMSolverMultistepScheduler`` (tests).
+``denoise(x, t, i)`` callable returning the noise prediction epsilon-hat at timestep ``t`` for the ``i``-th active
+step. After the last timestep the trajectory ends at the clean image (alpha-bar = 1), as diffusers does with
+``set_alpha_to_one=True`` / ``final_sigmas_type="zero"``. On uniform grids ``ddim`` and ``dpmpp_2m`` equal diffusers'
+``DDIMScheduler`` and ``DPMSolverMultistepScheduler`` (tests); ``ddim_2m`` is ours (see its docstring).
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ def teacher_error_share(grid: Sequence[int], start: int, stop: int, noise: Noise
     if start not in grid or stop not in grid:
         raise FlexdiffError((start, stop), f"timesteps of the teacher grid {list(grid)}", "take the active timesteps from the grid passed as grid")
     sub = list(grid[grid.index(start) : grid.index(stop) + 1])
+    if len(sub) <= 2:
+        return 0.0  # the grid's own step (exactly 0, so ddim-2m stays bit-identical to DDIM there)
     lam = [_lambda(noise.alpha_bar(t))[2] for t in sub]
     h = [b - a for a, b in zip(lam, lam[1:])]
     return 1.0 - sum(x * x for x in h) / sum(h) ** 2
