@@ -8,7 +8,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.noise import NoiseSchedule, initial_noise
-from flexdiff.samplers import check_timesteps, ddim, ddim_2m, dpmpp_2m, teacher_error_share, uniform_timesteps
+from flexdiff.samplers import check_timesteps, ddim, ddim_2m, dpmpp_2m, same_trajectory, teacher_error_share, uniform_timesteps
 
 from conftest import tiny_unet
 
@@ -177,6 +177,18 @@ def test_ddim_2m_lands_nearer_the_teacher_than_ddim_or_dpmpp_on_the_same_steps(u
            {"ddim": ddim, "dpmpp-2m": dpmpp_2m, "ddim-2m": ddim_2m}.items()}
     factor = 1.0 if clip_sample else 0.5
     assert gap["ddim-2m"] < factor * gap["ddim"] and gap["ddim-2m"] < factor * gap["dpmpp-2m"], gap
+
+
+@pytest.mark.parametrize("dropped", [(), (9,), (1,), (1, 9), (3,), (2, 3, 6)])
+def test_same_trajectory_says_when_ddim_2m_is_ddim(unet, dropped: tuple[int, ...]) -> None:
+    """same_trajectory's answer for ddim / ddim-2m matches what the two samplers actually do on the plan."""
+    noise = NoiseSchedule.from_scheduler_config({**BASE, "clip_sample": True})
+    grid = uniform_timesteps(1000, 10, "leading")
+    active = [t for i, t in enumerate(grid) if i not in dropped]
+    x = initial_noise(2, (1, 8, 8), seed=4)
+    equal = torch.equal(ddim(_denoise(unet, noise), x, active, noise), ddim_2m(_denoise(unet, noise), x, active, noise, grid=grid))
+    assert same_trajectory("ddim", "ddim-2m", active, grid) == equal == (dropped in {(), (9,), (1,), (1, 9)})
+    assert same_trajectory("ddim", "ddim", active, grid) and not same_trajectory("ddim", "dpmpp-2m", active, grid)
 
 
 def test_ddim_2m_rejects_eta() -> None:

@@ -204,6 +204,21 @@ def ddim_2m(
     return x
 
 
+def same_trajectory(a: str, b: str, active: Sequence[int], grid: Sequence[int]) -> bool:
+    """Whether samplers ``a`` and ``b`` follow one trajectory over the ``active`` timesteps of ``grid``.
+
+    ddim-2m is DDIM wherever every step it corrects (each but the first and the last) is one of the grid's own, since
+    its correction share is then 0 — e.g. DeepCache's plans, which have no null steps. Lets a search skip scoring a plan
+    twice for the same images.
+    """
+    if a == b:
+        return True
+    if {a, b} != {"ddim", "ddim-2m"}:
+        return False
+    at = [list(grid).index(t) for t in active]
+    return all(q - p == 1 for p, q in zip(at[1:-1], at[2:]))
+
+
 SAMPLERS: dict[str, Sampler] = {"ddim": ddim, "dpmpp-2m": dpmpp_2m, "ddim-2m": ddim_2m}
 #: diffusers' default ``timestep_spacing`` of the scheduler each sampler reproduces (ddim-2m: DDIM's grid).
 DEFAULT_SPACING = {"ddim": "leading", "dpmpp-2m": "linspace", "ddim-2m": "leading"}

@@ -27,6 +27,7 @@ from flexdiff.models import DiffusionModel, load_model
 from flexdiff.progress import progress_bar
 from flexdiff.report.provenance import run_provenance
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
+from flexdiff.samplers import same_trajectory
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.evolution import Member, make_sampler, pareto_front
 from flexdiff.search.reference import TeacherReference, load_or_build_reference, paired_distance, rfid
@@ -140,13 +141,14 @@ class SearchContext:
 def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, config: SearchConfig) -> list[Schedule]:
     """The teacher, DDIM-k and DeepCache uniform N at every branch (or ``baseline_branches``), under the teacher's
     sampler; with a different ``--solver``, DDIM-k's and DeepCache's step plans once more under the solver (named
-    ``ddim-25+dpmpp-2m``, family ``ddim+dpmpp-2m``), so searched schedules also meet the baselines of their own solver."""
+    ``ddim-25+dpmpp-2m``, family ``ddim+dpmpp-2m``), so searched schedules also meet the baselines of their own solver.
+    A plan the solver runs exactly as the sampler does (DeepCache's under ddim-2m) is not scored twice."""
     T = len(timesteps)
     branches = config.baseline_branches if config.baseline_branches is not None else tuple(range(num_branches))
     classic = [ddim_k(timesteps, k, sampler) for k in config.ddim_ks if k < T]
     classic += [deepcache_uniform(timesteps, n, b, sampler) for n in config.baseline_intervals if n <= T for b in branches if b < num_branches]
     solver = config.candidate_sampler
-    under_solver = [_under(s, solver) for s in classic] if solver != sampler else []
+    under_solver = [_under(s, solver) for s in classic if not same_trajectory(sampler, solver, s.active_timesteps, timesteps)]
     return [full(timesteps, sampler), *classic, *under_solver]
 
 
