@@ -1,12 +1,14 @@
-"""How much of a margin in search_vs_baselines is noise: the validated schedules of one budget, re-scored on more seeds.
+"""How much of a margin in search_vs_baselines is noise: the validated schedules of some budgets, re-scored on more seeds.
 
-For each ``--results`` JSON (a search_vs_baselines output) the budget's searched schedule and the baselines it was
-compared with are run again from ``--n`` images of each seed in ``--seeds`` (new noise, same model, same teacher grid):
-FID against held-out digits, rFID against the teacher's images from the same seed. Reported per schedule: the values
-per seed, mean and sample standard deviation; and per pair (searched minus each baseline, over the same seeds) the
-mean and standard deviation of the FID and rFID differences (paired: one noise per seed for both).
+For each ``--results`` JSON (a search_vs_baselines output) and each budget in ``--budget`` (comma-separated), the
+budget's searched schedule and the baselines it was compared with are run again from ``--n`` images of each seed in
+``--seeds`` (new noise, same model, same teacher grid): FID against held-out digits, rFID against the teacher's images
+from the same seed. Reported per schedule: the values per seed, mean and sample standard deviation; and per pair
+(searched minus each baseline of its budget, over the same seeds) the mean and standard deviation of the FID and rFID
+differences (paired: one noise per seed for both).
 
     python benchmarks/seed_spread.py --results benchmarks/results/search_vs_baselines_ddim2m.json benchmarks/results/search_vs_baselines_dpmpp.json --budget 1/2 --seeds 0,1,2,3,4 --out benchmarks/results/seed_spread.json
+    python benchmarks/seed_spread.py --results benchmarks/results/search_vs_baselines_ddim2m.json --budget 1/3,1/4,1/5 --families ddim,ddim+ddim-2m --seeds 0,1,2,3,4 --out benchmarks/results/seed_spread_ddim2m.json
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def _spread(values: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", type=Path, nargs="+", required=True)
-    parser.add_argument("--budget", default="1/2")
+    parser.add_argument("--budget", default="1/2", help="one budget or several, comma-separated")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="seed 0 is the noise search_vs_baselines validated on")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--families", default="ddim,ddim+ddim-2m,ddim+dpmpp-2m", help="baseline families to re-score (DeepCache loses by several FID points)")
@@ -56,12 +58,16 @@ def main() -> None:
     model = flexdiff.load_model(model_name, device="cpu")
     grid = teacher_timesteps(model, "ddim", len(runs[0]["budgets"][0]["searched_row"]["steps"]))
     rows: dict[str, dict[str, Any]] = {}
+    budget_of: dict[str, str] = {}  # a schedule's name and sampler are unique across budgets (the teacher aside)
     searched: list[str] = []
     for run in runs:
-        found = _rows(run, args.budget, set(args.families.split(",")))
-        searched.append(f"{found[0]['name']} ({found[0]['sampler']})")
-        for row in found:
-            rows.setdefault(f"{row['name']} ({row['sampler']})", row)
+        for budget in args.budget.split(","):
+            found = _rows(run, budget, set(args.families.split(",")))
+            searched.append(f"{found[0]['name']} ({found[0]['sampler']})")
+            for row in found:
+                key = f"{row['name']} ({row['sampler']})"
+                rows.setdefault(key, row)
+                budget_of.setdefault(key, budget)
     schedules = {key: Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(grid), row["sampler"], row["name"]) for key, row in rows.items()}
     net = get_feature_network("digits", "cpu")
     real = net(load_images(REAL_REFERENCE[model_name]))
@@ -80,12 +86,12 @@ def main() -> None:
                 fid[key].append(frechet_distance(real, feats))
                 rf[key].append(rfid(feats, teacher))
                 advance()
-    per_schedule = {key: {"macs_speedup": rows[key]["macs_speedup"] if key in rows else 1.0, "fid": [round(v, 4) for v in fid[key]], "fid_spread": _spread(fid[key]),
+    per_schedule = {key: {**({"budget": budget_of[key]} if key in budget_of else {}), "macs_speedup": rows[key]["macs_speedup"] if key in rows else 1.0, "fid": [round(v, 4) for v in fid[key]], "fid_spread": _spread(fid[key]),
                           **({"rfid": [round(v, 4) for v in rf[key]], "rfid_spread": _spread(rf[key])} if key in rf else {})} for key in fid}
     pairs = {}
     for s in searched:
         for key in schedules:
-            if key not in searched:
+            if key not in searched and budget_of[key] == budget_of[s]:
                 pairs[f"{s} - {key}"] = {"fid": _spread([a - b for a, b in zip(fid[s], fid[key])]), "rfid": _spread([a - b for a, b in zip(rf[s], rf[key])])}
         pairs[f"{s} - teacher"] = {"fid": _spread([a - b for a, b in zip(fid[s], fid["teacher"])])}
     write_result(args.out, {"model": model_name, "budget": args.budget, "n": args.n, "seeds": seeds, "results": [str(p) for p in args.results],
