@@ -9,6 +9,12 @@ differences (paired: one noise per seed for both).
 
     python benchmarks/seed_spread.py --results benchmarks/results/search_vs_baselines_ddim2m.json benchmarks/results/search_vs_baselines_dpmpp.json --budget 1/2 --seeds 0,1,2,3,4 --out benchmarks/results/seed_spread.json
     python benchmarks/seed_spread.py --results benchmarks/results/search_vs_baselines_ddim2m.json --budget 1/3,1/4,1/5 --families ddim,ddim+ddim-2m --seeds 0,1,2,3,4 --out benchmarks/results/seed_spread_ddim2m.json
+
+Confirmation on noise nobody has looked at, declared (this commit) before it was run: seeds 5-9 at 1/2, the searched
+DDIM-2M schedule against DDIM-25 and DeepCache N=3 b2 (the benchmark's picks). It confirms the 1/2 result if the
+searched schedule's mean FID and mean rFID over those seeds are both lower than each baseline's; otherwise it does not.
+
+    python benchmarks/seed_spread.py --results benchmarks/results/search_vs_baselines_ddim2m.json --budget 1/2 --families ddim,deepcache --seeds 5,6,7,8,9 --out benchmarks/results/seed_spread_confirm.json
 """
 
 from __future__ import annotations
