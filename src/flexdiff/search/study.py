@@ -3,16 +3,18 @@
 Two studies share one storage: ``<name>`` holds the searched genomes (the strategy's sampler sees only those, so
 NSGA-II's search space stays fixed) and ``<name>:baselines`` the baselines (teacher, DDIM-k, DeepCache), evaluated
 on the same noise against the same teacher reference. A trial's schedule *key* (steps + timesteps + sampler)
-is claimed before evaluation: a key already complete is answered from memory, a key being evaluated by a
-lower-numbered trial is left to it, so no schedule is evaluated twice — across restarts and across workers.
-Killed trials are failed by Optuna's heartbeat after a grace period, and their schedules become free again.
+is claimed before evaluation: a key already complete is answered from memory (a baseline's plan proposed by the
+strategy too, from the baseline study), a key another trial is evaluating is left to it, so no schedule is evaluated
+twice — across restarts and across workers. Killed trials are failed by Optuna's heartbeat after a grace period, and
+their schedules become free again.
 """
 
 from __future__ import annotations
 
+import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -26,14 +28,22 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice
 
 HEARTBEAT_SECONDS = 2
-GRACE_SECONDS = 10
+# A running trial whose heartbeat is this old is failed by the next worker that looks, and its schedule is free again.
+# Long enough that a stalled worker (a suspended laptop, a slow shared storage) is not declared dead while it still
+# evaluates; a killed baseline trial holds up the others at most this long on resume.
+GRACE_SECONDS = 60
 ALIVE = (TrialState.COMPLETE, TrialState.RUNNING)
+# The strategy proposed only already-evaluated schedules this many times in a row: the space holds nothing new for it.
+EXHAUSTED_AFTER = 50
 
 
 def open_storage(url: str) -> RDBStorage:
     """Any Optuna RDB URL (sqlite:///file.db, postgresql://..., mysql://...), with heartbeats for crash recovery."""
     if "://" not in url:
         raise FlexdiffError(url, "an Optuna storage URL such as sqlite:///study.db or postgresql://user@host/db", "pass --storage URL")
+    if url.rstrip("/") == "sqlite:" or ":memory:" in url:
+        raise FlexdiffError(url, "a storage on disk or on a server (an in-memory SQLite database is not shared with the heartbeat, other workers or a resumed run)",
+                            "pass --storage sqlite:///FILE.db, or omit --storage for OUT/study.db")
     try:
         return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
     except Exception as exc:  # sqlalchemy raises many kinds; the user needs one line
@@ -53,8 +63,11 @@ def open_study(storage: RDBStorage, name: str, sampler: optuna.samplers.BaseSamp
 
 
 def claim(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
-    """Mark ``trial`` as evaluating schedule ``key``. Returns the trial that owns the key instead, if any:
-    a complete one (memoised) or a running one with a lower number (it wins the race)."""
+    """Mark ``trial`` as evaluating schedule ``key``. Returns the trial that owns the key instead, if any: a complete
+    one (memoised) or any other running claimant. Every claimant writes its key before it reads the others', so of
+    two concurrent claimants the later reader always sees the earlier one: at most one evaluates. (Both may step
+    aside; the key is then free for a later trial. Yielding only to lower-numbered claimants would let a higher
+    number that read first and a lower number that read second both go ahead.)"""
     trial.set_user_attr("key", key)
     owner = None
     for other in study.get_trials(deepcopy=False, states=ALIVE):
@@ -62,8 +75,7 @@ def claim(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
             continue
         if other.state == TrialState.COMPLETE:
             return other
-        if other.number < trial.number and owner is None:
-            owner = other
+        owner = owner or other
     return owner
 
 
@@ -79,8 +91,13 @@ def record(trial: Trial, schedule: Schedule, result: dict[str, Any]) -> tuple[fl
     return float(result["macs"]), float(result["rfid"])
 
 
-def answer(trial: Trial, study: optuna.Study, schedule: Schedule, evaluate: Evaluate) -> tuple[float, float]:
-    """Evaluate ``schedule`` for ``trial`` unless another trial owns its key (then memoise or step aside)."""
+def answer(trial: Trial, study: optuna.Study, schedule: Schedule, evaluate: Evaluate, known: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
+    """Evaluate ``schedule`` for ``trial`` unless it is ``known`` (a baseline's plan: its values, never a searched
+    find) or another trial owns its key (then memoise or step aside)."""
+    if schedule.key in known:
+        trial.set_user_attr("key", schedule.key)
+        trial.set_user_attr("duplicate_of", "baseline")
+        return known[schedule.key]
     owner = claim(study, trial, schedule.key)
     if owner is not None:
         trial.set_user_attr("duplicate_of", owner.number)
@@ -120,20 +137,31 @@ def run_baselines(study: optuna.Study, baselines: Sequence[Schedule], evaluate: 
         remaining = set(todo) - {t.user_attrs.get("key") for t in evaluated(study)}
         if remaining:  # claimed by other (possibly dead) workers: wait for them, or for the heartbeat to fail them
             optuna.storages.fail_stale_trials(study)
-            time.sleep(1)
+            time.sleep(1 + random.random())  # jitter: workers that stepped aside together do not retry in lockstep
 
 
-def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Schedule], evaluate: Evaluate, on_done: Callable[[], None] | None = None) -> None:
-    """Run the strategy until ``trials`` schedules have been evaluated in the study (resumes where it stopped)."""
+def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Schedule], evaluate: Evaluate, on_done: Callable[[], None] | None = None,
+               known: Mapping[str, tuple[float, float]] | None = None) -> bool:
+    """Run the strategy until ``trials`` schedules have been evaluated in the study (resumes where it stopped).
+
+    ``known``: schedule key -> (MACs, rFID) of the evaluated baselines, answered from memory. Returns False when it
+    stopped early because the strategy proposed ``EXHAUSTED_AFTER`` already-evaluated schedules in a row (a space
+    smaller than ``trials`` would otherwise be searched for ever), True otherwise."""
+    repeats = 0
 
     def objective(trial: Trial) -> tuple[float, float]:
-        return answer(trial, study, propose(trial), evaluate)
+        return answer(trial, study, propose(trial), evaluate, known or {})
 
     def stop(study_: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.COMPLETE and trial.user_attrs.get("duplicate_of") is None and on_done is not None:
-            on_done()
-        if len(evaluated(study_)) >= trials:
+        nonlocal repeats
+        if trial.state == TrialState.COMPLETE:
+            new = trial.user_attrs.get("duplicate_of") is None
+            repeats = 0 if new else repeats + 1
+            if new and on_done is not None:
+                on_done()
+        if len(evaluated(study_)) >= trials or repeats >= EXHAUSTED_AFTER:
             study_.stop()
 
     if len(evaluated(study)) < trials:
         study.optimize(objective, callbacks=[stop], catch=())
+    return repeats < EXHAUSTED_AFTER
