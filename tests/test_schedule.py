@@ -70,6 +70,14 @@ def test_spaced_segments_cover_t_and_shorten_towards_the_clean_end(spacing: floa
     assert starts == [0, *itertools.accumulate(Genome.segment_lengths(50, 4, spacing)[:-1])]
 
 
+@pytest.mark.parametrize("spacing", [1.2345678, 1 / 3, 1e-7])
+def test_a_spacing_with_many_digits_reads_back_exactly(spacing: float) -> None:
+    """A genome's text is what the search stores and parses back: a lossy power would leave the allowed choices."""
+    genome = Genome.parse(f"0:1,2:2@{spacing!r}")
+    assert Genome.parse(str(genome)) == genome and Genome.parse(str(genome)).spacing == spacing
+    assert genome.key != Genome.parse(f"0:1,2:2@{spacing * (1 + 1e-6)!r}").key
+
+
 def test_equal_spacing_is_the_papers_segments_and_bad_spacings_are_refused() -> None:
     assert Genome.segment_lengths(50, 3, 1.0) == Genome.segment_lengths(50, 3) == [16, 17, 17]
     assert str(Genome.parse("0:1,1:2@1")) == "0:1,1:2"  # the equal-segment genome keeps its plain name

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from flexdiff.errors import FlexdiffError
+from flexdiff.errors import FlexdiffError, output_folder
 
 if TYPE_CHECKING:
     from flexdiff.schedule import Schedule
@@ -113,7 +113,7 @@ def sample(
     start = time.perf_counter()
     images = run_sample(m, n, sampler=sampler, steps=steps, seed=seed, eta=eta, batch_size=batch_size, schedule=plan, progress=True)
     wall = time.perf_counter() - start
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     save_npz(out / "samples.npz", images)
     save_grid(out / "grid.png", images[:64], scale=4 if images.shape[-1] <= 64 else 1)
     config = {"command": "sample", "model": model, "sampler": sampler, "steps": steps, "n": n, "seed": seed, "eta": eta, "batch_size": batch_size, "device": str(m.device), "wall_seconds": round(wall, 3)}

@@ -7,6 +7,8 @@ with code 2; Python callers can catch it (it is a ``ValueError``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class FlexdiffError(ValueError):
     """A user-facing error: one line naming the value, the expectation and the fix."""
@@ -16,3 +18,13 @@ class FlexdiffError(ValueError):
         self.expected = expected
         self.fix = fix
         super().__init__(f"{value!s}: expected {expected}; {fix}")
+
+
+def output_folder(path: Path) -> Path:
+    """Create the folder a command writes its artefacts to (and its parents); a path that is a file, or one that
+    cannot be created, is a one-line error rather than a traceback."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out ({exc.strerror or exc.__class__.__name__})") from None
+    return path

@@ -212,6 +212,13 @@ def check_spacing(spacing: float) -> None:
         raise FlexdiffError(f"spacing={spacing:g}", "a positive power (1 = equal segments)", "e.g. @1.5 after the segments, or --spacings 1,1.5")
 
 
+def _power_text(p: float) -> str:
+    """A spacing power as genome text: short (``1.5``, ``2``) where that reads back as the same float, else exact, so
+    that parsing a genome's text gives the genome back (a ``--spacings`` value with many digits must stay a choice)."""
+    short = f"{p:g}"
+    return short if float(short) == p else repr(p)
+
+
 @dataclass(frozen=True)
 class Segment:
     """One Flexiffusion segment: ``interval`` active steps (1 full + interval - 1 partial at ``branch``), then nulls."""
@@ -279,9 +286,9 @@ class Genome:
 
     def __str__(self) -> str:
         body = ",".join(f"{s.branch}:{s.interval}" for s in self.segments)
-        return body if self.spacing == 1.0 else f"{body}@{self.spacing:g}"
+        return body if self.spacing == 1.0 else f"{body}@{_power_text(self.spacing)}"
 
     @property
     def key(self) -> str:
         body = "genome-" + "_".join(f"b{s.branch}i{s.interval}" for s in self.segments)
-        return body if self.spacing == 1.0 else f"{body}-p{self.spacing:g}"
+        return body if self.spacing == 1.0 else f"{body}-p{_power_text(self.spacing)}"

@@ -169,6 +169,9 @@ def test_solver_runs_the_searched_schedules_and_a_second_set_of_baselines(tiny_m
         (["--spacings", "1,-2"], "spacing=-2"),
         (["--speedup", "0.5"], "speed-up >= 1"),
         (["--features", "vgg"], "vgg"),
+        (["--speedup", "nan"], "speed-up >= 1"),
+        (["--validate-top", "0"], "--validate-top 0"),
+        (["--storage", "sqlite://"], "in-memory"),
     ],
 )
 def test_bad_search_input(tiny_model_dir: Path, tmp_path: Path, extra: list[str], needle: str) -> None:
@@ -184,3 +187,47 @@ def test_resuming_with_another_setup_is_refused(tiny_model_dir: Path, tmp_path: 
     result = runner.invoke(app, search_args(tiny_model_dir, out, 2, "--study", "mine", "--seed", "1"))  # the later --seed wins
     assert result.exit_code == 2 and "differs in" in result.stderr
     assert (out / "results.json").is_file()  # the earlier result is still there
+
+
+def test_an_out_that_is_a_file_is_one_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    out.write_text("mine")
+    result = CliRunner().invoke(app, search_args(tiny_model_dir, out, 2))
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and str(out) in result.stderr
+    assert out.read_text() == "mine"
+
+
+def test_a_rerun_for_another_budget_leaves_no_stale_artefacts(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """results.json, best.json and schedules/ describe the latest run: a best for an earlier --speedup, or a schedule
+    file of an earlier front, does not survive next to results that no longer contain it."""
+    out = tmp_path / "run"
+    runner = CliRunner()
+    assert runner.invoke(app, search_args(tiny_model_dir, out, 3)).exit_code == 0
+    assert (out / "best.json").is_file()
+    (out / "schedules" / "earlier-front-point.json").write_text("{}")
+    args = search_args(tiny_model_dir, out, 3)
+    args[args.index("--speedup") + 1] = "50"  # nothing on 6 steps is that cheap: no best within the budget
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["best"] is None and not (out / "best.json").exists()
+    assert sorted(p.stem for p in (out / "schedules").glob("*.json")) == sorted(r["name"] for r in results["pareto"])
+
+
+def test_a_space_smaller_than_trials_stops_with_a_message(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """6 segments on 6 steps: every genome is the teacher's plan, a baseline. The search must not run for ever."""
+    args = search_args(tiny_model_dir, tmp_path / "run", 10)
+    args[args.index("--segments") + 1] = "6"
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "search stopped at 0 of 10 trials" in result.stdout
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["trials"]["searched"] == []
+
+
+def test_schedule_file_names_stay_short_and_distinct() -> None:
+    from flexdiff.search.run import _file_name
+
+    assert _file_name("ddim-25") == "ddim-25.json"
+    long = ["genome-" + "_".join(["b0i1"] * 60) + tail for tail in ("", "_b1i2")]  # 60+ segments: over 255 bytes as is
+    names = [_file_name(n) for n in long]
+    assert all(len(n) <= 125 for n in names) and names[0] != names[1]

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from flexdiff.data import REAL_REFERENCE
-from flexdiff.errors import FlexdiffError
+from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.nas.blocks import block_inputs, output_keys
 from flexdiff.nas.distill import random_choice, score_candidates, train_supernet
 from flexdiff.nas.local_search import Candidate, combine, pareto_front
@@ -502,7 +502,7 @@ def compress(config: CompressConfig, run: Run | None = None) -> dict[str, Any]:
 
     run = run or prepare(config)
     c = run.config
-    c.out.mkdir(parents=True, exist_ok=True)
+    output_folder(c.out)
     run.state["config"] = c.to_json()
     run.save_state()
     records, record_key = phase_record(run)

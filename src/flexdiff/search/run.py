@@ -7,7 +7,9 @@ reference set, measured wall-clock) -> ``results.json``, ``best.json``, one sche
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -19,7 +21,7 @@ import torch
 
 from flexdiff.cost import StepCosts, measure_macs
 from flexdiff.data import REAL_REFERENCE, load_images
-from flexdiff.errors import FlexdiffError
+from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.features import FeatureNetwork, get_feature_network
 from flexdiff.hooks import unet_layout
 from flexdiff.metrics import frechet_distance
@@ -32,7 +34,7 @@ from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.evolution import Member, make_sampler, pareto_front
 from flexdiff.search.reference import TeacherReference, load_or_build_reference, paired_distance, rfid
 from flexdiff.search.space import GenomeSpace
-from flexdiff.search.study import evaluated, open_storage, open_study, run_baselines, run_search
+from flexdiff.search.study import EXHAUSTED_AFTER, evaluated, open_storage, open_study, run_baselines, run_search
 
 
 
@@ -115,9 +117,9 @@ class SearchContext:
     def fingerprint(self) -> dict[str, Any]:
         k = self.reference.key
         latent = {name: getattr(k, name) for name in ("decoder", "conditioning") if getattr(k, name)}  # absent for pixel models, as before
-        spacings = {"spacings": list(self.config.spacings)} if self.config.spacings != (1.0,) else {}  # absent for equal segments, as before
+        spacings = {"spacings": list(self.space.spacings)} if self.space.spacings != (1.0,) else {}  # absent for equal segments, as before
         solver = {"solver": self.config.candidate_sampler} if self.config.candidate_sampler != k.sampler else {}  # absent without --solver, as before
-        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.config.segments), **spacings, **solver, **latent}
+        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.space.segment_counts), **spacings, **solver, **latent}
 
     def evaluate(self, schedule: Schedule) -> dict[str, Any]:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
@@ -176,10 +178,12 @@ def check_config(config: SearchConfig) -> None:
         raise FlexdiffError(config.trials, "--trials >= 0", "pass the number of schedules to evaluate")
     if config.workers < 1:
         raise FlexdiffError(config.workers, "--workers >= 1", "pass the number of worker processes")
-    if config.speedup is not None and config.speedup < 1:
+    if config.speedup is not None and not 1 <= config.speedup < math.inf:  # written so that NaN fails too
         raise FlexdiffError(f"--speedup {config.speedup}", "a target speed-up >= 1", "pass e.g. --speedup 3")
-    if config.max_macs is not None and config.max_macs <= 0:
+    if config.max_macs is not None and not 0 < config.max_macs < math.inf:
         raise FlexdiffError(f"--max-macs {config.max_macs}", "a positive MACs budget per sample", "see `flexdiff inspect` for the full-step MACs")
+    if config.validate_top < 1:
+        raise FlexdiffError(f"--validate-top {config.validate_top}", "at least 1 Pareto schedule to re-score", "pass e.g. --validate-top 6")
     GenomeSpace(config.steps, config.segments, 1, config.spacings)  # segment counts in [1, T], positive spacings
     get_feature_network(config.features, path=config.features_path)
     check_conditioning_options(config)
@@ -230,9 +234,13 @@ def work(config: SearchConfig, context: SearchContext | None = None) -> None:
     budgets = [ctx.max_macs] + [ctx.costs.full * len(ctx.timesteps) / x for x in config.elite_speedups]
     sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, budgets, config.seed, seeds=baseline_seeds(ctx, baseline_study))
     study = open_study(storage, ctx.study_name, sampler, ctx.fingerprint())
+    known = {t.user_attrs["key"]: (float(t.values[0]), float(t.values[1])) for t in evaluated(baseline_study)}
     with progress_bar(f"search ({config.strategy})", config.trials, enabled=config.progress) as advance:
         advance(min(config.trials, len(evaluated(study))))
-        run_search(study, config.trials, ctx.propose, ctx.evaluate, on_done=advance)
+        complete = run_search(study, config.trials, ctx.propose, ctx.evaluate, on_done=advance, known=known)
+    if not complete and config.progress:
+        print(f"search stopped at {len(evaluated(study))} of {config.trials} trials: the {config.strategy} strategy proposed only schedules already "
+              f"evaluated (or baselines) {EXHAUSTED_AFTER} times in a row; the space of --steps/--segments/--spacings holds no more for it")
 
 
 def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member, str]]:
@@ -268,6 +276,13 @@ def trial_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str,
         study = optuna.load_study(study_name=name, storage=storage)
         rows += [{"trial": t.number, "kind": kind, "key": t.user_attrs["key"], **t.user_attrs["result"]} for t in evaluated(study)]
     return [r for r in rows if r["kind"] == "baseline"], [r for r in rows if r["kind"] == "searched"]
+
+
+def _file_name(name: str, limit: int = 120) -> str:
+    """``NAME.json``; a name too long for a file system (a genome of many segments) is cut and given a digest of itself."""
+    if len(name) <= limit:
+        return f"{name}.json"
+    return f"{name[:limit - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
 
 
 def _schedule_of(ctx: SearchContext, row: dict[str, Any]) -> Schedule:
@@ -325,7 +340,7 @@ def choose_for_validation(ctx: SearchContext, baselines: list[dict[str, Any]], s
 def search(config: SearchConfig, report: bool = True) -> dict[str, Any]:
     """Run (or resume) a search and write its artefacts (and ``OUT/report.html`` unless ``report`` is false); returns the results dictionary."""
     check_config(config)
-    config.out.mkdir(parents=True, exist_ok=True)
+    output_folder(config.out)
     ctx = build_context(config)  # builds the teacher reference once, before any worker starts
     workers = []
     if config.workers > 1:
@@ -357,12 +372,20 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
     best = min(within, key=lambda r: (r["rfid"], r["macs"])) if within else None
     everything = baselines + searched
     front = [everything[i] for i in pareto_front([(r["macs"], r["rfid"]) for r in everything])]
+    # the artefacts describe this run's front and budget only: files of an earlier run in OUT (a point since
+    # dominated, a best for another --speedup) are removed once the new ones are written
     schedules_dir = out / "schedules"
     schedules_dir.mkdir(exist_ok=True)
-    for row in front:
-        _schedule_of(ctx, row).save(schedules_dir / f"{row['name']}.json")
+    files = {schedules_dir / _file_name(row["name"]): row for row in front}
+    for path, row in files.items():
+        _schedule_of(ctx, row).save(path)
+    for path in schedules_dir.glob("*.json"):
+        if path not in files:
+            path.unlink()
     if best is not None:
         _schedule_of(ctx, best).save(out / "best.json")
+    else:
+        (out / "best.json").unlink(missing_ok=True)
     results = {
         "config": c.to_json(), "study": ctx.study_name, "storage": c.storage_url, "teacher": teacher,
         "full_step_macs": ctx.costs.full, "partial_step_macs": list(ctx.costs.partial), "budget_macs": budget,
