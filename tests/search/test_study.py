@@ -81,3 +81,22 @@ def test_storage_urls_that_cannot_be_shared_are_refused(url: str) -> None:
     with pytest.raises(FlexdiffError) as info:
         open_storage(url)
     assert url in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_trial_failed_as_stale_while_it_ran_is_dropped_and_the_search_goes_on(tmp_path: Path) -> None:
+    """Another worker fails a trial whose heartbeat stopped (a stalled process); when the evaluation then returns,
+    Optuna refuses its result. The worker warns and carries on instead of ending in a traceback."""
+    study = _study(tmp_path)
+    plans = [ddim_k(TS, k) for k in (2, 3, 4, 5)]
+    calls: list[str] = []
+    count = _counting_evaluate(calls)
+
+    def evaluate(schedule: Schedule) -> dict:
+        if not calls:  # the first evaluation: another worker declares this trial dead meanwhile
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))[0]
+            study._storage.set_trial_state_values(running._trial_id, optuna.trial.TrialState.FAIL)
+        return count(schedule)
+
+    with pytest.warns(RuntimeWarning, match="failed as stale"):
+        assert run_search(study, 3, lambda trial: plans[trial.number], evaluate) is True
+    assert [t.user_attrs["key"] for t in evaluated(study)] == [p.key for p in plans[1:]]

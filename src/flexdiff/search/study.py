@@ -107,6 +107,21 @@ def answer(trial: Trial, study: optuna.Study, schedule: Schedule, evaluate: Eval
     return record(trial, schedule, evaluate(schedule))
 
 
+def optimize(study: optuna.Study, objective: Callable[[Trial], tuple[float, float]], callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
+    """``study.optimize``, carried on when a trial of this worker was failed as stale by another worker while it was
+    still evaluating (no heartbeat for ``GRACE_SECONDS``: a suspended or starved process). Optuna then refuses to
+    record the result ("Cannot tell a FAIL trial"); the schedule is free again for any worker, so the result is
+    dropped and the work goes on instead of ending in a traceback."""
+    while True:
+        try:
+            study.optimize(objective, callbacks=list(callbacks), catch=())
+            return
+        except ValueError as exc:
+            if not str(exc).startswith("Cannot tell a FAIL trial"):
+                raise
+            warnings.warn(f"a trial of this worker was failed as stale by another worker while it ran (no heartbeat for {GRACE_SECONDS} s); its result is dropped", RuntimeWarning, stacklevel=2)
+
+
 def evaluated(study: optuna.Study) -> list[FrozenTrial]:
     """Complete trials that really evaluated their schedule (memoised duplicates left out)."""
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("duplicate_of") is None]
@@ -133,7 +148,7 @@ def run_baselines(study: optuna.Study, baselines: Sequence[Schedule], evaluate: 
     while True:
         if {t.user_attrs.get("key") for t in evaluated(study)} >= set(todo):
             return
-        study.optimize(objective, catch=())
+        optimize(study, objective)
         remaining = set(todo) - {t.user_attrs.get("key") for t in evaluated(study)}
         if remaining:  # claimed by other (possibly dead) workers: wait for them, or for the heartbeat to fail them
             optuna.storages.fail_stale_trials(study)
@@ -163,5 +178,5 @@ def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Sche
             study_.stop()
 
     if len(evaluated(study)) < trials:
-        study.optimize(objective, callbacks=[stop], catch=())
+        optimize(study, objective, [stop])
     return repeats < EXHAUSTED_AFTER
