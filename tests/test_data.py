@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
+from flexdiff.cli import app
 from flexdiff.data import DIGITS_HELDOUT, digits, load_images, save_npz
 from flexdiff.errors import FlexdiffError
 
@@ -64,3 +66,33 @@ def test_bad_npz_files_are_named(tmp_path: Path, make, message: str) -> None:
 def test_unknown_sources(source: str) -> None:
     with pytest.raises(FlexdiffError):
         load_images(source)
+
+
+# --- bad --samples through the CLI: one stderr line naming the file, exit code 2 ---------------------------------
+
+runner = CliRunner()
+
+
+def _eval_error(samples: Path, *needles: str) -> None:
+    result = runner.invoke(app, ["eval", "--samples", str(samples)])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for needle in (str(samples) if samples.is_file() else str(samples / "a.png"), *needles):
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("shape", [(0, 1, 16, 16), (2, 1, 0, 16)])
+def test_empty_npz_is_refused_before_its_range_is_checked(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    np.savez(tmp_path / "empty.npz", images=np.zeros(shape, dtype=np.float32))
+    _eval_error(tmp_path / "empty.npz", "at least one", str(shape))
+
+
+def test_npy_samples_are_refused_with_the_accepted_formats(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", np.zeros((3, 1, 16, 16), dtype=np.float32))
+    _eval_error(tmp_path / "a.npy", ".npz", "image folder", "np.savez")
+
+
+def test_corrupt_image_in_folder_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(tmp_path / "b.png")
+    _eval_error(tmp_path, "corrupt")

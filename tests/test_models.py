@@ -3,12 +3,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from flexdiff.cli import app
 from flexdiff.errors import FlexdiffError
-from flexdiff.models import WEIGHTS_NAME, load_model
+from flexdiff.models import BUILTIN_MODELS, WEIGHTS_NAME, load_model, sample_shape
 
 from conftest import tiny_unet
 
@@ -74,3 +77,59 @@ def test_unknown_builtin_and_device() -> None:
         load_model("builtin:cifar")
     with pytest.raises(FlexdiffError, match="device"):
         load_model("builtin:digits", device="tpu")
+
+
+# --- bad configs in a copy of the built-in teacher: one stderr line naming the file and field, exit code 2 -------
+
+runner = CliRunner()
+
+
+def _teacher_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "teacher"
+    shutil.copytree(BUILTIN_MODELS["builtin:digits"], root)
+    return root
+
+
+def _one_line_error(root: Path, *needles: str) -> None:
+    result = runner.invoke(app, ["inspect", "--model", str(root)])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("name", ["unet/config.json", "model_index.json", "scheduler/scheduler_config.json"])
+def test_non_utf8_config_is_one_line(tmp_path: Path, name: str) -> None:
+    root = _teacher_copy(tmp_path)
+    (root / name).write_bytes(b"\xff\xfe")
+    _one_line_error(root, str(root / name), "UTF-8")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("beta_schedule", "bogus"), ("num_train_timesteps", -5), ("num_train_timesteps", 0), ("beta_end", "x"), ("beta_end", 3.0), ("prediction_type", "bogus")],
+)
+def test_bad_scheduler_field_fails_at_load(tmp_path: Path, field: str, value: object) -> None:
+    root = _teacher_copy(tmp_path)
+    path = root / "scheduler" / "scheduler_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    _one_line_error(root, str(path), field)
+
+
+def test_bad_sample_size_is_one_line(tmp_path: Path) -> None:
+    root = _teacher_copy(tmp_path)
+    path = root / "unet" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "sample_size": "big"}))
+    _one_line_error(root, str(path), "sample_size 'big'")
+
+
+@pytest.mark.parametrize("size, shape", [(8, (1, 8, 8)), ([8, 12], (1, 8, 12)), ("big", None), ([8], None), (None, None), (True, None), ([8, 0], None)])
+def test_sample_shape_of_pixel_and_latent_unets(size: object, shape: tuple[int, int, int] | None) -> None:
+    """One helper serves bare/pixel folders (models.py) and LDM/SD pipelines (pipelines.py)."""
+    unet = SimpleNamespace(config=SimpleNamespace(sample_size=size, in_channels=1))
+    if shape is not None:
+        assert sample_shape(unet, Path("unet/config.json")) == shape
+        return
+    with pytest.raises(FlexdiffError, match="unet/config.json: sample_size") as info:
+        sample_shape(unet, Path("unet/config.json"))
+    assert "\n" not in str(info.value)

@@ -8,12 +8,16 @@ from __future__ import annotations
 import zipfile
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from flexdiff.errors import FlexdiffError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 DIGITS_SIZE = 16
 #: Held-out images of the built-in split (the rest, 1297 of sklearn's 1797 digits, are for training).
@@ -69,15 +73,15 @@ def load_images(source: str | Path) -> torch.Tensor:
     path = Path(text)
     if not path.exists():
         raise FlexdiffError(text, "an .npz file, an image folder or a builtin:digits-* set", "check the path")
-    images = _load_npz(path) if path.is_file() else _load_folder(path)
-    if images.shape[0] == 0:
-        raise FlexdiffError(text, "at least one image", "point to a non-empty image set")
-    return images
+    return _load_npz(path) if path.is_file() else _load_folder(path)
 
 
 def _load_npz(path: Path) -> torch.Tensor:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # np.load reads a .npy too, but that is not a documented format
+            raise FlexdiffError(path, "an .npz archive (np.savez), an image folder or a builtin:digits-* set, not a .npy array", "save it with np.savez(path, images=array)")
+        with loaded as archive:
             keys = list(archive.keys())
             key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
             if key is None:
@@ -91,10 +95,13 @@ def _load_npz(path: Path) -> torch.Tensor:
 
 
 def _to_nchw(array: np.ndarray, where: object) -> torch.Tensor:
+    """``array`` as float32 NCHW in ``[-1, 1]``; refused before any min()/max(), which fail on an empty array."""
     if array.ndim == 3:  # (N, H, W): single channel
         array = array[:, None]
     if array.ndim != 4:
         raise FlexdiffError(where, f"images shaped (N, C, H, W) or (N, H, W, C), got shape {array.shape}", "reshape the array")
+    if array.size == 0:
+        raise FlexdiffError(where, f"at least one non-empty image, got shape {array.shape}", "point to a non-empty image set")
     if array.shape[1] not in (1, 3, 4) and array.shape[-1] in (1, 3, 4):
         array = array.transpose(0, 3, 1, 2)  # NHWC -> NCHW
     if np.issubdtype(array.dtype, np.integer):
@@ -108,22 +115,31 @@ def _to_nchw(array: np.ndarray, where: object) -> torch.Tensor:
     return images[:, :3].clamp(-1.0, 1.0).contiguous()
 
 
-def _load_folder(path: Path) -> torch.Tensor:
+def _read_image(file: Path, mode: str | None = None) -> PILImage.Image:
+    """``file`` decoded (in ``mode``, or its own) and closed; a corrupt or unreadable image is a one-line error that
+    names the file, since PIL raises UnidentifiedImageError / OSError with a traceback otherwise."""
     from PIL import Image
 
+    try:
+        with Image.open(file) as image:
+            return image.convert(mode) if mode else image.copy()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise FlexdiffError(file, "a readable image file", f"it is unreadable or corrupt ({exc.__class__.__name__}); replace or remove it") from None
+
+
+def _load_folder(path: Path) -> torch.Tensor:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FlexdiffError(path, f"a folder of {'/'.join(IMAGE_SUFFIXES)} images", "put images in it or pass an .npz")
-    with Image.open(files[0]) as first:
-        mode = "L" if first.mode in ("L", "1", "I", "I;16") else "RGB"
-        size = first.size
+    first = _read_image(files[0])
+    mode = "L" if first.mode in ("L", "1", "I", "I;16") else "RGB"
+    size = first.size
     arrays = []
     for file in files:
-        with Image.open(file) as image:
-            image = image.convert(mode)
-            if image.size != size:
-                raise FlexdiffError(file, f"every image {size[0]}x{size[1]} like {files[0].name}", "resize the images to one size")
-            arrays.append(np.asarray(image))
+        image = _read_image(file, mode)
+        if image.size != size:
+            raise FlexdiffError(file, f"every image {size[0]}x{size[1]} like {files[0].name}", "resize the images to one size")
+        arrays.append(np.asarray(image))
     return _to_nchw(np.stack(arrays), path)
 
 

@@ -166,10 +166,11 @@ class DiffusionModel:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON config as a dict; unreadable, non-UTF-8 (JSON is UTF-8) or non-object content is a one-line error."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FlexdiffError(path, "a readable JSON config", f"the file is corrupt ({exc.__class__.__name__}); restore it") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FlexdiffError(path, "a readable UTF-8 JSON config", f"the file is corrupt ({exc.__class__.__name__}); restore it") from None
     if not isinstance(data, dict):
         raise FlexdiffError(path, "a JSON object", "restore the config file")
     return data
@@ -197,6 +198,19 @@ def _apply_student(unet: torch.nn.Module, folder: Path) -> None:
         from flexdiff.nas.space import apply_architecture
 
         apply_architecture(unet, _read_json(description), description)
+
+
+def sample_shape(unet: torch.nn.Module, config_file: Path) -> tuple[int, int, int]:
+    """(C, H, W) of one sample from a loaded UNet's ``in_channels`` and ``sample_size`` (an int or [H, W]).
+
+    diffusers stores ``sample_size`` without checking it, so a bad value would only fail later as an unpacking or
+    int() error; ``config_file`` is named in the one-line error instead.
+    """
+    size = unet.config.sample_size
+    hw = [size, size] if isinstance(size, int) else list(size) if isinstance(size, (list, tuple)) else None
+    if hw is None or len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in hw):
+        raise FlexdiffError(f"{config_file}: sample_size {size!r}", "an integer >= 1 or a pair of integers [height, width]", "restore the resolution the UNet was trained at")
+    return int(unet.config.in_channels), hw[0], hw[1]
 
 
 def load_component(folder: Path, classes: tuple[str, ...], fix: str) -> torch.nn.Module:
@@ -257,13 +271,13 @@ def load_model(spec: str | Path = "builtin:digits", device: str | torch.device =
         "a bare UNet folder must hold a pixel UNet2DModel; a UNet2DConditionModel needs its Stable Diffusion pipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)",
     )
     scheduler_config = _read_json(scheduler_file) if scheduler_file else dict(DEFAULT_SCHEDULER_CONFIG)
-    size = unet.config.sample_size
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    noise = NoiseSchedule.from_scheduler_config(scheduler_config, scheduler_file or "the default scheduler config")
+    shape = sample_shape(unet, unet_dir / "config.json")
     unet.to(resolve_device(device))
     model = DiffusionModel(
         unet=unet,
-        noise=NoiseSchedule.from_scheduler_config(scheduler_config),
-        sample_shape=(int(unet.config.in_channels), int(h), int(w)),
+        noise=noise,
+        sample_shape=shape,
         name=text,
         path=root,
         scheduler_config=scheduler_config,

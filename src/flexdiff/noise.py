@@ -11,6 +11,13 @@ from typing import Any
 
 import torch
 
+from flexdiff.errors import FlexdiffError
+
+#: What the network may output (diffusers' ``prediction_type``); anything else fails only mid-sampling, so refuse it.
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+#: The ``beta_schedule`` names diffusers' DDIMScheduler implements (others raise NotImplementedError inside diffusers).
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
 
 @dataclass(frozen=True)
 class NoiseSchedule:
@@ -26,17 +33,29 @@ class NoiseSchedule:
         return int(self.alphas_cumprod.shape[0])
 
     @classmethod
-    def from_scheduler_config(cls, config: dict[str, Any]) -> "NoiseSchedule":
-        """Build from a diffusers scheduler config (any scheduler class; diffusers fills in its defaults)."""
+    def from_scheduler_config(cls, config: dict[str, Any], source: object = "scheduler config") -> "NoiseSchedule":
+        """Build from a diffusers scheduler config (any scheduler class; diffusers fills in its defaults).
+
+        ``source`` (the config file) names where a bad value came from: a value diffusers would choke on, or one that
+        would only fail mid-sampling, is a one-line :class:`FlexdiffError` here, at load time.
+        """
         from diffusers import DDIMScheduler
 
-        scheduler = DDIMScheduler.from_config(config)
-        return cls(
-            alphas_cumprod=scheduler.alphas_cumprod.clone(),
-            prediction_type=str(scheduler.config.prediction_type),
-            clip_sample=bool(scheduler.config.clip_sample),
-            clip_sample_range=float(scheduler.config.clip_sample_range),
-        )
+        _check_scheduler_config(config, source)
+        try:
+            scheduler = DDIMScheduler.from_config(config)
+            betas = scheduler.betas
+            schedule = cls(
+                alphas_cumprod=scheduler.alphas_cumprod.clone(),
+                prediction_type=str(scheduler.config.prediction_type),
+                clip_sample=bool(scheduler.config.clip_sample),
+                clip_sample_range=float(scheduler.config.clip_sample_range),
+            )
+        except Exception as exc:  # a field not checked above; diffusers / torch raise many types
+            raise FlexdiffError(source, "a diffusers scheduler config", f"fix the config ({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:120]})") from None
+        if betas.numel() == 0 or not torch.isfinite(betas).all() or (betas < 0).any() or (betas > 1).any():  # alpha-bar would leave [0, 1]
+            raise FlexdiffError(f"{source}: beta_start/beta_end/trained_betas", "betas in [0, 1] at every timestep", "restore the schedule the model was trained with")
+        return schedule
 
     def alpha_bar(self, t: int | None) -> float:
         """alpha-bar at integer timestep ``t``; ``None`` is the clean end of the trajectory (alpha-bar = 1)."""
@@ -52,6 +71,26 @@ class NoiseSchedule:
         if self.prediction_type == "sample":  # x = sqrt(a) x0 + sqrt(1-a) eps
             return (x - a**0.5 * output) / (1 - a) ** 0.5
         raise ValueError(f"unknown prediction_type {self.prediction_type!r}")
+
+
+def _check_scheduler_config(config: dict[str, Any], source: object) -> None:
+    """Refuse the scheduler fields diffusers would fail on with an unreadable error (NotImplementedError for an
+    unknown ``beta_schedule``, a TypeError from ``torch.linspace`` for a non-numeric beta) or accept silently and
+    then fail mid-sampling (``prediction_type``, ``num_train_timesteps < 1``). Absent fields take diffusers' defaults."""
+
+    def bad(field: str, expected: str, fix: str) -> FlexdiffError:
+        return FlexdiffError(f"{source}: {field} {config[field]!r}", expected, fix)
+
+    steps = config.get("num_train_timesteps", 1000)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise bad("num_train_timesteps", "an integer >= 1", "restore the number of training timesteps (e.g. 1000)")
+    if config.get("trained_betas") is None and config.get("beta_schedule", "linear") not in BETA_SCHEDULES:  # trained_betas wins in diffusers
+        raise bad("beta_schedule", f"one of {', '.join(BETA_SCHEDULES)}", "restore the schedule the model was trained with")
+    for name in ("beta_start", "beta_end"):
+        if name in config and (isinstance(config[name], bool) or not isinstance(config[name], (int, float))):
+            raise bad(name, "a number in [0, 1]", "restore the schedule the model was trained with (e.g. 0.0001 and 0.02)")
+    if config.get("prediction_type", "epsilon") not in PREDICTION_TYPES:
+        raise bad("prediction_type", f"one of {', '.join(PREDICTION_TYPES)}", "set what the network was trained to predict")
 
 
 def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:

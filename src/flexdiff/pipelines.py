@@ -33,7 +33,7 @@ from torch import nn
 
 from flexdiff.device import resolve_device
 from flexdiff.errors import FlexdiffError
-from flexdiff.models import Conditioning, DiffusionModel, _read_json, load_component
+from flexdiff.models import Conditioning, DiffusionModel, _read_json, load_component, sample_shape
 from flexdiff.noise import NoiseSchedule
 from flexdiff.optional import require_transformers
 
@@ -171,15 +171,15 @@ def load_pipeline(root: Path, name: str, device: str | torch.device = "auto") ->
         prompt_encoder = load_prompt_encoder(folders["text_encoder"], folders["tokenizer"])
         if prompt_encoder.dim != int(unet.config.cross_attention_dim):
             raise FlexdiffError(folders["text_encoder"], f"hidden_size = the UNet's cross_attention_dim ({unet.config.cross_attention_dim}), found {prompt_encoder.dim}", "the text encoder and the UNet come from different pipelines")
+    scheduler_config = _read_json(scheduler_file)
+    noise = NoiseSchedule.from_scheduler_config(scheduler_config, scheduler_file)
+    shape = sample_shape(unet, unet_config)
     target = resolve_device(device)
     for module in (unet, vae, prompt_encoder.text_encoder if prompt_encoder else None):
         if module is not None:
             module.to(target)
-    scheduler_config = _read_json(scheduler_file)
-    size = unet.config.sample_size
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
     model = DiffusionModel(
-        unet=unet, noise=NoiseSchedule.from_scheduler_config(scheduler_config), sample_shape=(int(unet.config.in_channels), int(h), int(w)),
+        unet=unet, noise=noise, sample_shape=shape,
         name=name, path=root, scheduler_config=scheduler_config, decoder=LatentDecoder(vae), prompt_encoder=prompt_encoder,
     )
     model.conditioning = default_conditioning(model)
