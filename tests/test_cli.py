@@ -72,6 +72,10 @@ def corrupt_npz(tmp_path: Path) -> Path:
         (["eval", "--samples", "builtin:digits-train", "--features", "vgg"], "vgg"),
         (["eval", "--samples", "{corrupt}"], "corrupt"),
         (["eval", "--samples", "builtin:digits-train", "--reference", "/missing.npz"], "/missing.npz"),
+        (["sample", "--model", "builtin:digits", "--eta", "nan", "--steps", "2", "--out", "{tmp}/o"], "--eta nan"),  # was NaN images, exit 0
+        (["sample", "--model", "builtin:digits", "--eta", "5", "--steps", "2", "--out", "{tmp}/o"], "eta in [0, 1]"),  # was a complex-tensor traceback
+        (["schedule", "deepcache", "--interval", "2", "--center", "1", "--power", "0", "--out", "{tmp}/o"], "--power 0"),
+        (["schedule", "full", "--steps", "4", "--out", "{tmp}"], "not a folder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args: list[str], needle: str, tmp_path: Path, corrupt_npz: Path) -> None:
@@ -87,6 +91,35 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
     proc = subprocess.run([str(exe), "sample", "--model", str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["sample", "--n", "abc", "--out", "o"], "'--n'"),
+        (["sample", "--seed", "-1", "--out", "o"], "'--seed'"),
+        (["sample"], "'--out'"),
+        (["sample", "--no-such-option"], "--no-such-option"),
+    ],
+)
+def test_console_script_usage_errors_are_one_line_too(tmp_path: Path, args: list[str], needle: str) -> None:
+    exe = Path(sys.executable).with_name("flexdiff")
+    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error:") and needle in proc.stderr and "flexdiff sample --help" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_sample_checks_out_and_the_schedules_timesteps_before_sampling(tiny_model_dir: Path, tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    result = invoke("sample", "--model", tiny_model_dir, "--steps", "2", "--n", "2", "--out", taken)
+    assert result.exit_code == 2 and str(taken) in result.stderr and result.stdout == ""  # no progress bar: nothing ran
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format": "flexdiff.schedule", "version": 1, "T": 3, "timesteps": [5000, 500, 0], "steps": ["full"] * 3}))
+    result = invoke("sample", "--model", tiny_model_dir, "--schedule", plan, "--n", "2", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert f"{plan} timesteps 5000..0" in result.stderr and not (tmp_path / "o").exists()
 
 
 def test_inspect_json_lists_branches(tiny_model_dir: Path) -> None:

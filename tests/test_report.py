@@ -206,6 +206,13 @@ def test_cli_report_and_bad_input(search_run: Path, tmp_path: Path) -> None:
     (tmp_path / "corrupt" / "results.json").write_text("{not json")
     with pytest.raises(FlexdiffError, match="does not parse"):
         write_report(tmp_path / "corrupt")
+    (tmp_path / "afile").write_text("mine")
+    bad = runner.invoke(app, ["report", str(search_run), "--out", str(tmp_path / "afile" / "r.html"), "--n", "2"])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and "afile" in bad.stderr and "images x" not in bad.stdout  # refused before the grids
+    for wrong in ({"trials": {"baselines": 5}}, {"kind": "compress", "teacher": "x"}):  # wrong types: notes, not a traceback
+        (tmp_path / "wrong").mkdir(exist_ok=True)
+        (tmp_path / "wrong" / "results.json").write_text(json.dumps(wrong))
+        assert "could not be rendered" in write_report(tmp_path / "wrong").read_text()
 
 
 def test_search_writes_its_report_by_default(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -118,6 +118,10 @@ def _write(tmp_path: Path, **changes) -> Path:
         ({"version": 99}, "version"),
         ({"format": "other"}, "format"),
         ({"raw": "{not json"}, "does not parse"),
+        ({"meta": [1, 2]}, "'meta' field"),
+        ({"steps": ["full", "partial:\u00b2", "full", "full"]}, "partial:<branch>"),  # "²" passes str.isdigit(), not int()
+        ({"sampler": "euler"}, "'sampler' field of"),
+        ({"name": "two\nlines", "steps": ["null", "full", "full", "full"]}, "two\\nlines"),  # still one line
     ],
 )
 def test_bad_schedule_files(tmp_path: Path, changes: dict, needle: str) -> None:
@@ -131,3 +135,25 @@ def test_branch_range_check() -> None:
     plan.check_branches(7)
     with pytest.raises(FlexdiffError, match=r"step 1 = partial:6.*\[0, 5\]"):
         plan.check_branches(6)
+
+
+def test_save_refuses_a_folder_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    with pytest.raises(FlexdiffError, match="not a folder"):
+        full(TS).save(tmp_path)
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(FlexdiffError, match="afile"):
+        full(TS).save(tmp_path / "afile" / "s.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.parametrize("power", [0.0, -1.0, 0.5, float("nan"), float("inf")])
+def test_nonuniform_deepcache_needs_a_power_of_at_least_one(power: float) -> None:
+    with pytest.raises(FlexdiffError, match="power >= 1"):
+        deepcache_nonuniform(TS, 3, center=10, power=power)
+
+
+def test_timesteps_outside_the_models_range_are_named_before_sampling() -> None:
+    plan = full([5000, 500, 0])
+    plan.check_timesteps(6000)
+    with pytest.raises(FlexdiffError, match=r"plan.json timesteps 5000\.\.0: expected timesteps in \[0, 1000\)"):
+        plan.check_timesteps(1000, where="plan.json")

@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 MODEL = typer.Option("builtin:digits", "--model", help="builtin:digits or a local diffusers folder")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda")
-SEED = typer.Option(0, "--seed", help="one seed drives noise and training")
+SEED = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="one seed drives noise and training")  # torch.Generator takes 64 bits
 NO_REPORT = typer.Option(False, "--no-report", help="skip OUT/report.html (write it later with `flexdiff report OUT`)")
 # conditioning of real pipelines (flexdiff.pipelines) and feature networks from local files
 PROMPTS = typer.Option(None, "--prompts", help="prompt file of a text-to-image pipeline: one prompt per line, or SEED<TAB>prompt; image i takes prompt i mod P")
@@ -83,7 +83,7 @@ def sample(
     """
     from flexdiff.data import save_grid, save_npz
     from flexdiff.models import load_model
-    from flexdiff.samplers import get_sampler
+    from flexdiff.samplers import check_eta, get_sampler
     from flexdiff.sampling import sample as run_sample, teacher_timesteps
 
     from flexdiff.cost import measure_macs
@@ -110,10 +110,12 @@ def sample(
         teacher_timesteps(m, sampler, steps)  # validates --steps before any work
     else:
         plan.check_branches(unet_layout(m.unet).num_branches)
+        plan.check_timesteps(m.noise.num_train_timesteps, where=schedule)
+    check_eta(eta)  # before any work (the sampler checks it again)
+    output_folder(out)
     start = time.perf_counter()
     images = run_sample(m, n, sampler=sampler, steps=steps, seed=seed, eta=eta, batch_size=batch_size, schedule=plan, progress=True)
     wall = time.perf_counter() - start
-    output_folder(out)
     save_npz(out / "samples.npz", images)
     save_grid(out / "grid.png", images[:64], scale=4 if images.shape[-1] <= 64 else 1)
     config = {"command": "sample", "model": model, "sampler": sampler, "steps": steps, "n": n, "seed": seed, "eta": eta, "batch_size": batch_size, "device": str(m.device), "wall_seconds": round(wall, 3)}
@@ -462,4 +464,23 @@ def compress(
 
 
 def main() -> None:
-    app()
+    """The ``flexdiff`` entry point. Usage errors (an unknown option, ``--n abc``, a missing ``--out``) end in one line
+    and exit code 2 as well, instead of the framed usage box; ``--help`` and bare commands still print help."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:  # Ctrl-C
+        print("aborted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as exc:
+        # click's UsageError family, whichever click typer runs on (it vendors its own since 0.2x): exit code 2 and
+        # format_message(); NoArgsIsHelpError is one of them and shows the help instead
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]
+            raise SystemExit(2) from None
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "flexdiff"
+        print(f"error: {exc.format_message().rstrip('.')}; see `{command} --help`".replace("\n", " "), file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code or 0)

@@ -17,7 +17,8 @@ class FlexdiffError(ValueError):
         self.value = value
         self.expected = expected
         self.fix = fix
-        super().__init__(f"{value!s}: expected {expected}; {fix}")
+        # one line whatever the parts hold (a schedule name or an OS message with a newline)
+        super().__init__(f"{value!s}: expected {expected}; {fix}".replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def output_folder(path: Path) -> Path:

@@ -51,6 +51,13 @@ def check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> list[
     return ts
 
 
+def check_eta(eta: float) -> None:
+    """DDIM's stochasticity must lie in [0, 1] (eq. 16): beyond 1 sigma_t^2 exceeds 1 - alpha_prev and the direction
+    term turns imaginary; NaN would silently give NaN images."""
+    if not 0 <= eta <= 1:
+        raise FlexdiffError(f"--eta {eta}", "eta in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like)", "use 0 for deterministic DDIM")
+
+
 def ddim(
     denoise: Denoise,
     x: torch.Tensor,
@@ -68,8 +75,7 @@ def ddim(
     with ``torch.randn(x.shape, generator=generator)``, one draw per step. ``grid`` is ignored: DDIM on a subset of a
     grid is DDIM on that subset.
     """
-    if eta < 0:
-        raise FlexdiffError(eta, "eta >= 0", "use 0 for deterministic DDIM")
+    check_eta(eta)
     ts = check_timesteps(timesteps, noise.num_train_timesteps)
     for i, t in enumerate(ts):
         eps = denoise(x, t, i)
@@ -224,11 +230,12 @@ SAMPLERS: dict[str, Sampler] = {"ddim": ddim, "dpmpp-2m": dpmpp_2m, "ddim-2m": d
 DEFAULT_SPACING = {"ddim": "leading", "dpmpp-2m": "linspace", "ddim-2m": "leading"}
 
 
-def get_sampler(name: str) -> Sampler:
+def get_sampler(name: str, fix: str = "pick one with --sampler") -> Sampler:
+    """The sampler called ``name``; ``fix`` says where to change it (an option, or the field of a file)."""
     try:
         return SAMPLERS[name]
     except KeyError:
-        raise FlexdiffError(name, f"a sampler in {{{', '.join(SAMPLERS)}}}", "pick one with --sampler") from None
+        raise FlexdiffError(repr(name), f"a sampler in {{{', '.join(SAMPLERS)}}}", fix) from None
 
 
 def uniform_timesteps(num_train_timesteps: int, steps: int, spacing: str = "leading") -> list[int]:

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from flexdiff.errors import FlexdiffError
+from flexdiff.errors import FlexdiffError, output_folder
+from flexdiff.samplers import get_sampler
 
 FORMAT = "flexdiff.schedule"
 VERSION = 1
@@ -37,7 +38,7 @@ class Step:
         if text in (FULL, NULL):
             return cls(text)
         head, _, tail = text.partition(":")
-        if head == PARTIAL and tail.isdigit():
+        if head == PARTIAL and tail.isascii() and tail.isdigit():  # not "²", which isdigit() takes and int() refuses
             return cls(PARTIAL, int(tail))
         raise FlexdiffError(repr(text), "a step 'full', 'null' or 'partial:<branch>' (e.g. 'partial:0')", "fix the schedule entry")
 
@@ -93,6 +94,12 @@ class Schedule:
     def counts(self) -> dict[str, int]:
         return {kind: sum(s.kind == kind for s in self.steps) for kind in (FULL, PARTIAL, NULL)}
 
+    def check_timesteps(self, num_train_timesteps: int, where: object = None) -> None:
+        """The teacher timesteps must lie in the model's training range (checked before any sampling starts)."""
+        if self.timesteps[0] >= num_train_timesteps or self.timesteps[-1] < 0:
+            raise FlexdiffError(f"{where or self.name or 'schedule'} timesteps {self.timesteps[0]}..{self.timesteps[-1]}",
+                                f"timesteps in [0, {num_train_timesteps}) for this model", "write the schedule for this model with `flexdiff schedule --model ...`")
+
     def check_branches(self, num_branches: int) -> None:
         """Every partial branch must exist in the model the schedule runs on."""
         if self.max_branch >= num_branches:
@@ -128,15 +135,26 @@ class Schedule:
             raise FlexdiffError(f"{where} timesteps", "a list of integer timesteps", "fix the 'timesteps' field")
         if data.get("T") != len(steps):
             raise FlexdiffError(f"{where} T={data.get('T')!r} with {len(steps)} steps", "T equal to the number of steps", "fix 'T' or 'steps'")
-        return cls(tuple(Step.parse(s) for s in steps), tuple(timesteps), str(data.get("sampler", "ddim")), str(data.get("name", "")), dict(data.get("meta") or {}))
+        meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise FlexdiffError(f"{where} meta", "a JSON object (or no 'meta' field)", "fix or drop the 'meta' field")
+        sampler = str(data.get("sampler", "ddim"))
+        get_sampler(sampler, fix=f"fix the 'sampler' field of {where}")
+        return cls(tuple(Step.parse(s) for s in steps), tuple(timesteps), sampler, str(data.get("name", "")), dict(meta))
 
     def save(self, path: Path) -> None:
-        """Write canonical JSON atomically (a failed write never leaves half a file)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write canonical JSON atomically (a failed write never leaves half a file, nor its temporary file)."""
+        if path.is_dir():
+            raise FlexdiffError(f"--out {path}", "a schedule file path, not a folder", f"pass e.g. --out {path / 'schedule.json'}")
+        output_folder(path.parent)
         tmp = path.with_name(path.name + ".tmp")
         fields = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in self.to_dict().items())
-        tmp.write_text("{\n" + fields + "\n}\n")  # one field per line, lists on one line
-        tmp.replace(path)
+        try:
+            tmp.write_text("{\n" + fields + "\n}\n")  # one field per line, lists on one line
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise FlexdiffError(f"--out {path}", "a writable schedule file path", f"choose another --out ({exc.strerror or exc.__class__.__name__})") from None
 
     @classmethod
     def load(cls, path: str | Path) -> "Schedule":
@@ -186,6 +204,8 @@ def nonuniform_full_indices(T: int, n_full: int, center: int, power: float) -> l
     Like DeepCache's non-uniform 1:N; when rounding merges indices the power is lowered by 0.02 until they are distinct.
     """
     _check_range("center", center, 0, T - 1)
+    if not 1 <= power < math.inf:  # p < 1 would thin the steps around the centre, the opposite of the method (and 0 divides)
+        raise FlexdiffError(f"--power {power}", "a power >= 1 (1 = uniform; DeepCache uses about 1.4)", "pass e.g. --power 1.4")
     n_full = min(n_full, T)
     p = power
     while True:
@@ -279,7 +299,7 @@ class Genome:
         segments = []
         for part in body.split(","):
             branch, sep, interval = part.strip().partition(":")
-            if not (sep and branch.isdigit() and interval.isdigit()):
+            if not (sep and all(x.isascii() and x.isdigit() for x in (branch, interval))):
                 raise FlexdiffError(repr(part), "a segment BRANCH:INTERVAL with non-negative integers (e.g. 0:3)", "fix --segments")
             segments.append(Segment(int(branch), int(interval)))
         return cls(tuple(segments), spacing)

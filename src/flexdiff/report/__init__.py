@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from flexdiff.errors import FlexdiffError
+from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.report import sections
 from flexdiff.report.html import absent, page, write_atomic
 from flexdiff.report.load import load_run
@@ -31,6 +31,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images
     target = Path(out) if out is not None else data.run_dir / "report.html"
     if target.is_dir():
         raise FlexdiffError(target, "a file path for the HTML report", "pass e.g. --out report.html")
+    output_folder(target.parent)  # before the image grids take their seconds
     if data.search is not None:
         parts = [
             sections.guarded("pareto", "Pareto front", lambda: sections.pareto(data)),
@@ -45,7 +46,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images
         sections.guarded("provenance", "Provenance", lambda: sections.provenance_section(data)),
     ]
     title = f"flexdiff report — {data.run_dir.resolve().name}"
-    write_atomic(target, page(title, sections.summary(data), parts))
+    summary = sections.guarded("summary", "Summary", lambda: sections.summary(data)).body  # a malformed results.json: a note, not a traceback
+    write_atomic(target, page(title, summary, parts))
     return target
 
 

@@ -169,7 +169,7 @@ def check_config(config: SearchConfig) -> None:
 
     get_sampler(config.sampler)
     if config.solver is not None:
-        get_sampler(config.solver)
+        get_sampler(config.solver, fix="pick one with --solver")
     if config.strategy not in STRATEGIES:
         raise FlexdiffError(config.strategy, f"a strategy {', '.join(STRATEGIES)}", "pick one with --strategy")
     if config.n < 2 or config.validate_n < 2:
