@@ -168,3 +168,36 @@ def test_hollow_replay_is_bit_identical_to_replaying_real_tensors(model: Diffusi
                 run.hollow = hollow
                 outputs.append(generate(model, noise, plan.active_timesteps, plan.sampler, denoise=run.start))
         assert torch.equal(outputs[0], outputs[1]), branch.label
+
+
+def test_stochastic_images_do_not_depend_on_the_batch_size() -> None:
+    """eta > 0: image i's extra noise is drawn for all images and sliced, so batching cannot change it (it was drawn
+    per batch, and images moved by up to 2 in [-1, 1] between batch sizes)."""
+    from flexdiff.sampling import generate_scheduled
+
+    model = tiny_plain_model()
+    plan = deepcache_uniform(teacher_timesteps(model, "ddim", T), 3, 1)
+    noise = initial_noise(4, model.sample_shape, seed=2)
+    runs = [generate_scheduled(model, plan, noise, eta=0.5, seed=9, batch_size=b) for b in (4, 3, 1)]
+    assert all(torch.allclose(runs[0], r, atol=1e-4) for r in runs[1:])
+    assert not torch.allclose(runs[0], generate_scheduled(model, plan, noise, eta=0.5, seed=10), atol=1e-2)  # the seed still matters
+
+
+def test_freeu_is_refused_for_partial_steps() -> None:
+    """FreeU rescales up-block features in place between hooked units: it would rewrite cached features."""
+    model = tiny_conditional_model()
+    model.unet.enable_freeu(s1=0.9, s2=0.2, b1=1.5, b2=1.6)
+    with pytest.raises(FlexdiffError, match="disable_freeu"):
+        apply_partial_steps(model.unet)
+    model.unet.disable_freeu()
+    layout, _ = apply_partial_steps(model.unet)
+    remove_partial_steps(model.unet)
+    assert layout.num_branches > 0
+
+
+def test_costs_are_measured_on_a_model_with_few_training_timesteps() -> None:
+    """The cost probe's timestep lies inside the model's range (a v-prediction model on 400 steps had no t = 500)."""
+    config = {**DEFAULT_SCHEDULER_CONFIG, "num_train_timesteps": 400, "prediction_type": "v_prediction"}
+    model = DiffusionModel(tiny_unet(), NoiseSchedule.from_scheduler_config(config), (1, 8, 8), "tiny-400")
+    assert measure_macs(model).full == measure_macs(tiny_plain_model()).full
+

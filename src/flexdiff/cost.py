@@ -58,9 +58,11 @@ class StepCosts:
         return self.full * schedule.T / max(self.schedule(schedule), 1)
 
 
-def _probe(model: DiffusionModel, batch_size: int, timestep: int = 500) -> tuple[torch.Tensor, int]:
+def _probe(model: DiffusionModel, batch_size: int) -> tuple[torch.Tensor, int]:
+    """A seeded input and a mid-trajectory timestep inside the model's range (a model trained on 400 timesteps has
+    no t = 500; MACs do not depend on t)."""
     x = torch.randn((batch_size, *model.sample_shape), generator=torch.Generator().manual_seed(0)).to(model.device)
-    return x, timestep
+    return x, model.noise.num_train_timesteps // 2
 
 
 def _each_step_type(model: DiffusionModel, run: ScheduleExecutor, x: torch.Tensor, t: int, measure: Callable[[Callable[[], object]], object]) -> tuple[object, list[object]]:
@@ -75,15 +77,15 @@ def _each_step_type(model: DiffusionModel, run: ScheduleExecutor, x: torch.Tenso
     return full, partial
 
 
-def _probe_schedule() -> Schedule:
-    return Schedule((Step(FULL),), (500,), "ddim", "probe")
+def _probe_schedule(t: int) -> Schedule:
+    return Schedule((Step(FULL),), (t,), "ddim", "probe")
 
 
 @torch.no_grad()
 def measure_macs(model: DiffusionModel) -> StepCosts:
     """MACs per sample of every step type, counted on a batch of one."""
     x, t = _probe(model, 1)
-    with apply_schedule(model, _probe_schedule()) as run:
+    with apply_schedule(model, _probe_schedule(t)) as run:
         full, partial = _each_step_type(model, run, x, t, count_macs)
     return StepCosts(int(full), tuple(int(p) for p in partial))
 
@@ -117,6 +119,6 @@ def measure_latency(model: DiffusionModel, batch_size: int = 64, repeats: int = 
         return statistics.median(runs)
 
     x, t = _probe(model, batch_size)
-    with apply_schedule(model, _probe_schedule()) as run:
+    with apply_schedule(model, _probe_schedule(t)) as run:
         full, partial = _each_step_type(model, run, x, t, timed)
     return StepLatency(batch_size, float(full), tuple(float(p) for p in partial))

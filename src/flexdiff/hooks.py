@@ -176,6 +176,9 @@ def apply_partial_steps(unet: torch.nn.Module, state: StepState | None = None) -
     """Attach a :class:`PartialStepHook` to every unit; idempotent per UNet (raises if already applied)."""
     layout = unet_layout(unet)
     state = state or StepState()
+    freeu = [i for i, block in enumerate(getattr(unet, "up_blocks", [])) if any(getattr(block, k, None) for k in ("s1", "s2", "b1", "b2"))]
+    if freeu:  # FreeU rescales up-block features in place, between units: it would rewrite the cache (and the hollow views)
+        raise FlexdiffError(f"FreeU on up_blocks {freeu}", "a UNet without FreeU for partial steps (it edits cached features in place)", "call unet.disable_freeu() first")
     if HookRegistry.check_if_exists_or_initialize(layout.units[0][1]).get_hook(HOOK_NAME) is not None:
         raise FlexdiffError(type(unet).__name__, "a UNet without flexdiff hooks", "remove the active schedule first (leave its `with` block)")
     for index, (_, module) in enumerate(layout.units):

@@ -24,6 +24,10 @@ Denoise = Callable[[torch.Tensor, int, int], torch.Tensor]
 """``denoise(x_t, t, i) -> eps_hat``: ``x_t`` is (N, C, H, W), ``t`` the timestep, ``i`` the active-step index."""
 
 
+#: The extra noise of active step ``i`` (shaped like the batch), for stochastic samplers (k-diffusion's noise_sampler).
+NoiseSampler = Callable[[int], torch.Tensor]
+
+
 class Sampler(Protocol):
     def __call__(
         self,
@@ -36,6 +40,7 @@ class Sampler(Protocol):
         generator: torch.Generator | None = None,
         callback: Callable[[int], None] | None = None,
         grid: Sequence[int] | None = None,
+        noise_sampler: NoiseSampler | None = None,
     ) -> torch.Tensor: ...
 
 
@@ -68,11 +73,13 @@ def ddim(
     generator: torch.Generator | None = None,
     callback: Callable[[int], None] | None = None,
     grid: Sequence[int] | None = None,
+    noise_sampler: NoiseSampler | None = None,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) from ``timesteps[i]`` to ``timesteps[i + 1]`` (the clean image after the last).
 
-    ``eta = 0`` is deterministic; ``eta = 1`` is DDPM-like. Extra noise for ``eta > 0`` is drawn from ``generator``
-    with ``torch.randn(x.shape, generator=generator)``, one draw per step. ``grid`` is ignored: DDIM on a subset of a
+    ``eta = 0`` is deterministic; ``eta = 1`` is DDPM-like. Extra noise for ``eta > 0`` is ``noise_sampler(i)`` at
+    step ``i`` when given, else drawn from ``generator`` with ``torch.randn(x.shape, generator=generator)``, one draw per
+    step (as diffusers' DDIMScheduler does). ``grid`` is ignored: DDIM on a subset of a
     grid is DDIM on that subset.
     """
     check_eta(eta)
@@ -87,7 +94,8 @@ def ddim(
         std = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5  # eq. 16, sigma_t(eta)
         x = a_prev**0.5 * x0 + (1 - a_prev - std**2) ** 0.5 * eps  # eq. 12, "direction pointing to x_t"
         if eta > 0:
-            x = x + std * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            z = noise_sampler(i) if noise_sampler is not None else torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            x = x + std * z.to(x.device, x.dtype)
         if callback is not None:
             callback(i)
     return x
@@ -110,6 +118,7 @@ def dpmpp_2m(
     generator: torch.Generator | None = None,
     callback: Callable[[int], None] | None = None,
     grid: Sequence[int] | None = None,
+    noise_sampler: NoiseSampler | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2, data prediction, midpoint form as in diffusers).
 
@@ -170,6 +179,7 @@ def ddim_2m(
     generator: torch.Generator | None = None,
     callback: Callable[[int], None] | None = None,
     grid: Sequence[int] | None = None,
+    noise_sampler: NoiseSampler | None = None,
 ) -> torch.Tensor:
     """DDIM on the active timesteps, each step that skips points of the teacher's ``grid`` corrected to the teacher's error.
 

@@ -8,7 +8,7 @@ import torch
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DiffusionModel
-from flexdiff.samplers import DEFAULT_SPACING, Denoise, get_sampler, uniform_timesteps
+from flexdiff.samplers import DEFAULT_SPACING, Denoise, NoiseSampler, get_sampler, uniform_timesteps
 from flexdiff.schedule import Schedule
 
 
@@ -16,6 +16,18 @@ def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[i
     """The uniform grid of ``steps`` timesteps the named sampler uses in diffusers (its default spacing)."""
     get_sampler(sampler)
     return uniform_timesteps(model.noise.num_train_timesteps, steps, DEFAULT_SPACING[sampler])
+
+
+def extra_noise(shape: torch.Size, seed: int, start: int, stop: int) -> NoiseSampler:
+    """The extra (eta > 0) noise of images ``start..stop`` at each active step ``i``: ``torch.randn(shape)`` for all N
+    images from a generator seeded by ``(seed, i)``, sliced. Drawing per batch would make image ``i``'s noise depend
+    on the batch it falls in."""
+
+    def draw(i: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + i + 1) % 2**63)
+        return torch.randn(shape, generator=generator)[start:stop]
+
+    return draw
 
 
 def generate(
@@ -35,8 +47,9 @@ def generate(
     """Run ``sampler`` from ``noise`` (N, C, H, W) over ``timesteps``, in batches; returns x_0 on the CPU, unclamped.
 
     ``denoise(batch_noise) -> Denoise`` lets a caller wrap the model per batch (the schedule executor does); by
-    default the plain model is called. With ``eta > 0`` the extra noise of batch ``b`` is drawn from a generator
-    seeded ``seed + 1 + b``. Image ``i`` is conditioned on entry ``i mod P`` of the model's prompts / labels, whatever
+    default the plain model is called. With ``eta > 0`` the extra noise of step ``i`` is drawn for all N images from a
+    generator seeded by ``(seed, i)`` and sliced to the batch, so image ``i`` gets the same noise whatever the batch
+    size (:func:`extra_noise`). Image ``i`` is conditioned on entry ``i mod P`` of the model's prompts / labels, whatever
     the batch size. A latent model's decoder turns each batch's x_0 into images (``decode=False``: the latents), so
     every caller — rFID, FID, saved samples — sees images. ``grid``: the teacher's timesteps ``timesteps`` were taken
     from, for a sampler that corrects towards the teacher's discretisation (``ddim-2m``); the others ignore it.
@@ -47,12 +60,12 @@ def generate(
     size = batch_size or len(noise)
     device = model.device
     out = []
-    for b, start in enumerate(range(0, len(noise), size)):
+    for start in range(0, len(noise), size):
         x = noise[start : start + size].to(device)
         fn = denoise(x) if denoise is not None else (lambda xt, t, i: model.eps(xt, t))
-        gen = torch.Generator().manual_seed(seed + 1 + b) if eta > 0 else None
+        draw = extra_noise(noise.shape, seed, start, start + len(x)) if eta > 0 else None
         with torch.no_grad(), model.for_images(start, start + len(x)):
-            y = sample_fn(fn, x, timesteps, model.noise, eta=eta, generator=gen, callback=(lambda i: on_step()) if on_step else None, grid=grid)
+            y = sample_fn(fn, x, timesteps, model.noise, eta=eta, noise_sampler=draw, callback=(lambda i: on_step()) if on_step else None, grid=grid)
             if decode and model.decoder is not None:
                 y = model.decoder(y)
         out.append(y.cpu())
