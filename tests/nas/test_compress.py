@@ -161,6 +161,7 @@ def wrong_size_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--params-ratio", "2"], "--params-ratio"),
         (["--minutes", "0"], "--minutes"),
         (["--minutes", "-5"], "--minutes"),
+        (["--minutes", "1e307"], "--minutes"),  # finite, but not in seconds
         (["--data", "/no/such/images.npz"], "/no/such/images.npz"),
         (["--data", "{wrong}"], "images shaped"),
         (["--alpha", "constant:2"], "--alpha"),
@@ -194,3 +195,20 @@ def test_step_timing_ignores_a_moment_of_contention() -> None:
     per_step = _seconds_per_step(run_steps, steps=2, repeats=3)
     assert calls == [1, 2, 2, 2]  # warm-up, then the repeats
     assert 0.009 <= per_step < 0.03
+
+
+def test_a_resumed_run_continues_the_clock_of_the_earlier_processes(run_dir: Path, teacher_dir: Path, tmp_path: Path) -> None:
+    """--minutes is the budget of the whole run: state.json keeps the time spent so far, and a resumed process starts
+    its clock that much earlier (it used to plan the rest of the run against a fresh budget)."""
+    import time
+
+    from flexdiff.nas.compress import CompressConfig, prepare
+
+    out = tmp_path / "resumed"
+    shutil.copytree(run_dir, out)
+    state = json.loads((out / "state.json").read_text())
+    assert state["elapsed_seconds"] > 0
+    state["elapsed_seconds"] = 600.0  # ten minutes already spent by earlier processes
+    (out / "state.json").write_text(json.dumps(state))
+    run = prepare(CompressConfig(out=out, model=str(teacher_dir), minutes=40, device="cpu", progress=False))
+    assert abs((run.deadline - time.monotonic()) - 30 * 60) < 30

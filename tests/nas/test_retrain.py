@@ -100,3 +100,18 @@ def test_killed_retraining_resumes_to_the_same_weights(parts, tmp_path: Path) ->
     assert resumed_history == history
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_the_denoising_target_is_in_the_teachers_parameterisation(prediction_type: str) -> None:
+    """Converted back to a noise prediction the way sampling does (NoiseSchedule.to_eps), the target is the true eps."""
+    from flexdiff.models import DEFAULT_SCHEDULER_CONFIG
+    from flexdiff.nas.retrain import denoising_target
+    from flexdiff.noise import NoiseSchedule
+
+    noise = NoiseSchedule.from_scheduler_config({**DEFAULT_SCHEDULER_CONFIG, "prediction_type": prediction_type})
+    g = torch.Generator().manual_seed(0)
+    x0, eps, t = torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g), 700
+    a = torch.tensor(noise.alpha_bar(t))
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    assert torch.allclose(noise.to_eps(denoising_target(prediction_type, x0, eps, a), x_t, t), eps, atol=1e-5)

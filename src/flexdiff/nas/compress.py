@@ -97,7 +97,7 @@ class CompressConfig:
             raise FlexdiffError(f"--macs-ratio {self.macs_ratio}", "a ratio in (0, 1] of the teacher's MACs", "e.g. --macs-ratio 0.5")
         if self.params_ratio is not None and not (0.0 < self.params_ratio <= 1.0):
             raise FlexdiffError(f"--params-ratio {self.params_ratio}", "a ratio in (0, 1] of the teacher's parameters", "e.g. --params-ratio 0.5, or drop it")
-        if not (self.minutes > 0) or math.isinf(self.minutes):
+        if not (self.minutes > 0) or not math.isfinite(self.minutes * 60):
             raise FlexdiffError(f"--minutes {self.minutes}", "a positive time budget in minutes", "e.g. --minutes 40")
         if self.fid_n != 0 and self.fid_n < 2:
             raise FlexdiffError(f"--fid-n {self.fid_n}", "0 (no FID) or at least 2 images", "e.g. --fid-n 1000")
@@ -149,6 +149,8 @@ class Run:
         return self.start + self.config.minutes * 60.0
 
     def save_state(self) -> None:
+        # the run's clock: a resumed process continues it (Run.resumed), so --minutes stays the budget of the whole run
+        self.state["elapsed_seconds"] = round(time.monotonic() - self.start, 2)
         _write_json(self.out / "state.json", self.state)
 
     def phase_done(self, name: str, key: str) -> bool:
@@ -200,7 +202,9 @@ def prepare(config: CompressConfig) -> Run:
         load_images(config.reference_set)
         get_feature_network(config.features, "cpu")
     state = _read_json(config.out / "state.json") if (config.out / "state.json").is_file() else None
-    return Run(config, teacher, images, specs, state=state if isinstance(state, dict) else {})
+    state = state if isinstance(state, dict) else {}
+    elapsed = float(state.get("elapsed_seconds", 0.0))  # time the earlier processes of this run already spent
+    return Run(config, teacher, images, specs, start=time.monotonic() - elapsed, state=state)
 
 
 # --------------------------------------------------------------------------------------------------- phases
@@ -305,7 +309,7 @@ def phase_distill(run: Run, records: Records, record_key: str) -> tuple[dict[str
             supernets[spec.name].eval().requires_grad_(False)
             continue
         started = time.monotonic()
-        gen = torch.Generator().manual_seed(c.seed * 1000 + 17 + b)  # per block: a resumed block draws the same rows
+        gen = torch.Generator().manual_seed((c.seed * 1000 + 17 + b) % 2**64)  # per block: a resumed block draws the same rows (any 64-bit --seed)
         with progress_bar(f"2/5 distilling {spec.name}", steps, enabled=c.progress) as advance:
             losses = train_supernet(supernets[spec.name], unet, records, steps, gen, c.distill_lr, c.batch_size, on_step=lambda s, loss: advance(1, f"loss {loss:.4f}"))
         tmp = path.with_name(path.name + ".tmp")
@@ -335,7 +339,7 @@ def _safetensors_meta(path: Path) -> dict[str, str]:
 
 def _costs(run: Run, records: Records, supernets: dict[str, BlockSupernet]) -> dict[str, UnitCosts]:
     unet = run.teacher.unet
-    example = records.rows(slice(0, 1))
+    example = records.rows(slice(0, 1), run.teacher.device)
     return {s.name: unit_costs(supernets[s.name], block_module(unet, s), block_inputs(unet, s, example)) for s in run.specs}
 
 
@@ -344,7 +348,8 @@ def teacher_cost(model: Any) -> tuple[int, int]:
     from flexdiff.cost import count_macs
 
     x = torch.zeros((1, *model.sample_shape), device=model.device)
-    return int(count_macs(lambda: model.eps(x, 500))), int(model.num_parameters)
+    t = model.noise.num_train_timesteps // 2  # inside the model's range (MACs do not depend on t)
+    return int(count_macs(lambda: model.eps(x, t))), int(model.num_parameters)
 
 
 def phase_search(run: Run, records: Records, supernets: dict[str, BlockSupernet], distill_key: str) -> tuple[Architecture, dict[str, Any], str]:
@@ -447,7 +452,8 @@ def phase_retrain(run: Run, records: Records, supernets: dict[str, BlockSupernet
         advance(done_before)
         ema, history, cut = retrain(
             student, run.teacher.unet, run.specs, run.teacher.noise, run.images, scales, config, checkpoint, {"key": key},
-            on_step=lambda s, row: advance(1, f"loss {row['loss']:.4f} alpha {row['alpha']:.2f}"), deadline=run.deadline - reserve - MARGIN_SECONDS / 3,
+            on_step=lambda s, row: advance(1, f"loss {row['loss']:.4f} alpha {row['alpha']:.2f}"),
+            deadline=None if c.retrain_steps else run.deadline - reserve - MARGIN_SECONDS / 3,  # explicit --retrain-steps: exactly that many
             on_checkpoint=lambda step: run.mark("retrain", key, before + time.monotonic() - started, done=False, step=step, steps=steps),
         )
     card = {"teacher": c.model, "method": "DiffNAS block-wise distillation + dynamic joint loss (flexdiff compress)", "alpha": str(alpha), "retrain_steps": steps, "seed": c.seed}

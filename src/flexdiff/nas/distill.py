@@ -31,6 +31,11 @@ def random_choice(spec: BlockSpec, gen: torch.Generator) -> BlockChoice:
     return BlockChoice(tuple(widths), attention)
 
 
+def _device(module: nn.Module) -> torch.device:
+    """Where a block computes (its teacher's device, e.g. CUDA under --device auto)."""
+    return next(module.parameters()).device
+
+
 def train_supernet(
     supernet: BlockSupernet, unet: nn.Module, records: Records, steps: int, gen: torch.Generator,
     lr: float = 5e-4, batch_size: int = 64, on_step: Callable[[int, float], None] | None = None,
@@ -45,7 +50,7 @@ def train_supernet(
     losses = []
     for step in range(steps):
         rows = torch.randint(0, records.n_train, (batch_size,), generator=gen)
-        data = records.rows(rows)
+        data = records.rows(rows, _device(supernet))
         supernet.configure(random_choice(spec, gen))
         loss = relative_loss(supernet(*block_inputs(unet, spec, data)), [data[k] for k in keys], scales)
         opt.zero_grad(set_to_none=True)
@@ -71,7 +76,7 @@ def score_candidates(
     spec = supernet.spec
     keys = output_keys(unet, spec)
     scales = records.scales(keys)
-    data = records.rows(records.val)
+    data = records.rows(records.val, _device(supernet))
     losses = []
     for choice in choices:
         supernet.configure(choice)

@@ -31,9 +31,10 @@ class Records:
     n_train: int
     n_val: int
 
-    def rows(self, index: torch.Tensor | slice) -> dict[str, torch.Tensor]:
-        """The rows ``index`` of every key, as float32 (the dtype the blocks compute in)."""
-        return {k: v[index].float() for k, v in self.data.items() if not k.startswith("scale.")}
+    def rows(self, index: torch.Tensor | slice, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The rows ``index`` of every key, as float32 (the dtype the blocks compute in) on ``device`` (the records
+        stay on the CPU; the blocks may be on a GPU)."""
+        return {k: v[index].to(device=device, dtype=torch.float32) for k, v in self.data.items() if not k.startswith("scale.")}
 
     def scales(self, keys: list[str]) -> list[float]:
         return [float(self.data[f"scale.{k}"]) for k in keys]

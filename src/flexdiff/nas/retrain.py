@@ -158,6 +158,19 @@ class Checkpoint:
         return int(meta["step"]), list(meta["history"])
 
 
+def denoising_target(prediction_type: str, x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """What the UNet is trained to output for ``x_t = sqrt(a) x0 + sqrt(1 - a) eps`` in the teacher's own
+    parameterisation (its scheduler's ``prediction_type``), so the plain denoising term agrees with the output
+    distillation term instead of pulling a v-prediction student towards eps."""
+    if prediction_type == "epsilon":
+        return eps
+    if prediction_type == "v_prediction":  # v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho 2022)
+        return a.sqrt() * eps - (1 - a).sqrt() * x0
+    if prediction_type == "sample":
+        return x0
+    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+
+
 def retrain(
     student: nn.Module, teacher: nn.Module, specs: tuple[BlockSpec, ...], noise: NoiseSchedule, images: torch.Tensor,
     scales: dict[str, float], config: RetrainConfig, checkpoint: Checkpoint | None, fingerprint: dict[str, Any],
@@ -197,7 +210,7 @@ def retrain(
             eps_student = student(x_t, t).sample
             feature = torch.stack([relative_loss([s_out[k] for k in keys[s.name]], [t_out[k] for k in keys[s.name]], [scales[k] for k in keys[s.name]]) for s in specs]).mean()
             output = F.mse_loss(eps_student, eps_teacher)
-            data = F.mse_loss(eps_student, eps)
+            data = F.mse_loss(eps_student, denoising_target(noise.prediction_type, x0.to(device), eps, a.to(device)))
             loss = alpha * feature + (1 - alpha) * (output + data) if alpha < 1 else feature
             opt.zero_grad(set_to_none=True)
             loss.backward()
