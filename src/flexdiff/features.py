@@ -10,6 +10,7 @@ each fails with one line naming the missing folder, file or package; nothing is 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,8 +112,11 @@ def load_digits_classifier(path: Path = DIGITS_CLASSIFIER) -> DigitsClassifier:
 
 @register_feature_network("digits")
 def _digits(device: torch.device, path: Path | None = None) -> FeatureNetwork:
+    from flexdiff.search.reference import weights_hash  # here: reference imports this module
+
     net = load_digits_classifier(path or DIGITS_CLASSIFIER).to(device)
-    return FeatureNetwork("digits", net.features, DigitsClassifier.feature_dim, device)
+    # keyed by its weights: a retrained classifier (flexdiff train-features) must not reuse cached teacher features
+    return FeatureNetwork("digits", net.features, DigitsClassifier.feature_dim, device, key=f"digits@{weights_hash(net)[:16]}")
 
 
 @register_feature_network("clip")
@@ -141,4 +145,5 @@ def _inception(device: torch.device, path: Path | None = None) -> FeatureNetwork
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
         return net(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))[0]
 
-    return FeatureNetwork("inception", features, 2048, device, key=f"inception@{path.name}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]  # the file's contents, not its name
+    return FeatureNetwork("inception", features, 2048, device, key=f"inception@{digest}")

@@ -98,7 +98,10 @@ class Conditioning:
 
     def key(self) -> str:
         """A short string that changes whenever anything that changes the images does (teacher-reference key)."""
-        digest = hashlib.sha256(json.dumps({**self.description, "guidance": self.guidance_scale, "seeds": self.seeds}, sort_keys=True, default=str).encode())
+        # the prompt file's path is left out (its prompts, seeds and encoder states are in): the same file elsewhere,
+        # or named another way, must give the same key, or a resumed or shared study would be refused
+        described = {k: v for k, v in self.description.items() if k != "prompt_file"}
+        digest = hashlib.sha256(json.dumps({**described, "guidance": self.guidance_scale, "seeds": self.seeds}, sort_keys=True, default=str).encode())
         for t in (self.cond, self.uncond if self.guided else None, self.labels):
             digest.update(b"|" if t is None else t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         kind = "text" if self.cond is not None else "labels" if self.labels is not None else "none"

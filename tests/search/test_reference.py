@@ -38,3 +38,30 @@ def test_rfid_and_paired_are_zero_against_themselves() -> None:
     f = torch.randn(50, 3, dtype=torch.float64)
     assert rfid(f, f) < 1e-6 and paired_distance(f, f) == 0.0
     assert paired_distance(f + 1, f) > 0 and rfid(f + 1, f) > 1
+
+
+def test_another_noise_schedule_or_feature_network_rebuilds_the_cache(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The model key covers the noise schedule, not only the weights (a changed scheduler_config.json was reused)."""
+    import dataclasses
+
+    from flexdiff.features import get_feature_network
+    from flexdiff.models import DEFAULT_SCHEDULER_CONFIG
+    from flexdiff.noise import NoiseSchedule
+
+    model = load_model(tiny_model_dir, "cpu")
+    ts = uniform_timesteps(1000, 4)
+    first, _ = load_or_build_reference(model, "ddim", ts, 0, 4, _net(), tmp_path)
+    other = dataclasses.replace(model, noise=NoiseSchedule.from_scheduler_config({**DEFAULT_SCHEDULER_CONFIG, "beta_end": 0.012}))
+    rebuilt, status = load_or_build_reference(other, "ddim", ts, 0, 4, _net(), tmp_path)
+    assert status == "rebuilt: model differs" and not torch.equal(rebuilt.images, first.images)
+    digits = get_feature_network("digits", "cpu")
+    assert digits.key.startswith("digits@") and len(digits.key) > len("digits@")  # the classifier's weights, not its name
+
+
+def test_the_conditioning_key_ignores_where_the_prompt_file_lies() -> None:
+    from flexdiff.models import Conditioning
+
+    states = torch.ones(1, 3, 6)
+    keys = {Conditioning(states, None, description={"prompts": ["a cat"], "prompt_file": where}).key() for where in ("p.txt", "/abs/p.txt", "../copy/p.txt")}
+    assert len(keys) == 1
+    assert Conditioning(states, None, description={"prompts": ["a dog"], "prompt_file": "p.txt"}).key() not in keys

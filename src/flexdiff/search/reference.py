@@ -2,9 +2,9 @@
 
 rFID (Flexiffusion) is the Fréchet distance between a candidate schedule's images and the *teacher's* images (all
 steps full) from the same initial noise. The teacher's side is computed once and cached; the cache records
-everything that determines it (UNet and decoder weights hashes, conditioning — prompts, guidance, negative prompt,
-labels, seeds, text encoder states —, sampler, teacher timesteps, seed, n, feature network and its weights) and is
-rebuilt, never silently reused, when any of it differs.
+everything that determines it (UNet weights and noise schedule, decoder weights and latent scale, conditioning —
+prompts, guidance, negative prompt, labels, seeds, text encoder states —, sampler, teacher timesteps, seed, n, feature
+network and its weights) and is rebuilt, never silently reused, when any of it differs.
 """
 
 from __future__ import annotations
@@ -34,17 +34,33 @@ def weights_hash(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def model_hash(model: DiffusionModel) -> str:
+    """The UNet's weights and the noise schedule they are sampled with (alpha-bars, prediction type, x0 clipping): a
+    changed scheduler_config.json changes the teacher's images as surely as other weights do."""
+    noise = model.noise
+    digest = hashlib.sha256(weights_hash(model.unet).encode())
+    digest.update(noise.alphas_cumprod.detach().cpu().to(torch.float64).numpy().tobytes())
+    digest.update(f"|{noise.prediction_type}|{noise.clip_sample}|{noise.clip_sample_range}".encode())
+    return digest.hexdigest()
+
+
+def decoder_hash(decoder: torch.nn.Module) -> str:
+    """A latent decoder's weights and its latent scale (``scaling_factor`` / ``shift_factor`` of the VAE config)."""
+    scale = f"|{getattr(decoder, 'scaling_factor', 1.0)}|{getattr(decoder, 'shift_factor', 0.0)}"
+    return hashlib.sha256((weights_hash(decoder) + scale).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class ReferenceKey:
     """Everything that determines the teacher's reference images and features."""
 
-    model: str  # weights hash
+    model: str  # model_hash: the UNet's weights and its noise schedule
     sampler: str
     timesteps: tuple[int, ...]
     seed: int
     n: int
     features: str  # the feature network's key (name, and its weights for clip / inception)
-    decoder: str = ""  # weights hash of a latent model's decoder (VAE); "" for pixel models
+    decoder: str = ""  # decoder_hash of a latent model's decoder (VAE weights and latent scale); "" for pixel models
     conditioning: str = ""  # Conditioning.key(): prompts, guidance, labels, seeds; "" for unconditional models
 
     def to_json(self) -> str:
@@ -80,8 +96,8 @@ def load_or_build_reference(
     from safetensors.torch import save_file
 
     key = ReferenceKey(
-        weights_hash(model.unet), sampler, tuple(int(t) for t in timesteps), seed, n, net.key,
-        decoder=weights_hash(model.decoder) if isinstance(model.decoder, torch.nn.Module) else "",
+        model_hash(model), sampler, tuple(int(t) for t in timesteps), seed, n, net.key,
+        decoder=decoder_hash(model.decoder) if isinstance(model.decoder, torch.nn.Module) else "",
         conditioning=model.conditioning.key() if model.conditioning is not None else "",
     )
     noise = model.initial_noise(n, seed)
