@@ -361,3 +361,58 @@ def test_clip_features_and_score(clip_dir: Path, tmp_path: Path) -> None:
     assert 0 <= score <= 100 and score == clip.score(images, ["a cat", "a dog", "cat"])
     with pytest.raises(FlexdiffError, match="one prompt per image"):
         clip.score(images, ["a cat"])
+
+
+# --- guidance, prompt files, labels, corrupt CLIP folders ------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1"])
+def test_guidance_must_be_finite_and_non_negative(value: str, sd_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from flexdiff.pipelines import condition
+
+    with pytest.raises(FlexdiffError, match="finite guidance scale"):
+        condition(load_model(sd_dir, "cpu"), guidance=float(value))
+    # `--guidance inf` gave all-NaN images with exit 0; search refuses it in its up-front checks too (the same check)
+    one_line_error(invoke("sample", "--model", sd_dir, "--steps", "2", "--n", "1", "--guidance", value, "--out", tmp_path / "s"), f"--guidance {float(value)}")
+    one_line_error(invoke("search", "--model", tiny_model_dir, "--guidance", value, "--out", tmp_path / "r"), "finite guidance scale")
+    assert not (tmp_path / "s").exists() and not (tmp_path / "r").exists()
+
+
+def test_prompt_file_bom_crlf_and_unicode_line_separators(tmp_path: Path) -> None:
+    from flexdiff.pipelines import read_prompt_file
+
+    path = tmp_path / "prompts.txt"
+    # a BOM (Windows Notepad) before SEED<TAB>; CRLF endings; U+2028, NEL and form feed inside prompts are no line breaks
+    path.write_bytes("\ufeff5\ta cat\r\na dog\u2028in a hat\r\n\r\nred\x85blue\x0cgreen\nlast".encode())
+    entries = read_prompt_file(path)
+    assert [(e.prompt, e.seed, e.line) for e in entries] == [("a cat", 5, 1), ("a dog\u2028in a hat", None, 2), ("red\x85blue\x0cgreen", None, 4), ("last", None, 5)]
+    path.write_bytes("a\u2028b\nseven\tc\n".encode())
+    with pytest.raises(FlexdiffError, match=r"prompts\.txt:2"):  # line numbers as an editor counts them
+        read_prompt_file(path)
+
+
+def test_huge_labels_on_a_timestep_class_unet_are_one_line(tmp_path: Path) -> None:
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), class_embed_type="timestep")
+    save_model(unet, tmp_path / "ts", DEFAULT_SCHEDULER_CONFIG)
+    # no class count to bound them: 10**20 gave "Overflow when unpacking long long" from torch
+    one_line_error(invoke("sample", "--model", tmp_path / "ts", "--steps", "2", "--n", "1", "--labels=100000000000000000000", "--out", tmp_path / "o"), "--labels 100000000000000000000")
+    assert not (tmp_path / "o").exists()
+    ok(invoke("sample", "--model", tmp_path / "ts", "--steps", "2", "--n", "1", "--labels", str(2**63 - 1), "--out", tmp_path / "o"))
+
+
+@pytest.mark.parametrize("broken", ["preprocessor_config.json", "vocab.json"])
+def test_corrupt_clip_files_are_named_in_one_line(broken: str, clip_dir: Path, tmp_path: Path) -> None:
+    from flexdiff.clip import load_clip
+
+    folder = tmp_path / "clip"
+    shutil.copytree(clip_dir, folder)
+    (folder / "tokenizer.json").unlink(missing_ok=True)  # so the tokenizer is read from vocab.json
+    (folder / broken).write_text("{not json")
+    with pytest.raises(FlexdiffError, match=broken.replace(".", r"\.")) as info:
+        load_clip(folder)
+    assert "\n" not in str(info.value)
+    one_line_error(invoke("eval", "--samples", "builtin:digits-train", "--features", "clip", "--clip", folder), broken)

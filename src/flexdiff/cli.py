@@ -368,18 +368,18 @@ def report(
 
 
 def _train_into(out: Path, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """Train into a sibling temp folder and swap it in only on success: an earlier result is never lost."""
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    """Check ``out`` before any work, train into a hidden sibling folder and move what training wrote into ``out``
+    only on success: an earlier model, and any other file in ``out`` (a model card), is never lost."""
+    from flexdiff.training import check_model_out, replace_model_files, scratch_folder
+
+    check_model_out(out)
+    tmp = scratch_folder(out)
     try:
         stats = work(tmp)
+        replace_model_files(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
     return stats
 
 
@@ -387,7 +387,7 @@ def _train_into(out: Path, work: Callable[[Path], dict[str, Any]]) -> dict[str, 
 def train(
     out: Path = typer.Option(..., "--out", help="folder for the trained model (diffusers pipeline format)"),
     seed: int = SEED,
-    minutes: float | None = typer.Option(None, "--minutes", help="wall-time cap; the step count reached is recorded"),
+    minutes: float | None = typer.Option(None, "--minutes", help="wall-time cap (> 0); the step count reached is recorded"),
     steps: int = typer.Option(8000, "--steps", help="optimizer steps; the learning rate decays to zero over them (with --minutes: whichever ends first)"),
     data: str = typer.Option("builtin:digits-train", "--data", help="training images (.npz, folder or builtin set)"),
     device: str = DEVICE,
@@ -398,27 +398,31 @@ def train(
     from flexdiff.progress import progress_bar
     from flexdiff.training import TeacherRecipe, train_teacher
 
-    if steps < 1:
-        raise FlexdiffError(steps, "--steps >= 1", "pass a positive number of optimizer steps")
+    recipe = TeacherRecipe(seed=seed, steps=steps, minutes=minutes)  # checks --steps and --minutes before any work
     images = load_images(data)
-    recipe = TeacherRecipe(seed=seed, steps=steps, minutes=minutes)
-    with progress_bar("training teacher", steps) as advance:
-        stats = _train_into(out, lambda tmp: train_teacher(tmp, recipe, images, on_step=lambda s, loss: advance(1, f"loss {loss:.4f}"), device=resolve_device(device)))
-    print(json.dumps(stats))
+    target = resolve_device(device)
+
+    def work(tmp: Path) -> dict[str, Any]:
+        # the bar starts only once _train_into has accepted --out: a refused --out is the only stderr line
+        with progress_bar("training teacher", steps) as advance:
+            return train_teacher(tmp, recipe, images, on_step=lambda s, loss: advance(1, f"loss {loss:.4f}"), device=target)
+
+    print(json.dumps(_train_into(out, work)))
 
 
 @_command
 def train_features(
     out: Path = typer.Option(None, "--out", help="safetensors file (default: the packaged digits classifier)"),
     seed: int = SEED,
-    epochs: int = typer.Option(40, "--epochs"),
+    epochs: int = typer.Option(40, "--epochs", help="training epochs (>= 1)"),
 ) -> None:
     """Train the `digits` feature network (a small CNN classifier) and report its held-out accuracy."""
     from flexdiff.features import DIGITS_CLASSIFIER
     from flexdiff.progress import progress_bar
-    from flexdiff.training import train_classifier
+    from flexdiff.training import check_classifier_args, train_classifier
 
     target = out or DIGITS_CLASSIFIER
+    check_classifier_args(target, epochs)  # before the progress bar, so a refusal is the only stderr line
     with progress_bar("training digits classifier", epochs) as advance:
         stats = train_classifier(target, seed=seed, epochs=epochs, on_epoch=lambda e, loss: advance(1, f"loss {loss:.4f}"))
     print(json.dumps(stats))

@@ -5,8 +5,10 @@ The folder is a transformers ``CLIPModel`` (both towers: features and CLIP score
 image processor does — shortest side resized (bicubic) to the model's ``image_size``, centre crop, normalised with
 the folder's ``preprocessor_config.json`` mean / std (OpenAI's when absent) — in torch, since transformers' own
 processor would want torchvision. Features are the L2-normalised projected image embeddings (the space CLIP score
-compares in). CLIP score = ``max(100 * cos(image, prompt), 0)`` averaged over images (Hessel et al. 2021, as
-torchmetrics computes it).
+compares in). CLIP score = ``max(100 * cos(image, prompt), 0)`` per image, averaged over images: Hessel et al. 2021's
+per-image clamp, on torchmetrics' scale of 100 (the paper's w is 2.5). It is *not* torchmetrics' ``CLIPScore``, which
+averages ``100 * cos`` first and clamps the mean: the two agree while no image scores below 0, and flexdiff's is
+higher otherwise.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class Clip:
         return F.normalize(self.text(ids.to(self.device)), dim=-1)
 
     def score(self, images: torch.Tensor, prompts: list[str], batch_size: int = 64) -> float:
-        """CLIP score of images (N, C, H, W) in [-1, 1] against their prompts (one per image)."""
+        """CLIP score of images (N, C, H, W) in [-1, 1] against their prompts (one per image): each image's
+        ``100 * cos`` clamped at 0, then averaged (not torchmetrics' clamp of the mean; module docstring)."""
         if len(prompts) != len(images) or not prompts:
             raise FlexdiffError(f"{len(images)} images, {len(prompts)} prompts", "one prompt per image", "pass the prompts the images were generated from")
         total = 0.0
@@ -116,10 +119,27 @@ def load_clip(path: Path | None, device: torch.device | str = "cpu") -> Clip:
         raise FlexdiffError(path, "a loadable CLIP folder", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
     model.eval().requires_grad_(False).to(device)
     tokenizer = None
-    if text is not None and any((path / f).is_file() for f in ("tokenizer.json", "vocab.json")):
-        tokenizer = transformers.CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
-    mean, std = OPENAI_MEAN, OPENAI_STD
-    if (path / "preprocessor_config.json").is_file():
-        pre = json.loads((path / "preprocessor_config.json").read_text())
-        mean, std = tuple(pre.get("image_mean", mean)), tuple(pre.get("image_std", std))
+    tokenizer_files = [path / f for f in ("tokenizer.json", "vocab.json") if (path / f).is_file()]
+    if text is not None and tokenizer_files:
+        try:
+            tokenizer = transformers.CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:  # a corrupt vocab.json, a missing merges.txt ...: transformers raises many types
+            detail = (str(exc).splitlines() or [""])[0][:120]
+            raise FlexdiffError(tokenizer_files[0], "a loadable CLIP tokenizer (vocab.json + merges.txt, or tokenizer.json)", f"restore the CLIP folder's tokenizer files ({exc.__class__.__name__}: {detail})") from None
+    mean, std = _normalisation(path / "preprocessor_config.json")
     return Clip(vision, text, tokenizer, int(vision_config.image_size), torch.tensor(mean), torch.tensor(std), dim, _hash(model), device)
+
+
+def _normalisation(file: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The image mean / std of a ``preprocessor_config.json`` (OpenAI's when the file or a key is absent); a corrupt
+    file, or values that are not three numbers each, is a one-line error naming the file."""
+    if not file.is_file():
+        return OPENAI_MEAN, OPENAI_STD
+    try:
+        pre = json.loads(file.read_text(encoding="utf-8"))
+        mean, std = (tuple(float(v) for v in pre.get(key, default)) for key, default in (("image_mean", OPENAI_MEAN), ("image_std", OPENAI_STD)))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        raise FlexdiffError(file, "a JSON object whose image_mean and image_std are three numbers each", f"restore the file or delete it to use OpenAI's values ({exc.__class__.__name__})") from None
+    if len(mean) != 3 or len(std) != 3 or not all(v > 0 for v in std):
+        raise FlexdiffError(file, f"image_mean and image_std of three numbers each, std > 0 (found {list(mean)}, {list(std)})", "restore the file or delete it to use OpenAI's values")
+    return mean, std

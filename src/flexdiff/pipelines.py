@@ -17,13 +17,16 @@ images in [-1, 1] at the end of :func:`flexdiff.sampling.generate`, so rFID, FID
 images. The noise schedule is the folder's ``scheduler/scheduler_config.json``. Weights are safetensors only;
 transformers components load with ``local_files_only=True``: nothing is ever downloaded.
 
-Prompt files (``--prompts FILE``): UTF-8, one prompt per line, blank lines skipped. A line ``SEED<TAB>prompt``
+Prompt files (``--prompts FILE``): UTF-8 (a byte-order mark is dropped), one prompt per line, blank lines skipped.
+Lines end at LF or CRLF only: the other characters Python counts as line breaks (U+2028, form feed, ...) stay part of
+the prompt, so one line is one prompt and error line numbers match an editor's. A line ``SEED<TAB>prompt``
 gives the prompt its own noise seed; a prompt without one gets the run's ``--seed`` + its index (0-based, blank lines
 not counted). Image ``i`` of a run takes prompt ``i mod P`` (see :meth:`flexdiff.models.Conditioning.noise`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,11 +207,17 @@ def read_prompt_file(path: str | Path) -> list[PromptEntry]:
     if not path.is_file():
         raise FlexdiffError(path, f"an existing prompt file ({PROMPT_FILE_FORMAT})", "check --prompts")
     try:
-        text = path.read_text(encoding="utf-8")
+        # bytes, not read_text(): its universal newlines would split at a lone \r as well; utf-8-sig drops the BOM
+        # Windows editors write, which otherwise became part of the first prompt (and broke its SEED<TAB>)
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise FlexdiffError(path, "a UTF-8 text file of prompts", "save it as UTF-8") from None
+    except OSError as exc:
+        raise FlexdiffError(path, "a readable prompt file", f"check --prompts ({exc.strerror or exc.__class__.__name__})") from None
     entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # not str.splitlines(): it also splits at U+2028, \x85, form feed ..., turning one prompt into two
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.removesuffix("\r")
         if not line.strip():
             continue
         seed = None
@@ -248,18 +257,29 @@ def default_conditioning(model: DiffusionModel) -> Conditioning | None:
     return Conditioning(labels=torch.arange(count, device=model.device), description={"labels": "round-robin"})
 
 
+#: Labels become an int64 tensor; a ``class_embed_type="timestep"`` UNet has no class count to bound them, so a
+#: larger one failed in torch ("Overflow when unpacking long long").
+MAX_LABEL = 2**63 - 1
+
+
 def parse_labels(text: str, count: int | None) -> list[int]:
-    """``--labels 0,3,7`` -> [0, 3, 7], each checked against the model's number of classes."""
+    """``--labels 0,3,7`` -> [0, 3, 7], each checked against the model's number of classes (or the int64 range)."""
     try:
         labels = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise FlexdiffError(f"--labels {text}", "comma-separated integer class labels, e.g. 0,3,7", "fix --labels") from None
     if not labels:
         raise FlexdiffError(f"--labels {text!r}", "at least one class label", "fix --labels or drop it (labels then go round-robin)")
-    bad = [v for v in labels if v < 0 or (count is not None and v >= count)]
+    bad = [v for v in labels if not 0 <= v < (count or MAX_LABEL + 1)]
     if bad:
-        raise FlexdiffError(f"--labels {bad[0]}", f"class labels in [0, {count})" if count else "non-negative class labels", "fix --labels")
+        raise FlexdiffError(f"--labels {bad[0]}", f"class labels in [0, {count})" if count else "class labels in [0, 2**63)", "fix --labels")
     return labels
+
+
+def check_guidance(guidance: float | None) -> None:
+    """A classifier-free guidance scale must be finite and >= 0: ``inf`` turned every image into NaN (and NaN too)."""
+    if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
+        raise FlexdiffError(f"--guidance {guidance}", "a finite guidance scale >= 0 (1 = no guidance)", "pass e.g. --guidance 7.5")
 
 
 def condition(
@@ -276,8 +296,7 @@ def condition(
     :data:`DEFAULT_GUIDANCE` with prompts, 1 = none without), negative prompt (default: empty). Class-conditional
     UNets: ``labels`` cycled over the images (default: round-robin over every class).
     """
-    if guidance is not None and not guidance >= 0:
-        raise FlexdiffError(f"--guidance {guidance}", "a guidance scale >= 0 (1 = no guidance)", "pass e.g. --guidance 7.5")
+    check_guidance(guidance)
     text_options = [o for o, v in (("--prompts", prompts), ("--negative-prompt", negative_prompt), ("--guidance", guidance)) if v is not None and not (o == "--guidance" and v == 1)]
     if model.prompt_encoder is None and text_options:
         raise FlexdiffError(f"{text_options[0]} on {model.name}", "a text-to-image (Stable Diffusion) pipeline", f"drop {text_options[0]}: this model takes no prompts")

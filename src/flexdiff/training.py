@@ -1,7 +1,11 @@
 """Training recipes for the built-in assets: the ``digits`` teacher UNet and the ``digits`` feature classifier.
 
 Both are reproducible from one seed: the same ``--seed`` and ``--steps`` give the same weights on the same machine.
-``--minutes`` only caps wall time (the model card then records the step count reached, which reproduces it).
+``--minutes`` only caps wall time, and ``training.json`` records the step count reached. A run the cap cut short is
+*not* reproduced by passing that count as ``--steps``: the learning rate's cosine decay spans ``--steps``, so a shorter
+``--steps`` is a different schedule. Its weights come back only from the same ``--seed`` and ``--steps`` stopped at the
+same step (on a machine as fast, under the same cap). A run that reached ``--steps`` (the shipped teacher's did) is
+reproduced by ``--seed`` and ``--steps`` alone.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from flexdiff.data import digits
+from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.features import DigitsClassifier
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, save_model
 from flexdiff.noise import NoiseSchedule
@@ -40,6 +47,8 @@ TEACHER_CONFIG = dict(
 
 @dataclass(frozen=True)
 class TeacherRecipe:
+    """The teacher's hyper-parameters; ``steps`` and ``minutes`` are checked here, before any training starts."""
+
     seed: int = 0
     steps: int = 8000
     minutes: float | None = None
@@ -48,6 +57,13 @@ class TeacherRecipe:
     warmup_steps: int = 200
     ema_decay: float = 0.999
     weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise FlexdiffError(f"--steps {self.steps}", "--steps >= 1", "pass a positive number of optimizer steps")
+        # -1 saved an untrained model and 0 meant "no limit"; NaN / inf are no cap a user means either
+        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise FlexdiffError(f"--minutes {self.minutes}", "a finite wall-time cap > 0 minutes", "pass e.g. --minutes 30, or drop --minutes for no cap")
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -65,7 +81,8 @@ def train_teacher(
 ) -> dict[str, float | int]:
     """DDPM training (Ho et al. 2020, Alg. 1: eps-prediction MSE, uniform t over 1000 steps) with EMA weights.
 
-    Saves the EMA UNet as a diffusers pipeline folder in ``out``; returns steps, wall time and final loss.
+    Saves the EMA UNet as a diffusers pipeline folder in ``out``; returns steps, wall time and final loss. A
+    ``minutes`` cap that ends before the first step is an error: the random initialisation is no model.
     """
     from diffusers import UNet2DModel
 
@@ -80,7 +97,7 @@ def train_teacher(
     # linear warm-up, then cosine decay to zero at `steps` (a --minutes cap may stop earlier; the card says where)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / recipe.warmup_steps, 0.5 * (1 + math.cos(math.pi * min(s, recipe.steps) / recipe.steps))))
     start, losses, step = time.monotonic(), [], 0
-    deadline = start + recipe.minutes * 60 if recipe.minutes else None
+    deadline = start + recipe.minutes * 60 if recipe.minutes is not None else None
     unet.train()
     while step < recipe.steps and (deadline is None or time.monotonic() < deadline):
         idx = torch.randint(0, len(data), (recipe.batch_size,), generator=gen)
@@ -100,11 +117,93 @@ def train_teacher(
         losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, losses[-1])
+    if step == 0:  # the cap ran out before the first step: saving the random initialisation would pass for a model
+        raise FlexdiffError(f"--minutes {recipe.minutes}", "a wall-time cap long enough for at least one optimizer step (0 steps ran)", "raise --minutes or drop it")
     tail = losses[-500:]
     stats = {"steps": step, "wall_seconds": round(time.monotonic() - start, 1), "final_loss": round(sum(tail) / max(len(tail), 1), 5)}
     save_model(ema.eval().cpu(), out, DEFAULT_SCHEDULER_CONFIG)
     (out / "training.json").write_text(json.dumps({"recipe": asdict(recipe), "architecture": TEACHER_CONFIG, **stats}, indent=2) + "\n")
     return stats
+
+
+def _scratch(out: Path, tag: str) -> Path:
+    """A hidden sibling path of ``out`` private to this process: temp artefacts live next to ``out`` (same file
+    system, so renames are atomic) without taking a name a user could own, such as ``OUT.old``. ``abspath`` first:
+    ``--out .`` has no name to derive one from."""
+    out = Path(os.path.abspath(out))
+    return out.with_name(f".{out.name}.{tag}-{os.getpid()}")
+
+
+def _cannot_write(out: Path, exc: OSError) -> FlexdiffError:
+    return FlexdiffError(f"--out {out}", "a place this user can write to", f"choose another --out ({exc.strerror or exc.__class__.__name__})")
+
+
+def check_model_out(out: Path) -> None:
+    """Refuse, before any training, an ``--out`` the teacher must not be written to: a file, or a non-empty folder
+    that is not a diffusers model folder (``model_index.json``) -- retraining replaces model files there, and a folder
+    of other things is more likely a typo than a model. Creates the parent folder."""
+    if out.exists() and not out.is_dir():
+        raise FlexdiffError(f"--out {out}", "a folder for the trained model (this is a file)", "choose another --out")
+    try:
+        foreign = out.is_dir() and any(out.iterdir()) and not (out / "model_index.json").is_file()
+    except OSError as exc:
+        raise _cannot_write(out, exc) from None
+    if foreign:
+        raise FlexdiffError(
+            f"--out {out}", "a new or empty folder, or a model folder (model_index.json) to retrain; this one holds other files",
+            "choose another --out (retraining replaces model_index.json, unet/, scheduler/ and training.json and keeps the rest)",
+        )
+    output_folder(out.parent)
+
+
+def scratch_folder(out: Path) -> Path:
+    """An empty folder beside ``out`` to train into, so a failed run leaves ``out`` as it was."""
+    path = _scratch(out, "partial")
+    shutil.rmtree(path, ignore_errors=True)  # only a killed run of a recycled process id leaves one behind
+    try:
+        path.mkdir()
+    except OSError as exc:
+        raise _cannot_write(out, exc) from None
+    return path
+
+
+def replace_model_files(new: Path, out: Path) -> None:
+    """Move everything in ``new`` (a finished training folder) into ``out``, replacing entries of the same name and
+    keeping every other file (a model card's README.md); ``new`` is gone afterwards.
+
+    Every move is a rename on one file system. Replaced entries wait in a hidden sibling folder until all new ones
+    are in and move back on an error, so ``out`` ends with the whole old model or the whole new one.
+    ``model_index.json`` leaves last and arrives first: should the process be killed mid-swap, ``out`` still reads as
+    a model folder, so :func:`check_model_out` lets the rerun repair it.
+    """
+    if not out.exists():
+        new.replace(out)
+        return
+    old = _scratch(out, "old")
+    shutil.rmtree(old, ignore_errors=True)
+    names = sorted((p.name for p in new.iterdir()), key=lambda name: name == "model_index.json")
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        old.mkdir()
+        for name in names:
+            if os.path.lexists(out / name):
+                (out / name).replace(old / name)
+                moved_out.append(name)
+        for name in reversed(names):
+            (new / name).replace(out / name)
+            moved_in.append(name)
+    except BaseException as exc:
+        for name in reversed(moved_in):
+            (out / name).replace(new / name)
+        for name in reversed(moved_out):
+            (old / name).replace(out / name)
+        shutil.rmtree(old, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _cannot_write(out, exc) from None
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(new, ignore_errors=True)
 
 
 def _shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -113,10 +212,25 @@ def _shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.roll(F.pad(x, (1, 1, 1, 1), value=-1.0), shifts=(dy, dx), dims=(2, 3))[..., 1:-1, 1:-1]
 
 
+def check_classifier_args(out: Path, epochs: int) -> None:
+    """Refuse, before training, what :func:`train_classifier` would fail on only at the end (``out`` a folder) or
+    turn into a bogus result (0 epochs save the random initialisation over the classifier). Creates ``out``'s parent."""
+    if epochs < 1:
+        raise FlexdiffError(f"--epochs {epochs}", "--epochs >= 1", "pass a positive number of epochs")
+    if out.is_dir():
+        raise FlexdiffError(f"--out {out}", "a safetensors file to write (this is a folder)", "pass a file path, e.g. --out digits_classifier.safetensors")
+    output_folder(out.parent)
+
+
 def train_classifier(out: Path, seed: int = 0, epochs: int = 40, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, float]:
-    """Train the ``digits`` feature network on the train split; report held-out accuracy; save as safetensors."""
+    """Train the ``digits`` feature network on the train split; report held-out accuracy; save as safetensors.
+
+    ``out`` is checked before training; the weights go to a temp file renamed over ``out``, so a failed or killed
+    run never leaves a truncated file where the packaged classifier (or an earlier one) was.
+    """
     from safetensors.torch import save_file
 
+    check_classifier_args(out, epochs)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x, y = digits("train")
@@ -139,6 +253,13 @@ def train_classifier(out: Path, seed: int = 0, epochs: int = 40, on_epoch: Calla
     net.eval()
     with torch.no_grad():
         acc = float((net(xh).argmax(1) == yh).float().mean())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out))
+    tmp = _scratch(out, "tmp")
+    try:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        tmp.replace(out)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _cannot_write(out, exc) from None
+        raise
     return {"heldout_accuracy": round(acc, 4), "epochs": epochs, "seed": seed}

@@ -193,14 +193,13 @@ def check_config(config: SearchConfig) -> None:
 
 def check_conditioning_options(config: SearchConfig) -> None:
     """Prompt file, labels and guidance checked before any work (the model decides later whether it takes them)."""
-    from flexdiff.pipelines import parse_labels, read_prompt_file
+    from flexdiff.pipelines import check_guidance, parse_labels, read_prompt_file
 
     if config.prompts is not None:
         read_prompt_file(config.prompts)
     if config.labels is not None:
         parse_labels(config.labels, None)
-    if config.guidance is not None and not config.guidance >= 0:
-        raise FlexdiffError(f"--guidance {config.guidance}", "a guidance scale >= 0 (1 = no guidance)", "pass e.g. --guidance 7.5")
+    check_guidance(config.guidance)
 
 
 def build_context(config: SearchConfig) -> SearchContext:
