@@ -191,3 +191,24 @@ def test_train_writes_a_loadable_model_and_keeps_the_old_one_on_error(tmp_path: 
     assert load_model(out, "cpu").sample_shape == (1, 16, 16)
     bad = invoke("train", "--out", out, "--steps", "2", "--data", tmp_path / "missing.npz")
     assert bad.exit_code == 2 and load_model(out, "cpu")  # the earlier model is still there
+
+
+def test_running_out_of_memory_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Too large an --n for the machine: torch's allocation failure becomes the one-line error (other errors pass)."""
+    import typer
+
+    from flexdiff.cli import _guard
+
+    def fails(exc: BaseException):
+        def command() -> None:
+            raise exc
+        return _guard(command)
+
+    for exc in (MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1024000000000 bytes")):
+        with pytest.raises(typer.Exit) as info:
+            fails(exc)()
+        assert info.value.exit_code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: out of memory") and "--batch-size" in err
+    with pytest.raises(RuntimeError, match="something else"):
+        fails(RuntimeError("something else"))()

@@ -44,8 +44,21 @@ def _guard(fn: F) -> F:
         except FlexdiffError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(2) from None
+        except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError too
+            if not _out_of_memory(exc):
+                raise
+            detail = (str(exc).splitlines() or [""])[-1].strip()[:160]
+            print(f"error: out of memory ({detail}): expected a job that fits this machine; lower --n or --batch-size", file=sys.stderr)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation failure (host or GPU): too large an --n or --batch-size for the machine, not a flexdiff bug."""
+    import torch
+
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(exc)
 
 
 def _command(fn: F) -> F:
@@ -112,10 +125,11 @@ def sample(
         plan.check_branches(unet_layout(m.unet).num_branches)
         plan.check_timesteps(m.noise.num_train_timesteps, where=schedule)
     check_eta(eta)  # before any work (the sampler checks it again)
-    output_folder(out)
+    output_folder(out, create=False)  # a file in the way is refused now; the folder is made once there are samples
     start = time.perf_counter()
     images = run_sample(m, n, sampler=sampler, steps=steps, seed=seed, eta=eta, batch_size=batch_size, schedule=plan, progress=True)
     wall = time.perf_counter() - start
+    output_folder(out)
     save_npz(out / "samples.npz", images)
     save_grid(out / "grid.png", images[:64], scale=4 if images.shape[-1] <= 64 else 1)
     config = {"command": "sample", "model": model, "sampler": sampler, "steps": steps, "n": n, "seed": seed, "eta": eta, "batch_size": batch_size, "device": str(m.device), "wall_seconds": round(wall, 3)}

@@ -21,9 +21,15 @@ class FlexdiffError(ValueError):
         super().__init__(f"{value!s}: expected {expected}; {fix}".replace("\r", "\\r").replace("\n", "\\n"))
 
 
-def output_folder(path: Path) -> Path:
+def output_folder(path: Path, create: bool = True) -> Path:
     """Create the folder a command writes its artefacts to (and its parents); a path that is a file, or one that
-    cannot be created, is a one-line error rather than a traceback."""
+    cannot be created, is a one-line error rather than a traceback. ``create=False`` only checks, before the work,
+    that it could be (no file in the way), so a run that fails later leaves no empty folder behind."""
+    if not create:
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out ({existing} is a file)")
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

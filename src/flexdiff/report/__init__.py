@@ -31,7 +31,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images
     target = Path(out) if out is not None else data.run_dir / "report.html"
     if target.is_dir():
         raise FlexdiffError(target, "a file path for the HTML report", "pass e.g. --out report.html")
-    output_folder(target.parent)  # before the image grids take their seconds
+    output_folder(target.parent, create=False)  # before the image grids take their seconds (write_atomic makes it)
     if data.search is not None:
         parts = [
             sections.guarded("pareto", "Pareto front", lambda: sections.pareto(data)),
