@@ -21,6 +21,11 @@ class FlexdiffError(ValueError):
         super().__init__(f"{value!s}: expected {expected}; {fix}".replace("\r", "\\r").replace("\n", "\\n"))
 
 
+def unwritable(path: Path, expected: str, exc: OSError) -> FlexdiffError:
+    """The one-line error for an ``--out`` the OS would not let us write (the OS's reason in brackets)."""
+    return FlexdiffError(f"--out {path}", expected, f"choose another --out ({exc.strerror or exc.__class__.__name__})")
+
+
 def output_folder(path: Path, create: bool = True) -> Path:
     """Create the folder a command writes its artefacts to (and its parents); a path that is a file, or one that
     cannot be created, is a one-line error rather than a traceback. ``create=False`` only checks, before the work,
@@ -33,5 +38,5 @@ def output_folder(path: Path, create: bool = True) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out ({exc.strerror or exc.__class__.__name__})") from None
+        raise unwritable(path, "a folder (existing or creatable)", exc) from None
     return path

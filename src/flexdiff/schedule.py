@@ -18,12 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from flexdiff.errors import FlexdiffError, output_folder
+from flexdiff.errors import FlexdiffError, output_folder, unwritable
 from flexdiff.samplers import get_sampler
 
 FORMAT = "flexdiff.schedule"
 VERSION = 1
 FULL, NULL, PARTIAL = "full", "null", "partial"
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit()`` alone takes "²", which ``int()`` then refuses with a traceback."""
+    return text.isascii() and text.isdigit()
 
 
 @dataclass(frozen=True, order=True)
@@ -38,7 +43,7 @@ class Step:
         if text in (FULL, NULL):
             return cls(text)
         head, _, tail = text.partition(":")
-        if head == PARTIAL and tail.isascii() and tail.isdigit():  # not "²", which isdigit() takes and int() refuses
+        if head == PARTIAL and _digits(tail):
             return cls(PARTIAL, int(tail))
         raise FlexdiffError(repr(text), "a step 'full', 'null' or 'partial:<branch>' (e.g. 'partial:0')", "fix the schedule entry")
 
@@ -154,7 +159,7 @@ class Schedule:
             tmp.replace(path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise FlexdiffError(f"--out {path}", "a writable schedule file path", f"choose another --out ({exc.strerror or exc.__class__.__name__})") from None
+            raise unwritable(path, "a writable schedule file path", exc) from None
 
     @classmethod
     def load(cls, path: str | Path) -> "Schedule":
@@ -299,7 +304,7 @@ class Genome:
         segments = []
         for part in body.split(","):
             branch, sep, interval = part.strip().partition(":")
-            if not (sep and all(x.isascii() and x.isdigit() for x in (branch, interval))):
+            if not (sep and _digits(branch) and _digits(interval)):
                 raise FlexdiffError(repr(part), "a segment BRANCH:INTERVAL with non-negative integers (e.g. 0:3)", "fix --segments")
             segments.append(Segment(int(branch), int(interval)))
         return cls(tuple(segments), spacing)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from flexdiff.data import digits
-from flexdiff.errors import FlexdiffError, output_folder
+from flexdiff.errors import FlexdiffError, output_folder, unwritable
 from flexdiff.features import DigitsClassifier
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, save_model
 from flexdiff.noise import NoiseSchedule
@@ -134,10 +134,6 @@ def _scratch(out: Path, tag: str) -> Path:
     return out.with_name(f".{out.name}.{tag}-{os.getpid()}")
 
 
-def _cannot_write(out: Path, exc: OSError) -> FlexdiffError:
-    return FlexdiffError(f"--out {out}", "a place this user can write to", f"choose another --out ({exc.strerror or exc.__class__.__name__})")
-
-
 def check_model_out(out: Path) -> None:
     """Refuse, before any training, an ``--out`` the teacher must not be written to: a file, or a non-empty folder
     that is not a diffusers model folder (``model_index.json``) -- retraining replaces model files there, and a folder
@@ -147,7 +143,7 @@ def check_model_out(out: Path) -> None:
     try:
         foreign = out.is_dir() and any(out.iterdir()) and not (out / "model_index.json").is_file()
     except OSError as exc:
-        raise _cannot_write(out, exc) from None
+        raise unwritable(out, "a place this user can write to", exc) from None
     if foreign:
         raise FlexdiffError(
             f"--out {out}", "a new or empty folder, or a model folder (model_index.json) to retrain; this one holds other files",
@@ -163,7 +159,7 @@ def scratch_folder(out: Path) -> Path:
     try:
         path.mkdir()
     except OSError as exc:
-        raise _cannot_write(out, exc) from None
+        raise unwritable(out, "a place this user can write to", exc) from None
     return path
 
 
@@ -200,7 +196,7 @@ def replace_model_files(new: Path, out: Path) -> None:
             (old / name).replace(out / name)
         shutil.rmtree(old, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise _cannot_write(out, exc) from None
+            raise unwritable(out, "a place this user can write to", exc) from None
         raise
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(new, ignore_errors=True)
@@ -260,6 +256,6 @@ def train_classifier(out: Path, seed: int = 0, epochs: int = 40, on_epoch: Calla
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise _cannot_write(out, exc) from None
+            raise unwritable(out, "a place this user can write to", exc) from None
         raise
     return {"heldout_accuracy": round(acc, 4), "epochs": epochs, "seed": seed}

@@ -149,7 +149,7 @@ class Run:
         return self.start + self.config.minutes * 60.0
 
     def save_state(self) -> None:
-        # the run's clock: a resumed process continues it (Run.resumed), so --minutes stays the budget of the whole run
+        # the run's clock: a resumed process continues it (prepare starts its Run that much earlier), so --minutes stays the budget of the whole run
         self.state["elapsed_seconds"] = round(time.monotonic() - self.start, 2)
         _write_json(self.out / "state.json", self.state)
 
