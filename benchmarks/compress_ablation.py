@@ -39,10 +39,22 @@ from typing import Any
 import torch
 from common import write_result
 
+from flexdiff.models.student import Architecture, block_module
 from flexdiff.nas.blocks import block_inputs
-from flexdiff.nas.compress import CompressConfig, Run, assemble, compress, phase_distill, phase_fid, phase_record, phase_retrain, phase_search, prepare, teacher_cost
+from flexdiff.nas.clock import Run, prepare
+from flexdiff.nas.compress import compress
+from flexdiff.nas.config import CompressConfig
+from flexdiff.nas.phases import (
+    assemble,
+    phase_distill,
+    phase_fid,
+    phase_record,
+    phase_retrain,
+    phase_search,
+    teacher_cost,
+)
 from flexdiff.nas.record import noised_rows
-from flexdiff.nas.space import Architecture, block_module, random_architecture
+from flexdiff.nas.space import random_architecture
 from flexdiff.nas.supernet import unit_costs
 
 #: Files of a compress run that the other arms reuse (the phases before retraining).
@@ -89,7 +101,7 @@ def part_a(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
 @torch.no_grad()
 def _global_choice(run: Run, records: Any, supernets: dict[str, Any], samples: int, seed: int) -> tuple[Architecture, list[dict[str, Any]]]:
     """Rank ``samples`` random within-budget students by their output distillation loss (shared weights)."""
-    unet, specs = run.teacher.unet, run.specs
+    unet, specs = run.teacher.denoiser, run.specs
     example = records.rows(slice(0, 1))
     costs = {s.name: unit_costs(supernets[s.name], block_module(unet, s), block_inputs(unet, s, example)) for s in specs}
     teacher_macs, teacher_params = teacher_cost(run.teacher)
@@ -144,7 +156,8 @@ def part_b(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
 
 
 def part_c(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
-    from flexdiff.search.run import SearchConfig, search
+    from flexdiff.search.config import SearchConfig
+    from flexdiff.search.run import search
 
     student_dir = Path(dynamic["student"]["path"])
     ratio = dynamic["student"]["macs_ratio"]

@@ -17,16 +17,16 @@ from common import write_result
 from scipy.stats import kendalltau
 
 import flexdiff
+from flexdiff.backbones import unet_layout
 from flexdiff.cost import measure_macs
 from flexdiff.data import digits
 from flexdiff.features import get_feature_network
-from flexdiff.hooks import unet_layout
 from flexdiff.metrics import frechet_distance
 from flexdiff.noise import initial_noise
-from flexdiff.progress import progress_bar
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
-from flexdiff.search.run import SearchConfig
+from flexdiff.search.config import SearchConfig
 from flexdiff.search.space import GenomeSpace
+from flexdiff.utils.progress import progress_bar
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     ts = teacher_timesteps(model, "ddim", args.steps)
     net = get_feature_network("digits")
     costs = measure_macs(model)
-    space = GenomeSpace(len(ts), SearchConfig.segments, unet_layout(model.unet).num_branches)
+    space = GenomeSpace(len(ts), SearchConfig.segments, unet_layout(model.denoiser).num_branches)
     rng = random.Random(args.seed)
     genomes = []
     while len(genomes) < args.schedules:  # distinct random genomes

@@ -29,7 +29,10 @@ import torch
 from common import write_result
 from torch.utils.flop_counter import FlopCounterMode
 
-from flexdiff.cost import _CUSTOM, StepCosts  # the cost model's FLOP formulas (CPU fused attention)
+from flexdiff.cost import (  # the cost model's FLOP formulas (CPU fused attention)
+    _CUSTOM,
+    StepCosts,
+)
 from flexdiff.executor import apply_schedule
 from flexdiff.models import Conditioning, DiffusionModel
 from flexdiff.noise import NoiseSchedule
@@ -88,7 +91,7 @@ def build_model(seed: int, smoke: bool = False, device: str = "cpu") -> Diffusio
 def conditioning(model: DiffusionModel, guided: bool, seed: int) -> Conditioning:
     """Random 77-token text encoder states (the UNet's cost does not depend on their values)."""
     g = torch.Generator().manual_seed(seed)
-    shape = (1, 77, int(model.unet.config.cross_attention_dim))
+    shape = (1, 77, int(model.denoiser.config.cross_attention_dim))
     cond, uncond = (torch.randn(shape, generator=g).to(model.device) for _ in range(2))
     return Conditioning(cond, uncond if guided else None, guidance_scale=7.5 if guided else 1.0)
 
@@ -194,10 +197,10 @@ def reachable(costs: StepCosts, full_s: float, partial_s: list[float], steps: in
 
 def macs_only(args: argparse.Namespace) -> None:
     """MACs of the full step and every partial step on the meta device (attention takes the bmm path there: same MACs)."""
-    from flexdiff.hooks import unet_layout
+    from flexdiff.backbones import unet_layout
 
     model = build_model(args.seed, args.smoke, device="meta")
-    layout = unet_layout(model.unet)
+    layout = unet_layout(model.denoiser)
     counted = measure_batch(model, False, list(range(layout.num_branches)), 0, args.seed, count=True)
     full, families = counted["full_macs"], counted["macs_by_op_family_full_step"]
     modules_only = sum(v for k, v in families.items() if not k.startswith("attention products"))
@@ -228,10 +231,10 @@ def main() -> None:
         args.out = Path("/tmp/sd15_cost_smoke.json")
     started = time.perf_counter()
 
-    from flexdiff.hooks import unet_layout
+    from flexdiff.backbones import unet_layout
 
     model = build_model(args.seed, args.smoke)
-    layout = unet_layout(model.unet)
+    layout = unet_layout(model.denoiser)
     all_branches = list(range(layout.num_branches))
     params = model.num_parameters
     print(f"SD v1.5 UNet: {params:,} parameters, {layout.num_branches} branches; built in {time.perf_counter() - started:.0f} s", flush=True)

@@ -27,7 +27,10 @@ from pathlib import Path
 
 from common import write_result
 
-from flexdiff.search.run import SearchConfig, build_context, trial_rows, validate, work
+from flexdiff.search.config import SearchConfig
+from flexdiff.search.context import build_context
+from flexdiff.search.run import trial_rows, work
+from flexdiff.search.validation import validate
 
 
 def _ints(text: str) -> tuple[int, ...]:

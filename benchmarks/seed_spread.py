@@ -30,11 +30,10 @@ from common import write_result
 import flexdiff
 from flexdiff.data import REAL_REFERENCE, load_images
 from flexdiff.features import get_feature_network
-from flexdiff.metrics import frechet_distance
-from flexdiff.progress import progress_bar
+from flexdiff.metrics import frechet_distance, rfid
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Schedule, Step
-from flexdiff.search.reference import rfid
+from flexdiff.utils.progress import progress_bar
 
 
 def _rows(results: dict[str, Any], budget: str, families: set[str]) -> list[dict[str, Any]]:

@@ -197,12 +197,12 @@ def test_running_out_of_memory_is_one_line_exit_2(capsys: pytest.CaptureFixture[
     """Too large an --n for the machine: torch's allocation failure becomes the one-line error (other errors pass)."""
     import typer
 
-    from flexdiff.cli import _guard
+    from flexdiff.cli._app import guard
 
     def fails(exc: BaseException):
         def command() -> None:
             raise exc
-        return _guard(command)
+        return guard(command)
 
     for exc in (MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1024000000000 bytes")):
         with pytest.raises(typer.Exit) as info:

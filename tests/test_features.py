@@ -5,7 +5,13 @@ import torch
 
 from flexdiff.data import digits
 from flexdiff.errors import FlexdiffError
-from flexdiff.features import feature_network_names, get_feature_network, load_digits_classifier, register_feature_network, FeatureNetwork
+from flexdiff.features import (
+    FeatureNetwork,
+    feature_network_names,
+    get_feature_network,
+    load_digits_classifier,
+    register_feature_network,
+)
 
 
 def test_shipped_digits_classifier_is_accurate() -> None:

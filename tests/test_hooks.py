@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_unet
 
+from flexdiff.backbones import unet_layout
 from flexdiff.cost import count_macs, measure_macs
 from flexdiff.errors import FlexdiffError
 from flexdiff.executor import apply_schedule
-from flexdiff.hooks import HOOK_NAME, apply_partial_steps, remove_partial_steps, unet_layout
+from flexdiff.hooks import HOOK_NAME, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, Conditioning, DiffusionModel
 from flexdiff.noise import NoiseSchedule, initial_noise
 from flexdiff.sampling import generate, sample, teacher_timesteps
-from flexdiff.schedule import FULL, NULL, PARTIAL, Schedule, Step, ddim_k, deepcache_uniform, full
-
-from conftest import tiny_unet
+from flexdiff.schedule import (
+    FULL,
+    NULL,
+    PARTIAL,
+    Schedule,
+    Step,
+    ddim_k,
+    deepcache_uniform,
+    full,
+)
 
 
 def tiny_conditional_model() -> DiffusionModel:
@@ -67,10 +76,10 @@ def test_all_full_schedule_is_bit_identical_and_removal_restores(model: Diffusio
     ts = teacher_timesteps(model, sampler, T)
     plain = _run(model, ts, sampler)
     assert torch.equal(_run(model, ts, sampler, full(ts, sampler)), plain)
-    for plan in _step_type_schedules(ts, sampler, unet_layout(model.unet).num_branches).values():
+    for plan in _step_type_schedules(ts, sampler, unet_layout(model.denoiser).num_branches).values():
         assert not torch.equal(_run(model, ts, sampler, plan), plain)  # the schedule really changed something
         assert torch.equal(_run(model, ts, sampler), plain)  # ... and leaving `with` restored the model exactly
-    assert all(getattr(m, "_diffusers_hook", None) is None or m._diffusers_hook.get_hook(HOOK_NAME) is None for _, m in unet_layout(model.unet).units)
+    assert all(getattr(m, "_diffusers_hook", None) is None or m._diffusers_hook.get_hook(HOOK_NAME) is None for _, m in unet_layout(model.denoiser).units)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
@@ -78,12 +87,12 @@ def test_all_full_schedule_is_bit_identical_and_removal_restores(model: Diffusio
 def test_network_calls_and_deep_units(model: DiffusionModel, sampler: str, kind: str) -> None:
     """Null steps make no network call; partial steps never enter the deep units; results are deterministic."""
     ts = teacher_timesteps(model, sampler, T)
-    layout = unet_layout(model.unet)
+    layout = unet_layout(model.denoiser)
     plan = _step_type_schedules(ts, sampler, layout.num_branches)[kind]
     calls = {"unet": 0, "mid": 0}
     handles = [
-        model.unet.register_forward_pre_hook(lambda *a: calls.__setitem__("unet", calls["unet"] + 1)),
-        model.unet.mid_block.resnets[0].register_forward_pre_hook(lambda *a: calls.__setitem__("mid", calls["mid"] + 1)),
+        model.denoiser.register_forward_pre_hook(lambda *a: calls.__setitem__("unet", calls["unet"] + 1)),
+        model.denoiser.mid_block.resnets[0].register_forward_pre_hook(lambda *a: calls.__setitem__("mid", calls["mid"] + 1)),
     ]
     try:
         first = _run(model, ts, sampler, plan)
@@ -99,7 +108,7 @@ def test_network_calls_and_deep_units(model: DiffusionModel, sampler: str, kind:
 def test_partial_step_on_the_full_step_input_reproduces_it(model: DiffusionModel) -> None:
     """Same x_t and t as the full step that filled the cache: every branch gives the full step's output exactly."""
     x = initial_noise(2, model.sample_shape, seed=9)
-    layout = unet_layout(model.unet)
+    layout = unet_layout(model.denoiser)
     steps = (Step(FULL),) + tuple(Step(PARTIAL, b) for b in range(layout.num_branches))
     plan = Schedule(steps, tuple(range(900, 900 - 10 * len(steps), -10)), "ddim")
     with apply_schedule(model, plan) as run:
@@ -113,7 +122,7 @@ def test_partial_step_on_the_full_step_input_reproduces_it(model: DiffusionModel
 
 def test_partial_macs_below_full_and_growing_with_branch(model: DiffusionModel) -> None:
     costs = measure_macs(model)
-    assert len(costs.partial) == unet_layout(model.unet).num_branches >= 4
+    assert len(costs.partial) == unet_layout(model.denoiser).num_branches >= 4
     assert all(a < b for a, b in zip(costs.partial, costs.partial[1:]))
     assert costs.partial[-1] < costs.full
 
@@ -130,16 +139,16 @@ def test_attention_is_counted(model: DiffusionModel) -> None:
 
 def test_branch_out_of_range_and_double_apply_are_errors(model: DiffusionModel) -> None:
     ts = teacher_timesteps(model, "ddim", T)
-    n = unet_layout(model.unet).num_branches
+    n = unet_layout(model.denoiser).num_branches
     with pytest.raises(FlexdiffError, match=f"branch in \\[0, {n - 1}\\]"):
         with apply_schedule(model, deepcache_uniform(ts, 2, n)):
             pass
-    apply_partial_steps(model.unet)
+    apply_partial_steps(model.denoiser)
     try:
         with pytest.raises(FlexdiffError, match="without flexdiff hooks"):
-            apply_partial_steps(model.unet)
+            apply_partial_steps(model.denoiser)
     finally:
-        remove_partial_steps(model.unet)
+        remove_partial_steps(model.denoiser)
 
 
 def test_sample_api_with_schedule_on_a_saved_model(tiny_model) -> None:
@@ -156,7 +165,7 @@ def test_sample_api_with_schedule_on_a_saved_model(tiny_model) -> None:
 def test_hollow_replay_is_bit_identical_to_replaying_real_tensors(model: DiffusionModel, sampler: str) -> None:
     """Zero-channel views only ever reach deep units, so the outputs equal replaying the cached tensors everywhere."""
     ts = teacher_timesteps(model, sampler, T)
-    layout = unet_layout(model.unet)
+    layout = unet_layout(model.denoiser)
     assert layout.branches[0].hollow and max(layout.branches[0].hollow) == layout.branches[0].consumer - 2
     for branch in layout.branches:
         assert branch.hollow <= set(branch.deep)
@@ -186,12 +195,12 @@ def test_stochastic_images_do_not_depend_on_the_batch_size() -> None:
 def test_freeu_is_refused_for_partial_steps() -> None:
     """FreeU rescales up-block features in place between hooked units: it would rewrite cached features."""
     model = tiny_conditional_model()
-    model.unet.enable_freeu(s1=0.9, s2=0.2, b1=1.5, b2=1.6)
+    model.denoiser.enable_freeu(s1=0.9, s2=0.2, b1=1.5, b2=1.6)
     with pytest.raises(FlexdiffError, match="disable_freeu"):
-        apply_partial_steps(model.unet)
-    model.unet.disable_freeu()
-    layout, _ = apply_partial_steps(model.unet)
-    remove_partial_steps(model.unet)
+        apply_partial_steps(model.denoiser)
+    model.denoiser.disable_freeu()
+    layout, _ = apply_partial_steps(model.denoiser)
+    remove_partial_steps(model.denoiser)
     assert layout.num_branches > 0
 
 

@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import tiny_unet
 from typer.testing import CliRunner
 
 from flexdiff.cli import app
 from flexdiff.errors import FlexdiffError
-from flexdiff.models import BUILTIN_MODELS, WEIGHTS_NAME, load_model, sample_shape
-
-from conftest import tiny_unet
+from flexdiff.models import BUILTIN_MODELS, WEIGHTS_NAME, load_model
+from flexdiff.models.files import sample_shape
 
 
 def test_pipeline_folder_loads_bit_identical(tiny_model_dir: Path) -> None:
@@ -21,7 +21,7 @@ def test_pipeline_folder_loads_bit_identical(tiny_model_dir: Path) -> None:
     reference = tiny_unet()
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
-        assert torch.equal(model.unet(x, 10).sample, reference(x, 10).sample)
+        assert torch.equal(model.denoiser(x, 10).sample, reference(x, 10).sample)
     assert model.sample_shape == (1, 8, 8)
     assert model.noise.num_train_timesteps == 1000
 
@@ -36,7 +36,7 @@ def test_bare_model_folder_uses_default_schedule(tiny_model_dir: Path, tmp_path:
 def test_builtin_teacher_loads() -> None:
     model = load_model("builtin:digits", device="cpu")
     assert model.sample_shape == (1, 16, 16)
-    config = model.unet.config
+    config = model.denoiser.config
     assert len(config.block_out_channels) >= 2 and config.layers_per_block >= 2
     assert any("Attn" in b for b in config.down_block_types)
 

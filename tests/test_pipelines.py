@@ -189,7 +189,7 @@ def test_sd_loads_with_decoder_and_empty_prompt(sd_dir: Path) -> None:
 
 
 def test_cfg_is_one_unet_call_holding_both_halves(sd_dir: Path, prompt_file: Path) -> None:
-    from flexdiff.pipelines import condition
+    from flexdiff.models.conditioning import condition
     from flexdiff.sampling import sample, teacher_timesteps
     from flexdiff.schedule import deepcache_uniform
 
@@ -197,7 +197,7 @@ def test_cfg_is_one_unet_call_holding_both_halves(sd_dir: Path, prompt_file: Pat
     assert condition(model, prompts=prompt_file).guidance_scale == 7.5  # diffusers' default with prompts
     condition(model, prompts=prompt_file, guidance=3.0, negative_prompt="dog")
     batches: list[int] = []
-    handle = model.unet.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
+    handle = model.denoiser.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
     try:
         plan = deepcache_uniform(teacher_timesteps(model, "ddim", 6), 3, 1)
         a = sample(model, 5, schedule=plan, batch_size=5)
@@ -209,7 +209,7 @@ def test_cfg_is_one_unet_call_holding_both_halves(sd_dir: Path, prompt_file: Pat
 
 
 def test_prompt_seeds_give_each_prompt_its_own_noise(sd_dir: Path, tmp_path: Path) -> None:
-    from flexdiff.pipelines import condition, read_prompt_file
+    from flexdiff.models.conditioning import condition, read_prompt_file
     from flexdiff.sampling import sample
 
     (tmp_path / "a.txt").write_text("5\tcat\n")
@@ -278,7 +278,7 @@ def test_ldm_inspect_schedule_sample_search(ldm_dir: Path, tmp_path: Path) -> No
 
 
 def test_class_labels_cycle_and_enter_the_key(class_dir: Path, tmp_path: Path) -> None:
-    from flexdiff.pipelines import condition
+    from flexdiff.models.conditioning import condition
 
     ok(invoke("sample", "--model", class_dir, "--steps", "3", "--n", "4", "--out", tmp_path / "rr"))
     ok(invoke("sample", "--model", class_dir, "--steps", "3", "--n", "4", "--labels", "2", "--out", tmp_path / "two"))
@@ -368,7 +368,7 @@ def test_clip_features_and_score(clip_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-1"])
 def test_guidance_must_be_finite_and_non_negative(value: str, sd_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
-    from flexdiff.pipelines import condition
+    from flexdiff.models.conditioning import condition
 
     with pytest.raises(FlexdiffError, match="finite guidance scale"):
         condition(load_model(sd_dir, "cpu"), guidance=float(value))
@@ -379,7 +379,7 @@ def test_guidance_must_be_finite_and_non_negative(value: str, sd_dir: Path, tiny
 
 
 def test_prompt_file_bom_crlf_and_unicode_line_separators(tmp_path: Path) -> None:
-    from flexdiff.pipelines import read_prompt_file
+    from flexdiff.models.conditioning import read_prompt_file
 
     path = tmp_path / "prompts.txt"
     # a BOM (Windows Notepad) before SEED<TAB>; CRLF endings; U+2028, NEL and form feed inside prompts are no line breaks

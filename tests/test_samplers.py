@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_unet
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.noise import NoiseSchedule, initial_noise
-from flexdiff.samplers import check_timesteps, ddim, ddim_2m, dpmpp_2m, same_trajectory, teacher_error_share, uniform_timesteps
-
-from conftest import tiny_unet
+from flexdiff.samplers import (
+    check_timesteps,
+    ddim,
+    ddim_2m,
+    dpmpp_2m,
+    same_trajectory,
+    teacher_error_share,
+    uniform_timesteps,
+)
 
 BASE = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02}
 

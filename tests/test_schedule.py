@@ -11,7 +11,18 @@ import pytest
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule import (
-    FULL, NULL, PARTIAL, Genome, Schedule, Segment, Step, ddim_k, deepcache_nonuniform, deepcache_uniform, full, nonuniform_full_indices,
+    FULL,
+    NULL,
+    PARTIAL,
+    Genome,
+    Schedule,
+    Segment,
+    Step,
+    ddim_k,
+    deepcache_nonuniform,
+    deepcache_uniform,
+    full,
+    nonuniform_full_indices,
 )
 
 TS = list(range(980, -1, -20))  # T = 50, DDIM "leading" grid

@@ -74,7 +74,7 @@ def test_retraining_a_model_folder_replaces_the_model_and_keeps_other_files(tmp_
 
 
 def test_a_failed_swap_puts_the_old_model_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flexdiff.training import replace_model_files
+    from flexdiff.utils.io import replace_folder_files
 
     out, new = tmp_path / "model", tmp_path / "new"
     for folder, tag in ((out, "old"), (new, "new")):
@@ -93,7 +93,7 @@ def test_a_failed_swap_puts_the_old_model_back(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(Path, "replace", flaky)
     with pytest.raises(FlexdiffError, match="No space left"):
-        replace_model_files(new, out)
+        replace_folder_files(new, out)
     monkeypatch.undo()
     assert (out / "unet" / "w").read_text() == "old" and (out / "model_index.json").read_text() == "old"
     assert (out / "README.md").read_text() == "card" and leftovers(tmp_path) == []

@@ -4,32 +4,94 @@ Python API mirroring the CLI::
 
     import flexdiff
     model = flexdiff.load_model("builtin:digits")          # or a local diffusers folder
-    images = flexdiff.sample(model, n=256, sampler="ddim", steps=50, seed=0)
+    plan = flexdiff.deepcache_uniform(flexdiff.teacher_timesteps(model, "ddim", 50), interval=3, branch=0)
+    images = flexdiff.sample(model, n=256, seed=0, schedule=plan)
     print(flexdiff.fid(images, flexdiff.load_images("builtin:digits-heldout")))
+
+The names below are imported on first use (PEP 562), so ``import flexdiff`` itself stays light: the command line
+and tools that only need one part do not pay for torch, diffusers and optuna up front.
 """
 
-from flexdiff.data import load_images
-from flexdiff.errors import FlexdiffError
-from flexdiff.executor import apply_schedule
-from flexdiff.metrics import fid, frechet_distance
-from flexdiff.models import DiffusionModel, load_model
-from flexdiff.noise import initial_noise
-from flexdiff.samplers import ddim, dpmpp_2m, uniform_timesteps
-from flexdiff.sampling import generate, sample
+from __future__ import annotations
 
-__version__ = "0.1.0"
-__all__ = [
-    "DiffusionModel",
-    "apply_schedule",
-    "FlexdiffError",
-    "ddim",
-    "dpmpp_2m",
-    "fid",
-    "frechet_distance",
-    "generate",
-    "initial_noise",
-    "load_images",
-    "load_model",
-    "sample",
-    "uniform_timesteps",
-]
+import importlib
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = metadata.version("flexdiff")
+except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "FlexdiffError": "flexdiff.errors",
+    "DiffusionModel": "flexdiff.models",
+    "Conditioning": "flexdiff.models",
+    "load_model": "flexdiff.models",
+    "condition": "flexdiff.models",
+    "load_images": "flexdiff.data",
+    "initial_noise": "flexdiff.noise",
+    "fid": "flexdiff.metrics",
+    "frechet_distance": "flexdiff.metrics",
+    "rfid": "flexdiff.metrics",
+    "ddim": "flexdiff.samplers",
+    "dpmpp_2m": "flexdiff.samplers",
+    "ddim_2m": "flexdiff.samplers",
+    "get_sampler": "flexdiff.samplers",
+    "sampler_names": "flexdiff.samplers",
+    "uniform_timesteps": "flexdiff.samplers",
+    "Schedule": "flexdiff.schedule",
+    "Step": "flexdiff.schedule",
+    "Genome": "flexdiff.schedule",
+    "full": "flexdiff.schedule",
+    "ddim_k": "flexdiff.schedule",
+    "deepcache_uniform": "flexdiff.schedule",
+    "deepcache_nonuniform": "flexdiff.schedule",
+    "apply_schedule": "flexdiff.integrations",
+    "generate": "flexdiff.sampling",
+    "sample": "flexdiff.sampling",
+    "teacher_timesteps": "flexdiff.sampling",
+    "measure_macs": "flexdiff.cost",
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'flexdiff' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from flexdiff.cost import measure_macs  # noqa: F401
+    from flexdiff.data import load_images  # noqa: F401
+    from flexdiff.errors import FlexdiffError  # noqa: F401
+    from flexdiff.integrations import apply_schedule  # noqa: F401
+    from flexdiff.metrics import fid, frechet_distance, rfid  # noqa: F401
+    from flexdiff.models import Conditioning, DiffusionModel, condition, load_model  # noqa: F401
+    from flexdiff.noise import initial_noise  # noqa: F401
+    from flexdiff.samplers import (  # noqa: F401
+        ddim,
+        ddim_2m,
+        dpmpp_2m,
+        get_sampler,
+        sampler_names,
+        uniform_timesteps,
+    )
+    from flexdiff.sampling import generate, sample, teacher_timesteps  # noqa: F401
+    from flexdiff.schedule import (  # noqa: F401
+        Genome,
+        Schedule,
+        Step,
+        ddim_k,
+        deepcache_nonuniform,
+        deepcache_uniform,
+        full,
+    )

@@ -13,7 +13,6 @@ higher otherwise.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.optional import require_transformers
+from flexdiff.utils.hashing import weights_hash
+from flexdiff.utils.io import read_json_object
+from flexdiff.utils.optional import require_transformers
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -80,12 +81,6 @@ class Clip:
         return total / len(images)
 
 
-def _hash(module: torch.nn.Module) -> str:
-    from flexdiff.search.reference import weights_hash
-
-    return weights_hash(module)
-
-
 def load_clip(path: Path | None, device: torch.device | str = "cpu") -> Clip:
     """Load a local CLIP folder; one-line errors for a missing folder, weights or package (never a download)."""
     if path is None:
@@ -95,10 +90,7 @@ def load_clip(path: Path | None, device: torch.device | str = "cpu") -> Clip:
         raise FlexdiffError(path, CLIP_FOLDER, "check --clip; flexdiff never downloads weights")
     if not (path / "model.safetensors").is_file() and not (path / "model.safetensors.index.json").is_file():
         raise FlexdiffError(path / "model.safetensors", "CLIP weights in safetensors format", "convert the weights to safetensors (flexdiff never unpickles weights)")
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise FlexdiffError(path / "config.json", "a readable JSON config", "restore the CLIP folder") from None
+    config = read_json_object(path / "config.json", "a readable JSON config", "restore the CLIP folder")
     model_type = config.get("model_type")
     if model_type not in ("clip", "clip_vision_model"):
         raise FlexdiffError(path / "config.json", f"a CLIP model (model_type clip or clip_vision_model, found {model_type!r})", "pass a CLIP folder with --clip")
@@ -127,7 +119,7 @@ def load_clip(path: Path | None, device: torch.device | str = "cpu") -> Clip:
             detail = (str(exc).splitlines() or [""])[0][:120]
             raise FlexdiffError(tokenizer_files[0], "a loadable CLIP tokenizer (vocab.json + merges.txt, or tokenizer.json)", f"restore the CLIP folder's tokenizer files ({exc.__class__.__name__}: {detail})") from None
     mean, std = _normalisation(path / "preprocessor_config.json")
-    return Clip(vision, text, tokenizer, int(vision_config.image_size), torch.tensor(mean), torch.tensor(std), dim, _hash(model), device)
+    return Clip(vision, text, tokenizer, int(vision_config.image_size), torch.tensor(mean), torch.tensor(std), dim, weights_hash(model), device)
 
 
 def _normalisation(file: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -135,11 +127,12 @@ def _normalisation(file: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
     file, or values that are not three numbers each, is a one-line error naming the file."""
     if not file.is_file():
         return OPENAI_MEAN, OPENAI_STD
+    what = "a JSON object whose image_mean and image_std are three numbers each"
+    pre = read_json_object(file, what, "restore the file or delete it to use OpenAI's values")
     try:
-        pre = json.loads(file.read_text(encoding="utf-8"))
         mean, std = (tuple(float(v) for v in pre.get(key, default)) for key, default in (("image_mean", OPENAI_MEAN), ("image_std", OPENAI_STD)))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
-        raise FlexdiffError(file, "a JSON object whose image_mean and image_std are three numbers each", f"restore the file or delete it to use OpenAI's values ({exc.__class__.__name__})") from None
+    except (TypeError, ValueError) as exc:
+        raise FlexdiffError(file, what, f"restore the file or delete it to use OpenAI's values ({exc.__class__.__name__})") from None
     if len(mean) != 3 or len(std) != 3 or not all(v > 0 for v in std):
         raise FlexdiffError(file, f"image_mean and image_std of three numbers each, std > 0 (found {list(mean)}, {list(std)})", "restore the file or delete it to use OpenAI's values")
     return mean, std

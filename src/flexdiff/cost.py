@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from flexdiff.executor import ScheduleExecutor, apply_schedule
 from flexdiff.models import DiffusionModel
-from flexdiff.schedule import FULL, PARTIAL, Schedule, Step
+from flexdiff.schedule import FULL, Schedule, Step
 
 
 def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
@@ -43,11 +43,11 @@ class StepCosts:
     partial: tuple[int, ...]
 
     def step(self, step: Step) -> int:
-        if step.kind == FULL:
-            return self.full
-        if step.kind == PARTIAL:
-            return self.partial[step.branch]
-        return 0
+        """A step that calls the network costs a full step, or its branch's partial step; one that does not, 0."""
+        kind = step.info
+        if not kind.calls_network:
+            return 0
+        return self.partial[step.branch] if kind.takes_branch and step.branch is not None else self.full
 
     def schedule(self, schedule: Schedule) -> int:
         """Total MACs per sample of a schedule: the sum over its steps."""
@@ -58,11 +58,15 @@ class StepCosts:
         return self.full * schedule.T / max(self.schedule(schedule), 1)
 
 
-def _probe(model: DiffusionModel, batch_size: int) -> tuple[torch.Tensor, int]:
-    """A seeded input and a mid-trajectory timestep inside the model's range (a model trained on 400 timesteps has
-    no t = 500; MACs do not depend on t)."""
-    x = torch.randn((batch_size, *model.sample_shape), generator=torch.Generator().manual_seed(0)).to(model.device)
-    return x, model.noise.num_train_timesteps // 2
+def probe_input(model: DiffusionModel, batch_size: int) -> tuple[torch.Tensor, int]:
+    """The backbone's cost probe: a seeded input and a timestep inside the model's range."""
+    return model.backbone.probe(model.sample_shape, model.noise.num_train_timesteps, batch_size, model.device)
+
+
+def full_step_macs(model: DiffusionModel) -> int:
+    """MACs per sample of one plain (unhooked) network call: a full step."""
+    x, t = probe_input(model, 1)
+    return count_macs(lambda: model.eps(x, t))
 
 
 def _each_step_type(model: DiffusionModel, run: ScheduleExecutor, x: torch.Tensor, t: int, measure: Callable[[Callable[[], object]], object]) -> tuple[object, list[object]]:
@@ -84,7 +88,7 @@ def _probe_schedule(t: int) -> Schedule:
 @torch.no_grad()
 def measure_macs(model: DiffusionModel) -> StepCosts:
     """MACs per sample of every step type, counted on a batch of one."""
-    x, t = _probe(model, 1)
+    x, t = probe_input(model, 1)
     with apply_schedule(model, _probe_schedule(t)) as run:
         full, partial = _each_step_type(model, run, x, t, count_macs)
     return StepCosts(int(full), tuple(int(p) for p in partial))
@@ -118,7 +122,7 @@ def measure_latency(model: DiffusionModel, batch_size: int = 64, repeats: int = 
             runs.append(time.perf_counter() - start)
         return statistics.median(runs)
 
-    x, t = _probe(model, batch_size)
+    x, t = probe_input(model, batch_size)
     with apply_schedule(model, _probe_schedule(t)) as run:
         full, partial = _each_step_type(model, run, x, t, timed)
     return StepLatency(batch_size, float(full), tuple(float(p) for p in partial))

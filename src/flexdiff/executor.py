@@ -16,14 +16,15 @@ from contextlib import contextmanager
 
 import torch
 
-from flexdiff.hooks import StepState, UNetLayout, apply_partial_steps, remove_partial_steps
+from flexdiff.backbones import Layout
+from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DiffusionModel
 from flexdiff.samplers import Denoise
-from flexdiff.schedule import FULL, NULL, PARTIAL, Schedule
+from flexdiff.schedule import Schedule
 
 
-def record_plan(schedule: Schedule, layout: UNetLayout) -> dict[int, range]:
-    """For each full step: the units its partial steps (until the next full step) will replay.
+def record_plan(schedule: Schedule, layout: Layout) -> dict[int, range]:
+    """For each step that fills the cache: the units the replaying steps after it (until the next one) will replay.
 
     Deep sets are nested (a shallower branch replays more), so the smallest branch used decides; a full step
     followed by no partial step records nothing.
@@ -31,10 +32,11 @@ def record_plan(schedule: Schedule, layout: UNetLayout) -> dict[int, range]:
     plan: dict[int, range] = {}
     current: int | None = None
     for i, step in enumerate(schedule.steps):
-        if step.kind == FULL:
+        kind = step.info
+        if kind.fills_cache:
             current = i
             plan[i] = range(0)
-        elif step.kind == PARTIAL and current is not None:
+        elif kind.takes_branch and current is not None:
             deep = layout.branches[step.branch].deep
             if len(deep) > len(plan[current]):
                 plan[current] = deep
@@ -44,28 +46,29 @@ def record_plan(schedule: Schedule, layout: UNetLayout) -> dict[int, range]:
 class ScheduleExecutor:
     """Drives one model through a schedule: maps active-step index -> step type and sets the hook state."""
 
-    def __init__(self, model: DiffusionModel, schedule: Schedule, layout: UNetLayout, state: StepState) -> None:
+    def __init__(self, model: DiffusionModel, schedule: Schedule, layout: Layout, state: StepState) -> None:
         schedule.check_branches(layout.num_branches)
         self.model, self.schedule, self.layout, self.state = model, schedule, layout, state
         self._active = schedule.active_indices
         self._record = record_plan(schedule, layout)
-        self.network_calls = 0
         self.hollow = True  # False: deep units replay their real cached tensors (the reference the tests compare with)
 
     def set_step(self, index: int) -> None:
         """Tell the hooks that teacher step ``index`` (0..T-1) runs next (for hand-written sampling loops)."""
         step = self.schedule.steps[index]
-        if step.kind == NULL:
-            raise ValueError(f"step {index} is null: the sampler must skip it, not call the network")
-        if step.kind == FULL:
+        kind = step.info
+        if not kind.calls_network:
+            raise ValueError(f"step {index} is {step}: the sampler must skip it, not call the network")
+        if kind.fills_cache:
             self.state.enter_full(self._record[index])
+        elif not kind.takes_branch:  # a step that computes everything and records nothing
+            self.state.enter_full(range(0))
         else:
             self.state.enter_partial(self.layout.branches[step.branch], self.hollow)
 
     def denoise(self, x: torch.Tensor, t: int, i: int) -> torch.Tensor:
         """The :data:`Denoise` callable for the samplers: active step ``i`` -> teacher step ``active[i]``."""
         self.set_step(self._active[i])
-        self.network_calls += 1
         return self.model.eps(x, t)
 
     def start(self, x: torch.Tensor | None = None) -> Denoise:
@@ -76,10 +79,10 @@ class ScheduleExecutor:
 
 @contextmanager
 def apply_schedule(model: DiffusionModel, schedule: Schedule) -> Iterator[ScheduleExecutor]:
-    """Attach the partial-step hooks for ``schedule`` to ``model``'s unmodified UNet; remove them on exit."""
-    layout, state = apply_partial_steps(model.unet)
+    """Attach the step hooks for ``schedule`` to ``model``'s unmodified denoiser; remove them on exit."""
+    layout, state = apply_partial_steps(model.denoiser)
     try:
         yield ScheduleExecutor(model, schedule, layout, state)
     finally:
         state.reset()
-        remove_partial_steps(model.unet)
+        remove_partial_steps(model.denoiser)

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils.hashing import weights_hash
+from flexdiff.utils.registry import Registry
 
 ASSETS = Path(__file__).parent / "assets"
 DIGITS_CLASSIFIER = ASSETS / "digits-classifier.safetensors"
@@ -72,7 +74,7 @@ class FeatureNetwork:
 
 
 FeatureFactory = Callable[..., FeatureNetwork]  # factory(device) or factory(device, path)
-_REGISTRY: dict[str, FeatureFactory] = {}
+FEATURE_NETWORKS: Registry[FeatureFactory] = Registry("a feature network", "pick one with --features")
 
 
 def register_feature_network(name: str) -> Callable[[FeatureFactory], FeatureFactory]:
@@ -80,23 +82,16 @@ def register_feature_network(name: str) -> Callable[[FeatureFactory], FeatureFac
 
     ``path`` (local weights: ``--clip`` / ``--inception``) is passed only when the user gave one.
     """
-
-    def decorate(factory: FeatureFactory) -> FeatureFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorate
+    return FEATURE_NETWORKS.decorator(name)
 
 
 def feature_network_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return FEATURE_NETWORKS.names()
 
 
 def get_feature_network(name: str, device: torch.device | str = "cpu", path: str | Path | None = None) -> FeatureNetwork:
     """The feature network ``name``; ``path`` is its local weights (a CLIP folder, an Inception weights file)."""
-    if name not in _REGISTRY:
-        raise FlexdiffError(name, f"a feature network in {{{', '.join(feature_network_names())}}}", "pick one with --features")
-    factory = _REGISTRY[name]
+    factory = FEATURE_NETWORKS.get(name)
     return factory(torch.device(device)) if path is None else factory(torch.device(device), Path(path).expanduser())
 
 
@@ -112,8 +107,6 @@ def load_digits_classifier(path: Path = DIGITS_CLASSIFIER) -> DigitsClassifier:
 
 @register_feature_network("digits")
 def _digits(device: torch.device, path: Path | None = None) -> FeatureNetwork:
-    from flexdiff.search.reference import weights_hash  # here: reference imports this module
-
     net = load_digits_classifier(path or DIGITS_CLASSIFIER).to(device)
     # keyed by its weights: a retrained classifier (flexdiff train-features) must not reuse cached teacher features
     return FeatureNetwork("digits", net.features, DigitsClassifier.feature_dim, device, key=f"digits@{weights_hash(net)[:16]}")
@@ -135,7 +128,9 @@ def _inception(device: torch.device, path: Path | None = None) -> FeatureNetwork
     if not path.is_file():
         raise FlexdiffError(path, "an existing FID Inception weights file", "check --inception; flexdiff never downloads weights")
     try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        from torch_fidelity.feature_extractor_inceptionv3 import (
+            FeatureExtractorInceptionV3,
+        )
     except Exception:  # not installed, or installed without a working torchvision
         raise FlexdiffError("torch-fidelity", "the optional package torch-fidelity, importable (the inception feature network)", "install torch-fidelity where it imports, or use --features clip --clip DIR") from None
     net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)).eval().to(device)

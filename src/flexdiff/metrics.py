@@ -1,4 +1,4 @@
-"""FID as pure functions over feature tensors; the arithmetic is torchmetrics'."""
+"""FID, rFID and the paired distance as pure functions over feature tensors; the FID arithmetic is torchmetrics'."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ def fid(samples: torch.Tensor, reference: torch.Tensor, features: str = "digits"
     """FID between two image sets ``(N, C, H, W)`` in ``[-1, 1]`` with a registered feature network."""
     net = get_feature_network(features, device)
     return frechet_distance(net(reference), net(samples))
+
+
+def rfid(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
+    """rFID (Flexiffusion): Fréchet distance between candidate and teacher features from the same noise."""
+    return frechet_distance(teacher, candidate)
+
+
+def paired_distance(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
+    """Mean per-image feature distance to its teacher twin (same noise): lower variance than rFID at small n."""
+    return float((candidate - teacher).norm(dim=1).mean())

@@ -7,15 +7,22 @@ from collections.abc import Callable, Sequence
 import torch
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.executor import apply_schedule
 from flexdiff.models import DiffusionModel
-from flexdiff.samplers import DEFAULT_SPACING, Denoise, NoiseSampler, get_sampler, uniform_timesteps
+from flexdiff.samplers import (
+    Denoise,
+    NoiseSampler,
+    get_sampler,
+    sampler_info,
+    uniform_timesteps,
+)
 from flexdiff.schedule import Schedule
+from flexdiff.utils.progress import progress_bar
 
 
 def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
     """The uniform grid of ``steps`` timesteps the named sampler uses in diffusers (its default spacing)."""
-    get_sampler(sampler)
-    return uniform_timesteps(model.noise.num_train_timesteps, steps, DEFAULT_SPACING[sampler])
+    return uniform_timesteps(model.noise.num_train_timesteps, steps, sampler_info(sampler).spacing)
 
 
 def extra_noise(shape: torch.Size, seed: int, start: int, stop: int) -> NoiseSampler:
@@ -83,8 +90,6 @@ def generate_scheduled(
     on_step: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Images in ``[-1, 1]`` from ``noise`` under ``schedule``: hooks on for the call, off again after it."""
-    from flexdiff.executor import apply_schedule
-
     with apply_schedule(model, schedule) as run:
         x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=on_step, grid=schedule.timesteps)
     return x0.clamp(-1, 1)
@@ -107,8 +112,6 @@ def sample(
     Without ``schedule``: ``steps`` uniform steps of ``sampler``. With one: its sampler and teacher timesteps,
     full / partial / null steps as it says (``sampler`` and ``steps`` are then ignored).
     """
-    from flexdiff.progress import progress_bar
-
     if n < 1:
         raise FlexdiffError(n, "at least one sample", "pass e.g. --n 64")
     noise = model.initial_noise(n, seed)

@@ -11,10 +11,7 @@ reproduced by ``--seed`` and ``--steps`` alone.
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,6 +25,8 @@ from flexdiff.errors import FlexdiffError, output_folder, unwritable
 from flexdiff.features import DigitsClassifier
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, save_model
 from flexdiff.noise import NoiseSchedule
+from flexdiff.utils.io import atomic_path, write_json
+from flexdiff.utils.training import ema_update, warmup_cosine
 
 #: Architecture of ``builtin:digits``: two downsamplings (16 -> 8 -> 4), attention at 8x8 and 4x4, two resnets per
 #: down block (so partial steps have 3 x 3 = 9 skip branches), about 1.0 M parameters.
@@ -66,12 +65,6 @@ class TeacherRecipe:
             raise FlexdiffError(f"--minutes {self.minutes}", "a finite wall-time cap > 0 minutes", "pass e.g. --minutes 30, or drop --minutes for no cap")
 
 
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p, 1.0 - decay)
-
-
 def train_teacher(
     out: Path,
     recipe: TeacherRecipe,
@@ -95,7 +88,7 @@ def train_teacher(
     abar = noise.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     # linear warm-up, then cosine decay to zero at `steps` (a --minutes cap may stop earlier; the card says where)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / recipe.warmup_steps, 0.5 * (1 + math.cos(math.pi * min(s, recipe.steps) / recipe.steps))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, recipe.steps, recipe.warmup_steps))
     start, losses, step = time.monotonic(), [], 0
     deadline = start + recipe.minutes * 60 if recipe.minutes is not None else None
     unet.train()
@@ -113,7 +106,7 @@ def train_teacher(
         opt.step()
         sched.step()
         step += 1
-        _ema_update(ema, unet, min(recipe.ema_decay, (1 + step) / (10 + step)))
+        ema_update(ema, unet, step, recipe.ema_decay)
         losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, losses[-1])
@@ -122,16 +115,8 @@ def train_teacher(
     tail = losses[-500:]
     stats = {"steps": step, "wall_seconds": round(time.monotonic() - start, 1), "final_loss": round(sum(tail) / max(len(tail), 1), 5)}
     save_model(ema.eval().cpu(), out, DEFAULT_SCHEDULER_CONFIG)
-    (out / "training.json").write_text(json.dumps({"recipe": asdict(recipe), "architecture": TEACHER_CONFIG, **stats}, indent=2) + "\n")
+    write_json(out / "training.json", {"recipe": asdict(recipe), "architecture": TEACHER_CONFIG, **stats})
     return stats
-
-
-def _scratch(out: Path, tag: str) -> Path:
-    """A hidden sibling path of ``out`` private to this process: temp artefacts live next to ``out`` (same file
-    system, so renames are atomic) without taking a name a user could own, such as ``OUT.old``. ``abspath`` first:
-    ``--out .`` has no name to derive one from."""
-    out = Path(os.path.abspath(out))
-    return out.with_name(f".{out.name}.{tag}-{os.getpid()}")
 
 
 def check_model_out(out: Path) -> None:
@@ -150,56 +135,6 @@ def check_model_out(out: Path) -> None:
             "choose another --out (retraining replaces model_index.json, unet/, scheduler/ and training.json and keeps the rest)",
         )
     output_folder(out.parent)
-
-
-def scratch_folder(out: Path) -> Path:
-    """An empty folder beside ``out`` to train into, so a failed run leaves ``out`` as it was."""
-    path = _scratch(out, "partial")
-    shutil.rmtree(path, ignore_errors=True)  # only a killed run of a recycled process id leaves one behind
-    try:
-        path.mkdir()
-    except OSError as exc:
-        raise unwritable(out, "a place this user can write to", exc) from None
-    return path
-
-
-def replace_model_files(new: Path, out: Path) -> None:
-    """Move everything in ``new`` (a finished training folder) into ``out``, replacing entries of the same name and
-    keeping every other file (a model card's README.md); ``new`` is gone afterwards.
-
-    Every move is a rename on one file system. Replaced entries wait in a hidden sibling folder until all new ones
-    are in and move back on an error, so ``out`` ends with the whole old model or the whole new one.
-    ``model_index.json`` leaves last and arrives first: should the process be killed mid-swap, ``out`` still reads as
-    a model folder, so :func:`check_model_out` lets the rerun repair it.
-    """
-    if not out.exists():
-        new.replace(out)
-        return
-    old = _scratch(out, "old")
-    shutil.rmtree(old, ignore_errors=True)
-    names = sorted((p.name for p in new.iterdir()), key=lambda name: name == "model_index.json")
-    moved_out: list[str] = []
-    moved_in: list[str] = []
-    try:
-        old.mkdir()
-        for name in names:
-            if os.path.lexists(out / name):
-                (out / name).replace(old / name)
-                moved_out.append(name)
-        for name in reversed(names):
-            (new / name).replace(out / name)
-            moved_in.append(name)
-    except BaseException as exc:
-        for name in reversed(moved_in):
-            (out / name).replace(new / name)
-        for name in reversed(moved_out):
-            (old / name).replace(out / name)
-        shutil.rmtree(old, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise unwritable(out, "a place this user can write to", exc) from None
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(new, ignore_errors=True)
 
 
 def _shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -249,13 +184,9 @@ def train_classifier(out: Path, seed: int = 0, epochs: int = 40, on_epoch: Calla
     net.eval()
     with torch.no_grad():
         acc = float((net(xh).argmax(1) == yh).float().mean())
-    tmp = _scratch(out, "tmp")
     try:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-        tmp.replace(out)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise unwritable(out, "a place this user can write to", exc) from None
-        raise
+        with atomic_path(out) as tmp:
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    except OSError as exc:
+        raise unwritable(out, "a place this user can write to", exc) from None
     return {"heldout_accuracy": round(acc, 4), "epochs": epochs, "seed": seed}

@@ -14,7 +14,7 @@ from conftest import tiny_unet
 from typer.testing import CliRunner
 
 from flexdiff.cli import app
-from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, load_model, save_model
+from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, save_model
 
 runner = CliRunner()
 FAST = ["--record-n", "32", "--val-n", "8", "--distill-steps", "3", "--retrain-steps", "4", "--fid-n", "6", "--reference", "builtin:digits-heldout", "--minutes", "5", "--device", "cpu", "--no-report"]
@@ -184,7 +184,7 @@ def test_step_timing_ignores_a_moment_of_contention() -> None:
     not shrink a run's step counts."""
     import time
 
-    from flexdiff.nas.compress import _seconds_per_step
+    from flexdiff.nas.clock import seconds_per_step
 
     calls: list[int] = []
 
@@ -192,7 +192,7 @@ def test_step_timing_ignores_a_moment_of_contention() -> None:
         calls.append(n)
         time.sleep(n * (0.05 if len(calls) == 2 else 0.01))  # the first timed repeat is contended
 
-    per_step = _seconds_per_step(run_steps, steps=2, repeats=3)
+    per_step = seconds_per_step(run_steps, steps=2, repeats=3)
     assert calls == [1, 2, 2, 2]  # warm-up, then the repeats
     assert 0.009 <= per_step < 0.03
 
@@ -202,7 +202,8 @@ def test_a_resumed_run_continues_the_clock_of_the_earlier_processes(run_dir: Pat
     its clock that much earlier (it used to plan the rest of the run against a fresh budget)."""
     import time
 
-    from flexdiff.nas.compress import CompressConfig, prepare
+    from flexdiff.nas.clock import prepare
+    from flexdiff.nas.config import CompressConfig
 
     out = tmp_path / "resumed"
     shutil.copytree(run_dir, out)

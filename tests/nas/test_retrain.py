@@ -11,10 +11,11 @@ from conftest import tiny_unet
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG
-from flexdiff.nas.compress import assemble
+from flexdiff.models.student import block_module, block_specs
+from flexdiff.nas.phases import assemble
 from flexdiff.nas.record import record_teacher
 from flexdiff.nas.retrain import AlphaSchedule, Checkpoint, RetrainConfig, retrain
-from flexdiff.nas.space import block_module, block_specs, random_architecture
+from flexdiff.nas.space import random_architecture
 from flexdiff.nas.supernet import BlockSupernet
 from flexdiff.noise import NoiseSchedule
 
@@ -52,7 +53,7 @@ def parts():
     noise = NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG)
 
     class _Model:  # the parts of DiffusionModel that recording needs
-        unet, sample_shape, device = teacher, (1, 8, 8), torch.device("cpu")
+        denoiser, sample_shape, device = teacher, (1, 8, 8), torch.device("cpu")
 
     _Model.noise = noise
     records = record_teacher(_Model(), tiny_images(), 16, 4, seed=0)

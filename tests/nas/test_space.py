@@ -7,16 +7,25 @@ import copy
 
 import pytest
 import torch
-
 from conftest import tiny_unet
 
+from flexdiff.backbones import unet_layout
 from flexdiff.cost import count_macs
-from flexdiff.hooks import apply_partial_steps, remove_partial_steps, unet_layout
+from flexdiff.hooks import apply_partial_steps, remove_partial_steps
+from flexdiff.models.student import (
+    Architecture,
+    BlockChoice,
+    SlimResnet,
+    apply_architecture,
+    block_module,
+    block_specs,
+    num_parameters,
+)
 from flexdiff.nas.blocks import block_inputs, capture, run_block
-from flexdiff.nas.compress import assemble
-from flexdiff.nas.space import Architecture, BlockChoice, apply_architecture, block_module, block_specs, num_parameters, random_architecture
+from flexdiff.nas.phases import assemble
+from flexdiff.nas.space import random_architecture
 from flexdiff.nas.supernet import BlockSupernet, unit_costs
-from flexdiff.nas.units import SlimmableResnet, SlimResnet
+from flexdiff.nas.units import SlimmableResnet
 
 
 def _supernets(unet):

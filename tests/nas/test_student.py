@@ -11,8 +11,9 @@ from conftest import tiny_unet
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, load_model
-from flexdiff.nas.compress import assemble
-from flexdiff.nas.space import STUDENT_FILE, block_module, block_specs, random_architecture
+from flexdiff.models.student import STUDENT_FILE, block_module, block_specs
+from flexdiff.nas.phases import assemble
+from flexdiff.nas.space import random_architecture
 from flexdiff.nas.student import save_student
 from flexdiff.nas.supernet import BlockSupernet
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 
 from flexdiff.features import FeatureNetwork
+from flexdiff.metrics import paired_distance, rfid
 from flexdiff.models import load_model
 from flexdiff.samplers import uniform_timesteps
-from flexdiff.search.reference import CACHE_NAME, load_or_build_reference, paired_distance, rfid
+from flexdiff.search.reference import CACHE_NAME, load_or_build_reference
 
 
 def _net() -> FeatureNetwork:
@@ -28,7 +29,7 @@ def test_cache_is_reused_only_for_the_same_key(tiny_model_dir: Path, tmp_path: P
     _, status = load_or_build_reference(model, "dpmpp-2m", uniform_timesteps(1000, 5, "linspace"), 1, 6, _net(), tmp_path)
     assert status == "rebuilt: sampler, timesteps differs"
     with torch.no_grad():
-        next(model.unet.parameters()).add_(0.01)  # other weights: another model
+        next(model.denoiser.parameters()).add_(0.01)  # other weights: another model
     rebuilt, status = load_or_build_reference(model, "dpmpp-2m", uniform_timesteps(1000, 5, "linspace"), 1, 6, _net(), tmp_path)
     assert status == "rebuilt: model differs"
     assert rebuilt.key.model != first.key.model

@@ -225,9 +225,9 @@ def test_a_space_smaller_than_trials_stops_with_a_message(tiny_model_dir: Path, 
 
 
 def test_schedule_file_names_stay_short_and_distinct() -> None:
-    from flexdiff.search.run import _file_name
+    from flexdiff.search.artefacts import file_name
 
-    assert _file_name("ddim-25") == "ddim-25.json"
+    assert file_name("ddim-25") == "ddim-25.json"
     long = ["genome-" + "_".join(["b0i1"] * 60) + tail for tail in ("", "_b1i2")]  # 60+ segments: over 255 bytes as is
-    names = [_file_name(n) for n in long]
+    names = [file_name(n) for n in long]
     assert all(len(n) <= 125 for n in names) and names[0] != names[1]

@@ -7,8 +7,8 @@ import pytest
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule import FULL, Genome, Segment
-from flexdiff.search.evolution import pareto_front
 from flexdiff.search.space import GenomeSpace
+from flexdiff.utils.pareto import pareto_front
 
 TS = list(range(980, -1, -20))
 SPACE = GenomeSpace(50, (5, 7, 10, 17), num_branches=9)
@@ -110,7 +110,7 @@ def test_shift_keeps_active_steps_and_uniform_genomes_are_uniform() -> None:
 
 
 def test_evolution_starts_from_seed_baselines_and_never_re_evaluates_them() -> None:
-    from flexdiff.search.evolution import EvolutionSampler, Member
+    from flexdiff.search.strategies.evolution import EvolutionSampler, Member
 
     seed_genome = Genome((Segment(0, 1),) * 10)  # DDIM-10 as a genome
     key = lambda g: g.expand(TS).key  # noqa: E731
@@ -133,7 +133,7 @@ def test_evolution_starts_from_seed_baselines_and_never_re_evaluates_them() -> N
 
 
 def test_parents_hold_an_elite_within_every_budget() -> None:
-    from flexdiff.search.evolution import EvolutionSampler, Member
+    from flexdiff.search.strategies.evolution import EvolutionSampler, Member
 
     # B = (4.9, 21) is dominated by C = (4.6, 20.5), which is dominated by A = (4.5, 20): Pareto rank 3
     pool = [Member(f"0:{i}", macs, rfid) for i, (macs, rfid) in enumerate([(10, 1.0), (9, 1.5), (5.5, 8.0), (4.5, 20.0), (4.6, 20.5), (4.9, 21.0)], 1)]

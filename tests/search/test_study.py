@@ -10,7 +10,14 @@ import pytest
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule import Schedule, ddim_k
-from flexdiff.search.study import EXHAUSTED_AFTER, claim, evaluated, open_storage, open_study, run_search
+from flexdiff.search.study import (
+    EXHAUSTED_AFTER,
+    claim,
+    evaluated,
+    open_storage,
+    open_study,
+    run_search,
+)
 
 TS = list(range(900, -1, -100))  # 10 teacher steps
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flexdiff.nas.space import BlockSpec, block_module
+from flexdiff.models.student import BlockSpec, block_module
 
 
 def _down_keys(unet: nn.Module, d: int) -> list[str]:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from flexdiff.models.student import BlockChoice, BlockSpec
 from flexdiff.nas.blocks import block_inputs, output_keys, relative_loss
 from flexdiff.nas.record import Records
-from flexdiff.nas.space import BlockChoice, BlockSpec
 from flexdiff.nas.supernet import BlockSupernet
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils import pareto
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,8 @@ class Candidate:
 
 
 def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
-    """Candidates no other candidate beats on all of MACs, parameters and loss (ties keep the first)."""
-    front = []
-    for c in sorted(candidates, key=lambda c: (c.loss, c.macs, c.params)):
-        if not any(f.macs <= c.macs and f.params <= c.params for f in front):
-            front.append(c)  # sorted by loss: no later candidate has a lower loss, so only cost can beat it
+    """Candidates no other candidate beats on all of MACs, parameters and loss (ties keep the first), cheapest first."""
+    front = [candidates[i] for i in pareto.pareto_front([(c.loss, c.macs, c.params) for c in candidates])]
     return sorted(front, key=lambda c: (c.macs, c.params))
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from flexdiff.models import DiffusionModel
+from flexdiff.models.student import block_specs
 from flexdiff.nas.blocks import capture
-from flexdiff.nas.space import block_specs
+from flexdiff.utils.io import atomic_path
 
 
 @dataclass
@@ -46,9 +47,8 @@ class Records:
     def save(self, path: Path, metadata: dict[str, str]) -> None:
         from safetensors.torch import save_file
 
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in self.data.items()}, str(tmp), metadata={**metadata, "n_train": str(self.n_train), "n_val": str(self.n_val)})
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in self.data.items()}, str(tmp), metadata={**metadata, "n_train": str(self.n_train), "n_val": str(self.n_val)})
 
     @classmethod
     def load(cls, path: Path) -> tuple["Records", dict[str, str]]:
@@ -76,7 +76,7 @@ def record_teacher(
     on_batch: Callable[[int], None] | None = None,
 ) -> Records:
     """Run the teacher on ``n_train + n_val`` noised images (drawn from ``seed``) and capture every block."""
-    unet, specs = model.unet, block_specs(model.unet)
+    unet, specs = model.denoiser, block_specs(model.denoiser)
     n = n_train + n_val
     x_t, t = noised_rows(model, images, n, seed)
     chunks: dict[str, list[torch.Tensor]] = {}

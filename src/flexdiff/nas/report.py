@@ -9,7 +9,7 @@ def print_summary(results: dict[str, Any]) -> None:
     """Per block: the choice and its share of the teacher's MACs / parameters; then teacher vs student."""
     from rich.table import Table
 
-    from flexdiff.progress import stdout
+    from flexdiff.utils.progress import stdout
 
     table = Table("block", "choice", "MACs", "params", "block loss")
     for row in results["blocks"]:

@@ -44,9 +44,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.models.student import BlockSpec
 from flexdiff.nas.blocks import capture, output_keys, relative_loss
-from flexdiff.nas.space import BlockSpec
 from flexdiff.noise import NoiseSchedule
+from flexdiff.utils.io import atomic_path
+from flexdiff.utils.training import ema_update, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,6 @@ class RetrainConfig:
     checkpoint_seconds: float = 60.0
 
 
-def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p, 1.0 - decay)
-
-
 class Checkpoint:
     """Retraining state on disk: ``checkpoint.safetensors`` (tensors) + ``checkpoint.json`` (step, history), atomic."""
 
@@ -126,13 +122,10 @@ class Checkpoint:
                 tensors[f"opt.{i}.{name}"] = value.detach().reshape(-1).contiguous() if value.ndim == 0 else value.detach().contiguous()
         tensors["rng"] = gen.get_state()
         tensors["step"] = torch.tensor([step])  # matched against the JSON: a kill between the two writes is detected
-        tmp = self.tensors.with_name(self.tensors.name + ".tmp")
-        save_file(tensors, str(tmp))
         meta = {"step": step, "history": history, "fingerprint": fingerprint, "param_groups": state["param_groups"]}
-        tmp_meta = self.meta.with_name(self.meta.name + ".tmp")
-        tmp_meta.write_text(json.dumps(meta) + "\n")
-        tmp.replace(self.tensors)
-        tmp_meta.replace(self.meta)
+        with atomic_path(self.meta) as tmp_meta, atomic_path(self.tensors) as tmp:  # renamed at the end, the tensors first
+            save_file(tensors, str(tmp))
+            tmp_meta.write_text(json.dumps(meta) + "\n")
 
     def load(self, student: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, fingerprint: dict[str, Any]) -> tuple[int, list[dict[str, Any]]] | None:
         """Restore into the given objects; None when there is no checkpoint of this very retraining."""
@@ -184,7 +177,7 @@ def retrain(
     ema = copy.deepcopy(student).eval().requires_grad_(False)
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     steps = config.steps
-    lr_at = lambda s: min((s + 1) / config.warmup_steps, 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))  # noqa: E731
+    lr_at = lambda s: warmup_cosine(s, steps, config.warmup_steps)  # noqa: E731
     restored = checkpoint.load(student, ema, opt, gen, fingerprint) if checkpoint is not None else None
     step, history = restored if restored is not None else (0, [])
     first = step
@@ -217,7 +210,7 @@ def retrain(
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
             opt.step()
             step += 1
-            _ema_update(ema, student, min(config.ema_decay, (1 + step) / (10 + step)))
+            ema_update(ema, student, step, config.ema_decay)
             for name, value in (("loss", loss), ("feature", feature), ("output", output), ("data", data)):
                 window.setdefault(name, []).append(float(value.detach()))
             if step % config.log_every == 0 or step == steps:

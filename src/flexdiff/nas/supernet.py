@@ -21,9 +21,16 @@ import torch
 from torch import nn
 
 from flexdiff.cost import count_macs
-from flexdiff.nas.blocks import run_block
-from flexdiff.nas.space import BlockChoice, BlockSpec, num_parameters, set_block
-from flexdiff.nas.units import NoAttention, SlimmableResnet, SwitchableAttention
+from flexdiff.models.student import (
+    BlockChoice,
+    BlockSpec,
+    NoAttention,
+    block_module,
+    num_parameters,
+    set_block,
+)
+from flexdiff.nas.blocks import block_inputs, capture, run_block
+from flexdiff.nas.units import SlimmableResnet, SwitchableAttention
 
 
 class BlockSupernet(nn.Module):
@@ -110,16 +117,14 @@ def unit_costs(supernet: BlockSupernet, teacher_block: nn.Module, example: tuple
 
 
 @torch.no_grad()
-def smallest_student(unet: nn.Module, specs: tuple[BlockSpec, ...], sample_shape: tuple[int, int, int]) -> tuple[int, int, int, int]:
+def smallest_student(unet: nn.Module, specs: tuple[BlockSpec, ...], sample_shape: tuple[int, int, int], num_train_timesteps: int) -> tuple[int, int, int, int]:
     """(MACs, params) per sample of the smallest student of the space, then of the teacher, before any training.
 
-    Costs do not depend on the weights, so an impossible budget is refused before any work starts.
+    Costs do not depend on the weights, so an impossible budget is refused before any work starts. The probe runs at
+    ``num_train_timesteps // 2``, inside the model's range (a model trained on 400 timesteps has no t = 500).
     """
-    from flexdiff.nas.blocks import block_inputs, capture
-    from flexdiff.nas.space import block_module
-
     x = torch.zeros((1, *sample_shape), device=next(unet.parameters()).device)
-    t = torch.tensor([500], device=x.device)
+    t = torch.tensor([num_train_timesteps // 2], device=x.device)
     teacher_macs, teacher_params = count_macs(lambda: unet(x, t)), num_parameters(unet)
     with capture(unet, specs) as live:
         unet(x, t)

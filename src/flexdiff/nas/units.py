@@ -25,72 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flexdiff.errors import FlexdiffError
-
-
-def check_resnet(resnet: nn.Module, where: str) -> None:
-    """Raise unless ``resnet`` is a plain diffusers ResnetBlock2D this module knows how to slim."""
-    from diffusers.models.resnet import ResnetBlock2D
-
-    ok = (
-        isinstance(resnet, ResnetBlock2D)
-        and resnet.time_embedding_norm == "default"
-        and resnet.time_emb_proj is not None
-        and not resnet.skip_time_act
-        and resnet.upsample is None
-        and resnet.downsample is None
-        and resnet.conv1.out_channels == resnet.conv2.in_channels == resnet.norm2.num_channels
-    )
-    if not ok:
-        raise FlexdiffError(where, "a ResnetBlock2D with the default time-embedding norm, no up/down sampling", "compress supports UNet2DModel blocks DownBlock2D / AttnDownBlock2D / UNetMidBlock2D / UpBlock2D / AttnUpBlock2D")
-
-
-class SlimResnet(nn.Module):
-    """A ResnetBlock2D with ``mid_groups`` internal GroupNorm groups (0 = residual branch dropped).
-
-    Same call signature ``(hidden_states, temb)`` and same parameter names as diffusers' layer, so state dicts keep
-    the teacher's key layout and the hooks of :mod:`flexdiff.hooks` treat it like any unit.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, groups: int, channels_per_group: int, mid_groups: int, eps: float, output_scale_factor: float = 1.0) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels, self.mid_groups = in_channels, out_channels, mid_groups
-        self.mid_channels = mid_groups * channels_per_group
-        self.output_scale_factor = output_scale_factor
-        self.nonlinearity = nn.SiLU()
-        if mid_groups > 0:
-            self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps)
-            self.conv1 = nn.Conv2d(in_channels, self.mid_channels, 3, padding=1)
-            self.time_emb_proj = nn.Linear(temb_channels, self.mid_channels)
-            self.norm2 = nn.GroupNorm(mid_groups, self.mid_channels, eps=eps)
-            self.conv2 = nn.Conv2d(self.mid_channels, out_channels, 3, padding=1)
-        self.conv_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
-
-    @classmethod
-    def like(cls, resnet: nn.Module, mid_groups: int) -> "SlimResnet":
-        """An (untrained) slim layer with ``resnet``'s input/output shapes and ``mid_groups`` internal groups."""
-        groups_out = resnet.norm2.num_groups
-        return cls(
-            resnet.conv1.in_channels, resnet.conv2.out_channels, resnet.time_emb_proj.in_features, resnet.norm1.num_groups,
-            resnet.norm2.num_channels // groups_out, mid_groups, resnet.norm2.eps, float(resnet.output_scale_factor),
-        )
-
-    def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        input_tensor = input_tensor.contiguous()  # see SlimmableResnet.forward: no channels-last GroupNorm backward
-        shortcut = self.conv_shortcut(input_tensor) if self.conv_shortcut is not None else input_tensor  # (N, C_out, H, W)
-        if self.mid_groups == 0:
-            return shortcut / self.output_scale_factor
-        h = self.conv1(self.nonlinearity(self.norm1(input_tensor)))  # (N, mid, H, W)
-        h = h + self.time_emb_proj(self.nonlinearity(temb))[:, :, None, None]  # temb (N, T) -> (N, mid, 1, 1)
-        h = self.conv2(self.nonlinearity(self.norm2(h)))  # (N, C_out, H, W)
-        return (shortcut + h) / self.output_scale_factor
-
-
-class NoAttention(nn.Module):
-    """A dropped attention layer: returns its input. Accepts the keyword arguments diffusers blocks pass."""
-
-    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return hidden_states
+from flexdiff.models.student import SlimResnet
 
 
 class SwitchableAttention(nn.Module):

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.report import sections
-from flexdiff.report.html import absent, page, write_atomic
+from flexdiff.report.html import absent, page
 from flexdiff.report.load import load_run
+from flexdiff.utils.io import write_text
 
 __all__ = ["write_report", "write_run_report"]
 
@@ -47,7 +48,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images
     ]
     title = f"flexdiff report — {data.run_dir.resolve().name}"
     summary = sections.guarded("summary", "Summary", lambda: sections.summary(data)).body  # a malformed results.json: a note, not a traceback
-    write_atomic(target, page(title, summary, parts))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text(target, page(title, summary, parts))
     return target
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,10 +19,11 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.models import condition, load_model
 from flexdiff.report.plots import to_png
-
-if TYPE_CHECKING:
-    from flexdiff.models import DiffusionModel
+from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
+from flexdiff.search.artefacts import schedule_of_row
+from flexdiff.utils.progress import progress_bar
 
 Row = dict[str, Any]
 SAME_COST = 1.02  # a rival may cost up to 2 % more MACs and still count as "the same cost"
@@ -80,11 +81,8 @@ def pick_rows(results: dict[str, Any]) -> tuple[list[tuple[str, Row]], str | Non
     return out, note
 
 
-def load_run_model(config: dict[str, Any], device: str) -> DiffusionModel:
+def load_run_model(config: dict[str, Any], device: str) -> Any:
     """The run's model, conditioned as the search conditioned it (prompts, guidance, labels), so the seeds match."""
-    from flexdiff.models import load_model
-    from flexdiff.pipelines import condition
-
     model = load_model(config["model"], device)
     condition(model, prompts=config.get("prompts"), negative_prompt=config.get("negative_prompt"), guidance=config.get("guidance"), labels=config.get("labels"))
     return model
@@ -92,21 +90,16 @@ def load_run_model(config: dict[str, Any], device: str) -> DiffusionModel:
 
 def generate_panels(config: dict[str, Any], rows: Sequence[tuple[str, Row]], n: int, device: str = "cpu", progress: bool = True) -> list[Panel]:
     """The teacher's ``n`` images and each row's, from the run's seed (raises FlexdiffError if the model cannot load)."""
-    from flexdiff.hooks import unet_layout
-    from flexdiff.progress import progress_bar
-    from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
-    from flexdiff.schedule import Schedule, Step
-
     missing = [k for k in ("model", "sampler", "steps", "seed") if config.get(k) is None]
     if missing:
         raise FlexdiffError(f"results.json config without {', '.join(missing)}", "the model, sampler, steps and seed of the run", "rerun the search with this flexdiff")
     sampler, steps, seed = str(config["sampler"]), int(config["steps"]), int(config["seed"])
     model = load_run_model(config, device)
     timesteps = teacher_timesteps(model, sampler, steps)
-    num_branches = unet_layout(model.unet).num_branches
+    num_branches = model.backbone.layout(model.denoiser).num_branches
     plans = []
     for role, row in rows:
-        plan = Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(timesteps), str(row.get("sampler", sampler)), str(row.get("name", role)))  # rows of a --solver search run with it
+        plan = schedule_of_row(row, timesteps, sampler)  # rows of a --solver search name their own sampler
         plan.check_branches(num_branches)
         plans.append((label(row, role, ":\n"), plan))
     noise = model.initial_noise(n, seed)  # as the search drew it: image i is the same whatever n

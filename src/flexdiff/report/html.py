@@ -10,7 +10,6 @@ import base64
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f; background: #fff; }
@@ -84,14 +83,3 @@ def page(title: str, summary: str, sections: Sequence[Section]) -> str:
         f"<title>{esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n"
         f"<h1>{esc(title)}</h1>\n{summary}\n<nav>{nav}</nav>\n{parts}\n</main>\n</body>\n</html>\n"
     )
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a sibling temp file and rename: a crash never leaves half a report behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -6,12 +6,12 @@ schedule search of its student in ``search/``. Whatever is missing is ``None`` h
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils.io import read_json
 
 COMPRESS = "compress"
 
@@ -29,12 +29,9 @@ class RunData:
 
 def read_results(path: Path) -> dict[str, Any]:
     """One results file as a dict; a missing or corrupt file is a one-line :class:`FlexdiffError`."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FlexdiffError(path, "a results.json written by `flexdiff search` or `flexdiff compress`", "pass the --out folder of a finished run") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FlexdiffError(path, "a valid results.json", f"it does not parse ({exc.__class__.__name__}); rerun the command that wrote it") from None
+    if not path.exists():
+        raise FlexdiffError(path, "a results.json written by `flexdiff search` or `flexdiff compress`", "pass the --out folder of a finished run")
+    data = read_json(path, "a valid results.json", "rerun the command that wrote it")
     if not isinstance(data, dict):
         raise FlexdiffError(path, "a JSON object of results", "rerun the command that wrote it")
     return data

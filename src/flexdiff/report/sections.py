@@ -10,8 +10,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from flexdiff import provenance
 from flexdiff.errors import FlexdiffError
-from flexdiff.report import grids, plots, provenance
+from flexdiff.report import grids, plots
 from flexdiff.report.html import Section, absent, esc, img, para, table
 from flexdiff.report.load import RunData
 

@@ -17,28 +17,19 @@ from pathlib import Path
 import torch
 
 from flexdiff.features import FeatureNetwork
-from flexdiff.metrics import frechet_distance
 from flexdiff.models import DiffusionModel
 from flexdiff.sampling import generate
+from flexdiff.utils.hashing import weights_hash
+from flexdiff.utils.io import atomic_path
 
 CACHE_NAME = "teacher_cache.safetensors"
-
-
-def weights_hash(module: torch.nn.Module) -> str:
-    """sha256 over parameter names, shapes, dtypes and bytes: identifies the weights, not the file."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # reshape: 0-d tensors too
-    return digest.hexdigest()
 
 
 def model_hash(model: DiffusionModel) -> str:
     """The UNet's weights and the noise schedule they are sampled with (alpha-bars, prediction type, x0 clipping): a
     changed scheduler_config.json changes the teacher's images as surely as other weights do."""
     noise = model.noise
-    digest = hashlib.sha256(weights_hash(model.unet).encode())
+    digest = hashlib.sha256(weights_hash(model.denoiser).encode())
     digest.update(noise.alphas_cumprod.detach().cpu().to(torch.float64).numpy().tobytes())
     digest.update(f"|{noise.prediction_type}|{noise.clip_sample}|{noise.clip_sample_range}".encode())
     return digest.hexdigest()
@@ -114,17 +105,6 @@ def load_or_build_reference(
     features = net(images)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({"images": images.contiguous(), "features": features.contiguous()}, str(tmp), metadata={"key": key.to_json()})
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file({"images": images.contiguous(), "features": features.contiguous()}, str(tmp), metadata={"key": key.to_json()})
     return TeacherReference(key, noise, images, features), status
-
-
-def rfid(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
-    """rFID: Fréchet distance between candidate and teacher features from the same noise."""
-    return frechet_distance(teacher, candidate)
-
-
-def paired_distance(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
-    """Mean per-image feature distance to its teacher twin (same noise): lower variance than rFID at small n."""
-    return float((candidate - teacher).norm(dim=1).mean())

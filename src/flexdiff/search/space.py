@@ -8,11 +8,18 @@ of every expanded schedule is full by construction (each segment starts with its
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.schedule import FULL, NULL, PARTIAL, Genome, Schedule, Segment, check_spacing
+from flexdiff.schedule import (
+    FULL,
+    NULL,
+    PARTIAL,
+    Genome,
+    Schedule,
+    Segment,
+    check_spacing,
+)
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,3 @@ class GenomeSpace:
         if len(a.segments) != len(b.segments) or a.spacing != b.spacing:
             b = self.resegment(b, len(a.segments), a.spacing)
         return Genome(tuple(x if rng.random() < 0.5 else y for x, y in zip(a.segments, b.segments)), a.spacing)
-
-    def expand(self, genome: Genome, timesteps: Sequence[int], sampler: str) -> Schedule:
-        return genome.expand(timesteps, sampler)

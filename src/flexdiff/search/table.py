@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from flexdiff.progress import stdout
+from flexdiff.utils.progress import stdout
 
 
 def _fmt(value: float | None, spec: str) -> str:

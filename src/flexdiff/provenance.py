@@ -1,4 +1,5 @@
-"""What produced the numbers: the command line, package versions and machine, recorded when a run writes its results.
+"""What produced the numbers: the command line, package versions and machine, recorded when a run writes its results
+(search, compress, sample).
 
 A number without the command, versions and machine behind it cannot be checked or reproduced, so every results file
 carries them (:func:`run_provenance`), and the report shows them; a run written before this existed gets its command
@@ -59,12 +60,13 @@ def current_command() -> list[str]:
     return [Path(sys.argv[0]).name or "python", *sys.argv[1:]] if sys.argv else []
 
 
-def run_provenance(previous_results: Path) -> dict[str, Any]:
-    """The entries a results file gets: this command, the earlier ones of the same folder (resumed runs), the environment.
+def run_provenance(previous_results: Path, command: list[str] | None = None) -> dict[str, Any]:
+    """The entries a results file gets: this command (``command``, default :func:`current_command`), the earlier ones of
+    the same folder (resumed runs), the environment.
 
-    A resumed search keeps the trials of its earlier commands, so those commands produced numbers too.
+    A resumed run keeps the work of its earlier commands, so those commands produced numbers too.
     """
-    command = current_command()
+    command = command if command is not None else current_command()
     earlier: list[list[str]] = []
     try:
         old = json.loads(previous_results.read_text())

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
@@ -25,29 +24,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from flexdiff.schedule import Genome
 from flexdiff.search.space import GenomeSpace
+from flexdiff.search.strategies._registry import register_strategy
+from flexdiff.utils.pareto import pareto_ranks
 
 PARAMS_ATTR = "evolution:params"
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the non-dominated points (both coordinates minimised), sorted by the first coordinate."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
-    front, best = [], float("inf")
-    for i in order:
-        if points[i][1] < best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
-def pareto_ranks(points: Sequence[tuple[float, float]], ranks: int) -> list[int]:
-    """Indices of the first ``ranks`` non-dominated fronts (rank 2 = the front once rank 1 is removed)."""
-    left, out = list(range(len(points))), []
-    for _ in range(ranks):
-        front = [left[i] for i in pareto_front([points[j] for j in left])]
-        out += front
-        left = [j for j in left if j not in set(front)]
-    return out
 
 
 @dataclass(frozen=True)
@@ -90,8 +70,8 @@ class EvolutionSampler(BaseSampler):
         return {}
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        if "fixed_params" in trial.system_attrs or trial.user_attrs.get("baseline"):
-            return  # an enqueued trial (a baseline or a user's seed) keeps its own parameters
+        if "fixed_params" in trial.system_attrs:
+            return  # an enqueued trial (a user's seed) keeps its own parameters
         genome = self.propose(study, trial.number)
         study._storage.set_trial_system_attr(trial._trial_id, PARAMS_ATTR, self.space.to_params(genome))
 
@@ -133,16 +113,7 @@ class EvolutionSampler(BaseSampler):
         return list(dict.fromkeys(front + best))
 
 
-def make_sampler(strategy: str, space: GenomeSpace, schedule_key: Callable[[Genome], str], max_macs: float | Sequence[float] | None, seed: int,
-                 seeds: Sequence[tuple[Member, str]] = ()) -> BaseSampler:
-    """``evolution`` (Flexiffusion, seeded with ``seeds``), ``nsga2`` (Optuna's NSGA-II) or ``random``: compared at
-    equal budget (the two Optuna strategies start from scratch, as they would for a user)."""
-    from flexdiff.errors import FlexdiffError
-
-    if strategy == "evolution":
-        return EvolutionSampler(space, schedule_key, max_macs, seed, seeds=seeds)
-    if strategy == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
-    if strategy == "random":
-        return RandomSampler(seed=seed)
-    raise FlexdiffError(strategy, "a strategy evolution, nsga2 or random", "pick one with --strategy")
+@register_strategy("evolution")
+def _evolution(space: GenomeSpace, schedule_key: Callable[[Genome], str], budgets: Sequence[float] | None, seed: int, seeds: Sequence[tuple[Member, str]]) -> BaseSampler:
+    """Flexiffusion's evolution, seeded with the segment-shaped baselines."""
+    return EvolutionSampler(space, schedule_key, budgets, seed, seeds=seeds)

@@ -1,0 +1,108 @@
+"""The ``flexdiff`` application: the Typer app, the error net every command runs under, and the shared options."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.features import feature_network_names
+from flexdiff.samplers import sampler_names
+
+HELP = "flexdiff: make pretrained diffusion models faster at the same quality. Every bad input ends in one line on stderr and exit code 2."
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=HELP)
+F = TypeVar("F", bound=Callable[..., Any])
+
+MODEL = typer.Option("builtin:digits", "--model", help="builtin:digits or a local diffusers folder")
+DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda")
+SEED = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="one seed drives noise and training")  # torch.Generator takes 64 bits
+NO_REPORT = typer.Option(False, "--no-report", help="skip OUT/report.html (write it later with `flexdiff report OUT`)")
+# conditioning of real pipelines (flexdiff.pipelines) and feature networks from local files
+PROMPTS = typer.Option(None, "--prompts", help="prompt file of a text-to-image pipeline: one prompt per line, or SEED<TAB>prompt; image i takes prompt i mod P")
+NEGATIVE_PROMPT = typer.Option(None, "--negative-prompt", help="negative prompt: the unconditional half of classifier-free guidance (default: empty)")
+GUIDANCE = typer.Option(None, "--guidance", help="classifier-free guidance scale (default: 7.5 with --prompts, else 1 = none)")
+LABELS = typer.Option(None, "--labels", help="class labels of a class-conditional UNet, e.g. 0,3,7, cycled over the images (default: round-robin)")
+CLIP = typer.Option(None, "--clip", help="local CLIP folder (transformers CLIPModel, safetensors) for --features clip and the CLIP score")
+INCEPTION = typer.Option(None, "--inception", help="local FID Inception weights file for --features inception (needs torch-fidelity)")
+
+
+SAMPLER = typer.Option("ddim", "--sampler", help=f"sampler: {', '.join(sampler_names())}")
+FEATURES = typer.Option("digits", "--features", help=f"feature network of FID / rFID: {', '.join(feature_network_names())}")
+TEACHER_STEPS = typer.Option(50, "--steps", help="T, the teacher's number of steps")
+
+
+def guard(fn: F) -> F:
+    """A :class:`FlexdiffError` raised by ``fn`` becomes one stderr line and exit code 2 (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FlexdiffError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError too
+            if not _out_of_memory(exc):
+                raise
+            detail = (str(exc).splitlines() or [""])[-1].strip()[:160]
+            print(f"error: out of memory ({detail}): expected a job that fits this machine; lower --n or --batch-size", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation failure (host or GPU): too large an --n or --batch-size for the machine, not a flexdiff bug."""
+    import torch
+
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(exc)
+
+
+def command(fn: F) -> F:
+    """Register ``fn`` as a command of :data:`app`, under the error net."""
+    return app.command()(guard(fn))  # type: ignore[return-value]
+
+
+
+
+def choices(names: list[str]) -> str:
+    """A registry's names for ``--help`` ("ddim, ddim-2m or dpmpp-2m")."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def features_path(features: str, clip: Path | None, inception: Path | None) -> Path | None:
+    """The local weights for ``--features``: --clip for clip, --inception for inception; refused for another network."""
+    for option, path, name in (("--clip", clip, "clip"), ("--inception", inception, "inception")):
+        if path is not None and features != name:
+            raise FlexdiffError(f"{option} {path}", f"--features {name} (it holds that network's weights)", f"pass --features {name} or drop {option}")
+    return clip if features == "clip" else inception if features == "inception" else None
+
+
+def floats(text: str, option: str) -> tuple[float, ...]:
+    """``"1,1.5,2"`` -> (1.0, 1.5, 2.0)."""
+    try:
+        values = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise FlexdiffError(f"{option} {text}", "comma-separated numbers, e.g. 1,1.5,2", f"fix {option}")
+    return values
+
+
+def ints(text: str, option: str) -> tuple[int, ...]:
+    """``"5,10,25"`` or ranges ``"4-25"`` (inclusive), mixed freely."""
+    try:
+        values: tuple[int, ...] = ()
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            low, dash, high = part.partition("-")
+            values += tuple(range(int(low), int(high) + 1)) if dash and low else (int(part),)
+    except ValueError:
+        raise FlexdiffError(f"{option} {text}", "comma-separated integers or ranges, e.g. 5,10,25 or 4-25", f"fix {option}") from None
+    if not values:
+        raise FlexdiffError(f"{option} {text!r}", "at least one integer", f"fix {option}")
+    return values

@@ -1,0 +1,83 @@
+"""``flexdiff schedule ...``: write schedule files (the teacher, the baselines, a Flexiffusion genome)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from flexdiff.cli._app import MODEL, SAMPLER, TEACHER_STEPS, F, app, guard
+
+if TYPE_CHECKING:
+    from flexdiff.schedule import Schedule
+
+schedule_app = typer.Typer(no_args_is_help=True, help="Write schedule files (the teacher, the baselines, a Flexiffusion genome).")
+app.add_typer(schedule_app, name="schedule")
+SCHEDULE_OUT = typer.Option(..., "--out", help="schedule JSON file to write")
+
+
+def _schedule_command(fn: F) -> F:
+    return schedule_app.command(fn.__name__.removeprefix("schedule_"))(guard(fn))  # type: ignore[return-value]
+
+
+def _teacher(model: str, sampler: str, steps: int) -> list[int]:
+    from flexdiff.models import load_model
+    from flexdiff.sampling import teacher_timesteps
+
+    return teacher_timesteps(load_model(model, "cpu"), sampler, steps)
+
+
+def _write_schedule(plan: "Schedule", out: Path, model: str) -> None:
+    from flexdiff.models import load_model
+
+    m = load_model(model, "cpu")
+    plan.check_branches(m.backbone.layout(m.denoiser).num_branches)
+    plan.save(out)
+    print(f"{plan.name}: {plan.counts()} -> {out}")
+
+
+@_schedule_command
+def schedule_full(out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS) -> None:
+    """The teacher: every one of the T steps full."""
+    from flexdiff.schedule import full
+
+    _write_schedule(full(_teacher(model, sampler, steps), sampler), out, model)
+
+
+@_schedule_command
+def schedule_ddim(
+    k: int = typer.Option(..., "--k", help="number of active (full) steps, evenly spread"),
+    out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
+) -> None:
+    """DDIM-k: k evenly spread full steps, the rest null (the sampler jumps over them)."""
+    from flexdiff.schedule import ddim_k
+
+    _write_schedule(ddim_k(_teacher(model, sampler, steps), k, sampler), out, model)
+
+
+@_schedule_command
+def schedule_deepcache(
+    interval: int = typer.Option(..., "--interval", help="N: one full step every N steps"),
+    branch: int = typer.Option(0, "--branch", help="skip branch of the partial steps (0 = shallowest)"),
+    center: int | None = typer.Option(None, "--center", help="non-uniform: full steps cluster around this step"),
+    power: float = typer.Option(1.4, "--power", help="non-uniform: clustering power p"),
+    out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
+) -> None:
+    """DeepCache 1:N, uniform (default) or non-uniform (--center)."""
+    from flexdiff.schedule import deepcache_nonuniform, deepcache_uniform
+
+    ts = _teacher(model, sampler, steps)
+    plan = deepcache_uniform(ts, interval, branch, sampler) if center is None else deepcache_nonuniform(ts, interval, branch, center, power, sampler)
+    _write_schedule(plan, out, model)
+
+
+@_schedule_command
+def schedule_genome(
+    segments: str = typer.Option(..., "--segments", help="per segment BRANCH:INTERVAL, comma-separated, e.g. 0:3,1:2,0:4; append @POWER for unequal segments (e.g. 0:3,1:2,0:4@1.5)"),
+    out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
+) -> None:
+    """A Flexiffusion genome: T cut into segments (equal, or at a spacing power), each full -> (interval - 1) partials -> nulls."""
+    from flexdiff.schedule import Genome
+
+    _write_schedule(Genome.parse(segments).expand(_teacher(model, sampler, steps), sampler), out, model)

@@ -1,0 +1,82 @@
+"""``flexdiff search``: the Flexiffusion schedule search with the baselines beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from flexdiff.cli._app import (
+    CLIP,
+    DEVICE,
+    FEATURES,
+    GUIDANCE,
+    INCEPTION,
+    LABELS,
+    MODEL,
+    NEGATIVE_PROMPT,
+    NO_REPORT,
+    PROMPTS,
+    SAMPLER,
+    SEED,
+    TEACHER_STEPS,
+    choices,
+    command,
+    features_path,
+    floats,
+    ints,
+)
+from flexdiff.search.strategies import strategy_names
+
+
+@command
+def search(
+    out: Path = typer.Option(..., "--out", help="run folder: study.db, teacher cache, results.json, best.json, schedules/"),
+    model: str = MODEL,
+    sampler: str = SAMPLER,
+    steps: int = TEACHER_STEPS,
+    solver: str | None = typer.Option(None, "--solver", help="sampler the searched schedules run with on the teacher's steps (default: --sampler): dpmpp-2m, or ddim-2m (DDIM corrected to the teacher's error where it skips steps); DDIM-k and DeepCache are then also scored under it"),
+    speedup: float = typer.Option(3.0, "--speedup", help="target MACs speed-up: the budget is teacher MACs / X"),
+    max_macs: float | None = typer.Option(None, "--max-macs", help="budget in MACs per sample (overrides --speedup)"),
+    n: int = typer.Option(256, "--n", help="images per rFID evaluation during the search"),
+    trials: int = typer.Option(100, "--trials", help="searched schedules to evaluate (baselines come on top)"),
+    strategy: str = typer.Option("evolution", "--strategy", help=f"search strategy: {choices(strategy_names())} (evolution = Flexiffusion's)"),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL shared by workers (default: sqlite in OUT)"),
+    study: str | None = typer.Option(None, "--study", help="study name (default: derived from the setup, so reruns resume)"),
+    workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
+    seed: int = SEED,
+    segments: str | None = typer.Option(None, "--segments", help="segment counts the genome may use: a list (5,7,10) or a range (default 4-25, capped at --steps)"),
+    spacings: str = typer.Option("1", "--spacings", help="segment-boundary powers the genome may use, e.g. 0.8,1,1.5: 1 = equal segments (Flexiffusion), >1 = shorter segments towards the clean end, <1 = towards the noisy end"),
+    validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
+    validate_top: int = typer.Option(6, "--validate-top", help="Pareto schedules re-scored in the final validation"),
+    baseline_branches: str | None = typer.Option(None, "--baseline-branches", help="DeepCache baseline branches (default: all)"),
+    features: str = FEATURES,
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    prompts: Path | None = PROMPTS,
+    negative_prompt: str | None = NEGATIVE_PROMPT,
+    guidance: float | None = GUIDANCE,
+    labels: str | None = LABELS,
+    clip: Path | None = CLIP,
+    inception: Path | None = INCEPTION,
+    device: str = DEVICE,
+    no_report: bool = NO_REPORT,
+) -> None:
+    """Flexiffusion search: the schedules closest to the teacher (rFID) for each cost, baselines beside."""
+    from flexdiff.search.config import SearchConfig, default_segments
+    from flexdiff.search.run import search as run_search
+    from flexdiff.search.table import print_results
+
+    config = SearchConfig(
+        out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
+        trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=ints(segments, "--segments") if segments else default_segments(steps),
+        spacings=floats(spacings, "--spacings"),
+        features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device,
+        baseline_branches=ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
+        features_path=str(p) if (p := features_path(features, clip, inception)) else None, prompts=str(prompts) if prompts else None,
+        negative_prompt=negative_prompt, guidance=guidance, labels=labels,
+    )
+    print_results(run_search(config))
+    if not no_report:
+        from flexdiff.report import write_run_report
+
+        write_run_report(out, device=device)

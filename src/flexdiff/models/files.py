@@ -1,0 +1,72 @@
+"""Reading diffusers model folders strictly: configs, safetensors weights (never unpickled), sample shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.models.model import WEIGHTS_NAME
+from flexdiff.models.student import apply_student
+from flexdiff.utils.io import read_json_object
+
+
+def read_config(path: Path) -> dict:
+    """A JSON config as a dict; unreadable, non-UTF-8 or non-object content is a one-line error."""
+    return read_json_object(path, "a readable UTF-8 JSON config", "the file is corrupt; restore it")
+
+
+def sample_shape(unet: torch.nn.Module, config_file: Path) -> tuple[int, int, int]:
+    """(C, H, W) of one sample from a loaded UNet's ``in_channels`` and ``sample_size`` (an int or [H, W]).
+
+    diffusers stores ``sample_size`` without checking it, so a bad value would only fail later as an unpacking or
+    int() error; ``config_file`` is named in the one-line error instead.
+    """
+    size = unet.config.sample_size
+    hw = [size, size] if isinstance(size, int) else list(size) if isinstance(size, (list, tuple)) else None
+    if hw is None or len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in hw):
+        raise FlexdiffError(f"{config_file}: sample_size {size!r}", "an integer >= 1 or a pair of integers [height, width]", "restore the resolution the UNet was trained at")
+    return int(unet.config.in_channels), hw[0], hw[1]
+
+
+def load_component(folder: Path, classes: tuple[str, ...], fix: str) -> torch.nn.Module:
+    """A diffusers model (UNet, VAE) from ``config.json`` + ``diffusion_pytorch_model.safetensors``, strictly.
+
+    ``classes`` are the accepted ``_class_name`` values; ``fix`` is the advice when the class is another.
+    """
+    import diffusers
+    from safetensors.torch import load_file
+
+    config = read_config(folder / "config.json")
+    class_name = config.get("_class_name")
+    if class_name not in classes:
+        raise FlexdiffError(folder / "config.json", f"a {' or '.join(classes)} (found {class_name!r})", fix)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        pickled = [p.name for p in folder.glob("*.bin")]
+        hint = f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled else "restore the weights file"
+        raise FlexdiffError(weights, f"{class_name} weights in safetensors format", hint)
+    try:
+        module = getattr(diffusers, class_name).from_config(config)
+        apply_student(module, folder)
+        state = load_file(str(weights))
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except FlexdiffError:
+        raise
+    except Exception as exc:  # diffusers raises many types on a bad config; one line for the user
+        raise FlexdiffError(folder, f"a {class_name} config matching its safetensors weights", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if missing or unexpected:
+        raise FlexdiffError(weights, f"weights for every parameter of the configured {class_name}", f"{len(missing)} missing, {len(unexpected)} unexpected keys; re-save the model")
+    return module.eval().requires_grad_(False)
+
+
+
+
+def safetensors_only(folder: Path) -> None:
+    """A transformers component folder must hold safetensors weights (flexdiff never unpickles weights)."""
+    if (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file():
+        return
+    pickled = sorted(p.name for p in folder.glob("*.bin"))
+    hint = f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled else "restore the weights file"
+    raise FlexdiffError(folder / "model.safetensors", "transformers weights in safetensors format", hint)

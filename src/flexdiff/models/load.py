@@ -1,0 +1,101 @@
+"""Loading a diffusion model: the built-in teacher ``builtin:digits`` or a local diffusers folder; saving one.
+
+Weights are read from safetensors only (never unpickled); nothing is downloaded. Pipeline folders with a VAE or a
+text encoder (LDM, Stable Diffusion) are loaded by :mod:`flexdiff.models.pipelines`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.models.conditioning import default_conditioning
+from flexdiff.models.files import load_component, read_config, sample_shape
+from flexdiff.models.model import DiffusionModel
+from flexdiff.models.pipelines import is_latent_or_text_pipeline, load_pipeline
+from flexdiff.noise import NoiseSchedule
+from flexdiff.utils.device import resolve_device
+
+ASSETS = Path(__file__).parent.parent / "assets"
+BUILTIN_MODELS = {"builtin:digits": ASSETS / "digits-teacher"}
+#: The noise schedule assumed when a bare UNet folder carries no scheduler config (DDPM, Ho et al. 2020).
+DEFAULT_SCHEDULER_CONFIG: dict[str, Any] = {
+    "_class_name": "DDPMScheduler",
+    "num_train_timesteps": 1000,
+    "beta_schedule": "linear",
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "prediction_type": "epsilon",
+    "clip_sample": True,
+}
+
+
+def _unet_folder(root: Path) -> tuple[Path, Path | None]:
+    """(UNet folder, scheduler config file or None) for a pipeline folder or a bare model folder."""
+    if (root / "unet" / "config.json").is_file():
+        sched = root / "scheduler" / "scheduler_config.json"
+        return root / "unet", sched if sched.is_file() else None
+    if (root / "config.json").is_file():
+        sched = root / "scheduler_config.json"
+        return root, sched if sched.is_file() else None
+    raise FlexdiffError(
+        root,
+        "a diffusers folder: a pipeline with unet/config.json, or a model with config.json",
+        "point --model to the folder that holds model_index.json or config.json, or use builtin:digits",
+    )
+
+
+def load_model(spec: str | Path = "builtin:digits", device: str | torch.device = "auto") -> DiffusionModel:
+    """Load ``builtin:digits`` or a local diffusers folder.
+
+    Accepts a pipeline folder (``model_index.json``: DDPM / DDIM with a pixel ``UNet2DModel``, LDM with a latent
+    ``UNet2DModel`` and a VAE, Stable Diffusion; see :mod:`flexdiff.pipelines`) or a bare ``UNet2DModel`` folder
+    (``config.json`` and ``diffusion_pytorch_model.safetensors``, with an optional ``scheduler_config.json``;
+    without one the DDPM linear schedule is assumed).
+    """
+    text = str(spec)
+    if text.startswith("builtin:"):
+        if text not in BUILTIN_MODELS:
+            raise FlexdiffError(text, f"a built-in model in {{{', '.join(BUILTIN_MODELS)}}}", "or pass a diffusers folder")
+        root = BUILTIN_MODELS[text]
+    else:
+        root = Path(text).expanduser()
+        if not root.is_dir():
+            raise FlexdiffError(text, "an existing diffusers model folder", "check the path, or use builtin:digits")
+    if is_latent_or_text_pipeline(root):
+        return load_pipeline(root, text, device)
+    unet_dir, scheduler_file = _unet_folder(root)
+    unet = load_component(
+        unet_dir, ("UNet2DModel",),
+        "a bare UNet folder must hold a pixel UNet2DModel; a UNet2DConditionModel needs its Stable Diffusion pipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)",
+    )
+    scheduler_config = read_config(scheduler_file) if scheduler_file else dict(DEFAULT_SCHEDULER_CONFIG)
+    noise = NoiseSchedule.from_scheduler_config(scheduler_config, scheduler_file or "the default scheduler config")
+    shape = sample_shape(unet, unet_dir / "config.json")
+    unet.to(resolve_device(device))
+    model = DiffusionModel(
+        denoiser=unet,
+        noise=noise,
+        sample_shape=shape,
+        name=text,
+        path=root,
+        scheduler_config=scheduler_config,
+    )
+    model.conditioning = default_conditioning(model)  # class-conditional UNet2DModel: labels round-robin
+    return model
+
+
+def save_model(model_or_unet: DiffusionModel | torch.nn.Module, out: Path, scheduler_config: dict[str, Any] | None = None) -> None:
+    """Save a UNet as a diffusers pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``), safetensors only."""
+    unet = model_or_unet.denoiser if isinstance(model_or_unet, DiffusionModel) else model_or_unet
+    if scheduler_config is None:
+        scheduler_config = model_or_unet.scheduler_config if isinstance(model_or_unet, DiffusionModel) else DEFAULT_SCHEDULER_CONFIG
+    unet.save_pretrained(out / "unet", safe_serialization=True)
+    (out / "scheduler").mkdir(parents=True, exist_ok=True)
+    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config, indent=2) + "\n")
+    index = {"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", scheduler_config.get("_class_name", "DDPMScheduler")]}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")

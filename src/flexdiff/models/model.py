@@ -1,0 +1,161 @@
+"""The denoiser the samplers call (:class:`DiffusionModel`) and what conditions it (:class:`Conditioning`).
+
+A :class:`DiffusionModel` is an unmodified diffusers network of a registered family (its
+:class:`~flexdiff.backbones.base.Backbone` says how to call it), its noise schedule and the shape of one sample (for
+latent models: one latent, and an optional decoder that turns latents into images).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flexdiff.backbones import Backbone, backbone_of
+from flexdiff.noise import NoiseSchedule, initial_noise
+
+#: The weights file of a diffusers model folder (safetensors; flexdiff never unpickles weights).
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+
+def _rows(tensor: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` rows of a per-entry tensor: one entry is broadcast, otherwise image ``i`` takes entry ``i mod P``."""
+    if tensor.shape[0] in (1, n):
+        return tensor.expand(n, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor
+    return tensor[torch.arange(n, device=tensor.device) % tensor.shape[0]]
+
+
+@dataclass
+class Conditioning:
+    """What a conditional UNet sees besides ``x_t`` and ``t``: text encoder states (with classifier-free guidance,
+    Ho & Salimans 2022) or class labels.
+
+    ``cond`` is (P, L, D) encoder states, ``labels`` (P,) class labels: one row per *entry* (a prompt or a label);
+    image ``i`` of a run takes entry ``i mod P``. ``uncond`` (1 or P, L, D) is the negative prompt. With
+    ``guidance_scale != 1`` both halves run in one UNet call on a batch of 2N (uncond first), so the partial-step
+    cache holds both halves. ``seeds`` (one per entry, ``None`` = the run's seed + entry index) makes each entry's
+    initial noise its own: see :meth:`noise`. ``description`` records where it came from (prompts, labels).
+    """
+
+    cond: torch.Tensor | None = None
+    uncond: torch.Tensor | None = None
+    guidance_scale: float = 1.0
+    labels: torch.Tensor | None = None
+    seeds: tuple[int | None, ...] | None = None
+    description: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def guided(self) -> bool:
+        return self.uncond is not None and self.guidance_scale != 1.0
+
+    @property
+    def entries(self) -> int:
+        """P: the number of prompts or labels images cycle through."""
+        rows = self.cond if self.cond is not None else self.labels
+        return 1 if rows is None else int(rows.shape[0])
+
+    def select(self, start: int, stop: int) -> "Conditioning":
+        """The conditioning of images ``start .. stop - 1`` of a run (one batch of ``generate``)."""
+        if self.entries == 1:
+            return self
+        index = torch.arange(start, stop) % self.entries
+        pick = lambda t: t if t is None or t.shape[0] == 1 else t[index.to(t.device)]  # noqa: E731
+        return replace(self, cond=pick(self.cond), uncond=pick(self.uncond), labels=pick(self.labels))
+
+    def noise(self, n: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
+        """Initial noise of ``n`` images when entries carry seeds.
+
+        Entry ``e`` has seed ``s_e`` (its own, or ``seed + e``); its images ``e, e + P, e + 2P ...`` are the rows of
+        ``torch.randn((k, C, H, W), generator=torch.Generator().manual_seed(s_e))`` — so with one entry and no seed of
+        its own this is exactly :func:`flexdiff.noise.initial_noise`.
+        """
+        if self.seeds is None:
+            return initial_noise(n, shape, seed)
+        out = torch.empty((n, *shape))
+        for e, own in enumerate(self.seeds[:n]):
+            rows = range(e, n, len(self.seeds))
+            out[list(rows)] = initial_noise(len(rows), shape, own if own is not None else seed + e)
+        return out
+
+    def key(self) -> str:
+        """A short string that changes whenever anything that changes the images does (teacher-reference key)."""
+        # the prompt file's path is left out (its prompts, seeds and encoder states are in): the same file elsewhere,
+        # or named another way, must give the same key, or a resumed or shared study would be refused
+        described = {k: v for k, v in self.description.items() if k != "prompt_file"}
+        digest = hashlib.sha256(json.dumps({**described, "guidance": self.guidance_scale, "seeds": self.seeds}, sort_keys=True, default=str).encode())
+        for t in (self.cond, self.uncond if self.guided else None, self.labels):
+            digest.update(b"|" if t is None else t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        kind = "text" if self.cond is not None else "labels" if self.labels is not None else "none"
+        return f"{kind} P={self.entries} guidance={self.guidance_scale:g} #{digest.hexdigest()[:16]}"
+
+
+@dataclass
+class DiffusionModel:
+    """A denoiser that predicts noise, with everything the samplers need to drive it."""
+
+    denoiser: torch.nn.Module  # the unmodified diffusers network (a UNet today)
+    noise: NoiseSchedule
+    sample_shape: tuple[int, int, int]  # (C, H, W) of one sample
+    name: str
+    path: Path | None = None
+    scheduler_config: dict[str, Any] = field(default_factory=dict)
+    conditioning: Conditioning | None = None
+    #: latents -> images in [-1, 1] (the VAE of a latent pipeline); None for pixel models.
+    decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
+    #: prompts -> (P, L, D) encoder states (the text encoder of a text-to-image pipeline); None otherwise.
+    prompt_encoder: Callable[[list[str]], torch.Tensor] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def initial_noise(self, n: int, seed: int) -> torch.Tensor:
+        """x_T of ``n`` images for ``seed``: :func:`flexdiff.noise.initial_noise`, or per entry when prompts carry seeds."""
+        if self.conditioning is None:
+            return initial_noise(n, self.sample_shape, seed)
+        return self.conditioning.noise(n, self.sample_shape, seed)
+
+    @contextmanager
+    def for_images(self, start: int, stop: int) -> Iterator[None]:
+        """Within the block, the model conditions images ``start .. stop - 1`` of the run (their prompts / labels)."""
+        whole = self.conditioning
+        if whole is None:
+            yield
+            return
+        self.conditioning = whole.select(start, stop)
+        try:
+            yield
+        finally:
+            self.conditioning = whole
+
+    @property
+    def backbone(self) -> Backbone:
+        """The denoiser's family: its units and branches, and how to call it."""
+        return backbone_of(self.denoiser)
+
+    @torch.no_grad()
+    def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """epsilon-hat(x_t, t) for a batch ``x`` (N, C, H, W) at integer timestep ``t``."""
+        n, c, call = x.shape[0], self.conditioning, self.backbone.call
+        steps = lambda k: torch.full((k,), int(t), device=x.device, dtype=torch.long)  # noqa: E731
+        if c is None:
+            output = call(self.denoiser, x, steps(n))
+        elif c.cond is None:  # class-conditional UNet2DModel
+            output = call(self.denoiser, x, steps(n), class_labels=_rows(c.labels, n))
+        elif not c.guided:
+            output = call(self.denoiser, x, steps(n), encoder_hidden_states=_rows(c.cond, n))
+        else:
+            states = torch.cat([_rows(c.uncond, n), _rows(c.cond, n)])
+            out_uncond, out_cond = call(self.denoiser, torch.cat([x, x]), steps(2 * n), encoder_hidden_states=states).chunk(2)
+            output = out_uncond + c.guidance_scale * (out_cond - out_uncond)  # CFG, eq. 6 of Ho & Salimans
+        return self.noise.to_eps(output, x, int(t))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.denoiser.parameters())

@@ -1,0 +1,81 @@
+"""``flexdiff sample`` as a library job: check everything, generate, write ``samples.npz``, ``grid.png`` and
+``run.json`` (with the CLIP score when asked for, the schedule's MACs speed-up, and the provenance)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flexdiff.clip import load_clip
+from flexdiff.cost import measure_macs
+from flexdiff.data import save_grid, save_npz
+from flexdiff.errors import FlexdiffError, output_folder
+from flexdiff.models import condition, conditioning_summary, image_prompts, load_model
+from flexdiff.provenance import run_provenance
+from flexdiff.samplers import check_eta, get_sampler
+from flexdiff.sampling import sample, teacher_timesteps
+from flexdiff.schedule import Schedule
+from flexdiff.utils.io import write_json
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    out: Path
+    model: str = "builtin:digits"
+    sampler: str = "ddim"
+    steps: int = 50
+    n: int = 64
+    seed: int = 0
+    batch_size: int | None = None
+    eta: float = 0.0
+    schedule: Path | None = None  # a schedule file: sets the sampler and the teacher's steps
+    prompts: Path | None = None
+    negative_prompt: str | None = None
+    guidance: float | None = None
+    labels: str | None = None
+    clip: Path | None = None  # a local CLIP folder: run.json gets the CLIP score (needs prompts)
+    device: str = "auto"
+
+
+def run_sample(config: SampleConfig) -> dict[str, Any]:
+    """Every option checked before any work, then the images; returns what ``run.json`` holds."""
+    c = config
+    plan = Schedule.load(c.schedule) if c.schedule is not None else None
+    sampler = plan.sampler if plan else c.sampler
+    get_sampler(sampler)
+    if c.n < 1:
+        raise FlexdiffError(c.n, "--n >= 1", "ask for at least one image")
+    model = load_model(c.model, c.device)
+    condition(model, prompts=c.prompts, negative_prompt=c.negative_prompt, guidance=c.guidance, labels=c.labels)
+    scorer = None
+    if c.clip is not None:
+        if c.prompts is None:
+            raise FlexdiffError("--clip", "--prompts as well (the CLIP score compares images with their prompts)", "pass --prompts FILE or drop --clip")
+        scorer = load_clip(c.clip, model.device)
+    if plan is None:
+        teacher_timesteps(model, sampler, c.steps)  # validates --steps before any work
+    else:
+        plan.check_branches(model.backbone.layout(model.denoiser).num_branches)
+        plan.check_timesteps(model.noise.num_train_timesteps, where=c.schedule)
+    check_eta(c.eta)  # before any work (the sampler checks it again)
+    output_folder(c.out, create=False)  # a file in the way is refused now; the folder is made once there are samples
+    start = time.perf_counter()
+    images = sample(model, c.n, sampler=sampler, steps=c.steps, seed=c.seed, eta=c.eta, batch_size=c.batch_size, schedule=plan, progress=True)
+    wall = time.perf_counter() - start
+    output_folder(c.out)
+    save_npz(c.out / "samples.npz", images)
+    save_grid(c.out / "grid.png", images[:64], scale=4 if images.shape[-1] <= 64 else 1)
+    run: dict[str, Any] = {"command": "sample", "model": c.model, "sampler": sampler, "steps": c.steps, "n": c.n, "seed": c.seed, "eta": c.eta,
+                           "batch_size": c.batch_size, "device": str(model.device), "wall_seconds": round(wall, 3)}
+    if model.conditioning is not None:
+        run["conditioning"] = conditioning_summary(model)
+    if scorer is not None:
+        run["clip_score"] = round(scorer.score(images, image_prompts(model, c.n)), 4)
+    if plan is not None:
+        costs = measure_macs(model)
+        run.update(schedule=plan.to_dict(), steps=plan.T, macs_per_sample=costs.schedule(plan), macs_speedup=round(costs.speedup(plan), 3))
+    run["provenance"] = run_provenance(c.out / "run.json")
+    write_json(c.out / "run.json", run)
+    return run

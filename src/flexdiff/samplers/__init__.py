@@ -1,0 +1,34 @@
+"""Samplers: small pure functions over an explicit decreasing list of timesteps (k-diffusion style), one per module.
+
+Each module registers its function (:func:`register_sampler`) with what it needs; adding a sampler is adding a file
+here. The registry, the shared checks and the protocol are in :mod:`._base`; see its docstring for the contract.
+"""
+
+from flexdiff.samplers._base import (
+    SAMPLERS,
+    Denoise,
+    NoiseSampler,
+    Sampler,
+    SamplerInfo,
+    alpha_sigma_lambda,
+    check_eta,
+    check_timesteps,
+    get_sampler,
+    register_sampler,
+    same_trajectory,
+    sampler_info,
+    sampler_names,
+)
+from flexdiff.samplers.timesteps import uniform_timesteps
+from flexdiff.utils.registry import import_submodules
+
+import_submodules(__name__, __path__)
+
+from flexdiff.samplers.ddim import ddim  # noqa: E402 - after the registry is filled
+from flexdiff.samplers.ddim_2m import ddim_2m, teacher_error_share  # noqa: E402
+from flexdiff.samplers.dpmpp_2m import dpmpp_2m  # noqa: E402
+
+__all__ = [
+    "SAMPLERS", "Denoise", "NoiseSampler", "Sampler", "SamplerInfo", "alpha_sigma_lambda", "check_eta", "check_timesteps", "ddim", "ddim_2m",
+    "dpmpp_2m", "get_sampler", "register_sampler", "same_trajectory", "sampler_info", "sampler_names", "teacher_error_share", "uniform_timesteps",
+]

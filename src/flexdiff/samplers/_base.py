@@ -1,0 +1,130 @@
+"""Samplers: small pure functions over an explicit decreasing list of timesteps, the registry and what every sampler shares.
+
+A sampler never sees step types. It receives the *active* timesteps (null steps already dropped, so the sampler
+jumps over them and sees the true step sizes), optionally the teacher's ``grid`` they were taken from, and a
+``denoise(x, t, i)`` callable returning the noise prediction epsilon-hat at timestep ``t`` for the ``i``-th active
+step. After the last timestep the trajectory ends at the clean image (alpha-bar = 1), as diffusers does with
+``set_alpha_to_one=True`` / ``final_sigmas_type="zero"``. Each module registers its function with what it needs
+(:func:`register_sampler`: its diffusers timestep spacing, whether it is deterministic); the contract tests run for
+every registered sampler. On uniform grids ``ddim`` and ``dpmpp_2m`` equal diffusers' ``DDIMScheduler`` and
+``DPMSolverMultistepScheduler`` (tests); ``ddim_2m`` is ours (see its docstring).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.noise import NoiseSchedule
+from flexdiff.utils.registry import Registry
+
+Denoise = Callable[[torch.Tensor, int, int], torch.Tensor]
+"""``denoise(x_t, t, i) -> eps_hat``: ``x_t`` is (N, C, H, W), ``t`` the timestep, ``i`` the active-step index."""
+
+
+#: The extra noise of active step ``i`` (shaped like the batch), for stochastic samplers (k-diffusion's noise_sampler).
+NoiseSampler = Callable[[int], torch.Tensor]
+
+
+class Sampler(Protocol):
+    def __call__(
+        self,
+        denoise: Denoise,
+        x: torch.Tensor,
+        timesteps: Sequence[int],
+        noise: NoiseSchedule,
+        *,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        callback: Callable[[int], None] | None = None,
+        grid: Sequence[int] | None = None,
+        noise_sampler: NoiseSampler | None = None,
+    ) -> torch.Tensor: ...
+
+
+def check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> list[int]:
+    """Validate a timestep list: non-empty, strictly decreasing integers in ``[0, num_train_timesteps)``."""
+    ts = [int(t) for t in timesteps]
+    if not ts:
+        raise FlexdiffError("[]", "at least one timestep", "pass a non-empty decreasing list")
+    if any(b >= a for a, b in zip(ts, ts[1:])):
+        raise FlexdiffError(ts, "strictly decreasing timesteps", "sort them from noisy to clean without repeats")
+    if ts[0] >= num_train_timesteps or ts[-1] < 0:
+        raise FlexdiffError(ts, f"timesteps in [0, {num_train_timesteps})", "use the model's training timestep range")
+    return ts
+
+
+def check_eta(eta: float) -> None:
+    """DDIM's stochasticity must lie in [0, 1] (eq. 16): beyond 1 sigma_t^2 exceeds 1 - alpha_prev and the direction
+    term turns imaginary; NaN would silently give NaN images."""
+    if not 0 <= eta <= 1:
+        raise FlexdiffError(f"--eta {eta}", "eta in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like)", "use 0 for deterministic DDIM")
+
+
+def alpha_sigma_lambda(a: float) -> tuple[float, float, float]:
+    """(alpha_t, sigma_t, lambda_t = log alpha_t - log sigma_t) for alpha-bar ``a`` (DPM-Solver, Lu et al. 2022)."""
+    if a >= 1.0:
+        return 1.0, 0.0, math.inf
+    return a**0.5, (1 - a) ** 0.5, 0.5 * math.log(a / (1 - a))
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    """A registered sampler and what the rest of flexdiff needs to know about it."""
+
+    name: str
+    fn: Sampler
+    #: diffusers' default ``timestep_spacing`` of the scheduler it reproduces: the teacher's grid for ``--steps``.
+    spacing: str
+    #: True when ``eta`` must be 0 (an ODE solver).
+    deterministic: bool
+    #: Another sampler this one follows step for step wherever every step it corrects (each but the first and the
+    #: last) is one of the grid's own (ddim-2m is DDIM there): lets a search skip scoring a plan twice.
+    same_on_grid_as: str | None = None
+
+
+SAMPLERS: Registry[SamplerInfo] = Registry("a sampler", "pick one with --sampler")
+
+
+def register_sampler(name: str, *, spacing: str, deterministic: bool, same_on_grid_as: str | None = None) -> Callable[[Sampler], Sampler]:
+    """Decorator: make a sampler function available as ``--sampler name`` (and to schedules, the search, the report)."""
+
+    def decorate(fn: Sampler) -> Sampler:
+        SAMPLERS.register(name, SamplerInfo(name, fn, spacing, deterministic, same_on_grid_as))
+        return fn
+
+    return decorate
+
+
+def sampler_info(name: str, fix: str = "pick one with --sampler") -> SamplerInfo:
+    return SAMPLERS.get(name, fix)
+
+
+def get_sampler(name: str, fix: str = "pick one with --sampler") -> Sampler:
+    """The sampler called ``name``; ``fix`` says where to change it (an option, or the field of a file)."""
+    return SAMPLERS.get(name, fix).fn
+
+
+def sampler_names() -> list[str]:
+    return SAMPLERS.names()
+
+
+def same_trajectory(a: str, b: str, active: Sequence[int], grid: Sequence[int]) -> bool:
+    """Whether samplers ``a`` and ``b`` follow one trajectory over the ``active`` timesteps of ``grid``.
+
+    True when they are one sampler, or when one is registered as following the other wherever every step it corrects
+    (each but the first and the last) is one of the grid's own — e.g. ddim-2m and DDIM on DeepCache's plans, which
+    have no null steps.
+    """
+    if a == b:
+        return True
+    ia, ib = sampler_info(a), sampler_info(b)
+    if ia.same_on_grid_as != b and ib.same_on_grid_as != a:
+        return False
+    at = [list(grid).index(t) for t in active]
+    return all(q - p == 1 for p, q in zip(at[1:-1], at[2:]))

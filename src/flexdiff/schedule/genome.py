@@ -1,0 +1,100 @@
+"""Flexiffusion's segment-wise genome: the number of segments and, per segment, a branch and an interval."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.schedule.baselines import check_range
+from flexdiff.schedule.kinds import FULL, NULL, PARTIAL, Step, _digits
+from flexdiff.schedule.schedule import Schedule
+
+
+def check_spacing(spacing: float) -> None:
+    """A segment-boundary power must be positive and finite (1 = equal segments)."""
+    if not 0 < spacing < math.inf:
+        raise FlexdiffError(f"spacing={spacing:g}", "a positive power (1 = equal segments)", "e.g. @1.5 after the segments, or --spacings 1,1.5")
+
+
+def _power_text(p: float) -> str:
+    """A spacing power as genome text: short (``1.5``, ``2``) where that reads back as the same float, else exact, so
+    that parsing a genome's text gives the genome back (a ``--spacings`` value with many digits must stay a choice)."""
+    short = f"{p:g}"
+    return short if float(short) == p else repr(p)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One Flexiffusion segment: ``interval`` active steps (1 full + interval - 1 partial at ``branch``), then nulls."""
+
+    branch: int
+    interval: int
+
+
+@dataclass(frozen=True)
+class Genome:
+    """Flexiffusion's segment-wise encoding: one :class:`Segment` per segment of the T steps.
+
+    ``spacing`` is the power p of the segment boundaries (:meth:`segment_lengths`): 1 cuts T into equal segments as
+    Flexiffusion does; p > 1 makes the segments shorter towards the clean end of the trajectory (more active steps
+    where the sample's detail is decided), the timestep-placement freedom AutoDiffusion searches step by step.
+    """
+
+    segments: tuple[Segment, ...]
+    spacing: float = 1.0
+
+    @staticmethod
+    def segment_lengths(T: int, n_segments: int, spacing: float = 1.0) -> list[int]:
+        """Segment ``s`` starts at step ``floor(T (1 - (1 - s/n)^p))``; with p = 1 at ``floor(s T / n)``, DDIM-k's active
+        indices, so DDIM-k is exactly the genome of k equal segments with interval 1 and the search space contains the
+        strongest step-cutting baseline. Starts are made strictly increasing (every segment at least one step long)."""
+        check_range("segments", n_segments, 1, T)
+        check_spacing(spacing)
+        if spacing == 1.0:  # exact integer arithmetic: the paper's equal segments
+            starts = [s * T // n_segments for s in range(n_segments)]
+        else:
+            starts = [math.floor(T * (1.0 - (1.0 - s / n_segments) ** spacing) + 1e-9) for s in range(n_segments)]
+            for s in range(1, n_segments):  # merged starts move later, never past the room the later segments need
+                starts[s] = max(starts[s], starts[s - 1] + 1)
+            for s in range(n_segments - 1, 0, -1):
+                starts[s] = min(starts[s], T - (n_segments - s), starts[s + 1] - 1 if s + 1 < n_segments else T - 1)
+        starts.append(T)
+        return [b - a for a, b in zip(starts, starts[1:])]
+
+    def expand(self, timesteps: Sequence[int], sampler: str = "ddim") -> Schedule:
+        lengths = self.segment_lengths(len(timesteps), len(self.segments), self.spacing)
+        steps: list[Step] = []
+        for seg, length in zip(self.segments, lengths):
+            check_range("interval", seg.interval, 1, length)
+            steps += [Step(FULL)] + [Step(PARTIAL, seg.branch)] * (seg.interval - 1) + [Step(NULL)] * (length - seg.interval)
+        meta = {"family": "genome", "genome": str(self)}
+        return Schedule(tuple(steps), tuple(timesteps), sampler, self.key, meta)
+
+    @classmethod
+    def parse(cls, text: str) -> "Genome":
+        """``"0:3,1:2"`` -> segments (branch 0, interval 3), (branch 1, interval 2), equal segments;
+        ``"0:3,1:2@1.5"`` -> the same with segment boundaries at spacing power 1.5."""
+        body, at, power = text.partition("@")
+        try:
+            spacing = float(power) if at else 1.0
+        except ValueError:
+            raise FlexdiffError(repr(text), "segments followed by an optional @POWER (e.g. 0:3,1:2@1.5)", "fix the spacing after '@'") from None
+        check_spacing(spacing)
+        segments = []
+        for part in body.split(","):
+            branch, sep, interval = part.strip().partition(":")
+            if not (sep and _digits(branch) and _digits(interval)):
+                raise FlexdiffError(repr(part), "a segment BRANCH:INTERVAL with non-negative integers (e.g. 0:3)", "fix --segments")
+            segments.append(Segment(int(branch), int(interval)))
+        return cls(tuple(segments), spacing)
+
+    def __str__(self) -> str:
+        body = ",".join(f"{s.branch}:{s.interval}" for s in self.segments)
+        return body if self.spacing == 1.0 else f"{body}@{_power_text(self.spacing)}"
+
+    @property
+    def key(self) -> str:
+        body = "genome-" + "_".join(f"b{s.branch}i{s.interval}" for s in self.segments)
+        return body if self.spacing == 1.0 else f"{body}-p{_power_text(self.spacing)}"

@@ -1,0 +1,136 @@
+"""Schedules as data: one step per teacher timestep, validated once on construction, and their canonical JSON file.
+
+The first step is always one that fills the cache (``full``). Samplers only ever see the active timesteps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flexdiff.errors import FlexdiffError, output_folder, unwritable
+from flexdiff.samplers import get_sampler
+from flexdiff.schedule.kinds import STEP_KINDS, Step
+from flexdiff.utils.io import read_json, write_text
+
+FORMAT = "flexdiff.schedule"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The explicit per-step plan over the teacher's ``timesteps`` (decreasing, length T) for ``sampler``."""
+
+    steps: tuple[Step, ...]
+    timesteps: tuple[int, ...]
+    sampler: str = "ddim"
+    name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        where = self.name or "schedule"
+        if len(self.steps) != len(self.timesteps):
+            raise FlexdiffError(f"{where} with {len(self.steps)} steps", f"one step per teacher timestep ({len(self.timesteps)})", "regenerate the schedule for this T")
+        if not self.steps or not self.steps[0].valid() or not self.steps[0].info.fills_cache:
+            raise FlexdiffError(f"{where} step 0 = {self.steps[0] if self.steps else 'nothing'}", "the first step to be 'full' (it fills the cache)", "make step 0 full")
+        if any(b >= a for a, b in zip(self.timesteps, self.timesteps[1:])):
+            raise FlexdiffError(f"{where} timesteps", "strictly decreasing timesteps", "list them from noisy to clean")
+        for i, step in enumerate(self.steps):
+            if not step.valid():
+                raise FlexdiffError(f"{where} step {i} = {step}", f"a step kind in {{{', '.join(STEP_KINDS.names())}}}, with a branch >= 0 where the kind takes one", "fix that entry")
+
+    @property
+    def T(self) -> int:  # noqa: N802 - the papers' name for the number of teacher steps
+        return len(self.steps)
+
+    @property
+    def active_indices(self) -> list[int]:
+        """Indices of the steps that call the network (full and partial); null steps are dropped."""
+        return [i for i, s in enumerate(self.steps) if s.info.calls_network]
+
+    @property
+    def active_timesteps(self) -> list[int]:
+        return [self.timesteps[i] for i in self.active_indices]
+
+    @property
+    def max_branch(self) -> int:
+        return max((s.branch for s in self.steps if s.branch is not None), default=-1)
+
+    @property
+    def key(self) -> str:
+        """Identity of the plan (steps, timesteps, sampler), whatever its name: equal keys run identically."""
+        text = f"{self.sampler}|{','.join(map(str, self.timesteps))}|{','.join(map(str, self.steps))}"
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def counts(self) -> dict[str, int]:
+        return {kind: sum(s.kind == kind for s in self.steps) for kind in STEP_KINDS.names()}
+
+    def check_timesteps(self, num_train_timesteps: int, where: object = None) -> None:
+        """The teacher timesteps must lie in the model's training range (checked before any sampling starts)."""
+        if self.timesteps[0] >= num_train_timesteps or self.timesteps[-1] < 0:
+            raise FlexdiffError(f"{where or self.name or 'schedule'} timesteps {self.timesteps[0]}..{self.timesteps[-1]}",
+                                f"timesteps in [0, {num_train_timesteps}) for this model", "write the schedule for this model with `flexdiff schedule --model ...`")
+
+    def check_branches(self, num_branches: int) -> None:
+        """Every partial branch must exist in the model the schedule runs on."""
+        if self.max_branch >= num_branches:
+            step = next(i for i, s in enumerate(self.steps) if s.branch is not None and s.branch >= num_branches)
+            raise FlexdiffError(
+                f"{self.name or 'schedule'} step {step} = {self.steps[step]}",
+                f"a branch in [0, {num_branches - 1}] for this model",
+                "see `flexdiff inspect` for the model's branches",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": self.name,
+            "sampler": self.sampler,
+            "T": self.T,
+            "timesteps": list(self.timesteps),
+            "steps": [str(s) for s in self.steps],
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: object = "schedule") -> "Schedule":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise FlexdiffError(where, f"a JSON object with \"format\": \"{FORMAT}\"", "write it with `flexdiff schedule`")
+        if data.get("version") != VERSION:
+            raise FlexdiffError(f"{where} version {data.get('version')!r}", f"schedule format version {VERSION}", "regenerate it with this flexdiff")
+        steps, timesteps = data.get("steps"), data.get("timesteps")
+        if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+            raise FlexdiffError(f"{where} steps", "a list of step strings", "fix the 'steps' field")
+        if not isinstance(timesteps, list) or not all(isinstance(t, int) for t in timesteps):
+            raise FlexdiffError(f"{where} timesteps", "a list of integer timesteps", "fix the 'timesteps' field")
+        if data.get("T") != len(steps):
+            raise FlexdiffError(f"{where} T={data.get('T')!r} with {len(steps)} steps", "T equal to the number of steps", "fix 'T' or 'steps'")
+        meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise FlexdiffError(f"{where} meta", "a JSON object (or no 'meta' field)", "fix or drop the 'meta' field")
+        sampler = str(data.get("sampler", "ddim"))
+        get_sampler(sampler, fix=f"fix the 'sampler' field of {where}")
+        return cls(tuple(Step.parse(s) for s in steps), tuple(timesteps), sampler, str(data.get("name", "")), dict(meta))
+
+    def save(self, path: Path) -> None:
+        """Write canonical JSON atomically (a failed write never leaves half a file, nor its temporary file)."""
+        if path.is_dir():
+            raise FlexdiffError(f"--out {path}", "a schedule file path, not a folder", f"pass e.g. --out {path / 'schedule.json'}")
+        output_folder(path.parent)
+        fields = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in self.to_dict().items())
+        try:
+            write_text(path, "{\n" + fields + "\n}\n")  # one field per line, lists on one line
+        except OSError as exc:
+            raise unwritable(path, "a writable schedule file path", exc) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Schedule":
+        path = Path(path)
+        if not path.exists():
+            raise FlexdiffError(path, "an existing schedule JSON file", "write one with `flexdiff schedule ... --out FILE`")
+        data = read_json(path, "a valid schedule JSON file", "regenerate it")
+        return cls.from_dict(data, where=path)

@@ -1,0 +1,61 @@
+"""A search's artefacts, written as a unit: ``results.json`` (with its provenance), ``best.json`` and one schedule
+file per Pareto point in ``schedules/``; and the row <-> schedule conversion every reader of them uses."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from flexdiff.provenance import run_provenance
+from flexdiff.schedule import Schedule, Step
+from flexdiff.search.context import SearchContext
+from flexdiff.utils.io import write_json
+from flexdiff.utils.pareto import pareto_front
+
+
+def schedule_of_row(row: dict[str, Any], timesteps: Sequence[int], sampler: str) -> Schedule:
+    """The schedule a trial row of ``results.json`` (or of the study) describes, on the teacher's ``timesteps``;
+    ``sampler`` is the run's, for rows that do not name their own (rows of a ``--solver`` search do)."""
+    meta = {"family": row.get("family", "custom"), **({"genome": row["genome"]} if row.get("genome") else {})}
+    return Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(timesteps), str(row.get("sampler", sampler)), str(row.get("name", "")), meta)
+
+
+def file_name(name: str, limit: int = 120) -> str:
+    """``NAME.json``; a name too long for a file system (a genome of many segments) is cut and given a digest of itself."""
+    if len(name) <= limit:
+        return f"{name}.json"
+    return f"{name[:limit - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
+
+
+def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]]) -> dict[str, Any]:
+    c, out = ctx.config, ctx.config.out
+    budget = ctx.max_macs
+    within = [r for r in validated if r["macs"] <= budget]
+    best = min(within, key=lambda r: (r["rfid"], r["macs"])) if within else None
+    everything = baselines + searched
+    front = [everything[i] for i in pareto_front([(r["macs"], r["rfid"]) for r in everything])]
+    # the artefacts describe this run's front and budget only: files of an earlier run in OUT (a point since
+    # dominated, a best for another --speedup) are removed once the new ones are written
+    schedules_dir = out / "schedules"
+    schedules_dir.mkdir(exist_ok=True)
+    files = {schedules_dir / file_name(row["name"]): row for row in front}
+    for path, row in files.items():
+        schedule_of_row(row, ctx.timesteps, c.sampler).save(path)
+    for path in schedules_dir.glob("*.json"):
+        if path not in files:
+            path.unlink()
+    if best is not None:
+        schedule_of_row(best, ctx.timesteps, c.sampler).save(out / "best.json")
+    else:
+        (out / "best.json").unlink(missing_ok=True)
+    results = {
+        "config": c.to_json(), "study": ctx.study_name, "storage": c.storage_url, "teacher": teacher,
+        "full_step_macs": ctx.costs.full, "partial_step_macs": list(ctx.costs.partial), "budget_macs": budget,
+        "budget_speedup": round(ctx.costs.full * len(ctx.timesteps) / budget, 4),
+        "best": best, "validated": validated, "pareto": [{k: r[k] for k in ("kind", "name", "macs", "macs_speedup", "rfid", "paired")} for r in front],
+        "trials": {"baselines": baselines, "searched": searched},
+        **run_provenance(out / "results.json"),  # command(s), versions, machine: what produced these numbers
+    }
+    write_json(out / "results.json", results, indent=1)
+    return results

@@ -1,0 +1,111 @@
+"""``flexdiff search``'s settings (:class:`SearchConfig`) and every check that needs no work, done before any work."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.features import get_feature_network
+from flexdiff.models.conditioning import check_guidance, parse_labels, read_prompt_file
+from flexdiff.samplers import get_sampler
+from flexdiff.search.space import GenomeSpace
+from flexdiff.search.strategies import STRATEGIES
+from flexdiff.search.study import open_storage
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    out: Path
+    model: str = "builtin:digits"
+    sampler: str = "ddim"  # the teacher's sampler (its reference images, the classic baselines)
+    steps: int = 50
+    solver: str | None = None  # the sampler searched schedules run with on the teacher's grid; None = ``sampler`` (the paper)
+    speedup: float | None = 3.0
+    max_macs: float | None = None
+    elite_speedups: tuple[float, ...] = ()  # further budgets the evolution keeps an elite for (benchmarks over several budgets)
+    n: int = 256
+    trials: int = 100
+    strategy: str = "evolution"
+    storage: str | None = None
+    study: str | None = None
+    workers: int = 1
+    seed: int = 0
+    segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
+    spacings: tuple[float, ...] = (1.0,)  # segment-boundary powers (Genome.segment_lengths); (1.0,) = the paper's equal segments (benchmarks/spacing.py)
+    features: str = "digits"
+    features_path: str | None = None  # local weights of the feature network (--clip DIR / --inception FILE)
+    prompts: str | None = None  # prompt file of a text-to-image pipeline (flexdiff.pipelines)
+    negative_prompt: str | None = None
+    guidance: float | None = None  # None: 7.5 with prompts, else 1 (no guidance)
+    labels: str | None = None  # class labels "0,3,7" of a class-conditional UNet (default: round-robin)
+    validate_n: int = 1000
+    validate_top: int = 6
+    reference: str | None = None  # real images for FID; default: the built-in model's held-out set
+    baseline_intervals: tuple[int, ...] = (2, 3, 4, 5, 6)
+    baseline_branches: tuple[int, ...] | None = None  # None = every branch
+    ddim_ks: tuple[int, ...] = (5, 8, 10, 13, 17, 20, 25)
+    batch_size: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+
+    @property
+    def candidate_sampler(self) -> str:
+        return self.solver or self.sampler
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out"] = str(self.out)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **overrides: Any) -> "SearchConfig":
+        """The inverse of :meth:`to_json` (a worker process gets its config this way)."""
+        tuples = ("segments", "spacings", "baseline_intervals", "ddim_ks", "elite_speedups", "baseline_branches")
+        fields = {k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items()}
+        return cls(**{**fields, "out": Path(data["out"]), **overrides})
+
+
+def default_segments(steps: int) -> tuple[int, ...]:
+    """The segment counts a genome may use by default for ``steps`` teacher steps: 4..25, capped at ``steps``."""
+    return tuple(n for n in SearchConfig.segments if n <= steps) or (max(1, steps),)
+
+
+def check_config(config: SearchConfig) -> None:
+    """Every option that can be checked without work, checked before any work (no half-done run on a typo)."""
+    get_sampler(config.sampler)
+    if config.solver is not None:
+        get_sampler(config.solver, fix="pick one with --solver")
+    STRATEGIES.get(config.strategy)
+    if config.n < 2 or config.validate_n < 2:
+        raise FlexdiffError(f"--n {config.n} / --validate-n {config.validate_n}", "at least 2 images (rFID needs two per side)", "pass a larger --n")
+    if config.trials < 0:
+        raise FlexdiffError(config.trials, "--trials >= 0", "pass the number of schedules to evaluate")
+    if config.workers < 1:
+        raise FlexdiffError(config.workers, "--workers >= 1", "pass the number of worker processes")
+    if config.speedup is not None and not 1 <= config.speedup < math.inf:  # written so that NaN fails too
+        raise FlexdiffError(f"--speedup {config.speedup}", "a target speed-up >= 1", "pass e.g. --speedup 3")
+    if config.max_macs is not None and not 0 < config.max_macs < math.inf:
+        raise FlexdiffError(f"--max-macs {config.max_macs}", "a positive MACs budget per sample", "see `flexdiff inspect` for the full-step MACs")
+    if config.validate_top < 1:
+        raise FlexdiffError(f"--validate-top {config.validate_top}", "at least 1 Pareto schedule to re-score", "pass e.g. --validate-top 6")
+    GenomeSpace(config.steps, config.segments, 1, config.spacings)  # segment counts in [1, T], positive spacings
+    get_feature_network(config.features, path=config.features_path)
+    check_conditioning_options(config)
+    if config.storage is not None:
+        open_storage(config.storage)  # a user's URL: reachable? (the default SQLite file is created with the run)
+
+
+def check_conditioning_options(config: SearchConfig) -> None:
+    """Prompt file, labels and guidance checked before any work (the model decides later whether it takes them)."""
+    if config.prompts is not None:
+        read_prompt_file(config.prompts)
+    if config.labels is not None:
+        parse_labels(config.labels, None)
+    check_guidance(config.guidance)

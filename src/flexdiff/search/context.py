@@ -1,0 +1,111 @@
+"""One worker's world: the model, the teacher reference, the cost model, the space, the baselines, and how a
+schedule is scored (:meth:`SearchContext.evaluate`: images from the reference noise -> rFID and paired distance)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flexdiff.cost import StepCosts, measure_macs
+from flexdiff.features import FeatureNetwork, get_feature_network
+from flexdiff.metrics import paired_distance, rfid
+from flexdiff.models import DiffusionModel, condition, load_model
+from flexdiff.samplers import same_trajectory
+from flexdiff.sampling import generate_scheduled, teacher_timesteps
+from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
+from flexdiff.search.config import SearchConfig
+from flexdiff.search.reference import TeacherReference, load_or_build_reference
+from flexdiff.search.space import GenomeSpace
+from flexdiff.utils.progress import progress_bar
+
+
+@dataclass
+class SearchContext:
+    """Everything one worker needs, built once per process."""
+
+    config: SearchConfig
+    model: DiffusionModel
+    timesteps: list[int]
+    net: FeatureNetwork
+    costs: StepCosts
+    space: GenomeSpace
+    reference: TeacherReference
+    baselines: list[Schedule] = field(default_factory=list)
+
+    @property
+    def max_macs(self) -> float:
+        c = self.config
+        if c.max_macs is not None:
+            return float(c.max_macs)
+        return self.costs.full * len(self.timesteps) / (c.speedup or 1.0)
+
+    @property
+    def study_name(self) -> str:
+        c = self.config
+        conditioned = f"-c{self.reference.key.conditioning[-8:]}" if self.reference.key.conditioning else ""
+        solver = f"-{c.candidate_sampler}" if c.candidate_sampler != c.sampler else ""
+        return c.study or f"flexdiff-{self.reference.key.model[:10]}{conditioned}-{c.sampler}{c.steps}{solver}-n{c.n}-seed{c.seed}-{c.strategy}"
+
+    def fingerprint(self) -> dict[str, Any]:
+        k = self.reference.key
+        latent = {name: getattr(k, name) for name in ("decoder", "conditioning") if getattr(k, name)}  # absent for pixel models, as before
+        spacings = {"spacings": list(self.space.spacings)} if self.space.spacings != (1.0,) else {}  # absent for equal segments, as before
+        solver = {"solver": self.config.candidate_sampler} if self.config.candidate_sampler != k.sampler else {}  # absent without --solver, as before
+        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.space.segment_counts), **spacings, **solver, **latent}
+
+    def evaluate(self, schedule: Schedule) -> dict[str, Any]:
+        """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
+        start = time.perf_counter()
+        images = generate_scheduled(self.model, schedule, self.reference.noise, batch_size=self.config.batch_size)
+        wall = time.perf_counter() - start
+        feats = self.net(images)
+        macs = self.costs.schedule(schedule)
+        return {
+            "sampler": schedule.sampler, "macs": macs, "macs_speedup": round(self.costs.full * schedule.T / max(macs, 1), 4), "wall_seconds": round(wall, 4),
+            "rfid": round(rfid(feats, self.reference.features), 5), "paired": round(paired_distance(feats, self.reference.features), 5),
+        }
+
+    def propose(self, trial: Any) -> Schedule:
+        return self.space.suggest(trial).expand(self.timesteps, self.config.candidate_sampler)
+
+    def genome_key(self, genome: Any) -> str:
+        return genome.expand(self.timesteps, self.config.candidate_sampler).key
+
+
+def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, config: SearchConfig) -> list[Schedule]:
+    """The teacher, DDIM-k and DeepCache uniform N at every branch (or ``baseline_branches``), under the teacher's
+    sampler; with a different ``--solver``, DDIM-k's and DeepCache's step plans once more under the solver (named
+    ``ddim-25+dpmpp-2m``, family ``ddim+dpmpp-2m``), so searched schedules also meet the baselines of their own solver.
+    A plan the solver runs exactly as the sampler does (DeepCache's under ddim-2m) is not scored twice."""
+    T = len(timesteps)
+    branches = config.baseline_branches if config.baseline_branches is not None else tuple(range(num_branches))
+    classic = [ddim_k(timesteps, k, sampler) for k in config.ddim_ks if k < T]
+    classic += [deepcache_uniform(timesteps, n, b, sampler) for n in config.baseline_intervals if n <= T for b in branches if b < num_branches]
+    solver = config.candidate_sampler
+    under_solver = [_under(s, solver) for s in classic if not same_trajectory(sampler, solver, s.active_timesteps, timesteps)]
+    return [full(timesteps, sampler), *classic, *under_solver]
+
+
+def _under(schedule: Schedule, sampler: str) -> Schedule:
+    """The same step plan run with ``sampler``, named so tables tell the two apart."""
+    meta = {**schedule.meta, "family": f"{schedule.meta['family']}+{sampler}"}
+    return Schedule(schedule.steps, schedule.timesteps, sampler, f"{schedule.name}+{sampler}", meta)
+
+
+def build_context(config: SearchConfig) -> SearchContext:
+    model = load_model(config.model, config.device)
+    condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels)
+    timesteps = teacher_timesteps(model, config.sampler, config.steps)
+    net = get_feature_network(config.features, model.device, config.features_path)
+    num_branches = model.backbone.layout(model.denoiser).num_branches
+    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))))
+    costs = measure_macs(model)
+    n_batches = -(-config.n // (config.batch_size or config.n))
+    with progress_bar("teacher reference", len(timesteps) * n_batches, enabled=config.progress) as advance:
+        reference, status = load_or_build_reference(model, config.sampler, timesteps, config.seed, config.n, net, config.out, config.batch_size, on_step=advance)
+    if config.progress and status != "reused":
+        print(f"teacher reference {status} ({config.n} images)")
+    ctx = SearchContext(config, model, timesteps, net, costs, space, reference)
+    ctx.baselines = baseline_schedules(timesteps, config.sampler, num_branches, config)
+    return ctx

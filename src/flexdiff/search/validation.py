@@ -1,0 +1,60 @@
+"""The final validation: the Pareto schedules and each baseline family's best re-scored with more images (rFID,
+paired distance, FID against real data when the model has a reference set, wall-clock against the plain teacher)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flexdiff.data import REAL_REFERENCE, load_images
+from flexdiff.metrics import frechet_distance, paired_distance, rfid
+from flexdiff.sampling import generate, generate_scheduled
+from flexdiff.search.artefacts import schedule_of_row
+from flexdiff.search.context import SearchContext
+from flexdiff.utils.pareto import pareto_front
+from flexdiff.utils.progress import progress_bar
+
+
+def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Re-score ``rows`` with ``validate_n`` images: rFID, paired, FID vs real data, wall-clock vs the plain teacher loop."""
+    c = ctx.config
+    noise = ctx.model.initial_noise(c.validate_n, c.seed)
+    real_source = c.reference or REAL_REFERENCE.get(c.model)
+    real = ctx.net(load_images(real_source)) if real_source else None
+    total = 1 + len(rows)
+    with progress_bar(f"validation ({c.validate_n} images)", total, enabled=c.progress) as advance:
+        start = time.perf_counter()
+        teacher_images = generate(ctx.model, noise, ctx.timesteps, c.sampler, batch_size=c.batch_size).clamp(-1, 1)
+        teacher_wall = time.perf_counter() - start
+        teacher_feats = ctx.net(teacher_images)
+        advance()
+        teacher = {"name": f"teacher ({c.sampler}-{len(ctx.timesteps)})", "wall_seconds": round(teacher_wall, 3), "macs": ctx.costs.full * len(ctx.timesteps),
+                   "fid": round(frechet_distance(real, teacher_feats), 4) if real is not None else None, "real_reference": real_source}
+        out = []
+        for row in rows:
+            schedule = schedule_of_row(row, ctx.timesteps, ctx.config.sampler)
+            start = time.perf_counter()
+            images = generate_scheduled(ctx.model, schedule, noise, batch_size=c.batch_size)
+            wall = time.perf_counter() - start
+            feats = ctx.net(images)
+            out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")}, "sampler": schedule.sampler,
+                        "search_rfid": row["rfid"], "rfid": round(rfid(feats, teacher_feats), 5), "paired": round(paired_distance(feats, teacher_feats), 5),
+                        "fid": round(frechet_distance(real, feats), 4) if real is not None else None,
+                        "wall_seconds": round(wall, 3), "wall_speedup": round(teacher_wall / wall, 4), "steps": row["steps"]})
+            advance()
+    return teacher, out
+
+
+def choose_for_validation(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Pareto schedules (searched, nearest the budget first, ``validate_top`` of them) and, per baseline family,
+    the best baseline within the budget."""
+    budget = ctx.max_macs
+    front = [searched[i] for i in pareto_front([(r["macs"], r["rfid"]) for r in searched])]
+    within = sorted([r for r in front if r["macs"] <= budget], key=lambda r: -r["macs"])
+    beyond = sorted([r for r in front if r["macs"] > budget], key=lambda r: r["macs"])
+    picked = (within + beyond)[: ctx.config.validate_top]
+    for family in sorted({r["family"] for r in baselines} - {"teacher"}):
+        candidates = [r for r in baselines if r["family"] == family and r["macs"] <= budget]
+        if candidates:
+            picked.append(min(candidates, key=lambda r: r["rfid"]))
+    return picked

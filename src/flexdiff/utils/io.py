@@ -1,0 +1,140 @@
+"""Writing files and folders as a unit, and reading JSON: one helper per idea.
+
+Every artefact flexdiff writes goes through :func:`atomic_path` (a sibling temporary file renamed over the target:
+a crash or a full disk never leaves half a file, nor the temporary one) or, for a whole model folder,
+:func:`replace_folder_files` (the old folder or the new one, never a mix).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flexdiff.errors import FlexdiffError, unwritable
+
+
+@contextmanager
+def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` when the block ends without error and is
+    removed otherwise. ``suffix`` keeps writers that insist on an extension happy (``np.savez``: ``.npz``)."""
+    tmp = path.with_name(path.name + ".tmp" + suffix)
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    """``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
+    """``data`` as JSON (one trailing newline) to ``path`` atomically."""
+    write_text(path, json.dumps(data, indent=indent) + "\n")
+
+
+def read_json(path: Path, what: str = "a readable UTF-8 JSON file", fix: str = "restore the file") -> Any:
+    """Parsed JSON of ``path``; a missing, unreadable, non-UTF-8 (JSON is UTF-8) or malformed file is a one-line
+    :class:`FlexdiffError` naming ``what`` was expected and the ``fix``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FlexdiffError(path, what, fix) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FlexdiffError(path, what, f"it does not parse ({exc.__class__.__name__}); {fix}") from None
+
+
+def read_json_object(path: Path, what: str = "a readable UTF-8 JSON config", fix: str = "restore the file") -> dict[str, Any]:
+    """:func:`read_json` for files that must hold a JSON object (configs, results)."""
+    data = read_json(path, what, fix)
+    if not isinstance(data, dict):
+        raise FlexdiffError(path, f"a JSON object ({what})", fix)
+    return data
+
+
+def read_json_or_none(path: Path) -> Any:
+    """Parsed JSON, or None when the file is absent or unreadable: for a run's own state files, which a killed
+    process may have left behind half-written and which are then simply recomputed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
+def scratch_path(out: Path, tag: str) -> Path:
+    """A hidden sibling path of ``out`` private to this process: temporary artefacts live next to ``out`` (same file
+    system, so renames are atomic) without taking a name a user could own, such as ``OUT.old``. ``abspath`` first:
+    ``--out .`` has no name to derive one from."""
+    out = Path(os.path.abspath(out))
+    return out.with_name(f".{out.name}.{tag}-{os.getpid()}")
+
+
+def scratch_folder(out: Path) -> Path:
+    """An empty folder beside ``out`` to write a folder's new contents into, so a failed run leaves ``out`` as it was."""
+    path = scratch_path(out, "partial")
+    shutil.rmtree(path, ignore_errors=True)  # only a killed run of a recycled process id leaves one behind
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise unwritable(out, "a place this user can write to", exc) from None
+    return path
+
+
+def replace_folder_files(new: Path, out: Path, last: str = "model_index.json") -> None:
+    """Move everything in ``new`` (a finished folder) into ``out``, replacing entries of the same name and keeping
+    every other file (a model card's README.md); ``new`` is gone afterwards.
+
+    Every move is a rename on one file system. Replaced entries wait in a hidden sibling folder until all new ones
+    are in and move back on an error, so ``out`` ends with the whole old contents or the whole new ones. ``last``
+    (``model_index.json``) leaves last and arrives first: should the process be killed mid-swap, ``out`` still reads
+    as a model folder, so a rerun can repair it.
+    """
+    if not out.exists():
+        new.replace(out)
+        return
+    old = scratch_path(out, "old")
+    shutil.rmtree(old, ignore_errors=True)
+    names = sorted((p.name for p in new.iterdir()), key=lambda name: name == last)
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        old.mkdir()
+        for name in names:
+            if os.path.lexists(out / name):
+                (out / name).replace(old / name)
+                moved_out.append(name)
+        for name in reversed(names):
+            (new / name).replace(out / name)
+            moved_in.append(name)
+    except BaseException as exc:
+        for name in reversed(moved_in):
+            (out / name).replace(new / name)
+        for name in reversed(moved_out):
+            (old / name).replace(out / name)
+        shutil.rmtree(old, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise unwritable(out, "a place this user can write to", exc) from None
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(new, ignore_errors=True)
+
+
+@contextmanager
+def folder_as_unit(out: Path) -> Iterator[Path]:
+    """Yield a scratch folder to write a whole folder's contents into; on success they replace ``out``'s entries of
+    the same name (:func:`replace_folder_files`), on any error the scratch folder goes and ``out`` is untouched."""
+    tmp = scratch_folder(out)
+    try:
+        yield tmp
+        replace_folder_files(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
