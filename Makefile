@@ -5,7 +5,7 @@ FLEX   := $(VENV)/bin/flexdiff
 export HF_HUB_OFFLINE := 1
 DEMO   := demo-out
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 install: $(VENV)/.installed
 
@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"  # test = search + sd extras + pytest
 	touch $@
 
 # The main job on the built-in model: a Flexiffusion search for a 3x MACs budget (small settings: minutes on 2 cores),
@@ -24,6 +24,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# the fast lane: everything but the end-to-end runs (under a minute)
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(DEMO)

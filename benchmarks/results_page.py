@@ -558,7 +558,7 @@ def sec_sd15(name: str, d: dict[str, Any]) -> str:
         "Partial steps, share of a full step (MACs against measured wall-clock; batch 2 only where timed):",
         table(["branch", "skip", "GMACs", "MACs", "wall b1", "wall b2 (CFG)", "wall - MACs, b1 / b2", "within_15pct"], rows),
         f"Largest gap between a wall ratio and its MACs ratio: {signed(100 * g[0], 1)} % ({g[1]}, branch {g[2]}).",
-        f"Reachable MACs speed-ups over a DDIM-50 teacher, DeepCache uniform N at each branch (columns), batch 1:",
+        "Reachable MACs speed-ups over a DDIM-50 teacher, DeepCache uniform N at each branch (columns), batch 1:",
         table(["DeepCache"] + [f"b{b}" for b in brs], rrows),
         f"MACs against predicted wall-clock speed-up (from the measured step times, batch 1), DeepCache at branch {brs[0]} and DDIM-k:",
         table(["schedule", "full / partial / null", "MACs x", "predicted wall x"], pred),

@@ -86,6 +86,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args: list[str], needle: str, tmp
     assert not (tmp_path / "o").exists()  # nothing half-written
 
 
+@pytest.mark.slow
 def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("flexdiff")
     proc = subprocess.run([str(exe), "sample", "--model", str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -102,6 +103,7 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
         (["sample", "--no-such-option"], "--no-such-option"),
     ],
 )
+@pytest.mark.slow
 def test_console_script_usage_errors_are_one_line_too(tmp_path: Path, args: list[str], needle: str) -> None:
     exe = Path(sys.executable).with_name("flexdiff")
     proc = subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -34,9 +34,14 @@ def test_unavailable_feature_networks_fail_clearly(name: str, message: str) -> N
 
 
 def test_registry_accepts_new_networks() -> None:
+    from flexdiff.features import FEATURE_NETWORKS
+
     register_feature_network("mean-pixel")(lambda device: FeatureNetwork("mean-pixel", lambda x: x.mean((2, 3)), 1, device))
-    assert "mean-pixel" in feature_network_names()
-    assert get_feature_network("mean-pixel")(torch.ones(2, 1, 4, 4)).tolist() == [[1.0], [1.0]]
+    try:
+        assert "mean-pixel" in feature_network_names()
+        assert get_feature_network("mean-pixel")(torch.ones(2, 1, 4, 4)).tolist() == [[1.0], [1.0]]
+    finally:
+        FEATURE_NETWORKS.unregister("mean-pixel")  # the registry is process-wide: leave it as found
 
 
 def test_inception_names_the_missing_file_or_package(tmp_path) -> None:

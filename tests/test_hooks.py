@@ -13,6 +13,7 @@ from flexdiff.executor import apply_schedule
 from flexdiff.hooks import HOOK_NAME, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, Conditioning, DiffusionModel
 from flexdiff.noise import NoiseSchedule, initial_noise
+from flexdiff.samplers import sampler_names
 from flexdiff.sampling import generate, sample, teacher_timesteps
 from flexdiff.schedule import (
     FULL,
@@ -46,7 +47,7 @@ def tiny_plain_model() -> DiffusionModel:
 
 
 MODELS = {"unet2d": tiny_plain_model, "unet2d-condition-cfg": tiny_conditional_model}
-SAMPLERS = ["ddim", "dpmpp-2m"]
+SAMPLERS = sampler_names()  # every registered sampler
 T = 8
 
 

@@ -254,6 +254,7 @@ def test_sd_inspect_schedule_sample_guidance_off_and_on(sd_dir: Path, prompt_fil
 SEARCH = ["--steps", "6", "--n", "4", "--trials", "2", "--segments", "2,3", "--validate-n", "4", "--validate-top", "1", "--baseline-branches", "0"]
 
 
+@pytest.mark.slow
 def test_sd_search_with_guidance_then_without_rebuilds_the_reference(sd_dir: Path, prompt_file: Path, clip_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "search"
     first = ok(invoke("search", "--model", sd_dir, *SEARCH, "--prompts", prompt_file, "--guidance", "3", "--features", "clip", "--clip", clip_dir, "--out", out))
@@ -265,6 +266,7 @@ def test_sd_search_with_guidance_then_without_rebuilds_the_reference(sd_dir: Pat
     assert json.loads((out / "results.json").read_text())["study"] != results["study"]
 
 
+@pytest.mark.slow
 def test_ldm_inspect_schedule_sample_search(ldm_dir: Path, tmp_path: Path) -> None:
     info = json.loads(ok(invoke("inspect", "--model", ldm_dir, "--json")))
     assert info["class"] == "UNet2DModel" and info["decoder"] == "VQModel" and info["sample_shape"] == [3, 8, 8]

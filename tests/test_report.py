@@ -25,6 +25,8 @@ from flexdiff.cli import app
 from flexdiff.errors import FlexdiffError
 from flexdiff.report import plots, write_report
 
+pytestmark = pytest.mark.slow  # end-to-end runs: `pytest -m "not slow"` leaves them out
+
 FLEXDIFF = str(Path(sys.executable).with_name("flexdiff"))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 SECTIONS = ("pareto", "grids", "strips", "progress", "compress", "provenance")

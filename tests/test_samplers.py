@@ -166,6 +166,7 @@ def test_teacher_error_share() -> None:
         teacher_error_share(grid, grid[3], 555, noise)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip_sample", [False, True])
 @pytest.mark.parametrize("every", [2, 3, 4])
 def test_ddim_2m_lands_nearer_the_teacher_than_ddim_or_dpmpp_on_the_same_steps(unet, clip_sample: bool, every: int) -> None:
@@ -219,3 +220,79 @@ def test_bad_step_counts_are_rejected(steps: int) -> None:
 def test_initial_noise_is_the_documented_draw() -> None:
     expected = torch.randn((5, 1, 16, 16), generator=torch.Generator().manual_seed(11))
     assert torch.equal(initial_noise(5, (1, 16, 16), 11), expected)
+
+
+# --- the contract every registered sampler keeps (a new sampler module is tested by being registered) -------------
+
+
+def _registered() -> list[str]:
+    from flexdiff.samplers import sampler_names
+
+    return sampler_names()
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_contract_calls_denoise_once_per_active_step_in_order(unet, name: str) -> None:
+    from flexdiff.samplers import sampler_info
+
+    info = sampler_info(name)
+    noise = NoiseSchedule.from_scheduler_config(BASE)
+    grid = uniform_timesteps(1000, 10, info.spacing)
+    active = [t for i, t in enumerate(grid) if i not in (3, 4, 7)]  # null steps dropped: the sampler jumps over them
+    seen = []
+    inner = _denoise(unet, noise)
+
+    def spy(x: torch.Tensor, t: int, i: int) -> torch.Tensor:
+        seen.append((t, i, tuple(x.shape)))
+        return inner(x, t, i)
+
+    x = initial_noise(3, (1, 8, 8), 0)
+    out = info.fn(spy, x, active, noise, grid=grid)
+    assert seen == [(t, i, (3, 1, 8, 8)) for i, t in enumerate(active)]
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_contract_images_do_not_depend_on_the_batch(unet, name: str) -> None:
+    from flexdiff.samplers import sampler_info
+
+    info = sampler_info(name)
+    noise = NoiseSchedule.from_scheduler_config(BASE)
+    ts = uniform_timesteps(1000, 6, info.spacing)
+    x = initial_noise(4, (1, 8, 8), 1)
+    whole = info.fn(_denoise(unet, noise), x, ts, noise, grid=ts)
+    halves = torch.cat([info.fn(_denoise(unet, noise), x[i:i + 2], ts, noise, grid=ts) for i in (0, 2)])
+    torch.testing.assert_close(whole, halves, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_contract_deterministic_samplers_refuse_eta_and_the_others_use_it(unet, name: str) -> None:
+    from flexdiff.samplers import sampler_info
+
+    info = sampler_info(name)
+    noise = NoiseSchedule.from_scheduler_config(BASE)
+    ts = uniform_timesteps(1000, 4, info.spacing)
+    x = initial_noise(2, (1, 8, 8), 2)
+    if info.deterministic:
+        with pytest.raises(FlexdiffError):
+            info.fn(_denoise(unet, noise), x, ts, noise, eta=0.5)
+    else:
+        plain = info.fn(_denoise(unet, noise), x, ts, noise)
+        noisy = info.fn(_denoise(unet, noise), x, ts, noise, eta=1.0, noise_sampler=lambda i: torch.randn(x.shape, generator=torch.Generator().manual_seed(i)))
+        assert not torch.equal(plain, noisy)
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_contract_refuses_bad_timesteps_and_follows_its_declared_twin(unet, name: str) -> None:
+    from flexdiff.samplers import sampler_info
+
+    info = sampler_info(name)
+    noise = NoiseSchedule.from_scheduler_config(BASE)
+    with pytest.raises(FlexdiffError):
+        info.fn(_denoise(unet, noise), initial_noise(1, (1, 8, 8), 0), [10, 10], noise)
+    if info.same_on_grid_as is not None:  # wherever every corrected step is one of the grid's own, it is its twin exactly
+        twin = sampler_info(info.same_on_grid_as)
+        grid = uniform_timesteps(1000, 8, info.spacing)
+        x = initial_noise(2, (1, 8, 8), 3)
+        assert same_trajectory(name, twin.name, grid, grid)
+        assert torch.equal(info.fn(_denoise(unet, noise), x, grid, noise, grid=grid), twin.fn(_denoise(unet, noise), x, grid, noise, grid=grid))

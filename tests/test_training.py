@@ -58,6 +58,7 @@ def test_train_refuses_a_file_as_out_before_training(tmp_path: Path, no_training
     assert out.read_text() == "not a folder" and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_retraining_a_model_folder_replaces_the_model_and_keeps_other_files(tmp_path: Path) -> None:
     from flexdiff.models import load_model
 
@@ -117,6 +118,7 @@ def test_train_features_refuses_bad_out_and_epochs_before_training(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_train_classifier_writes_through_a_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import safetensors.torch
 

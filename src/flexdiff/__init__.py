@@ -15,13 +15,9 @@ and tools that only need one part do not pay for torch, diffusers and optuna up 
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = metadata.version("flexdiff")
-except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+from flexdiff._version import __version__
 
 #: public name -> the module that defines it
 _EXPORTS = {

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils.optional import require
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -34,6 +35,7 @@ REAL_REFERENCE = {"builtin:digits": "builtin:digits-heldout"}
 
 @lru_cache(maxsize=1)
 def _digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    require("sklearn", "search", "the built-in digits data sets")
     from sklearn.datasets import load_digits
 
     digits = load_digits()  # 1797 images, 8x8, integer intensities 0..16; shipped inside scikit-learn

@@ -71,7 +71,7 @@ class ScheduleExecutor:
         self.set_step(self._active[i])
         return self.model.eps(x, t)
 
-    def start(self, x: torch.Tensor | None = None) -> Denoise:
+    def start(self) -> Denoise:
         """Begin a sampling run (one batch): clears the cache; returns :meth:`denoise`."""
         self.state.cache.clear()
         return self.denoise

@@ -7,6 +7,7 @@ from torch import nn
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import get_feature_network
+from flexdiff.utils.optional import require
 
 
 class _Precomputed(nn.Module):
@@ -25,6 +26,7 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
     ``||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2})``, computed by torchmetrics in float64.
     """
+    require("torchmetrics", "search", "FID")
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:

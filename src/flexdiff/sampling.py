@@ -46,14 +46,14 @@ def generate(
     eta: float = 0.0,
     seed: int = 0,
     batch_size: int | None = None,
-    denoise: Callable[[torch.Tensor], Denoise] | None = None,
+    denoise: Callable[[], Denoise] | None = None,
     on_step: Callable[[], None] | None = None,
     decode: bool = True,
     grid: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Run ``sampler`` from ``noise`` (N, C, H, W) over ``timesteps``, in batches; returns x_0 on the CPU, unclamped.
 
-    ``denoise(batch_noise) -> Denoise`` lets a caller wrap the model per batch (the schedule executor does); by
+    ``denoise() -> Denoise`` is called once per batch to wrap the model (the schedule executor does: a fresh cache); by
     default the plain model is called. With ``eta > 0`` the extra noise of step ``i`` is drawn for all N images from a
     generator seeded by ``(seed, i)`` and sliced to the batch, so image ``i`` gets the same noise whatever the batch
     size (:func:`extra_noise`). Image ``i`` is conditioned on entry ``i mod P`` of the model's prompts / labels, whatever
@@ -69,7 +69,7 @@ def generate(
     out = []
     for start in range(0, len(noise), size):
         x = noise[start : start + size].to(device)
-        fn = denoise(x) if denoise is not None else (lambda xt, t, i: model.eps(xt, t))
+        fn = denoise() if denoise is not None else (lambda xt, t, i: model.eps(xt, t))
         draw = extra_noise(noise.shape, seed, start, start + len(x)) if eta > 0 else None
         with torch.no_grad(), model.for_images(start, start + len(x)):
             y = sample_fn(fn, x, timesteps, model.noise, eta=eta, noise_sampler=draw, callback=(lambda i: on_step()) if on_step else None, grid=grid)

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from flexdiff.cli import app
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, save_model
 
+pytestmark = pytest.mark.slow  # end-to-end runs: `pytest -m "not slow"` leaves them out
+
 runner = CliRunner()
 FAST = ["--record-n", "32", "--val-n", "8", "--distill-steps", "3", "--retrain-steps", "4", "--fid-n", "6", "--reference", "builtin:digits-heldout", "--minutes", "5", "--device", "cpu", "--no-report"]
 RESULT_KEYS = {"kind", "config", "command", "blocks", "teacher", "student", "retrain", "seconds"}
@@ -213,3 +215,29 @@ def test_a_resumed_run_continues_the_clock_of_the_earlier_processes(run_dir: Pat
     (out / "state.json").write_text(json.dumps(state))
     run = prepare(CompressConfig(out=out, model=str(teacher_dir), minutes=40, device="cpu", progress=False))
     assert abs((run.deadline - time.monotonic()) - 30 * 60) < 30
+
+
+def test_compress_records_its_provenance_and_the_report_shows_it(run_dir: Path) -> None:
+    """Every compress report said its environment was unknown: results.json now carries command, versions, machine."""
+    results = json.loads((run_dir / "results.json").read_text())
+    env = results["environment"]
+    assert env["versions"]["torch"] and env["versions"]["flexdiff"] and env["machine"]["cpu_count"] >= 1 and env["date"]
+    assert results["command"][0] == "flexdiff" and results["earlier_commands"] == []  # the CLI passes its argv (pytest's here)
+    html = (run_dir / "report.html").read_text()
+    assert "recorded when the run wrote its results" in html and "the run did not record its environment" not in html
+
+
+def test_a_teacher_trained_on_fewer_than_500_timesteps_is_probed_inside_its_range(tmp_path: Path) -> None:
+    """compress timed the teacher at t = 500 (and the supernet probe hard-coded it): a 400-step v-prediction teacher
+    raised IndexError from alphas_cumprod[500]. The probes now run at num_train_timesteps // 2."""
+    from flexdiff.nas.clock import prepare
+    from flexdiff.nas.config import CompressConfig
+    from flexdiff.nas.phases import _fid_reserve, teacher_cost
+
+    folder = tmp_path / "short"
+    save_model(tiny_unet(sample_size=16), folder, {**DEFAULT_SCHEDULER_CONFIG, "num_train_timesteps": 400, "prediction_type": "v_prediction"})
+    run = prepare(CompressConfig(out=tmp_path / "run", model=str(folder), fid_n=4, reference="builtin:digits-heldout", device="cpu", progress=False))
+    assert run.teacher.noise.num_train_timesteps == 400
+    assert _fid_reserve(run) > 0
+    macs, params = teacher_cost(run.teacher)
+    assert macs > 0 and params == run.teacher.num_parameters

@@ -68,6 +68,7 @@ def _run(parts, steps: int, folder: Path, alpha: str = "dynamic", start: torch.n
     return retrain(net, teacher, specs, noise, tiny_images(), scales, config, Checkpoint(folder), {"k": 1})
 
 
+@pytest.mark.slow
 def test_history_follows_the_schedule(parts, tmp_path: Path) -> None:
     _, history, cut = _run(parts, 8, tmp_path / "a")
     assert not cut and [h["step"] for h in history] == [2, 4, 6, 8]
@@ -77,6 +78,7 @@ def test_history_follows_the_schedule(parts, tmp_path: Path) -> None:
     assert {h["alpha"] for h in constant} == {0.5}
 
 
+@pytest.mark.slow
 def test_killed_retraining_resumes_to_the_same_weights(parts, tmp_path: Path) -> None:
     straight, history, _ = _run(parts, 8, tmp_path / "straight")
     # a run killed after step 4: its checkpoint is what a 4-step run with the same fingerprint leaves... with steps=8

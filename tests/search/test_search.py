@@ -17,7 +17,10 @@ from typer.testing import CliRunner
 from flexdiff.cli import app
 from flexdiff.models import load_model
 from flexdiff.sampling import teacher_timesteps
+from flexdiff.search.strategies import strategy_names
 from flexdiff.search.study import evaluated
+
+pytestmark = pytest.mark.slow  # end-to-end runs: `pytest -m "not slow"` leaves them out
 
 FLEXDIFF = str(Path(sys.executable).with_name("flexdiff"))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -40,7 +43,7 @@ def assert_no_schedule_evaluated_twice(study: optuna.Study) -> None:
     assert len(keys) == len(set(keys))
 
 
-@pytest.mark.parametrize("strategy, spacings", [("evolution", "1"), ("nsga2", "1"), ("random", "1"), ("evolution", "1,2")])
+@pytest.mark.parametrize("strategy, spacings", [*((s, "1") for s in strategy_names()), ("evolution", "1,2")])  # every registered strategy
 def test_search_writes_artefacts_and_resumes(tiny_model_dir: Path, tmp_path: Path, strategy: str, spacings: str) -> None:
     runner = CliRunner()
     out = tmp_path / "run"
@@ -122,10 +125,19 @@ def test_two_workers_share_one_study(tiny_model_dir: Path, tmp_path: Path) -> No
     assert len({t.user_attrs["key"] for t in evaluated(baselines)}) == len(json.loads((out / "results.json").read_text())["trials"]["baselines"])
 
 
-@pytest.mark.skipif(not os.environ.get("FLEXDIFF_POSTGRES_URL"), reason="no PostgreSQL server: set FLEXDIFF_POSTGRES_URL (.ci/run starts one when it can)")
-def test_postgres_storage(tiny_model_dir: Path, tmp_path: Path) -> None:
-    url = os.environ["FLEXDIFF_POSTGRES_URL"]
-    study_name = f"pg-{os.getpid()}-{int(time.time())}"
+#: every storage kind a search runs on: name -> URL for a test folder (None: not available on this machine)
+STORAGES = {
+    "sqlite": lambda tmp: f"sqlite:///{tmp / 'shared.db'}",
+    "postgresql": lambda tmp: os.environ.get("FLEXDIFF_POSTGRES_URL"),  # .ci/run starts a server when it can
+}
+
+
+@pytest.mark.parametrize("kind", list(STORAGES))
+def test_search_on_every_storage_kind(tiny_model_dir: Path, tmp_path: Path, kind: str) -> None:
+    url = STORAGES[kind](tmp_path)
+    if url is None:
+        pytest.skip(f"no {kind} server: set FLEXDIFF_POSTGRES_URL (.ci/run starts one when it can)")
+    study_name = f"{kind}-{os.getpid()}-{int(time.time())}"
     result = CliRunner().invoke(app, search_args(tiny_model_dir, tmp_path / "run", 4, "--storage", url, "--study", study_name))
     assert result.exit_code == 0, result.output
     searched = optuna.load_study(study_name=study_name, storage=url)

@@ -72,6 +72,7 @@ def test_a_baseline_plan_proposed_by_the_strategy_is_answered_from_memory(tmp_pa
     assert {t.user_attrs["key"] for t in evaluated(study)} == {plans[1].key, plans[2].key}
 
 
+@pytest.mark.slow
 def test_a_strategy_with_nothing_new_to_propose_stops(tmp_path: Path) -> None:
     """A space smaller than --trials: the search stops after EXHAUSTED_AFTER repeats instead of running for ever."""
     study = _study(tmp_path)

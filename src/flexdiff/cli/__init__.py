@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from flexdiff._version import __version__
 from flexdiff.cli._app import app
 from flexdiff.utils.registry import import_submodules
 
@@ -15,16 +16,13 @@ import_submodules(__name__, __path__)
 
 def _version(value: bool) -> None:
     if value:
-        from flexdiff import __version__
-
         print(f"flexdiff {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit")) -> None:
-    """flexdiff: make pretrained diffusion models faster at the same quality. Every bad input ends in one line on stderr and exit code 2."""
-
+    pass  # the app's help is _app.HELP
 
 def main() -> None:
     """The ``flexdiff`` entry point. Usage errors (an unknown option, ``--n abc``, a missing ``--out``) end in one line

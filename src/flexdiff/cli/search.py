@@ -26,7 +26,15 @@ from flexdiff.cli._app import (
     floats,
     ints,
 )
-from flexdiff.search.strategies import strategy_names
+from flexdiff.errors import FlexdiffError
+from flexdiff.samplers import sampler_names
+
+try:
+    from flexdiff.search.strategies import strategy_names
+
+    STRATEGY_HELP = f"search strategy: {choices(strategy_names())} (evolution = Flexiffusion's)"
+except FlexdiffError as exc:  # the search extra is not installed: running the command says so in one line
+    STRATEGY_HELP = f"search strategy ({exc.fix})"
 
 
 @command
@@ -35,12 +43,12 @@ def search(
     model: str = MODEL,
     sampler: str = SAMPLER,
     steps: int = TEACHER_STEPS,
-    solver: str | None = typer.Option(None, "--solver", help="sampler the searched schedules run with on the teacher's steps (default: --sampler): dpmpp-2m, or ddim-2m (DDIM corrected to the teacher's error where it skips steps); DDIM-k and DeepCache are then also scored under it"),
+    solver: str | None = typer.Option(None, "--solver", help=f"sampler the searched schedules run with on the teacher's steps (default: --sampler; one of {', '.join(sampler_names())}; ddim-2m = DDIM corrected to the teacher's error where it skips steps); DDIM-k and DeepCache are then also scored under it"),
     speedup: float = typer.Option(3.0, "--speedup", help="target MACs speed-up: the budget is teacher MACs / X"),
     max_macs: float | None = typer.Option(None, "--max-macs", help="budget in MACs per sample (overrides --speedup)"),
     n: int = typer.Option(256, "--n", help="images per rFID evaluation during the search"),
     trials: int = typer.Option(100, "--trials", help="searched schedules to evaluate (baselines come on top)"),
-    strategy: str = typer.Option("evolution", "--strategy", help=f"search strategy: {choices(strategy_names())} (evolution = Flexiffusion's)"),
+    strategy: str = typer.Option("evolution", "--strategy", help=STRATEGY_HELP),
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL shared by workers (default: sqlite in OUT)"),
     study: str | None = typer.Option(None, "--study", help="study name (default: derived from the setup, so reruns resume)"),
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),

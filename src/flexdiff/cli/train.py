@@ -12,7 +12,6 @@ import typer
 from flexdiff.cli._app import DEVICE, SEED, command
 
 
-@command
 def _train_into(out: Path, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
     """Check ``out`` before any work, train into a hidden sibling folder and move what training wrote into ``out``
     only on success: an earlier model, and any other file in ``out`` (a model card), is never lost."""

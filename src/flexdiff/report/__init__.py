@@ -11,7 +11,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from flexdiff.errors import FlexdiffError, output_folder
+from flexdiff.utils.optional import require
+
+require("matplotlib", "search", "the HTML report")
+
+from flexdiff.errors import FlexdiffError, output_folder  # noqa: E402 - after the check
 from flexdiff.report import sections
 from flexdiff.report.html import absent, page
 from flexdiff.report.load import load_run
