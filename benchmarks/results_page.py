@@ -708,6 +708,49 @@ SUBTITLES = {
 }
 
 
+def sec_reproduced(results: Path = RESULTS) -> str | None:
+    """Reruns in ``benchmarks/results/reproduced/`` (after a change that must not move a figure) beside the committed
+    figures they reproduce: step types (MACs, rFID, FID, wall-clock) and seed-spread seeds."""
+    folder = results / "reproduced"
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return None
+    parts = [anchor("reproduced"), "## Reproduced after the package restructuring",
+             "The same commands rerun on the restructured package (`reproduced/`), beside the committed figures. MACs and "
+             "image-quality figures are deterministic (one seed); wall-clock is one shared-VM timing of each and moves "
+             "with the machine's load."]
+    for path in files:
+        new = json.loads(path.read_text())
+        rel = f"reproduced/{path.name}"
+        parts.append(f"### `{rel}`\n\n" + provenance(rel, new))
+        if path.name == "step_types.json":
+            old = json.loads((results / "step_types.json").read_text())
+            rows = [["full-step MACs", integer(old["full_step_macs_per_sample"]), integer(new["full_step_macs_per_sample"])],
+                    ["partial-step MACs, branches 0..8", "same" if old["partial_step_macs_per_sample"] == new["partial_step_macs_per_sample"] else "differ",
+                     ", ".join(integer(v) for v in new["partial_step_macs_per_sample"])],
+                    ["teacher FID vs held-out", num(old["fid_teacher_vs_heldout"], 3), num(new["fid_teacher_vs_heldout"], 3)],
+                    ["hook overhead, all-full schedule", pct(old["hook_overhead_all_full"]), pct(new["hook_overhead_all_full"])]]
+            for o, n in zip(old["schedules"], new["schedules"]):
+                rows.append([f"{o['schedule']}: rFID / FID / wall speed-up",
+                             f"{num(o['rfid_vs_teacher'])} / {num(o['fid_vs_heldout'], 3)} / {times(o['wall_speedup'])}",
+                             f"{num(n['rfid_vs_teacher'])} / {num(n['fid_vs_heldout'], 3)} / {times(n['wall_speedup'])}"])
+            parts.append(table(["figure", "committed (`step_types.json`)", "rerun"], rows))
+        elif path.name.startswith("seed_spread_confirm_seed"):
+            old = json.loads((results / "seed_spread_confirm.json").read_text())
+            rows = []
+            for key, entry in new["schedules"].items():
+                before = old["schedules"].get(key, {})
+                for metric in ("fid", "rfid"):
+                    if metric not in entry:
+                        continue
+                    by_seed = dict(zip(old["seeds"], before.get(metric, [])))
+                    for seed, value in zip(new["seeds"], entry[metric]):
+                        rows.append([seed_label(key, entry), metric.replace("rfid", "rFID").replace("fid", "FID"), str(seed),
+                                     num(by_seed[seed], 4) if seed in by_seed else "–", num(value, 4)])
+            parts.append(table(["schedule", "metric", "seed", "committed (`seed_spread_confirm.json`)", "rerun"], rows))
+    return "\n\n".join(parts)
+
+
 def load_all(results: Path = RESULTS) -> dict[str, dict[str, Any]]:
     return {p.name: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
 
@@ -786,6 +829,10 @@ def render(results: Path = RESULTS) -> str:
     if rest:
         toc.append("- [Other results](#other)")
         bodies.append("\n\n".join([anchor("other"), "## Other results"] + [f"### `{n}`\n\n" + sec_other(n, docs[n]) for n in rest]))
+    reproduced = sec_reproduced(results)
+    if reproduced:
+        toc.append("- [Reproduced after the package restructuring](#reproduced)")
+        bodies.append(reproduced)
     out.append("Contents:\n\n" + "\n".join(toc))
     out.extend(bodies)
     return "\n\n".join(out) + "\n"

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils.io import atomic_path
 from flexdiff.utils.optional import require
 
 if TYPE_CHECKING:
@@ -148,9 +149,8 @@ def _load_folder(path: Path) -> torch.Tensor:
 def save_npz(path: Path, images: torch.Tensor) -> None:
     """Write images as ``.npz`` (key ``images``, float32 NCHW in ``[-1, 1]``), atomically: no half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, images=images.detach().cpu().float().clamp(-1, 1).numpy())
-    tmp.replace(path)
+    with atomic_path(path, ".npz") as tmp:  # np.savez appends .npz to a name without it
+        np.savez_compressed(tmp, images=images.detach().cpu().float().clamp(-1, 1).numpy())
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -174,6 +174,5 @@ def save_grid(path: Path, images: torch.Tensor, nrow: int | None = None, scale: 
     image = Image.fromarray(grid[..., 0] if c == 1 else grid)
     image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    image.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path, ".png") as tmp:  # PIL picks the format from the suffix
+        image.save(tmp)

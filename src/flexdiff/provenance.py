@@ -9,7 +9,6 @@ rebuilt from its config, marked as such.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import shlex
@@ -17,6 +16,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from flexdiff.utils.io import read_json_or_none
 
 PACKAGES = ("flexdiff", "torch", "diffusers", "optuna", "torchmetrics", "numpy", "matplotlib")
 
@@ -68,13 +69,12 @@ def run_provenance(previous_results: Path, command: list[str] | None = None) -> 
     """
     command = command if command is not None else current_command()
     earlier: list[list[str]] = []
-    try:
-        old = json.loads(previous_results.read_text())
-        for cmd in [*old.get("earlier_commands", []), old.get("command")]:
-            if isinstance(cmd, list) and cmd and cmd != command and cmd not in earlier:
-                earlier.append(cmd)
-    except (OSError, ValueError, AttributeError):
-        pass
+    old = read_json_or_none(previous_results)
+    old = old if isinstance(old, dict) else {}
+    previous = old.get("earlier_commands")
+    for cmd in [*(previous if isinstance(previous, list) else []), old.get("command")]:
+        if isinstance(cmd, list) and cmd and cmd != command and cmd not in earlier:
+            earlier.append(cmd)
     return {"command": command, "earlier_commands": earlier, "environment": environment()}
 
 

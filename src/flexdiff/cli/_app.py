@@ -22,7 +22,7 @@ MODEL = typer.Option("builtin:digits", "--model", help="builtin:digits or a loca
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda")
 SEED = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="one seed drives noise and training")  # torch.Generator takes 64 bits
 NO_REPORT = typer.Option(False, "--no-report", help="skip OUT/report.html (write it later with `flexdiff report OUT`)")
-# conditioning of real pipelines (flexdiff.pipelines) and feature networks from local files
+# conditioning of real pipelines (flexdiff.models.conditioning) and feature networks from local files
 PROMPTS = typer.Option(None, "--prompts", help="prompt file of a text-to-image pipeline: one prompt per line, or SEED<TAB>prompt; image i takes prompt i mod P")
 NEGATIVE_PROMPT = typer.Option(None, "--negative-prompt", help="negative prompt: the unconditional half of classifier-free guidance (default: empty)")
 GUIDANCE = typer.Option(None, "--guidance", help="classifier-free guidance scale (default: 7.5 with --prompts, else 1 = none)")

@@ -6,7 +6,6 @@ text encoder (LDM, Stable Diffusion) are loaded by :mod:`flexdiff.models.pipelin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from flexdiff.models.model import DiffusionModel
 from flexdiff.models.pipelines import is_latent_or_text_pipeline, load_pipeline
 from flexdiff.noise import NoiseSchedule
 from flexdiff.utils.device import resolve_device
+from flexdiff.utils.io import write_json
 
 ASSETS = Path(__file__).parent.parent / "assets"
 BUILTIN_MODELS = {"builtin:digits": ASSETS / "digits-teacher"}
@@ -53,7 +53,7 @@ def load_model(spec: str | Path = "builtin:digits", device: str | torch.device =
     """Load ``builtin:digits`` or a local diffusers folder.
 
     Accepts a pipeline folder (``model_index.json``: DDPM / DDIM with a pixel ``UNet2DModel``, LDM with a latent
-    ``UNet2DModel`` and a VAE, Stable Diffusion; see :mod:`flexdiff.pipelines`) or a bare ``UNet2DModel`` folder
+    ``UNet2DModel`` and a VAE, Stable Diffusion; see :mod:`flexdiff.models.pipelines`) or a bare ``UNet2DModel`` folder
     (``config.json`` and ``diffusion_pytorch_model.safetensors``, with an optional ``scheduler_config.json``;
     without one the DDPM linear schedule is assumed).
     """
@@ -96,6 +96,6 @@ def save_model(model_or_unet: DiffusionModel | torch.nn.Module, out: Path, sched
         scheduler_config = model_or_unet.scheduler_config if isinstance(model_or_unet, DiffusionModel) else DEFAULT_SCHEDULER_CONFIG
     unet.save_pretrained(out / "unet", safe_serialization=True)
     (out / "scheduler").mkdir(parents=True, exist_ok=True)
-    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config, indent=2) + "\n")
+    write_json(out / "scheduler" / "scheduler_config.json", scheduler_config)
     index = {"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", scheduler_config.get("_class_name", "DDPMScheduler")]}
-    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_json(out / "model_index.json", index)

@@ -12,7 +12,9 @@ Width options per layer are the teacher's width times 0 (dropped), 0.25, 0.5, 0.
 
 An :class:`Architecture` (the choice of every block) is the student's description on disk: ``flexdiff_student.json``
 beside the diffusers ``config.json`` of the teacher's skeleton. :func:`apply_architecture` rebuilds the student's
-module tree from the skeleton and the description, so the weights load with their original key names.
+module tree from the skeleton and the description, so the weights load with their original key names. The slim layers
+a student is built of (:class:`SlimResnet`, :class:`NoAttention`) are here too; their weight-sharing supernet forms,
+which only training needs, are in :mod:`flexdiff.nas.units`.
 """
 
 from __future__ import annotations
@@ -214,7 +216,7 @@ class SlimResnet(nn.Module):
     """A ResnetBlock2D with ``mid_groups`` internal GroupNorm groups (0 = residual branch dropped).
 
     Same call signature ``(hidden_states, temb)`` and same parameter names as diffusers' layer, so state dicts keep
-    the teacher's key layout and the hooks of :mod:`flexdiff.hooks` treat it like any unit.
+    the teacher's key layout and the step hooks of :mod:`flexdiff.hooks` treat it like any unit.
     """
 
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, groups: int, channels_per_group: int, mid_groups: int, eps: float, output_scale_factor: float = 1.0) -> None:

@@ -38,7 +38,7 @@ def output_keys(unet: nn.Module, spec: BlockSpec) -> list[str]:
 
 
 def skip_keys(unet: nn.Module) -> list[str]:
-    """Keys of every skip connection in the order the down path produces them (branch order of flexdiff.hooks)."""
+    """Keys of every skip connection in the order the down path produces them (the branch order of flexdiff.backbones.unet)."""
     return ["conv_in"] + [k for d in range(len(unet.down_blocks)) for k in _down_keys(unet, d)]
 
 

@@ -14,7 +14,7 @@ import torch
 from flexdiff.data import load_images
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import get_feature_network
-from flexdiff.models import load_model
+from flexdiff.models import DiffusionModel, load_model
 from flexdiff.models.student import BlockSpec, block_specs
 from flexdiff.nas.config import CompressConfig
 from flexdiff.nas.supernet import smallest_student
@@ -26,7 +26,7 @@ class Run:
     """One compress run: the loaded teacher, the data, the run folder's state, and the clock."""
 
     config: CompressConfig
-    teacher: Any  # DiffusionModel
+    teacher: DiffusionModel
     images: torch.Tensor
     specs: tuple[BlockSpec, ...]
     start: float = field(default_factory=time.monotonic)

@@ -47,7 +47,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.models.student import BlockSpec
 from flexdiff.nas.blocks import capture, output_keys, relative_loss
 from flexdiff.noise import NoiseSchedule
-from flexdiff.utils.io import atomic_path
+from flexdiff.utils.io import atomic_path, read_json_or_none
 from flexdiff.utils.training import ema_update, warmup_cosine
 
 
@@ -133,8 +133,8 @@ class Checkpoint:
 
         if not self.exists():
             return None
-        meta = json.loads(self.meta.read_text())
-        if meta.get("fingerprint") != fingerprint:
+        meta = read_json_or_none(self.meta)
+        if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint:
             return None
         tensors = load_file(str(self.tensors))
         if "step" not in tensors or int(tensors["step"][0]) != meta["step"]:

@@ -14,7 +14,6 @@ Layout (safetensors only, never pickle)::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from torch import nn
 
 from flexdiff.models.load import save_model
 from flexdiff.models.student import STUDENT_FILE, Architecture
-from flexdiff.utils.io import folder_as_unit
+from flexdiff.utils.io import folder_as_unit, write_json
 
 
 def save_student(unet: nn.Module, arch: Architecture, out: Path, scheduler_config: dict[str, Any], card: dict[str, Any] | None = None) -> None:
@@ -30,4 +29,4 @@ def save_student(unet: nn.Module, arch: Architecture, out: Path, scheduler_confi
     the architecture description beside it, the weights under the teacher's key names."""
     with folder_as_unit(out) as tmp:
         save_model(unet, tmp, scheduler_config)
-        (tmp / "unet" / STUDENT_FILE).write_text(json.dumps({**arch.to_json(), **({"card": card} if card else {})}, indent=2) + "\n")
+        write_json(tmp / "unet" / STUDENT_FILE, {**arch.to_json(), **({"card": card} if card else {})})

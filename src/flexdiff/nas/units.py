@@ -1,4 +1,5 @@
-"""Candidate units of a student block: a narrower residual layer, a dropped attention, and their supernet forms.
+"""The supernet forms of a student block's units: a residual layer run at any width, an attention switched on or off
+(the stand-alone slim layers they extract to are :mod:`flexdiff.models.student`'s).
 
 A diffusers ``ResnetBlock2D`` (``time_embedding_norm="default"``) computes::
 
@@ -6,7 +7,7 @@ A diffusers ``ResnetBlock2D`` (``time_embedding_norm="default"``) computes::
     h = conv2(act(norm2(h)))                       # (N, C_out, H, W)
     y = (shortcut(x) + h) / output_scale_factor    # shortcut = 1x1 conv when C_in != C_out, else identity
 
-Its *internal width* is the channel count of ``h`` between conv1 and conv2. :class:`SlimResnet` is the same layer
+Its *internal width* is the channel count of ``h`` between conv1 and conv2. :class:`~flexdiff.models.student.SlimResnet` is the same layer
 with an internal width of ``k`` whole GroupNorm groups of ``norm2`` (``k * channels_per_group`` channels); the input
 and output shapes stay the teacher's, so any slim layer drops into the unmodified diffusers block. ``k = 0`` drops the
 residual branch: the layer is its shortcut alone (a 1x1 conv or the identity), which removes the layer's cost while

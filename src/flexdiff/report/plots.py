@@ -21,6 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator
 
+from flexdiff.utils.pareto import pareto_front
+
 Row = dict[str, Any]
 
 #: One marker and colour per schedule family, so a reader tells the baselines apart at a glance.
@@ -99,13 +101,7 @@ def _family(r: Row) -> str:
 
 def _front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """Upper-left front of (speed-up, quality) pairs: no other point is both faster and closer to the teacher."""
-    out: list[tuple[float, float]] = []
-    best = math.inf
-    for x, y in sorted(points, key=lambda p: (-p[0], p[1])):
-        if y < best:
-            out.append((x, y))
-            best = y
-    return sorted(out)
+    return sorted(points[i] for i in pareto_front([(-x, y) for x, y in points]))
 
 
 def _legend(fig: Figure, rows: Sequence[Row], extra: Sequence[Any] = ()) -> None:

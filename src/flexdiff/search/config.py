@@ -37,7 +37,7 @@ class SearchConfig:
     spacings: tuple[float, ...] = (1.0,)  # segment-boundary powers (Genome.segment_lengths); (1.0,) = the paper's equal segments (benchmarks/spacing.py)
     features: str = "digits"
     features_path: str | None = None  # local weights of the feature network (--clip DIR / --inception FILE)
-    prompts: str | None = None  # prompt file of a text-to-image pipeline (flexdiff.pipelines)
+    prompts: str | None = None  # prompt file of a text-to-image pipeline (flexdiff.models.conditioning)
     negative_prompt: str | None = None
     guidance: float | None = None  # None: 7.5 with prompts, else 1 (no guidance)
     labels: str | None = None  # class labels "0,3,7" of a class-conditional UNet (default: round-robin)
