@@ -222,16 +222,20 @@ def test_a_strategy_is_one_file(plugin, tmp_path: Path, tiny_model_dir: Path) ->
 
 
 TOY_INTEGRATION = '''
-    """An object that holds a flexdiff model: schedules attach to the model inside."""
+    """A sampler object of the user's: `holder.run(n)` samples its model, under the schedule enabled on it."""
     from dataclasses import dataclass
 
-    from flexdiff.executor import apply_schedule
     from flexdiff.integrations import Integration, register_integration
+    from flexdiff.sampling import sample
 
 
     @dataclass
     class Holder:
         model: object
+        schedule: object = None
+
+        def run(self, n):
+            return sample(self.model, n, seed=0, schedule=self.schedule)
 
 
     class HolderIntegration(Integration):
@@ -240,8 +244,11 @@ TOY_INTEGRATION = '''
         def matches(self, obj):
             return isinstance(obj, Holder)
 
-        def apply(self, obj, schedule):
-            return apply_schedule(obj.model, schedule)
+        def enable(self, obj, schedule):
+            obj.schedule = schedule
+
+        def disable(self, obj):
+            obj.schedule = None
 
 
     register_integration(HolderIntegration())
@@ -253,25 +260,22 @@ def test_an_integration_is_one_file(plugin, tmp_path: Path, tiny_model) -> None:
 
     toy = plugin("toy_integration", TOY_INTEGRATION)
     try:
-        ts = flexdiff.teacher_timesteps(tiny_model, "ddim", 6)
-        plan = flexdiff.deepcache_uniform(ts, 3, 0)
-        noise = tiny_model.initial_noise(2, 0)
-        with flexdiff.apply_schedule(toy.Holder(tiny_model), plan) as run:
-            got = flexdiff.generate(tiny_model, noise, plan.active_timesteps, "ddim", denoise=run.start)
-        torch.testing.assert_close(got.clamp(-1, 1), flexdiff.sample(tiny_model, 2, seed=0, schedule=plan), rtol=0, atol=0)
+        holder = toy.Holder(tiny_model)
+        plain = holder.run(2)
+        plan = flexdiff.deepcache_uniform(flexdiff.teacher_timesteps(tiny_model, "ddim", 6), 3, 0)
+        with flexdiff.enabled(holder, plan):
+            got = holder.run(2)
+        assert torch.equal(got, flexdiff.sample(tiny_model, 2, seed=0, schedule=plan)) and not torch.equal(got, plain)
+        assert torch.equal(holder.run(2), plain)
         assert files_touched(tmp_path) == 1
     finally:
         INTEGRATIONS.unregister("toy-holder")
 
 
 def test_an_object_no_integration_handles_is_refused_not_ignored(tiny_model) -> None:
-    """A diffusers pipeline (or anything else) is a one-line error, never a silent no-op."""
-    from diffusers import DDPMPipeline, DDPMScheduler
-
+    """An object flexdiff cannot attach to is a one-line error, never a silent no-op."""
     import flexdiff
 
-    pipe = DDPMPipeline(unet=tiny_model.denoiser, scheduler=DDPMScheduler())
     plan = flexdiff.full(flexdiff.teacher_timesteps(tiny_model, "ddim", 4))
-    with pytest.raises(flexdiff.FlexdiffError, match="DDPMPipeline: expected an object flexdiff can attach a schedule to"):
-        with flexdiff.apply_schedule(pipe, plan):
-            pass
+    with pytest.raises(flexdiff.FlexdiffError, match="Linear: expected an object flexdiff can enable a schedule on"):
+        flexdiff.enable(torch.nn.Linear(2, 2), plan)

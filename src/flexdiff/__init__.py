@@ -44,7 +44,11 @@ _EXPORTS = {
     "ddim_k": "flexdiff.schedule",
     "deepcache_uniform": "flexdiff.schedule",
     "deepcache_nonuniform": "flexdiff.schedule",
-    "apply_schedule": "flexdiff.integrations",
+    "apply_schedule": "flexdiff.executor",
+    "enable": "flexdiff.integrations",
+    "disable": "flexdiff.integrations",
+    "enabled": "flexdiff.integrations",
+    "pipeline_timesteps": "flexdiff.integrations",
     "generate": "flexdiff.sampling",
     "sample": "flexdiff.sampling",
     "teacher_timesteps": "flexdiff.sampling",
@@ -69,7 +73,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from flexdiff.cost import measure_macs  # noqa: F401
     from flexdiff.data import load_images  # noqa: F401
     from flexdiff.errors import FlexdiffError  # noqa: F401
-    from flexdiff.integrations import apply_schedule  # noqa: F401
+    from flexdiff.executor import apply_schedule  # noqa: F401
+    from flexdiff.integrations import disable, enable, enabled, pipeline_timesteps  # noqa: F401
     from flexdiff.metrics import fid, frechet_distance, rfid  # noqa: F401
     from flexdiff.models import Conditioning, DiffusionModel, condition, load_model  # noqa: F401
     from flexdiff.noise import initial_noise  # noqa: F401

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import torch
 
 from flexdiff.backbones import Layout
+from flexdiff.errors import FlexdiffError
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DiffusionModel
 from flexdiff.samplers import Denoise
@@ -46,7 +47,8 @@ def record_plan(schedule: Schedule, layout: Layout) -> dict[int, range]:
 class ScheduleExecutor:
     """Drives one model through a schedule: maps active-step index -> step type and sets the hook state."""
 
-    def __init__(self, model: DiffusionModel, schedule: Schedule, layout: Layout, state: StepState) -> None:
+    def __init__(self, model: DiffusionModel | None, schedule: Schedule, layout: Layout, state: StepState) -> None:
+        """``model`` is None when another loop calls the network (a user's pipeline): only :meth:`set_step` is used then."""
         schedule.check_branches(layout.num_branches)
         self.model, self.schedule, self.layout, self.state = model, schedule, layout, state
         self._active = schedule.active_indices
@@ -79,7 +81,12 @@ class ScheduleExecutor:
 
 @contextmanager
 def apply_schedule(model: DiffusionModel, schedule: Schedule) -> Iterator[ScheduleExecutor]:
-    """Attach the step hooks for ``schedule`` to ``model``'s unmodified denoiser; remove them on exit."""
+    """Attach the step hooks for ``schedule`` to ``model``'s unmodified denoiser; remove them on exit. The executor it
+    yields drives flexdiff's own sampling loop (its ``start`` is the samplers' ``denoise``); a user's pipeline object is
+    refused here (it would run its own loop without the clock): ``flexdiff.enable(pipe, schedule)`` is for those."""
+    if not isinstance(model, DiffusionModel):
+        raise FlexdiffError(type(model).__name__, "a model from flexdiff.load_model (apply_schedule drives flexdiff's own sampling loop)",
+                            "for your own pipeline object use flexdiff.enable(pipe, schedule) or `with flexdiff.enabled(pipe, schedule):`")
     layout, state = apply_partial_steps(model.denoiser)
     try:
         yield ScheduleExecutor(model, schedule, layout, state)

@@ -4,7 +4,9 @@
 from flexdiff.integrations.base import (
     INTEGRATIONS,
     Integration,
-    apply_schedule,
+    disable,
+    enable,
+    enabled,
     integration_for,
     register_integration,
 )
@@ -12,4 +14,6 @@ from flexdiff.utils.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
-__all__ = ["INTEGRATIONS", "Integration", "apply_schedule", "integration_for", "register_integration"]
+from flexdiff.integrations.diffusers_pipeline import pipeline_timesteps  # noqa: E402 - after discovery
+
+__all__ = ["INTEGRATIONS", "Integration", "disable", "enable", "enabled", "integration_for", "pipeline_timesteps", "register_integration"]

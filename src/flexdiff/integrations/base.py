@@ -1,10 +1,12 @@
-"""The contract of an integration: how a schedule attaches to an object a user holds (a flexdiff model today; the
-user's own diffusers pipeline next) and comes off again, restoring it exactly."""
+"""The contract of an integration: how a schedule attaches to an object a user holds (their own diffusers pipeline)
+so that the object's own call runs under it, and comes off again, restoring it bit for bit."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from flexdiff.errors import FlexdiffError
@@ -15,7 +17,7 @@ from flexdiff.utils.registry import Registry
 class Integration(ABC):
     """One kind of object schedules attach to. Subclasses register an instance with :func:`register_integration`."""
 
-    #: registry name, e.g. "flexdiff-model"
+    #: registry name, e.g. "diffusers-pipeline"
     name: str = ""
     #: what objects of this kind are, for error messages
     description: str = ""
@@ -25,8 +27,12 @@ class Integration(ABC):
         """Whether this integration handles ``obj``."""
 
     @abstractmethod
-    def apply(self, obj: Any, schedule: Schedule) -> AbstractContextManager[Any]:
-        """A context manager: inside it ``obj`` runs under ``schedule``; leaving it restores ``obj`` bit for bit."""
+    def enable(self, obj: Any, schedule: Schedule) -> None:
+        """From now on ``obj``'s own calls run under ``schedule`` (a one-line error if one is enabled already)."""
+
+    @abstractmethod
+    def disable(self, obj: Any) -> None:
+        """Take the schedule off: ``obj`` computes exactly as before :meth:`enable`."""
 
 
 INTEGRATIONS: Registry[Integration] = Registry("an integration", "pass an object flexdiff integrates with")
@@ -43,12 +49,30 @@ def integration_for(obj: Any) -> Integration:
         if integration.matches(obj):
             return integration
     supported = "; ".join(f"{i.name}: {i.description}" for _, i in INTEGRATIONS.items())
-    raise FlexdiffError(type(obj).__name__, f"an object flexdiff can attach a schedule to ({supported})", "load the model with flexdiff.load_model(...) first")
+    raise FlexdiffError(type(obj).__name__, f"an object flexdiff can enable a schedule on ({supported})",
+                        "for a model from flexdiff.load_model use flexdiff.sample(model, schedule=...) or flexdiff.apply_schedule")
 
 
-def apply_schedule(obj: Any, schedule: Schedule) -> AbstractContextManager[Any]:
-    """Attach ``schedule`` to ``obj`` for the duration of a ``with`` block (see each integration for what it yields)."""
-    return integration_for(obj).apply(obj, schedule)
+def _schedule(schedule: Schedule | str | Path) -> Schedule:
+    return schedule if isinstance(schedule, Schedule) else Schedule.load(schedule)
 
 
-__all__ = ["INTEGRATIONS", "Integration", "apply_schedule", "integration_for", "register_integration"]
+def enable(obj: Any, schedule: Schedule | str | Path) -> None:
+    """Attach ``schedule`` (a :class:`~flexdiff.schedule.Schedule` or a schedule file) to ``obj``: afterwards
+    ``obj(...)`` runs under it, called exactly as before."""
+    integration_for(obj).enable(obj, _schedule(schedule))
+
+
+def disable(obj: Any) -> None:
+    """Take the schedule :func:`enable` attached off again."""
+    integration_for(obj).disable(obj)
+
+
+@contextmanager
+def enabled(obj: Any, schedule: Schedule | str | Path) -> Iterator[Any]:
+    """``with flexdiff.enabled(pipe, "best.json"): pipe(...)``: :func:`enable` for the block, :func:`disable` after it."""
+    enable(obj, schedule)
+    try:
+        yield obj
+    finally:
+        disable(obj)

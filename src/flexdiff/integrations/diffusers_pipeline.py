@@ -1,0 +1,212 @@
+"""A user's own diffusers pipeline object: ``flexdiff.enable(pipe, schedule)``, then ``pipe(...)`` exactly as before.
+
+The pipeline, its denoiser and its scheduler stay unmodified; three removable pieces attach to them:
+
+- the step hooks of :mod:`flexdiff.hooks.partial_step` on the denoiser's units;
+- a clock hook (:data:`CLOCK_HOOK`, a diffusers ``ModelHook`` on the denoiser itself) that, before every denoiser call,
+  tells the step hooks which schedule step and step kind is running;
+- instance-level wrappers of the scheduler's ``set_timesteps`` and ``step``: **the clock is the pipeline's own loop**.
+  ``set_timesteps`` starts a run (and checks that the scheduler's grid is the schedule's); every ``step`` call ends
+  the current schedule step. Every denoiser call between two ``step`` calls belongs to one step, so classifier-free
+  guidance done as two calls works: each call *slot* of a step (1st, 2nd call) keeps its own cache. Nothing is
+  inferred from timestep values.
+
+Null steps are dropped by giving the scheduler the active timesteps where its ``set_timesteps`` accepts custom ones
+(DDPM, Euler, DPM-Solver++, LCM, Heun, FlowMatch); for the others (DDIM, PNDM, UniPC, Euler ancestral) a schedule with
+null steps is a one-line refusal naming the scheduler, as is a scheduler that calls the denoiser more than once per
+timestep (Heun, PNDM's warm-up) or a ControlNet pipeline (its residuals are added inside the UNet's skip connections,
+which partial steps would replay stale).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers.hooks import HookRegistry, ModelHook
+
+from flexdiff.backbones import backbone_of
+from flexdiff.errors import FlexdiffError
+from flexdiff.executor import ScheduleExecutor
+from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
+from flexdiff.integrations.base import Integration, register_integration
+from flexdiff.schedule import Schedule
+
+CLOCK_HOOK = "flexdiff.pipeline_clock"
+ATTR = "_flexdiff_enabled"
+
+
+@dataclass
+class PipelineRun:
+    """The state of one enabled pipeline: the schedule, the executor that maps steps to hook states, and the clock."""
+
+    schedule: Schedule
+    executor: ScheduleExecutor
+    state: StepState
+    scheduler: Any
+    started: bool = False
+    step: int = 0  # schedule steps completed in this run (scheduler.step calls)
+    slot: int = 0  # denoiser calls so far within the current step
+    offset: int = 0  # active steps skipped at the start (img2img's strength)
+    caches: dict[int, dict[int, Any]] = field(default_factory=dict)  # call slot -> that slot's unit cache
+
+    def start(self) -> None:
+        self.started, self.step, self.slot, self.offset = True, 0, 0, 0
+        self.caches.clear()
+
+    def before_call(self, timestep: Any) -> None:
+        """A denoiser call at ``timestep`` is about to run: the schedule step it belongs to sets the hooks."""
+        if not self.started:
+            raise FlexdiffError("a denoiser call before scheduler.set_timesteps", "the pipeline's own denoising loop (set_timesteps, then model and step calls)",
+                                "call the pipeline as usual; flexdiff schedules only its denoising loop")
+        if self.step == 0 and self.slot == 0:
+            self.offset = self._first_position(timestep)
+        active = self.schedule.active_indices
+        position = self.offset + self.step
+        if position >= len(active):
+            raise FlexdiffError(f"denoiser call {position + 1}", f"at most the schedule's {len(active)} active steps", "make the schedule for this pipeline's num_inference_steps")
+        index = active[position]
+        if self.step == 0 and not self.schedule.steps[index].info.fills_cache:
+            raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]}",
+                                "a full step where the pipeline's loop starts (img2img's strength skips the steps before it)", "make that step full")
+        self.state.cache = self.caches.setdefault(self.slot, {})
+        self.executor.set_step(index)
+        self.slot += 1
+
+    def _first_position(self, timestep: Any) -> int:
+        """Where in the scheduler's grid the loop starts: 0, or part-way through for img2img's ``strength``. The
+        scheduler's ``begin_index`` says so where it has one; otherwise the first call's timestep is located in the
+        grid the scheduler itself set (this layer is the one place that reads the pipeline's timesteps)."""
+        begin = getattr(self.scheduler, "begin_index", None)
+        if begin is not None:
+            return int(begin)
+        grid = [int(t) for t in self.scheduler.timesteps]
+        try:
+            t = int(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else int(timestep)
+            return grid.index(t)
+        except (TypeError, ValueError):
+            raise FlexdiffError(f"a denoiser call at timestep {timestep!r}", f"a timestep of the scheduler's grid {grid}", "call the pipeline as usual") from None
+
+    def after_step(self) -> None:
+        self.step += 1
+        self.slot = 0
+
+
+class _ClockHook(ModelHook):
+    """Before each call of the denoiser: :meth:`PipelineRun.before_call`."""
+
+    def __init__(self, run: PipelineRun) -> None:
+        super().__init__()
+        self.run = run
+
+    def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        self.run.before_call(kwargs["timestep"] if "timestep" in kwargs else args[1] if len(args) > 1 else None)
+        return args, kwargs
+
+
+def _accepts_custom_timesteps(scheduler: Any) -> bool:
+    return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
+
+
+def _wrap_scheduler(run: PipelineRun) -> None:
+    scheduler, schedule = run.scheduler, run.schedule
+    original_set, original_step = scheduler.set_timesteps, scheduler.step
+    order = int(getattr(scheduler, "order", 1))
+    name = type(scheduler).__name__
+
+    # functools.wraps keeps the signatures pipelines inspect (`"generator" in signature(scheduler.step)` decides whether
+    # the generator is passed at all; `"timesteps" in signature(set_timesteps)` whether custom timesteps are allowed)
+    @functools.wraps(original_set)
+    def set_timesteps(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timesteps") is not None or kwargs.get("sigmas") is not None:
+            raise FlexdiffError(f"{name}.set_timesteps with custom timesteps or sigmas", "the scheduler's own grid under an enabled schedule (flexdiff sets the active timesteps itself)",
+                                "drop timesteps= / sigmas= from the pipeline call")
+        out = original_set(*args, **kwargs)
+        grid = [int(t) for t in scheduler.timesteps]
+        steps = int(getattr(scheduler, "num_inference_steps", None) or len(grid))
+        if order != 1 or len(grid) != steps:
+            raise FlexdiffError(f"{name} with {len(grid)} timesteps for num_inference_steps={steps}", "one denoiser call per timestep",
+                                "schedules run on first-order schedulers with a plain grid (not Heun, not PNDM's warm-up); pick another scheduler")
+        if grid != list(schedule.timesteps):
+            raise FlexdiffError(f"{name} timesteps {grid[0]}..{grid[-1]} (num_inference_steps={len(grid)})", f"the schedule's timesteps {schedule.timesteps[0]}..{schedule.timesteps[-1]} (T = {schedule.T})",
+                                "make the schedule for this pipeline with flexdiff.pipeline_timesteps(pipe, num_inference_steps)")
+        active = schedule.active_timesteps
+        if len(active) != len(grid):  # null steps: the scheduler runs the active timesteps only (checked at enable)
+            kept = {k: v for k, v in kwargs.items() if k not in ("num_inference_steps",)}
+            out = original_set(timesteps=active, **{k: v for k, v in kept.items() if k in inspect.signature(original_set).parameters})
+        run.start()
+        return out
+
+    @functools.wraps(original_step)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        out = original_step(*args, **kwargs)
+        run.after_step()
+        return out
+
+    scheduler.set_timesteps, scheduler.step = set_timesteps, step
+
+
+class DiffusersPipelineIntegration(Integration):
+    name = "diffusers-pipeline"
+    description = "a diffusers pipeline object with a unet and a scheduler (DDPM, DDIM, LDM, Stable Diffusion, SDXL)"
+
+    def matches(self, obj: Any) -> bool:
+        from diffusers import DiffusionPipeline
+
+        return isinstance(obj, DiffusionPipeline)
+
+    def enable(self, obj: Any, schedule: Schedule) -> None:
+        pipe = obj
+        kind = type(pipe).__name__
+        if getattr(pipe, ATTR, None) is not None:
+            raise FlexdiffError(kind, "a pipeline without an enabled schedule", "call flexdiff.disable(pipe) first")
+        if getattr(pipe, "controlnet", None) is not None:
+            raise FlexdiffError(kind, "a pipeline without a ControlNet (its residuals join the UNet's skips, which partial steps replay stale)", "use the pipeline without ControlNet")
+        denoiser, scheduler = getattr(pipe, "unet", None), getattr(pipe, "scheduler", None)
+        if denoiser is None or scheduler is None:
+            raise FlexdiffError(kind, "a pipeline with a unet and a scheduler", "transformer pipelines are not supported yet")
+        backbone_of(denoiser)  # a one-line error for a family flexdiff has no backbone for
+        if len(schedule.active_indices) != schedule.T and not _accepts_custom_timesteps(scheduler):
+            raise FlexdiffError(f"{type(scheduler).__name__} with null steps in {schedule.name or 'the schedule'}",
+                                "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch)",
+                                "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")
+        layout, state = apply_partial_steps(denoiser)
+        try:
+            run = PipelineRun(schedule, ScheduleExecutor(None, schedule, layout, state), state, scheduler)
+            HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(_ClockHook(run), CLOCK_HOOK)
+            _wrap_scheduler(run)
+        except BaseException:
+            remove_partial_steps(denoiser)
+            raise
+        setattr(pipe, ATTR, run)
+
+    def disable(self, obj: Any) -> None:
+        pipe = obj
+        run = getattr(pipe, ATTR, None)
+        if run is None:
+            raise FlexdiffError(type(pipe).__name__, "a pipeline with a schedule enabled by flexdiff.enable", "nothing to disable")
+        for attr in ("set_timesteps", "step"):
+            run.scheduler.__dict__.pop(attr, None)  # the class's own methods show through again
+        registry = getattr(pipe.unet, "_diffusers_hook", None)
+        if registry is not None:
+            registry.remove_hook(CLOCK_HOOK, recurse=False)
+        remove_partial_steps(pipe.unet)
+        run.state.reset()
+        delattr(pipe, ATTR)
+
+
+def pipeline_timesteps(pipe: Any, num_inference_steps: int) -> list[int]:
+    """The grid ``pipe``'s scheduler runs for ``num_inference_steps`` (its spacing, offset, ...): what a schedule for
+    this pipeline lists as its teacher timesteps. The scheduler is left as it was."""
+    import copy
+
+    scheduler = copy.deepcopy(pipe.scheduler)
+    scheduler.__dict__.pop("set_timesteps", None)
+    scheduler.set_timesteps(num_inference_steps)
+    return [int(t) for t in scheduler.timesteps]
+
+
+register_integration(DiffusersPipelineIntegration())
