@@ -21,7 +21,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DiffusionModel
 from flexdiff.samplers import Denoise
-from flexdiff.schedule import Schedule
+from flexdiff.schedule import Schedule, check_binding
 
 
 def record_plan(schedule: Schedule, layout: Layout) -> dict[int, range]:
@@ -80,13 +80,14 @@ class ScheduleExecutor:
 
 
 @contextmanager
-def apply_schedule(model: DiffusionModel, schedule: Schedule) -> Iterator[ScheduleExecutor]:
+def apply_schedule(model: DiffusionModel, schedule: Schedule, strict: bool = True) -> Iterator[ScheduleExecutor]:
     """Attach the step hooks for ``schedule`` to ``model``'s unmodified denoiser; remove them on exit. The executor it
     yields drives flexdiff's own sampling loop (its ``start`` is the samplers' ``denoise``); a user's pipeline object is
     refused here (it would run its own loop without the clock): ``flexdiff.enable(pipe, schedule)`` is for those."""
     if not isinstance(model, DiffusionModel):
         raise FlexdiffError(type(model).__name__, "a model from flexdiff.load_model (apply_schedule drives flexdiff's own sampling loop)",
                             "for your own pipeline object use flexdiff.enable(pipe, schedule) or `with flexdiff.enabled(pipe, schedule):`")
+    check_binding(schedule, lambda: model.binding(schedule.sampler), strict=strict)  # a schedule file made for another model is refused
     layout, state = apply_partial_steps(model.denoiser)
     try:
         yield ScheduleExecutor(model, schedule, layout, state)

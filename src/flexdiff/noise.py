@@ -57,6 +57,12 @@ class NoiseSchedule:
             raise FlexdiffError(f"{source}: beta_start/beta_end/trained_betas", "betas in [0, 1] at every timestep", "restore the schedule the model was trained with")
         return schedule
 
+    def identity(self) -> bytes:
+        """Everything that makes two noise schedules sample differently (alpha-bars, prediction type, x0 clipping),
+        as bytes to hash: the teacher-reference key and schedule files' bindings are built from it."""
+        alphas = self.alphas_cumprod.detach().cpu().to(torch.float64).numpy().tobytes()
+        return alphas + f"|{self.prediction_type}|{self.clip_sample}|{self.clip_sample_range}".encode()
+
     def alpha_bar(self, t: int | None) -> float:
         """alpha-bar at integer timestep ``t``; ``None`` is the clean end of the trajectory (alpha-bar = 1)."""
         return 1.0 if t is None else float(self.alphas_cumprod[int(t)])

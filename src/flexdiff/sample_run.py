@@ -16,7 +16,7 @@ from flexdiff.models import condition, conditioning_summary, image_prompts, load
 from flexdiff.provenance import run_provenance
 from flexdiff.samplers import check_eta, get_sampler
 from flexdiff.sampling import sample, teacher_timesteps
-from flexdiff.schedule import Schedule
+from flexdiff.schedule import Schedule, check_binding
 from flexdiff.utils.io import write_json
 
 
@@ -36,6 +36,7 @@ class SampleConfig:
     guidance: float | None = None
     labels: str | None = None
     clip: Path | None = None  # a local CLIP folder: run.json gets the CLIP score (needs prompts)
+    strict: bool = True  # False (--ignore-binding): apply a schedule file made for another model anyway
     device: str = "auto"
 
 
@@ -57,12 +58,13 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     if plan is None:
         teacher_timesteps(model, sampler, c.steps)  # validates --steps before any work
     else:
+        check_binding(plan, lambda: model.binding(plan.sampler), where=c.schedule, strict=c.strict)  # made for this model?
         plan.check_branches(model.backbone.layout(model.denoiser).num_branches)
         plan.check_timesteps(model.noise.num_train_timesteps, where=c.schedule)
     check_eta(c.eta)  # before any work (the sampler checks it again)
     output_folder(c.out, create=False)  # a file in the way is refused now; the folder is made once there are samples
     start = time.perf_counter()
-    images = sample(model, c.n, sampler=sampler, steps=c.steps, seed=c.seed, eta=c.eta, batch_size=c.batch_size, schedule=plan, progress=True)
+    images = sample(model, c.n, sampler=sampler, steps=c.steps, seed=c.seed, eta=c.eta, batch_size=c.batch_size, schedule=plan, progress=True, strict=False)  # checked above
     wall = time.perf_counter() - start
     output_folder(c.out)
     save_npz(c.out / "samples.npz", images)

@@ -88,9 +88,11 @@ def generate_scheduled(
     seed: int = 0,
     batch_size: int | None = None,
     on_step: Callable[[], None] | None = None,
+    strict: bool = True,
 ) -> torch.Tensor:
-    """Images in ``[-1, 1]`` from ``noise`` under ``schedule``: hooks on for the call, off again after it."""
-    with apply_schedule(model, schedule) as run:
+    """Images in ``[-1, 1]`` from ``noise`` under ``schedule``: hooks on for the call, off again after it.
+    ``strict=False`` applies a schedule file made for another model anyway (:mod:`flexdiff.schedule.binding`)."""
+    with apply_schedule(model, schedule, strict=strict) as run:
         x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=on_step, grid=schedule.timesteps)
     return x0.clamp(-1, 1)
 
@@ -106,6 +108,7 @@ def sample(
     batch_size: int | None = None,
     schedule: Schedule | None = None,
     progress: bool = False,
+    strict: bool = True,
 ) -> torch.Tensor:
     """``n`` images (N, C, H, W) in ``[-1, 1]`` from seed ``seed``.
 
@@ -123,4 +126,4 @@ def sample(
             return generate(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=advance).clamp(-1, 1)
     total = len(schedule.active_indices) * -(-n // size)
     with progress_bar(f"sampling {n} x {schedule.name or 'schedule'}", total, enabled=progress) as advance:
-        return generate_scheduled(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=advance)
+        return generate_scheduled(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=advance, strict=strict)

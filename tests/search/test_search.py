@@ -56,6 +56,7 @@ def test_search_writes_artefacts_and_resumes(tiny_model_dir: Path, tmp_path: Pat
     families = {r["family"] for r in results["trials"]["baselines"]}
     assert families == {"teacher", "ddim", "deepcache"}
     assert (out / "best.json").is_file() and list((out / "schedules").glob("*.json"))
+    assert json.loads((out / "best.json").read_text())["meta"]["bound_to"]["branches"]  # the file records its model
     assert "teacher" in result.stdout and "best within budget" in result.stdout
     searched, baselines = studies(out)
     assert_no_schedule_evaluated_twice(searched)

@@ -36,6 +36,7 @@ def sample(
     guidance: float | None = GUIDANCE,
     labels: str | None = LABELS,
     clip: Path | None = CLIP,
+    ignore_binding: bool = typer.Option(False, "--ignore-binding", help="apply a schedule file made for another model or scheduler anyway"),
     device: str = DEVICE,
 ) -> None:
     """Generate images; writes OUT/samples.npz (key images, float32 NCHW in [-1, 1]) and OUT/grid.png.
@@ -46,7 +47,7 @@ def sample(
     from flexdiff.sample_run import SampleConfig, run_sample
 
     run = run_sample(SampleConfig(out=out, model=model, sampler=sampler, steps=steps, n=n, seed=seed, batch_size=batch_size, eta=eta, schedule=schedule,
-                                  prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels, clip=clip, device=device))
+                                  prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels, clip=clip, strict=not ignore_binding, device=device))
     if "clip_score" in run:
         print(f"CLIP score {run['clip_score']:.2f} ({n} images vs their prompts)")
     if "schedule" in run:

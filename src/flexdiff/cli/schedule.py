@@ -30,10 +30,11 @@ def _teacher(model: str, sampler: str, steps: int) -> list[int]:
 
 def _write_schedule(plan: "Schedule", out: Path, model: str) -> None:
     from flexdiff.models import load_model
+    from flexdiff.schedule import bind
 
     m = load_model(model, "cpu")
     plan.check_branches(m.backbone.layout(m.denoiser).num_branches)
-    plan.save(out)
+    bind(plan, m.binding(plan.sampler)).save(out)  # the file records the model it was written for
     print(f"{plan.name}: {plan.counts()} -> {out}")
 
 

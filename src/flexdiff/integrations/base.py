@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.schedule import Schedule
+from flexdiff.schedule import Binding, Schedule, check_binding
 from flexdiff.utils.registry import Registry
 
 
@@ -33,6 +33,10 @@ class Integration(ABC):
     @abstractmethod
     def disable(self, obj: Any) -> None:
         """Take the schedule off: ``obj`` computes exactly as before :meth:`enable`."""
+
+    def binding(self, obj: Any) -> Binding | None:
+        """What ``obj`` is, for refusing a schedule file made for something else; None: no check."""
+        return None
 
 
 INTEGRATIONS: Registry[Integration] = Registry("an integration", "pass an object flexdiff integrates with")
@@ -57,10 +61,16 @@ def _schedule(schedule: Schedule | str | Path) -> Schedule:
     return schedule if isinstance(schedule, Schedule) else Schedule.load(schedule)
 
 
-def enable(obj: Any, schedule: Schedule | str | Path) -> None:
+def enable(obj: Any, schedule: Schedule | str | Path, strict: bool = True) -> None:
     """Attach ``schedule`` (a :class:`~flexdiff.schedule.Schedule` or a schedule file) to ``obj``: afterwards
-    ``obj(...)`` runs under it, called exactly as before."""
-    integration_for(obj).enable(obj, _schedule(schedule))
+    ``obj(...)`` runs under it, called exactly as before. A schedule file made for another model or scheduler is
+    refused in one line; ``strict=False`` applies it anyway."""
+    integration = integration_for(obj)
+    plan = _schedule(schedule)
+    found = integration.binding(obj) if strict and "bound_to" in plan.meta else None
+    if found is not None:
+        check_binding(plan, found, where=None if isinstance(schedule, Schedule) else schedule)
+    integration.enable(obj, plan)
 
 
 def disable(obj: Any) -> None:
@@ -69,9 +79,9 @@ def disable(obj: Any) -> None:
 
 
 @contextmanager
-def enabled(obj: Any, schedule: Schedule | str | Path) -> Iterator[Any]:
+def enabled(obj: Any, schedule: Schedule | str | Path, strict: bool = True) -> Iterator[Any]:
     """``with flexdiff.enabled(pipe, "best.json"): pipe(...)``: :func:`enable` for the block, :func:`disable` after it."""
-    enable(obj, schedule)
+    enable(obj, schedule, strict)
     try:
         yield obj
     finally:

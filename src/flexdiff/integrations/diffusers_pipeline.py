@@ -21,6 +21,7 @@ which partial steps would replay stale).
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,9 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.executor import ScheduleExecutor
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.integrations.base import Integration, register_integration
-from flexdiff.schedule import Schedule
+from flexdiff.noise import NoiseSchedule
+from flexdiff.schedule import Binding, Schedule
+from flexdiff.utils.hashing import digest, weights_hash
 
 CLOCK_HOOK = "flexdiff.pipeline_clock"
 ATTR = "_flexdiff_enabled"
@@ -182,6 +185,16 @@ class DiffusersPipelineIntegration(Integration):
             remove_partial_steps(denoiser)
             raise
         setattr(pipe, ATTR, run)
+
+    def binding(self, obj: Any) -> Binding:
+        """The pipeline's UNet weights, branches and noise schedule, and its scheduler's class."""
+        unet, scheduler = obj.unet, obj.scheduler
+        try:
+            noise = hashlib.sha256(NoiseSchedule.from_scheduler_config(dict(scheduler.config)).identity()).hexdigest()[:16]
+        except FlexdiffError:  # not an alpha-bar scheduler: its config stands for its noise schedule
+            noise = digest(dict(scheduler.config))
+        labels = tuple(b.label for b in backbone_of(unet).layout(unet).branches)
+        return Binding(weights_hash(unet)[:16], labels, noise, type(scheduler).__name__)
 
     def disable(self, obj: Any) -> None:
         pipe = obj

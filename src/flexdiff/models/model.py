@@ -19,6 +19,8 @@ import torch
 
 from flexdiff.backbones import Backbone, backbone_of
 from flexdiff.noise import NoiseSchedule, initial_noise
+from flexdiff.schedule import Binding
+from flexdiff.utils.hashing import weights_hash
 
 #: The weights file of a diffusers model folder (safetensors; flexdiff never unpickles weights).
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -138,6 +140,11 @@ class DiffusionModel:
     def backbone(self) -> Backbone:
         """The denoiser's family: its units and branches, and how to call it."""
         return backbone_of(self.denoiser)
+
+    def binding(self, sampler: str) -> Binding:
+        """What a schedule run on this model with flexdiff's ``sampler`` is made for (see :mod:`flexdiff.schedule.binding`)."""
+        labels = tuple(b.label for b in self.backbone.layout(self.denoiser).branches)
+        return Binding(weights_hash(self.denoiser)[:16], labels, hashlib.sha256(self.noise.identity()).hexdigest()[:16], f"flexdiff:{sampler}")
 
     @torch.no_grad()
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:

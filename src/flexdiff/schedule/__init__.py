@@ -9,6 +9,7 @@ from flexdiff.schedule.baselines import (
     full,
     nonuniform_full_indices,
 )
+from flexdiff.schedule.binding import Binding, bind, check_binding
 from flexdiff.schedule.genome import Genome, Segment, check_spacing
 from flexdiff.schedule.kinds import (
     FULL,
@@ -22,6 +23,6 @@ from flexdiff.schedule.kinds import (
 from flexdiff.schedule.schedule import FORMAT, VERSION, Schedule
 
 __all__ = [
-    "FORMAT", "FULL", "NULL", "PARTIAL", "STEP_KINDS", "VERSION", "Genome", "Schedule", "Segment", "Step", "StepKind", "check_range", "check_spacing",
+    "Binding", "bind", "check_binding", "FORMAT", "FULL", "NULL", "PARTIAL", "STEP_KINDS", "VERSION", "Genome", "Schedule", "Segment", "Step", "StepKind", "check_range", "check_spacing",
     "ddim_k", "deepcache_nonuniform", "deepcache_uniform", "full", "nonuniform_full_indices", "register_step_kind",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flexdiff.provenance import run_provenance
-from flexdiff.schedule import Schedule, Step
+from flexdiff.schedule import Schedule, Step, bind
 from flexdiff.search.context import SearchContext
 from flexdiff.utils.io import write_json
 from flexdiff.utils.pareto import pareto_front
@@ -19,6 +19,11 @@ def schedule_of_row(row: dict[str, Any], timesteps: Sequence[int], sampler: str)
     ``sampler`` is the run's, for rows that do not name their own (rows of a ``--solver`` search do)."""
     meta = {"family": row.get("family", "custom"), **({"genome": row["genome"]} if row.get("genome") else {})}
     return Schedule(tuple(Step.parse(s) for s in row["steps"]), tuple(timesteps), str(row.get("sampler", sampler)), str(row.get("name", "")), meta)
+
+
+def _bound(ctx: SearchContext, schedule: Schedule) -> Schedule:
+    """A schedule file records the model it was searched for (refused on another: :mod:`flexdiff.schedule.binding`)."""
+    return bind(schedule, ctx.model.binding(schedule.sampler))
 
 
 def file_name(name: str, limit: int = 120) -> str:
@@ -41,12 +46,12 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
     schedules_dir.mkdir(exist_ok=True)
     files = {schedules_dir / file_name(row["name"]): row for row in front}
     for path, row in files.items():
-        schedule_of_row(row, ctx.timesteps, c.sampler).save(path)
+        _bound(ctx, schedule_of_row(row, ctx.timesteps, c.sampler)).save(path)
     for path in schedules_dir.glob("*.json"):
         if path not in files:
             path.unlink()
     if best is not None:
-        schedule_of_row(best, ctx.timesteps, c.sampler).save(out / "best.json")
+        _bound(ctx, schedule_of_row(best, ctx.timesteps, c.sampler)).save(out / "best.json")
     else:
         (out / "best.json").unlink(missing_ok=True)
     results = {

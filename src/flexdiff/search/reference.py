@@ -30,8 +30,7 @@ def model_hash(model: DiffusionModel) -> str:
     changed scheduler_config.json changes the teacher's images as surely as other weights do."""
     noise = model.noise
     digest = hashlib.sha256(weights_hash(model.denoiser).encode())
-    digest.update(noise.alphas_cumprod.detach().cpu().to(torch.float64).numpy().tobytes())
-    digest.update(f"|{noise.prediction_type}|{noise.clip_sample}|{noise.clip_sample_range}".encode())
+    digest.update(noise.identity())
     return digest.hexdigest()
 
 
