@@ -6,6 +6,7 @@ knows (linear, scaled_linear, squaredcos_cap_v2) is read exactly as the model wa
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,10 @@ class NoiseSchedule:
         as bytes to hash: the teacher-reference key and schedule files' bindings are built from it."""
         alphas = self.alphas_cumprod.detach().cpu().to(torch.float64).numpy().tobytes()
         return alphas + f"|{self.prediction_type}|{self.clip_sample}|{self.clip_sample_range}".encode()
+
+    def fingerprint(self) -> str:
+        """A short digest of :meth:`identity` (what a schedule file's binding records)."""
+        return hashlib.sha256(self.identity()).hexdigest()[:16]
 
     def alpha_bar(self, t: int | None) -> float:
         """alpha-bar at integer timestep ``t``; ``None`` is the clean end of the trajectory (alpha-bar = 1)."""

@@ -47,6 +47,11 @@ class Layout:
     def num_branches(self) -> int:
         return len(self.branches)
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The branch labels in branch order (what ``flexdiff inspect`` prints and schedule files' bindings record)."""
+        return tuple(b.label for b in self.branches)
+
 
 class Backbone(ABC):
     """One denoiser family. Subclasses register an instance with :func:`flexdiff.backbones.register_backbone`."""

@@ -19,7 +19,7 @@ def inspect(model: str = MODEL, device: str = DEVICE, as_json: bool = typer.Opti
     from flexdiff.utils.progress import stdout
 
     m = load_model(model, device)
-    layout = m.backbone.layout(m.denoiser)
+    layout = m.layout
     costs = measure_macs(m)
     info = {
         "model": model,

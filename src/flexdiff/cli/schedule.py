@@ -33,7 +33,7 @@ def _write_schedule(plan: "Schedule", out: Path, model: str) -> None:
     from flexdiff.schedule import bind
 
     m = load_model(model, "cpu")
-    plan.check_branches(m.backbone.layout(m.denoiser).num_branches)
+    plan.check_branches(m.layout.num_branches)
     bind(plan, m.binding(plan.sampler)).save(out)  # the file records the model it was written for
     print(f"{plan.name}: {plan.counts()} -> {out}")
 

@@ -67,9 +67,7 @@ def enable(obj: Any, schedule: Schedule | str | Path, strict: bool = True) -> No
     refused in one line; ``strict=False`` applies it anyway."""
     integration = integration_for(obj)
     plan = _schedule(schedule)
-    found = integration.binding(obj) if strict and "bound_to" in plan.meta else None
-    if found is not None:
-        check_binding(plan, found, where=None if isinstance(schedule, Schedule) else schedule)
+    check_binding(plan, lambda: integration.binding(obj), where=None if isinstance(schedule, Schedule) else schedule, strict=strict)
     integration.enable(obj, plan)
 
 

@@ -8,11 +8,12 @@ The pipeline, its denoiser and its scheduler stay unmodified; three removable pi
 - instance-level wrappers of the scheduler's ``set_timesteps`` and ``step``: **the clock is the pipeline's own loop**.
   ``set_timesteps`` starts a run (and checks that the scheduler's grid is the schedule's); every ``step`` call ends
   the current schedule step. Every denoiser call between two ``step`` calls belongs to one step, so classifier-free
-  guidance done as two calls works: each call *slot* of a step (1st, 2nd call) keeps its own cache. Nothing is
-  inferred from timestep values.
+  guidance done as two calls works: each call *slot* of a step (1st, 2nd call) keeps its own cache. Timestep values
+  are read only to find where img2img's loop starts on a scheduler without a ``begin_index`` (DDIM), in the grid the
+  scheduler itself set.
 
 Null steps are dropped by giving the scheduler the active timesteps where its ``set_timesteps`` accepts custom ones
-(DDPM, Euler, DPM-Solver++, LCM, Heun, FlowMatch); for the others (DDIM, PNDM, UniPC, Euler ancestral) a schedule with
+(DDPM, Euler, DPM-Solver++, LCM, FlowMatch); for the others (DDIM, PNDM, UniPC, Euler ancestral) a schedule with
 null steps is a one-line refusal naming the scheduler, as is a scheduler that calls the denoiser more than once per
 timestep (Heun, PNDM's warm-up) or a ControlNet pipeline (its residuals are added inside the UNet's skip connections,
 which partial steps would replay stale).
@@ -21,7 +22,6 @@ which partial steps would replay stale).
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +34,10 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.executor import ScheduleExecutor
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.integrations.base import Integration, register_integration
+from flexdiff.models.model import denoiser_binding
 from flexdiff.noise import NoiseSchedule
 from flexdiff.schedule import Binding, Schedule
-from flexdiff.utils.hashing import digest, weights_hash
+from flexdiff.utils.hashing import digest
 
 CLOCK_HOOK = "flexdiff.pipeline_clock"
 ATTR = "_flexdiff_enabled"
@@ -138,8 +139,7 @@ def _wrap_scheduler(run: PipelineRun) -> None:
                                 "make the schedule for this pipeline with flexdiff.pipeline_timesteps(pipe, num_inference_steps)")
         active = schedule.active_timesteps
         if len(active) != len(grid):  # null steps: the scheduler runs the active timesteps only (checked at enable)
-            kept = {k: v for k, v in kwargs.items() if k not in ("num_inference_steps",)}
-            out = original_set(timesteps=active, **{k: v for k, v in kept.items() if k in inspect.signature(original_set).parameters})
+            out = original_set(timesteps=active, **{k: v for k, v in kwargs.items() if k != "num_inference_steps"})
         run.start()
         return out
 
@@ -154,7 +154,7 @@ def _wrap_scheduler(run: PipelineRun) -> None:
 
 class DiffusersPipelineIntegration(Integration):
     name = "diffusers-pipeline"
-    description = "a diffusers pipeline object with a unet and a scheduler (DDPM, DDIM, LDM, Stable Diffusion, SDXL)"
+    description = "a diffusers pipeline object with a unet and a scheduler (DDPM, DDIM, LDM, Stable Diffusion)"
 
     def matches(self, obj: Any) -> bool:
         from diffusers import DiffusionPipeline
@@ -188,13 +188,12 @@ class DiffusersPipelineIntegration(Integration):
 
     def binding(self, obj: Any) -> Binding:
         """The pipeline's UNet weights, branches and noise schedule, and its scheduler's class."""
-        unet, scheduler = obj.unet, obj.scheduler
+        scheduler = obj.scheduler
         try:
-            noise = hashlib.sha256(NoiseSchedule.from_scheduler_config(dict(scheduler.config)).identity()).hexdigest()[:16]
+            noise = NoiseSchedule.from_scheduler_config(dict(scheduler.config)).fingerprint()
         except FlexdiffError:  # not an alpha-bar scheduler: its config stands for its noise schedule
             noise = digest(dict(scheduler.config))
-        labels = tuple(b.label for b in backbone_of(unet).layout(unet).branches)
-        return Binding(weights_hash(unet)[:16], labels, noise, type(scheduler).__name__)
+        return denoiser_binding(obj.unet, noise, type(scheduler).__name__)
 
     def disable(self, obj: Any) -> None:
         pipe = obj

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from flexdiff.backbones import Backbone, backbone_of
+from flexdiff.backbones import Backbone, Layout, backbone_of
 from flexdiff.noise import NoiseSchedule, initial_noise
 from flexdiff.schedule import Binding
 from flexdiff.utils.hashing import weights_hash
@@ -141,10 +141,14 @@ class DiffusionModel:
         """The denoiser's family: its units and branches, and how to call it."""
         return backbone_of(self.denoiser)
 
+    @property
+    def layout(self) -> Layout:
+        """The denoiser's units and branches (its backbone's layout)."""
+        return self.backbone.layout(self.denoiser)
+
     def binding(self, sampler: str) -> Binding:
         """What a schedule run on this model with flexdiff's ``sampler`` is made for (see :mod:`flexdiff.schedule.binding`)."""
-        labels = tuple(b.label for b in self.backbone.layout(self.denoiser).branches)
-        return Binding(weights_hash(self.denoiser)[:16], labels, hashlib.sha256(self.noise.identity()).hexdigest()[:16], f"flexdiff:{sampler}")
+        return denoiser_binding(self.denoiser, self.noise.fingerprint(), f"flexdiff:{sampler}")
 
     @torch.no_grad()
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
@@ -166,3 +170,8 @@ class DiffusionModel:
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.denoiser.parameters())
+
+
+def denoiser_binding(denoiser: torch.nn.Module, noise: str, scheduler: str) -> Binding:
+    """A denoiser's binding: its weights fingerprint and branch labels, with the given noise fingerprint and scheduler."""
+    return Binding(weights_hash(denoiser)[:16], backbone_of(denoiser).layout(denoiser).labels, noise, scheduler)

@@ -96,7 +96,7 @@ def generate_panels(config: dict[str, Any], rows: Sequence[tuple[str, Row]], n: 
     sampler, steps, seed = str(config["sampler"]), int(config["steps"]), int(config["seed"])
     model = load_run_model(config, device)
     timesteps = teacher_timesteps(model, sampler, steps)
-    num_branches = model.backbone.layout(model.denoiser).num_branches
+    num_branches = model.layout.num_branches
     plans = []
     for role, row in rows:
         plan = schedule_of_row(row, timesteps, sampler)  # rows of a --solver search name their own sampler

@@ -36,15 +36,18 @@ def bind(schedule: Schedule, binding: Binding) -> Schedule:
     return replace(schedule, meta={**schedule.meta, KEY: binding.to_json()})
 
 
-def check_binding(schedule: Schedule, found: Binding | Callable[[], Binding], where: object = None, strict: bool = True) -> None:
+def check_binding(schedule: Schedule, found: Binding | None | Callable[[], Binding | None], where: object = None, strict: bool = True) -> None:
     """Refuse ``schedule`` on a model whose binding differs from the one it records (unless ``strict`` is false).
     The scheduler is compared only when both sides name a diffusers scheduler class (a schedule from flexdiff's own
     loop runs in a pipeline with the pipeline's scheduler by design). ``found`` may be a callable: the binding (a
-    weights hash) is then computed only for a schedule that records one."""
+    weights hash) is then computed only for a schedule that records one. None: the object cannot say what it is
+    (an integration without a binding), so there is nothing to compare."""
     recorded = schedule.meta.get(KEY)
     if not strict or not isinstance(recorded, dict):
         return
     found = found() if callable(found) else found
+    if found is None:
+        return
     name = where or schedule.name or "schedule"
     fields = ["model", "branches", "noise"]
     if not str(recorded.get("scheduler", "")).startswith("flexdiff:") and not found.scheduler.startswith("flexdiff:"):

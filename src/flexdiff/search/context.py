@@ -98,7 +98,7 @@ def build_context(config: SearchConfig) -> SearchContext:
     condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels)
     timesteps = teacher_timesteps(model, config.sampler, config.steps)
     net = get_feature_network(config.features, model.device, config.features_path)
-    num_branches = model.backbone.layout(model.denoiser).num_branches
+    num_branches = model.layout.num_branches
     space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))))
     costs = measure_macs(model)
     n_batches = -(-config.n // (config.batch_size or config.n))
