@@ -9,14 +9,14 @@ import inspect
 import pytest
 import torch
 from conftest import tiny_unet
-from test_pipelines import ldm_dir, sd_dir  # noqa: F401 - session fixtures
+from test_pipelines import ldm_dir, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
 
 import flexdiff
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule
 
-#: scheduler kind -> (diffusers class name, extra config); PNDM and Heun call the denoiser more than once per timestep
+#: scheduler kind -> (diffusers class name, extra config); PNDM (PLMS warm-up) and Heun evaluate some timesteps twice
 SCHEDULERS = {
     "ddim": ("DDIMScheduler", {}),
     "ddpm": ("DDPMScheduler", {}),
@@ -28,21 +28,43 @@ SCHEDULERS = {
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
     "heun": ("HeunDiscreteScheduler", {}),
 }
-REFUSED = {"pndm", "heun"}  # more than one denoiser call per timestep: a one-line refusal for now
-PIPELINES = ["ddpm-pixel", "ldm", "sd"]
+PIPELINES = ["ddpm-pixel", "ldm", "sd", "sd-img2img", "sdxl", "controlnet"]
+TEXT = ("sd", "sd-img2img", "sdxl", "controlnet")  # called with prompts
 T = 6
 
 
-def _pipeline(kind: str, scheduler: str, request: pytest.FixtureRequest):
+def _controlnet(unet, seed: int = 3, zero: bool = False):
+    """A ControlNet from the UNet; diffusers zero-initialises its output convolutions, so unless ``zero`` they get random
+    weights (residuals that change the result, as a trained ControlNet's do)."""
     import diffusers
 
+    controlnet = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8))
+    if not zero:
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.3)
+    return controlnet
+
+
+def _pipeline(kind: str, scheduler: str, request: pytest.FixtureRequest, zero_controlnet: bool = False):
+    import diffusers
+
+    sd = dict(safety_checker=None, requires_safety_checker=False)
     if kind == "ddpm-pixel":
         base = diffusers.DDPMScheduler.from_config(DEFAULT_SCHEDULER_CONFIG)
         pipe = diffusers.DDPMPipeline(unet=tiny_unet(), scheduler=base)
     elif kind == "ldm":
         pipe = diffusers.LDMPipeline.from_pretrained(request.getfixturevalue("ldm_dir"))
+    elif kind == "sdxl":
+        pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(request.getfixturevalue("sdxl_dir"))
+    elif kind == "sd-img2img":
+        pipe = diffusers.StableDiffusionImg2ImgPipeline.from_pretrained(request.getfixturevalue("sd_dir"), **sd)
+    elif kind == "controlnet":
+        base = diffusers.StableDiffusionPipeline.from_pretrained(request.getfixturevalue("sd_dir"), **sd)
+        pipe = diffusers.StableDiffusionControlNetPipeline(**base.components, controlnet=_controlnet(base.unet, zero=zero_controlnet))
     else:
-        pipe = diffusers.StableDiffusionPipeline.from_pretrained(request.getfixturevalue("sd_dir"), safety_checker=None, requires_safety_checker=False)
+        pipe = diffusers.StableDiffusionPipeline.from_pretrained(request.getfixturevalue("sd_dir"), **sd)
     name, extra = SCHEDULERS[scheduler]
     pipe.scheduler = getattr(diffusers, name).from_config({**dict(pipe.scheduler.config), **extra})
     if kind == "ddpm-pixel" and "generator" not in inspect.signature(pipe.scheduler.step).parameters:
@@ -54,8 +76,13 @@ def _pipeline(kind: str, scheduler: str, request: pytest.FixtureRequest):
 def _call(pipe, kind: str, **kwargs):
     torch.manual_seed(0)  # LDMPipeline passes no generator to scheduler.step: stochastic schedulers draw from torch's global one
     args = dict(num_inference_steps=T, generator=torch.Generator().manual_seed(0), output_type="np", **kwargs)
-    if kind == "sd":
-        args.update(prompt=["a cat", "a dog"], negative_prompt=["", "cat"], guidance_scale=3.0, height=16, width=16)
+    if kind in TEXT:
+        args.update(prompt=["a cat", "a dog"], negative_prompt=["", "cat"], guidance_scale=3.0)
+        image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+        if kind == "sd-img2img":
+            args.update(image=image, strength=1.0)  # every step runs (the part-way start has its own test)
+        else:
+            args.update(height=16, width=16, **({"image": image} if kind == "controlnet" else {}))
     else:
         args.update(batch_size=2)
     return torch.from_numpy(pipe(**args).images)
@@ -76,21 +103,16 @@ def test_enable_all_full_is_the_pipeline_and_disable_restores(kind: str, schedul
     if not torch.equal(_call(pipe, kind), plain):  # e.g. LDMPipeline with Euler: two plain calls differ already
         pytest.skip(f"{type(pipe).__name__} with {SCHEDULERS[scheduler][0]} is not deterministic without flexdiff either")
     ts = flexdiff.pipeline_timesteps(pipe, T)
-    if scheduler in REFUSED:
-        grid = flexdiff.uniform_timesteps(1000, T)  # the schedule is refused whatever its timesteps
-        with flexdiff.enabled(pipe, flexdiff.full(grid)), pytest.raises(FlexdiffError, match="one denoiser call per timestep"):
-            _call(pipe, kind)
-        assert torch.equal(_call(pipe, kind), plain)
-        return
     calls, handle = _count_calls(pipe)
     try:
         with flexdiff.enabled(pipe, flexdiff.full(ts)):
             assert torch.equal(_call(pipe, kind), plain)
-        assert len(calls) == T  # one denoiser call per step (CFG in one batched call)
+        grid = len(pipe.scheduler.timesteps)  # T, or more where a timestep is evaluated twice (Heun: 2T - 1, PLMS: T + 1)
+        assert len(calls) == grid >= T  # one denoiser call per loop position (CFG in one batched call)
         calls.clear()
         with flexdiff.enabled(pipe, flexdiff.deepcache_uniform(ts, 3, 0)):
             cached = _call(pipe, kind)
-        assert len(calls) == T and not torch.equal(cached, plain)
+        assert len(calls) == grid and not torch.equal(cached, plain)
     finally:
         handle.remove()
     assert torch.equal(_call(pipe, kind), plain)  # disable restored the pipeline bit for bit
@@ -98,13 +120,13 @@ def test_enable_all_full_is_the_pipeline_and_disable_restores(kind: str, schedul
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scheduler", ["ddpm", "euler", "dpmpp-2m", "ddim", "unipc", "euler-ancestral"])
+@pytest.mark.parametrize("scheduler", ["ddpm", "euler", "dpmpp-2m", "heun", "ddim", "unipc", "euler-ancestral", "pndm"])
 def test_null_steps_run_through_the_schedulers_custom_timesteps(scheduler: str, request: pytest.FixtureRequest) -> None:
     """A null step makes no call: the scheduler is given the active timesteps, exactly as `pipe(timesteps=...)` would."""
     pipe = _pipeline("sd", scheduler, request)
     ts = flexdiff.pipeline_timesteps(pipe, T)
     plan = flexdiff.ddim_k(ts, 3)
-    if scheduler in ("ddim", "unipc", "euler-ancestral"):  # their set_timesteps takes no custom timesteps
+    if scheduler in ("ddim", "unipc", "euler-ancestral", "pndm"):  # their set_timesteps takes no custom timesteps
         with pytest.raises(FlexdiffError, match="accepts custom timesteps"):
             flexdiff.enable(pipe, plan)
         assert not hasattr(pipe, "_flexdiff_enabled")
@@ -116,7 +138,7 @@ def test_null_steps_run_through_the_schedulers_custom_timesteps(scheduler: str, 
             got = _call(pipe, "sd")
     finally:
         handle.remove()
-    assert len(calls) == 3
+    assert len(calls) == len(pipe.scheduler.timesteps) == (5 if scheduler == "heun" else 3)  # Heun: 2 x 3 - 1
     assert torch.equal(got, reference)
 
 
@@ -213,12 +235,24 @@ def test_img2img_starts_part_way_through_the_schedule(request: pytest.FixtureReq
         call()  # step 3 is partial there: no cache to replay
 
 
-def test_a_controlnet_pipeline_is_refused_not_ignored(request: pytest.FixtureRequest) -> None:
+@pytest.mark.slow
+def test_controlnet_residuals_reach_the_recomputed_units(request: pytest.FixtureRequest) -> None:
+    """A ControlNet whose residuals are zero (diffusers' initialisation) leaves a DeepCache run exactly the plain SD
+    pipeline's under the same schedule; a ControlNet with residuals changes it, in partial steps too."""
+    sd, zero, live = (_pipeline(kind, "ddim", request, zero_controlnet=z) for kind, z in (("sd", False), ("controlnet", True), ("controlnet", False)))
+    plan = flexdiff.deepcache_uniform(flexdiff.pipeline_timesteps(sd, T), 3, 0)
+    outs = []
+    for pipe, kind in ((sd, "sd"), (zero, "controlnet"), (live, "controlnet")):
+        with flexdiff.enabled(pipe, plan):
+            outs.append(_call(pipe, kind))
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=1e-6)
+    assert (outs[2] - outs[0]).abs().max() > 1e-3
+
+
+def test_a_runge_kutta_warm_up_is_refused_in_one_line() -> None:
     import diffusers
 
-    base = diffusers.StableDiffusionPipeline.from_pretrained(request.getfixturevalue("sd_dir"), safety_checker=None, requires_safety_checker=False)
-    controlnet = diffusers.ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(4, 8))
-    pipe = diffusers.StableDiffusionControlNetPipeline(**base.components, controlnet=controlnet)
-    with pytest.raises(FlexdiffError, match="without a ControlNet"):
-        flexdiff.enable(pipe, flexdiff.full(flexdiff.uniform_timesteps(1000, T)))
-    assert getattr(pipe, "_flexdiff_enabled", None) is None
+    pipe = diffusers.DDPMPipeline(unet=tiny_unet(), scheduler=diffusers.PNDMScheduler.from_config(DEFAULT_SCHEDULER_CONFIG))  # skip_prk_steps=False
+    pipe.set_progress_bar_config(disable=True)
+    with flexdiff.enabled(pipe, flexdiff.full(flexdiff.uniform_timesteps(1000, T))), pytest.raises(FlexdiffError, match="skip_prk_steps=True"):
+        pipe(batch_size=1, num_inference_steps=T)

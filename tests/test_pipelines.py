@@ -112,6 +112,33 @@ def sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stable Diffusion XL layout: a UNet with added text-time conditions, two text encoders and tokenizers."""
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    root = tmp_path_factory.mktemp("sdxl") / "pipeline"
+    torch.manual_seed(0)
+    UNet2DConditionModel(  # cross attention = both encoders' states (8 + 8); added embedding = 6 time ids x 4 + the pooled 8
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16, attention_head_dim=2,
+        addition_embed_type="text_time", addition_time_embed_dim=4, projection_class_embeddings_input_dim=6 * 4 + 8,
+    ).save_pretrained(root / "unet", safe_serialization=True)
+    tiny_vae("kl").save_pretrained(root / "vae", safe_serialization=True)
+    vocab = write_tokenizer(root / "tokenizer")
+    write_tokenizer(root / "tokenizer_2")
+    torch.manual_seed(2)
+    CLIPTextModel(CLIPTextConfig(**text_config(vocab))).save_pretrained(str(root / "text_encoder"))
+    CLIPTextModelWithProjection(CLIPTextConfig(**text_config(vocab))).save_pretrained(str(root / "text_encoder_2"))
+    EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1).save_pretrained(root / "scheduler")
+    write_index(root, "StableDiffusionXLPipeline", unet=["diffusers", "UNet2DConditionModel"], vae=["diffusers", "AutoencoderKL"],
+                text_encoder=["transformers", "CLIPTextModel"], tokenizer=["transformers", "CLIPTokenizer"],
+                text_encoder_2=["transformers", "CLIPTextModelWithProjection"], tokenizer_2=["transformers", "CLIPTokenizer"],
+                scheduler=["diffusers", "EulerDiscreteScheduler"], force_zeros_for_empty_prompt=True)
+    return root
+
+
+@pytest.fixture(scope="session")
 def ldm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LDMPipeline layout: vqvae (VQModel), unet (latent UNet2DModel), scheduler (DDIM)."""
     from diffusers import DDIMScheduler, UNet2DModel

@@ -14,9 +14,15 @@ The pipeline, its denoiser and its scheduler stay unmodified; three removable pi
 
 Null steps are dropped by giving the scheduler the active timesteps where its ``set_timesteps`` accepts custom ones
 (DDPM, Euler, DPM-Solver++, LCM, FlowMatch); for the others (DDIM, PNDM, UniPC, Euler ancestral) a schedule with
-null steps is a one-line refusal naming the scheduler, as is a scheduler that calls the denoiser more than once per
-timestep (Heun, PNDM's warm-up) or a ControlNet pipeline (its residuals are added inside the UNet's skip connections,
-which partial steps would replay stale).
+null steps is a one-line refusal naming the scheduler. Schedulers that evaluate a timestep twice (Heun's correction,
+PLMS's warm-up) repeat it in their grid: each loop position maps to the step of its timestep (:func:`grid_steps`); a
+grid with timesteps between the nominal ones (PNDM's Runge-Kutta warm-up, KDPM2) is refused in one line.
+
+ControlNet pipelines work unchanged: the ControlNet runs in every step the denoiser runs, and the UNet adds its
+residuals to the skips and the mid-block output *outside* the hooked units. In a partial step the shallow units
+therefore consume this step's residuals while the replayed deep feature carries those of the latest full step, as
+it carries that step's ``x_t``; deep units replay real tensors there (not zero-channel views), since the UNet adds the
+residuals to every skip, the replayed ones included.
 """
 
 from __future__ import annotations
@@ -43,6 +49,22 @@ CLOCK_HOOK = "flexdiff.pipeline_clock"
 ATTR = "_flexdiff_enabled"
 
 
+def grid_steps(grid: list[int], expected: list[int], name: str) -> list[int]:
+    """For each position of the scheduler's loop, the position in ``expected`` (the schedule's active timesteps) whose
+    step it evaluates. Multi-evaluation schedulers repeat a timestep in their grid: Heun evaluates ``t1`` once to
+    correct step 0 and once to start step 1 (``[t0, t1, t1, t2, t2, ...]``), PNDM's PLMS warms up with ``t1`` twice;
+    consecutive repeats are one step."""
+    steps: list[int] = []
+    merged: list[int] = []
+    for t in grid:
+        if not merged or merged[-1] != t:
+            merged.append(t)
+        steps.append(len(merged) - 1)
+    if merged != list(expected):
+        raise FlexdiffError(f"{name} grid {grid}", f"the schedule's active timesteps {list(expected)}, each possibly repeated", "pick another scheduler")
+    return steps
+
+
 @dataclass
 class PipelineRun:
     """The state of one enabled pipeline: the schedule, the executor that maps steps to hook states, and the clock."""
@@ -52,13 +74,14 @@ class PipelineRun:
     state: StepState
     scheduler: Any
     started: bool = False
-    step: int = 0  # schedule steps completed in this run (scheduler.step calls)
-    slot: int = 0  # denoiser calls so far within the current step
-    offset: int = 0  # active steps skipped at the start (img2img's strength)
+    step: int = 0  # loop iterations completed in this run (scheduler.step calls)
+    slot: int = 0  # denoiser calls so far within the current iteration
+    offset: int = 0  # loop positions skipped at the start (img2img's strength)
+    positions: list[int] = field(default_factory=list)  # loop position -> active-step position (grid_steps)
     caches: dict[int, dict[int, Any]] = field(default_factory=dict)  # call slot -> that slot's unit cache
 
-    def start(self) -> None:
-        self.started, self.step, self.slot, self.offset = True, 0, 0, 0
+    def start(self, positions: list[int]) -> None:
+        self.started, self.step, self.slot, self.offset, self.positions = True, 0, 0, 0, positions
         self.caches.clear()
 
     def before_call(self, timestep: Any) -> None:
@@ -70,9 +93,9 @@ class PipelineRun:
             self.offset = self._first_position(timestep)
         active = self.schedule.active_indices
         position = self.offset + self.step
-        if position >= len(active):
-            raise FlexdiffError(f"denoiser call {position + 1}", f"at most the schedule's {len(active)} active steps", "make the schedule for this pipeline's num_inference_steps")
-        index = active[position]
+        if position >= len(self.positions):
+            raise FlexdiffError(f"denoiser call {position + 1}", f"at most the scheduler grid's {len(self.positions)} positions", "make the schedule for this pipeline's num_inference_steps")
+        index = active[self.positions[position]]
         if self.step == 0 and not self.schedule.steps[index].info.fills_cache:
             raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]}",
                                 "a full step where the pipeline's loop starts (img2img's strength skips the steps before it)", "make that step full")
@@ -118,7 +141,6 @@ def _accepts_custom_timesteps(scheduler: Any) -> bool:
 def _wrap_scheduler(run: PipelineRun) -> None:
     scheduler, schedule = run.scheduler, run.schedule
     original_set, original_step = scheduler.set_timesteps, scheduler.step
-    order = int(getattr(scheduler, "order", 1))
     name = type(scheduler).__name__
 
     # functools.wraps keeps the signatures pipelines inspect (`"generator" in signature(scheduler.step)` decides whether
@@ -130,17 +152,18 @@ def _wrap_scheduler(run: PipelineRun) -> None:
                                 "drop timesteps= / sigmas= from the pipeline call")
         out = original_set(*args, **kwargs)
         grid = [int(t) for t in scheduler.timesteps]
-        steps = int(getattr(scheduler, "num_inference_steps", None) or len(grid))
-        if order != 1 or len(grid) != steps:
-            raise FlexdiffError(f"{name} with {len(grid)} timesteps for num_inference_steps={steps}", "one denoiser call per timestep",
-                                "schedules run on first-order schedulers with a plain grid (not Heun, not PNDM's warm-up); pick another scheduler")
-        if grid != list(schedule.timesteps):
-            raise FlexdiffError(f"{name} timesteps {grid[0]}..{grid[-1]} (num_inference_steps={len(grid)})", f"the schedule's timesteps {schedule.timesteps[0]}..{schedule.timesteps[-1]} (T = {schedule.T})",
+        merged = [t for i, t in enumerate(grid) if i == 0 or grid[i - 1] != t]  # a step evaluated twice is one step
+        steps = int(getattr(scheduler, "num_inference_steps", None) or len(merged))
+        if len(merged) != steps:  # timesteps between the nominal ones (PNDM's Runge-Kutta warm-up, KDPM2's midpoints)
+            hint = "set skip_prk_steps=True (Stable Diffusion's PNDM setting)" if name == "PNDMScheduler" else "pick another scheduler"
+            raise FlexdiffError(f"{name} grid of {len(grid)} timesteps for num_inference_steps={steps}", "the schedule's timesteps, each possibly repeated (a step evaluated more than once)", hint)
+        if merged != list(schedule.timesteps):
+            raise FlexdiffError(f"{name} timesteps {merged[0]}..{merged[-1]} (num_inference_steps={steps})", f"the schedule's timesteps {schedule.timesteps[0]}..{schedule.timesteps[-1]} (T = {schedule.T})",
                                 "make the schedule for this pipeline with flexdiff.pipeline_timesteps(pipe, num_inference_steps)")
         active = schedule.active_timesteps
-        if len(active) != len(grid):  # null steps: the scheduler runs the active timesteps only (checked at enable)
+        if len(active) != schedule.T:  # null steps: the scheduler runs the active timesteps only (checked at enable)
             out = original_set(timesteps=active, **{k: v for k, v in kwargs.items() if k != "num_inference_steps"})
-        run.start()
+        run.start(grid_steps([int(t) for t in scheduler.timesteps], active, name))
         return out
 
     @functools.wraps(original_step)
@@ -166,8 +189,6 @@ class DiffusersPipelineIntegration(Integration):
         kind = type(pipe).__name__
         if getattr(pipe, ATTR, None) is not None:
             raise FlexdiffError(kind, "a pipeline without an enabled schedule", "call flexdiff.disable(pipe) first")
-        if getattr(pipe, "controlnet", None) is not None:
-            raise FlexdiffError(kind, "a pipeline without a ControlNet (its residuals join the UNet's skips, which partial steps replay stale)", "use the pipeline without ControlNet")
         denoiser, scheduler = getattr(pipe, "unet", None), getattr(pipe, "scheduler", None)
         if denoiser is None or scheduler is None:
             raise FlexdiffError(kind, "a pipeline with a unet and a scheduler", "transformer pipelines are not supported yet")
@@ -178,7 +199,9 @@ class DiffusersPipelineIntegration(Integration):
                                 "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")
         layout, state = apply_partial_steps(denoiser)
         try:
-            run = PipelineRun(schedule, ScheduleExecutor(None, schedule, layout, state), state, scheduler)
+            executor = ScheduleExecutor(None, schedule, layout, state)
+            executor.hollow = getattr(pipe, "controlnet", None) is None  # the UNet adds ControlNet residuals to replayed skips too
+            run = PipelineRun(schedule, executor, state, scheduler)
             HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(_ClockHook(run), CLOCK_HOOK)
             _wrap_scheduler(run)
         except BaseException:
@@ -212,13 +235,15 @@ class DiffusersPipelineIntegration(Integration):
 
 def pipeline_timesteps(pipe: Any, num_inference_steps: int) -> list[int]:
     """The grid ``pipe``'s scheduler runs for ``num_inference_steps`` (its spacing, offset, ...): what a schedule for
-    this pipeline lists as its teacher timesteps. The scheduler is left as it was."""
+    this pipeline lists as its teacher timesteps (a timestep a scheduler evaluates twice in a row, as Heun and PLMS do,
+    once). The scheduler is left as it was."""
     import copy
 
     scheduler = copy.deepcopy(pipe.scheduler)
     scheduler.__dict__.pop("set_timesteps", None)
     scheduler.set_timesteps(num_inference_steps)
-    return [int(t) for t in scheduler.timesteps]
+    grid = [int(t) for t in scheduler.timesteps]
+    return [t for i, t in enumerate(grid) if i == 0 or grid[i - 1] != t]
 
 
 register_integration(DiffusersPipelineIntegration())
