@@ -226,7 +226,7 @@ TOY_INTEGRATION = '''
     from dataclasses import dataclass
 
     from flexdiff.integrations import Integration, register_integration
-    from flexdiff.sampling import sample
+    from flexdiff.generation import sample
 
 
     @dataclass

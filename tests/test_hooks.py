@@ -10,11 +10,12 @@ from flexdiff.backbones import unet_layout
 from flexdiff.cost import count_macs, measure_macs
 from flexdiff.errors import FlexdiffError
 from flexdiff.executor import apply_schedule
+from flexdiff.generation import sample
 from flexdiff.hooks import HOOK_NAME, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, Conditioning, DiffusionModel
 from flexdiff.noise import NoiseSchedule, initial_noise
 from flexdiff.samplers import sampler_names
-from flexdiff.sampling import generate, sample, teacher_timesteps
+from flexdiff.sampling import generate, teacher_timesteps
 from flexdiff.schedule import (
     FULL,
     NULL,

@@ -216,8 +216,9 @@ def test_sd_loads_with_decoder_and_empty_prompt(sd_dir: Path) -> None:
 
 
 def test_cfg_is_one_unet_call_holding_both_halves(sd_dir: Path, prompt_file: Path) -> None:
+    from flexdiff.generation import sample
     from flexdiff.models.conditioning import condition
-    from flexdiff.sampling import sample, teacher_timesteps
+    from flexdiff.sampling import teacher_timesteps
     from flexdiff.schedule import deepcache_uniform
 
     model = load_model(sd_dir, "cpu")
@@ -236,8 +237,8 @@ def test_cfg_is_one_unet_call_holding_both_halves(sd_dir: Path, prompt_file: Pat
 
 
 def test_prompt_seeds_give_each_prompt_its_own_noise(sd_dir: Path, tmp_path: Path) -> None:
+    from flexdiff.generation import sample
     from flexdiff.models.conditioning import condition, read_prompt_file
-    from flexdiff.sampling import sample
 
     (tmp_path / "a.txt").write_text("5\tcat\n")
     (tmp_path / "b.txt").write_text("dog\n5\tcat\n")

@@ -50,7 +50,7 @@ _EXPORTS = {
     "enabled": "flexdiff.integrations",
     "pipeline_timesteps": "flexdiff.integrations",
     "generate": "flexdiff.sampling",
-    "sample": "flexdiff.sampling",
+    "sample": "flexdiff.generation",
     "teacher_timesteps": "flexdiff.sampling",
     "measure_macs": "flexdiff.cost",
 }
@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from flexdiff.data import load_images  # noqa: F401
     from flexdiff.errors import FlexdiffError  # noqa: F401
     from flexdiff.executor import apply_schedule  # noqa: F401
+    from flexdiff.generation import sample  # noqa: F401
     from flexdiff.integrations import disable, enable, enabled, pipeline_timesteps  # noqa: F401
     from flexdiff.metrics import fid, frechet_distance, rfid  # noqa: F401
     from flexdiff.models import Conditioning, DiffusionModel, condition, load_model  # noqa: F401
@@ -86,7 +87,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         sampler_names,
         uniform_timesteps,
     )
-    from flexdiff.sampling import generate, sample, teacher_timesteps  # noqa: F401
+    from flexdiff.sampling import generate, teacher_timesteps  # noqa: F401
     from flexdiff.schedule import (  # noqa: F401
         Genome,
         Schedule,

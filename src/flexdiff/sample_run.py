@@ -12,10 +12,10 @@ from flexdiff.clip import load_clip
 from flexdiff.cost import measure_macs
 from flexdiff.data import save_grid, save_npz
 from flexdiff.errors import FlexdiffError, output_folder
+from flexdiff.generation import sample, teacher_grid
 from flexdiff.models import condition, conditioning_summary, image_prompts, load_model
 from flexdiff.provenance import run_provenance
-from flexdiff.samplers import check_eta, get_sampler
-from flexdiff.sampling import sample, teacher_timesteps
+from flexdiff.samplers import check_eta, check_sampler
 from flexdiff.schedule import Schedule, check_binding
 from flexdiff.utils.io import write_json
 
@@ -45,7 +45,7 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     c = config
     plan = Schedule.load(c.schedule) if c.schedule is not None else None
     sampler = plan.sampler if plan else c.sampler
-    get_sampler(sampler)
+    check_sampler(sampler)
     if c.n < 1:
         raise FlexdiffError(c.n, "--n >= 1", "ask for at least one image")
     model = load_model(c.model, c.device)
@@ -56,7 +56,7 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
             raise FlexdiffError("--clip", "--prompts as well (the CLIP score compares images with their prompts)", "pass --prompts FILE or drop --clip")
         scorer = load_clip(c.clip, model.device)
     if plan is None:
-        teacher_timesteps(model, sampler, c.steps)  # validates --steps before any work
+        teacher_grid(model, sampler, c.steps)  # validates --steps before any work
     else:
         check_binding(plan, lambda: model.binding(plan.sampler), where=c.schedule, strict=c.strict)  # made for this model?
         plan.check_branches(model.layout.num_branches)

@@ -1,4 +1,5 @@
-"""Generating images: initial noise for a seed, the sampler over the model's timesteps, in batches."""
+"""Generating images in flexdiff's own loop: the sampler over the model's timesteps, in batches (``flexdiff.sample``,
+which also runs the pipeline's own loop, is in :mod:`flexdiff.generation`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from flexdiff.samplers import (
     uniform_timesteps,
 )
 from flexdiff.schedule import Schedule
-from flexdiff.utils.progress import progress_bar
 
 
 def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
@@ -95,35 +95,3 @@ def generate_scheduled(
     with apply_schedule(model, schedule, strict=strict) as run:
         x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=on_step, grid=schedule.timesteps)
     return x0.clamp(-1, 1)
-
-
-def sample(
-    model: DiffusionModel,
-    n: int = 64,
-    *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    seed: int = 0,
-    eta: float = 0.0,
-    batch_size: int | None = None,
-    schedule: Schedule | None = None,
-    progress: bool = False,
-    strict: bool = True,
-) -> torch.Tensor:
-    """``n`` images (N, C, H, W) in ``[-1, 1]`` from seed ``seed``.
-
-    Without ``schedule``: ``steps`` uniform steps of ``sampler``. With one: its sampler and teacher timesteps,
-    full / partial / null steps as it says (``sampler`` and ``steps`` are then ignored).
-    """
-    if n < 1:
-        raise FlexdiffError(n, "at least one sample", "pass e.g. --n 64")
-    noise = model.initial_noise(n, seed)
-    size = batch_size or n
-    if schedule is None:
-        timesteps = teacher_timesteps(model, sampler, steps)
-        total = len(timesteps) * -(-n // size)
-        with progress_bar(f"sampling {n} x {sampler}-{steps}", total, enabled=progress) as advance:
-            return generate(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=advance).clamp(-1, 1)
-    total = len(schedule.active_indices) * -(-n // size)
-    with progress_bar(f"sampling {n} x {schedule.name or 'schedule'}", total, enabled=progress) as advance:
-        return generate_scheduled(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=advance, strict=strict)

@@ -134,7 +134,8 @@ class _ClockHook(ModelHook):
         return args, kwargs
 
 
-def _accepts_custom_timesteps(scheduler: Any) -> bool:
+def accepts_custom_timesteps(scheduler: Any) -> bool:
+    """Whether ``scheduler.set_timesteps`` takes ``timesteps=`` (how null steps are dropped in a user's pipeline)."""
     return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
 
 
@@ -193,7 +194,7 @@ class DiffusersPipelineIntegration(Integration):
         if denoiser is None or scheduler is None:
             raise FlexdiffError(kind, "a pipeline with a unet and a scheduler", "transformer pipelines are not supported yet")
         backbone_of(denoiser)  # a one-line error for a family flexdiff has no backbone for
-        if len(schedule.active_indices) != schedule.T and not _accepts_custom_timesteps(scheduler):
+        if len(schedule.active_indices) != schedule.T and not accepts_custom_timesteps(scheduler):
             raise FlexdiffError(f"{type(scheduler).__name__} with null steps in {schedule.name or 'the schedule'}",
                                 "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch)",
                                 "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")

@@ -15,9 +15,10 @@ from flexdiff.models.load import (
     load_model,
     save_model,
 )
-from flexdiff.models.model import WEIGHTS_NAME, Conditioning, DiffusionModel
+from flexdiff.models.model import WEIGHTS_NAME, Conditioning, DiffusionModel, entry_rows
+from flexdiff.models.pipelines import model_from_pipeline, pipeline_of
 
 __all__ = [
     "BUILTIN_MODELS", "Conditioning", "DEFAULT_SCHEDULER_CONFIG", "DiffusionModel", "WEIGHTS_NAME", "condition", "conditioning_summary",
-    "default_conditioning", "image_prompts", "load_model", "read_prompt_file", "save_model",
+    "default_conditioning", "entry_rows", "image_prompts", "load_model", "model_from_pipeline", "pipeline_of", "read_prompt_file", "save_model",
 ]

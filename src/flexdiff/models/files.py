@@ -30,10 +30,16 @@ def sample_shape(unet: torch.nn.Module, config_file: Path) -> tuple[int, int, in
     return int(unet.config.in_channels), hw[0], hw[1]
 
 
-def load_component(folder: Path, classes: tuple[str, ...], fix: str) -> torch.nn.Module:
-    """A diffusers model (UNet, VAE) from ``config.json`` + ``diffusion_pytorch_model.safetensors``, strictly.
+def weights_name(variant: str | None = None) -> str:
+    """``diffusion_pytorch_model.safetensors``, or ``diffusion_pytorch_model.<variant>.safetensors`` (diffusers' naming)."""
+    return WEIGHTS_NAME if not variant else WEIGHTS_NAME.replace(".safetensors", f".{variant}.safetensors")
+
+
+def load_component(folder: Path, classes: tuple[str, ...], fix: str, *, torch_dtype: torch.dtype | None = None, variant: str | None = None) -> torch.nn.Module:
+    """A diffusers model (UNet, VAE) from ``config.json`` + ``diffusion_pytorch_model[.<variant>].safetensors``, strictly.
 
     ``classes`` are the accepted ``_class_name`` values; ``fix`` is the advice when the class is another.
+    ``torch_dtype`` casts the loaded module (as diffusers' ``from_pretrained(torch_dtype=...)``).
     """
     import diffusers
     from safetensors.torch import load_file
@@ -42,10 +48,12 @@ def load_component(folder: Path, classes: tuple[str, ...], fix: str) -> torch.nn
     class_name = config.get("_class_name")
     if class_name not in classes:
         raise FlexdiffError(folder / "config.json", f"a {' or '.join(classes)} (found {class_name!r})", fix)
-    weights = folder / WEIGHTS_NAME
+    weights = folder / weights_name(variant)
     if not weights.is_file():
         pickled = [p.name for p in folder.glob("*.bin")]
-        hint = f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled else "restore the weights file"
+        others = sorted(p.name for p in folder.glob("diffusion_pytorch_model*.safetensors"))
+        hint = (f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled
+                else f"pick the variant of one of {others}" if others else "restore the weights file")
         raise FlexdiffError(weights, f"{class_name} weights in safetensors format", hint)
     try:
         module = getattr(diffusers, class_name).from_config(config)
@@ -58,15 +66,18 @@ def load_component(folder: Path, classes: tuple[str, ...], fix: str) -> torch.nn
         raise FlexdiffError(folder, f"a {class_name} config matching its safetensors weights", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
     if missing or unexpected:
         raise FlexdiffError(weights, f"weights for every parameter of the configured {class_name}", f"{len(missing)} missing, {len(unexpected)} unexpected keys; re-save the model")
+    if torch_dtype is not None:
+        module.to(torch_dtype)
     return module.eval().requires_grad_(False)
 
 
 
 
-def safetensors_only(folder: Path) -> None:
+def safetensors_only(folder: Path, variant: str | None = None) -> None:
     """A transformers component folder must hold safetensors weights (flexdiff never unpickles weights)."""
-    if (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file():
+    name = f"model.{variant}.safetensors" if variant else "model.safetensors"
+    if (folder / name).is_file() or (folder / f"{name}.index.json").is_file():
         return
     pickled = sorted(p.name for p in folder.glob("*.bin"))
-    hint = f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled else "restore the weights file"
-    raise FlexdiffError(folder / "model.safetensors", "transformers weights in safetensors format", hint)
+    hint = f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled else "restore the weights file, or pick another variant"
+    raise FlexdiffError(folder / name, "transformers weights in safetensors format", hint)

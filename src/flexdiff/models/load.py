@@ -15,7 +15,12 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.models.conditioning import default_conditioning
 from flexdiff.models.files import load_component, read_config, sample_shape
 from flexdiff.models.model import DiffusionModel
-from flexdiff.models.pipelines import is_latent_or_text_pipeline, load_pipeline
+from flexdiff.models.pipelines import (
+    is_latent_or_text_pipeline,
+    is_pipeline_object,
+    load_pipeline,
+    model_from_pipeline,
+)
 from flexdiff.noise import NoiseSchedule
 from flexdiff.utils.device import resolve_device
 from flexdiff.utils.io import write_json
@@ -49,14 +54,20 @@ def _unet_folder(root: Path) -> tuple[Path, Path | None]:
     )
 
 
-def load_model(spec: str | Path = "builtin:digits", device: str | torch.device = "auto") -> DiffusionModel:
-    """Load ``builtin:digits`` or a local diffusers folder.
+def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto", *, torch_dtype: torch.dtype | None = None, variant: str | None = None) -> DiffusionModel:
+    """Load ``builtin:digits``, a local diffusers folder, or wrap a diffusers pipeline object the user already holds.
+
+    ``torch_dtype`` (e.g. ``torch.float16``) and ``variant`` (``"fp16"``: ``diffusion_pytorch_model.fp16.safetensors``)
+    work as in diffusers' ``from_pretrained``; a pipeline object keeps its own modules, dtype and device (it is wrapped,
+    not copied: :func:`flexdiff.models.pipelines.model_from_pipeline`).
 
     Accepts a pipeline folder (``model_index.json``: DDPM / DDIM with a pixel ``UNet2DModel``, LDM with a latent
     ``UNet2DModel`` and a VAE, Stable Diffusion; see :mod:`flexdiff.models.pipelines`) or a bare ``UNet2DModel`` folder
     (``config.json`` and ``diffusion_pytorch_model.safetensors``, with an optional ``scheduler_config.json``;
     without one the DDPM linear schedule is assumed).
     """
+    if is_pipeline_object(spec):
+        return model_from_pipeline(spec)
     text = str(spec)
     if text.startswith("builtin:"):
         if text not in BUILTIN_MODELS:
@@ -67,11 +78,12 @@ def load_model(spec: str | Path = "builtin:digits", device: str | torch.device =
         if not root.is_dir():
             raise FlexdiffError(text, "an existing diffusers model folder", "check the path, or use builtin:digits")
     if is_latent_or_text_pipeline(root):
-        return load_pipeline(root, text, device)
+        return load_pipeline(root, text, device, torch_dtype=torch_dtype, variant=variant)
     unet_dir, scheduler_file = _unet_folder(root)
     unet = load_component(
         unet_dir, ("UNet2DModel",),
         "a bare UNet folder must hold a pixel UNet2DModel; a UNet2DConditionModel needs its Stable Diffusion pipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)",
+        torch_dtype=torch_dtype, variant=variant,
     )
     scheduler_config = read_config(scheduler_file) if scheduler_file else dict(DEFAULT_SCHEDULER_CONFIG)
     noise = NoiseSchedule.from_scheduler_config(scheduler_config, scheduler_file or "the default scheduler config")

@@ -19,6 +19,7 @@ import torch
 
 from flexdiff.backbones import Backbone, Layout, backbone_of
 from flexdiff.noise import NoiseSchedule, initial_noise
+from flexdiff.samplers import PIPELINE
 from flexdiff.schedule import Binding
 from flexdiff.utils.hashing import weights_hash
 
@@ -26,7 +27,7 @@ from flexdiff.utils.hashing import weights_hash
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 
-def _rows(tensor: torch.Tensor, n: int) -> torch.Tensor:
+def entry_rows(tensor: torch.Tensor, n: int) -> torch.Tensor:
     """``n`` rows of a per-entry tensor: one entry is broadcast, otherwise image ``i`` takes entry ``i mod P``."""
     if tensor.shape[0] in (1, n):
         return tensor.expand(n, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor
@@ -112,6 +113,8 @@ class DiffusionModel:
     decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
     #: prompts -> (P, L, D) encoder states (the text encoder of a text-to-image pipeline); None otherwise.
     prompt_encoder: Callable[[list[str]], torch.Tensor] | None = None
+    #: the diffusers pipeline over these modules (the user's own object, or built on demand by ``pipeline_of``).
+    pipeline: Any = None
 
     @property
     def device(self) -> torch.device:
@@ -147,23 +150,32 @@ class DiffusionModel:
         return self.backbone.layout(self.denoiser)
 
     def binding(self, sampler: str) -> Binding:
-        """What a schedule run on this model with flexdiff's ``sampler`` is made for (see :mod:`flexdiff.schedule.binding`)."""
-        return denoiser_binding(self.denoiser, self.noise.fingerprint(), f"flexdiff:{sampler}")
+        """What a schedule run on this model with ``sampler`` is made for (see :mod:`flexdiff.schedule.binding`): flexdiff's
+        own loop (``flexdiff:<sampler>``), or with :data:`~flexdiff.samplers.PIPELINE` the folder's diffusers scheduler
+        class, exactly what ``flexdiff.enable(pipe, ...)`` finds on the pipeline."""
+        scheduler = self.scheduler_config.get("_class_name", "DDPMScheduler") if sampler == PIPELINE else f"flexdiff:{sampler}"
+        return denoiser_binding(self.denoiser, self.noise.fingerprint(), scheduler)
 
     @torch.no_grad()
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        """epsilon-hat(x_t, t) for a batch ``x`` (N, C, H, W) at integer timestep ``t``."""
-        n, c, call = x.shape[0], self.conditioning, self.backbone.call
+        """epsilon-hat(x_t, t) for a batch ``x`` (N, C, H, W) at integer timestep ``t``. The samplers work in float32;
+        a half-precision denoiser (``torch_dtype``) gets its input in its own dtype and returns float32."""
+        n, c, backbone = x.shape[0], self.conditioning, self.backbone
+        dtype = next(self.denoiser.parameters()).dtype
+
+        def call(xt: torch.Tensor, timesteps: torch.Tensor, **conditioning: Any) -> torch.Tensor:
+            return backbone.call(self.denoiser, xt.to(dtype), timesteps, **conditioning).float()
+
         steps = lambda k: torch.full((k,), int(t), device=x.device, dtype=torch.long)  # noqa: E731
         if c is None:
-            output = call(self.denoiser, x, steps(n))
+            output = call(x, steps(n))
         elif c.cond is None:  # class-conditional UNet2DModel
-            output = call(self.denoiser, x, steps(n), class_labels=_rows(c.labels, n))
+            output = call(x, steps(n), class_labels=entry_rows(c.labels, n))
         elif not c.guided:
-            output = call(self.denoiser, x, steps(n), encoder_hidden_states=_rows(c.cond, n))
+            output = call(x, steps(n), encoder_hidden_states=entry_rows(c.cond, n))
         else:
-            states = torch.cat([_rows(c.uncond, n), _rows(c.cond, n)])
-            out_uncond, out_cond = call(self.denoiser, torch.cat([x, x]), steps(2 * n), encoder_hidden_states=states).chunk(2)
+            states = torch.cat([entry_rows(c.uncond, n), entry_rows(c.cond, n)])
+            out_uncond, out_cond = call(torch.cat([x, x]), steps(2 * n), encoder_hidden_states=states).chunk(2)
             output = out_uncond + c.guidance_scale * (out_cond - out_uncond)  # CFG, eq. 6 of Ho & Salimans
         return self.noise.to_eps(output, x, int(t))
 

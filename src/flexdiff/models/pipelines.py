@@ -22,6 +22,7 @@ Prompts, negative prompts, guidance and labels are set by :mod:`flexdiff.models.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,9 @@ class LatentDecoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        z = latents.to(next(self.vae.parameters()).device) / self.scaling_factor + self.shift_factor
-        return torch.cat([self.vae.decode(chunk).sample for chunk in z.split(DECODE_BATCH)])
+        weight = next(self.vae.parameters())
+        z = latents.to(weight.device, weight.dtype) / self.scaling_factor + self.shift_factor
+        return torch.cat([self.vae.decode(chunk).sample.float() for chunk in z.split(DECODE_BATCH)])  # images in float32 whatever the VAE's dtype
 
 
 class PromptEncoder:
@@ -114,15 +116,15 @@ class PromptEncoder:
         return torch.cat(out)
 
 
-def load_prompt_encoder(text_encoder_dir: Path, tokenizer_dir: Path) -> PromptEncoder:
+def load_prompt_encoder(text_encoder_dir: Path, tokenizer_dir: Path, *, torch_dtype: torch.dtype | None = None, variant: str | None = None) -> PromptEncoder:
     """The CLIP text encoder and tokenizer of a Stable Diffusion pipeline, from local files only."""
     transformers = require_transformers("text encoders of Stable Diffusion pipelines")
     config = read_config(text_encoder_dir / "config.json")
     if config.get("model_type") != "clip_text_model":
         raise FlexdiffError(text_encoder_dir / "config.json", f"a CLIPTextModel (model_type clip_text_model, found {config.get('model_type')!r})", "flexdiff runs Stable Diffusion 1.x/2.x pipelines with CLIP text encoders")
-    safetensors_only(text_encoder_dir)
+    safetensors_only(text_encoder_dir, variant)
     try:
-        encoder = transformers.CLIPTextModel.from_pretrained(str(text_encoder_dir), local_files_only=True, use_safetensors=True)
+        encoder = transformers.CLIPTextModel.from_pretrained(str(text_encoder_dir), local_files_only=True, use_safetensors=True, variant=variant, torch_dtype=torch_dtype)
     except Exception as exc:  # transformers raises many types; the user needs one line
         raise FlexdiffError(text_encoder_dir, "a loadable CLIPTextModel folder", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
     try:
@@ -132,8 +134,9 @@ def load_prompt_encoder(text_encoder_dir: Path, tokenizer_dir: Path) -> PromptEn
     return PromptEncoder(tokenizer, encoder.eval().requires_grad_(False))
 
 
-def load_pipeline(root: Path, name: str, device: str | torch.device = "auto") -> DiffusionModel:
+def load_pipeline(root: Path, name: str, device: str | torch.device = "auto", *, torch_dtype: torch.dtype | None = None, variant: str | None = None) -> DiffusionModel:
     """An LDM or Stable Diffusion pipeline folder as a :class:`DiffusionModel` with its decoder (and text encoder)."""
+    options = {"torch_dtype": torch_dtype, "variant": variant}
     index = components(root)
     unet_config = root / "unet" / "config.json"
     if "unet" not in index or not unet_config.is_file():
@@ -153,15 +156,15 @@ def load_pipeline(root: Path, name: str, device: str | torch.device = "auto") ->
     scheduler_file = root / "scheduler" / "scheduler_config.json"
     if not scheduler_file.is_file():
         raise FlexdiffError(scheduler_file, "the pipeline's scheduler config (its noise schedule)", "restore scheduler/ from the original pipeline folder")
-    unet = load_component(root / "unet", (unet_class,), "pass a DDPM, LDM or Stable Diffusion pipeline folder")
+    unet = load_component(root / "unet", (unet_class,), "pass a DDPM, LDM or Stable Diffusion pipeline folder", **options)
     if getattr(unet.config, "addition_embed_type", None) or (unet_class == "UNet2DConditionModel" and unet.class_embedding is not None):
         raise FlexdiffError(unet_config, "a Stable Diffusion 1.x/2.x UNet (no added or class embeddings)", "SDXL, upscaler and unCLIP UNets are not supported")
-    vae = load_component(vae_dir, ("AutoencoderKL", "VQModel"), "the VAE of a latent pipeline must be an AutoencoderKL or a VQModel")
+    vae = load_component(vae_dir, ("AutoencoderKL", "VQModel"), "the VAE of a latent pipeline must be an AutoencoderKL or a VQModel", **options)
     if int(vae.config.latent_channels) != int(unet.config.in_channels):
         raise FlexdiffError(vae_dir / "config.json", f"latent_channels = the UNet's in_channels ({unet.config.in_channels}), found {vae.config.latent_channels}", "the VAE and the UNet come from different pipelines")
     prompt_encoder = None
     if folders:
-        prompt_encoder = load_prompt_encoder(folders["text_encoder"], folders["tokenizer"])
+        prompt_encoder = load_prompt_encoder(folders["text_encoder"], folders["tokenizer"], **options)
         if prompt_encoder.dim != int(unet.config.cross_attention_dim):
             raise FlexdiffError(folders["text_encoder"], f"hidden_size = the UNet's cross_attention_dim ({unet.config.cross_attention_dim}), found {prompt_encoder.dim}", "the text encoder and the UNet come from different pipelines")
     scheduler_config = read_config(scheduler_file)
@@ -177,3 +180,69 @@ def load_pipeline(root: Path, name: str, device: str | torch.device = "auto") ->
     )
     model.conditioning = default_conditioning(model)
     return model
+
+
+def is_pipeline_object(obj: Any) -> bool:
+    """True for a diffusers pipeline instance (strings and paths are never one; diffusers is imported only otherwise)."""
+    if isinstance(obj, (str, Path)):
+        return False
+    from diffusers import DiffusionPipeline
+
+    return isinstance(obj, DiffusionPipeline)
+
+
+def model_from_pipeline(pipe: Any) -> DiffusionModel:
+    """A :class:`DiffusionModel` over a pipeline object the user holds: the same UNet, VAE, text encoder and scheduler
+    (shared, not copied; dtype and device stay the pipeline's). The kinds :func:`load_pipeline` loads from folders."""
+    kind = type(pipe).__name__
+    unet, scheduler = getattr(pipe, "unet", None), getattr(pipe, "scheduler", None)
+    if unet is None or scheduler is None:
+        raise FlexdiffError(kind, "a pipeline with a unet and a scheduler", "transformer pipelines are not supported yet")
+    if getattr(pipe, "text_encoder_2", None) is not None or getattr(unet.config, "addition_embed_type", None):
+        raise FlexdiffError(kind, "a DDPM, LDM or Stable Diffusion 1.x/2.x pipeline for flexdiff's own loop", "for SDXL use flexdiff.enable(pipe, schedule) on the pipeline itself")
+    if getattr(pipe, "controlnet", None) is not None:
+        raise FlexdiffError(kind, "a pipeline without a ControlNet for flexdiff's own loop", "use flexdiff.enable(pipe, schedule) on the pipeline itself")
+    config = {**dict(scheduler.config), "_class_name": type(scheduler).__name__}
+    vae = getattr(pipe, "vae", None) or getattr(pipe, "vqvae", None)
+    tokenizer, text_encoder = getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)
+    encoder = PromptEncoder(tokenizer, text_encoder) if tokenizer is not None and text_encoder is not None else None
+    model = DiffusionModel(
+        denoiser=unet, noise=NoiseSchedule.from_scheduler_config(config, f"{kind}.scheduler.config"), sample_shape=sample_shape(unet, Path(f"{kind}.unet.config")),
+        name=kind, scheduler_config=config, decoder=LatentDecoder(vae) if vae is not None else None, prompt_encoder=encoder, pipeline=pipe,
+    )
+    model.conditioning = default_conditioning(model)
+    return model
+
+
+def pipeline_of(model: DiffusionModel) -> Any:
+    """The diffusers pipeline over ``model``'s own modules and its folder's scheduler as configured (built once, from
+    the folder's ``model_index.json`` class, nothing read again from disk): how ``sampler="pipeline"`` generates."""
+    if model.pipeline is not None:
+        return model.pipeline
+    import diffusers
+
+    name = model.scheduler_config.get("_class_name", "DDPMScheduler")
+    scheduler_class = getattr(diffusers, name, None)
+    if scheduler_class is None or not hasattr(scheduler_class, "from_config"):
+        raise FlexdiffError(f"scheduler _class_name {name!r}", "a diffusers scheduler class", "fix scheduler/scheduler_config.json")
+    index = read_config(model.path / "model_index.json") if model.path is not None and (model.path / "model_index.json").is_file() else {}
+    pipeline_name = index.get("_class_name", "DDPMPipeline")
+    pipeline_class = getattr(diffusers, pipeline_name, None)
+    if pipeline_class is None:
+        raise FlexdiffError(f"model_index.json _class_name {pipeline_name!r}", "a diffusers pipeline class", "fix model_index.json")
+    parts: dict[str, Any] = {"unet": model.denoiser, "scheduler": scheduler_class.from_config(model.scheduler_config)}
+    if isinstance(model.decoder, LatentDecoder):
+        parts["vqvae" if "vqvae" in index else "vae"] = model.decoder.vae
+    if isinstance(model.prompt_encoder, PromptEncoder):
+        parts.update(tokenizer=model.prompt_encoder.tokenizer, text_encoder=model.prompt_encoder.text_encoder)
+    accepted = inspect.signature(pipeline_class.__init__).parameters
+    parts.update({k: None for k in ("safety_checker", "feature_extractor", "image_encoder") if k in accepted})
+    if "requires_safety_checker" in accepted:
+        parts["requires_safety_checker"] = False
+    try:
+        pipe = pipeline_class(**{k: v for k, v in parts.items() if k in accepted})
+    except TypeError as exc:
+        raise FlexdiffError(f"{pipeline_name} from {model.path}", "a pipeline of a UNet, a scheduler and (for latent pipelines) a VAE and a text encoder", f"this pipeline kind is not supported ({str(exc)[:100]})") from None
+    pipe.set_progress_bar_config(disable=True)
+    model.pipeline = pipe
+    return pipe

@@ -19,9 +19,9 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.generation import schedule_images, teacher_grid, teacher_images
 from flexdiff.models import condition, load_model
 from flexdiff.report.plots import to_png
-from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
 from flexdiff.search.artefacts import schedule_of_row
 from flexdiff.utils.progress import progress_bar
 
@@ -95,7 +95,7 @@ def generate_panels(config: dict[str, Any], rows: Sequence[tuple[str, Row]], n: 
         raise FlexdiffError(f"results.json config without {', '.join(missing)}", "the model, sampler, steps and seed of the run", "rerun the search with this flexdiff")
     sampler, steps, seed = str(config["sampler"]), int(config["steps"]), int(config["seed"])
     model = load_run_model(config, device)
-    timesteps = teacher_timesteps(model, sampler, steps)
+    timesteps = teacher_grid(model, sampler, steps)
     num_branches = model.layout.num_branches
     plans = []
     for role, row in rows:
@@ -105,8 +105,8 @@ def generate_panels(config: dict[str, Any], rows: Sequence[tuple[str, Row]], n: 
     noise = model.initial_noise(n, seed)  # as the search drew it: image i is the same whatever n
     total = len(timesteps) + sum(len(p.active_indices) for _, p in plans)
     with progress_bar(f"report: {n} images x {1 + len(plans)} schedules", total, enabled=progress) as advance:
-        panels = [Panel(f"teacher ({sampler}-{len(timesteps)})", generate(model, noise, timesteps, sampler, on_step=advance).clamp(-1, 1))]
-        panels += [Panel(text, generate_scheduled(model, plan, noise, on_step=advance)) for text, plan in plans]
+        panels = [Panel(f"teacher ({sampler}-{len(timesteps)})", teacher_images(model, noise, timesteps, sampler, seed=seed, on_step=advance))]
+        panels += [Panel(text, schedule_images(model, plan, noise, seed=seed, on_step=advance)) for text, plan in plans]
     return panels
 
 

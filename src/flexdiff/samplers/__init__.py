@@ -5,6 +5,7 @@ here. The registry, the shared checks and the protocol are in :mod:`._base`; see
 """
 
 from flexdiff.samplers._base import (
+    PIPELINE,
     SAMPLERS,
     Denoise,
     NoiseSampler,
@@ -12,6 +13,7 @@ from flexdiff.samplers._base import (
     SamplerInfo,
     alpha_sigma_lambda,
     check_eta,
+    check_sampler,
     check_timesteps,
     get_sampler,
     register_sampler,
@@ -29,6 +31,6 @@ from flexdiff.samplers.ddim_2m import ddim_2m, teacher_error_share  # noqa: E402
 from flexdiff.samplers.dpmpp_2m import dpmpp_2m  # noqa: E402
 
 __all__ = [
-    "SAMPLERS", "Denoise", "NoiseSampler", "Sampler", "SamplerInfo", "alpha_sigma_lambda", "check_eta", "check_timesteps", "ddim", "ddim_2m",
+    "PIPELINE", "SAMPLERS", "Denoise", "NoiseSampler", "Sampler", "SamplerInfo", "alpha_sigma_lambda", "check_eta", "check_sampler", "check_timesteps", "ddim", "ddim_2m",
     "dpmpp_2m", "get_sampler", "register_sampler", "same_trajectory", "sampler_info", "sampler_names", "teacher_error_share", "uniform_timesteps",
 ]

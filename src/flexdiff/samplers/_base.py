@@ -110,7 +110,20 @@ def get_sampler(name: str, fix: str = "pick one with --sampler") -> Sampler:
     return SAMPLERS.get(name, fix).fn
 
 
+#: Not a function of this package: the model folder's own diffusers scheduler, run by the pipeline's own ``__call__``
+#: (:mod:`flexdiff.generation`). Valid wherever a sampler name is (options, schedule files); flexdiff's pure samplers
+#: cannot stand in for it because every diffusers scheduler has its own spacing, offset and solver.
+PIPELINE = "pipeline"
+
+
+def check_sampler(name: str, fix: str = "pick one with --sampler") -> None:
+    """A one-line error unless ``name`` is a registered sampler or :data:`PIPELINE`."""
+    if name != PIPELINE:
+        SAMPLERS.get(name, f"{fix} (or {PIPELINE}: the model folder's own scheduler)")
+
+
 def sampler_names() -> list[str]:
+    """The registered samplers (flexdiff's own loop; :data:`PIPELINE` is not one of them)."""
     return SAMPLERS.names()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flexdiff.errors import FlexdiffError, output_folder, unwritable
-from flexdiff.samplers import get_sampler
+from flexdiff.samplers import check_sampler
 from flexdiff.schedule.kinds import STEP_KINDS, Step
 from flexdiff.utils.io import read_json, write_text
 
@@ -113,7 +113,7 @@ class Schedule:
         if not isinstance(meta, dict):
             raise FlexdiffError(f"{where} meta", "a JSON object (or no 'meta' field)", "fix or drop the 'meta' field")
         sampler = str(data.get("sampler", "ddim"))
-        get_sampler(sampler, fix=f"fix the 'sampler' field of {where}")
+        check_sampler(sampler, fix=f"fix the 'sampler' field of {where}")
         return cls(tuple(Step.parse(s) for s in steps), tuple(timesteps), sampler, str(data.get("name", "")), dict(meta))
 
     def save(self, path: Path) -> None:

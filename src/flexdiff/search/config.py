@@ -10,7 +10,7 @@ from typing import Any
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import get_feature_network
 from flexdiff.models.conditioning import check_guidance, parse_labels, read_prompt_file
-from flexdiff.samplers import get_sampler
+from flexdiff.samplers import PIPELINE, check_sampler
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.strategies import STRATEGIES
 from flexdiff.search.study import open_storage
@@ -79,9 +79,11 @@ def default_segments(steps: int) -> tuple[int, ...]:
 
 def check_config(config: SearchConfig) -> None:
     """Every option that can be checked without work, checked before any work (no half-done run on a typo)."""
-    get_sampler(config.sampler)
+    check_sampler(config.sampler)
     if config.solver is not None:
-        get_sampler(config.solver, fix="pick one with --solver")
+        check_sampler(config.solver, fix="pick one with --solver")
+        if PIPELINE in (config.sampler, config.solver) and config.solver != config.sampler:
+            raise FlexdiffError(f"--sampler {config.sampler} --solver {config.solver}", f"with {PIPELINE}, the teacher and the searched schedules in the same (pipeline's) loop", "drop --solver")
     STRATEGIES.get(config.strategy)
     if config.n < 2 or config.validate_n < 2:
         raise FlexdiffError(f"--n {config.n} / --validate-n {config.validate_n}", "at least 2 images (rFID needs two per side)", "pass a larger --n")

@@ -9,10 +9,10 @@ from typing import Any
 
 from flexdiff.cost import StepCosts, measure_macs
 from flexdiff.features import FeatureNetwork, get_feature_network
+from flexdiff.generation import schedule_images, takes_null_steps, teacher_grid
 from flexdiff.metrics import paired_distance, rfid
 from flexdiff.models import DiffusionModel, condition, load_model
 from flexdiff.samplers import same_trajectory
-from flexdiff.sampling import generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.reference import TeacherReference, load_or_build_reference
@@ -45,7 +45,8 @@ class SearchContext:
         c = self.config
         conditioned = f"-c{self.reference.key.conditioning[-8:]}" if self.reference.key.conditioning else ""
         solver = f"-{c.candidate_sampler}" if c.candidate_sampler != c.sampler else ""
-        return c.study or f"flexdiff-{self.reference.key.model[:10]}{conditioned}-{c.sampler}{c.steps}{solver}-n{c.n}-seed{c.seed}-{c.strategy}"
+        sampler = self.reference.key.sampler.replace(":", "-")  # the sampler; for the pipeline's loop with its scheduler's digest
+        return c.study or f"flexdiff-{self.reference.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}-seed{c.seed}-{c.strategy}"
 
     def fingerprint(self) -> dict[str, Any]:
         k = self.reference.key
@@ -57,7 +58,7 @@ class SearchContext:
     def evaluate(self, schedule: Schedule) -> dict[str, Any]:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
         start = time.perf_counter()
-        images = generate_scheduled(self.model, schedule, self.reference.noise, batch_size=self.config.batch_size)
+        images = schedule_images(self.model, schedule, self.reference.noise, seed=self.config.seed, batch_size=self.config.batch_size)
         wall = time.perf_counter() - start
         feats = self.net(images)
         macs = self.costs.schedule(schedule)
@@ -73,14 +74,15 @@ class SearchContext:
         return genome.expand(self.timesteps, self.config.candidate_sampler).key
 
 
-def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, config: SearchConfig) -> list[Schedule]:
+def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, config: SearchConfig, null_steps: bool = True) -> list[Schedule]:
     """The teacher, DDIM-k and DeepCache uniform N at every branch (or ``baseline_branches``), under the teacher's
     sampler; with a different ``--solver``, DDIM-k's and DeepCache's step plans once more under the solver (named
     ``ddim-25+dpmpp-2m``, family ``ddim+dpmpp-2m``), so searched schedules also meet the baselines of their own solver.
-    A plan the solver runs exactly as the sampler does (DeepCache's under ddim-2m) is not scored twice."""
+    A plan the solver runs exactly as the sampler does (DeepCache's under ddim-2m) is not scored twice. Without
+    ``null_steps`` (a pipeline scheduler that takes no custom timesteps) DDIM-k is left out."""
     T = len(timesteps)
     branches = config.baseline_branches if config.baseline_branches is not None else tuple(range(num_branches))
-    classic = [ddim_k(timesteps, k, sampler) for k in config.ddim_ks if k < T]
+    classic = [ddim_k(timesteps, k, sampler) for k in config.ddim_ks if k < T and null_steps]
     classic += [deepcache_uniform(timesteps, n, b, sampler) for n in config.baseline_intervals if n <= T for b in branches if b < num_branches]
     solver = config.candidate_sampler
     under_solver = [_under(s, solver) for s in classic if not same_trajectory(sampler, solver, s.active_timesteps, timesteps)]
@@ -96,10 +98,13 @@ def _under(schedule: Schedule, sampler: str) -> Schedule:
 def build_context(config: SearchConfig) -> SearchContext:
     model = load_model(config.model, config.device)
     condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels)
-    timesteps = teacher_timesteps(model, config.sampler, config.steps)
+    timesteps = teacher_grid(model, config.sampler, config.steps)
     net = get_feature_network(config.features, model.device, config.features_path)
     num_branches = model.layout.num_branches
-    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))))
+    nulls = takes_null_steps(model, config.sampler)
+    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))), null_steps=nulls)
+    if not nulls and config.progress:
+        print(f"{model.scheduler_config.get('_class_name')} takes no custom timesteps: schedules without null steps only (no DDIM-k baselines)")
     costs = measure_macs(model)
     n_batches = -(-config.n // (config.batch_size or config.n))
     with progress_bar("teacher reference", len(timesteps) * n_batches, enabled=config.progress) as advance:
@@ -107,5 +112,5 @@ def build_context(config: SearchConfig) -> SearchContext:
     if config.progress and status != "reused":
         print(f"teacher reference {status} ({config.n} images)")
     ctx = SearchContext(config, model, timesteps, net, costs, space, reference)
-    ctx.baselines = baseline_schedules(timesteps, config.sampler, num_branches, config)
+    ctx.baselines = baseline_schedules(timesteps, config.sampler, num_branches, config, null_steps=nulls)
     return ctx

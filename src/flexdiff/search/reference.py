@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 from flexdiff.features import FeatureNetwork
+from flexdiff.generation import teacher_images
 from flexdiff.models import DiffusionModel
-from flexdiff.sampling import generate
-from flexdiff.utils.hashing import weights_hash
+from flexdiff.samplers import PIPELINE
+from flexdiff.utils.hashing import digest, weights_hash
 from flexdiff.utils.io import atomic_path
 
 CACHE_NAME = "teacher_cache.safetensors"
@@ -38,6 +39,14 @@ def decoder_hash(decoder: torch.nn.Module) -> str:
     """A latent decoder's weights and its latent scale (``scaling_factor`` / ``shift_factor`` of the VAE config)."""
     scale = f"|{getattr(decoder, 'scaling_factor', 1.0)}|{getattr(decoder, 'shift_factor', 0.0)}"
     return hashlib.sha256((weights_hash(decoder) + scale).encode()).hexdigest()
+
+
+def reference_sampler(model: DiffusionModel, sampler: str) -> str:
+    """The key's sampler: its name, or for the pipeline's loop the scheduler class and a digest of its whole config
+    (another spacing, offset or solver order makes other images)."""
+    if sampler != PIPELINE:
+        return sampler
+    return f"{PIPELINE}:{model.scheduler_config.get('_class_name', 'DDPMScheduler')}:{digest(model.scheduler_config, length=12)}"
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,7 @@ def load_or_build_reference(
     from safetensors.torch import save_file
 
     key = ReferenceKey(
-        model_hash(model), sampler, tuple(int(t) for t in timesteps), seed, n, net.key,
+        model_hash(model), reference_sampler(model, sampler), tuple(int(t) for t in timesteps), seed, n, net.key,
         decoder=decoder_hash(model.decoder) if isinstance(model.decoder, torch.nn.Module) else "",
         conditioning=model.conditioning.key() if model.conditioning is not None else "",
     )
@@ -100,7 +109,7 @@ def load_or_build_reference(
                 return TeacherReference(key, noise, f.get_tensor("images"), f.get_tensor("features")), "reused"
         differs = [k for k, v in json.loads(key.to_json()).items() if stored.get(k) != v]
         status = f"rebuilt: {', '.join(differs) or 'format'} differs"
-    images = generate(model, noise, timesteps, sampler, batch_size=batch_size, on_step=on_step).clamp(-1, 1)
+    images = teacher_images(model, noise, timesteps, sampler, seed=seed, batch_size=batch_size, on_step=on_step)
     features = net(images)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,12 +25,14 @@ from flexdiff.schedule import (
 @dataclass(frozen=True)
 class GenomeSpace:
     """All genomes over ``T`` teacher steps with a segment count from ``segment_counts``, ``num_branches`` branches and
-    a boundary spacing power from ``spacings``."""
+    a boundary spacing power from ``spacings``. ``null_steps=False`` (a user's scheduler that cannot be given custom
+    timesteps, e.g. PNDM or DDIM in ``pipe(...)``): every segment is active to its end (full, then partial steps)."""
 
     T: int
     segment_counts: tuple[int, ...]
     num_branches: int
     spacings: tuple[float, ...] = (1.0,)
+    null_steps: bool = True
 
     def __post_init__(self) -> None:
         bad = [n for n in self.segment_counts if not 1 <= n <= self.T]
@@ -45,6 +47,13 @@ class GenomeSpace:
 
     def lengths(self, n_segments: int, spacing: float = 1.0) -> list[int]:
         return Genome.segment_lengths(self.T, n_segments, spacing)
+
+    def _fit(self, genome: Genome) -> Genome:
+        """The genome itself, or without null steps (each interval its segment's length) when the space has none."""
+        if self.null_steps:
+            return genome
+        lengths = self.lengths(len(genome.segments), genome.spacing)
+        return Genome(tuple(Segment(seg.branch, length) for seg, length in zip(genome.segments, lengths)), genome.spacing)
 
     # --- Optuna parameters: a fixed set (segments; branch<s>, active<s> for every possible segment s) ----------
     # Fixed names and distributions keep NSGA-II's search space whole; segments beyond the count are ignored.
@@ -67,7 +76,7 @@ class GenomeSpace:
     def from_params(self, params: dict[str, float | int]) -> Genome:
         n, spacing = int(params["segments"]), float(params.get("spacing", 1.0))
         lengths = self.lengths(n, spacing)
-        return Genome(tuple(Segment(int(params[f"branch{s}"]), 1 + round(float(params[f"active{s}"]) * (length - 1))) for s, length in enumerate(lengths)), spacing)
+        return self._fit(Genome(tuple(Segment(int(params[f"branch{s}"]), 1 + round(float(params[f"active{s}"]) * (length - 1))) for s, length in enumerate(lengths)), spacing))
 
     def suggest(self, trial: object) -> Genome:
         """Ask an Optuna trial for a genome (every strategy goes through here; evolution answers for itself)."""
@@ -85,14 +94,14 @@ class GenomeSpace:
 
     def random_genome(self, rng: random.Random, n_segments: int | None = None) -> Genome:
         n, spacing = n_segments or rng.choice(self.segment_counts), self._spacing(rng)
-        return Genome(tuple(Segment(rng.randrange(self.num_branches), rng.randint(1, length)) for length in self.lengths(n, spacing)), spacing)
+        return self._fit(Genome(tuple(Segment(rng.randrange(self.num_branches), rng.randint(1, length)) for length in self.lengths(n, spacing)), spacing))
 
     def uniform_genome(self, rng: random.Random) -> Genome:
         """Every segment alike (one branch, one active fraction): DeepCache- and DDIM-like points at any segment count,
         the rough grid the initial population starts from before mutation makes segments differ."""
         n, spacing = rng.choice(self.segment_counts), self._spacing(rng)
         branch, fraction = rng.randrange(self.num_branches), rng.random()
-        return Genome(tuple(Segment(branch, 1 + round(fraction * (length - 1))) for length in self.lengths(n, spacing)), spacing)
+        return self._fit(Genome(tuple(Segment(branch, 1 + round(fraction * (length - 1))) for length in self.lengths(n, spacing)), spacing))
 
     def genome_of(self, schedule: Schedule) -> Genome | None:
         """The genome that expands to exactly ``schedule``'s steps, or None when the schedule is not segment-shaped
@@ -123,13 +132,13 @@ class GenomeSpace:
         if len(self.spacings) > 1 and draw > 0.9:
             return self.resegment(genome, len(genome.segments), rng.choice([p for p in self.spacings if p != genome.spacing]))
         lengths = self.lengths(len(genome.segments), genome.spacing)
-        if draw < 0.3 and len(genome.segments) > 1:
+        if draw < 0.3 and len(genome.segments) > 1 and self.null_steps:
             return self.shift(genome, rng)
         segments = list(genome.segments)
         chosen = [s for s in range(len(segments)) if rng.random() < rate] or [rng.randrange(len(segments))]
         for s in chosen:
             seg = segments[s]
-            if rng.random() < 0.5 and self.num_branches > 1:
+            if (rng.random() < 0.5 or not self.null_steps) and self.num_branches > 1:
                 segments[s] = Segment(max(0, min(self.num_branches - 1, seg.branch + rng.choice((-2, -1, 1, 2)))), seg.interval)
             else:
                 segments[s] = Segment(seg.branch, max(1, min(lengths[s], seg.interval + rng.choice((-2, -1, 1, 2)))))
@@ -158,7 +167,7 @@ class GenomeSpace:
             k = min(len(old) - 1, s * len(old) // n_segments)
             fraction = old[k].interval / old_lengths[k]
             segments.append(Segment(old[k].branch, max(1, min(length, round(fraction * length)))))
-        return Genome(tuple(segments), spacing)
+        return self._fit(Genome(tuple(segments), spacing))
 
     def crossover(self, a: Genome, b: Genome, rng: random.Random) -> Genome:
         """Uniform crossover of whole segments (parents with the same segment count and spacing; otherwise ``b`` is

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from flexdiff.data import REAL_REFERENCE, load_images
+from flexdiff.generation import schedule_images, teacher_images
 from flexdiff.metrics import frechet_distance, paired_distance, rfid
-from flexdiff.sampling import generate, generate_scheduled
 from flexdiff.search.artefacts import schedule_of_row
 from flexdiff.search.context import SearchContext
 from flexdiff.utils.pareto import pareto_front
@@ -24,9 +24,8 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
     total = 1 + len(rows)
     with progress_bar(f"validation ({c.validate_n} images)", total, enabled=c.progress) as advance:
         start = time.perf_counter()
-        teacher_images = generate(ctx.model, noise, ctx.timesteps, c.sampler, batch_size=c.batch_size).clamp(-1, 1)
+        teacher_feats = ctx.net(teacher_images(ctx.model, noise, ctx.timesteps, c.sampler, seed=c.seed, batch_size=c.batch_size))
         teacher_wall = time.perf_counter() - start
-        teacher_feats = ctx.net(teacher_images)
         advance()
         teacher = {"name": f"teacher ({c.sampler}-{len(ctx.timesteps)})", "wall_seconds": round(teacher_wall, 3), "macs": ctx.costs.full * len(ctx.timesteps),
                    "fid": round(frechet_distance(real, teacher_feats), 4) if real is not None else None, "real_reference": real_source}
@@ -34,7 +33,7 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
         for row in rows:
             schedule = schedule_of_row(row, ctx.timesteps, ctx.config.sampler)
             start = time.perf_counter()
-            images = generate_scheduled(ctx.model, schedule, noise, batch_size=c.batch_size)
+            images = schedule_images(ctx.model, schedule, noise, seed=c.seed, batch_size=c.batch_size)
             wall = time.perf_counter() - start
             feats = ctx.net(images)
             out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")}, "sampler": schedule.sampler,

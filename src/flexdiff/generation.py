@@ -1,0 +1,161 @@
+"""Images for a schedule, whichever loop runs it: flexdiff's own or the pipeline's own.
+
+- A registered sampler (``ddim``, ``dpmpp-2m``, ...): flexdiff's pure samplers over explicit timesteps
+  (:mod:`flexdiff.sampling`), fast and exact, with its own solvers.
+- :data:`~flexdiff.samplers.PIPELINE`: the model folder's diffusers scheduler *as configured* (its class, spacing,
+  offset, alpha-to-one), run by the diffusers pipeline's own ``__call__`` over the model's modules, with the schedule
+  attached by :func:`flexdiff.enable`. The teacher is the plain ``pipe(...)`` call; a searched schedule's images are
+  what ``flexdiff.enable(pipe, "best.json")`` then makes, because they are made that way.
+
+The search, its validation, the report's grids and ``flexdiff sample`` go through :func:`teacher_images` and
+:func:`schedule_images`, so each of them can run either loop.
+
+**Noise of the pipeline loop.** Image ``i`` of a run gets its own generator, seeded by ``image_seed(seed, i)``
+(:func:`image_seed`), for the scheduler's step noise; its initial noise is row ``i`` of the model's initial noise
+(:meth:`~flexdiff.models.DiffusionModel.initial_noise`, as flexdiff's loop uses) where the pipeline takes ``latents``
+(Stable Diffusion), else the pipeline draws it from that generator (DDPM / DDIM / LDM pipelines). Either way image
+``i`` is the same whatever the batch size, and a user reproduces it with the same ``latents`` / ``generator``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from flexdiff.errors import FlexdiffError
+from flexdiff.integrations import enabled, pipeline_timesteps
+from flexdiff.integrations.diffusers_pipeline import accepts_custom_timesteps
+from flexdiff.models import DiffusionModel, entry_rows, pipeline_of
+from flexdiff.samplers import PIPELINE
+from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
+from flexdiff.schedule import Schedule
+from flexdiff.utils.progress import progress_bar
+
+
+def image_seed(seed: int, i: int) -> int:
+    """The seed of image ``i``'s generator in a run with ``seed`` (the pipeline loop's step noise)."""
+    return (seed * 1_000_003 + i + 1) % 2**63
+
+
+def teacher_grid(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
+    """The teacher's ``steps`` timesteps: the pipeline scheduler's own grid, or flexdiff's sampler's spacing."""
+    if sampler == PIPELINE:
+        return pipeline_timesteps(pipeline_of(model), steps)
+    return teacher_timesteps(model, sampler, steps)
+
+
+def takes_null_steps(model: DiffusionModel, sampler: str) -> bool:
+    """Whether schedules with null steps run under ``sampler``: always in flexdiff's loop; in the pipeline's where its
+    scheduler's ``set_timesteps`` accepts custom timesteps (not DDIM, PNDM, UniPC, Euler ancestral)."""
+    return sampler != PIPELINE or accepts_custom_timesteps(pipeline_of(model).scheduler)
+
+
+def teacher_images(model: DiffusionModel, noise: torch.Tensor, timesteps: Sequence[int], sampler: str, *, eta: float = 0.0, seed: int = 0,
+                   batch_size: int | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """The teacher's images in ``[-1, 1]`` from ``noise``: every step full, no hooks (the plain ``pipe(...)`` call)."""
+    if sampler == PIPELINE:
+        _check_eta(eta)
+        return _pipeline_images(model, noise, len(timesteps), None, seed=seed, batch_size=batch_size, on_step=on_step)
+    return generate(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=on_step).clamp(-1, 1)
+
+
+def _check_eta(eta: float) -> None:
+    if eta:
+        raise FlexdiffError(f"eta={eta:g} with sampler {PIPELINE}", "eta 0 (the pipeline's scheduler draws its own noise)", "drop --eta")
+
+
+def schedule_images(model: DiffusionModel, schedule: Schedule, noise: torch.Tensor, *, eta: float = 0.0, seed: int = 0, batch_size: int | None = None,
+                    on_step: Callable[[], None] | None = None, strict: bool = True) -> torch.Tensor:
+    """Images in ``[-1, 1]`` from ``noise`` under ``schedule``, in the loop its sampler names."""
+    if schedule.sampler == PIPELINE:
+        _check_eta(eta)
+        return _pipeline_images(model, noise, schedule.T, schedule, seed=seed, batch_size=batch_size, on_step=on_step, strict=strict)
+    return generate_scheduled(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=on_step, strict=strict)
+
+
+def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, steps: int, seeds: Sequence[int]) -> dict[str, Any]:
+    """The keyword arguments of ``pipe(...)`` for one batch: ``noise`` (its initial latents), the model's conditioning
+    for these images (already selected by ``model.for_images``) as prompt embeddings, one generator per image."""
+    params = inspect.signature(pipe.__call__).parameters
+    n = len(noise)
+    args: dict[str, Any] = {"num_inference_steps": steps, "generator": [torch.Generator().manual_seed(s) for s in seeds], "output_type": "np"}
+    c = model.conditioning
+    if c is not None and c.labels is not None:
+        raise FlexdiffError(f"class labels with sampler {PIPELINE}", "a pipeline that takes the conditioning flexdiff holds (prompts)", "use flexdiff's own loop (--sampler ddim) for class-conditional models")
+    if c is not None and c.cond is not None:
+        if "prompt_embeds" not in params:
+            raise FlexdiffError(type(pipe).__name__, "a text-to-image pipeline that takes prompt_embeds", "use flexdiff's own loop (--sampler ddim)")
+        args["prompt_embeds"] = entry_rows(c.cond, n)
+        if c.guided:
+            if c.guidance_scale <= 1:
+                raise FlexdiffError(f"--guidance {c.guidance_scale:g} with sampler {PIPELINE}", "a guidance scale > 1 (diffusers' pipelines skip guidance at or below 1)", "pass --guidance > 1, or 1 for none")
+            args.update(negative_prompt_embeds=entry_rows(c.uncond, n), guidance_scale=c.guidance_scale)
+        else:
+            args["guidance_scale"] = 1.0
+    if "latents" in params:
+        dtype = next(pipe.unet.parameters()).dtype
+        args["latents"] = noise.to(pipe.device, dtype)
+        if "height" in params:
+            scale = int(getattr(pipe, "vae_scale_factor", 1))
+            args.update(height=noise.shape[-2] * scale, width=noise.shape[-1] * scale)
+    else:
+        args["batch_size"] = n
+    return args
+
+
+def _pipeline_images(model: DiffusionModel, noise: torch.Tensor, steps: int, schedule: Schedule | None, *, seed: int, batch_size: int | None,
+                     on_step: Callable[[], None] | None, strict: bool = True) -> torch.Tensor:
+    """``pipe(...)`` over ``noise`` in batches (under ``schedule`` when given); images in ``[-1, 1]`` (N, C, H, W)."""
+    pipe = pipeline_of(model)
+    if batch_size is not None and batch_size < 1:
+        raise FlexdiffError(batch_size, "a batch size >= 1", "pass e.g. --batch-size 256")
+    size = batch_size or len(noise)
+    handle = pipe.unet.register_forward_pre_hook(lambda *_: on_step()) if on_step is not None else None
+    out = []
+    try:
+        with enabled(pipe, schedule, strict) if schedule is not None else nullcontext():
+            for start in range(0, len(noise), size):
+                x = noise[start : start + size]
+                with torch.no_grad(), torch.random.fork_rng(devices=[]), model.for_images(start, start + len(x)):
+                    torch.manual_seed(image_seed(seed, start))  # a pipeline that passes no generator to its scheduler (LDM) draws from the global one
+                    images = pipe(**pipeline_call_args(pipe, model, x, steps, [image_seed(seed, i) for i in range(start, start + len(x))])).images
+                out.append(torch.from_numpy(images).permute(0, 3, 1, 2).float() * 2 - 1)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return torch.cat(out)
+
+
+def sample(
+    model: DiffusionModel,
+    n: int = 64,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    seed: int = 0,
+    eta: float = 0.0,
+    batch_size: int | None = None,
+    schedule: Schedule | None = None,
+    progress: bool = False,
+    strict: bool = True,
+) -> torch.Tensor:
+    """``n`` images (N, C, H, W) in ``[-1, 1]`` from seed ``seed``.
+
+    Without ``schedule``: ``steps`` steps of ``sampler`` (:data:`~flexdiff.samplers.PIPELINE`: the folder's own
+    scheduler through ``pipe(...)``). With one: its sampler and teacher timesteps, full / partial / null steps as it
+    says (``sampler`` and ``steps`` are then ignored).
+    """
+    if n < 1:
+        raise FlexdiffError(n, "at least one sample", "pass e.g. --n 64")
+    noise = model.initial_noise(n, seed)
+    batches = -(-n // (batch_size or n))
+    if schedule is None:
+        timesteps = teacher_grid(model, sampler, steps)
+        with progress_bar(f"sampling {n} x {sampler}-{steps}", len(timesteps) * batches, enabled=progress) as advance:
+            return teacher_images(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=advance)
+    with progress_bar(f"sampling {n} x {schedule.name or 'schedule'}", len(schedule.active_indices) * batches, enabled=progress) as advance:
+        return schedule_images(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=advance, strict=strict)
