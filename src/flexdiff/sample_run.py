@@ -38,6 +38,8 @@ class SampleConfig:
     clip: Path | None = None  # a local CLIP folder: run.json gets the CLIP score (needs prompts)
     strict: bool = True  # False (--ignore-binding): apply a schedule file made for another model anyway
     device: str = "auto"
+    torch_dtype: str | None = None  # fp32 / fp16 / bf16; None: the weights as stored
+    variant: str | None = None
 
 
 def run_sample(config: SampleConfig) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     check_sampler(sampler)
     if c.n < 1:
         raise FlexdiffError(c.n, "--n >= 1", "ask for at least one image")
-    model = load_model(c.model, c.device)
+    model = load_model(c.model, c.device, torch_dtype=c.torch_dtype, variant=c.variant)
     condition(model, prompts=c.prompts, negative_prompt=c.negative_prompt, guidance=c.guidance, labels=c.labels)
     scorer = None
     if c.clip is not None:

@@ -20,6 +20,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 MODEL = typer.Option("builtin:digits", "--model", help="builtin:digits or a local diffusers folder")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda")
+DTYPE = typer.Option(None, "--dtype", help="weights dtype, as diffusers' torch_dtype: fp32, fp16 or bf16 (default: as stored)")
+VARIANT = typer.Option(None, "--variant", help="weights variant, as diffusers' variant: e.g. fp16 reads diffusion_pytorch_model.fp16.safetensors")
 SEED = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="one seed drives noise and training")  # torch.Generator takes 64 bits
 NO_REPORT = typer.Option(False, "--no-report", help="skip OUT/report.html (write it later with `flexdiff report OUT`)")
 # conditioning of real pipelines (flexdiff.models.conditioning) and feature networks from local files

@@ -9,6 +9,7 @@ import typer
 from flexdiff.cli._app import (
     CLIP,
     DEVICE,
+    DTYPE,
     GUIDANCE,
     LABELS,
     MODEL,
@@ -16,6 +17,7 @@ from flexdiff.cli._app import (
     PROMPTS,
     SAMPLER,
     SEED,
+    VARIANT,
     command,
 )
 
@@ -38,6 +40,8 @@ def sample(
     clip: Path | None = CLIP,
     ignore_binding: bool = typer.Option(False, "--ignore-binding", help="apply a schedule file made for another model or scheduler anyway"),
     device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    variant: str | None = VARIANT,
 ) -> None:
     """Generate images; writes OUT/samples.npz (key images, float32 NCHW in [-1, 1]) and OUT/grid.png.
 
@@ -47,7 +51,7 @@ def sample(
     from flexdiff.sample_run import SampleConfig, run_sample
 
     run = run_sample(SampleConfig(out=out, model=model, sampler=sampler, steps=steps, n=n, seed=seed, batch_size=batch_size, eta=eta, schedule=schedule,
-                                  prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels, clip=clip, strict=not ignore_binding, device=device))
+                                  prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels, clip=clip, strict=not ignore_binding, device=device, torch_dtype=dtype, variant=variant))
     if "clip_score" in run:
         print(f"CLIP score {run['clip_score']:.2f} ({n} images vs their prompts)")
     if "schedule" in run:

@@ -22,10 +22,10 @@ def _schedule_command(fn: F) -> F:
 
 
 def _teacher(model: str, sampler: str, steps: int) -> list[int]:
+    from flexdiff.generation import teacher_grid
     from flexdiff.models import load_model
-    from flexdiff.sampling import teacher_timesteps
 
-    return teacher_timesteps(load_model(model, "cpu"), sampler, steps)
+    return teacher_grid(load_model(model, "cpu"), sampler, steps)  # with --sampler pipeline: the folder's scheduler's grid
 
 
 def _write_schedule(plan: "Schedule", out: Path, model: str) -> None:

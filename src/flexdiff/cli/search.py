@@ -9,6 +9,7 @@ import typer
 from flexdiff.cli._app import (
     CLIP,
     DEVICE,
+    DTYPE,
     FEATURES,
     GUIDANCE,
     INCEPTION,
@@ -20,6 +21,7 @@ from flexdiff.cli._app import (
     SAMPLER,
     SEED,
     TEACHER_STEPS,
+    VARIANT,
     choices,
     command,
     features_path,
@@ -67,6 +69,8 @@ def search(
     clip: Path | None = CLIP,
     inception: Path | None = INCEPTION,
     device: str = DEVICE,
+    dtype: str | None = DTYPE,
+    variant: str | None = VARIANT,
     no_report: bool = NO_REPORT,
 ) -> None:
     """Flexiffusion search: the schedules closest to the teacher (rFID) for each cost, baselines beside."""
@@ -78,7 +82,7 @@ def search(
         out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
         trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=ints(segments, "--segments") if segments else default_segments(steps),
         spacings=floats(spacings, "--spacings"),
-        features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device,
+        features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device, torch_dtype=dtype, variant=variant,
         baseline_branches=ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
         features_path=str(p) if (p := features_path(features, clip, inception)) else None, prompts=str(prompts) if prompts else None,
         negative_prompt=negative_prompt, guidance=guidance, labels=labels,

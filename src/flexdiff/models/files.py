@@ -49,6 +49,8 @@ def load_component(folder: Path, classes: tuple[str, ...], fix: str, *, torch_dt
     if class_name not in classes:
         raise FlexdiffError(folder / "config.json", f"a {' or '.join(classes)} (found {class_name!r})", fix)
     weights = folder / weights_name(variant)
+    if variant and not weights.is_file() and (folder / WEIGHTS_NAME).is_file():
+        weights = folder / WEIGHTS_NAME  # a component without the variant loads its plain weights, as diffusers' pipelines do
     if not weights.is_file():
         pickled = [p.name for p in folder.glob("*.bin")]
         others = sorted(p.name for p in folder.glob("diffusion_pytorch_model*.safetensors"))
@@ -67,17 +69,20 @@ def load_component(folder: Path, classes: tuple[str, ...], fix: str, *, torch_dt
     if missing or unexpected:
         raise FlexdiffError(weights, f"weights for every parameter of the configured {class_name}", f"{len(missing)} missing, {len(unexpected)} unexpected keys; re-save the model")
     if torch_dtype is not None:
-        module.to(torch_dtype)
+        torch.nn.Module.to(module, torch_dtype)  # diffusers' own .to warns about keep-in-fp32 modules these classes do not have
     return module.eval().requires_grad_(False)
 
 
 
 
-def safetensors_only(folder: Path, variant: str | None = None) -> None:
-    """A transformers component folder must hold safetensors weights (flexdiff never unpickles weights)."""
+def safetensors_only(folder: Path, variant: str | None = None) -> str | None:
+    """A transformers component folder must hold safetensors weights (flexdiff never unpickles weights). Returns the
+    variant to load: ``variant`` where the folder has it, else None (its plain weights, as diffusers falls back)."""
+    for chosen in ([variant] if variant else []) + [None]:
+        name = f"model.{chosen}.safetensors" if chosen else "model.safetensors"
+        if (folder / name).is_file() or (folder / f"{name}.index.json").is_file():
+            return chosen
     name = f"model.{variant}.safetensors" if variant else "model.safetensors"
-    if (folder / name).is_file() or (folder / f"{name}.index.json").is_file():
-        return
     pickled = sorted(p.name for p in folder.glob("*.bin"))
     hint = f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled else "restore the weights file, or pick another variant"
     raise FlexdiffError(folder / name, "transformers weights in safetensors format", hint)

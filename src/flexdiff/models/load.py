@@ -22,7 +22,7 @@ from flexdiff.models.pipelines import (
     model_from_pipeline,
 )
 from flexdiff.noise import NoiseSchedule
-from flexdiff.utils.device import resolve_device
+from flexdiff.utils.device import resolve_device, resolve_dtype
 from flexdiff.utils.io import write_json
 
 ASSETS = Path(__file__).parent.parent / "assets"
@@ -54,7 +54,7 @@ def _unet_folder(root: Path) -> tuple[Path, Path | None]:
     )
 
 
-def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto", *, torch_dtype: torch.dtype | None = None, variant: str | None = None) -> DiffusionModel:
+def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto", *, torch_dtype: torch.dtype | str | None = None, variant: str | None = None) -> DiffusionModel:
     """Load ``builtin:digits``, a local diffusers folder, or wrap a diffusers pipeline object the user already holds.
 
     ``torch_dtype`` (e.g. ``torch.float16``) and ``variant`` (``"fp16"``: ``diffusion_pytorch_model.fp16.safetensors``)
@@ -68,6 +68,7 @@ def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto"
     """
     if is_pipeline_object(spec):
         return model_from_pipeline(spec)
+    torch_dtype = resolve_dtype(torch_dtype)
     text = str(spec)
     if text.startswith("builtin:"):
         if text not in BUILTIN_MODELS:

@@ -122,7 +122,7 @@ def load_prompt_encoder(text_encoder_dir: Path, tokenizer_dir: Path, *, torch_dt
     config = read_config(text_encoder_dir / "config.json")
     if config.get("model_type") != "clip_text_model":
         raise FlexdiffError(text_encoder_dir / "config.json", f"a CLIPTextModel (model_type clip_text_model, found {config.get('model_type')!r})", "flexdiff runs Stable Diffusion 1.x/2.x pipelines with CLIP text encoders")
-    safetensors_only(text_encoder_dir, variant)
+    variant = safetensors_only(text_encoder_dir, variant)
     try:
         encoder = transformers.CLIPTextModel.from_pretrained(str(text_encoder_dir), local_files_only=True, use_safetensors=True, variant=variant, torch_dtype=torch_dtype)
     except Exception as exc:  # transformers raises many types; the user needs one line

@@ -14,6 +14,7 @@ from flexdiff.samplers import PIPELINE, check_sampler
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.strategies import STRATEGIES
 from flexdiff.search.study import open_storage
+from flexdiff.utils.device import resolve_dtype
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class SearchConfig:
     ddim_ks: tuple[int, ...] = (5, 8, 10, 13, 17, 20, 25)
     batch_size: int | None = None
     device: str = "cpu"
+    torch_dtype: str | None = None  # fp32 / fp16 / bf16 (diffusers' torch_dtype); None: the weights as stored
+    variant: str | None = None  # weights variant (diffusion_pytorch_model.<variant>.safetensors)
     progress: bool = True
 
     @property
@@ -80,6 +83,7 @@ def default_segments(steps: int) -> tuple[int, ...]:
 def check_config(config: SearchConfig) -> None:
     """Every option that can be checked without work, checked before any work (no half-done run on a typo)."""
     check_sampler(config.sampler)
+    resolve_dtype(config.torch_dtype)
     if config.solver is not None:
         check_sampler(config.solver, fix="pick one with --solver")
         if PIPELINE in (config.sampler, config.solver) and config.solver != config.sampler:
