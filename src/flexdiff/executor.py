@@ -11,6 +11,7 @@ or simply ``flexdiff.sample(model, n, schedule=schedule)``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,24 +25,37 @@ from flexdiff.samplers import Denoise
 from flexdiff.schedule import Schedule, check_binding
 
 
-def record_plan(schedule: Schedule, layout: Layout) -> dict[int, range]:
-    """For each step that fills the cache: the units the replaying steps after it (until the next one) will replay.
-
-    Deep sets are nested (a shallower branch replays more), so the smallest branch used decides; a full step
-    followed by no partial step records nothing.
-    """
-    plan: dict[int, range] = {}
-    current: int | None = None
-    for i, step in enumerate(schedule.steps):
-        kind = step.info
-        if kind.fills_cache:
-            current = i
-            plan[i] = range(0)
-        elif kind.takes_branch and current is not None:
+def record_range(schedule: Schedule, layout: Layout) -> range:
+    """The units every cache-filling step records: those of the widest deep set any replaying step of the schedule
+    uses (deep sets are nested, so the shallowest branch's). One range for all full steps keeps them one graph
+    under ``torch.compile`` (the hooks' state is a guard: a per-step range would recompile per distinct range);
+    recording keeps references only, so recording more costs no compute."""
+    widest = range(0)
+    for step in schedule.steps:
+        if step.info.takes_branch and not step.info.fills_cache:
             deep = layout.branches[step.branch].deep
-            if len(deep) > len(plan[current]):
-                plan[current] = deep
-    return plan
+            if len(deep) > len(widest):
+                widest = deep
+    return widest
+
+
+def step_types(schedule: Schedule) -> set[tuple[str, int | None]]:
+    """The distinct (kind, branch) pairs of the steps that call the network: the graphs a compiled denoiser needs."""
+    return {(step.kind, step.branch) for step in schedule.steps if step.info.calls_network}
+
+
+def allow_recompiles(schedule: Schedule) -> None:
+    """Under ``torch.compile`` each step type is one graph (the hooks' state is a dynamo guard), so a schedule with
+    more step types than dynamo's ``recompile_limit`` (8 by default) would fall back to eager silently after the
+    eighth. The limit is raised to what the schedule needs, with a warning saying so; never lowered."""
+    import torch._dynamo.config as dynamo_config
+
+    needed = len(step_types(schedule))
+    current = int(dynamo_config.recompile_limit)
+    if needed > current:
+        dynamo_config.recompile_limit = needed
+        warnings.warn(f"flexdiff: raised torch._dynamo.config.recompile_limit from {current} to {needed}, the step types of "
+                      f"{schedule.name or 'the schedule'} (one compiled graph each)", stacklevel=3)
 
 
 class ScheduleExecutor:
@@ -50,9 +64,10 @@ class ScheduleExecutor:
     def __init__(self, model: DiffusionModel | None, schedule: Schedule, layout: Layout, state: StepState) -> None:
         """``model`` is None when another loop calls the network (a user's pipeline): only :meth:`set_step` is used then."""
         schedule.check_branches(layout.num_branches)
+        allow_recompiles(schedule)
         self.model, self.schedule, self.layout, self.state = model, schedule, layout, state
         self._active = schedule.active_indices
-        self._record = record_plan(schedule, layout)
+        self._record = record_range(schedule, layout)
         self.hollow = True  # False: deep units replay their real cached tensors (the reference the tests compare with)
 
     def set_step(self, index: int) -> None:
@@ -62,7 +77,7 @@ class ScheduleExecutor:
         if not kind.calls_network:
             raise ValueError(f"step {index} is {step}: the sampler must skip it, not call the network")
         if kind.fills_cache:
-            self.state.enter_full(self._record[index])
+            self.state.enter_full(self._record)
         elif not kind.takes_branch:  # a step that computes everything and records nothing
             self.state.enter_full(range(0))
         else:

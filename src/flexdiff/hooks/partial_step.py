@@ -44,8 +44,13 @@ class StepState:
     cache: dict[int, Any] = field(default_factory=dict)
 
     def enter_full(self, record: range) -> None:
-        """The next call computes everything and caches the outputs of the units in ``record``."""
+        """The next call computes everything and caches the outputs of the units in ``record``. A recording step
+        empties the cache first: what the steps after it replay is what it records, and under ``torch.compile`` every
+        recording step then meets the same (empty) cache, one graph for all of them. A step that records nothing
+        (``record`` empty) leaves the cache to the steps after it."""
         self.mode, self.record, self.deep, self.hollow = "full", record, range(0), frozenset()
+        if record:
+            self.cache.clear()
 
     def enter_partial(self, branch: Branch, hollow: bool = True) -> None:
         """The next call replays ``branch``'s deep units (``hollow=False``: always the real cached tensors)."""

@@ -122,6 +122,11 @@ class PipelineRun:
         self.slot = 0
 
 
+def call_timestep(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The timestep of a denoiser call ``unet(sample, timestep, ...)``, positional or by keyword."""
+    return kwargs["timestep"] if "timestep" in kwargs else args[1] if len(args) > 1 else None
+
+
 class _ClockHook(ModelHook):
     """Before each call of the denoiser: :meth:`PipelineRun.before_call`."""
 
@@ -130,8 +135,40 @@ class _ClockHook(ModelHook):
         self.run = run
 
     def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        self.run.before_call(kwargs["timestep"] if "timestep" in kwargs else args[1] if len(args) > 1 else None)
+        self.run.before_call(call_timestep(args, kwargs))
         return args, kwargs
+
+
+def _attach_clock(denoiser: torch.nn.Module, run: PipelineRun) -> None:
+    """The clock runs before every denoiser call, *outside* any compiled region: its counters and the timestep it
+    reads would otherwise be dynamo guards (a recompile per step) and a graph break (``Tensor.item``). A denoiser
+    compiled in place (``unet.compile()``) calls its ``_compiled_call_impl``: the clock wraps that; otherwise (plain,
+    or ``torch.compile(unet)`` before enable) it is a diffusers hook on the module's own ``forward``."""
+    compiled = getattr(denoiser, "_compiled_call_impl", None)
+    if compiled is None:
+        if hasattr(denoiser, "_orig_mod") and "_diffusers_hook" not in vars(denoiser):
+            # torch.compile's wrapper forwards attribute reads to the module it compiled: without a registry of its
+            # own the clock would join that module's registry, inside the compiled region
+            denoiser._diffusers_hook = HookRegistry(denoiser)
+        HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(_ClockHook(run), CLOCK_HOOK)
+        return
+
+    @functools.wraps(compiled)
+    def clocked(*args: Any, **kwargs: Any) -> Any:
+        run.before_call(call_timestep(args, kwargs))
+        return compiled(*args, **kwargs)
+
+    clocked.__flexdiff_compiled__ = compiled  # type: ignore[attr-defined]
+    denoiser._compiled_call_impl = clocked
+
+
+def _detach_clock(denoiser: torch.nn.Module) -> None:
+    compiled = getattr(denoiser, "_compiled_call_impl", None)
+    if compiled is not None and hasattr(compiled, "__flexdiff_compiled__"):
+        denoiser._compiled_call_impl = compiled.__flexdiff_compiled__
+    registry = getattr(denoiser, "_diffusers_hook", None)
+    if registry is not None:
+        registry.remove_hook(CLOCK_HOOK, recurse=False)
 
 
 def accepts_custom_timesteps(scheduler: Any) -> bool:
@@ -203,9 +240,10 @@ class DiffusersPipelineIntegration(Integration):
             executor = ScheduleExecutor(None, schedule, layout, state)
             executor.hollow = getattr(pipe, "controlnet", None) is None  # the UNet adds ControlNet residuals to replayed skips too
             run = PipelineRun(schedule, executor, state, scheduler)
-            HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(_ClockHook(run), CLOCK_HOOK)
+            _attach_clock(denoiser, run)
             _wrap_scheduler(run)
         except BaseException:
+            _detach_clock(denoiser)
             remove_partial_steps(denoiser)
             raise
         setattr(pipe, ATTR, run)
@@ -226,9 +264,7 @@ class DiffusersPipelineIntegration(Integration):
             raise FlexdiffError(type(pipe).__name__, "a pipeline with a schedule enabled by flexdiff.enable", "nothing to disable")
         for attr in ("set_timesteps", "step"):
             run.scheduler.__dict__.pop(attr, None)  # the class's own methods show through again
-        registry = getattr(pipe.unet, "_diffusers_hook", None)
-        if registry is not None:
-            registry.remove_hook(CLOCK_HOOK, recurse=False)
+        _detach_clock(pipe.unet)
         remove_partial_steps(pipe.unet)
         run.state.reset()
         delattr(pipe, ATTR)
