@@ -36,7 +36,7 @@ from flexdiff.cost import (  # the cost model's FLOP formulas (CPU fused attenti
 from flexdiff.executor import apply_schedule
 from flexdiff.models import Conditioning, DiffusionModel
 from flexdiff.noise import NoiseSchedule
-from flexdiff.samplers import DEFAULT_SPACING, uniform_timesteps
+from flexdiff.samplers import sampler_info, uniform_timesteps
 from flexdiff.schedule import FULL, PARTIAL, Schedule, Step, ddim_k, deepcache_uniform
 
 #: runwayml/stable-diffusion-v1-5, unet/config.json (diffusers format), as published.
@@ -185,7 +185,7 @@ def measure_batch(model: DiffusionModel, guided: bool, branches: list[int], repe
 
 def reachable(costs: StepCosts, full_s: float, partial_s: list[float], steps: int) -> list[dict[str, Any]]:
     """MACs and predicted wall speed-ups over the DDIM-`steps` teacher of DeepCache N=2..10 (every branch) and DDIM-k."""
-    ts = uniform_timesteps(1000, steps, DEFAULT_SPACING["ddim"])
+    ts = uniform_timesteps(1000, steps, sampler_info("ddim").spacing)
 
     def wall(plan: Schedule) -> float:
         seconds = sum(full_s if s.kind == FULL else partial_s[s.branch] if s.kind == PARTIAL else 0.0 for s in plan.steps)

@@ -40,9 +40,11 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.executor import ScheduleExecutor
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.integrations.base import Integration, register_integration
+from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
 from flexdiff.models.model import denoiser_binding
 from flexdiff.noise import NoiseSchedule
 from flexdiff.schedule import Binding, Schedule
+from flexdiff.schedule.binding import KEY
 from flexdiff.utils.hashing import digest
 
 CLOCK_HOOK = "flexdiff.pipeline_clock"
@@ -79,6 +81,7 @@ class PipelineRun:
     offset: int = 0  # loop positions skipped at the start (img2img's strength)
     positions: list[int] = field(default_factory=list)  # loop position -> active-step position (grid_steps)
     caches: dict[int, dict[int, Any]] = field(default_factory=dict)  # call slot -> that slot's unit cache
+    replaced: Any = None  # the pipeline's own scheduler while a FlexdiffScheduler stands in for it (restored on disable)
 
     def start(self, positions: list[int]) -> None:
         self.started, self.step, self.slot, self.offset, self.positions = True, 0, 0, 0, positions
@@ -171,6 +174,21 @@ def _detach_clock(denoiser: torch.nn.Module) -> None:
         registry.remove_hook(CLOCK_HOOK, recurse=False)
 
 
+def flexdiff_solver(schedule: Schedule, scheduler: Any) -> str | None:
+    """The flexdiff sampler that must run ``schedule`` inside the pipeline, or None for the pipeline's own scheduler:
+    the schedule's sampler when it was made in flexdiff's loop (its binding says ``flexdiff:<sampler>``: the search
+    scored it there); ``ddim`` for null steps on a ``DDIMScheduler`` (which takes no custom timesteps) whose last step
+    ends at alpha-bar 1 (``set_alpha_to_one``), where flexdiff's DDIM is the same sampler."""
+    recorded = schedule.meta.get(KEY)
+    bound = str(recorded.get("scheduler", "")) if isinstance(recorded, dict) else ""
+    if bound.startswith("flexdiff:"):
+        return bound.removeprefix("flexdiff:")
+    has_nulls = len(schedule.active_indices) != schedule.T
+    if has_nulls and type(scheduler).__name__ == "DDIMScheduler" and scheduler.config.get("set_alpha_to_one", True) and not accepts_custom_timesteps(scheduler):
+        return "ddim"
+    return None
+
+
 def accepts_custom_timesteps(scheduler: Any) -> bool:
     """Whether ``scheduler.set_timesteps`` takes ``timesteps=`` (how null steps are dropped in a user's pipeline)."""
     return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
@@ -231,17 +249,23 @@ class DiffusersPipelineIntegration(Integration):
         if denoiser is None or scheduler is None:
             raise FlexdiffError(kind, "a pipeline with a unet and a scheduler", "transformer pipelines are not supported yet")
         backbone_of(denoiser)  # a one-line error for a family flexdiff has no backbone for
-        if len(schedule.active_indices) != schedule.T and not accepts_custom_timesteps(scheduler):
+        original, solver = scheduler, flexdiff_solver(schedule, scheduler)
+        if solver is not None:  # the loop the schedule was scored in: flexdiff's sampler, as a diffusers scheduler
+            scheduler = FlexdiffScheduler.from_scheduler(original, solver)
+            scheduler.grid = list(schedule.timesteps)
+        elif len(schedule.active_indices) != schedule.T and not accepts_custom_timesteps(scheduler):
             raise FlexdiffError(f"{type(scheduler).__name__} with null steps in {schedule.name or 'the schedule'}",
-                                "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch)",
+                                "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch), or DDIM with set_alpha_to_one=True",
                                 "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")
         layout, state = apply_partial_steps(denoiser)
         try:
             executor = ScheduleExecutor(None, schedule, layout, state)
             executor.hollow = getattr(pipe, "controlnet", None) is None  # the UNet adds ControlNet residuals to replayed skips too
-            run = PipelineRun(schedule, executor, state, scheduler)
+            run = PipelineRun(schedule, executor, state, scheduler, replaced=original if scheduler is not original else None)
             _attach_clock(denoiser, run)
             _wrap_scheduler(run)
+            if run.replaced is not None:
+                pipe.scheduler = scheduler
         except BaseException:
             _detach_clock(denoiser)
             remove_partial_steps(denoiser)
@@ -264,6 +288,8 @@ class DiffusersPipelineIntegration(Integration):
             raise FlexdiffError(type(pipe).__name__, "a pipeline with a schedule enabled by flexdiff.enable", "nothing to disable")
         for attr in ("set_timesteps", "step"):
             run.scheduler.__dict__.pop(attr, None)  # the class's own methods show through again
+        if run.replaced is not None:
+            pipe.scheduler = run.replaced
         _detach_clock(pipe.unet)
         remove_partial_steps(pipe.unet)
         run.state.reset()
