@@ -675,6 +675,18 @@ def sec_compress_combined(name: str, d: dict[str, Any]) -> str:
     ])
 
 
+def sec_compile(name: str, d: dict[str, Any]) -> str:
+    rows = [[s["step"], f"{num(s['eager_seconds'], 3)} s", f"{num(s['compiled_seconds'], 3)} s", times(s["compile_speedup"]),
+             f"{num(s['compile_seconds'], 0)} s", f"{s['max_abs_diff_vs_eager']:.1e}"] for s in d["steps"]]
+    faster = [s["step"] for s in d["steps"] if s["compile_speedup"] > 1]
+    summary = (f"{d['model']}, latents {'x'.join(str(v) for v in d['latent_shape'])}, batch {d['batch']}, backend `{d['backend']}` on `{d['device']}`. "
+               f"The schedule has {d['step_types']} step types; dynamo captured {d['unique_graphs']} graphs with {d['graph_breaks']} graph breaks"
+               f" ({'one graph per step type' if d['one_graph_per_step_type'] else 'NOT one graph per step type'}). "
+               + (f"Compiled is faster for: {', '.join(faster)}; slower or equal for the rest." if faster and len(faster) < len(d["steps"])
+                  else "Compiled is faster for every step." if faster else "Compiled is not faster for any step on this machine: eager wins here."))
+    return "\n\n".join([summary, table(["step", "eager", "compiled", "speed-up", "compile time", "max abs diff (eps)"], rows), provenance(name, d)])
+
+
 def sec_other(name: str, d: dict[str, Any]) -> str:
     return "No renderer for this file yet; its provenance:\n\n" + provenance(name, d)
 
@@ -688,6 +700,7 @@ FAMILIES: list[tuple[str, str, Callable[[str], bool]]] = [
     ("seed_spread", "How much of a margin is noise: more seeds", lambda n: n.startswith("seed_spread")),
     ("spacing", "Spacing of the segment boundaries", lambda n: n == "spacing.json"),
     ("sd15_cost", "Cost at Stable Diffusion v1.5 scale", lambda n: n == "sd15_cost.json"),
+    ("compile", "torch.compile under a schedule", lambda n: n.startswith("compile")),
     ("compress_run", "Compression runs on the built-in teacher", lambda n: n.startswith("compress_run")),
     ("compress_ablation", "DiffNAS ablations", lambda n: n == "compress_ablation.json"),
     ("compress_combined", "Student plus a schedule searched for it", lambda n: n == "compress_combined.json"),
@@ -814,6 +827,8 @@ def render(results: Path = RESULTS) -> str:
                 body.append(sec_spacing(n, d))
             elif key == "sd15_cost":
                 body.append(sec_sd15(n, d))
+            elif key == "compile":
+                body.append(sec_compile(n, d))
             elif key == "compress_run":
                 body.append(sec_compress_run(n, d, docs))
             elif key == "compress_ablation":

@@ -90,3 +90,5 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(block.group(1), "README.md", "exec"), scope)  # noqa: S102 - our own README
     assert tuple(scope["images"].shape) == (64, 1, 16, 16)
+    for sketch in re.findall(r"```py\n(.*?)```", README.read_text(encoding="utf-8"), re.S):  # the pipeline sketch needs a user's folder
+        compile(sketch, "README.md", "exec")  # but is valid Python

@@ -121,7 +121,9 @@ def _pipeline_images(model: DiffusionModel, noise: torch.Tensor, steps: int, sch
             for start in range(0, len(noise), size):
                 x = noise[start : start + size]
                 with torch.no_grad(), torch.random.fork_rng(devices=[]), model.for_images(start, start + len(x)):
-                    torch.manual_seed(image_seed(seed, start))  # a pipeline that passes no generator to its scheduler (LDM) draws from the global one
+                    # a pipeline that passes no generator to its scheduler (LDM) draws step noise from the global RNG: seeded per
+                    # batch (so such images do depend on the batch size), and the caller's RNG state is restored after it
+                    torch.manual_seed(image_seed(seed, start))
                     images = pipe(**pipeline_call_args(pipe, model, x, steps, [image_seed(seed, i) for i in range(start, start + len(x))])).images
                 out.append(torch.from_numpy(images).permute(0, 3, 1, 2).float() * 2 - 1)
     finally:
