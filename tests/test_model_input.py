@@ -34,12 +34,16 @@ def test_a_pipeline_object_is_wrapped_not_copied(sd_dir: Path) -> None:
     torch.testing.assert_close(ours, flexdiff.sample(from_folder, 2, sampler="pipeline", steps=6), rtol=0, atol=1e-5)
 
 
-def test_a_pipeline_flexdiffs_loop_cannot_drive_is_refused_with_the_way_that_works(sdxl_dir: Path) -> None:
+def test_a_pipeline_flexdiffs_loop_cannot_drive_runs_only_through_its_own_call(sdxl_dir: Path) -> None:
     import diffusers
 
     pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(sdxl_dir)
-    with pytest.raises(FlexdiffError, match=r"flexdiff.enable\(pipe, schedule\)"):
-        flexdiff.load_model(pipe)
+    pipe.set_progress_bar_config(disable=True)
+    model = flexdiff.load_model(pipe)
+    assert model.pipeline_only and model.pipeline is pipe
+    with pytest.raises(FlexdiffError, match="--sampler pipeline"):
+        flexdiff.sample(model, 1, sampler="ddim", steps=4)
+    assert flexdiff.sample(model, 2, sampler="pipeline", steps=4).shape == (2, 3, 16, 16)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_pipelines import SEARCH, clip_dir, invoke, ok, sd_dir  # noqa: F401 - session fixtures
+from test_pipelines import SEARCH, clip_dir, invoke, ok, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
 
 import flexdiff
 from flexdiff.features import get_feature_network
@@ -45,11 +45,11 @@ def _user_call(pipe, noise: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scheduler", ["PNDMScheduler", "EulerDiscreteScheduler"])
-def test_the_search_scores_what_the_users_pipeline_makes(scheduler: str, sd_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind, scheduler", [("sd", "PNDMScheduler"), ("sd", "EulerDiscreteScheduler"), ("sdxl", "EulerDiscreteScheduler")])
+def test_the_search_scores_what_the_users_pipeline_makes(kind: str, scheduler: str, request: pytest.FixtureRequest, clip_dir: Path, tmp_path: Path) -> None:
     import diffusers
 
-    folder = _folder(sd_dir, scheduler, tmp_path)
+    folder = request.getfixturevalue("sdxl_dir") if kind == "sdxl" else _folder(request.getfixturevalue("sd_dir"), scheduler, tmp_path)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     out = tmp_path / "search"
@@ -59,7 +59,8 @@ def test_the_search_scores_what_the_users_pipeline_makes(scheduler: str, sd_dir:
     names = [r["name"] for r in results["trials"]["baselines"]]
     assert any(n.startswith("ddim-") for n in names) == (scheduler != "PNDMScheduler")
 
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
+    pipe = (diffusers.StableDiffusionXLPipeline.from_pretrained(folder) if kind == "sdxl"  # added text-time conditions, two encoders
+            else diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False))
     pipe.set_progress_bar_config(disable=True)
     assert type(pipe.scheduler).__name__ == scheduler
     model = flexdiff.load_model(folder)

@@ -29,7 +29,7 @@ import torch
 from flexdiff.errors import FlexdiffError
 from flexdiff.integrations import enabled, pipeline_timesteps
 from flexdiff.integrations.diffusers_pipeline import accepts_custom_timesteps
-from flexdiff.models import DiffusionModel, entry_rows, pipeline_of
+from flexdiff.models import DiffusionModel, pipeline_of
 from flexdiff.samplers import PIPELINE
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Schedule
@@ -42,10 +42,47 @@ def image_seed(seed: int, i: int) -> int:
 
 
 def teacher_grid(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
-    """The teacher's ``steps`` timesteps: the pipeline scheduler's own grid, or flexdiff's sampler's spacing."""
+    """The teacher's ``steps`` timesteps: the pipeline scheduler's own grid, or flexdiff's sampler's spacing. For a
+    pipeline only its own call drives (SDXL, ControlNet) it also captures the UNet call the cost model replays."""
+    if model.pipeline_only and sampler != PIPELINE:
+        raise FlexdiffError(f"--sampler {sampler} on {model.name}", f"--sampler {PIPELINE} (SDXL and ControlNet pipelines run through their own call)", f"pass --sampler {PIPELINE}")
     if sampler == PIPELINE:
-        return pipeline_timesteps(pipeline_of(model), steps)
+        grid = pipeline_timesteps(pipeline_of(model), steps)
+        if model.pipeline_only:
+            model.replay = captured_unet_call(model)
+        return grid
     return teacher_timesteps(model, sampler, steps)
+
+
+def captured_unet_call(model: DiffusionModel) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """One UNet call of a one-step ``pipe(...)`` for one image under the model's conditioning (its CFG batch, added
+    conditions, ControlNet residuals), as a function of ``(x, t)`` that calls the UNet with those arguments and
+    ``x`` in place of its latent (repeated to the call's batch, e.g. 2 under CFG): the cost model's probe."""
+    pipe = pipeline_of(model)
+    seen: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def capture(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not seen:
+            seen.append((args, dict(kwargs)))
+
+    noise = model.initial_noise(1, 0)
+    handle = pipe.unet.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        with torch.no_grad(), model.for_images(0, 1):
+            pipe(**{**pipeline_call_args(pipe, model, noise, 1, [0], start=0), "output_type": "latent"})
+    finally:
+        handle.remove()
+    args, kwargs = seen[0]
+    kwargs.pop("timestep", None)
+    sample = kwargs.pop("sample", args[0] if args else None)
+    rows = int(sample.shape[0])
+
+    def replay(x: torch.Tensor, t: int) -> torch.Tensor:
+        xin = x.repeat(rows // x.shape[0], 1, 1, 1).to(sample.dtype)
+        out = pipe.unet(xin, torch.tensor(t, device=x.device), **kwargs)  # pipelines pass return_dict=False: a tuple
+        return (out[0] if isinstance(out, tuple) else out.sample)[: x.shape[0]].float()
+
+    return replay
 
 
 def takes_null_steps(model: DiffusionModel, sampler: str) -> bool:
@@ -77,9 +114,10 @@ def schedule_images(model: DiffusionModel, schedule: Schedule, noise: torch.Tens
     return generate_scheduled(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=on_step, strict=strict)
 
 
-def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, steps: int, seeds: Sequence[int]) -> dict[str, Any]:
-    """The keyword arguments of ``pipe(...)`` for one batch: ``noise`` (its initial latents), the model's conditioning
-    for these images (already selected by ``model.for_images``) as prompt embeddings, one generator per image."""
+def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, steps: int, seeds: Sequence[int], start: int) -> dict[str, Any]:
+    """The keyword arguments of ``pipe(...)`` for images ``start ..`` of a run: ``noise`` (their initial latents), their
+    prompts as strings (image ``i`` takes prompt ``i mod P``: the pipeline encodes them itself, SDXL's two encoders
+    included), negative prompt and guidance, one generator per image."""
     params = inspect.signature(pipe.__call__).parameters
     n = len(noise)
     args: dict[str, Any] = {"num_inference_steps": steps, "generator": [torch.Generator().manual_seed(s) for s in seeds], "output_type": "np"}
@@ -87,13 +125,16 @@ def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, st
     if c is not None and c.labels is not None:
         raise FlexdiffError(f"class labels with sampler {PIPELINE}", "a pipeline that takes the conditioning flexdiff holds (prompts)", "use flexdiff's own loop (--sampler ddim) for class-conditional models")
     if c is not None and c.cond is not None:
-        if "prompt_embeds" not in params:
-            raise FlexdiffError(type(pipe).__name__, "a text-to-image pipeline that takes prompt_embeds", "use flexdiff's own loop (--sampler ddim)")
-        args["prompt_embeds"] = entry_rows(c.cond, n)
+        if "prompt" not in params:
+            raise FlexdiffError(type(pipe).__name__, "a text-to-image pipeline that takes prompts", "use flexdiff's own loop (--sampler ddim)")
+        texts = c.description.get("prompts") or [""]
+        args["prompt"] = [texts[(start + i) % len(texts)] for i in range(n)]
         if c.guided:
             if c.guidance_scale <= 1:
                 raise FlexdiffError(f"--guidance {c.guidance_scale:g} with sampler {PIPELINE}", "a guidance scale > 1 (diffusers' pipelines skip guidance at or below 1)", "pass --guidance > 1, or 1 for none")
-            args.update(negative_prompt_embeds=entry_rows(c.uncond, n), guidance_scale=c.guidance_scale)
+            args["guidance_scale"] = c.guidance_scale
+            if c.description.get("negative_prompt") is not None:  # else the pipeline's own default (SDXL: zeros, SD: "")
+                args["negative_prompt"] = [c.description["negative_prompt"]] * n
         else:
             args["guidance_scale"] = 1.0
     if "latents" in params:
@@ -124,7 +165,7 @@ def _pipeline_images(model: DiffusionModel, noise: torch.Tensor, steps: int, sch
                     # a pipeline that passes no generator to its scheduler (LDM) draws step noise from the global RNG: seeded per
                     # batch (so such images do depend on the batch size), and the caller's RNG state is restored after it
                     torch.manual_seed(image_seed(seed, start))
-                    images = pipe(**pipeline_call_args(pipe, model, x, steps, [image_seed(seed, i) for i in range(start, start + len(x))])).images
+                    images = pipe(**pipeline_call_args(pipe, model, x, steps, [image_seed(seed, i) for i in range(start, start + len(x))], start)).images
                 out.append(torch.from_numpy(images).permute(0, 3, 1, 2).float() * 2 - 1)
     finally:
         if handle is not None:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from flexdiff.backbones import Backbone, Layout, backbone_of
+from flexdiff.errors import FlexdiffError
 from flexdiff.noise import NoiseSchedule, initial_noise
 from flexdiff.samplers import PIPELINE
 from flexdiff.schedule import Binding
@@ -115,6 +116,11 @@ class DiffusionModel:
     prompt_encoder: Callable[[list[str]], torch.Tensor] | None = None
     #: the diffusers pipeline over these modules (the user's own object, or built on demand by ``pipeline_of``).
     pipeline: Any = None
+    #: True for pipelines only their own call can drive (SDXL's added conditions, ControlNet): sampler "pipeline" only.
+    pipeline_only: bool = False
+    #: set for ``pipeline_only`` models: one UNet call captured from the pipeline (its added conditions, ControlNet
+    #: residuals), replayed at ``(x, t)``: what the cost model measures in place of ``eps``.
+    replay: Callable[[torch.Tensor, int], torch.Tensor] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -160,6 +166,10 @@ class DiffusionModel:
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         """epsilon-hat(x_t, t) for a batch ``x`` (N, C, H, W) at integer timestep ``t``. The samplers work in float32;
         a half-precision denoiser (``torch_dtype``) gets its input in its own dtype and returns float32."""
+        if self.pipeline_only:
+            if self.replay is None:
+                raise FlexdiffError(self.name, "a model flexdiff's own loop can drive", "SDXL and ControlNet pipelines run through their own call: pass --sampler pipeline")
+            return self.replay(x, t)
         n, c, backbone = x.shape[0], self.conditioning, self.backbone
         dtype = next(self.denoiser.parameters()).dtype
 

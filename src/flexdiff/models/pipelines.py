@@ -143,9 +143,11 @@ def load_pipeline(root: Path, name: str, device: str | torch.device = "auto", *,
         found = ", ".join(sorted(index)) or "none"
         raise FlexdiffError(root, f"a UNet pipeline (DDPM, LDM or Stable Diffusion) with unet/config.json (components found: {found})", "pass such a pipeline folder; transformer-based pipelines are not supported")
     unet_class = read_config(unet_config).get("_class_name")
+    if "text_encoder_2" in index or "controlnet" in index:  # SDXL / ControlNet: their own call drives them
+        return load_own_call_pipeline(root, name, device, torch_dtype=torch_dtype, variant=variant)
     if unet_class == "UNet2DConditionModel":
-        if "text_encoder_2" in index or "bert" in index:
-            raise FlexdiffError(root, "a Stable Diffusion 1.x/2.x pipeline (one CLIP text encoder)", "SDXL and LDM text-to-image (BERT) pipelines are not supported")
+        if "bert" in index:
+            raise FlexdiffError(root, "a Stable Diffusion 1.x/2.x pipeline (one CLIP text encoder)", "LDM text-to-image (BERT) pipelines are not supported")
         folders = {c: _component(root, c, what) for c, what in zip(TEXT_COMPONENTS, ("AutoencoderKL", "CLIP text encoder", "CLIP tokenizer"))}
         vae_dir = folders["vae"]
     elif unet_class == "UNet2DModel":
@@ -191,26 +193,60 @@ def is_pipeline_object(obj: Any) -> bool:
     return isinstance(obj, DiffusionPipeline)
 
 
-def model_from_pipeline(pipe: Any) -> DiffusionModel:
+class PipelinePromptEncoder:
+    """Prompts -> (P, L, D) states by the pipeline's own ``encode_prompt`` (SDXL's two encoders): what the
+    conditioning's key and entry count are made of; the pipeline's call encodes the prompt strings itself."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        return self.pipe.encode_prompt(prompt=prompts, device=self.pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False)[0]
+
+
+def needs_own_call(pipe: Any) -> bool:
+    """Pipelines flexdiff's own loop cannot drive: SDXL (added text-time conditions), ControlNet (its residuals)."""
+    unet = getattr(pipe, "unet", None)
+    return getattr(pipe, "text_encoder_2", None) is not None or bool(getattr(getattr(unet, "config", None), "addition_embed_type", None)) or getattr(pipe, "controlnet", None) is not None
+
+
+def model_from_pipeline(pipe: Any, name: str | None = None, path: Path | None = None) -> DiffusionModel:
     """A :class:`DiffusionModel` over a pipeline object the user holds: the same UNet, VAE, text encoder and scheduler
-    (shared, not copied; dtype and device stay the pipeline's). The kinds :func:`load_pipeline` loads from folders."""
+    (shared, not copied; dtype and device stay the pipeline's). SDXL and ControlNet pipelines become
+    ``pipeline_only`` models (``sampler="pipeline"``: their own call is the only loop that drives them)."""
     kind = type(pipe).__name__
     unet, scheduler = getattr(pipe, "unet", None), getattr(pipe, "scheduler", None)
     if unet is None or scheduler is None:
         raise FlexdiffError(kind, "a pipeline with a unet and a scheduler", "transformer pipelines are not supported yet")
-    if getattr(pipe, "text_encoder_2", None) is not None or getattr(unet.config, "addition_embed_type", None):
-        raise FlexdiffError(kind, "a DDPM, LDM or Stable Diffusion 1.x/2.x pipeline for flexdiff's own loop", "for SDXL use flexdiff.enable(pipe, schedule) on the pipeline itself")
-    if getattr(pipe, "controlnet", None) is not None:
-        raise FlexdiffError(kind, "a pipeline without a ControlNet for flexdiff's own loop", "use flexdiff.enable(pipe, schedule) on the pipeline itself")
+    own_call = needs_own_call(pipe)
     config = {**dict(scheduler.config), "_class_name": type(scheduler).__name__}
     vae = getattr(pipe, "vae", None) or getattr(pipe, "vqvae", None)
     tokenizer, text_encoder = getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)
-    encoder = PromptEncoder(tokenizer, text_encoder) if tokenizer is not None and text_encoder is not None else None
+    encoder: Any = PromptEncoder(tokenizer, text_encoder) if tokenizer is not None and text_encoder is not None else None
+    if own_call and encoder is not None:
+        encoder = PipelinePromptEncoder(pipe)
     model = DiffusionModel(
         denoiser=unet, noise=NoiseSchedule.from_scheduler_config(config, f"{kind}.scheduler.config"), sample_shape=sample_shape(unet, Path(f"{kind}.unet.config")),
-        name=kind, scheduler_config=config, decoder=LatentDecoder(vae) if vae is not None else None, prompt_encoder=encoder, pipeline=pipe,
+        name=name or kind, path=path, scheduler_config=config, decoder=LatentDecoder(vae) if vae is not None else None, prompt_encoder=encoder, pipeline=pipe,
+        pipeline_only=own_call,
     )
     model.conditioning = default_conditioning(model)
+    return model
+
+
+def load_own_call_pipeline(root: Path, name: str, device: str | torch.device = "auto", *, torch_dtype: torch.dtype | None = None, variant: str | None = None) -> DiffusionModel:
+    """An SDXL or ControlNet pipeline folder, loaded by diffusers itself (safetensors only, local files only) as a
+    ``pipeline_only`` model: the components and their conditioning inputs are the pipeline's own."""
+    import diffusers
+
+    try:
+        pipe = diffusers.DiffusionPipeline.from_pretrained(root, use_safetensors=True, local_files_only=True, torch_dtype=torch_dtype, variant=variant)
+    except Exception as exc:  # diffusers raises many types on a bad folder; the user needs one line
+        raise FlexdiffError(root, "a loadable diffusers pipeline folder with safetensors weights", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+    pipe.to(resolve_device(device))
+    pipe.set_progress_bar_config(disable=True)
+    model = model_from_pipeline(pipe, name, root)
     return model
 
 
