@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_pipelines import SEARCH, clip_dir, invoke, ok, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
+from test_pipelines import SEARCH, clip_dir, controlnet_dir, invoke, ok, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
 
 import flexdiff
 from flexdiff.features import get_feature_network
@@ -37,44 +37,57 @@ def _folder(sd_dir: Path, scheduler: str, tmp_path: Path) -> Path:
     return folder
 
 
-def _user_call(pipe, noise: torch.Tensor) -> torch.Tensor:
-    """What a diffusers user writes: prompts as strings, their own latents and one generator per image."""
+def _user_call(pipe, noise: torch.Tensor, control: Path | None = None) -> torch.Tensor:
+    """What a diffusers user writes: prompts as strings, their own latents and one generator per image (and for a
+    ControlNet its control images, image i the (i mod K)-th)."""
+    extra = {}
+    if control is not None:
+        from PIL import Image
+
+        files = sorted(control.glob("*.png"))
+        extra["image"] = [Image.open(files[i % len(files)]) for i in range(N)]
     out = pipe(prompt=[PROMPTS[i % len(PROMPTS)] for i in range(N)], guidance_scale=GUIDANCE, num_inference_steps=T, latents=noise, height=16, width=16,
-               generator=[torch.Generator().manual_seed(image_seed(0, i)) for i in range(N)], output_type="np")
+               generator=[torch.Generator().manual_seed(image_seed(0, i)) for i in range(N)], output_type="np", **extra)
     return torch.from_numpy(out.images).permute(0, 3, 1, 2) * 2 - 1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, scheduler", [("sd", "PNDMScheduler"), ("sd", "EulerDiscreteScheduler"), ("sdxl", "EulerDiscreteScheduler")])
+@pytest.mark.parametrize("kind, scheduler", [("sd", "PNDMScheduler"), ("sd", "EulerDiscreteScheduler"), ("sdxl", "EulerDiscreteScheduler"), ("controlnet", "PNDMScheduler")])
 def test_the_search_scores_what_the_users_pipeline_makes(kind: str, scheduler: str, request: pytest.FixtureRequest, clip_dir: Path, tmp_path: Path) -> None:
     import diffusers
 
-    folder = request.getfixturevalue("sdxl_dir") if kind == "sdxl" else _folder(request.getfixturevalue("sd_dir"), scheduler, tmp_path)
+    control = None
+    if kind == "sdxl":
+        folder = request.getfixturevalue("sdxl_dir")
+    elif kind == "controlnet":
+        folder, control = request.getfixturevalue("controlnet_dir")
+    else:
+        folder = _folder(request.getfixturevalue("sd_dir"), scheduler, tmp_path)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     out = tmp_path / "search"
-    log = ok(invoke("search", "--model", folder, "--sampler", "pipeline", *SEARCH, "--speedup", "1.3", "--prompts", prompts, "--guidance", GUIDANCE, "--features", "clip", "--clip", clip_dir, "--out", out))
+    log = ok(invoke("search", "--model", folder, "--sampler", "pipeline", *SEARCH, "--speedup", "1.3", "--prompts", prompts, "--guidance", GUIDANCE, *(["--control-images", control] if control else []), "--features", "clip", "--clip", clip_dir, "--out", out))
     assert ("takes no custom timesteps" in log) == (scheduler == "PNDMScheduler")  # PNDM: no null steps, no DDIM-k
     results = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in results["trials"]["baselines"]]
     assert any(n.startswith("ddim-") for n in names) == (scheduler != "PNDMScheduler")
 
-    pipe = (diffusers.StableDiffusionXLPipeline.from_pretrained(folder) if kind == "sdxl"  # added text-time conditions, two encoders
-            else diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False))
+    kinds = {"sdxl": diffusers.StableDiffusionXLPipeline, "controlnet": diffusers.StableDiffusionControlNetPipeline, "sd": diffusers.StableDiffusionPipeline}
+    pipe = kinds[kind].from_pretrained(folder, **({} if kind == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}))
     pipe.set_progress_bar_config(disable=True)
     assert type(pipe.scheduler).__name__ == scheduler
     model = flexdiff.load_model(folder)
-    flexdiff.condition(model, prompts=prompts, guidance=GUIDANCE)
+    flexdiff.condition(model, prompts=prompts, guidance=GUIDANCE, control_images=control)
     noise = model.initial_noise(N, 0)  # the search's latents (each prompt entry draws its own, see Conditioning.noise)
     reference = load_file(str(out / "teacher_cache.safetensors"))
-    torch.testing.assert_close(_user_call(pipe, noise), reference["images"], rtol=0, atol=1e-5)  # the teacher is the user's pipe(...)
+    torch.testing.assert_close(_user_call(pipe, noise, control), reference["images"], rtol=0, atol=1e-5)  # the teacher is the user's pipe(...)
 
     best = results["best"]
     assert best["macs_speedup"] >= 1.3 and best["search_rfid"] > 0  # not the teacher: the schedule changes the images
     plan = flexdiff.Schedule.load(out / "best.json")
     assert plan.sampler == "pipeline" and plan.meta["bound_to"]["scheduler"] == scheduler
     with flexdiff.enabled(pipe, out / "best.json"):  # the binding holds: made for this UNet and this scheduler
-        images = _user_call(pipe, noise)
+        images = _user_call(pipe, noise, control)
     feats = get_feature_network("clip", path=clip_dir)(images)
     assert abs(rfid(feats, reference["features"]) - best["search_rfid"]) < 1e-4  # the images the search scored
     assert abs(paired_distance(feats, reference["features"]) - best["paired"]) < 1e-4

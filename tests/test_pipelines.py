@@ -139,6 +139,29 @@ def sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def controlnet_dir(sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a StableDiffusionControlNetPipeline folder saved by diffusers, a folder of two 16x16 control images). The
+    ControlNet's zero-initialised output convolutions get random weights, so its residuals change the images."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+    from PIL import Image
+
+    base = StableDiffusionPipeline.from_pretrained(sd_dir, safety_checker=None, requires_safety_checker=False)
+    controlnet = ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(4, 8))
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.3)
+    root = tmp_path_factory.mktemp("controlnet")
+    StableDiffusionControlNetPipeline(**base.components, controlnet=controlnet).save_pretrained(root / "pipeline", safe_serialization=True)
+    images = root / "control"
+    images.mkdir()
+    for k in range(2):
+        pixels = torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(10 + k))
+        Image.fromarray((pixels.numpy() * 255).astype(np.uint8)).save(images / f"{k}.png")
+    return root / "pipeline", images
+
+
+@pytest.fixture(scope="session")
 def ldm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LDMPipeline layout: vqvae (VQModel), unet (latent UNet2DModel), scheduler (DDIM)."""
     from diffusers import DDIMScheduler, UNet2DModel

@@ -76,7 +76,7 @@ def _each_step_type(model: DiffusionModel, run: ScheduleExecutor, x: torch.Tenso
     for branch in range(run.layout.num_branches):
         run.state.enter_full(run.layout.branches[branch].deep)
         model.eps(x, t)
-        run.state.enter_partial(run.layout.branches[branch])
+        run.state.enter_partial(run.layout.branches[branch], run.hollow)
         partial.append(measure(lambda: model.eps(x, t)))
     return full, partial
 

@@ -58,6 +58,12 @@ def allow_recompiles(schedule: Schedule) -> None:
                       f"{schedule.name or 'the schedule'} (one compiled graph each)", stacklevel=3)
 
 
+def hollow_replay_safe(pipeline: object) -> bool:
+    """Whether deep units may replay zero-channel views (:mod:`flexdiff.hooks.partial_step`): not under a ControlNet,
+    whose residuals the UNet adds to every skip, the replayed ones included."""
+    return getattr(pipeline, "controlnet", None) is None
+
+
 class ScheduleExecutor:
     """Drives one model through a schedule: maps active-step index -> step type and sets the hook state."""
 
@@ -105,7 +111,9 @@ def apply_schedule(model: DiffusionModel, schedule: Schedule, strict: bool = Tru
     check_binding(schedule, lambda: model.binding(schedule.sampler), strict=strict)  # a schedule file made for another model is refused
     layout, state = apply_partial_steps(model.denoiser)
     try:
-        yield ScheduleExecutor(model, schedule, layout, state)
+        executor = ScheduleExecutor(model, schedule, layout, state)
+        executor.hollow = hollow_replay_safe(model.pipeline)
+        yield executor
     finally:
         state.reset()
         remove_partial_steps(model.denoiser)

@@ -137,6 +137,10 @@ def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, st
                 args["negative_prompt"] = [c.description["negative_prompt"]] * n
         else:
             args["guidance_scale"] = 1.0
+    if getattr(pipe, "controlnet", None) is not None:  # its conditioning images: image i takes control image i mod K
+        if c is None or c.control is None:
+            raise FlexdiffError(type(pipe).__name__, "control images for the ControlNet", "pass --control-images DIR (Python: flexdiff.condition(model, control_images=DIR))")
+        args["image"] = c.control[[(start + i) % len(c.control) for i in range(n)]].to(pipe.device)
     if "latents" in params:
         dtype = next(pipe.unet.parameters()).dtype
         args["latents"] = noise.to(pipe.device, dtype)

@@ -38,6 +38,7 @@ class SampleConfig:
     clip: Path | None = None  # a local CLIP folder: run.json gets the CLIP score (needs prompts)
     strict: bool = True  # False (--ignore-binding): apply a schedule file made for another model anyway
     device: str = "auto"
+    control_images: str | None = None  # a ControlNet pipeline's conditioning images (folder or .npz)
     torch_dtype: str | None = None  # fp32 / fp16 / bf16; None: the weights as stored
     variant: str | None = None
 
@@ -51,7 +52,7 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     if c.n < 1:
         raise FlexdiffError(c.n, "--n >= 1", "ask for at least one image")
     model = load_model(c.model, c.device, torch_dtype=c.torch_dtype, variant=c.variant)
-    condition(model, prompts=c.prompts, negative_prompt=c.negative_prompt, guidance=c.guidance, labels=c.labels)
+    condition(model, prompts=c.prompts, negative_prompt=c.negative_prompt, guidance=c.guidance, labels=c.labels, control_images=c.control_images)
     scorer = None
     if c.clip is not None:
         if c.prompts is None:

@@ -29,6 +29,7 @@ PROMPTS = typer.Option(None, "--prompts", help="prompt file of a text-to-image p
 NEGATIVE_PROMPT = typer.Option(None, "--negative-prompt", help="negative prompt: the unconditional half of classifier-free guidance (default: empty)")
 GUIDANCE = typer.Option(None, "--guidance", help="classifier-free guidance scale (default: 7.5 with --prompts, else 1 = none)")
 LABELS = typer.Option(None, "--labels", help="class labels of a class-conditional UNet, e.g. 0,3,7, cycled over the images (default: round-robin)")
+CONTROL_IMAGES = typer.Option(None, "--control-images", help="a ControlNet pipeline's conditioning images: an image folder or .npz; image i takes control image i mod K")
 CLIP = typer.Option(None, "--clip", help="local CLIP folder (transformers CLIPModel, safetensors) for --features clip and the CLIP score")
 INCEPTION = typer.Option(None, "--inception", help="local FID Inception weights file for --features inception (needs torch-fidelity)")
 

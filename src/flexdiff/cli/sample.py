@@ -8,6 +8,7 @@ import typer
 
 from flexdiff.cli._app import (
     CLIP,
+    CONTROL_IMAGES,
     DEVICE,
     DTYPE,
     GUIDANCE,
@@ -37,6 +38,7 @@ def sample(
     negative_prompt: str | None = NEGATIVE_PROMPT,
     guidance: float | None = GUIDANCE,
     labels: str | None = LABELS,
+    control_images: Path | None = CONTROL_IMAGES,
     clip: Path | None = CLIP,
     ignore_binding: bool = typer.Option(False, "--ignore-binding", help="apply a schedule file made for another model or scheduler anyway"),
     device: str = DEVICE,
@@ -51,7 +53,7 @@ def sample(
     from flexdiff.sample_run import SampleConfig, run_sample
 
     run = run_sample(SampleConfig(out=out, model=model, sampler=sampler, steps=steps, n=n, seed=seed, batch_size=batch_size, eta=eta, schedule=schedule,
-                                  prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels, clip=clip, strict=not ignore_binding, device=device, torch_dtype=dtype, variant=variant))
+                                  prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels, control_images=str(control_images) if control_images else None, clip=clip, strict=not ignore_binding, device=device, torch_dtype=dtype, variant=variant))
     if "clip_score" in run:
         print(f"CLIP score {run['clip_score']:.2f} ({n} images vs their prompts)")
     if "schedule" in run:

@@ -8,6 +8,7 @@ import typer
 
 from flexdiff.cli._app import (
     CLIP,
+    CONTROL_IMAGES,
     DEVICE,
     DTYPE,
     FEATURES,
@@ -66,6 +67,7 @@ def search(
     negative_prompt: str | None = NEGATIVE_PROMPT,
     guidance: float | None = GUIDANCE,
     labels: str | None = LABELS,
+    control_images: Path | None = CONTROL_IMAGES,
     clip: Path | None = CLIP,
     inception: Path | None = INCEPTION,
     device: str = DEVICE,
@@ -85,7 +87,7 @@ def search(
         features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device, torch_dtype=dtype, variant=variant,
         baseline_branches=ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
         features_path=str(p) if (p := features_path(features, clip, inception)) else None, prompts=str(prompts) if prompts else None,
-        negative_prompt=negative_prompt, guidance=guidance, labels=labels,
+        negative_prompt=negative_prompt, guidance=guidance, labels=labels, control_images=str(control_images) if control_images else None,
     )
     print_results(run_search(config))
     if not no_report:

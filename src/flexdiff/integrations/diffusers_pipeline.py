@@ -37,7 +37,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 
 from flexdiff.backbones import backbone_of
 from flexdiff.errors import FlexdiffError
-from flexdiff.executor import ScheduleExecutor
+from flexdiff.executor import ScheduleExecutor, hollow_replay_safe
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.integrations.base import Integration, register_integration
 from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
@@ -260,7 +260,7 @@ class DiffusersPipelineIntegration(Integration):
         layout, state = apply_partial_steps(denoiser)
         try:
             executor = ScheduleExecutor(None, schedule, layout, state)
-            executor.hollow = getattr(pipe, "controlnet", None) is None  # the UNet adds ControlNet residuals to replayed skips too
+            executor.hollow = hollow_replay_safe(pipe)
             run = PipelineRun(schedule, executor, state, scheduler, replaced=original if scheduler is not original else None)
             _attach_clock(denoiser, run)
             _wrap_scheduler(run)

@@ -10,12 +10,13 @@ not counted). Image ``i`` of a run takes prompt ``i mod P`` (see :meth:`flexdiff
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from flexdiff.data import load_images
 from flexdiff.errors import FlexdiffError
 from flexdiff.models.model import Conditioning, DiffusionModel
 
@@ -121,8 +122,12 @@ def condition(
     negative_prompt: str | None = None,
     guidance: float | None = None,
     labels: str | None = None,
+    control_images: str | Path | None = None,
 ) -> Conditioning | None:
     """Set (and return) ``model.conditioning`` from the CLI's options; options the model cannot use are errors.
+
+    A ControlNet pipeline needs ``control_images`` (an image folder or ``.npz``; image ``i`` takes control image
+    ``i mod K``); any other model refuses them.
 
     Text-to-image pipelines: prompts from a file (default: the empty prompt), guidance ``guidance`` (default
     :data:`DEFAULT_GUIDANCE` with prompts, 1 = none without), negative prompt (default: empty). Class-conditional
@@ -148,6 +153,16 @@ def condition(
     elif labels is not None:
         values = parse_labels(labels, class_count(model))
         model.conditioning = Conditioning(labels=torch.tensor(values, device=model.device), description={"labels": values})
+    controlnet = getattr(model.pipeline, "controlnet", None) is not None
+    if controlnet != (control_images is not None):
+        raise FlexdiffError(f"--control-images {control_images}" if control_images is not None else f"{model.name} without --control-images",
+                            "control images exactly for a ControlNet pipeline", "drop --control-images" if control_images is not None else "pass --control-images DIR (the ControlNet's conditioning images)")
+    if controlnet:
+        control = (load_images(control_images).float().clamp(-1, 1) + 1) / 2  # [-1, 1] -> [0, 1], what diffusers' control image processor takes
+        if control.shape[1] == 1:
+            control = control.repeat(1, 3, 1, 1)
+        base = model.conditioning or Conditioning()
+        model.conditioning = replace(base, control=control, description={**base.description, "control_images": str(control_images)})
     return model.conditioning
 
 

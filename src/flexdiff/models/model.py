@@ -53,6 +53,8 @@ class Conditioning:
     labels: torch.Tensor | None = None
     seeds: tuple[int | None, ...] | None = None
     description: dict[str, Any] = field(default_factory=dict)
+    #: (K, 3, H, W) ControlNet conditioning images in [0, 1]: image ``i`` of a run takes control image ``i mod K``
+    control: torch.Tensor | None = None
 
     @property
     def guided(self) -> bool:
@@ -91,9 +93,9 @@ class Conditioning:
         """A short string that changes whenever anything that changes the images does (teacher-reference key)."""
         # the prompt file's path is left out (its prompts, seeds and encoder states are in): the same file elsewhere,
         # or named another way, must give the same key, or a resumed or shared study would be refused
-        described = {k: v for k, v in self.description.items() if k != "prompt_file"}
+        described = {k: v for k, v in self.description.items() if k not in ("prompt_file", "control_images")}  # their contents are in
         digest = hashlib.sha256(json.dumps({**described, "guidance": self.guidance_scale, "seeds": self.seeds}, sort_keys=True, default=str).encode())
-        for t in (self.cond, self.uncond if self.guided else None, self.labels):
+        for t in (self.cond, self.uncond if self.guided else None, self.labels, self.control):
             digest.update(b"|" if t is None else t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         kind = "text" if self.cond is not None else "labels" if self.labels is not None else "none"
         return f"{kind} P={self.entries} guidance={self.guidance_scale:g} #{digest.hexdigest()[:16]}"

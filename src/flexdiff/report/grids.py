@@ -84,7 +84,7 @@ def pick_rows(results: dict[str, Any]) -> tuple[list[tuple[str, Row]], str | Non
 def load_run_model(config: dict[str, Any], device: str) -> Any:
     """The run's model, conditioned as the search conditioned it (prompts, guidance, labels), so the seeds match."""
     model = load_model(config["model"], device, torch_dtype=config.get("torch_dtype"), variant=config.get("variant"))
-    condition(model, prompts=config.get("prompts"), negative_prompt=config.get("negative_prompt"), guidance=config.get("guidance"), labels=config.get("labels"))
+    condition(model, prompts=config.get("prompts"), negative_prompt=config.get("negative_prompt"), guidance=config.get("guidance"), labels=config.get("labels"), control_images=config.get("control_images"))
     return model
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from flexdiff.data import load_images
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import get_feature_network
 from flexdiff.models.conditioning import check_guidance, parse_labels, read_prompt_file
@@ -50,6 +51,7 @@ class SearchConfig:
     ddim_ks: tuple[int, ...] = (5, 8, 10, 13, 17, 20, 25)
     batch_size: int | None = None
     device: str = "cpu"
+    control_images: str | None = None  # a ControlNet pipeline's conditioning images (folder or .npz)
     torch_dtype: str | None = None  # fp32 / fp16 / bf16 (diffusers' torch_dtype); None: the weights as stored
     variant: str | None = None  # weights variant (diffusion_pytorch_model.<variant>.safetensors)
     progress: bool = True
@@ -114,4 +116,6 @@ def check_conditioning_options(config: SearchConfig) -> None:
         read_prompt_file(config.prompts)
     if config.labels is not None:
         parse_labels(config.labels, None)
+    if config.control_images is not None:
+        load_images(config.control_images)  # a readable image set (whether the model takes it is checked at load)
     check_guidance(config.guidance)

@@ -97,7 +97,7 @@ def _under(schedule: Schedule, sampler: str) -> Schedule:
 
 def build_context(config: SearchConfig) -> SearchContext:
     model = load_model(config.model, config.device, torch_dtype=config.torch_dtype, variant=config.variant)
-    condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels)
+    condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels, control_images=config.control_images)
     timesteps = teacher_grid(model, config.sampler, config.steps)
     net = get_feature_network(config.features, model.device, config.features_path)
     num_branches = model.layout.num_branches
