@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_pipelines import SEARCH, clip_dir, controlnet_dir, invoke, ok, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
+from test_pipelines import (  # noqa: F401 - session fixtures
+    SEARCH,
+    clip_dir,
+    controlnet_dir,
+    invoke,
+    ok,
+    sd_dir,
+    sdxl_dir,
+)
 
 import flexdiff
 from flexdiff.features import get_feature_network

@@ -142,7 +142,11 @@ def sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def controlnet_dir(sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a StableDiffusionControlNetPipeline folder saved by diffusers, a folder of two 16x16 control images). The
     ControlNet's zero-initialised output convolutions get random weights, so its residuals change the images."""
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+    from diffusers import (
+        ControlNetModel,
+        StableDiffusionControlNetPipeline,
+        StableDiffusionPipeline,
+    )
     from PIL import Image
 
     base = StableDiffusionPipeline.from_pretrained(sd_dir, safety_checker=None, requires_safety_checker=False)
