@@ -66,3 +66,10 @@ def test_dtype_and_variant_options_of_the_cli(sd_dir: Path, tmp_path: Path) -> N
     assert (tmp_path / "b" / "samples.npz").is_file()
     one_line_error(invoke("sample", "--model", sd_dir, "--dtype", "fp8", "--n", "1", "--out", tmp_path / "c"), "one of fp32")
     one_line_error(invoke("search", "--model", sd_dir, "--dtype", "int4", "--out", tmp_path / "d"), "one of fp32")
+
+
+def test_an_sdxl_folder_samples_through_its_own_call_only(sdxl_dir: Path, tmp_path: Path) -> None:
+    one_line_error(invoke("sample", "--model", sdxl_dir, "--n", "1", "--steps", "3", "--out", tmp_path / "a"), "--sampler pipeline")
+    assert not (tmp_path / "a").exists()
+    ok(invoke("sample", "--model", sdxl_dir, "--sampler", "pipeline", "--n", "2", "--steps", "3", "--out", tmp_path / "b"))
+    assert (tmp_path / "b" / "samples.npz").is_file()

@@ -359,7 +359,7 @@ def _without(src: Path, dst: Path, *drop: str) -> Path:
 
 @pytest.mark.parametrize("case", ["bad-seed", "tab-no-prompt", "empty-file", "missing-clip", "clip-without-path", "no-vae", "no-vqvae",
                                   "pickled-text-encoder", "sdxl", "transformer", "prompts-on-pixel", "labels-on-sd", "clip-without-prompts"])
-def test_bad_input_is_one_line_and_exit_2(case: str, sd_dir: Path, ldm_dir: Path, clip_dir: Path, tiny_model_dir: Path, prompt_file: Path, tmp_path: Path) -> None:
+def test_bad_input_is_one_line_and_exit_2(case: str, sd_dir: Path, ldm_dir: Path, clip_dir: Path, tiny_model_dir: Path, prompt_file: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     bad_prompts = tmp_path / "prompts.txt"
     out = tmp_path / "o"
     sample = lambda model, *extra: invoke("sample", "--model", model, "--steps", "2", "--n", "1", *extra, "--out", out)  # noqa: E731
@@ -385,10 +385,8 @@ def test_bad_input_is_one_line_and_exit_2(case: str, sd_dir: Path, ldm_dir: Path
         (broken / "text_encoder" / "model.safetensors").rename(broken / "text_encoder" / "pytorch_model.bin")
         one_line_error(sample(broken), "pytorch_model.bin to safetensors")
     elif case == "sdxl":
-        broken = _without(sd_dir, tmp_path / "sd")
-        index = json.loads((broken / "model_index.json").read_text())
-        (broken / "model_index.json").write_text(json.dumps({**index, "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}))
-        one_line_error(sample(broken), "SDXL")
+        broken = _without(request.getfixturevalue("sdxl_dir"), tmp_path / "sdxl", "text_encoder_2")  # SDXL without its second encoder
+        one_line_error(sample(broken, "--sampler", "pipeline"), "a loadable diffusers pipeline folder")
     elif case == "transformer":
         broken = tmp_path / "dit"
         broken.mkdir()

@@ -239,11 +239,17 @@ def load_own_call_pipeline(root: Path, name: str, device: str | torch.device = "
     """An SDXL or ControlNet pipeline folder, loaded by diffusers itself (safetensors only, local files only) as a
     ``pipeline_only`` model: the components and their conditioning inputs are the pipeline's own."""
     import diffusers
+    from diffusers.utils import logging as diffusers_logging
 
+    bars = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()  # a loading bar per component would break the one-line error contract
     try:
         pipe = diffusers.DiffusionPipeline.from_pretrained(root, use_safetensors=True, local_files_only=True, torch_dtype=torch_dtype, variant=variant)
     except Exception as exc:  # diffusers raises many types on a bad folder; the user needs one line
         raise FlexdiffError(root, "a loadable diffusers pipeline folder with safetensors weights", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+    finally:
+        if bars:
+            diffusers_logging.enable_progress_bar()
     pipe.to(resolve_device(device))
     pipe.set_progress_bar_config(disable=True)
     model = model_from_pipeline(pipe, name, root)
