@@ -3,8 +3,9 @@
 The pipeline, its denoiser and its scheduler stay unmodified; three removable pieces attach to them:
 
 - the step hooks of :mod:`flexdiff.hooks.partial_step` on the denoiser's units;
-- a clock hook (:data:`CLOCK_HOOK`, a diffusers ``ModelHook`` on the denoiser itself) that, before every denoiser call,
-  tells the step hooks which schedule step and step kind is running;
+- a clock hook (:data:`CLOCK_HOOK`, a diffusers ``ModelHook`` on the denoiser itself, or a wrapper of an in-place
+  compiled denoiser's call: :func:`_attach_clock`) that, before every denoiser call, tells the step hooks which
+  schedule step and step kind is running;
 - instance-level wrappers of the scheduler's ``set_timesteps`` and ``step``: **the clock is the pipeline's own loop**.
   ``set_timesteps`` starts a run (and checks that the scheduler's grid is the schedule's); every ``step`` call ends
   the current schedule step. Every denoiser call between two ``step`` calls belongs to one step, so classifier-free
@@ -13,8 +14,11 @@ The pipeline, its denoiser and its scheduler stay unmodified; three removable pi
   scheduler itself set.
 
 Null steps are dropped by giving the scheduler the active timesteps where its ``set_timesteps`` accepts custom ones
-(DDPM, Euler, DPM-Solver++, LCM, FlowMatch); for the others (DDIM, PNDM, UniPC, Euler ancestral) a schedule with
-null steps is a one-line refusal naming the scheduler. Schedulers that evaluate a timestep twice (Heun's correction,
+(DDPM, Euler, Heun, DPM-Solver++, LCM, FlowMatch). The one replacement: a schedule scored in flexdiff's own loop
+(bound to ``flexdiff:<sampler>``), or null steps on a DDIM that ends at alpha-bar 1, runs with a
+:class:`~flexdiff.integrations.flexdiff_scheduler.FlexdiffScheduler` in the scheduler's place for the time it is
+enabled (:func:`flexdiff_solver`); null steps on PNDM, UniPC or Euler ancestral are a one-line refusal naming the
+scheduler. Schedulers that evaluate a timestep twice (Heun's correction,
 PLMS's warm-up) repeat it in their grid: each loop position maps to the step of its timestep (:func:`grid_steps`); a
 grid with timesteps between the nominal ones (PNDM's Runge-Kutta warm-up, KDPM2) is refused in one line.
 
