@@ -31,7 +31,12 @@ from flexdiff.integrations import enabled, pipeline_timesteps
 from flexdiff.integrations.diffusers_pipeline import accepts_custom_timesteps
 from flexdiff.models import DiffusionModel, pipeline_of
 from flexdiff.samplers import PIPELINE
-from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
+from flexdiff.sampling import (
+    check_batch_size,
+    generate,
+    generate_scheduled,
+    teacher_timesteps,
+)
 from flexdiff.schedule import Schedule
 from flexdiff.utils.progress import progress_bar
 
@@ -48,7 +53,7 @@ def teacher_grid(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
         raise FlexdiffError(f"--sampler {sampler} on {model.name}", f"--sampler {PIPELINE} (SDXL and ControlNet pipelines run through their own call)", f"pass --sampler {PIPELINE}")
     if sampler == PIPELINE:
         grid = pipeline_timesteps(pipeline_of(model), steps)
-        if model.pipeline_only:
+        if model.pipeline_only and model.replay is None:  # once per model (sample checks the grid, then samples)
             model.replay = captured_unet_call(model)
         return grid
     return teacher_timesteps(model, sampler, steps)
@@ -156,8 +161,7 @@ def _pipeline_images(model: DiffusionModel, noise: torch.Tensor, steps: int, sch
                      on_step: Callable[[], None] | None, strict: bool = True) -> torch.Tensor:
     """``pipe(...)`` over ``noise`` in batches (under ``schedule`` when given); images in ``[-1, 1]`` (N, C, H, W)."""
     pipe = pipeline_of(model)
-    if batch_size is not None and batch_size < 1:
-        raise FlexdiffError(batch_size, "a batch size >= 1", "pass e.g. --batch-size 256")
+    check_batch_size(batch_size)
     size = batch_size or len(noise)
     handle = pipe.unet.register_forward_pre_hook(lambda *_: on_step()) if on_step is not None else None
     out = []

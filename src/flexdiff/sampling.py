@@ -25,6 +25,12 @@ def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[i
     return uniform_timesteps(model.noise.num_train_timesteps, steps, sampler_info(sampler).spacing)
 
 
+def check_batch_size(batch_size: int | None) -> None:
+    """A batch size is None (all at once) or >= 1."""
+    if batch_size is not None and batch_size < 1:
+        raise FlexdiffError(batch_size, "a batch size >= 1", "pass e.g. --batch-size 256")
+
+
 def extra_noise(shape: torch.Size, seed: int, start: int, stop: int) -> NoiseSampler:
     """The extra (eta > 0) noise of images ``start..stop`` at each active step ``i``: ``torch.randn(shape)`` for all N
     images from a generator seeded by ``(seed, i)``, sliced. Drawing per batch would make image ``i``'s noise depend
@@ -62,8 +68,7 @@ def generate(
     from, for a sampler that corrects towards the teacher's discretisation (``ddim-2m``); the others ignore it.
     """
     sample_fn = get_sampler(sampler)
-    if batch_size is not None and batch_size < 1:
-        raise FlexdiffError(batch_size, "a batch size >= 1", "pass e.g. --batch-size 256")
+    check_batch_size(batch_size)
     size = batch_size or len(noise)
     device = model.device
     out = []

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule import Binding, Schedule, check_binding
 from flexdiff.utils.registry import Registry
@@ -37,6 +39,11 @@ class Integration(ABC):
     def binding(self, obj: Any) -> Binding | None:
         """What ``obj`` is, for refusing a schedule file made for something else; None: no check."""
         return None
+
+
+def timestep_value(timestep: Any) -> int:
+    """A timestep as diffusers passes it (int, 0-d or batched tensor: one value for the batch) as an int."""
+    return int(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else int(timestep)
 
 
 INTEGRATIONS: Registry[Integration] = Registry("an integration", "pass an object flexdiff integrates with")

@@ -43,7 +43,7 @@ from flexdiff.backbones import backbone_of
 from flexdiff.errors import FlexdiffError
 from flexdiff.executor import ScheduleExecutor, hollow_replay_safe
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
-from flexdiff.integrations.base import Integration, register_integration
+from flexdiff.integrations.base import Integration, register_integration, timestep_value
 from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
 from flexdiff.models.model import denoiser_binding
 from flexdiff.noise import NoiseSchedule
@@ -55,20 +55,22 @@ CLOCK_HOOK = "flexdiff.pipeline_clock"
 ATTR = "_flexdiff_enabled"
 
 
+def merge_repeats(grid: list[int]) -> list[int]:
+    """A scheduler's grid with consecutive repeats merged: multi-evaluation schedulers repeat a timestep (Heun
+    evaluates ``t1`` once to correct step 0 and once to start step 1: ``[t0, t1, t1, t2, t2, ...]``; PNDM's PLMS warms
+    up with ``t1`` twice), and a timestep evaluated twice in a row is one step."""
+    return [t for i, t in enumerate(grid) if i == 0 or grid[i - 1] != t]
+
+
 def grid_steps(grid: list[int], expected: list[int], name: str) -> list[int]:
     """For each position of the scheduler's loop, the position in ``expected`` (the schedule's active timesteps) whose
-    step it evaluates. Multi-evaluation schedulers repeat a timestep in their grid: Heun evaluates ``t1`` once to
-    correct step 0 and once to start step 1 (``[t0, t1, t1, t2, t2, ...]``), PNDM's PLMS warms up with ``t1`` twice;
-    consecutive repeats are one step."""
-    steps: list[int] = []
-    merged: list[int] = []
-    for t in grid:
-        if not merged or merged[-1] != t:
-            merged.append(t)
-        steps.append(len(merged) - 1)
-    if merged != list(expected):
+    step it evaluates (:func:`merge_repeats`)."""
+    if merge_repeats(grid) != list(expected):
         raise FlexdiffError(f"{name} grid {grid}", f"the schedule's active timesteps {list(expected)}, each possibly repeated", "pick another scheduler")
-    return steps
+    positions: list[int] = []
+    for i, t in enumerate(grid):
+        positions.append(0 if i == 0 else positions[-1] + int(grid[i - 1] != t))
+    return positions
 
 
 @dataclass
@@ -119,8 +121,7 @@ class PipelineRun:
             return int(begin)
         grid = [int(t) for t in self.scheduler.timesteps]
         try:
-            t = int(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else int(timestep)
-            return grid.index(t)
+            return grid.index(timestep_value(timestep))
         except (TypeError, ValueError):
             raise FlexdiffError(f"a denoiser call at timestep {timestep!r}", f"a timestep of the scheduler's grid {grid}", "call the pipeline as usual") from None
 
@@ -212,7 +213,7 @@ def _wrap_scheduler(run: PipelineRun) -> None:
                                 "drop timesteps= / sigmas= from the pipeline call")
         out = original_set(*args, **kwargs)
         grid = [int(t) for t in scheduler.timesteps]
-        merged = [t for i, t in enumerate(grid) if i == 0 or grid[i - 1] != t]  # a step evaluated twice is one step
+        merged = merge_repeats(grid)
         steps = int(getattr(scheduler, "num_inference_steps", None) or len(merged))
         if len(merged) != steps:  # timesteps between the nominal ones (PNDM's Runge-Kutta warm-up, KDPM2's midpoints)
             hint = "set skip_prk_steps=True (Stable Diffusion's PNDM setting)" if name == "PNDMScheduler" else "pick another scheduler"
@@ -237,7 +238,7 @@ def _wrap_scheduler(run: PipelineRun) -> None:
 
 class DiffusersPipelineIntegration(Integration):
     name = "diffusers-pipeline"
-    description = "a diffusers pipeline object with a unet and a scheduler (DDPM, DDIM, LDM, Stable Diffusion)"
+    description = "a diffusers pipeline object with a unet and a scheduler (DDPM, DDIM, LDM, Stable Diffusion, SDXL, ControlNet)"
 
     def matches(self, obj: Any) -> bool:
         from diffusers import DiffusionPipeline
@@ -309,8 +310,7 @@ def pipeline_timesteps(pipe: Any, num_inference_steps: int) -> list[int]:
     scheduler = copy.deepcopy(pipe.scheduler)
     scheduler.__dict__.pop("set_timesteps", None)
     scheduler.set_timesteps(num_inference_steps)
-    grid = [int(t) for t in scheduler.timesteps]
-    return [t for i, t in enumerate(grid) if i == 0 or grid[i - 1] != t]
+    return merge_repeats([int(t) for t in scheduler.timesteps])
 
 
 register_integration(DiffusersPipelineIntegration())

@@ -28,6 +28,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.integrations.base import timestep_value
 from flexdiff.noise import NoiseSchedule
 from flexdiff.samplers import get_sampler, sampler_info, uniform_timesteps
 
@@ -93,9 +94,8 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, return_dict: bool = True, **_: Any) -> Any:
         """One step of the solver: the next sample from this step's model output."""
-        ts = [int(t) for t in self.timesteps]
         if self._run is None:
-            t = int(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else int(timestep)
+            ts, t = [int(t) for t in self.timesteps], timestep_value(timestep)
             if not ts or t != ts[0]:
                 raise FlexdiffError(f"FlexdiffScheduler.step at timestep {t}", f"a run from the first timestep {ts[:1]} (set_timesteps first)", "img2img's part-way start is not supported by flexdiff's solvers; use the pipeline's own scheduler")
             self._run = _Run(self, sample.float(), ts)
@@ -117,7 +117,7 @@ class _Run:
     """One sampling run of the solver in a worker thread, handing control back and forth with :meth:`step`."""
 
     def __init__(self, scheduler: FlexdiffScheduler, x: torch.Tensor, timesteps: list[int]) -> None:
-        self.scheduler, self.done, self.returned = scheduler, False, None
+        self.done, self.returned = False, None
         self.inbox: queue.Queue[Any] = queue.Queue()  # model outputs (or _Abort) for the sampler
         self.outbox: queue.Queue[Any] = queue.Queue()  # the next sample (or an exception) for step()
         solver = get_sampler(scheduler.config.solver)

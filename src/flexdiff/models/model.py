@@ -125,6 +125,11 @@ class DiffusionModel:
     replay: Callable[[torch.Tensor, int], torch.Tensor] | None = None
 
     @property
+    def scheduler_class(self) -> str:
+        """The diffusers scheduler class the folder configures (DDPM's when its config names none)."""
+        return str(self.scheduler_config.get("_class_name", "DDPMScheduler"))
+
+    @property
     def device(self) -> torch.device:
         return next(self.denoiser.parameters()).device
 
@@ -161,7 +166,7 @@ class DiffusionModel:
         """What a schedule run on this model with ``sampler`` is made for (see :mod:`flexdiff.schedule.binding`): flexdiff's
         own loop (``flexdiff:<sampler>``), or with :data:`~flexdiff.samplers.PIPELINE` the folder's diffusers scheduler
         class, exactly what ``flexdiff.enable(pipe, ...)`` finds on the pipeline."""
-        scheduler = self.scheduler_config.get("_class_name", "DDPMScheduler") if sampler == PIPELINE else f"flexdiff:{sampler}"
+        scheduler = self.scheduler_class if sampler == PIPELINE else f"flexdiff:{sampler}"
         return denoiser_binding(self.denoiser, self.noise.fingerprint(), scheduler)
 
     @torch.no_grad()

@@ -223,9 +223,9 @@ def model_from_pipeline(pipe: Any, name: str | None = None, path: Path | None = 
     config = {**dict(scheduler.config), "_class_name": type(scheduler).__name__}
     vae = getattr(pipe, "vae", None) or getattr(pipe, "vqvae", None)
     tokenizer, text_encoder = getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)
-    encoder: Any = PromptEncoder(tokenizer, text_encoder) if tokenizer is not None and text_encoder is not None else None
-    if own_call and encoder is not None:
-        encoder = PipelinePromptEncoder(pipe)
+    encoder: Any = None
+    if tokenizer is not None and text_encoder is not None:  # SDXL / ControlNet: the pipeline's own encode_prompt
+        encoder = PipelinePromptEncoder(pipe) if own_call else PromptEncoder(tokenizer, text_encoder)
     model = DiffusionModel(
         denoiser=unet, noise=NoiseSchedule.from_scheduler_config(config, f"{kind}.scheduler.config"), sample_shape=sample_shape(unet, Path(f"{kind}.unet.config")),
         name=name or kind, path=path, scheduler_config=config, decoder=LatentDecoder(vae) if vae is not None else None, prompt_encoder=encoder, pipeline=pipe,
@@ -252,8 +252,7 @@ def load_own_call_pipeline(root: Path, name: str, device: str | torch.device = "
             diffusers_logging.enable_progress_bar()
     pipe.to(resolve_device(device))
     pipe.set_progress_bar_config(disable=True)
-    model = model_from_pipeline(pipe, name, root)
-    return model
+    return model_from_pipeline(pipe, name, root)
 
 
 def pipeline_of(model: DiffusionModel) -> Any:
@@ -263,7 +262,7 @@ def pipeline_of(model: DiffusionModel) -> Any:
         return model.pipeline
     import diffusers
 
-    name = model.scheduler_config.get("_class_name", "DDPMScheduler")
+    name = model.scheduler_class
     scheduler_class = getattr(diffusers, name, None)
     if scheduler_class is None or not hasattr(scheduler_class, "from_config"):
         raise FlexdiffError(f"scheduler _class_name {name!r}", "a diffusers scheduler class", "fix scheduler/scheduler_config.json")

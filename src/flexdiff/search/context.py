@@ -104,7 +104,7 @@ def build_context(config: SearchConfig) -> SearchContext:
     nulls = takes_null_steps(model, config.sampler)
     space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))), null_steps=nulls)
     if not nulls and config.progress:
-        print(f"{model.scheduler_config.get('_class_name')} takes no custom timesteps: schedules without null steps only (no DDIM-k baselines)")
+        print(f"{model.scheduler_class} takes no custom timesteps: schedules without null steps only (no DDIM-k baselines)")
     costs = measure_macs(model)
     n_batches = -(-config.n // (config.batch_size or config.n))
     with progress_bar("teacher reference", len(timesteps) * n_batches, enabled=config.progress) as advance:

@@ -46,7 +46,7 @@ def reference_sampler(model: DiffusionModel, sampler: str) -> str:
     (another spacing, offset or solver order makes other images)."""
     if sampler != PIPELINE:
         return sampler
-    return f"{PIPELINE}:{model.scheduler_config.get('_class_name', 'DDPMScheduler')}:{digest(model.scheduler_config, length=12)}"
+    return f"{PIPELINE}:{model.scheduler_class}:{digest(model.scheduler_config, length=12)}"
 
 
 @dataclass(frozen=True)
