@@ -1,18 +1,31 @@
-"""The model's noise schedule (alpha-bar over training timesteps) and the documented initial noise.
+"""The model's noise schedule and the documented initial noise.
 
-The betas come from diffusers' own scheduler for the model's scheduler config, so every beta schedule diffusers
-knows (linear, scaled_linear, squaredcos_cap_v2) is read exactly as the model was trained with.
+Two kinds, one per family of diffusers scheduler configs (:func:`noise_schedule` picks by the config's class):
+
+- :class:`NoiseSchedule` (``kind = "alpha_bar"``): DDPM's alpha-bar over integer training timesteps. The betas come
+  from diffusers' own scheduler for the config, so every beta schedule diffusers knows (linear, scaled_linear,
+  squaredcos_cap_v2) is read exactly as the model was trained with. Grid points are integer timesteps.
+- :class:`FlowSchedule` (``kind = "flow"``): rectified flow (SD3, Flux, ``builtin:digits-dit``), ``x_s = (1 - s) x0 +
+  s eps`` for sigma ``s`` in [0, 1], the network predicting the velocity ``eps - x0`` at model timestep
+  ``s * num_train_timesteps``. Grid points are sigmas, computed as diffusers' ``FlowMatchEulerDiscreteScheduler``
+  computes them (``shift``; dynamic shifting with ``mu`` as SD3 and Flux configure it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from flexdiff.errors import FlexdiffError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
 
 #: What the network may output (diffusers' ``prediction_type``); anything else fails only mid-sampling, so refuse it.
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -23,6 +36,8 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 @dataclass(frozen=True)
 class NoiseSchedule:
     """``alphas_cumprod[t]`` = alpha-bar_t of DDPM (Ho et al. 2020, eq. 4), float32 as diffusers keeps it."""
+
+    kind = "alpha_bar"
 
     alphas_cumprod: torch.Tensor  # (num_train_timesteps,)
     prediction_type: str = "epsilon"  # what the network outputs: epsilon | v_prediction | sample
@@ -68,6 +83,22 @@ class NoiseSchedule:
         """A short digest of :meth:`identity` (what a schedule file's binding records)."""
         return hashlib.sha256(self.identity()).hexdigest()[:16]
 
+    def model_timestep(self, t: float) -> int:
+        """What the network is given for grid point ``t``: the integer timestep itself."""
+        return int(t)
+
+    def check_grid(self, grid: Any, where: object) -> None:
+        """A teacher grid for this schedule: integer timesteps in ``[0, num_train_timesteps)``."""
+        if any(isinstance(t, bool) or not isinstance(t, int) for t in grid):
+            raise FlexdiffError(f"{where} timesteps", "integer timesteps (an alpha-bar noise schedule)", "write the schedule for this model with `flexdiff schedule --model ...`")
+        if grid[0] >= self.num_train_timesteps or grid[-1] < 0:
+            raise FlexdiffError(f"{where} timesteps {grid[0]}..{grid[-1]}", f"timesteps in [0, {self.num_train_timesteps}) for this model",
+                                "write the schedule for this model with `flexdiff schedule --model ...`")
+
+    def to_prediction(self, output: torch.Tensor, x: torch.Tensor, t: float) -> torch.Tensor:
+        """What the samplers of this kind integrate: epsilon-hat (:meth:`to_eps`)."""
+        return self.to_eps(output, x, int(t))
+
     def alpha_bar(self, t: int | None) -> float:
         """alpha-bar at integer timestep ``t``; ``None`` is the clean end of the trajectory (alpha-bar = 1)."""
         return 1.0 if t is None else float(self.alphas_cumprod[int(t)])
@@ -82,6 +113,123 @@ class NoiseSchedule:
         if self.prediction_type == "sample":  # x = sqrt(a) x0 + sqrt(1-a) eps
             return (x - a**0.5 * output) / (1 - a) ** 0.5
         raise ValueError(f"unknown prediction_type {self.prediction_type!r}")
+
+
+#: The scheduler classes whose configs describe a rectified-flow schedule (read by :class:`FlowSchedule`).
+FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler")
+TIME_SHIFT_TYPES = ("exponential", "linear")
+
+
+@dataclass(frozen=True)
+class FlowSchedule:
+    """Rectified flow's sigmas (Liu et al. 2023; Esser et al. 2024 eq. 1-3, timestep shifting eq. 23), the model
+    timestep being ``sigma * num_train_timesteps``. ``mu`` is the dynamic shift for this model's image size (Flux:
+    ``calculate_shift`` of its packed sequence length), resolved at load time so the grid needs no image size."""
+
+    num_train_timesteps: int = 1000
+    shift: float = 1.0
+    use_dynamic_shifting: bool = False
+    time_shift_type: str = "exponential"
+    mu: float | None = None
+
+    kind = "flow"
+    prediction_type = "flow_prediction"  # diffusers' name for the velocity eps - x0
+
+    @classmethod
+    def from_scheduler_config(cls, config: dict[str, Any], source: object = "scheduler config", image_seq_len: int | None = None) -> "FlowSchedule":
+        """Read a ``FlowMatch*`` scheduler config; with ``use_dynamic_shifting`` ``mu`` is the config's linear map of
+        ``image_seq_len`` (diffusers' ``calculate_shift``: ``base_shift`` at ``base_image_seq_len`` .. ``max_shift`` at
+        ``max_image_seq_len``). Karras / exponential / beta sigmas and ``shift_terminal`` are refused (not implemented)."""
+        for name in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "shift_terminal", "invert_sigmas", "stochastic_sampling"):
+            if config.get(name):
+                raise FlexdiffError(f"{source}: {name} {config[name]!r}", "a flow-matching config with plain (shifted) sigmas", f"drop {name}, or run this model's own pipeline with --sampler pipeline")
+        steps = config.get("num_train_timesteps", 1000)
+        shift = config.get("shift", 1.0)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise FlexdiffError(f"{source}: num_train_timesteps {steps!r}", "an integer >= 1", "restore the number of training timesteps (e.g. 1000)")
+        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not shift > 0:
+            raise FlexdiffError(f"{source}: shift {shift!r}", "a number > 0", "restore the model's shift (e.g. 3.0 for SD3)")
+        time_shift_type = str(config.get("time_shift_type", "exponential"))
+        if time_shift_type not in TIME_SHIFT_TYPES:
+            raise FlexdiffError(f"{source}: time_shift_type {time_shift_type!r}", f"one of {', '.join(TIME_SHIFT_TYPES)}", "restore the model's config")
+        dynamic, mu = bool(config.get("use_dynamic_shifting", False)), None
+        if dynamic:
+            if image_seq_len is None:
+                raise FlexdiffError(source, "the image sequence length of a dynamically shifted flow model", "load the model through flexdiff.load_model")
+            lo, hi = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+            base, top = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+            mu = image_seq_len * (top - base) / (hi - lo) + base - (top - base) / (hi - lo) * lo
+        return cls(steps, float(shift), dynamic, time_shift_type, mu)
+
+    def shifted(self, sigmas: "np.ndarray") -> "np.ndarray":
+        """Timestep shifting as diffusers applies it: ``shift s / (1 + (shift - 1) s)``, or with dynamic shifting
+        ``e^mu / (e^mu + (1/s - 1))`` (exponential) / ``mu / (mu + (1/s - 1))`` (linear)."""
+        if self.use_dynamic_shifting:
+            assert self.mu is not None
+            scale = math.exp(self.mu) if self.time_shift_type == "exponential" else self.mu
+            return scale / (scale + (1 / sigmas - 1))
+        return self.shift * sigmas / (1 + (self.shift - 1) * sigmas)
+
+    def unshifted(self, sigmas: "Sequence[float]") -> list[float]:
+        """The inverse of :meth:`shifted`: what to pass diffusers' ``set_timesteps(sigmas=...)`` (which shifts the
+        sigmas it is given) so that it runs exactly ``sigmas``."""
+        if self.use_dynamic_shifting:
+            assert self.mu is not None
+            scale = math.exp(self.mu) if self.time_shift_type == "exponential" else self.mu
+            return [1.0 / (1.0 + scale * (1.0 / s - 1.0)) for s in sigmas]
+        return [s / (self.shift - (self.shift - 1.0) * s) for s in sigmas]
+
+    def sigmas(self, steps: int) -> list[float]:
+        """The teacher's ``steps`` sigmas, decreasing, as ``FlowMatchEulerDiscreteScheduler.set_timesteps(steps, mu=mu)``
+        computes them (float32 values; the terminal 0 is implied): a linspace between the training schedule's
+        extreme model timesteps, divided by ``num_train_timesteps``, then shifted."""
+        import numpy as np
+
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.num_train_timesteps:
+            raise FlexdiffError(steps, f"a number of steps in [1, {self.num_train_timesteps}]", "pass e.g. --steps 20")
+        n = self.num_train_timesteps
+        train = np.linspace(1, n, n, dtype=np.float32)[::-1].copy() / n  # the training sigmas of diffusers' __init__
+        if not self.use_dynamic_shifting:
+            train = self.shift * train / (1 + (self.shift - 1) * train)
+        sigma_max, sigma_min = float(np.float32(train[0])), float(np.float32(train[-1]))
+        grid = self.shifted(np.linspace(sigma_max * n, sigma_min * n, steps) / n)
+        return [float(v) for v in grid.astype(np.float32)]
+
+    def model_timestep(self, sigma: float) -> float:
+        """What the network is given for sigma: ``sigma * num_train_timesteps`` (a float model timestep)."""
+        return float(sigma) * self.num_train_timesteps
+
+    def check_grid(self, grid: Any, where: object) -> None:
+        """A teacher grid for this schedule: sigmas (numbers) in (0, 1]."""
+        if any(isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 1 for s in grid):
+            raise FlexdiffError(f"{where} timesteps", "sigmas in (0, 1] (a flow-matching model)", "write the schedule for this model with `flexdiff schedule --model ...`")
+
+    def to_prediction(self, output: torch.Tensor, x: torch.Tensor, t: float) -> torch.Tensor:
+        """What the flow samplers integrate: the velocity the network predicts, as it is."""
+        return output
+
+    def identity(self) -> bytes:
+        """Everything that makes two flow schedules sample differently."""
+        return f"flow|{self.num_train_timesteps}|{self.shift!r}|{self.use_dynamic_shifting}|{self.time_shift_type}|{self.mu!r}".encode()
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.identity()).hexdigest()[:16]
+
+
+Noise = NoiseSchedule | FlowSchedule
+"""Either kind of noise schedule; ``noise.kind`` says which (the samplers are registered for one kind each)."""
+
+
+def is_flow_config(config: dict[str, Any]) -> bool:
+    """Whether a scheduler config describes a rectified-flow schedule (its class is a ``FlowMatch*`` scheduler)."""
+    return str(config.get("_class_name", "")) in FLOW_SCHEDULERS
+
+
+def noise_schedule(config: dict[str, Any], source: object = "scheduler config", image_seq_len: int | None = None) -> Noise:
+    """The noise schedule a scheduler config describes: :class:`FlowSchedule` for ``FlowMatch*`` classes, else alpha-bar."""
+    if is_flow_config(config):
+        return FlowSchedule.from_scheduler_config(config, source, image_seq_len)
+    return NoiseSchedule.from_scheduler_config(config, source)
 
 
 def _check_scheduler_config(config: dict[str, Any], source: object) -> None:

@@ -1,4 +1,5 @@
-"""Training recipes for the built-in assets: the ``digits`` teacher UNet and the ``digits`` feature classifier.
+"""Training recipes for the built-in assets: the ``digits`` teachers (a DDPM UNet, ``builtin:digits``, and a rectified-flow
+DiT, ``builtin:digits-dit``) and the ``digits`` feature classifier.
 
 Both are reproducible from one seed: the same ``--seed`` and ``--steps`` give the same weights on the same machine.
 ``--minutes`` only caps wall time, and ``training.json`` records the step count reached. A run the cap cut short is
@@ -11,6 +12,7 @@ reproduced by ``--seed`` and ``--steps`` alone.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +30,11 @@ from flexdiff.noise import NoiseSchedule
 from flexdiff.utils.io import atomic_path, write_json
 from flexdiff.utils.training import ema_update, warmup_cosine
 
+
+@functools.cache
+def _ddpm_noise() -> NoiseSchedule:
+    return NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG)
+
 #: Architecture of ``builtin:digits``: two downsamplings (16 -> 8 -> 4), attention at 8x8 and 4x4, two resnets per
 #: down block (so partial steps have 3 x 3 = 9 skip branches), about 1.0 M parameters.
 #: The 16x16 level is kept narrow (16 channels): it dominates the convolution cost on a CPU.
@@ -44,9 +51,30 @@ TEACHER_CONFIG = dict(
 )
 
 
+#: Architecture of ``builtin:digits-dit``: a class-conditional ``DiTTransformer2DModel`` (adaLN-Zero, Peebles & Xie 2023)
+#: on 2x2 patches of the 16x16 digits (64 tokens), 6 blocks of width 128: 2.1 M parameters, so partial(F, B) steps
+#: have 15 branches (F >= 1, B >= 0, F + B <= 5).
+DIT_TEACHER_CONFIG = dict(
+    num_attention_heads=4,
+    attention_head_dim=32,
+    in_channels=1,
+    out_channels=1,
+    num_layers=6,
+    sample_size=16,
+    patch_size=2,
+    num_embeds_ada_norm=10,  # DiT's class embedding: the ten digits
+)
+#: The rectified-flow schedule of ``builtin:digits-dit`` (diffusers' FlowMatchEulerDiscreteScheduler, no shift: 16x16 pixels).
+FLOW_SCHEDULER_CONFIG: dict[str, object] = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0}
+#: Teacher architectures ``flexdiff train --arch`` builds.
+ARCHITECTURES = ("unet", "dit")
+
+
 @dataclass(frozen=True)
 class TeacherRecipe:
-    """The teacher's hyper-parameters; ``steps`` and ``minutes`` are checked here, before any training starts."""
+    """The teacher's hyper-parameters; ``steps``, ``minutes`` and ``arch`` are checked here, before any training starts.
+
+    ``arch="unet"``: DDPM epsilon-prediction (``builtin:digits``); ``arch="dit"``: rectified flow (``builtin:digits-dit``)."""
 
     seed: int = 0
     steps: int = 8000
@@ -56,13 +84,37 @@ class TeacherRecipe:
     warmup_steps: int = 200
     ema_decay: float = 0.999
     weight_decay: float = 0.0
+    arch: str = "unet"
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise FlexdiffError(f"--arch {self.arch}", f"one of {', '.join(ARCHITECTURES)}", "pass --arch unet (DDPM) or --arch dit (rectified flow)")
         if self.steps < 1:
             raise FlexdiffError(f"--steps {self.steps}", "--steps >= 1", "pass a positive number of optimizer steps")
         # -1 saved an untrained model and 0 meant "no limit"; NaN / inf are no cap a user means either
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
             raise FlexdiffError(f"--minutes {self.minutes}", "a finite wall-time cap > 0 minutes", "pass e.g. --minutes 30, or drop --minutes for no cap")
+
+
+def _ddpm_loss(net: torch.nn.Module, x0: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """DDPM (Ho et al. 2020, Alg. 1): eps-prediction MSE at a uniform timestep of the 1000."""
+    abar = _ddpm_noise().alphas_cumprod
+    t = torch.randint(0, _ddpm_noise().num_train_timesteps, (len(x0),), generator=gen)
+    eps = torch.randn(x0.shape, generator=gen)  # drawn on the CPU: the same numbers on any device
+    a = abar[t].view(-1, 1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * eps  # q(x_t | x_0), eq. 4
+    return F.mse_loss(net(xt.to(device), t.to(device)).sample, eps.to(device))
+
+
+def _flow_loss(net: torch.nn.Module, x0: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """Rectified flow (Liu et al. 2023; Esser et al. 2024, eq. 1-3): ``x_s = (1 - s) x0 + s eps``, the network predicts the
+    velocity ``eps - x0`` at model timestep ``1000 s``; ``s`` is logit-normal (SD3's m = 0, s = 1: more weight mid-way)."""
+    sigma = torch.sigmoid(torch.randn((len(x0),), generator=gen))
+    eps = torch.randn(x0.shape, generator=gen)
+    s = sigma.view(-1, 1, 1, 1)
+    xt = (1 - s) * x0 + s * eps
+    out = net(xt.to(device), timestep=(sigma * 1000).to(device), class_labels=labels.to(device)).sample
+    return F.mse_loss(out, (eps - x0).to(device))
 
 
 def train_teacher(
@@ -71,42 +123,45 @@ def train_teacher(
     images: torch.Tensor | None = None,
     on_step: Callable[[int, float], None] | None = None,
     device: torch.device | str = "cpu",
+    labels: torch.Tensor | None = None,
 ) -> dict[str, float | int]:
-    """DDPM training (Ho et al. 2020, Alg. 1: eps-prediction MSE, uniform t over 1000 steps) with EMA weights.
+    """Train the recipe's teacher with EMA weights (``arch``: DDPM UNet or rectified-flow DiT, see the loss functions).
 
-    Saves the EMA UNet as a diffusers pipeline folder in ``out``; returns steps, wall time and final loss. A
-    ``minutes`` cap that ends before the first step is an error: the random initialisation is no model.
+    Saves the EMA network as a diffusers pipeline folder in ``out``; returns steps, wall time and final loss. A
+    ``minutes`` cap that ends before the first step is an error: the random initialisation is no model. The DiT is
+    class-conditional: ``labels`` (one per image, 0..9) default to the built-in digits' own.
     """
-    from diffusers import UNet2DModel
+    from diffusers import DiTTransformer2DModel, UNet2DModel
 
     torch.manual_seed(recipe.seed)
     gen = torch.Generator().manual_seed(recipe.seed)
-    data = digits("train")[0] if images is None else images
-    unet = UNet2DModel(**TEACHER_CONFIG).to(device)
-    ema = copy.deepcopy(unet).requires_grad_(False)
-    noise = NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG)
-    abar = noise.alphas_cumprod
-    opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if images is None:
+        images, labels = digits("train")
+    if recipe.arch == "dit":
+        if labels is None:
+            raise FlexdiffError("--data without labels", "class labels for the class-conditional DiT (the built-in digits have them)", "train --arch dit on builtin:digits-train")
+        architecture, net, loss_fn, scheduler_config = DIT_TEACHER_CONFIG, DiTTransformer2DModel(**DIT_TEACHER_CONFIG), _flow_loss, FLOW_SCHEDULER_CONFIG
+    else:
+        architecture, net, loss_fn, scheduler_config = TEACHER_CONFIG, UNet2DModel(**TEACHER_CONFIG), _ddpm_loss, DEFAULT_SCHEDULER_CONFIG
+    labels = torch.zeros(len(images), dtype=torch.long) if labels is None else labels
+    net = net.to(device)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     # linear warm-up, then cosine decay to zero at `steps` (a --minutes cap may stop earlier; the card says where)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, recipe.steps, recipe.warmup_steps))
     start, losses, step = time.monotonic(), [], 0
     deadline = start + recipe.minutes * 60 if recipe.minutes is not None else None
-    unet.train()
+    net.train()
     while step < recipe.steps and (deadline is None or time.monotonic() < deadline):
-        idx = torch.randint(0, len(data), (recipe.batch_size,), generator=gen)
-        x0 = data[idx]
-        t = torch.randint(0, noise.num_train_timesteps, (recipe.batch_size,), generator=gen)
-        eps = torch.randn(x0.shape, generator=gen)  # drawn on the CPU: the same numbers on any device
-        a = abar[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps  # q(x_t | x_0), eq. 4
-        loss = F.mse_loss(unet(xt.to(device), t.to(device)).sample, eps.to(device))
+        idx = torch.randint(0, len(images), (recipe.batch_size,), generator=gen)
+        loss = loss_fn(net, images[idx], labels[idx], gen, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
         step += 1
-        ema_update(ema, unet, step, recipe.ema_decay)
+        ema_update(ema, net, step, recipe.ema_decay)
         losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, losses[-1])
@@ -114,8 +169,8 @@ def train_teacher(
         raise FlexdiffError(f"--minutes {recipe.minutes}", "a wall-time cap long enough for at least one optimizer step (0 steps ran)", "raise --minutes or drop it")
     tail = losses[-500:]
     stats = {"steps": step, "wall_seconds": round(time.monotonic() - start, 1), "final_loss": round(sum(tail) / max(len(tail), 1), 5)}
-    save_model(ema.eval().cpu(), out, DEFAULT_SCHEDULER_CONFIG)
-    write_json(out / "training.json", {"recipe": asdict(recipe), "architecture": TEACHER_CONFIG, **stats})
+    save_model(ema.eval().cpu(), out, scheduler_config)
+    write_json(out / "training.json", {"recipe": asdict(recipe), "architecture": architecture, **stats})
     return stats
 
 

@@ -31,21 +31,27 @@ def train(
     steps: int = typer.Option(8000, "--steps", help="optimizer steps; the learning rate decays to zero over them (with --minutes: whichever ends first)"),
     data: str = typer.Option("builtin:digits-train", "--data", help="training images (.npz, folder or builtin set)"),
     device: str = DEVICE,
+    arch: str = typer.Option("unet", "--arch", help="unet: the DDPM UNet of builtin:digits; dit: the rectified-flow DiT of builtin:digits-dit (class-conditional)"),
+    lr: float = typer.Option(None, "--lr", help="peak learning rate (default: 1e-3 for unet, 5e-4 for dit)"),
 ) -> None:
-    """Train the built-in digits teacher (DDPM, EMA weights) reproducibly from a seed."""
+    """Train a built-in digits teacher (DDPM UNet or rectified-flow DiT, EMA weights) reproducibly from a seed."""
     from flexdiff.data import load_images
     from flexdiff.training import TeacherRecipe, train_teacher
     from flexdiff.utils.device import resolve_device
     from flexdiff.utils.progress import progress_bar
 
-    recipe = TeacherRecipe(seed=seed, steps=steps, minutes=minutes)  # checks --steps and --minutes before any work
-    images = load_images(data)
+    recipe = TeacherRecipe(seed=seed, steps=steps, minutes=minutes, arch=arch, lr=lr or (5e-4 if arch == "dit" else 1e-3))  # checked before any work
+    images, labels = load_images(data), None
+    if data == "builtin:digits-train":
+        from flexdiff.data import digits
+
+        labels = digits("train")[1]
     target = resolve_device(device)
 
     def work(tmp: Path) -> dict[str, Any]:
         # the bar starts only once _train_into has accepted --out: a refused --out is the only stderr line
         with progress_bar("training teacher", steps) as advance:
-            return train_teacher(tmp, recipe, images, on_step=lambda s, loss: advance(1, f"loss {loss:.4f}"), device=target)
+            return train_teacher(tmp, recipe, images, on_step=lambda s, loss: advance(1, f"loss {loss:.4f}"), device=target, labels=labels)
 
     print(json.dumps(_train_into(out, work)))
 

@@ -102,13 +102,17 @@ def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto"
     return model
 
 
-def save_model(model_or_unet: DiffusionModel | torch.nn.Module, out: Path, scheduler_config: dict[str, Any] | None = None) -> None:
-    """Save a UNet as a diffusers pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``), safetensors only."""
-    unet = model_or_unet.denoiser if isinstance(model_or_unet, DiffusionModel) else model_or_unet
+def save_model(model_or_net: DiffusionModel | torch.nn.Module, out: Path, scheduler_config: dict[str, Any] | None = None) -> None:
+    """Save a denoiser as a diffusers pipeline folder (``model_index.json``, ``unet/`` or ``transformer/``,
+    ``scheduler/``), safetensors only. A transformer folder names no diffusers pipeline class (a pixel DiT has no VAE,
+    so diffusers' ``DiTPipeline`` cannot drive it): :func:`load_model` reads it."""
+    net = model_or_net.denoiser if isinstance(model_or_net, DiffusionModel) else model_or_net
     if scheduler_config is None:
-        scheduler_config = model_or_unet.scheduler_config if isinstance(model_or_unet, DiffusionModel) else DEFAULT_SCHEDULER_CONFIG
-    unet.save_pretrained(out / "unet", safe_serialization=True)
+        scheduler_config = model_or_net.scheduler_config if isinstance(model_or_net, DiffusionModel) else DEFAULT_SCHEDULER_CONFIG
+    component = "unet" if type(net).__name__.startswith("UNet") else "transformer"
+    net.save_pretrained(out / component, safe_serialization=True)
     (out / "scheduler").mkdir(parents=True, exist_ok=True)
     write_json(out / "scheduler" / "scheduler_config.json", scheduler_config)
-    index = {"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", scheduler_config.get("_class_name", "DDPMScheduler")]}
+    pipeline = "DDPMPipeline" if component == "unet" else "FlexdiffTransformerPipeline"
+    index = {"_class_name": pipeline, component: ["diffusers", type(net).__name__], "scheduler": ["diffusers", scheduler_config.get("_class_name", "DDPMScheduler")]}
     write_json(out / "model_index.json", index)

@@ -14,6 +14,8 @@ from flexdiff.samplers._base import (
     alpha_sigma_lambda,
     check_eta,
     check_sampler,
+    check_sampler_for,
+    check_sigmas,
     check_timesteps,
     get_sampler,
     register_sampler,
@@ -28,9 +30,11 @@ import_submodules(__name__, __path__)
 
 from flexdiff.samplers.ddim import ddim  # noqa: E402 - after the registry is filled
 from flexdiff.samplers.ddim_2m import ddim_2m, teacher_error_share  # noqa: E402
-from flexdiff.samplers.dpmpp_2m import dpmpp_2m  # noqa: E402
+from flexdiff.samplers.dpmpp_2m import dpmpp_2m, multistep_2m  # noqa: E402
+from flexdiff.samplers.flow_dpmpp_2m import flow_dpmpp_2m  # noqa: E402
+from flexdiff.samplers.flow_euler import flow_euler  # noqa: E402
 
 __all__ = [
-    "PIPELINE", "SAMPLERS", "Denoise", "NoiseSampler", "Sampler", "SamplerInfo", "alpha_sigma_lambda", "check_eta", "check_sampler", "check_timesteps", "ddim", "ddim_2m",
-    "dpmpp_2m", "get_sampler", "register_sampler", "same_trajectory", "sampler_info", "sampler_names", "teacher_error_share", "uniform_timesteps",
+    "PIPELINE", "SAMPLERS", "Denoise", "NoiseSampler", "Sampler", "SamplerInfo", "alpha_sigma_lambda", "check_eta", "check_sampler_for", "check_sigmas", "check_sampler", "check_timesteps", "ddim", "ddim_2m",
+    "dpmpp_2m", "flow_dpmpp_2m", "flow_euler", "get_sampler", "multistep_2m", "register_sampler", "same_trajectory", "sampler_info", "sampler_names", "teacher_error_share", "uniform_timesteps",
 ]

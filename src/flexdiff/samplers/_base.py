@@ -59,6 +59,18 @@ def check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> list[
     return ts
 
 
+def check_sigmas(sigmas: Sequence[float]) -> list[float]:
+    """Validate a flow-matching grid: non-empty, strictly decreasing sigmas in (0, 1] (the terminal 0 is implied)."""
+    ss = [float(s) for s in sigmas]
+    if not ss:
+        raise FlexdiffError("[]", "at least one sigma", "pass a non-empty decreasing list")
+    if any(b >= a for a, b in zip(ss, ss[1:])):
+        raise FlexdiffError(ss, "strictly decreasing sigmas", "sort them from noisy to clean without repeats")
+    if ss[0] > 1 or ss[-1] <= 0:
+        raise FlexdiffError(ss, "sigmas in (0, 1]", "use the model's flow-matching sigmas")
+    return ss
+
+
 def check_eta(eta: float) -> None:
     """DDIM's stochasticity must lie in [0, 1] (eq. 16): beyond 1 sigma_t^2 exceeds 1 - alpha_prev and the direction
     term turns imaginary; NaN would silently give NaN images."""
@@ -86,16 +98,19 @@ class SamplerInfo:
     #: Another sampler this one follows step for step wherever every step it corrects (each but the first and the
     #: last) is one of the grid's own (ddim-2m is DDIM there): lets a search skip scoring a plan twice.
     same_on_grid_as: str | None = None
+    #: The noise-schedule kind it integrates (:mod:`flexdiff.noise`): "alpha_bar" (integer timesteps, epsilon-hat)
+    #: or "flow" (sigmas, the velocity).
+    noise_kind: str = "alpha_bar"
 
 
 SAMPLERS: Registry[SamplerInfo] = Registry("a sampler", "pick one with --sampler")
 
 
-def register_sampler(name: str, *, spacing: str, deterministic: bool, same_on_grid_as: str | None = None) -> Callable[[Sampler], Sampler]:
+def register_sampler(name: str, *, spacing: str, deterministic: bool, same_on_grid_as: str | None = None, noise_kind: str = "alpha_bar") -> Callable[[Sampler], Sampler]:
     """Decorator: make a sampler function available as ``--sampler name`` (and to schedules, the search, the report)."""
 
     def decorate(fn: Sampler) -> Sampler:
-        SAMPLERS.register(name, SamplerInfo(name, fn, spacing, deterministic, same_on_grid_as))
+        SAMPLERS.register(name, SamplerInfo(name, fn, spacing, deterministic, same_on_grid_as, noise_kind))
         return fn
 
     return decorate
@@ -122,9 +137,16 @@ def check_sampler(name: str, fix: str = "pick one with --sampler") -> None:
         SAMPLERS.get(name, f"{fix} (or {PIPELINE}: the model folder's own scheduler)")
 
 
-def sampler_names() -> list[str]:
-    """The registered samplers (flexdiff's own loop; :data:`PIPELINE` is not one of them)."""
-    return SAMPLERS.names()
+def sampler_names(noise_kind: str | None = None) -> list[str]:
+    """The registered samplers (flexdiff's own loop; :data:`PIPELINE` is not one of them), of one noise kind if given."""
+    return [n for n in SAMPLERS.names() if noise_kind is None or SAMPLERS.get(n).noise_kind == noise_kind]
+
+
+def check_sampler_for(name: str, noise_kind: str, where: object = "--sampler") -> None:
+    """A one-line error when sampler ``name`` integrates another noise-schedule kind than the model's."""
+    if name != PIPELINE and sampler_info(name).noise_kind != noise_kind:
+        raise FlexdiffError(f"{where} {name}", f"a sampler for this model's {noise_kind.replace('_', '-')} noise schedule ({', '.join(sampler_names(noise_kind))})",
+                            f"pick one of those, e.g. --sampler {sampler_names(noise_kind)[0]}")
 
 
 def same_trajectory(a: str, b: str, active: Sequence[int], grid: Sequence[int]) -> bool:

@@ -40,15 +40,31 @@ def dpmpp_2m(
     if eta != 0:
         raise FlexdiffError(eta, "eta = 0 for dpmpp-2m (a deterministic solver)", "drop --eta or use --sampler ddim")
     ts = check_timesteps(timesteps, noise.num_train_timesteps)
+    coefficients = [alpha_sigma_lambda(noise.alpha_bar(t)) for t in ts] + [alpha_sigma_lambda(1.0)]
+    return multistep_2m(lambda x, i: (x - coefficients[i][1] * denoise(x, ts[i], i)) / coefficients[i][0], x, coefficients, callback)
+
+
+def multistep_2m(
+    data_prediction: Callable[[torch.Tensor, int], torch.Tensor],
+    x: torch.Tensor,
+    coefficients: Sequence[tuple[float, float, float]],
+    callback: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) over any noise schedule: ``coefficients[i]`` = (alpha_i, sigma_i, lambda_i) of grid point ``i``
+    (the last one the clean end: alpha = 1, sigma = 0), ``data_prediction(x, i)`` = x0-hat at point ``i``.
+
+    ``x_{i+1} = (sigma_{i+1} / sigma_i) x_i + alpha_{i+1} (1 - e^{-h}) D`` with ``D`` the first-order x0-hat at the
+    first step and at the step to the clean image, ``x0 + (x0 - x0_prev) / (2 r)`` otherwise (r = h_{i-1} / h_i).
+    """
     prev_x0: torch.Tensor | None = None
     prev_lambda = 0.0
-    for i, t in enumerate(ts):
-        eps = denoise(x, t, i)
-        alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(noise.alpha_bar(t))
-        alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(noise.alpha_bar(ts[i + 1] if i + 1 < len(ts) else None))
-        x0 = (x - sigma_s * eps) / alpha_s
+    steps = len(coefficients) - 1
+    for i in range(steps):
+        x0 = data_prediction(x, i)
+        alpha_s, sigma_s, lambda_s = coefficients[i]
+        alpha_t, sigma_t, lambda_t = coefficients[i + 1]
         phi = -math.expm1(-(lambda_t - lambda_s)) if math.isfinite(lambda_t) else 1.0  # 1 - e^{-h}
-        last = i + 1 == len(ts)
+        last = i + 1 == steps
         if prev_x0 is None or last:
             d = x0  # first order (DPM-Solver++ 1 = DDIM)
         else:
