@@ -48,7 +48,7 @@ def tiny_plain_model() -> DiffusionModel:
 
 
 MODELS = {"unet2d": tiny_plain_model, "unet2d-condition-cfg": tiny_conditional_model}
-SAMPLERS = sampler_names()  # every registered sampler
+SAMPLERS = sampler_names("alpha_bar")  # every registered sampler of the UNets' noise kind (flow samplers: tests/test_transformer.py)
 T = 8
 
 

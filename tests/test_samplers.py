@@ -231,16 +231,41 @@ def _registered() -> list[str]:
     return sampler_names()
 
 
+def _noise(info):
+    """The noise schedule of the sampler's kind: DDPM's alpha-bars, or SD3-style rectified flow (shift 3)."""
+    from flexdiff.noise import FlowSchedule
+
+    return FlowSchedule(shift=3.0) if info.noise_kind == "flow" else NoiseSchedule.from_scheduler_config(BASE)
+
+
+def _grid(info, noise, steps: int) -> list:
+    return noise.sigmas(steps) if info.noise_kind == "flow" else uniform_timesteps(1000, steps, info.spacing)
+
+
+def _contract_denoise(unet, noise):
+    """eps-hat of the well-scaled network, or for flow the exact velocity of data ~ N(0, 0.25 I) perturbed by the UNet."""
+    if noise.kind != "flow":
+        return _denoise(unet, noise)
+
+    def velocity(x: torch.Tensor, s: float, i: int) -> torch.Tensor:
+        # x = (1 - s) x0 + s eps with x0 ~ N(0, 0.25): E[eps - x0 | x] = x (s - 0.25 (1 - s)) / ((1 - s)^2 0.25 + s^2)
+        with torch.no_grad():
+            bump = 0.01 * unet(x, torch.full((len(x),), s * 1000)).sample
+        return x * (s - 0.25 * (1 - s)) / (0.25 * (1 - s) ** 2 + s**2) + bump
+
+    return velocity
+
+
 @pytest.mark.parametrize("name", _registered())
 def test_contract_calls_denoise_once_per_active_step_in_order(unet, name: str) -> None:
     from flexdiff.samplers import sampler_info
 
     info = sampler_info(name)
-    noise = NoiseSchedule.from_scheduler_config(BASE)
-    grid = uniform_timesteps(1000, 10, info.spacing)
+    noise = _noise(info)
+    grid = _grid(info, noise, 10)
     active = [t for i, t in enumerate(grid) if i not in (3, 4, 7)]  # null steps dropped: the sampler jumps over them
     seen = []
-    inner = _denoise(unet, noise)
+    inner = _contract_denoise(unet, noise)
 
     def spy(x: torch.Tensor, t: int, i: int) -> torch.Tensor:
         seen.append((t, i, tuple(x.shape)))
@@ -257,11 +282,11 @@ def test_contract_images_do_not_depend_on_the_batch(unet, name: str) -> None:
     from flexdiff.samplers import sampler_info
 
     info = sampler_info(name)
-    noise = NoiseSchedule.from_scheduler_config(BASE)
-    ts = uniform_timesteps(1000, 6, info.spacing)
+    noise = _noise(info)
+    ts = _grid(info, noise, 6)
     x = initial_noise(4, (1, 8, 8), 1)
-    whole = info.fn(_denoise(unet, noise), x, ts, noise, grid=ts)
-    halves = torch.cat([info.fn(_denoise(unet, noise), x[i:i + 2], ts, noise, grid=ts) for i in (0, 2)])
+    whole = info.fn(_contract_denoise(unet, noise), x, ts, noise, grid=ts)
+    halves = torch.cat([info.fn(_contract_denoise(unet, noise), x[i:i + 2], ts, noise, grid=ts) for i in (0, 2)])
     torch.testing.assert_close(whole, halves, rtol=0, atol=1e-5)
 
 
@@ -270,15 +295,15 @@ def test_contract_deterministic_samplers_refuse_eta_and_the_others_use_it(unet, 
     from flexdiff.samplers import sampler_info
 
     info = sampler_info(name)
-    noise = NoiseSchedule.from_scheduler_config(BASE)
-    ts = uniform_timesteps(1000, 4, info.spacing)
+    noise = _noise(info)
+    ts = _grid(info, noise, 4)
     x = initial_noise(2, (1, 8, 8), 2)
     if info.deterministic:
         with pytest.raises(FlexdiffError):
-            info.fn(_denoise(unet, noise), x, ts, noise, eta=0.5)
+            info.fn(_contract_denoise(unet, noise), x, ts, noise, eta=0.5)
     else:
-        plain = info.fn(_denoise(unet, noise), x, ts, noise)
-        noisy = info.fn(_denoise(unet, noise), x, ts, noise, eta=1.0, noise_sampler=lambda i: torch.randn(x.shape, generator=torch.Generator().manual_seed(i)))
+        plain = info.fn(_contract_denoise(unet, noise), x, ts, noise)
+        noisy = info.fn(_contract_denoise(unet, noise), x, ts, noise, eta=1.0, noise_sampler=lambda i: torch.randn(x.shape, generator=torch.Generator().manual_seed(i)))
         assert not torch.equal(plain, noisy)
 
 
@@ -287,12 +312,12 @@ def test_contract_refuses_bad_timesteps_and_follows_its_declared_twin(unet, name
     from flexdiff.samplers import sampler_info
 
     info = sampler_info(name)
-    noise = NoiseSchedule.from_scheduler_config(BASE)
+    noise = _noise(info)
     with pytest.raises(FlexdiffError):
-        info.fn(_denoise(unet, noise), initial_noise(1, (1, 8, 8), 0), [10, 10], noise)
+        info.fn(_contract_denoise(unet, noise), initial_noise(1, (1, 8, 8), 0), [10, 10], noise)
     if info.same_on_grid_as is not None:  # wherever every corrected step is one of the grid's own, it is its twin exactly
         twin = sampler_info(info.same_on_grid_as)
-        grid = uniform_timesteps(1000, 8, info.spacing)
+        grid = _grid(info, noise, 8)
         x = initial_noise(2, (1, 8, 8), 3)
         assert same_trajectory(name, twin.name, grid, grid)
-        assert torch.equal(info.fn(_denoise(unet, noise), x, grid, noise, grid=grid), twin.fn(_denoise(unet, noise), x, grid, noise, grid=grid))
+        assert torch.equal(info.fn(_contract_denoise(unet, noise), x, grid, noise, grid=grid), twin.fn(_contract_denoise(unet, noise), x, grid, noise, grid=grid))

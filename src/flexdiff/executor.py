@@ -74,6 +74,7 @@ class ScheduleExecutor:
         self.model, self.schedule, self.layout, self.state = model, schedule, layout, state
         self._active = schedule.active_indices
         self._record = record_range(schedule, layout)
+        self._filled: list[int] = []  # teacher-step positions of this run's cache-filling steps (for forecasts)
         self.hollow = True  # False: deep units replay their real cached tensors (the reference the tests compare with)
 
     def set_step(self, index: int) -> None:
@@ -84,10 +85,26 @@ class ScheduleExecutor:
             raise ValueError(f"step {index} is {step}: the sampler must skip it, not call the network")
         if kind.fills_cache:
             self.state.enter_full(self._record)
+            if self._record and self._filled[-1:] != [index]:  # a pipeline may call once per CFG half: one position
+                self._filled = [*self._filled[-1:], index]
         elif not kind.takes_branch:  # a step that computes everything and records nothing
             self.state.enter_full(range(0))
         else:
-            self.state.enter_partial(self.layout.branches[step.branch], self.hollow)
+            self.state.enter_partial(self.layout.branches[step.branch], self.hollow, self._forecast(index) if kind.forecasts else None)
+
+    def _forecast(self, index: int) -> torch.Tensor | None:
+        """The extrapolation factor ``(p - p2) / (p2 - p1)`` of step ``index`` from the last two cache-filling steps
+        at positions ``p1 < p2`` (teacher steps: the step position TaylorSeer expands in); None (replay) before the second."""
+        if len(self._filled) < 2:
+            return None
+        p1, p2 = self._filled
+        return torch.tensor((index - p2) / (p2 - p1))
+
+    def new_run(self) -> None:
+        """A new sampling trajectory starts (one batch): caches and the positions of full steps are forgotten."""
+        self.state.cache.clear()
+        self.state.previous.clear()
+        self._filled = []
 
     def denoise(self, x: torch.Tensor, t: int, i: int) -> torch.Tensor:
         """The :data:`Denoise` callable for the samplers: active step ``i`` -> teacher step ``active[i]``."""
@@ -95,8 +112,8 @@ class ScheduleExecutor:
         return self.model.eps(x, t)
 
     def start(self) -> Denoise:
-        """Begin a sampling run (one batch): clears the cache; returns :meth:`denoise`."""
-        self.state.cache.clear()
+        """Begin a sampling run (one batch): clears the caches; returns :meth:`denoise`."""
+        self.new_run()
         return self.denoise
 
 

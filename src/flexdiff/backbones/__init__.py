@@ -17,6 +17,7 @@ from flexdiff.utils.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
-from flexdiff.backbones.unet import UNetBackbone, UNetBranch, unet_layout  # noqa: E402 - after discovery
+from flexdiff.backbones.transformer import TransformerBackbone, TransformerBranch, transformer_layout  # noqa: E402 - after discovery
+from flexdiff.backbones.unet import UNetBackbone, UNetBranch, unet_layout  # noqa: E402
 
-__all__ = ["BACKBONES", "Backbone", "Branch", "Layout", "UNetBackbone", "UNetBranch", "backbone_of", "layout_of", "register_backbone", "unet_layout"]
+__all__ = ["BACKBONES", "Backbone", "Branch", "Layout", "TransformerBackbone", "TransformerBranch", "UNetBackbone", "UNetBranch", "backbone_of", "layout_of", "register_backbone", "transformer_layout", "unet_layout"]

@@ -62,6 +62,10 @@ class Backbone(ABC):
     description: str = ""
     #: the step kinds its hooks implement
     step_kinds: tuple[str, ...] = (FULL, PARTIAL, NULL)
+    #: what a partial step reuses for its deep units (the hook technique, :mod:`flexdiff.hooks`): "output" (each
+    #: deep unit replays its cached output: DeepCache) or "residual" (the deep range adds the residual it added at
+    #: the latest full step: DBCache)
+    reuse: str = "output"
 
     @abstractmethod
     def matches(self, module: nn.Module) -> bool:

@@ -86,12 +86,13 @@ class PipelineRun:
     slot: int = 0  # denoiser calls so far within the current iteration
     offset: int = 0  # loop positions skipped at the start (img2img's strength)
     positions: list[int] = field(default_factory=list)  # loop position -> active-step position (grid_steps)
-    caches: dict[int, dict[int, Any]] = field(default_factory=dict)  # call slot -> that slot's unit cache
+    caches: dict[int, tuple[dict[Any, Any], dict[Any, Any]]] = field(default_factory=dict)  # call slot -> its (cache, previous)
     replaced: Any = None  # the pipeline's own scheduler while a FlexdiffScheduler stands in for it (restored on disable)
 
     def start(self, positions: list[int]) -> None:
         self.started, self.step, self.slot, self.offset, self.positions = True, 0, 0, 0, positions
         self.caches.clear()
+        self.executor.new_run()
 
     def before_call(self, timestep: Any) -> None:
         """A denoiser call at ``timestep`` is about to run: the schedule step it belongs to sets the hooks."""
@@ -108,8 +109,9 @@ class PipelineRun:
         if self.step == 0 and not self.schedule.steps[index].info.fills_cache:
             raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]}",
                                 "a full step where the pipeline's loop starts (img2img's strength skips the steps before it)", "make that step full")
-        self.state.cache = self.caches.setdefault(self.slot, {})
-        self.executor.set_step(index)
+        self.state.cache, self.state.previous = self.caches.get(self.slot, ({}, {}))
+        self.executor.set_step(index)  # a recording step starts new caches: keep this slot's
+        self.caches[self.slot] = (self.state.cache, self.state.previous)
         self.slot += 1
 
     def _first_position(self, timestep: Any) -> int:

@@ -1,8 +1,10 @@
 """Step kinds: what one of the teacher's timesteps does in a schedule, as data in a registry.
 
-``full`` runs every unit and writes the cache; ``partial:b`` (DeepCache) runs only the units shallower than branch
-``b`` and replays the deeper ones from the cache of the latest full step; ``null`` makes no network call (the timestep
-is dropped and the sampler jumps over it). A kind is described by three properties, which is all the executor, the
+``full`` runs every unit and writes the cache; ``partial:b`` (DeepCache; DBCache on transformers) runs only the units
+shallower than branch ``b`` and reuses the deeper ones from the cache of the latest full step; ``forecast:b`` is a
+partial step whose reused feature is extrapolated from the last two full steps (TaylorSeer's first order,
+:class:`flexdiff.hooks.StepState`; before the second full step it replays); ``null`` makes no network call (the
+timestep is dropped and the sampler jumps over it). A kind is described by three properties, which is all the executor, the
 cost model and the schedule's validation read, so a new kind that combines them differently is one
 :func:`register_step_kind` call in its own module.
 """
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from flexdiff.errors import FlexdiffError
 from flexdiff.utils.registry import Registry
 
-FULL, NULL, PARTIAL = "full", "null", "partial"
+FULL, NULL, PARTIAL, FORECAST = "full", "null", "partial", "forecast"
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class StepKind:
     takes_branch: bool = False
     #: True: computes every unit and records what the following replaying steps need (cost: a full step).
     fills_cache: bool = False
+    #: True: the reused feature is extrapolated from the last two cache-filling steps instead of replayed.
+    forecasts: bool = False
 
 
 STEP_KINDS: Registry[StepKind] = Registry("a step kind", "fix the schedule entry (see `flexdiff inspect` for branches)")
@@ -40,6 +44,7 @@ def register_step_kind(kind: StepKind) -> StepKind:
 register_step_kind(StepKind(FULL, fills_cache=True))
 register_step_kind(StepKind(PARTIAL, takes_branch=True))
 register_step_kind(StepKind(NULL, calls_network=False))
+register_step_kind(StepKind(FORECAST, takes_branch=True, forecasts=True))
 
 
 def _digits(text: str) -> bool:
