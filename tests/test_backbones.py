@@ -7,18 +7,21 @@ from collections.abc import Callable
 import pytest
 import torch
 from test_hooks import tiny_conditional_model, tiny_plain_model
+from test_transformer import tiny_dit_model, tiny_pixart_model
 
 from flexdiff.backbones import BACKBONES, backbone_of
-from flexdiff.cost import measure_macs
+from flexdiff.cost import measure_macs, probe_input
 from flexdiff.executor import apply_schedule
-from flexdiff.hooks import HOOK_NAME, apply_partial_steps, remove_partial_steps
+from flexdiff.hooks import TECHNIQUES, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DiffusionModel
+from flexdiff.samplers import sampler_names
 from flexdiff.sampling import generate, teacher_timesteps
 from flexdiff.schedule import Schedule, Step, deepcache_uniform, full
 
 #: backbone name -> tiny random models of that family (diffusers' own classes, seeded)
 TINY_MODELS: dict[str, list[Callable[[], DiffusionModel]]] = {
     "unet": [tiny_plain_model, tiny_conditional_model],
+    "transformer": [tiny_dit_model, tiny_pixart_model],
 }
 CASES = [(name, factory) for name in BACKBONES.names() for factory in TINY_MODELS.get(name, [None])]
 
@@ -52,29 +55,31 @@ def test_layout_units_and_branches(name: str, factory) -> None:
 @pytest.mark.parametrize("name, factory", CASES)
 def test_hooks_come_off_bit_identically_and_the_all_full_schedule_is_the_model(name: str, factory) -> None:
     model = _model(name, factory)
-    ts = teacher_timesteps(model, "ddim", 6)
+    sampler = sampler_names(model.noise.kind)[0]
+    ts = teacher_timesteps(model, sampler, 6)
     noise = model.initial_noise(2, 0)
-    plain = generate(model, noise, ts, "ddim")
-    with apply_schedule(model, full(ts)) as run:
-        assert torch.equal(generate(model, noise, ts, "ddim", denoise=run.start), plain)
-    with apply_schedule(model, deepcache_uniform(ts, 3, 0)) as run:
-        assert not torch.equal(generate(model, noise, ts, "ddim", denoise=run.start), plain)
-    assert torch.equal(generate(model, noise, ts, "ddim"), plain)
+    plain = generate(model, noise, ts, sampler)
+    with apply_schedule(model, full(ts, sampler)) as run:
+        assert torch.equal(generate(model, noise, ts, sampler, denoise=run.start), plain)
+    with apply_schedule(model, deepcache_uniform(ts, 3, 0, sampler)) as run:
+        assert not torch.equal(generate(model, noise, ts, sampler, denoise=run.start), plain)
+    assert torch.equal(generate(model, noise, ts, sampler), plain)
     units = model.backbone.layout(model.denoiser).units
-    assert all(getattr(m, "_diffusers_hook", None) is None or m._diffusers_hook.get_hook(HOOK_NAME) is None for _, m in units)
+    assert all(getattr(m, "_diffusers_hook", None) is None or m._diffusers_hook.get_hook(t.hook_name) is None for _, m in units for _, t in TECHNIQUES.items())
     apply_partial_steps(model.denoiser)
     remove_partial_steps(model.denoiser)
-    assert torch.equal(generate(model, noise, ts, "ddim"), plain)
+    assert torch.equal(generate(model, noise, ts, sampler), plain)
 
 
 @pytest.mark.parametrize("name, factory", CASES)
 def test_a_partial_step_on_the_full_steps_input_reproduces_it(name: str, factory) -> None:
     model = _model(name, factory)
     layout = model.backbone.layout(model.denoiser)
-    x, t = model.backbone.probe(model.sample_shape, model.noise.num_train_timesteps, 2, model.device)
+    x, t = probe_input(model, 2)
     reference = model.eps(x, t)
+    sampler = sampler_names(model.noise.kind)[0]
     for branch in range(layout.num_branches):
-        plan = Schedule((Step("full"), Step("partial", branch)), (t, t - 1), "ddim")
+        plan = Schedule((Step("full"), Step("partial", branch)), (t, t * 0.9 if model.noise.kind == "flow" else t - 1), sampler)
         with apply_schedule(model, plan) as run:
             run.start()
             run.set_step(0)

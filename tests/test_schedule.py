@@ -164,7 +164,13 @@ def test_nonuniform_deepcache_needs_a_power_of_at_least_one(power: float) -> Non
 
 
 def test_timesteps_outside_the_models_range_are_named_before_sampling() -> None:
+    from flexdiff.noise import FlowSchedule, NoiseSchedule
+
     plan = full([5000, 500, 0])
-    plan.check_timesteps(6000)
+    plan.check_timesteps(NoiseSchedule.from_scheduler_config({"num_train_timesteps": 6000}))
     with pytest.raises(FlexdiffError, match=r"plan.json timesteps 5000\.\.0: expected timesteps in \[0, 1000\)"):
-        plan.check_timesteps(1000, where="plan.json")
+        plan.check_timesteps(NoiseSchedule.from_scheduler_config({}), where="plan.json")
+    with pytest.raises(FlexdiffError, match=r"sigmas in \(0, 1\]"):  # a UNet's schedule on a flow model
+        plan.check_timesteps(FlowSchedule(), where="plan.json")
+    with pytest.raises(FlexdiffError, match="integer timesteps"):  # a flow model's sigmas on a UNet
+        full([1.0, 0.5, 0.1], "flow-euler").check_timesteps(NoiseSchedule.from_scheduler_config({}), where="plan.json")

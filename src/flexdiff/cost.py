@@ -58,9 +58,10 @@ class StepCosts:
         return self.full * schedule.T / max(self.schedule(schedule), 1)
 
 
-def probe_input(model: DiffusionModel, batch_size: int) -> tuple[torch.Tensor, int]:
-    """The backbone's cost probe: a seeded input and a timestep inside the model's range."""
-    return model.backbone.probe(model.sample_shape, model.noise.num_train_timesteps, batch_size, model.device)
+def probe_input(model: DiffusionModel, batch_size: int) -> tuple[torch.Tensor, float]:
+    """The backbone's cost probe: a seeded input and a grid point inside the model's range (a flow model's: sigma 0.5)."""
+    x, t = model.backbone.probe(model.sample_shape, model.noise.num_train_timesteps, batch_size, model.device)
+    return x, (0.5 if model.noise.kind == "flow" else t)
 
 
 def full_step_macs(model: DiffusionModel) -> int:

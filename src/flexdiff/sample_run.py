@@ -63,7 +63,7 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     else:
         check_binding(plan, lambda: model.binding(plan.sampler), where=c.schedule, strict=c.strict)  # made for this model?
         plan.check_branches(model.layout.num_branches)
-        plan.check_timesteps(model.noise.num_train_timesteps, where=c.schedule)
+        plan.check_timesteps(model.noise, where=c.schedule)
     check_eta(c.eta)  # before any work (the sampler checks it again)
     output_folder(c.out, create=False)  # a file in the way is refused now; the folder is made once there are samples
     start = time.perf_counter()

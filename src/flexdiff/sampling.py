@@ -13,6 +13,7 @@ from flexdiff.models import DiffusionModel
 from flexdiff.samplers import (
     Denoise,
     NoiseSampler,
+    check_sampler_for,
     get_sampler,
     sampler_info,
     uniform_timesteps,
@@ -20,8 +21,12 @@ from flexdiff.samplers import (
 from flexdiff.schedule import Schedule
 
 
-def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
-    """The uniform grid of ``steps`` timesteps the named sampler uses in diffusers (its default spacing)."""
+def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[float]:
+    """The teacher's grid of ``steps`` points: the uniform timesteps the named sampler uses in diffusers (its default
+    spacing), or for a flow-matching model its ``steps`` shifted sigmas (``FlowMatchEulerDiscreteScheduler``'s)."""
+    check_sampler_for(sampler, model.noise.kind)
+    if model.noise.kind == "flow":
+        return model.noise.sigmas(steps)
     return uniform_timesteps(model.noise.num_train_timesteps, steps, sampler_info(sampler).spacing)
 
 

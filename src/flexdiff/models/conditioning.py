@@ -70,20 +70,27 @@ def read_prompt_file(path: str | Path) -> list[PromptEntry]:
     return entries
 
 
+def takes_labels(denoiser: torch.nn.Module) -> bool:
+    """Whether a denoiser is class-conditional: a UNet with a class embedding, or a DiT (its adaLN embeds the label)."""
+    return getattr(denoiser, "class_embedding", None) is not None or type(denoiser).__name__ == "DiTTransformer2DModel"
+
+
 def class_count(model: DiffusionModel) -> int | None:
-    """Number of classes of a class-conditional UNet2DModel (``num_class_embeds``); None when it takes no labels."""
-    if getattr(model.denoiser, "class_embedding", None) is None or model.prompt_encoder is not None:
+    """Number of classes of a class-conditional UNet2DModel (``num_class_embeds``) or DiT (``num_embeds_ada_norm``);
+    None when it takes no labels."""
+    if not takes_labels(model.denoiser) or model.prompt_encoder is not None:
         return None
-    return int(model.denoiser.config.num_class_embeds or 0) or None
+    config = model.denoiser.config
+    return int(config.get("num_class_embeds") or config.get("num_embeds_ada_norm") or 0) or None
 
 
 def default_conditioning(model: DiffusionModel) -> Conditioning | None:
     """What a model is conditioned on without options: the empty prompt (no guidance), labels round-robin, or nothing."""
     if model.prompt_encoder is not None:
         return Conditioning(cond=model.prompt_encoder([""]), description={"prompts": [""]})
-    if getattr(model.denoiser, "class_embedding", None) is None:
+    if not takes_labels(model.denoiser):
         return None
-    embed_type = getattr(model.denoiser.config, "class_embed_type", None)
+    embed_type = model.denoiser.config.get("class_embed_type")
     if embed_type not in (None, "timestep"):
         raise FlexdiffError(f"class_embed_type {embed_type!r}", "integer class labels (num_class_embeds, or class_embed_type 'timestep')", "this class-conditional UNet is not supported")
     count = class_count(model) or 1
@@ -137,8 +144,8 @@ def condition(
     text_options = [o for o, v in (("--prompts", prompts), ("--negative-prompt", negative_prompt), ("--guidance", guidance)) if v is not None and not (o == "--guidance" and v == 1)]
     if model.prompt_encoder is None and text_options:
         raise FlexdiffError(f"{text_options[0]} on {model.name}", "a text-to-image (Stable Diffusion) pipeline", f"drop {text_options[0]}: this model takes no prompts")
-    if labels is not None and getattr(model.denoiser, "class_embedding", None) is None:
-        raise FlexdiffError(f"--labels on {model.name}", "a class-conditional UNet (num_class_embeds)", "drop --labels: this model takes no class labels")
+    if labels is not None and not takes_labels(model.denoiser):
+        raise FlexdiffError(f"--labels on {model.name}", "a class-conditional UNet (num_class_embeds) or DiT", "drop --labels: this model takes no class labels")
     if model.prompt_encoder is not None:
         entries = read_prompt_file(prompts) if prompts is not None else [PromptEntry("", None, 0)]
         scale = guidance if guidance is not None else (DEFAULT_GUIDANCE if prompts is not None else 1.0)

@@ -21,12 +21,14 @@ from flexdiff.models.pipelines import (
     load_pipeline,
     model_from_pipeline,
 )
-from flexdiff.noise import NoiseSchedule
+from flexdiff.noise import NoiseSchedule, noise_schedule
 from flexdiff.utils.device import resolve_device, resolve_dtype
 from flexdiff.utils.io import write_json
 
 ASSETS = Path(__file__).parent.parent / "assets"
-BUILTIN_MODELS = {"builtin:digits": ASSETS / "digits-teacher"}
+BUILTIN_MODELS = {"builtin:digits": ASSETS / "digits-teacher", "builtin:digits-dit": ASSETS / "digits-dit"}
+#: Pixel transformers a bare ``transformer/`` pipeline folder may hold (latent ones come with their pipeline's VAE).
+PIXEL_TRANSFORMERS = ("DiTTransformer2DModel",)
 #: The noise schedule assumed when a bare UNet folder carries no scheduler config (DDPM, Ho et al. 2020).
 DEFAULT_SCHEDULER_CONFIG: dict[str, Any] = {
     "_class_name": "DDPMScheduler",
@@ -78,6 +80,8 @@ def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto"
         root = Path(text).expanduser()
         if not root.is_dir():
             raise FlexdiffError(text, "an existing diffusers model folder", "check the path, or use builtin:digits")
+    if (root / "transformer" / "config.json").is_file() and not (root / "vae").is_dir():
+        return _load_pixel_transformer(root, text, device, torch_dtype, variant)
     if is_latent_or_text_pipeline(root):
         return load_pipeline(root, text, device, torch_dtype=torch_dtype, variant=variant)
     unet_dir, scheduler_file = _unet_folder(root)
@@ -99,6 +103,23 @@ def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto"
         scheduler_config=scheduler_config,
     )
     model.conditioning = default_conditioning(model)  # class-conditional UNet2DModel: labels round-robin
+    return model
+
+
+def _load_pixel_transformer(root: Path, name: str, device: str | torch.device, torch_dtype: torch.dtype | None, variant: str | None) -> DiffusionModel:
+    """A pixel-space transformer folder (``transformer/`` + ``scheduler/``, e.g. ``builtin:digits-dit``); a flow-matching
+    scheduler config gives the rectified-flow noise schedule (with ``mu`` for the model's token count)."""
+    folder = root / "transformer"
+    net = load_component(folder, PIXEL_TRANSFORMERS, "a pixel transformer folder holds a DiTTransformer2DModel; latent transformers load with their pipeline folder (vae/)",
+                         torch_dtype=torch_dtype, variant=variant)
+    scheduler_file = root / "scheduler" / "scheduler_config.json"
+    scheduler_config = read_config(scheduler_file) if scheduler_file.is_file() else dict(DEFAULT_SCHEDULER_CONFIG)
+    shape = sample_shape(net, folder / "config.json")
+    patch = int(getattr(net.config, "patch_size", 1) or 1)
+    noise = noise_schedule(scheduler_config, scheduler_file, image_seq_len=(shape[1] // patch) * (shape[2] // patch))
+    net.to(resolve_device(device))
+    model = DiffusionModel(denoiser=net, noise=noise, sample_shape=shape, name=name, path=root, scheduler_config=scheduler_config)
+    model.conditioning = default_conditioning(model)  # class-conditional DiT: labels round-robin
     return model
 
 

@@ -19,7 +19,7 @@ import torch
 
 from flexdiff.backbones import Backbone, Layout, backbone_of
 from flexdiff.errors import FlexdiffError
-from flexdiff.noise import NoiseSchedule, initial_noise
+from flexdiff.noise import Noise, initial_noise
 from flexdiff.samplers import PIPELINE
 from flexdiff.schedule import Binding
 from flexdiff.utils.hashing import weights_hash
@@ -106,7 +106,7 @@ class DiffusionModel:
     """A denoiser that predicts noise, with everything the samplers need to drive it."""
 
     denoiser: torch.nn.Module  # the unmodified diffusers network (a UNet today)
-    noise: NoiseSchedule
+    noise: Noise
     sample_shape: tuple[int, int, int]  # (C, H, W) of one sample
     name: str
     path: Path | None = None
@@ -170,8 +170,9 @@ class DiffusionModel:
         return denoiser_binding(self.denoiser, self.noise.fingerprint(), scheduler)
 
     @torch.no_grad()
-    def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        """epsilon-hat(x_t, t) for a batch ``x`` (N, C, H, W) at integer timestep ``t``. The samplers work in float32;
+    def eps(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """epsilon-hat(x_t, t) for a batch ``x`` (N, C, H, W) at integer timestep ``t`` -- for a flow-matching model the
+        velocity at sigma ``t``, what its samplers integrate (``noise.to_prediction``). The samplers work in float32;
         a half-precision denoiser (``torch_dtype``) gets its input in its own dtype and returns float32."""
         if self.pipeline_only:
             if self.replay is None:
@@ -183,7 +184,8 @@ class DiffusionModel:
         def call(xt: torch.Tensor, timesteps: torch.Tensor, **conditioning: Any) -> torch.Tensor:
             return backbone.call(self.denoiser, xt.to(dtype), timesteps, **conditioning).float()
 
-        steps = lambda k: torch.full((k,), int(t), device=x.device, dtype=torch.long)  # noqa: E731
+        value, kind = self.noise.model_timestep(t), torch.long if self.noise.kind == "alpha_bar" else torch.float32
+        steps = lambda k: torch.full((k,), value, device=x.device, dtype=kind)  # noqa: E731 - integer timesteps, or flow's sigma * 1000
         if c is None:
             output = call(x, steps(n))
         elif c.cond is None:  # class-conditional UNet2DModel
@@ -194,7 +196,7 @@ class DiffusionModel:
             states = torch.cat([entry_rows(c.uncond, n), entry_rows(c.cond, n)])
             out_uncond, out_cond = call(torch.cat([x, x]), steps(2 * n), encoder_hidden_states=states).chunk(2)
             output = out_uncond + c.guidance_scale * (out_cond - out_uncond)  # CFG, eq. 6 of Ho & Salimans
-        return self.noise.to_eps(output, x, int(t))
+        return self.noise.to_prediction(output, x, t)
 
     @property
     def num_parameters(self) -> int:

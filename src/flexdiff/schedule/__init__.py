@@ -12,6 +12,7 @@ from flexdiff.schedule.baselines import (
 from flexdiff.schedule.binding import Binding, bind, check_binding
 from flexdiff.schedule.genome import Genome, Segment, check_spacing
 from flexdiff.schedule.kinds import (
+    FORECAST,
     FULL,
     NULL,
     PARTIAL,
@@ -23,6 +24,6 @@ from flexdiff.schedule.kinds import (
 from flexdiff.schedule.schedule import FORMAT, VERSION, Schedule
 
 __all__ = [
-    "Binding", "bind", "check_binding", "FORMAT", "FULL", "NULL", "PARTIAL", "STEP_KINDS", "VERSION", "Genome", "Schedule", "Segment", "Step", "StepKind", "check_range", "check_spacing",
+    "Binding", "bind", "check_binding", "FORECAST", "FORMAT", "FULL", "NULL", "PARTIAL", "STEP_KINDS", "VERSION", "Genome", "Schedule", "Segment", "Step", "StepKind", "check_range", "check_spacing",
     "ddim_k", "deepcache_nonuniform", "deepcache_uniform", "full", "nonuniform_full_indices", "register_step_kind",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from flexdiff.errors import FlexdiffError, output_folder, unwritable
 from flexdiff.samplers import check_sampler
-from flexdiff.schedule.kinds import STEP_KINDS, Step
+from flexdiff.schedule.kinds import FULL, NULL, PARTIAL, STEP_KINDS, Step
 from flexdiff.utils.io import read_json, write_text
 
 FORMAT = "flexdiff.schedule"
@@ -22,10 +22,11 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class Schedule:
-    """The explicit per-step plan over the teacher's ``timesteps`` (decreasing, length T) for ``sampler``."""
+    """The explicit per-step plan over the teacher's ``timesteps`` (decreasing, length T) for ``sampler``: integer
+    timesteps, or for a flow-matching sampler the teacher's sigmas."""
 
     steps: tuple[Step, ...]
-    timesteps: tuple[int, ...]
+    timesteps: tuple[float, ...]
     sampler: str = "ddim"
     name: str = ""
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -52,7 +53,7 @@ class Schedule:
         return [i for i, s in enumerate(self.steps) if s.info.calls_network]
 
     @property
-    def active_timesteps(self) -> list[int]:
+    def active_timesteps(self) -> list[float]:
         return [self.timesteps[i] for i in self.active_indices]
 
     @property
@@ -66,13 +67,14 @@ class Schedule:
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     def counts(self) -> dict[str, int]:
-        return {kind: sum(s.kind == kind for s in self.steps) for kind in STEP_KINDS.names()}
+        """Steps per kind: full, partial and null always, any other kind where the schedule has one."""
+        counts = {kind: sum(s.kind == kind for s in self.steps) for kind in STEP_KINDS.names()}
+        return {kind: n for kind, n in counts.items() if n or kind in (FULL, PARTIAL, NULL)}
 
-    def check_timesteps(self, num_train_timesteps: int, where: object = None) -> None:
-        """The teacher timesteps must lie in the model's training range (checked before any sampling starts)."""
-        if self.timesteps[0] >= num_train_timesteps or self.timesteps[-1] < 0:
-            raise FlexdiffError(f"{where or self.name or 'schedule'} timesteps {self.timesteps[0]}..{self.timesteps[-1]}",
-                                f"timesteps in [0, {num_train_timesteps}) for this model", "write the schedule for this model with `flexdiff schedule --model ...`")
+    def check_timesteps(self, noise: Any, where: object = None) -> None:
+        """The teacher grid must be one of the model's noise schedule (integer timesteps in its training range, or
+        flow-matching sigmas in (0, 1]), checked before any sampling starts."""
+        noise.check_grid(list(self.timesteps), where or self.name or "schedule")
 
     def check_branches(self, num_branches: int) -> None:
         """Every partial branch must exist in the model the schedule runs on."""
@@ -105,8 +107,8 @@ class Schedule:
         steps, timesteps = data.get("steps"), data.get("timesteps")
         if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
             raise FlexdiffError(f"{where} steps", "a list of step strings", "fix the 'steps' field")
-        if not isinstance(timesteps, list) or not all(isinstance(t, int) for t in timesteps):
-            raise FlexdiffError(f"{where} timesteps", "a list of integer timesteps", "fix the 'timesteps' field")
+        if not isinstance(timesteps, list) or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in timesteps):
+            raise FlexdiffError(f"{where} timesteps", "a list of integer timesteps (flow-matching models: sigmas)", "fix the 'timesteps' field")
         if data.get("T") != len(steps):
             raise FlexdiffError(f"{where} T={data.get('T')!r} with {len(steps)} steps", "T equal to the number of steps", "fix 'T' or 'steps'")
         meta = data.get("meta") or {}
