@@ -10,7 +10,12 @@ from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteSchedul
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.noise import FlowSchedule, noise_schedule
-from flexdiff.samplers import check_sampler_for, flow_dpmpp_2m, flow_euler, sampler_names
+from flexdiff.samplers import (
+    check_sampler_for,
+    flow_dpmpp_2m,
+    flow_euler,
+    sampler_names,
+)
 
 SD3 = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0}
 FLUX = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15,

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 import torch
 from conftest import tiny_unet
-from diffusers import DiTTransformer2DModel, FluxTransformer2DModel, PixArtTransformer2DModel, SD3Transformer2DModel
+from diffusers import (
+    DiTTransformer2DModel,
+    FluxTransformer2DModel,
+    PixArtTransformer2DModel,
+    SD3Transformer2DModel,
+)
 
 from flexdiff.backbones import layout_of
 from flexdiff.cost import count_macs, measure_macs
@@ -19,7 +24,16 @@ from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, Conditioning, DiffusionMod
 from flexdiff.noise import FlowSchedule, NoiseSchedule
 from flexdiff.samplers import flow_euler
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
-from flexdiff.schedule import FORECAST, FULL, NULL, PARTIAL, Schedule, Step, deepcache_uniform, full
+from flexdiff.schedule import (
+    FORECAST,
+    FULL,
+    NULL,
+    PARTIAL,
+    Schedule,
+    Step,
+    deepcache_uniform,
+    full,
+)
 
 
 def _g(seed: int = 1) -> torch.Generator:

@@ -17,7 +17,11 @@ from flexdiff.utils.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
-from flexdiff.backbones.transformer import TransformerBackbone, TransformerBranch, transformer_layout  # noqa: E402 - after discovery
+from flexdiff.backbones.transformer import (  # noqa: E402 - after discovery
+    TransformerBackbone,
+    TransformerBranch,
+    transformer_layout,
+)
 from flexdiff.backbones.unet import UNetBackbone, UNetBranch, unet_layout  # noqa: E402
 
 __all__ = ["BACKBONES", "Backbone", "Branch", "Layout", "TransformerBackbone", "TransformerBranch", "UNetBackbone", "UNetBranch", "backbone_of", "layout_of", "register_backbone", "transformer_layout", "unet_layout"]

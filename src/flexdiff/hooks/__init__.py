@@ -13,7 +13,13 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.hooks.partial_step import HOOK_NAME, PartialStepHook
 from flexdiff.hooks.residual_step import HOOK_NAME as RESIDUAL_HOOK_NAME
 from flexdiff.hooks.residual_step import ResidualStepHook
-from flexdiff.hooks.state import TECHNIQUES, StepState, Technique, extrapolate, register_technique
+from flexdiff.hooks.state import (
+    TECHNIQUES,
+    StepState,
+    Technique,
+    extrapolate,
+    register_technique,
+)
 from flexdiff.utils.registry import import_submodules
 
 import_submodules(__name__, __path__)

@@ -10,7 +10,12 @@ import torch
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.noise import FlowSchedule
-from flexdiff.samplers._base import Denoise, NoiseSampler, check_sigmas, register_sampler
+from flexdiff.samplers._base import (
+    Denoise,
+    NoiseSampler,
+    check_sigmas,
+    register_sampler,
+)
 from flexdiff.samplers.dpmpp_2m import multistep_2m
 
 

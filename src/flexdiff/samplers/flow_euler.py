@@ -8,7 +8,12 @@ import torch
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.noise import FlowSchedule
-from flexdiff.samplers._base import Denoise, NoiseSampler, check_sigmas, register_sampler
+from flexdiff.samplers._base import (
+    Denoise,
+    NoiseSampler,
+    check_sigmas,
+    register_sampler,
+)
 
 
 @register_sampler("flow-euler", spacing="flow", deterministic=True, noise_kind="flow")
