@@ -6,14 +6,15 @@ import optuna
 import pytest
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.schedule import FULL, Genome, Segment
+from flexdiff.schedule import FORECAST, FULL, NULL, Genome, Segment
 from flexdiff.search.space import GenomeSpace
 from flexdiff.utils.pareto import pareto_front
 
 TS = list(range(980, -1, -20))
 SPACE = GenomeSpace(50, (5, 7, 10, 17), num_branches=9)
 SPACED = GenomeSpace(50, (5, 7, 10, 17), num_branches=9, spacings=(1.0, 1.5, 2.0))  # segment boundaries searched too
-SPACES = pytest.mark.parametrize("space", [SPACE, SPACED], ids=["equal-segments", "spaced-segments"])
+FORECASTING = GenomeSpace(50, (5, 7, 10, 17), num_branches=9, forecast=True)  # a reuse / forecast gene per segment
+SPACES = pytest.mark.parametrize("space", [SPACE, SPACED, FORECASTING], ids=["equal-segments", "spaced-segments", "forecast-gene"])
 
 
 def _valid(genome: Genome, space: GenomeSpace = SPACE) -> None:
@@ -140,3 +141,18 @@ def test_parents_hold_an_elite_within_every_budget() -> None:
     b = Member("0:6", 4.9, 21.0)
     assert b not in EvolutionSampler(SPACE, str, max_macs=10, elite=3)._parents(pool)
     assert b in EvolutionSampler(SPACE, str, max_macs=[10, 4.9], elite=3)._parents(pool)  # third best within 4.9
+
+
+def test_the_forecast_gene_expands_to_forecast_steps_and_round_trips() -> None:
+    g = Genome.parse("2:3f,1:2,0:1f,4:4,3:5f")
+    assert str(g) == "2:3f,1:2,0:1,4:4,3:5f"  # a segment without partial steps has nothing to forecast
+    plan = g.expand(TS)
+    kinds = [s.kind for s in plan.steps[:4]]
+    assert kinds == [FULL, FORECAST, FORECAST, NULL] and plan.steps[1].branch == 2
+    assert FORECASTING.genome_of(plan) == g and SPACE.genome_of(plan) is None  # a reuse-only space has no such genome
+    rng = random.Random(3)
+    population = [FORECASTING.random_genome(rng) for _ in range(40)]
+    assert {s.forecast for g in population for s in g.segments if s.interval > 1} == {True, False}
+    assert not any(s.forecast for g in (SPACE.random_genome(rng) for _ in range(40)) for s in g.segments)
+    flipped = {FORECASTING.mutate(population[0], rng) for _ in range(100)}
+    assert any(m.segments[k].forecast != population[0].segments[k].forecast for m in flipped for k in range(min(len(m.segments), len(population[0].segments))))

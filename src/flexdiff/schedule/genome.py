@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule.baselines import check_range
-from flexdiff.schedule.kinds import FULL, NULL, PARTIAL, Step, _digits
+from flexdiff.schedule.kinds import FORECAST, FULL, NULL, PARTIAL, Step, _digits
 from flexdiff.schedule.schedule import Schedule
 
 
@@ -27,10 +27,21 @@ def _power_text(p: float) -> str:
 
 @dataclass(frozen=True)
 class Segment:
-    """One Flexiffusion segment: ``interval`` active steps (1 full + interval - 1 partial at ``branch``), then nulls."""
+    """One Flexiffusion segment: ``interval`` active steps (1 full + interval - 1 partial at ``branch``), then nulls.
+    ``forecast``: the partial steps extrapolate the reused feature from the last two full steps instead of replaying
+    it (``forecast:<branch>`` steps; written ``BRANCH:INTERVALf``)."""
 
     branch: int
     interval: int
+    forecast: bool = False
+
+    def __post_init__(self) -> None:
+        if self.forecast and self.interval <= 1:  # no partial step to forecast: one genome, not two names for it
+            object.__setattr__(self, "forecast", False)
+
+    @property
+    def partial(self) -> Step:
+        return Step(FORECAST if self.forecast else PARTIAL, self.branch)
 
 
 @dataclass(frozen=True)
@@ -68,14 +79,14 @@ class Genome:
         steps: list[Step] = []
         for seg, length in zip(self.segments, lengths):
             check_range("interval", seg.interval, 1, length)
-            steps += [Step(FULL)] + [Step(PARTIAL, seg.branch)] * (seg.interval - 1) + [Step(NULL)] * (length - seg.interval)
+            steps += [Step(FULL)] + [seg.partial] * (seg.interval - 1) + [Step(NULL)] * (length - seg.interval)
         meta = {"family": "genome", "genome": str(self)}
         return Schedule(tuple(steps), tuple(timesteps), sampler, self.key, meta)
 
     @classmethod
     def parse(cls, text: str) -> "Genome":
         """``"0:3,1:2"`` -> segments (branch 0, interval 3), (branch 1, interval 2), equal segments;
-        ``"0:3,1:2@1.5"`` -> the same with segment boundaries at spacing power 1.5."""
+        ``"0:3,1:2@1.5"`` -> the same with segment boundaries at spacing power 1.5; ``"0:3f"``: forecast partial steps."""
         body, at, power = text.partition("@")
         try:
             spacing = float(power) if at else 1.0
@@ -85,16 +96,18 @@ class Genome:
         segments = []
         for part in body.split(","):
             branch, sep, interval = part.strip().partition(":")
+            forecast = interval.endswith("f")
+            interval = interval.removesuffix("f")
             if not (sep and _digits(branch) and _digits(interval)):
-                raise FlexdiffError(repr(part), "a segment BRANCH:INTERVAL with non-negative integers (e.g. 0:3)", "fix --segments")
-            segments.append(Segment(int(branch), int(interval)))
+                raise FlexdiffError(repr(part), "a segment BRANCH:INTERVAL with non-negative integers, optionally f for forecast (e.g. 0:3 or 0:3f)", "fix --segments")
+            segments.append(Segment(int(branch), int(interval), forecast))
         return cls(tuple(segments), spacing)
 
     def __str__(self) -> str:
-        body = ",".join(f"{s.branch}:{s.interval}" for s in self.segments)
+        body = ",".join(f"{s.branch}:{s.interval}{'f' if s.forecast else ''}" for s in self.segments)
         return body if self.spacing == 1.0 else f"{body}@{_power_text(self.spacing)}"
 
     @property
     def key(self) -> str:
-        body = "genome-" + "_".join(f"b{s.branch}i{s.interval}" for s in self.segments)
+        body = "genome-" + "_".join(f"b{s.branch}i{s.interval}{'f' if s.forecast else ''}" for s in self.segments)
         return body if self.spacing == 1.0 else f"{body}-p{_power_text(self.spacing)}"

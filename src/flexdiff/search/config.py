@@ -36,6 +36,7 @@ class SearchConfig:
     workers: int = 1
     seed: int = 0
     segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
+    forecast: bool = False  # a reuse/forecast gene per segment (forecast partial steps: TaylorSeer's first order)
     spacings: tuple[float, ...] = (1.0,)  # segment-boundary powers (Genome.segment_lengths); (1.0,) = the paper's equal segments (benchmarks/spacing.py)
     features: str = "digits"
     features_path: str | None = None  # local weights of the feature network (--clip DIR / --inception FILE)

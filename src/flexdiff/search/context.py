@@ -53,6 +53,7 @@ class SearchContext:
         latent = {name: getattr(k, name) for name in ("decoder", "conditioning") if getattr(k, name)}  # absent for pixel models, as before
         spacings = {"spacings": list(self.space.spacings)} if self.space.spacings != (1.0,) else {}  # absent for equal segments, as before
         solver = {"solver": self.config.candidate_sampler} if self.config.candidate_sampler != k.sampler else {}  # absent without --solver, as before
+        solver |= {"forecast": True} if self.space.forecast else {}  # absent without --forecast, as before
         return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.space.segment_counts), **spacings, **solver, **latent}
 
     def evaluate(self, schedule: Schedule) -> dict[str, Any]:
@@ -102,7 +103,7 @@ def build_context(config: SearchConfig) -> SearchContext:
     net = get_feature_network(config.features, model.device, config.features_path)
     num_branches = model.layout.num_branches
     nulls = takes_null_steps(model, config.sampler)
-    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))), null_steps=nulls)
+    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))), null_steps=nulls, forecast=config.forecast)
     if not nulls and config.progress:
         print(f"{model.scheduler_class} takes no custom timesteps: schedules without null steps only (no DDIM-k baselines)")
     costs = measure_macs(model)

@@ -8,10 +8,11 @@ of every expanded schedule is full by construction (each segment starts with its
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule import (
+    FORECAST,
     FULL,
     NULL,
     PARTIAL,
@@ -26,13 +27,15 @@ from flexdiff.schedule import (
 class GenomeSpace:
     """All genomes over ``T`` teacher steps with a segment count from ``segment_counts``, ``num_branches`` branches and
     a boundary spacing power from ``spacings``. ``null_steps=False`` (a user's scheduler that cannot be given custom
-    timesteps, e.g. PNDM or DDIM in ``pipe(...)``): every segment is active to its end (full, then partial steps)."""
+    timesteps, e.g. PNDM or DDIM in ``pipe(...)``): every segment is active to its end (full, then partial steps).
+    ``forecast=True`` adds a gene per segment: its partial steps replay (``partial``) or forecast (``forecast``)."""
 
     T: int
     segment_counts: tuple[int, ...]
     num_branches: int
     spacings: tuple[float, ...] = (1.0,)
     null_steps: bool = True
+    forecast: bool = False
 
     def __post_init__(self) -> None:
         bad = [n for n in self.segment_counts if not 1 <= n <= self.T]
@@ -53,7 +56,7 @@ class GenomeSpace:
         if self.null_steps:
             return genome
         lengths = self.lengths(len(genome.segments), genome.spacing)
-        return Genome(tuple(Segment(seg.branch, length) for seg, length in zip(genome.segments, lengths)), genome.spacing)
+        return Genome(tuple(replace(seg, interval=length) for seg, length in zip(genome.segments, lengths)), genome.spacing)
 
     # --- Optuna parameters: a fixed set (segments; branch<s>, active<s> for every possible segment s) ----------
     # Fixed names and distributions keep NSGA-II's search space whole; segments beyond the count are ignored.
@@ -71,12 +74,15 @@ class GenomeSpace:
                 params[f"branch{s}"], params[f"active{s}"] = seg.branch, (seg.interval - 1) / (length - 1) if length > 1 else 0.0
             else:
                 params[f"branch{s}"], params[f"active{s}"] = 0, 0.0
+            if self.forecast:
+                params[f"forecast{s}"] = int(s < n and genome.segments[s].forecast)
         return params
 
     def from_params(self, params: dict[str, float | int]) -> Genome:
         n, spacing = int(params["segments"]), float(params.get("spacing", 1.0))
         lengths = self.lengths(n, spacing)
-        return self._fit(Genome(tuple(Segment(int(params[f"branch{s}"]), 1 + round(float(params[f"active{s}"]) * (length - 1))) for s, length in enumerate(lengths)), spacing))
+        return self._fit(Genome(tuple(Segment(int(params[f"branch{s}"]), 1 + round(float(params[f"active{s}"]) * (length - 1)), bool(params.get(f"forecast{s}", 0)))
+                                      for s, length in enumerate(lengths)), spacing))
 
     def suggest(self, trial: object) -> Genome:
         """Ask an Optuna trial for a genome (every strategy goes through here; evolution answers for itself)."""
@@ -85,6 +91,8 @@ class GenomeSpace:
         for s in range(self.max_segments):
             params[f"branch{s}"] = trial.suggest_int(f"branch{s}", 0, self.num_branches - 1)
             params[f"active{s}"] = trial.suggest_float(f"active{s}", 0.0, 1.0)
+            if self.forecast:
+                params[f"forecast{s}"] = trial.suggest_categorical(f"forecast{s}", [0, 1])
         return self.from_params(params)
 
     # --- evolutionary operators (segment-aware) ----------------------------------------------------------------
@@ -94,14 +102,18 @@ class GenomeSpace:
 
     def random_genome(self, rng: random.Random, n_segments: int | None = None) -> Genome:
         n, spacing = n_segments or rng.choice(self.segment_counts), self._spacing(rng)
-        return self._fit(Genome(tuple(Segment(rng.randrange(self.num_branches), rng.randint(1, length)) for length in self.lengths(n, spacing)), spacing))
+        return self._fit(Genome(tuple(Segment(rng.randrange(self.num_branches), rng.randint(1, length), self._forecast(rng)) for length in self.lengths(n, spacing)), spacing))
+
+    def _forecast(self, rng: random.Random) -> bool:
+        """A random forecast gene; no draw in a space without one (its runs keep the random stream they always had)."""
+        return self.forecast and rng.random() < 0.5
 
     def uniform_genome(self, rng: random.Random) -> Genome:
         """Every segment alike (one branch, one active fraction): DeepCache- and DDIM-like points at any segment count,
         the rough grid the initial population starts from before mutation makes segments differ."""
         n, spacing = rng.choice(self.segment_counts), self._spacing(rng)
-        branch, fraction = rng.randrange(self.num_branches), rng.random()
-        return self._fit(Genome(tuple(Segment(branch, 1 + round(fraction * (length - 1))) for length in self.lengths(n, spacing)), spacing))
+        branch, fraction, forecast = rng.randrange(self.num_branches), rng.random(), self._forecast(rng)
+        return self._fit(Genome(tuple(Segment(branch, 1 + round(fraction * (length - 1)), forecast) for length in self.lengths(n, spacing)), spacing))
 
     def genome_of(self, schedule: Schedule) -> Genome | None:
         """The genome that expands to exactly ``schedule``'s steps, or None when the schedule is not segment-shaped
@@ -112,11 +124,11 @@ class GenomeSpace:
                 steps = schedule.steps[start:start + length]
                 start += length
                 active = sum(1 for s in steps if s.kind != NULL)
-                branches = {s.branch for s in steps[1:active]}
-                shaped = steps[0].kind == FULL and all(s.kind == PARTIAL for s in steps[1:active]) and all(s.kind == NULL for s in steps[active:])
-                if not shaped or len(branches) > 1:
+                branches, kinds = {s.branch for s in steps[1:active]}, {s.kind for s in steps[1:active]}
+                shaped = steps[0].kind == FULL and kinds <= {PARTIAL, FORECAST} and all(s.kind == NULL for s in steps[active:])
+                if not shaped or len(branches) > 1 or len(kinds) > 1 or (FORECAST in kinds and not self.forecast):
                     break
-                segments.append(Segment(branches.pop() if branches else 0, active))
+                segments.append(Segment(branches.pop() if branches else 0, active, FORECAST in kinds))
             else:
                 return Genome(tuple(segments), spacing)
         return None
@@ -138,10 +150,12 @@ class GenomeSpace:
         chosen = [s for s in range(len(segments)) if rng.random() < rate] or [rng.randrange(len(segments))]
         for s in chosen:
             seg = segments[s]
-            if (rng.random() < 0.5 or not self.null_steps) and self.num_branches > 1:
-                segments[s] = Segment(max(0, min(self.num_branches - 1, seg.branch + rng.choice((-2, -1, 1, 2)))), seg.interval)
+            if self.forecast and rng.random() < 0.25:
+                segments[s] = replace(seg, forecast=not seg.forecast)
+            elif (rng.random() < 0.5 or not self.null_steps) and self.num_branches > 1:
+                segments[s] = replace(seg, branch=max(0, min(self.num_branches - 1, seg.branch + rng.choice((-2, -1, 1, 2)))))
             else:
-                segments[s] = Segment(seg.branch, max(1, min(lengths[s], seg.interval + rng.choice((-2, -1, 1, 2)))))
+                segments[s] = replace(seg, interval=max(1, min(lengths[s], seg.interval + rng.choice((-2, -1, 1, 2)))))
         return Genome(tuple(segments), genome.spacing)
 
     def shift(self, genome: Genome, rng: random.Random) -> Genome:
@@ -153,8 +167,9 @@ class GenomeSpace:
         if not pairs:
             return self.mutate(genome, rng)
         d, t = rng.choice(pairs)
-        segments[d] = Segment(segments[d].branch, segments[d].interval - 1)
-        segments[t] = Segment(segments[t].branch if segments[t].interval > 1 else segments[d].branch, segments[t].interval + 1)
+        segments[d] = replace(segments[d], interval=segments[d].interval - 1)
+        taker = segments[t] if segments[t].interval > 1 else replace(segments[t], branch=segments[d].branch, forecast=segments[d].forecast)
+        segments[t] = replace(taker, interval=segments[t].interval + 1)
         return Genome(tuple(segments), genome.spacing)
 
     def resegment(self, genome: Genome, n_segments: int, spacing: float | None = None) -> Genome:
@@ -166,7 +181,7 @@ class GenomeSpace:
         for s, length in enumerate(lengths):
             k = min(len(old) - 1, s * len(old) // n_segments)
             fraction = old[k].interval / old_lengths[k]
-            segments.append(Segment(old[k].branch, max(1, min(length, round(fraction * length)))))
+            segments.append(replace(old[k], interval=max(1, min(length, round(fraction * length)))))
         return self._fit(Genome(tuple(segments), spacing))
 
     def crossover(self, a: Genome, b: Genome, rng: random.Random) -> Genome:
