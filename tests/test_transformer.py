@@ -279,3 +279,13 @@ def test_forecast_on_a_unet_from_equal_full_steps_is_a_replay() -> None:
         replay = model.eps(x + 0.1, 700)
         run.set_step(3)
         torch.testing.assert_close(model.eps(x + 0.1, 700), replay, rtol=0, atol=1e-6)
+
+
+def test_builtin_dit_teacher_loads_as_a_flow_model() -> None:
+    from flexdiff.models import load_model
+
+    model = load_model("builtin:digits-dit", device="cpu")
+    assert model.noise.kind == "flow" and model.backbone.name == "transformer" and model.layout.num_branches == 15
+    assert model.conditioning is not None and model.conditioning.labels.tolist() == list(range(10))
+    x = model.initial_noise(2, 0)
+    assert model.eps(x, 0.5).shape == x.shape

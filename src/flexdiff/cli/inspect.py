@@ -36,7 +36,8 @@ def inspect(model: str = MODEL, device: str = DEVICE, as_json: bool = typer.Opti
         return
     latent = f" (latents; decoder {info['decoder']})" if m.decoder is not None else ""
     stdout.print(f"{model}: {info['class']} {tuple(m.sample_shape)}{latent}, {m.num_parameters:,} parameters, full step {costs.full / 1e6:.2f} MMACs per sample")
-    table = Table("branch", "skip connection", "partial MMACs", "share of full")
+    what = "skip connection" if m.backbone.reuse == "output" else "computed blocks (first F, last B)"
+    table = Table("branch", what, "partial MMACs", "share of full")
     for row in info["branches"]:
         table.add_row(str(row["branch"]), row["skip"], f"{row['partial_macs'] / 1e6:.3f}", f"{row['share_of_full']:.1%}")
     stdout.print(table)

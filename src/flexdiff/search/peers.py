@@ -1,0 +1,218 @@
+"""The caching peers as baselines, run from their own code: diffusers' ``FirstBlockCache``, ``TaylorSeer``,
+``PyramidAttentionBroadcast`` and ``MagCache`` hooks, applied with their ``apply_*`` functions to the unmodified
+denoiser and driven by flexdiff's own sampling loop on the reference noise, at a sweep of their settings.
+
+Each call runs inside a diffusers ``CacheContext`` (name ``"cond"``, with the step index, step count, timestep and
+sigma a pipeline gives it), and the hooks' state is reset before every batch, as a pipeline call does. What a peer
+costs is what it computed: the MACs of the whole run are counted (``FlopCounterMode``) and divided by the number of
+images, so a threshold-driven skip (FirstBlockCache, MagCache) is charged for exactly the blocks it ran. MagCache is
+calibrated on the model as its documentation says: one calibration run of the teacher's grid prints the magnitude
+ratios, which the sweep then uses.
+
+Adding a peer is one :class:`PeerFamily` registered here (its sweep and how it builds its diffusers config).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from flexdiff.cost import count_macs
+from flexdiff.errors import FlexdiffError
+from flexdiff.models import DiffusionModel
+from flexdiff.sampling import generate
+from flexdiff.utils.registry import Registry
+
+
+@dataclass(frozen=True)
+class PeerRun:
+    """One peer at one setting: ``family`` (registered) and ``setting`` (its swept value)."""
+
+    family: str
+    setting: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-{self.setting:g}"
+
+
+@dataclass(frozen=True)
+class PeerFamily:
+    """A diffusers caching technique: its swept settings (for ``T`` steps) and how it builds and applies its config."""
+
+    name: str
+    description: str
+    settings: Callable[[int], list[float]]
+    #: (setting, model, grid, clock) -> diffusers config; ``clock()`` is the current model timestep (PAB's callback)
+    config: Callable[[float, DiffusionModel, Sequence[float], Callable[[], float], dict[str, Any]], Any]
+    apply: Callable[[torch.nn.Module, Any], None]
+    hook_names: Callable[[], tuple[str, ...]]
+    #: True: the config needs the model calibrated first (``calibrate(model, grid, sampler, noise)`` -> extras)
+    calibrated: bool = False
+    runs_on: Callable[[torch.nn.Module], bool] = field(default=lambda module: True)
+
+
+PEERS: Registry[PeerFamily] = Registry("a caching peer", "pick one of the registered peers")
+
+
+def register_peer(family: PeerFamily) -> PeerFamily:
+    return PEERS.register(family.name, family)
+
+
+def _fbc() -> PeerFamily:
+    from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
+
+    def names() -> tuple[str, ...]:
+        from diffusers.hooks.first_block_cache import (
+            _FBC_BLOCK_HOOK,
+            _FBC_LEADER_BLOCK_HOOK,
+        )
+
+        return (_FBC_LEADER_BLOCK_HOOK, _FBC_BLOCK_HOOK)
+
+    return PeerFamily("first-block-cache", "skip the remaining blocks while the first block's residual changes less than the threshold (relative L1)",
+                      lambda T: [0.02, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5], lambda s, m, g, clock, extra: FirstBlockCacheConfig(threshold=s), apply_first_block_cache, names)
+
+
+def _taylorseer() -> PeerFamily:
+    from diffusers.hooks import TaylorSeerCacheConfig, apply_taylorseer_cache
+
+    def names() -> tuple[str, ...]:
+        from diffusers.hooks.taylorseer_cache import _TAYLORSEER_CACHE_HOOK
+
+        return (_TAYLORSEER_CACHE_HOOK,)
+
+    def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> Any:
+        # a full step every `cache_interval` steps after two warm-up steps (a first-order factor needs two), first-order
+        # Taylor forecasts of each block's attention and feed-forward outputs between, as the paper caches them. The
+        # default identifiers (`...attn` by full match) miss DiT's and PixArt's `attn1` / `attn2`: named explicitly.
+        return TaylorSeerCacheConfig(cache_interval=int(s), disable_cache_before_step=2, max_order=1, taylor_factors_dtype=torch.float32,
+                                     cache_identifiers=[r"(single_)?transformer_blocks\.\d+\.(attn\d*|ff|ff_context|proj_mlp|proj_out)"])
+
+    return PeerFamily("taylorseer", "full steps every N steps, first-order Taylor forecasts of every block's output between (TaylorSeer)",
+                      lambda T: [n for n in (2, 3, 4, 5, 6) if n < T], config, apply_taylorseer_cache, names)
+
+
+def _pab() -> PeerFamily:
+    from diffusers.hooks import (
+        PyramidAttentionBroadcastConfig,
+        apply_pyramid_attention_broadcast,
+    )
+
+    def names() -> tuple[str, ...]:
+        from diffusers.hooks.pyramid_attention_broadcast import (
+            _PYRAMID_ATTENTION_BROADCAST_HOOK,
+        )
+
+        return (_PYRAMID_ATTENTION_BROADCAST_HOOK,)
+
+    def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> Any:
+        # attention outputs reused for N - 1 of every N calls while the timestep is in (100, 800), as its default
+        return PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=int(s), spatial_attention_timestep_skip_range=(100, 800), current_timestep_callback=clock)
+
+    return PeerFamily("pyramid-attention-broadcast", "self-attention outputs broadcast for N - 1 of every N steps in the middle timesteps (PAB)",
+                      lambda T: [2, 3, 4, 6], config, apply_pyramid_attention_broadcast, names)
+
+
+def _magcache() -> PeerFamily:
+    from diffusers.hooks import MagCacheConfig, apply_mag_cache
+
+    def names() -> tuple[str, ...]:
+        from diffusers.hooks.mag_cache import (
+            _MAG_CACHE_BLOCK_HOOK,
+            _MAG_CACHE_LEADER_BLOCK_HOOK,
+        )
+
+        return (_MAG_CACHE_LEADER_BLOCK_HOOK, _MAG_CACHE_BLOCK_HOOK)
+
+    def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> Any:
+        return MagCacheConfig(threshold=s, max_skip_steps=3, retention_ratio=0.2, num_inference_steps=len(g), mag_ratios=extra["mag_ratios"])
+
+    return PeerFamily("magcache", "skip the blocks while the accumulated magnitude-ratio error stays below the threshold (MagCache, calibrated)",
+                      lambda T: [0.01, 0.03, 0.06, 0.1, 0.16, 0.24, 0.4], config, apply_mag_cache, names, calibrated=True)
+
+
+for _factory in (_fbc, _taylorseer, _pab, _magcache):
+    register_peer(_factory())
+
+
+def peer_runs(T: int, families: Sequence[str] | None = None) -> list[PeerRun]:
+    """Every registered peer (or those named) at every setting of its sweep for ``T`` steps."""
+    names = list(families) if families is not None else PEERS.names()
+    return [PeerRun(name, s) for name in names for s in PEERS.get(name).settings(T)]
+
+
+@contextlib.contextmanager
+def _applied(model: DiffusionModel, family: PeerFamily, config: Any) -> Iterator[None]:
+    """The peer's hooks on the denoiser for the block; every hook it added removed again after it."""
+    from diffusers.hooks import HookRegistry
+
+    module = model.denoiser
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    family.apply(module, config)
+    registry._child_registries_cache = None  # diffusers caches the list of hooked submodules once; this peer added others
+    try:
+        yield
+    finally:
+        for name in family.hook_names():
+            registry.remove_hook(name, recurse=True)
+        registry._child_registries_cache = None
+
+
+def _denoise(model: DiffusionModel, grid: Sequence[float], clock: list[float]) -> Callable[[], Callable[[torch.Tensor, float, int], torch.Tensor]]:
+    """Per batch: the hooks' state reset, then each call inside a ``CacheContext`` like a pipeline's loop."""
+    from diffusers.hooks import HookRegistry
+    from diffusers.hooks.hooks import CacheContext, _set_cache_context
+
+    module = model.denoiser
+
+    def start() -> Callable[[torch.Tensor, float, int], torch.Tensor]:
+        HookRegistry.check_if_exists_or_initialize(module).reset_stateful_hooks(recurse=True)
+
+        def denoise(x: torch.Tensor, t: float, i: int) -> torch.Tensor:
+            clock[0] = model.noise.model_timestep(t)
+            sigma = float(t) if model.noise.kind == "flow" else None
+            _set_cache_context(module, CacheContext("cond", step_index=i, num_inference_steps=len(grid), timestep=clock[0], sigma=sigma))
+            try:
+                return model.eps(x, t)
+            finally:
+                _set_cache_context(module, None)
+
+        return denoise
+
+    return start
+
+
+def calibrate(model: DiffusionModel, family: PeerFamily, grid: Sequence[float], sampler: str, noise: torch.Tensor) -> dict[str, Any]:
+    """MagCache's calibration run (``calibrate=True``: nothing skipped) on ``noise``; its printed ratios, as its docs
+    ask the user to copy them."""
+    from diffusers.hooks import MagCacheConfig
+
+    clock = [0.0]
+    printed = io.StringIO()
+    with _applied(model, family, MagCacheConfig(calibrate=True, num_inference_steps=len(grid))), contextlib.redirect_stdout(printed):
+        generate(model, noise, grid, sampler, denoise=_denoise(model, grid, clock), decode=False)
+    lists = [line for line in printed.getvalue().splitlines() if line.strip().startswith("[")]
+    if not lists:
+        raise FlexdiffError(family.name, "a calibration run that prints its magnitude ratios", "check the installed diffusers' MagCache")
+    return {"mag_ratios": [float(v) for v in ast.literal_eval(lists[-1].strip())]}
+
+
+def peer_images(model: DiffusionModel, run: PeerRun, noise: torch.Tensor, grid: Sequence[float], sampler: str, *, batch_size: int | None = None,
+                extra: dict[str, Any] | None = None, on_step: Callable[[], None] | None = None, count: bool = True) -> tuple[torch.Tensor, float]:
+    """Images in ``[-1, 1]`` of ``run`` from ``noise`` over the teacher's ``grid`` (all steps active), and the MACs per
+    image it computed (counted over the whole run; 0 with ``count=False``)."""
+    family = PEERS.get(run.family)
+    clock = [0.0]
+    config = family.config(run.setting, model, grid, lambda: clock[0], extra or {})
+    out: dict[str, torch.Tensor] = {}
+    with _applied(model, family, config):
+        work = lambda: out.__setitem__("x", generate(model, noise, grid, sampler, batch_size=batch_size, denoise=_denoise(model, grid, clock), on_step=on_step))  # noqa: E731
+        macs = count_macs(work) if count else (work() or 0)
+    return out["x"].clamp(-1, 1), macs / len(noise)
