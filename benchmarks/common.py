@@ -38,3 +38,81 @@ def write_result(path: Path, payload: dict[str, Any]) -> None:
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)
     print(f"wrote {path}")
+
+
+BUDGETS = (2, 3, 4, 5)  # fractions of the teacher's MACs every search benchmark compares at
+
+
+def budget_plan(searched: list[dict[str, Any]], baselines: list[dict[str, Any]], teacher_macs: float, candidates: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Stage 1 (search-size rFID): per budget 1/f the ``candidates`` searched schedules with the lowest rFID within it,
+    and per baseline family the best ``candidates`` of equal or higher cost within the budget plus the cheapest above
+    it. Returns the plan and every picked row by name (to re-score with more images; picks are then made by that
+    rFID, never by FID: real data only measures the outcome)."""
+    picks: dict[str, dict[str, Any]] = {}
+    plan: list[dict[str, Any]] = []
+    families = sorted({r["family"] for r in baselines} - {"teacher"})
+    for fraction in BUDGETS:
+        budget = teacher_macs / fraction
+        within = sorted([r for r in searched if r["macs"] <= budget], key=lambda r: (r["rfid"], r["macs"]))[:candidates]
+        if not within:
+            plan.append({"budget": f"1/{fraction}", "searched": None})
+            continue
+        entry: dict[str, Any] = {"budget": f"1/{fraction}", "budget_macs": budget, "candidates": [r["name"] for r in within], "baselines": {}}
+        picks.update({r["name"]: r for r in within})
+        cheapest = min(r["macs"] for r in within)
+        for family in families:
+            fam = [r for r in baselines if r["family"] == family and r["macs"] >= cheapest]
+            window = sorted([r for r in fam if r["macs"] <= budget], key=lambda r: r["rfid"])[:candidates]
+            above = [r for r in fam if r["macs"] > budget]
+            chosen = window + ([min(above, key=lambda r: r["macs"])] if above else [])
+            entry["baselines"][family] = [r["name"] for r in chosen]
+            picks.update({r["name"]: r for r in chosen})
+        plan.append(entry)
+    return plan, picks
+
+
+def budget_summary(plan: list[dict[str, Any]], scored: dict[str, dict[str, Any]], required: tuple[str, ...] | None = None, key: str = "beats_baselines") -> list[dict[str, Any]]:
+    """Stage 2: per budget the searched schedule with the lowest validated rFID, against each family's best of equal
+    or higher cost (within the budget, else its cheapest above), with FID and rFID margins. ``key`` (True/False): it
+    wins on both against every family in ``required`` (None: every family compared)."""
+    summary = []
+    for entry in plan:
+        if entry.get("searched", "") is None:
+            summary.append(entry)
+            continue
+        s = min((scored[n] for n in entry["candidates"]), key=lambda r: (r["rfid"], r["macs"]))
+        result = {**entry, "searched": s["name"], "searched_row": s, "comparisons": {}}
+        for family, names in entry["baselines"].items():
+            fam = [scored[n] for n in names if scored[n]["macs"] >= s["macs"]]
+            window = [r for r in fam if r["macs"] <= entry["budget_macs"]]
+            b = min(window, key=lambda r: r["rfid"]) if window else (min(fam, key=lambda r: r["macs"]) if fam else None)
+            if b is None:
+                continue
+            result["comparisons"][family] = {
+                "baseline": b, "fid_margin": round(b["fid"] - s["fid"], 4), "rfid_margin": round(b["rfid"] - s["rfid"], 5),
+                "searched_wins": b["fid"] > s["fid"] and b["rfid"] > s["rfid"],
+            }
+        families = required if required is not None else tuple(result["comparisons"])
+        result[key] = all(result["comparisons"][f]["searched_wins"] for f in families if f in result["comparisons"])
+        summary.append(result)
+    return summary
+
+
+def headline(rows: list[dict[str, Any]], teacher: dict[str, Any], macs: float = 3.0, wall: float = 2.7) -> dict[str, Any] | None:
+    """The searched schedule with the lowest validated rFID among those with >= ``macs`` MACs and >= ``wall``
+    wall-clock speed-up, and its FID against the teacher's (the acceptance figure: within 5 %)."""
+    fast = [r for r in rows if r["kind"] == "searched" and r["macs_speedup"] >= macs and r["wall_speedup"] >= wall]
+    if not fast:
+        return None
+    h = min(fast, key=lambda r: r["rfid"])
+    return {"schedule": h["name"], "macs_speedup": h["macs_speedup"], "wall_speedup": h["wall_speedup"], "rfid": h["rfid"], "fid": h["fid"],
+            "teacher_fid": teacher["fid"], "fid_ratio": round(h["fid"] / teacher["fid"], 4), "within_5_percent": h["fid"] <= 1.05 * teacher["fid"]}
+
+
+def int_ranges(text: str) -> tuple[int, ...]:
+    """"2-8,10" -> (2, 3, 4, 5, 6, 7, 8, 10) (the benchmarks' list options)."""
+    out: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        out += range(int(low), int(high) + 1) if dash else [int(part)]
+    return tuple(out)

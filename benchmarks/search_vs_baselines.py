@@ -25,21 +25,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import write_result
+from common import budget_plan, budget_summary, headline, int_ranges, write_result
 
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.context import build_context
 from flexdiff.search.run import trial_rows, work
 from flexdiff.search.validation import validate
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    """"2-8,10" -> (2, 3, 4, 5, 6, 7, 8, 10)."""
-    out: list[int] = []
-    for part in text.split(","):
-        low, dash, high = part.partition("-")
-        out += range(int(low), int(high) + 1) if dash else [int(part)]
-    return tuple(out)
 
 
 def main() -> None:
@@ -62,66 +53,19 @@ def main() -> None:
     args = parser.parse_args()
 
     config = SearchConfig(out=args.run_dir, model=args.model, solver=args.solver, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
-                          speedup=args.speedup, elite_speedups=(2.0, 3.0, 4.0, 5.0), spacings=tuple(float(x) for x in args.spacings.split(",")), validate_n=args.validate_n, baseline_intervals=_ints(args.baseline_intervals), ddim_ks=_ints(args.ddim_ks),
-                          baseline_branches=_ints(args.baseline_branches) if args.baseline_branches else None)
+                          speedup=args.speedup, elite_speedups=(2.0, 3.0, 4.0, 5.0), spacings=tuple(float(x) for x in args.spacings.split(",")), validate_n=args.validate_n, baseline_intervals=int_ranges(args.baseline_intervals), ddim_ks=int_ranges(args.ddim_ks),
+                          baseline_branches=int_ranges(args.baseline_branches) if args.baseline_branches else None)
     config.out.mkdir(parents=True, exist_ok=True)
     ctx = build_context(config)
     work(config, ctx)
     baselines, searched = trial_rows(ctx)
     teacher_macs = ctx.costs.full * len(ctx.timesteps)
 
-    # stage 1 (search-size rFID): per budget the top searched candidates within it, and per baseline family the best
-    # candidates of equal or higher cost; stage 2 re-scores them all with --validate-n images and picks by that rFID
-    # (never by FID: real data only measures the outcome)
-    picks: dict[str, dict] = {}
-    plan = []
-    families = sorted({r["family"] for r in baselines} - {"teacher"})  # ddim, deepcache (+ both under --solver)
-    for fraction in (2, 3, 4, 5):
-        budget = teacher_macs / fraction
-        within = sorted([r for r in searched if r["macs"] <= budget], key=lambda r: (r["rfid"], r["macs"]))[: args.candidates]
-        if not within:
-            plan.append({"budget": f"1/{fraction}", "searched": None})
-            continue
-        entry = {"budget": f"1/{fraction}", "budget_macs": budget, "candidates": [r["name"] for r in within], "baselines": {}}
-        picks.update({r["name"]: r for r in within})
-        cheapest = min(r["macs"] for r in within)
-        for family in families:
-            fam = [r for r in baselines if r["family"] == family and r["macs"] >= cheapest]
-            window = sorted([r for r in fam if r["macs"] <= budget], key=lambda r: r["rfid"])[: args.candidates]
-            above = [r for r in fam if r["macs"] > budget]
-            chosen = window + ([min(above, key=lambda r: r["macs"])] if above else [])
-            entry["baselines"][family] = [r["name"] for r in chosen]
-            picks.update({r["name"]: r for r in chosen})
-        plan.append(entry)
-
+    # stage 1 (search-size rFID): per budget the top searched candidates and each family's; stage 2 re-scores them all
+    plan, picks = budget_plan(searched, baselines, teacher_macs, args.candidates)
     teacher, rows = validate(ctx, list(picks.values()))
-    scored = {r["name"]: r for r in rows}
-    summary = []
-    for entry in plan:
-        if entry.get("searched", "") is None:
-            summary.append(entry)
-            continue
-        s = min((scored[n] for n in entry["candidates"]), key=lambda r: (r["rfid"], r["macs"]))
-        result = {**entry, "searched": s["name"], "searched_row": s, "comparisons": {}}
-        for family, names in entry["baselines"].items():
-            fam = [scored[n] for n in names if scored[n]["macs"] >= s["macs"]]
-            window = [r for r in fam if r["macs"] <= entry["budget_macs"]]
-            b = min(window, key=lambda r: r["rfid"]) if window else (min(fam, key=lambda r: r["macs"]) if fam else None)
-            if b is None:
-                continue
-            result["comparisons"][family] = {
-                "baseline": b, "fid_margin": round(b["fid"] - s["fid"], 4), "rfid_margin": round(b["rfid"] - s["rfid"], 5),
-                "searched_wins": b["fid"] > s["fid"] and b["rfid"] > s["rfid"],
-            }
-        result["beats_classic_baselines"] = all(result["comparisons"][f]["searched_wins"] for f in ("ddim", "deepcache") if f in result["comparisons"])
-        summary.append(result)
-    fast = [r for r in rows if r["kind"] == "searched" and r["macs_speedup"] >= 3 and r["wall_speedup"] >= 2.7]
-    headline = None
-    if fast:
-        h = min(fast, key=lambda r: r["rfid"])
-        headline = {"schedule": h["name"], "macs_speedup": h["macs_speedup"], "wall_speedup": h["wall_speedup"], "rfid": h["rfid"], "fid": h["fid"],
-                    "teacher_fid": teacher["fid"], "fid_ratio": round(h["fid"] / teacher["fid"], 4), "within_5_percent": h["fid"] <= 1.05 * teacher["fid"]}
-    write_result(args.out, {"headline": headline,
+    summary = budget_summary(plan, {r["name"]: r for r in rows}, ("ddim", "deepcache"), key="beats_classic_baselines")
+    write_result(args.out, {"headline": headline(rows, teacher),
         "model": args.model, "teacher": teacher, "n_search": args.n, "trials": args.trials, "strategy": args.strategy, "solver": config.candidate_sampler, "spacings": list(config.spacings), "validate_n": args.validate_n,
         "seed": args.seed, "study": ctx.study_name, "evaluated": {"baselines": len(baselines), "searched": len(searched)}, "budgets": summary,
     })

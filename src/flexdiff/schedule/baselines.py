@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.samplers import PIPELINE, sampler_info
 from flexdiff.schedule.kinds import FULL, NULL, PARTIAL, Step
 from flexdiff.schedule.schedule import Schedule
 
@@ -23,12 +24,14 @@ def check_range(name: str, value: int, low: int, high: int) -> None:
 
 
 def ddim_k(timesteps: Sequence[int], k: int, sampler: str = "ddim") -> Schedule:
-    """DDIM-k: ``k`` evenly spread active (full) steps at indices ``floor(j T / k)``, the rest null."""
+    """DDIM-k: ``k`` evenly spread active (full) steps at indices ``floor(j T / k)``, the rest null. Under a
+    flow-matching sampler the same step cutting is named after it (``flow-euler-k``: Euler-k)."""
     T = len(timesteps)
     check_range("k", k, 1, T)
     active = {j * T // k for j in range(k)}
     steps = tuple(Step(FULL) if i in active else Step(NULL) for i in range(T))
-    return Schedule(steps, tuple(timesteps), sampler, f"ddim-{k}", {"family": "ddim", "k": k})
+    prefix = sampler if sampler != PIPELINE and sampler_info(sampler).noise_kind == "flow" else "ddim"
+    return Schedule(steps, tuple(timesteps), sampler, f"{prefix}-{k}", {"family": "ddim", "k": k})
 
 
 def deepcache_uniform(timesteps: Sequence[int], interval: int, branch: int = 0, sampler: str = "ddim") -> Schedule:

@@ -4,7 +4,10 @@ paired distance, FID against real data when the model has a reference set, wall-
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
+
+import torch
 
 from flexdiff.data import REAL_REFERENCE, load_images
 from flexdiff.generation import schedule_images, teacher_images
@@ -15,8 +18,11 @@ from flexdiff.utils.pareto import pareto_front
 from flexdiff.utils.progress import progress_bar
 
 
-def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Re-score ``rows`` with ``validate_n`` images: rFID, paired, FID vs real data, wall-clock vs the plain teacher loop."""
+def validate(ctx: SearchContext, rows: list[dict[str, Any]], generators: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Re-score ``rows`` with ``validate_n`` images: rFID, paired, FID vs real data, wall-clock vs the plain teacher loop.
+
+    A row whose name is in ``generators`` is not a schedule (a caching peer, :mod:`flexdiff.search.peers`): its images
+    come from ``generators[name](noise)``, scored the same way against the same teacher images."""
     c = ctx.config
     noise = ctx.model.initial_noise(c.validate_n, c.seed)
     real_source = c.reference or REAL_REFERENCE.get(c.model)
@@ -31,15 +37,16 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
                    "fid": round(frechet_distance(real, teacher_feats), 4) if real is not None else None, "real_reference": real_source}
         out = []
         for row in rows:
-            schedule = schedule_of_row(row, ctx.timesteps, ctx.config.sampler)
+            own = (generators or {}).get(row["name"])
+            schedule = schedule_of_row(row, ctx.timesteps, ctx.config.sampler) if own is None else None
             start = time.perf_counter()
-            images = schedule_images(ctx.model, schedule, noise, seed=c.seed, batch_size=c.batch_size)
+            images = own(noise) if own is not None else schedule_images(ctx.model, schedule, noise, seed=c.seed, batch_size=c.batch_size)
             wall = time.perf_counter() - start
             feats = ctx.net(images)
-            out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")}, "sampler": schedule.sampler,
+            out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")}, "sampler": schedule.sampler if schedule is not None else c.sampler,
                         "search_rfid": row["rfid"], "rfid": round(rfid(feats, teacher_feats), 5), "paired": round(paired_distance(feats, teacher_feats), 5),
                         "fid": round(frechet_distance(real, feats), 4) if real is not None else None,
-                        "wall_seconds": round(wall, 3), "wall_speedup": round(teacher_wall / wall, 4), "steps": row["steps"]})
+                        "wall_seconds": round(wall, 3), "wall_speedup": round(teacher_wall / wall, 4), "steps": row.get("steps")})
             advance()
     return teacher, out
 
