@@ -202,7 +202,7 @@ def sec_teacher_quality(name: str, d: dict[str, Any]) -> str:
         ["sampling wall-clock", f"{num(d['sampling_wall_seconds'], 1)} s"],
     ]
     return "\n\n".join([
-        "How good is the built-in teacher? FID of its samples against the held-out digits, beside the FID of as many "
+        f"How good is the built-in teacher `{d['model']}`? FID of its samples against the held-out digits, beside the FID of as many "
         f"real training images against the same held-out set (`{d['features']}` features, seed {d['seed']}).",
         provenance(name, d),
         table(["measurement", "value"], rows),
@@ -693,7 +693,7 @@ def sec_other(name: str, d: dict[str, Any]) -> str:
 
 # (key, title, files in order, renderer)
 FAMILIES: list[tuple[str, str, Callable[[str], bool]]] = [
-    ("teacher_quality", "The built-in teacher", lambda n: n == "teacher_quality.json"),
+    ("teacher_quality", "The built-in teachers", lambda n: n.startswith("teacher_quality")),
     ("step_types", "Step types: wall-clock against MACs", lambda n: n == "step_types.json"),
     ("rfid_vs_fid", "rFID ranks schedules like FID", lambda n: n == "rfid_vs_fid.json"),
     ("search_vs_baselines", "Searched schedules against the baselines", lambda n: n.startswith("search_vs_baselines")),

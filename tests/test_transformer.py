@@ -289,3 +289,15 @@ def test_builtin_dit_teacher_loads_as_a_flow_model() -> None:
     assert model.conditioning is not None and model.conditioning.labels.tolist() == list(range(10))
     x = model.initial_noise(2, 0)
     assert model.eps(x, 0.5).shape == x.shape
+
+
+def test_segments_at_branches_whose_middles_do_not_nest_all_find_their_cache() -> None:
+    """F1B2 reuses blocks 1..3 of 6, F3B0 blocks 3..5: every full step records what both need."""
+    model = tiny_dit_model()
+    layout = model.layout
+    a, b = (next(x for x in layout.branches if (x.front, x.back) == fb) for fb in ((1, 1), (2, 0)))
+    assert not (set(a.deep) <= set(b.deep) or set(b.deep) <= set(a.deep))
+    grid = teacher_timesteps(model, "flow-euler", 6)
+    plan = Schedule((Step(FULL), Step(PARTIAL, a.index), Step(FULL), Step(PARTIAL, b.index), Step(FULL), Step(FORECAST, a.index)), tuple(grid), "flow-euler")
+    out = generate_scheduled(model, plan, model.initial_noise(2, 0))
+    assert torch.isfinite(out).all()

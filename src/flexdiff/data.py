@@ -31,7 +31,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 #: Real-data reference sets of the built-in models: what FID is measured against (search validation, compress).
-REAL_REFERENCE = {"builtin:digits": "builtin:digits-heldout"}
+REAL_REFERENCE = {"builtin:digits": "builtin:digits-heldout", "builtin:digits-dit": "builtin:digits-heldout"}
 
 
 @lru_cache(maxsize=1)

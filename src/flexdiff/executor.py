@@ -26,17 +26,14 @@ from flexdiff.schedule import Schedule, check_binding
 
 
 def record_range(schedule: Schedule, layout: Layout) -> range:
-    """The units every cache-filling step records: those of the widest deep set any replaying step of the schedule
-    uses (deep sets are nested, so the shallowest branch's). One range for all full steps keeps them one graph
-    under ``torch.compile`` (the hooks' state is a guard: a per-step range would recompile per distinct range);
-    recording keeps references only, so recording more costs no compute."""
-    widest = range(0)
-    for step in schedule.steps:
-        if step.info.takes_branch and not step.info.fills_cache:
-            deep = layout.branches[step.branch].deep
-            if len(deep) > len(widest):
-                widest = deep
-    return widest
+    """The units every cache-filling step records: the smallest range holding the deep sets of every replaying step of
+    the schedule (a UNet's deep sets are nested, so that is the shallowest branch's; a transformer's (F, B) middles
+    are not). One range for all full steps keeps them one graph under ``torch.compile`` (the hooks' state is a
+    guard: a per-step range would recompile per distinct range); recording keeps references only, so recording more
+    costs no compute."""
+    deep = [layout.branches[step.branch].deep for step in schedule.steps if step.info.takes_branch and not step.info.fills_cache]
+    deep = [d for d in deep if d]
+    return range(min(d.start for d in deep), max(d.stop for d in deep)) if deep else range(0)
 
 
 def step_types(schedule: Schedule) -> set[tuple[str, int | None]]:
