@@ -46,13 +46,36 @@ from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.integrations.base import Integration, register_integration, timestep_value
 from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
 from flexdiff.models.model import denoiser_binding
-from flexdiff.noise import NoiseSchedule
+from flexdiff.noise import FLOW_SCHEDULERS, FlowSchedule, noise_schedule
 from flexdiff.schedule import Binding, Schedule
 from flexdiff.schedule.binding import KEY
 from flexdiff.utils.hashing import digest
 
 CLOCK_HOOK = "flexdiff.pipeline_clock"
 ATTR = "_flexdiff_enabled"
+
+
+def denoiser_of(pipe: Any) -> Any:
+    """The pipeline's denoiser: its ``unet``, or its ``transformer`` (DiT, PixArt, SD3, Flux)."""
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else getattr(pipe, "transformer", None)
+
+
+def is_flow_scheduler(scheduler: Any) -> bool:
+    return type(scheduler).__name__ in FLOW_SCHEDULERS
+
+
+def scheduler_grid(scheduler: Any) -> list[float]:
+    """What the scheduler set: its integer timesteps, or a flow-matching scheduler's sigmas (the terminal 0 left out),
+    the grid points flexdiff's flow schedules list."""
+    if is_flow_scheduler(scheduler):
+        return [float(s) for s in scheduler.sigmas[:-1]]
+    return [int(t) for t in scheduler.timesteps]
+
+
+def same_grid(a: list[float], b: list[float]) -> bool:
+    """Equal grids: timesteps exactly, sigmas to 1e-6 (float32 values through two routes)."""
+    return len(a) == len(b) and all(abs(x - y) <= 1e-6 for x, y in zip(a, b))
 
 
 def merge_repeats(grid: list[int]) -> list[int]:
@@ -65,7 +88,7 @@ def merge_repeats(grid: list[int]) -> list[int]:
 def grid_steps(grid: list[int], expected: list[int], name: str) -> list[int]:
     """For each position of the scheduler's loop, the position in ``expected`` (the schedule's active timesteps) whose
     step it evaluates (:func:`merge_repeats`)."""
-    if merge_repeats(grid) != list(expected):
+    if not same_grid(merge_repeats(grid), list(expected)):
         raise FlexdiffError(f"{name} grid {grid}", f"the schedule's active timesteps {list(expected)}, each possibly repeated", "pick another scheduler")
     positions: list[int] = []
     for i, t in enumerate(grid):
@@ -210,23 +233,32 @@ def _wrap_scheduler(run: PipelineRun) -> None:
     # the generator is passed at all; `"timesteps" in signature(set_timesteps)` whether custom timesteps are allowed)
     @functools.wraps(original_set)
     def set_timesteps(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("timesteps") is not None or kwargs.get("sigmas") is not None:
+        flow = is_flow_scheduler(scheduler)
+        # Flux's pipeline always passes its own sigmas: on a flow scheduler they are the grid (checked below)
+        if kwargs.get("timesteps") is not None or (kwargs.get("sigmas") is not None and not flow):
             raise FlexdiffError(f"{name}.set_timesteps with custom timesteps or sigmas", "the scheduler's own grid under an enabled schedule (flexdiff sets the active timesteps itself)",
                                 "drop timesteps= / sigmas= from the pipeline call")
         out = original_set(*args, **kwargs)
-        grid = [int(t) for t in scheduler.timesteps]
+        grid = scheduler_grid(scheduler)
         merged = merge_repeats(grid)
         steps = int(getattr(scheduler, "num_inference_steps", None) or len(merged))
         if len(merged) != steps:  # timesteps between the nominal ones (PNDM's Runge-Kutta warm-up, KDPM2's midpoints)
             hint = "set skip_prk_steps=True (Stable Diffusion's PNDM setting)" if name == "PNDMScheduler" else "pick another scheduler"
             raise FlexdiffError(f"{name} grid of {len(grid)} timesteps for num_inference_steps={steps}", "the schedule's timesteps, each possibly repeated (a step evaluated more than once)", hint)
-        if merged != list(schedule.timesteps):
-            raise FlexdiffError(f"{name} timesteps {merged[0]}..{merged[-1]} (num_inference_steps={steps})", f"the schedule's timesteps {schedule.timesteps[0]}..{schedule.timesteps[-1]} (T = {schedule.T})",
+        if not same_grid(merged, list(schedule.timesteps)):
+            raise FlexdiffError(f"{name} {'sigmas' if flow else 'timesteps'} {merged[0]:g}..{merged[-1]:g} (num_inference_steps={steps})",
+                                f"the schedule's {'sigmas' if flow else 'timesteps'} {schedule.timesteps[0]:g}..{schedule.timesteps[-1]:g} (T = {schedule.T})",
                                 "make the schedule for this pipeline with flexdiff.pipeline_timesteps(pipe, num_inference_steps)")
         active = schedule.active_timesteps
-        if len(active) != schedule.T:  # null steps: the scheduler runs the active timesteps only (checked at enable)
-            out = original_set(timesteps=active, **{k: v for k, v in kwargs.items() if k != "num_inference_steps"})
-        run.start(grid_steps([int(t) for t in scheduler.timesteps], active, name))
+        if len(active) != schedule.T:  # null steps: the scheduler runs the active grid points only (checked at enable)
+            rest = {k: v for k, v in kwargs.items() if k not in ("num_inference_steps", "sigmas", "timesteps")}
+            if flow:  # diffusers shifts the sigmas it is given: pass the unshifted ones, so that it runs exactly these
+                noise = FlowSchedule.from_scheduler_config({**dict(scheduler.config), "use_dynamic_shifting": False}) if not scheduler.config.get("use_dynamic_shifting") else \
+                    FlowSchedule(int(scheduler.config.num_train_timesteps), 1.0, True, str(scheduler.config.get("time_shift_type", "exponential")), float(kwargs["mu"]))
+                out = original_set(sigmas=noise.unshifted(active), **rest)
+            else:
+                out = original_set(timesteps=active, **rest)
+        run.start(grid_steps(scheduler_grid(scheduler), active, name))
         return out
 
     @functools.wraps(original_step)
@@ -240,7 +272,7 @@ def _wrap_scheduler(run: PipelineRun) -> None:
 
 class DiffusersPipelineIntegration(Integration):
     name = "diffusers-pipeline"
-    description = "a diffusers pipeline object with a unet and a scheduler (DDPM, DDIM, LDM, Stable Diffusion, SDXL, ControlNet)"
+    description = "a diffusers pipeline object with a unet or a transformer and a scheduler (DDPM, DDIM, LDM, Stable Diffusion, SDXL, ControlNet; DiT, PixArt, SD3, Flux)"
 
     def matches(self, obj: Any) -> bool:
         from diffusers import DiffusionPipeline
@@ -252,15 +284,15 @@ class DiffusersPipelineIntegration(Integration):
         kind = type(pipe).__name__
         if getattr(pipe, ATTR, None) is not None:
             raise FlexdiffError(kind, "a pipeline without an enabled schedule", "call flexdiff.disable(pipe) first")
-        denoiser, scheduler = getattr(pipe, "unet", None), getattr(pipe, "scheduler", None)
+        denoiser, scheduler = denoiser_of(pipe), getattr(pipe, "scheduler", None)
         if denoiser is None or scheduler is None:
-            raise FlexdiffError(kind, "a pipeline with a unet and a scheduler", "transformer pipelines are not supported yet")
+            raise FlexdiffError(kind, "a pipeline with a unet or a transformer, and a scheduler", "pass a diffusers denoising pipeline")
         backbone_of(denoiser)  # a one-line error for a family flexdiff has no backbone for
         original, solver = scheduler, flexdiff_solver(schedule, scheduler)
         if solver is not None:  # the loop the schedule was scored in: flexdiff's sampler, as a diffusers scheduler
             scheduler = FlexdiffScheduler.from_scheduler(original, solver)
             scheduler.grid = list(schedule.timesteps)
-        elif len(schedule.active_indices) != schedule.T and not accepts_custom_timesteps(scheduler):
+        elif len(schedule.active_indices) != schedule.T and not (accepts_custom_timesteps(scheduler) or is_flow_scheduler(scheduler)):
             raise FlexdiffError(f"{type(scheduler).__name__} with null steps in {schedule.name or 'the schedule'}",
                                 "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch), or DDIM with set_alpha_to_one=True",
                                 "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")
@@ -280,13 +312,13 @@ class DiffusersPipelineIntegration(Integration):
         setattr(pipe, ATTR, run)
 
     def binding(self, obj: Any) -> Binding:
-        """The pipeline's UNet weights, branches and noise schedule, and its scheduler's class."""
+        """The pipeline's denoiser weights, branches and noise schedule, and its scheduler's class."""
         scheduler = obj.scheduler
         try:
-            noise = NoiseSchedule.from_scheduler_config(dict(scheduler.config)).fingerprint()
-        except FlexdiffError:  # not an alpha-bar scheduler: its config stands for its noise schedule
+            noise = noise_schedule(dict(scheduler.config)).fingerprint()
+        except FlexdiffError:  # a schedule flexdiff does not model (or a dynamically shifted one): its config stands for it
             noise = digest(dict(scheduler.config))
-        return denoiser_binding(obj.unet, noise, type(scheduler).__name__)
+        return denoiser_binding(denoiser_of(obj), noise, type(scheduler).__name__)
 
     def disable(self, obj: Any) -> None:
         pipe = obj
@@ -297,22 +329,23 @@ class DiffusersPipelineIntegration(Integration):
             run.scheduler.__dict__.pop(attr, None)  # the class's own methods show through again
         if run.replaced is not None:
             pipe.scheduler = run.replaced
-        _detach_clock(pipe.unet)
-        remove_partial_steps(pipe.unet)
+        _detach_clock(denoiser_of(pipe))
+        remove_partial_steps(denoiser_of(pipe))
         run.state.reset()
         delattr(pipe, ATTR)
 
 
-def pipeline_timesteps(pipe: Any, num_inference_steps: int) -> list[int]:
+def pipeline_timesteps(pipe: Any, num_inference_steps: int, **kwargs: Any) -> list[float]:
     """The grid ``pipe``'s scheduler runs for ``num_inference_steps`` (its spacing, offset, ...): what a schedule for
     this pipeline lists as its teacher timesteps (a timestep a scheduler evaluates twice in a row, as Heun and PLMS do,
-    once). The scheduler is left as it was."""
+    once); for a flow-matching scheduler its sigmas (``kwargs``: what the pipeline passes too, e.g. Flux's ``sigmas``
+    and ``mu``). The scheduler is left as it was."""
     import copy
 
     scheduler = copy.deepcopy(pipe.scheduler)
     scheduler.__dict__.pop("set_timesteps", None)
-    scheduler.set_timesteps(num_inference_steps)
-    return merge_repeats([int(t) for t in scheduler.timesteps])
+    scheduler.set_timesteps(num_inference_steps, **kwargs) if not kwargs.get("sigmas") else scheduler.set_timesteps(**kwargs)
+    return merge_repeats(scheduler_grid(scheduler))
 
 
 register_integration(DiffusersPipelineIntegration())
