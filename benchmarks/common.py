@@ -116,3 +116,17 @@ def int_ranges(text: str) -> tuple[int, ...]:
         low, dash, high = part.partition("-")
         out += range(int(low), int(high) + 1) if dash else [int(part)]
     return tuple(out)
+
+
+def print_budgets(summary: list[dict[str, Any]], teacher: dict[str, Any]) -> None:
+    """Per budget: the searched schedule, then each family's compared baseline with the FID and rFID margins."""
+    print(f"teacher FID {teacher['fid']}")
+    for r in summary:
+        if r.get("searched") is None:
+            print(f"{r['budget']}: no searched schedule within budget")
+            continue
+        s = r["searched_row"]
+        print(f"{r['budget']}: {s['name']} {s['macs_speedup']:.2f}x wall {s['wall_speedup']:.2f}x FID {s['fid']:.2f} rFID {s['rfid']:.3f}")
+        for family, c in r["comparisons"].items():
+            b = c["baseline"]
+            print(f"    {family:28s} {b['name']:36s} {b['macs_speedup']:.2f}x FID {b['fid']:.2f} ({c['fid_margin']:+.2f}) rFID {b['rfid']:.3f} ({c['rfid_margin']:+.3f})")

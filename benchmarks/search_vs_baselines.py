@@ -25,7 +25,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import budget_plan, budget_summary, headline, int_ranges, write_result
+from common import (
+    budget_plan,
+    budget_summary,
+    headline,
+    int_ranges,
+    print_budgets,
+    write_result,
+)
 
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.context import build_context
@@ -69,18 +76,7 @@ def main() -> None:
         "model": args.model, "teacher": teacher, "n_search": args.n, "trials": args.trials, "strategy": args.strategy, "solver": config.candidate_sampler, "spacings": list(config.spacings), "validate_n": args.validate_n,
         "seed": args.seed, "study": ctx.study_name, "evaluated": {"baselines": len(baselines), "searched": len(searched)}, "budgets": summary,
     })
-    print(f"teacher FID {teacher['fid']}")
-    for r in summary:
-        if r.get("searched") is None:
-            print(f"{r['budget']}: no searched schedule within budget")
-            continue
-        s = r["searched_row"]
-        line = f"{r['budget']}: {s['name']} {s['macs_speedup']:.2f}x wall {s['wall_speedup']:.2f}x FID {s['fid']:.2f} rFID {s['rfid']:.3f}"
-        for family, c in r["comparisons"].items():
-            b = c["baseline"]
-            line += f" | {b['name']} {b['macs_speedup']:.2f}x FID {b['fid']:.2f} (margin {c['fid_margin']:+.2f}) rFID {b['rfid']:.3f} (margin {c['rfid_margin']:+.3f})"
-        print(line)
-
+    print_budgets(summary, teacher)
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,14 @@ import argparse
 import time
 from pathlib import Path
 
-from common import budget_plan, budget_summary, headline, int_ranges, write_result
+from common import (
+    budget_plan,
+    budget_summary,
+    headline,
+    int_ranges,
+    print_budgets,
+    write_result,
+)
 
 from flexdiff.metrics import paired_distance, rfid
 from flexdiff.search.config import SearchConfig
@@ -92,17 +99,7 @@ def main() -> None:
         "forecast": args.forecast, "validate_n": args.validate_n, "seed": args.seed, "study": ctx.study_name, "search_wall_seconds": round(search_wall, 1),
         "evaluated": {"baselines": len(baselines), "searched": len(searched), "peers": len(peers)}, "peers": peers, "budgets": summary,
     })
-    print(f"teacher FID {teacher['fid']}")
-    for r in summary:
-        if r.get("searched") is None:
-            print(f"{r['budget']}: no searched schedule within budget")
-            continue
-        s = r["searched_row"]
-        print(f"{r['budget']}: {s['name']} {s['macs_speedup']:.2f}x wall {s['wall_speedup']:.2f}x FID {s['fid']:.2f} rFID {s['rfid']:.3f} beats all: {r['beats_baselines']}")
-        for family, c in r["comparisons"].items():
-            b = c["baseline"]
-            print(f"    {family:28s} {b['name']:36s} {b['macs_speedup']:.2f}x FID {b['fid']:.2f} ({c['fid_margin']:+.2f}) rFID {b['rfid']:.3f} ({c['rfid_margin']:+.3f})")
-
+    print_budgets(summary, teacher)
 
 if __name__ == "__main__":
     main()
