@@ -38,7 +38,7 @@ from common import (
 from flexdiff.metrics import paired_distance, rfid
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.context import build_context
-from flexdiff.search.peers import PEERS, calibrate, peer_images, peer_runs
+from flexdiff.search.peers import calibrate, peer_images, peer_runs
 from flexdiff.search.run import trial_rows, work
 from flexdiff.search.validation import validate
 from flexdiff.utils.progress import progress_bar
@@ -78,7 +78,7 @@ def main() -> None:
     peers, generators = [], {}
     if not args.no_peers:
         model, noise = ctx.model, ctx.reference.noise
-        extra = calibrate(model, PEERS.get("magcache"), ctx.timesteps, args.sampler, noise[:32])
+        extra = calibrate(model, ctx.timesteps, args.sampler, noise[:32])
         runs = peer_runs(T)
         with progress_bar("peers", len(runs)) as advance:
             for run in runs:

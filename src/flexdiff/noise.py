@@ -136,10 +136,11 @@ class FlowSchedule:
     prediction_type = "flow_prediction"  # diffusers' name for the velocity eps - x0
 
     @classmethod
-    def from_scheduler_config(cls, config: dict[str, Any], source: object = "scheduler config", image_seq_len: int | None = None) -> "FlowSchedule":
-        """Read a ``FlowMatch*`` scheduler config; with ``use_dynamic_shifting`` ``mu`` is the config's linear map of
-        ``image_seq_len`` (diffusers' ``calculate_shift``: ``base_shift`` at ``base_image_seq_len`` .. ``max_shift`` at
-        ``max_image_seq_len``). Karras / exponential / beta sigmas and ``shift_terminal`` are refused (not implemented)."""
+    def from_scheduler_config(cls, config: dict[str, Any], source: object = "scheduler config", image_seq_len: int | None = None, mu: float | None = None) -> "FlowSchedule":
+        """Read a ``FlowMatch*`` scheduler config; with ``use_dynamic_shifting`` ``mu`` is the one given (what a
+        pipeline passes its scheduler), else the config's linear map of ``image_seq_len`` (diffusers'
+        ``calculate_shift``: ``base_shift`` at ``base_image_seq_len`` .. ``max_shift`` at ``max_image_seq_len``).
+        Karras / exponential / beta sigmas and ``shift_terminal`` are refused (not implemented)."""
         for name in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "shift_terminal", "invert_sigmas", "stochastic_sampling"):
             if config.get(name):
                 raise FlexdiffError(f"{source}: {name} {config[name]!r}", "a flow-matching config with plain (shifted) sigmas", f"drop {name}, or run this model's own pipeline with --sampler pipeline")
@@ -152,30 +153,35 @@ class FlowSchedule:
         time_shift_type = str(config.get("time_shift_type", "exponential"))
         if time_shift_type not in TIME_SHIFT_TYPES:
             raise FlexdiffError(f"{source}: time_shift_type {time_shift_type!r}", f"one of {', '.join(TIME_SHIFT_TYPES)}", "restore the model's config")
-        dynamic, mu = bool(config.get("use_dynamic_shifting", False)), None
-        if dynamic:
+        dynamic = bool(config.get("use_dynamic_shifting", False))
+        if not dynamic:
+            mu = None
+        elif mu is None:
             if image_seq_len is None:
                 raise FlexdiffError(source, "the image sequence length of a dynamically shifted flow model", "load the model through flexdiff.load_model")
             lo, hi = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
             base, top = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
             mu = image_seq_len * (top - base) / (hi - lo) + base - (top - base) / (hi - lo) * lo
-        return cls(steps, float(shift), dynamic, time_shift_type, mu)
+        return cls(steps, float(shift), dynamic, time_shift_type, None if mu is None else float(mu))
 
     def shifted(self, sigmas: "np.ndarray") -> "np.ndarray":
         """Timestep shifting as diffusers applies it: ``shift s / (1 + (shift - 1) s)``, or with dynamic shifting
         ``e^mu / (e^mu + (1/s - 1))`` (exponential) / ``mu / (mu + (1/s - 1))`` (linear)."""
         if self.use_dynamic_shifting:
-            assert self.mu is not None
-            scale = math.exp(self.mu) if self.time_shift_type == "exponential" else self.mu
+            scale = self._dynamic_scale()
             return scale / (scale + (1 / sigmas - 1))
         return self.shift * sigmas / (1 + (self.shift - 1) * sigmas)
+
+    def _dynamic_scale(self) -> float:
+        """``e^mu`` (exponential time shift) or ``mu`` (linear): the factor dynamic shifting applies to ``1/s - 1``."""
+        assert self.mu is not None, "a dynamically shifted schedule has its mu"
+        return math.exp(self.mu) if self.time_shift_type == "exponential" else self.mu
 
     def unshifted(self, sigmas: "Sequence[float]") -> list[float]:
         """The inverse of :meth:`shifted`: what to pass diffusers' ``set_timesteps(sigmas=...)`` (which shifts the
         sigmas it is given) so that it runs exactly ``sigmas``."""
         if self.use_dynamic_shifting:
-            assert self.mu is not None
-            scale = math.exp(self.mu) if self.time_shift_type == "exponential" else self.mu
+            scale = self._dynamic_scale()
             return [1.0 / (1.0 + scale * (1.0 / s - 1.0)) for s in sigmas]
         return [s / (self.shift - (self.shift - 1.0) * s) for s in sigmas]
 
@@ -189,8 +195,8 @@ class FlowSchedule:
             raise FlexdiffError(steps, f"a number of steps in [1, {self.num_train_timesteps}]", "pass e.g. --steps 20")
         n = self.num_train_timesteps
         train = np.linspace(1, n, n, dtype=np.float32)[::-1].copy() / n  # the training sigmas of diffusers' __init__
-        if not self.use_dynamic_shifting:
-            train = self.shift * train / (1 + (self.shift - 1) * train)
+        if not self.use_dynamic_shifting:  # diffusers shifts its training sigmas statically only
+            train = self.shifted(train)
         sigma_max, sigma_min = float(np.float32(train[0])), float(np.float32(train[-1]))
         grid = self.shifted(np.linspace(sigma_max * n, sigma_min * n, steps) / n)
         return [float(v) for v in grid.astype(np.float32)]

@@ -66,8 +66,9 @@ DIT_TEACHER_CONFIG = dict(
 )
 #: The rectified-flow schedule of ``builtin:digits-dit`` (diffusers' FlowMatchEulerDiscreteScheduler, no shift: 16x16 pixels).
 FLOW_SCHEDULER_CONFIG: dict[str, object] = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0}
-#: Teacher architectures ``flexdiff train --arch`` builds.
+#: Teacher architectures ``flexdiff train --arch`` builds, and the peak learning rate each was trained with.
 ARCHITECTURES = ("unet", "dit")
+DEFAULT_LR = {"unet": 1e-3, "dit": 5e-4}
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class TeacherRecipe:
     steps: int = 8000
     minutes: float | None = None
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None  # peak learning rate; None: the architecture's (DEFAULT_LR)
     warmup_steps: int = 200
     ema_decay: float = 0.999
     weight_decay: float = 0.0
@@ -89,6 +90,8 @@ class TeacherRecipe:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise FlexdiffError(f"--arch {self.arch}", f"one of {', '.join(ARCHITECTURES)}", "pass --arch unet (DDPM) or --arch dit (rectified flow)")
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.arch])
         if self.steps < 1:
             raise FlexdiffError(f"--steps {self.steps}", "--steps >= 1", "pass a positive number of optimizer steps")
         # -1 saved an untrained model and 0 meant "no limit"; NaN / inf are no cap a user means either

@@ -18,7 +18,7 @@ def setup():
     noise = model.initial_noise(4, 0)
     plain = generate(model, noise, grid, "flow-euler").clamp(-1, 1)
     full = count_macs(lambda: generate(model, noise, grid, "flow-euler")) / len(noise)
-    extra = calibrate(model, PEERS.get("magcache"), grid, "flow-euler", noise[:2])
+    extra = calibrate(model, grid, "flow-euler", noise[:2])
     return model, grid, noise, plain, full, extra
 
 

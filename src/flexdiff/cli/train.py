@@ -40,7 +40,7 @@ def train(
     from flexdiff.utils.device import resolve_device
     from flexdiff.utils.progress import progress_bar
 
-    recipe = TeacherRecipe(seed=seed, steps=steps, minutes=minutes, arch=arch, lr=lr or (5e-4 if arch == "dit" else 1e-3))  # checked before any work
+    recipe = TeacherRecipe(seed=seed, steps=steps, minutes=minutes, arch=arch, lr=lr)  # checked before any work
     images, labels = load_images(data), None
     if data == "builtin:digits-train":
         from flexdiff.data import digits

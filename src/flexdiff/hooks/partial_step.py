@@ -25,9 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers.hooks import ModelHook
 
-from flexdiff.hooks.state import StepState, Technique, register_technique
+from flexdiff.hooks.state import StepHook, Technique, register_technique
 
 HOOK_NAME = "flexdiff.partial_step"
 
@@ -41,14 +40,8 @@ def _hollow_view(output: Any) -> Any:
     return output
 
 
-class PartialStepHook(ModelHook):
+class PartialStepHook(StepHook):
     """Wraps one unit: computes (and records) in full steps, replays the recorded output when deep in a partial step."""
-
-    _is_stateful = True
-
-    def __init__(self, index: int, state: StepState) -> None:
-        super().__init__()
-        self.index, self.state = index, state
 
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         state = self.state
@@ -60,10 +53,6 @@ class PartialStepHook(ModelHook):
         if state.mode == "full" and self.index in state.record:
             state.cache[self.index] = output
         return output
-
-    def reset_state(self, module: torch.nn.Module) -> torch.nn.Module:
-        self.state.cache.clear()
-        return module
 
 
 register_technique(Technique("output", HOOK_NAME, lambda index, state, layout: PartialStepHook(index, state)))

@@ -16,13 +16,19 @@ Which argument and which output element is which stream is diffusers' ``Transfor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from diffusers.hooks import ModelHook
 
 from flexdiff.backbones.transformer import block_metadata
-from flexdiff.hooks.state import StepState, Technique, extrapolate, register_technique
+from flexdiff.hooks.state import (
+    StepHook,
+    StepState,
+    Technique,
+    extrapolate,
+    register_technique,
+)
 
 HOOK_NAME = "flexdiff.residual_step"
 
@@ -45,21 +51,20 @@ def _layout(metadata: Any, hidden: Any, encoder: Any, like: Any) -> Any:
     return tuple(out)
 
 
-class ResidualStepHook(ModelHook):
+class ResidualStepHook(StepHook):
     """Wraps one block: computes (and records) in full steps; in a partial step adds the cached residual of the deep
     range (the first deep block) or passes its input through (the other deep blocks)."""
 
-    _is_stateful = True
-
     def __init__(self, index: int, state: StepState, blocks: list[Any]) -> None:
         """``blocks``: the metadata of every block of the model (the first deep block reads the last one's output)."""
-        super().__init__()
-        self.index, self.state, self.blocks, self.metadata = index, state, blocks, blocks[index]
+        super().__init__(index, state)
+        self.blocks, self.metadata = blocks, blocks[index]
 
-    def _residual(self, cache: dict[Any, Any], last: int) -> tuple[Any, Any]:
-        """(h, e) residual of blocks ``self.index .. last`` in one recorded full step: output of ``last`` minus input of this block."""
-        h_in, e_in = cache[("in", self.index)]
-        h_out, e_out = _streams(self.blocks[last], cache[("out", last)])
+    def _residual(self, entry: Callable[[Any], Any], last: int) -> tuple[Any, Any]:
+        """(h, e) residual of blocks ``self.index .. last`` in one recorded full step (``entry(key)`` reads its
+        cache): output of ``last`` minus input of this block."""
+        h_in, e_in = entry(("in", self.index))
+        h_out, e_out = _streams(self.blocks[last], entry(("out", last)))
         return h_out - h_in, (e_out - e_in if e_out is not None and e_in is not None else None)
 
     def _inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
@@ -77,10 +82,9 @@ class ResidualStepHook(ModelHook):
             last = state.deep[-1]
             like = state.cached(("out", self.index))
             if self.index == state.deep[0]:
-                state.cached(("in", self.index)), state.cached(("out", last))  # a one-line error when no full step recorded them
-                dh, de = self._residual(state.cache, last)
+                dh, de = self._residual(state.cached, last)  # a one-line error when no full step recorded them
                 if state.forecast is not None and ("in", self.index) in state.previous:  # TaylorSeer's first order on the residual
-                    dh, de = extrapolate((dh, de), self._residual(state.previous, last), state.forecast)
+                    dh, de = extrapolate((dh, de), self._residual(state.previous.__getitem__, last), state.forecast)
                 hidden = hidden + dh
                 encoder = encoder + de if encoder is not None and de is not None else encoder
             if _streams(self.metadata, like)[1] is None:
@@ -91,10 +95,6 @@ class ResidualStepHook(ModelHook):
             state.cache[("in", self.index)] = self._inputs(args, kwargs)
             state.cache[("out", self.index)] = output
         return output
-
-    def reset_state(self, module: torch.nn.Module) -> torch.nn.Module:
-        self.state.cache.clear()
-        return module
 
 
 register_technique(Technique("residual", HOOK_NAME, lambda index, state, layout: ResidualStepHook(index, state, [block_metadata(b) for _, b in layout.units])))

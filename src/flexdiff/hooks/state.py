@@ -78,6 +78,21 @@ def extrapolate(last: Any, before: Any, factor: torch.Tensor) -> Any:
     return last
 
 
+class StepHook(ModelHook):
+    """What every technique's hook shares: the unit's index in the layout and the executor's :class:`StepState`
+    (stateful: diffusers' ``reset_stateful_hooks`` empties the cache)."""
+
+    _is_stateful = True
+
+    def __init__(self, index: int, state: StepState) -> None:
+        super().__init__()
+        self.index, self.state = index, state
+
+    def reset_state(self, module: torch.nn.Module) -> torch.nn.Module:
+        self.state.cache.clear()
+        return module
+
+
 @dataclass(frozen=True)
 class Technique:
     """A way of reusing the latest full step in partial steps: its hook's name (removable by it) and its factory."""

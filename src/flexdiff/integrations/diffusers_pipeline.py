@@ -253,8 +253,7 @@ def _wrap_scheduler(run: PipelineRun) -> None:
         if len(active) != schedule.T:  # null steps: the scheduler runs the active grid points only (checked at enable)
             rest = {k: v for k, v in kwargs.items() if k not in ("num_inference_steps", "sigmas", "timesteps")}
             if flow:  # diffusers shifts the sigmas it is given: pass the unshifted ones, so that it runs exactly these
-                noise = FlowSchedule.from_scheduler_config({**dict(scheduler.config), "use_dynamic_shifting": False}) if not scheduler.config.get("use_dynamic_shifting") else \
-                    FlowSchedule(int(scheduler.config.num_train_timesteps), 1.0, True, str(scheduler.config.get("time_shift_type", "exponential")), float(kwargs["mu"]))
+                noise = FlowSchedule.from_scheduler_config(dict(scheduler.config), f"{name} config", mu=kwargs.get("mu"))
                 out = original_set(sigmas=noise.unshifted(active), **rest)
             else:
                 out = original_set(timesteps=active, **rest)
@@ -344,7 +343,10 @@ def pipeline_timesteps(pipe: Any, num_inference_steps: int, **kwargs: Any) -> li
 
     scheduler = copy.deepcopy(pipe.scheduler)
     scheduler.__dict__.pop("set_timesteps", None)
-    scheduler.set_timesteps(num_inference_steps, **kwargs) if not kwargs.get("sigmas") else scheduler.set_timesteps(**kwargs)
+    if kwargs.get("sigmas"):  # the pipeline's own sigmas are the grid (Flux): diffusers then takes no step count
+        scheduler.set_timesteps(**kwargs)
+    else:
+        scheduler.set_timesteps(num_inference_steps, **kwargs)
     return merge_repeats(scheduler_grid(scheduler))
 
 

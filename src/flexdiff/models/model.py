@@ -184,8 +184,8 @@ class DiffusionModel:
         def call(xt: torch.Tensor, timesteps: torch.Tensor, **conditioning: Any) -> torch.Tensor:
             return backbone.call(self.denoiser, xt.to(dtype), timesteps, **conditioning).float()
 
-        value, kind = self.noise.model_timestep(t), torch.long if self.noise.kind == "alpha_bar" else torch.float32
-        steps = lambda k: torch.full((k,), value, device=x.device, dtype=kind)  # noqa: E731 - integer timesteps, or flow's sigma * 1000
+        value = self.noise.model_timestep(t)  # an int (int64 tensor) or flow's sigma * 1000 (float32 tensor)
+        steps = lambda k: torch.full((k,), value, device=x.device)  # noqa: E731
         if c is None:
             output = call(x, steps(n))
         elif c.cond is None:  # class-conditional UNet2DModel

@@ -18,7 +18,7 @@ import ast
 import contextlib
 import io
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -53,9 +53,8 @@ class PeerFamily:
     config: Callable[[float, DiffusionModel, Sequence[float], Callable[[], float], dict[str, Any]], Any]
     apply: Callable[[torch.nn.Module, Any], None]
     hook_names: Callable[[], tuple[str, ...]]
-    #: True: the config needs the model calibrated first (``calibrate(model, grid, sampler, noise)`` -> extras)
-    calibrated: bool = False
-    runs_on: Callable[[torch.nn.Module], bool] = field(default=lambda module: True)
+    #: a calibration run the config needs first, ``(model, family, grid, sampler, noise) -> extras`` (MagCache's ratios)
+    calibrate: Callable[..., dict[str, Any]] | None = None
 
 
 PEERS: Registry[PeerFamily] = Registry("a caching peer", "pick one of the registered peers")
@@ -135,11 +134,7 @@ def _magcache() -> PeerFamily:
         return MagCacheConfig(threshold=s, max_skip_steps=3, retention_ratio=0.2, num_inference_steps=len(g), mag_ratios=extra["mag_ratios"])
 
     return PeerFamily("magcache", "skip the blocks while the accumulated magnitude-ratio error stays below the threshold (MagCache, calibrated)",
-                      lambda T: [0.01, 0.03, 0.06, 0.1, 0.16, 0.24, 0.4], config, apply_mag_cache, names, calibrated=True)
-
-
-for _factory in (_fbc, _taylorseer, _pab, _magcache):
-    register_peer(_factory())
+                      lambda T: [0.01, 0.03, 0.06, 0.1, 0.16, 0.24, 0.4], config, apply_mag_cache, names, calibrate=_magcache_ratios)
 
 
 def peer_runs(T: int, families: Sequence[str] | None = None) -> list[PeerRun]:
@@ -189,7 +184,16 @@ def _denoise(model: DiffusionModel, grid: Sequence[float], clock: list[float]) -
     return start
 
 
-def calibrate(model: DiffusionModel, family: PeerFamily, grid: Sequence[float], sampler: str, noise: torch.Tensor) -> dict[str, Any]:
+def calibrate(model: DiffusionModel, grid: Sequence[float], sampler: str, noise: torch.Tensor) -> dict[str, Any]:
+    """Every registered peer's calibration run on ``noise`` over ``grid``: the extras their configs need."""
+    extra: dict[str, Any] = {}
+    for _, family in PEERS.items():
+        if family.calibrate is not None:
+            extra |= family.calibrate(model, family, grid, sampler, noise)
+    return extra
+
+
+def _magcache_ratios(model: DiffusionModel, family: PeerFamily, grid: Sequence[float], sampler: str, noise: torch.Tensor) -> dict[str, Any]:
     """MagCache's calibration run (``calibrate=True``: nothing skipped) on ``noise``; its printed ratios, as its docs
     ask the user to copy them."""
     from diffusers.hooks import MagCacheConfig
@@ -211,8 +215,15 @@ def peer_images(model: DiffusionModel, run: PeerRun, noise: torch.Tensor, grid: 
     family = PEERS.get(run.family)
     clock = [0.0]
     config = family.config(run.setting, model, grid, lambda: clock[0], extra or {})
-    out: dict[str, torch.Tensor] = {}
+    images: list[torch.Tensor] = []
+
+    def work() -> None:
+        images.append(generate(model, noise, grid, sampler, batch_size=batch_size, denoise=_denoise(model, grid, clock), on_step=on_step))
+
     with _applied(model, family, config):
-        work = lambda: out.__setitem__("x", generate(model, noise, grid, sampler, batch_size=batch_size, denoise=_denoise(model, grid, clock), on_step=on_step))  # noqa: E731
         macs = count_macs(work) if count else (work() or 0)
-    return out["x"].clamp(-1, 1), macs / len(noise)
+    return images[0].clamp(-1, 1), macs / len(noise)
+
+
+for _factory in (_fbc, _taylorseer, _pab, _magcache):
+    register_peer(_factory())
