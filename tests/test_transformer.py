@@ -285,7 +285,7 @@ def test_builtin_dit_teacher_loads_as_a_flow_model() -> None:
     from flexdiff.models import load_model
 
     model = load_model("builtin:digits-dit", device="cpu")
-    assert model.noise.kind == "flow" and model.backbone.name == "transformer" and model.layout.num_branches == 15
+    assert model.noise.kind == "flow" and model.backbone.name == "transformer" and model.layout.num_branches == 21
     assert model.conditioning is not None and model.conditioning.labels.tolist() == list(range(10))
     x = model.initial_noise(2, 0)
     assert model.eps(x, 0.5).shape == x.shape

@@ -53,7 +53,7 @@ TEACHER_CONFIG = dict(
 
 #: Architecture of ``builtin:digits-dit``: a class-conditional ``DiTTransformer2DModel`` (adaLN-Zero, Peebles & Xie 2023)
 #: on 2x2 patches of the 16x16 digits (64 tokens), 6 blocks of width 128: 2.1 M parameters, so partial(F, B) steps
-#: have 15 branches (F >= 1, B >= 0, F + B <= 5).
+#: have 21 branches (F, B >= 0, F + B <= 5).
 DIT_TEACHER_CONFIG = dict(
     num_attention_heads=4,
     attention_head_dim=32,

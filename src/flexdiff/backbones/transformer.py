@@ -5,8 +5,9 @@ Units: the transformer blocks in execution order (Flux: ``transformer_blocks`` t
 Branches: the DBCache split (cache-dit; Fn / Bn): a partial step at branch ``(F, B)`` computes the first ``F`` and the
 last ``B`` blocks, and the middle blocks ``F .. L-B-1`` (``Branch.deep``) are replaced by the residual they added at
 the latest full step, on both streams where blocks carry encoder states (:mod:`flexdiff.hooks.residual_step`). Its
-cost grows with ``F + B``; branches are ordered by ``F + B`` (then ``F``), so branch 0 is the cheapest. ``F >= 1``: the
-first block always sees the new input (what FirstBlockCache measures change on). On deep models (``L > 8``) ``F`` and
+cost grows with ``F + B``; branches are ordered by ``F + B`` (then ``F``), so branch 0 is the cheapest: ``F0B0``, every block's
+residual reused and only the patch embedding, the timestep embedding and the output head run, the cost of a TaylorSeer
+forecast step (with a forecast partial step it is TaylorSeer's whole-stack forecast). On deep models (``L > 8``) ``F`` and
 ``B`` take the values 0-4, 6, 8, 12, 16, 24, 32, 48 only, so the genome's branch gene stays small.
 
 Which argument and which output element of a block is which stream comes from diffusers' own
@@ -68,8 +69,8 @@ def transformer_layout(module: nn.Module) -> Layout:
                             "use a DiT, PixArt, SD3 or Flux transformer (or register the block class's metadata with diffusers)")
     n = len(units)
     if n < 2:
-        raise FlexdiffError(f"{type(module).__name__} with {n} block(s)", "at least 2 transformer blocks (a partial step computes 1 and reuses the rest)", "use a deeper model")
-    pairs = sorted(((f, b) for f in _depths(n) if f >= 1 for b in _depths(n) if f + b < n), key=lambda p: (p[0] + p[1], p[0]))
+        raise FlexdiffError(f"{type(module).__name__} with {n} block(s)", "at least 2 transformer blocks (a partial step reuses the middle ones)", "use a deeper model")
+    pairs = sorted(((f, b) for f in _depths(n) for b in _depths(n) if f + b < n), key=lambda p: (p[0] + p[1], p[0]))
     branches = tuple(TransformerBranch(i, f"F{f}B{b}", range(f, n - b), frozenset(), f, b) for i, (f, b) in enumerate(pairs))
     return Layout(tuple(units), branches)
 

@@ -1,5 +1,6 @@
 """The caching peers as baselines, run from their own code: diffusers' ``FirstBlockCache``, ``TaylorSeer``,
-``PyramidAttentionBroadcast`` and ``MagCache`` hooks, applied with their ``apply_*`` functions to the unmodified
+``PyramidAttentionBroadcast`` and ``MagCache`` hooks, applied with their ``apply_*`` functions, and cache-dit's DBCache
+(alone and with its TaylorSeer calibrator; where the ``peers`` extra installed it), applied to the unmodified
 denoiser and driven by flexdiff's own sampling loop on the reference noise, at a sweep of their settings.
 
 Each call runs inside a diffusers ``CacheContext`` (name ``"cond"``, with the step index, step count, timestep and
@@ -9,14 +10,16 @@ images, so a threshold-driven skip (FirstBlockCache, MagCache) is charged for ex
 calibrated on the model as its documentation says: one calibration run of the teacher's grid prints the magnitude
 ratios, which the sweep then uses.
 
-Adding a peer is one :class:`PeerFamily` registered here (its sweep and how it builds its diffusers config).
+Adding a peer is one :class:`PeerFamily` registered here (its sweep, how it builds its config, attaches and resets).
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.util
 import io
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,8 +54,10 @@ class PeerFamily:
     settings: Callable[[int], list[float]]
     #: (setting, model, grid, clock) -> diffusers config; ``clock()`` is the current model timestep (PAB's callback)
     config: Callable[[float, DiffusionModel, Sequence[float], Callable[[], float], dict[str, Any]], Any]
-    apply: Callable[[torch.nn.Module, Any], None]
-    hook_names: Callable[[], tuple[str, ...]]
+    #: ``(denoiser, config) -> detach``: puts the peer on the unmodified denoiser; ``detach()`` takes all of it off
+    attach: Callable[[torch.nn.Module, Any], Callable[[], None]]
+    #: ``(denoiser, config)``, before every batch: the state reset a pipeline call does (diffusers' stateful hooks)
+    reset: Callable[[torch.nn.Module, Any], None]
     #: a calibration run the config needs first, ``(model, family, grid, sampler, noise) -> extras`` (MagCache's ratios)
     calibrate: Callable[..., dict[str, Any]] | None = None
 
@@ -62,6 +67,29 @@ PEERS: Registry[PeerFamily] = Registry("a caching peer", "pick one of the regist
 
 def register_peer(family: PeerFamily) -> PeerFamily:
     return PEERS.register(family.name, family)
+
+
+def _diffusers_hooks(apply: Callable[[torch.nn.Module, Any], None], hook_names: Callable[[], tuple[str, ...]]) -> dict[str, Any]:
+    """``attach`` / ``reset`` of a diffusers hook technique: ``apply_*`` on, its hooks removed by name, the stateful
+    hooks reset as a pipeline call does."""
+    from diffusers.hooks import HookRegistry
+
+    def attach(module: torch.nn.Module, config: Any) -> Callable[[], None]:
+        registry = HookRegistry.check_if_exists_or_initialize(module)
+        apply(module, config)
+        registry._child_registries_cache = None  # diffusers caches the list of hooked submodules once; this peer added others
+
+        def detach() -> None:
+            for name in hook_names():
+                registry.remove_hook(name, recurse=True)
+            registry._child_registries_cache = None
+
+        return detach
+
+    def reset(module: torch.nn.Module, config: Any) -> None:
+        HookRegistry.check_if_exists_or_initialize(module).reset_stateful_hooks(recurse=True)
+
+    return {"attach": attach, "reset": reset}
 
 
 def _fbc() -> PeerFamily:
@@ -76,7 +104,7 @@ def _fbc() -> PeerFamily:
         return (_FBC_LEADER_BLOCK_HOOK, _FBC_BLOCK_HOOK)
 
     return PeerFamily("first-block-cache", "skip the remaining blocks while the first block's residual changes less than the threshold (relative L1)",
-                      lambda T: [0.02, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5], lambda s, m, g, clock, extra: FirstBlockCacheConfig(threshold=s), apply_first_block_cache, names)
+                      lambda T: [0.02, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5], lambda s, m, g, clock, extra: FirstBlockCacheConfig(threshold=s), **_diffusers_hooks(apply_first_block_cache, names))
 
 
 def _taylorseer() -> PeerFamily:
@@ -95,7 +123,7 @@ def _taylorseer() -> PeerFamily:
                                      cache_identifiers=[r"(single_)?transformer_blocks\.\d+\.(attn\d*|ff|ff_context|proj_mlp|proj_out)"])
 
     return PeerFamily("taylorseer", "full steps every N steps, first-order Taylor forecasts of every block's output between (TaylorSeer)",
-                      lambda T: [n for n in (2, 3, 4, 5, 6) if n < T], config, apply_taylorseer_cache, names)
+                      lambda T: [n for n in (2, 3, 4, 5, 6) if n < T], config, **_diffusers_hooks(apply_taylorseer_cache, names))
 
 
 def _pab() -> PeerFamily:
@@ -116,7 +144,7 @@ def _pab() -> PeerFamily:
         return PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=int(s), spatial_attention_timestep_skip_range=(100, 800), current_timestep_callback=clock)
 
     return PeerFamily("pyramid-attention-broadcast", "self-attention outputs broadcast for N - 1 of every N steps in the middle timesteps (PAB)",
-                      lambda T: [2, 3, 4, 6], config, apply_pyramid_attention_broadcast, names)
+                      lambda T: [2, 3, 4, 6], config, **_diffusers_hooks(apply_pyramid_attention_broadcast, names))
 
 
 def _magcache() -> PeerFamily:
@@ -134,7 +162,7 @@ def _magcache() -> PeerFamily:
         return MagCacheConfig(threshold=s, max_skip_steps=3, retention_ratio=0.2, num_inference_steps=len(g), mag_ratios=extra["mag_ratios"])
 
     return PeerFamily("magcache", "skip the blocks while the accumulated magnitude-ratio error stays below the threshold (MagCache, calibrated)",
-                      lambda T: [0.01, 0.03, 0.06, 0.1, 0.16, 0.24, 0.4], config, apply_mag_cache, names, calibrate=_magcache_ratios)
+                      lambda T: [0.01, 0.03, 0.06, 0.1, 0.16, 0.24, 0.4], config, **_diffusers_hooks(apply_mag_cache, names), calibrate=_magcache_ratios)
 
 
 def peer_runs(T: int, families: Sequence[str] | None = None) -> list[PeerRun]:
@@ -145,30 +173,22 @@ def peer_runs(T: int, families: Sequence[str] | None = None) -> list[PeerRun]:
 
 @contextlib.contextmanager
 def _applied(model: DiffusionModel, family: PeerFamily, config: Any) -> Iterator[None]:
-    """The peer's hooks on the denoiser for the block; every hook it added removed again after it."""
-    from diffusers.hooks import HookRegistry
-
-    module = model.denoiser
-    registry = HookRegistry.check_if_exists_or_initialize(module)
-    family.apply(module, config)
-    registry._child_registries_cache = None  # diffusers caches the list of hooked submodules once; this peer added others
+    """The peer on the denoiser for the block; all of it taken off again after it."""
+    detach = family.attach(model.denoiser, config)
     try:
         yield
     finally:
-        for name in family.hook_names():
-            registry.remove_hook(name, recurse=True)
-        registry._child_registries_cache = None
+        detach()
 
 
-def _denoise(model: DiffusionModel, grid: Sequence[float], clock: list[float]) -> Callable[[], Callable[[torch.Tensor, float, int], torch.Tensor]]:
-    """Per batch: the hooks' state reset, then each call inside a ``CacheContext`` like a pipeline's loop."""
-    from diffusers.hooks import HookRegistry
+def _denoise(model: DiffusionModel, family: PeerFamily, config: Any, grid: Sequence[float], clock: list[float]) -> Callable[[], Callable[[torch.Tensor, float, int], torch.Tensor]]:
+    """Per batch: the peer's state reset, then each call inside a ``CacheContext`` like a pipeline's loop."""
     from diffusers.hooks.hooks import CacheContext, _set_cache_context
 
     module = model.denoiser
 
     def start() -> Callable[[torch.Tensor, float, int], torch.Tensor]:
-        HookRegistry.check_if_exists_or_initialize(module).reset_stateful_hooks(recurse=True)
+        family.reset(module, config)
 
         def denoise(x: torch.Tensor, t: float, i: int) -> torch.Tensor:
             clock[0] = model.noise.model_timestep(t)
@@ -200,8 +220,9 @@ def _magcache_ratios(model: DiffusionModel, family: PeerFamily, grid: Sequence[f
 
     clock = [0.0]
     printed = io.StringIO()
-    with _applied(model, family, MagCacheConfig(calibrate=True, num_inference_steps=len(grid))), contextlib.redirect_stdout(printed):
-        generate(model, noise, grid, sampler, denoise=_denoise(model, grid, clock), decode=False)
+    config = MagCacheConfig(calibrate=True, num_inference_steps=len(grid))
+    with _applied(model, family, config), contextlib.redirect_stdout(printed):
+        generate(model, noise, grid, sampler, denoise=_denoise(model, family, config, grid, clock), decode=False)
     lists = [line for line in printed.getvalue().splitlines() if line.strip().startswith("[")]
     if not lists:
         raise FlexdiffError(family.name, "a calibration run that prints its magnitude ratios", "check the installed diffusers' MagCache")
@@ -218,12 +239,38 @@ def peer_images(model: DiffusionModel, run: PeerRun, noise: torch.Tensor, grid: 
     images: list[torch.Tensor] = []
 
     def work() -> None:
-        images.append(generate(model, noise, grid, sampler, batch_size=batch_size, denoise=_denoise(model, grid, clock), on_step=on_step))
+        images.append(generate(model, noise, grid, sampler, batch_size=batch_size, denoise=_denoise(model, family, config, grid, clock), on_step=on_step))
 
     with _applied(model, family, config):
         macs = count_macs(work) if count else (work() or 0)
     return images[0].clamp(-1, 1), macs / len(noise)
 
 
+def _cache_dit(calibrator: str | None) -> PeerFamily:
+    """cache-dit's DBCache (``F1B0``: the first block decides by its residual's relative L1 change whether the others
+    are reused, after two warm-up steps), alone or with its TaylorSeer calibrator (the residual forecast to first
+    order), on the denoiser itself as its transformer-only mode does (``enable_cache(transformer)``, then
+    ``refresh_context`` before every batch, ``disable_cache`` after)."""
+    os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "error")  # it logs every context refresh at "info"
+    import cache_dit
+    from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig
+
+    def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> dict[str, Any]:
+        options = {"cache_config": DBCacheConfig(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=s, max_warmup_steps=2, num_inference_steps=len(g))}
+        return options | ({"calibrator_config": TaylorSeerCalibratorConfig(taylorseer_order=1)} if calibrator else {})
+
+    def attach(module: torch.nn.Module, options: dict[str, Any]) -> Callable[[], None]:
+        cache_dit.enable_cache(module, **options)
+        return lambda: cache_dit.disable_cache(module)
+
+    name = "cache-dit-dbcache" + (f"-{calibrator}" if calibrator else "")
+    what = "cache-dit's DBCache F1B0: the other blocks' residual reused while the first block's changes less than the threshold"
+    return PeerFamily(name, what + (" and forecast by its TaylorSeer calibrator" if calibrator else ""), lambda T: [0.05, 0.08, 0.12, 0.2, 0.3, 0.5],
+                      config, attach, lambda module, options: cache_dit.refresh_context(module, **options))
+
+
 for _factory in (_fbc, _taylorseer, _pab, _magcache):
     register_peer(_factory())
+if importlib.util.find_spec("cache_dit") is not None:  # the `peers` extra (pip install "flexdiff[peers]")
+    for _calibrator in (None, "taylorseer"):
+        register_peer(_cache_dit(_calibrator))
