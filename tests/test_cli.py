@@ -214,3 +214,16 @@ def test_running_out_of_memory_is_one_line_exit_2(capsys: pytest.CaptureFixture[
         assert err.count("\n") == 1 and err.startswith("error: out of memory") and "--batch-size" in err
     with pytest.raises(RuntimeError, match="something else"):
         fails(RuntimeError("something else"))()
+
+
+def test_the_default_sampler_follows_the_noise_schedule(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """No --sampler: DDIM on an alpha-bar model, flow-matching Euler on builtin:digits-dit (a named one is kept)."""
+    for model, expected in ((tiny_model_dir, "ddim"), ("builtin:digits-dit", "flow-euler")):
+        result = invoke("schedule", "full", "--model", model, "--steps", "4", "--out", tmp_path / f"{expected}.json")
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / f"{expected}.json").read_text())["sampler"] == expected
+    result = invoke("sample", "--model", "builtin:digits-dit", "--steps", "3", "--n", "2", "--out", tmp_path / "dit")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "dit" / "run.json").read_text())["sampler"] == "flow-euler"
+    named = invoke("schedule", "full", "--model", "builtin:digits-dit", "--sampler", "ddim", "--steps", "4", "--out", tmp_path / "x.json")
+    assert named.exit_code == 2 and "flow noise schedule" in named.output

@@ -15,7 +15,7 @@ from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.generation import sample, teacher_grid
 from flexdiff.models import condition, conditioning_summary, image_prompts, load_model
 from flexdiff.provenance import run_provenance
-from flexdiff.samplers import check_eta, check_sampler
+from flexdiff.samplers import check_eta, check_sampler, resolve_sampler
 from flexdiff.schedule import Schedule, check_binding
 from flexdiff.utils.io import write_json
 
@@ -48,10 +48,11 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     c = config
     plan = Schedule.load(c.schedule) if c.schedule is not None else None
     sampler = plan.sampler if plan else c.sampler
-    check_sampler(sampler)
+    check_sampler(sampler, auto=True)
     if c.n < 1:
         raise FlexdiffError(c.n, "--n >= 1", "ask for at least one image")
     model = load_model(c.model, c.device, torch_dtype=c.torch_dtype, variant=c.variant)
+    sampler = resolve_sampler(sampler, model.noise.kind)
     condition(model, prompts=c.prompts, negative_prompt=c.negative_prompt, guidance=c.guidance, labels=c.labels, control_images=c.control_images)
     scorer = None
     if c.clip is not None:

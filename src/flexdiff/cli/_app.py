@@ -12,7 +12,7 @@ import typer
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import feature_network_names
-from flexdiff.samplers import PIPELINE, sampler_names
+from flexdiff.samplers import AUTO, DEFAULT_SAMPLERS, PIPELINE, sampler_names
 
 HELP = "flexdiff: make pretrained diffusion models faster at the same quality. Every bad input ends in one line on stderr and exit code 2."
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=HELP)
@@ -34,7 +34,7 @@ CLIP = typer.Option(None, "--clip", help="local CLIP folder (transformers CLIPMo
 INCEPTION = typer.Option(None, "--inception", help="local FID Inception weights file for --features inception (needs torch-fidelity)")
 
 
-SAMPLER = typer.Option("ddim", "--sampler", help=f"sampler: {', '.join(sampler_names())} (flexdiff's loop), or {PIPELINE} (the folder's own scheduler, through the diffusers pipeline's own call)")
+SAMPLER = typer.Option(AUTO, "--sampler", help=f"sampler: {', '.join(sampler_names())} (flexdiff's loop), {PIPELINE} (the folder's own scheduler, through the diffusers pipeline's own call), or {AUTO}: {' / '.join(DEFAULT_SAMPLERS.values())} by the model's noise schedule")
 FEATURES = typer.Option("digits", "--features", help=f"feature network of FID / rFID: {', '.join(feature_network_names())}")
 TEACHER_STEPS = typer.Option(50, "--steps", help="T, the teacher's number of steps")
 

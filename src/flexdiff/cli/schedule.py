@@ -21,11 +21,15 @@ def _schedule_command(fn: F) -> F:
     return schedule_app.command(fn.__name__.removeprefix("schedule_"))(guard(fn))  # type: ignore[return-value]
 
 
-def _teacher(model: str, sampler: str, steps: int) -> list[int]:
+def _teacher(model: str, sampler: str, steps: int) -> tuple[list[int], str]:
+    """The teacher's grid (with --sampler pipeline: the folder's scheduler's) and the sampler (``auto`` resolved)."""
     from flexdiff.generation import teacher_grid
     from flexdiff.models import load_model
+    from flexdiff.samplers import resolve_sampler
 
-    return teacher_grid(load_model(model, "cpu"), sampler, steps)  # with --sampler pipeline: the folder's scheduler's grid
+    m = load_model(model, "cpu")
+    sampler = resolve_sampler(sampler, m.noise.kind)
+    return teacher_grid(m, sampler, steps), sampler
 
 
 def _write_schedule(plan: "Schedule", out: Path, model: str) -> None:
@@ -43,7 +47,7 @@ def schedule_full(out: Path = SCHEDULE_OUT, model: str = MODEL, sampler: str = S
     """The teacher: every one of the T steps full."""
     from flexdiff.schedule import full
 
-    _write_schedule(full(_teacher(model, sampler, steps), sampler), out, model)
+    _write_schedule(full(*_teacher(model, sampler, steps)), out, model)
 
 
 @_schedule_command
@@ -54,7 +58,8 @@ def schedule_ddim(
     """DDIM-k: k evenly spread full steps, the rest null (the sampler jumps over them)."""
     from flexdiff.schedule import ddim_k
 
-    _write_schedule(ddim_k(_teacher(model, sampler, steps), k, sampler), out, model)
+    ts, sampler = _teacher(model, sampler, steps)
+    _write_schedule(ddim_k(ts, k, sampler), out, model)
 
 
 @_schedule_command
@@ -68,7 +73,7 @@ def schedule_deepcache(
     """DeepCache 1:N, uniform (default) or non-uniform (--center)."""
     from flexdiff.schedule import deepcache_nonuniform, deepcache_uniform
 
-    ts = _teacher(model, sampler, steps)
+    ts, sampler = _teacher(model, sampler, steps)
     plan = deepcache_uniform(ts, interval, branch, sampler) if center is None else deepcache_nonuniform(ts, interval, branch, center, power, sampler)
     _write_schedule(plan, out, model)
 
@@ -81,4 +86,5 @@ def schedule_genome(
     """A Flexiffusion genome: T cut into segments (equal, or at a spacing power), each full -> (interval - 1) partials -> nulls."""
     from flexdiff.schedule import Genome
 
-    _write_schedule(Genome.parse(segments).expand(_teacher(model, sampler, steps), sampler), out, model)
+    ts, sampler = _teacher(model, sampler, steps)
+    _write_schedule(Genome.parse(segments).expand(ts, sampler), out, model)

@@ -5,6 +5,8 @@ here. The registry, the shared checks and the protocol are in :mod:`._base`; see
 """
 
 from flexdiff.samplers._base import (
+    AUTO,
+    DEFAULT_SAMPLERS,
     PIPELINE,
     SAMPLERS,
     Denoise,
@@ -19,6 +21,7 @@ from flexdiff.samplers._base import (
     check_timesteps,
     get_sampler,
     register_sampler,
+    resolve_sampler,
     same_trajectory,
     sampler_info,
     sampler_names,
@@ -35,6 +38,6 @@ from flexdiff.samplers.flow_dpmpp_2m import flow_dpmpp_2m  # noqa: E402
 from flexdiff.samplers.flow_euler import flow_euler  # noqa: E402
 
 __all__ = [
-    "PIPELINE", "SAMPLERS", "Denoise", "NoiseSampler", "Sampler", "SamplerInfo", "alpha_sigma_lambda", "check_eta", "check_sampler_for", "check_sigmas", "check_sampler", "check_timesteps", "ddim", "ddim_2m",
-    "dpmpp_2m", "flow_dpmpp_2m", "flow_euler", "get_sampler", "multistep_2m", "register_sampler", "same_trajectory", "sampler_info", "sampler_names", "teacher_error_share", "uniform_timesteps",
+    "AUTO", "DEFAULT_SAMPLERS", "PIPELINE", "SAMPLERS", "Denoise", "NoiseSampler", "Sampler", "SamplerInfo", "alpha_sigma_lambda", "check_eta", "check_sampler_for", "check_sigmas", "check_sampler", "check_timesteps", "ddim", "ddim_2m",
+    "dpmpp_2m", "flow_dpmpp_2m", "flow_euler", "get_sampler", "multistep_2m", "register_sampler", "resolve_sampler", "same_trajectory", "sampler_info", "sampler_names", "teacher_error_share", "uniform_timesteps",
 ]

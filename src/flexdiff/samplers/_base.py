@@ -131,10 +131,22 @@ def get_sampler(name: str, fix: str = "pick one with --sampler") -> Sampler:
 PIPELINE = "pipeline"
 
 
-def check_sampler(name: str, fix: str = "pick one with --sampler") -> None:
-    """A one-line error unless ``name`` is a registered sampler or :data:`PIPELINE`."""
-    if name != PIPELINE:
-        SAMPLERS.get(name, f"{fix} (or {PIPELINE}: the model folder's own scheduler)")
+#: ``--sampler auto`` (the CLI's default): the model's noise kind picks the sampler, :data:`DEFAULT_SAMPLERS`
+AUTO = "auto"
+#: The sampler of each noise kind when none is named: DDIM (the papers' teacher) and flow-matching Euler (what
+#: ``FlowMatchEulerDiscreteScheduler`` does), so ``--model builtin:digits-dit`` needs no ``--sampler``.
+DEFAULT_SAMPLERS = {"alpha_bar": "ddim", "flow": "flow-euler"}
+
+
+def resolve_sampler(name: str, noise_kind: str) -> str:
+    """``name``, or the default sampler of ``noise_kind`` for :data:`AUTO`."""
+    return DEFAULT_SAMPLERS[noise_kind] if name == AUTO else name
+
+
+def check_sampler(name: str, fix: str = "pick one with --sampler", auto: bool = False) -> None:
+    """A one-line error unless ``name`` is a registered sampler or :data:`PIPELINE` (or, with ``auto``, :data:`AUTO`)."""
+    if name != PIPELINE and not (auto and name == AUTO):
+        SAMPLERS.get(name, f"{fix} (or {PIPELINE}: the model folder's own scheduler{f', or {AUTO}: the model picks' if auto else ''})")
 
 
 def sampler_names(noise_kind: str | None = None) -> list[str]:

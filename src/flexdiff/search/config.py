@@ -22,7 +22,7 @@ from flexdiff.utils.device import resolve_dtype
 class SearchConfig:
     out: Path
     model: str = "builtin:digits"
-    sampler: str = "ddim"  # the teacher's sampler (its reference images, the classic baselines)
+    sampler: str = "ddim"  # the teacher's sampler (its reference images, the classic baselines); "auto": by the model's noise kind
     steps: int = 50
     solver: str | None = None  # the sampler searched schedules run with on the teacher's grid; None = ``sampler`` (the paper)
     speedup: float | None = 3.0
@@ -85,7 +85,7 @@ def default_segments(steps: int) -> tuple[int, ...]:
 
 def check_config(config: SearchConfig) -> None:
     """Every option that can be checked without work, checked before any work (no half-done run on a typo)."""
-    check_sampler(config.sampler)
+    check_sampler(config.sampler, auto=True)
     resolve_dtype(config.torch_dtype)
     if config.solver is not None:
         check_sampler(config.solver, fix="pick one with --solver")

@@ -4,7 +4,7 @@ schedule is scored (:meth:`SearchContext.evaluate`: images from the reference no
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flexdiff.cost import StepCosts, measure_macs
@@ -12,7 +12,7 @@ from flexdiff.features import FeatureNetwork, get_feature_network
 from flexdiff.generation import schedule_images, takes_null_steps, teacher_grid
 from flexdiff.metrics import paired_distance, rfid
 from flexdiff.models import DiffusionModel, condition, load_model
-from flexdiff.samplers import same_trajectory
+from flexdiff.samplers import resolve_sampler, same_trajectory
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.reference import TeacherReference, load_or_build_reference
@@ -98,6 +98,7 @@ def _under(schedule: Schedule, sampler: str) -> Schedule:
 
 def build_context(config: SearchConfig) -> SearchContext:
     model = load_model(config.model, config.device, torch_dtype=config.torch_dtype, variant=config.variant)
+    config = replace(config, sampler=resolve_sampler(config.sampler, model.noise.kind))
     condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels, control_images=config.control_images)
     timesteps = teacher_grid(model, config.sampler, config.steps)
     net = get_feature_network(config.features, model.device, config.features_path)
