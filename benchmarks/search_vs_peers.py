@@ -1,17 +1,19 @@
 """Searched schedules against the caching peers at 1/2, 1/3, 1/4 and 1/5 of the teacher's MACs, on a transformer.
 
-One search on ``builtin:digits-dit`` (the flow-euler teacher of ``--steps``; in the study beside the searched genomes:
-Euler-k step cutting and static DBCache-style uniform intervals at every (F, B) branch), then diffusers' own
-``FirstBlockCache``, ``TaylorSeer``, ``PyramidAttentionBroadcast`` and ``MagCache`` (calibrated on the model first)
-through their ``apply_*`` functions at a sweep of their settings (:mod:`flexdiff.search.peers`), on the same
-reference noise and against the same teacher images. A peer's MACs are counted from what it computed in its
+One search on ``builtin:digits-dit`` (the flow-euler teacher of ``--steps``); in the same study, as baselines beside
+the searched genomes: Euler-k step cutting, static DBCache-style uniform intervals at every (F, B) branch (with
+``--forecast`` also their forecasting twins), diffusers' own ``FirstBlockCache``, ``TaylorSeer``,
+``PyramidAttentionBroadcast`` and ``MagCache`` (calibrated on the model first) through their ``apply_*`` functions, and
+cache-dit's DBCache alone and with its TaylorSeer calibrator through its ``enable_cache``, each at a sweep of its
+settings (``SearchConfig.peers``, :mod:`flexdiff.search.peers`), on the same reference noise and against the same
+teacher images. A peer's MACs are counted from what it computed in its
 search-size run (``FlopCounterMode`` over the whole run, per image). Per budget: the searched schedules with the
 lowest search rFID within it against each family's best of equal or higher cost; all of them re-scored with
 ``--validate-n`` images (rFID, FID against the held-out digits, wall-clock against the teacher's loop) and picked by
 validated rFID, never by FID. ``headline``: the best searched schedule with >= 3x MACs and >= 2.7x wall-clock
 speed-up, and its FID against the teacher's.
 
-    python benchmarks/search_vs_peers.py --n 256 --trials 120 --validate-n 1000 --out benchmarks/results/search_vs_peers.json
+    python benchmarks/search_vs_peers.py --n 128 --trials 200 --validate-n 1000 --forecast --baseline-branches 0,2,4,5,9,14 --out benchmarks/results/search_vs_peers.json
 
 With ``--forecast`` the genome may make each segment's partial steps forecast (TaylorSeer's first order) instead of
 replay; on the built-in UNet (peers there: none of diffusers' block caches applies to a UNet) the reuse-only and
@@ -35,13 +37,11 @@ from common import (
     write_result,
 )
 
-from flexdiff.metrics import paired_distance, rfid
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.context import build_context
-from flexdiff.search.peers import calibrate, peer_images, peer_runs
+from flexdiff.search.peers import PEERS
 from flexdiff.search.run import trial_rows, work
 from flexdiff.search.validation import validate
-from flexdiff.utils.progress import progress_bar
 
 
 def main() -> None:
@@ -66,33 +66,19 @@ def main() -> None:
     config = SearchConfig(out=args.run_dir, model=args.model, sampler=args.sampler, steps=args.steps, n=args.n, trials=args.trials, seed=args.seed, speedup=3.0,
                           elite_speedups=(2.0, 3.0, 4.0, 5.0), validate_n=args.validate_n, baseline_intervals=int_ranges(args.baseline_intervals),
                           ddim_ks=tuple(k for k in int_ranges(args.ddim_ks) if k < args.steps), segments=tuple(range(3, args.steps + 1)), forecast=args.forecast,
+                          peers=() if args.no_peers else tuple(PEERS.names()),
                           baseline_branches=int_ranges(args.baseline_branches) if args.baseline_branches else None)
     config.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     ctx = build_context(config)
     work(config, ctx)
-    baselines, searched = trial_rows(ctx)
+    rows, searched = trial_rows(ctx)
+    baselines, peers = [r for r in rows if r["kind"] != "peer"], [r for r in rows if r["kind"] == "peer"]
     search_wall = time.perf_counter() - start
     T, teacher_macs = len(ctx.timesteps), ctx.costs.full * len(ctx.timesteps)
 
-    peers, generators = [], {}
-    if not args.no_peers:
-        model, noise = ctx.model, ctx.reference.noise
-        extra = calibrate(model, ctx.timesteps, args.sampler, noise[:32])
-        runs = peer_runs(T)
-        with progress_bar("peers", len(runs)) as advance:
-            for run in runs:
-                t0 = time.perf_counter()
-                images, macs = peer_images(model, run, noise, ctx.timesteps, args.sampler, batch_size=config.batch_size, extra=extra)
-                feats = ctx.net(images)
-                peers.append({"kind": "peer", "name": run.name, "family": run.family, "setting": run.setting, "genome": None, "macs": macs,
-                              "macs_speedup": round(teacher_macs / max(macs, 1), 4), "rfid": round(rfid(feats, ctx.reference.features), 5),
-                              "paired": round(paired_distance(feats, ctx.reference.features), 5), "wall_seconds": round(time.perf_counter() - t0, 3)})
-                generators[run.name] = (lambda r: lambda x: peer_images(model, r, x, ctx.timesteps, args.sampler, batch_size=config.batch_size, extra=extra, count=False)[0])(run)
-                advance()
-
     plan, picks = budget_plan(searched, baselines + peers, teacher_macs, args.candidates)
-    teacher, rows = validate(ctx, list(picks.values()), generators)
+    teacher, rows = validate(ctx, list(picks.values()))
     summary = budget_summary(plan, {r["name"]: r for r in rows})
     write_result(args.out, {
         "headline": headline(rows, teacher), "model": args.model, "sampler": args.sampler, "T": T, "teacher": teacher, "n_search": args.n, "trials": args.trials,

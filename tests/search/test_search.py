@@ -185,6 +185,8 @@ def test_solver_runs_the_searched_schedules_and_a_second_set_of_baselines(tiny_m
         (["--speedup", "nan"], "speed-up >= 1"),
         (["--validate-top", "0"], "--validate-top 0"),
         (["--storage", "sqlite://"], "in-memory"),
+        (["--peers", "nope"], "'nope'"),
+        (["--peers", "taylorseer"], "--peers on"),  # diffusers' block caches need transformer blocks, not a UNet
     ],
 )
 def test_bad_search_input(tiny_model_dir: Path, tmp_path: Path, extra: list[str], needle: str) -> None:
@@ -244,3 +246,24 @@ def test_schedule_file_names_stay_short_and_distinct() -> None:
     long = ["genome-" + "_".join(["b0i1"] * 60) + tail for tail in ("", "_b1i2")]  # 60+ segments: over 255 bytes as is
     names = [file_name(n) for n in long]
     assert all(len(n) <= 125 for n in names) and names[0] != names[1]
+
+
+def test_peers_are_baselines_of_the_same_study_and_table(tmp_path: Path) -> None:
+    """--peers on a transformer: every setting of each peer's sweep is a trial of the baselines study (kind peer, no
+    steps), its family's best within the budget is validated from the peer's own code, best.json stays a schedule, and
+    a rerun evaluates none of them again."""
+    out = tmp_path / "run"
+    args = ["search", "--model", "builtin:digits-dit", "--steps", "6", "--n", "8", "--trials", "2", "--validate-n", "8", "--segments", "2,3",
+            "--baseline-branches", "0", "--speedup", "1.5", "--seed", "0", "--peers", "taylorseer", "--no-report", "--out", str(out)]
+    runner = CliRunner()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    peers = [r for r in results["trials"]["baselines"] if r["kind"] == "peer"]
+    assert {r["family"] for r in peers} == {"taylorseer"} and len(peers) == 4 and all(r["steps"] is None and r["macs"] > 0 for r in peers)
+    assert any(r["kind"] == "peer" for r in results["validated"])  # re-scored from its own code on the validation noise
+    assert json.loads((out / "best.json").read_text())["steps"]  # a plan enable() can apply, also where a peer is best
+    _, baselines = studies(out)
+    before = len(baselines.get_trials())
+    assert runner.invoke(app, args).exit_code == 0
+    assert len(studies(out)[1].get_trials()) == before

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import optuna
 import pytest
@@ -156,3 +157,21 @@ def test_the_forecast_gene_expands_to_forecast_steps_and_round_trips() -> None:
     assert not any(s.forecast for g in (SPACE.random_genome(rng) for _ in range(40)) for s in g.segments)
     flipped = {FORECASTING.mutate(population[0], rng) for _ in range(100)}
     assert any(m.segments[k].forecast != population[0].segments[k].forecast for m in flipped for k in range(min(len(m.segments), len(population[0].segments))))
+
+
+def test_a_forecast_search_starts_from_the_uniform_forecast_plans() -> None:
+    """With --forecast the baselines hold DeepCache's uniform plans with forecast steps between (family forecast), and
+    those that fit the segments are genomes of the space (parents of the evolution from its first child)."""
+    from flexdiff.schedule import deepcache_uniform
+    from flexdiff.search.config import SearchConfig
+    from flexdiff.search.context import baseline_schedules
+
+    ts = [1 - i / 20 for i in range(20)]  # decreasing sigmas
+    plain = baseline_schedules(ts, "flow-euler", 3, SearchConfig(out=Path("x"), sampler="flow-euler", baseline_intervals=(2, 4)))
+    both = baseline_schedules(ts, "flow-euler", 3, SearchConfig(out=Path("x"), sampler="flow-euler", baseline_intervals=(2, 4), forecast=True))
+    assert {s.meta["family"] for s in both} - {s.meta["family"] for s in plain} == {"forecast"}
+    plan = deepcache_uniform(ts, 2, 0, "flow-euler", forecast=True)
+    assert plan.name == "forecast-N2-b0" and [str(s) for s in plan.steps[:3]] == ["full", "forecast:0", "full"]
+    genome = GenomeSpace(20, (10,), 3, forecast=True).genome_of(plan)
+    assert genome is not None and all(seg.forecast for seg in genome.segments)
+    assert GenomeSpace(20, (10,), 3).genome_of(plan) is None  # not a point of a reuse-only space

@@ -40,6 +40,17 @@ except FlexdiffError as exc:  # the search extra is not installed: running the c
     STRATEGY_HELP = f"search strategy ({exc.fix})"
 
 
+def peer_names(text: str | None) -> tuple[str, ...]:
+    """``--peers``: ``all`` (every registered peer) or a comma-separated list (checked with the config)."""
+    if not text:
+        return ()
+    if text.strip() == "all":
+        from flexdiff.search.peers import PEERS
+
+        return tuple(PEERS.names())
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 @command
 def search(
     out: Path = typer.Option(..., "--out", help="run folder: study.db, teacher cache, results.json, best.json, schedules/"),
@@ -59,6 +70,7 @@ def search(
     segments: str | None = typer.Option(None, "--segments", help="segment counts the genome may use: a list (5,7,10) or a range (default 4-25, capped at --steps)"),
     spacings: str = typer.Option("1", "--spacings", help="segment-boundary powers the genome may use, e.g. 0.8,1,1.5: 1 = equal segments (Flexiffusion), >1 = shorter segments towards the clean end, <1 = towards the noisy end"),
     forecast: bool = typer.Option(False, "--forecast", help="let each segment's partial steps forecast the reused feature from the last two full steps (TaylorSeer's first order) instead of replaying it"),
+    peers: str | None = typer.Option(None, "--peers", help="caching peers scored beside the baselines in the same study and table, at every setting of their sweep: all, or a comma-separated list (first-block-cache, taylorseer, pyramid-attention-broadcast, magcache; cache-dit-dbcache[-taylorseer] with the peers extra); transformers only"),
     validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
     validate_top: int = typer.Option(6, "--validate-top", help="Pareto schedules re-scored in the final validation"),
     baseline_branches: str | None = typer.Option(None, "--baseline-branches", help="DeepCache baseline branches (default: all)"),
@@ -84,7 +96,7 @@ def search(
     config = SearchConfig(
         out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
         trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=ints(segments, "--segments") if segments else default_segments(steps),
-        spacings=floats(spacings, "--spacings"), forecast=forecast,
+        spacings=floats(spacings, "--spacings"), forecast=forecast, peers=peer_names(peers),
         features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device, torch_dtype=dtype, variant=variant,
         baseline_branches=ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
         features_path=str(p) if (p := features_path(features, clip, inception)) else None, prompts=str(prompts) if prompts else None,

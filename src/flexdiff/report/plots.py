@@ -32,6 +32,7 @@ FAMILY_STYLE: dict[str, dict[str, Any]] = {
     "ddim": {"marker": "s", "color": "tab:blue", "label": "DDIM-k"},
     "deepcache": {"marker": "^", "color": "tab:green", "label": "DeepCache uniform"},
     "deepcache-nonuniform": {"marker": "v", "color": "tab:olive", "label": "DeepCache non-uniform"},
+    "forecast": {"marker": "<", "color": "tab:red", "label": "uniform forecast (TaylorSeer-style)"},
     "ddim+dpmpp-2m": {"marker": "s", "color": "tab:purple", "label": "DDIM-k steps, DPM-Solver++(2M)"},  # a --solver search
     "deepcache+dpmpp-2m": {"marker": "^", "color": "tab:cyan", "label": "DeepCache steps, DPM-Solver++(2M)"},
     "ddim+ddim-2m": {"marker": "s", "color": "tab:brown", "label": "DDIM-k steps, DDIM-2M"},

@@ -9,7 +9,7 @@ import numpy as np
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.samplers import PIPELINE, sampler_info
-from flexdiff.schedule.kinds import FULL, NULL, PARTIAL, Step
+from flexdiff.schedule.kinds import FORECAST, FULL, NULL, PARTIAL, Step
 from flexdiff.schedule.schedule import Schedule
 
 
@@ -34,12 +34,16 @@ def ddim_k(timesteps: Sequence[int], k: int, sampler: str = "ddim") -> Schedule:
     return Schedule(steps, tuple(timesteps), sampler, f"{prefix}-{k}", {"family": "ddim", "k": k})
 
 
-def deepcache_uniform(timesteps: Sequence[int], interval: int, branch: int = 0, sampler: str = "ddim") -> Schedule:
-    """DeepCache uniform 1:N (Ma et al. 2024): full at 0, N, 2N, ...; the N - 1 steps between are partial."""
+def deepcache_uniform(timesteps: Sequence[int], interval: int, branch: int = 0, sampler: str = "ddim", forecast: bool = False) -> Schedule:
+    """DeepCache uniform 1:N (Ma et al. 2024): full at 0, N, 2N, ...; the N - 1 steps between are partial.
+    ``forecast``: the steps between forecast the reused feature from the last two full steps (TaylorSeer's static
+    form with flexdiff's forecast step; ``forecast-N<N>-b<branch>``, family ``forecast``)."""
     T = len(timesteps)
     check_range("interval", interval, 1, T)
-    steps = tuple(Step(FULL) if i % interval == 0 else Step(PARTIAL, branch) for i in range(T))
-    return Schedule(steps, tuple(timesteps), sampler, f"deepcache-N{interval}-b{branch}", {"family": "deepcache", "interval": interval, "branch": branch})
+    between = Step(FORECAST if forecast else PARTIAL, branch)
+    steps = tuple(Step(FULL) if i % interval == 0 else between for i in range(T))
+    family = "forecast" if forecast else "deepcache"
+    return Schedule(steps, tuple(timesteps), sampler, f"{family}-N{interval}-b{branch}", {"family": family, "interval": interval, "branch": branch})
 
 
 def nonuniform_full_indices(T: int, n_full: int, center: int, power: float) -> list[int]:

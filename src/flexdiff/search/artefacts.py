@@ -44,14 +44,16 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
     # dominated, a best for another --speedup) are removed once the new ones are written
     schedules_dir = out / "schedules"
     schedules_dir.mkdir(exist_ok=True)
-    files = {schedules_dir / file_name(row["name"]): row for row in front}
+    files = {schedules_dir / file_name(row["name"]): row for row in front if row.get("steps")}  # a peer's row has no plan to write
     for path, row in files.items():
         _bound(ctx, schedule_of_row(row, ctx.timesteps, c.sampler)).save(path)
     for path in schedules_dir.glob("*.json"):
         if path not in files:
             path.unlink()
-    if best is not None:
-        _bound(ctx, schedule_of_row(best, ctx.timesteps, c.sampler)).save(out / "best.json")
+    planned = [r for r in within if r.get("steps")]
+    best_plan = min(planned, key=lambda r: (r["rfid"], r["macs"])) if planned else None  # what enable() can apply, where a peer is best
+    if best_plan is not None:
+        _bound(ctx, schedule_of_row(best_plan, ctx.timesteps, c.sampler)).save(out / "best.json")
     else:
         (out / "best.json").unlink(missing_ok=True)
     results = {

@@ -37,6 +37,7 @@ class SearchConfig:
     seed: int = 0
     segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
     forecast: bool = False  # a reuse/forecast gene per segment (forecast partial steps: TaylorSeer's first order)
+    peers: tuple[str, ...] = ()  # caching peers (search/peers.py) scored as baselines of the same study, at every setting of their sweep
     spacings: tuple[float, ...] = (1.0,)  # segment-boundary powers (Genome.segment_lengths); (1.0,) = the paper's equal segments (benchmarks/spacing.py)
     features: str = "digits"
     features_path: str | None = None  # local weights of the feature network (--clip DIR / --inception FILE)
@@ -73,7 +74,7 @@ class SearchConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any], **overrides: Any) -> "SearchConfig":
         """The inverse of :meth:`to_json` (a worker process gets its config this way)."""
-        tuples = ("segments", "spacings", "baseline_intervals", "ddim_ks", "elite_speedups", "baseline_branches")
+        tuples = ("segments", "spacings", "baseline_intervals", "ddim_ks", "elite_speedups", "baseline_branches", "peers")
         fields = {k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items()}
         return cls(**{**fields, "out": Path(data["out"]), **overrides})
 
@@ -92,6 +93,11 @@ def check_config(config: SearchConfig) -> None:
         if PIPELINE in (config.sampler, config.solver) and config.solver != config.sampler:
             raise FlexdiffError(f"--sampler {config.sampler} --solver {config.solver}", f"with {PIPELINE}, the teacher and the searched schedules in the same (pipeline's) loop", "drop --solver")
     STRATEGIES.get(config.strategy)
+    if config.peers:
+        from flexdiff.search.peers import PEERS
+
+        for name in config.peers:
+            PEERS.get(name, "pass --peers all, or a comma-separated list of them")
     if config.n < 2 or config.validate_n < 2:
         raise FlexdiffError(f"--n {config.n} / --validate-n {config.validate_n}", "at least 2 images (rFID needs two per side)", "pass a larger --n")
     if config.trials < 0:

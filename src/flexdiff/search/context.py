@@ -4,10 +4,14 @@ schedule is scored (:meth:`SearchContext.evaluate`: images from the reference no
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
+
 from flexdiff.cost import StepCosts, measure_macs
+from flexdiff.errors import FlexdiffError
 from flexdiff.features import FeatureNetwork, get_feature_network
 from flexdiff.generation import schedule_images, takes_null_steps, teacher_grid
 from flexdiff.metrics import paired_distance, rfid
@@ -15,6 +19,7 @@ from flexdiff.models import DiffusionModel, condition, load_model
 from flexdiff.samplers import resolve_sampler, same_trajectory
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.config import SearchConfig
+from flexdiff.search.peers import PeerRun, calibrate, peer_images, peer_runs
 from flexdiff.search.reference import TeacherReference, load_or_build_reference
 from flexdiff.search.space import GenomeSpace
 from flexdiff.utils.progress import progress_bar
@@ -32,6 +37,9 @@ class SearchContext:
     space: GenomeSpace
     reference: TeacherReference
     baselines: list[Schedule] = field(default_factory=list)
+    #: caching peers at each of their settings (``--peers``): baselines of the same study, scored like schedules
+    peers: list[PeerRun] = field(default_factory=list)
+    _peer_extra: dict[str, Any] | None = None
 
     @property
     def max_macs(self) -> float:
@@ -60,11 +68,31 @@ class SearchContext:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
         start = time.perf_counter()
         images = schedule_images(self.model, schedule, self.reference.noise, seed=self.config.seed, batch_size=self.config.batch_size)
-        wall = time.perf_counter() - start
+        return self._score(images, self.costs.schedule(schedule), time.perf_counter() - start, schedule.sampler)
+
+    def evaluate_peer(self, run: PeerRun) -> dict[str, Any]:
+        """Generate from the reference noise with a caching peer over the teacher's grid; its MACs are what it computed
+        (counted over the run, per image), its scores as a schedule's."""
+        start = time.perf_counter()
+        images, macs = peer_images(self.model, run, self.reference.noise, self.timesteps, self.config.sampler, batch_size=self.config.batch_size, extra=self.peer_extra())
+        return self._score(images, macs, time.perf_counter() - start, self.config.sampler)
+
+    def peer_generator(self, run: PeerRun) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``noise -> images`` of a peer (validation re-scores it on its own noise; no MACs counted)."""
+        return lambda noise: peer_images(self.model, run, noise, self.timesteps, self.config.sampler, batch_size=self.config.batch_size, extra=self.peer_extra(), count=False)[0]
+
+    def peer_extra(self) -> dict[str, Any]:
+        """What the requested peers' configs need from a calibration run (MagCache's ratios), run once per process on
+        the first 32 reference noises."""
+        if self._peer_extra is None:
+            families = sorted({r.family for r in self.peers})
+            self._peer_extra = calibrate(self.model, self.timesteps, self.config.sampler, self.reference.noise[:32], families)
+        return self._peer_extra
+
+    def _score(self, images: torch.Tensor, macs: float, wall: float, sampler: str) -> dict[str, Any]:
         feats = self.net(images)
-        macs = self.costs.schedule(schedule)
         return {
-            "sampler": schedule.sampler, "macs": macs, "macs_speedup": round(self.costs.full * schedule.T / max(macs, 1), 4), "wall_seconds": round(wall, 4),
+            "sampler": sampler, "macs": macs, "macs_speedup": round(self.costs.full * len(self.timesteps) / max(macs, 1), 4), "wall_seconds": round(wall, 4),
             "rfid": round(rfid(feats, self.reference.features), 5), "paired": round(paired_distance(feats, self.reference.features), 5),
         }
 
@@ -76,15 +104,16 @@ class SearchContext:
 
 
 def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, config: SearchConfig, null_steps: bool = True) -> list[Schedule]:
-    """The teacher, DDIM-k and DeepCache uniform N at every branch (or ``baseline_branches``), under the teacher's
-    sampler; with a different ``--solver``, DDIM-k's and DeepCache's step plans once more under the solver (named
+    """The teacher, DDIM-k and DeepCache uniform N at every branch (or ``baseline_branches``; with ``forecast``, its
+    forecasting twin too), under the teacher's sampler; with a different ``--solver``, DDIM-k's and DeepCache's step plans once more under the solver (named
     ``ddim-25+dpmpp-2m``, family ``ddim+dpmpp-2m``), so searched schedules also meet the baselines of their own solver.
     A plan the solver runs exactly as the sampler does (DeepCache's under ddim-2m) is not scored twice. Without
     ``null_steps`` (a pipeline scheduler that takes no custom timesteps) DDIM-k is left out."""
     T = len(timesteps)
     branches = config.baseline_branches if config.baseline_branches is not None else tuple(range(num_branches))
     classic = [ddim_k(timesteps, k, sampler) for k in config.ddim_ks if k < T and null_steps]
-    classic += [deepcache_uniform(timesteps, n, b, sampler) for n in config.baseline_intervals if n <= T for b in branches if b < num_branches]
+    for forecast in (False, True) if config.forecast else (False,):  # a forecast search meets (and starts from) the uniform forecast plans too
+        classic += [deepcache_uniform(timesteps, n, b, sampler, forecast) for n in config.baseline_intervals if n <= T for b in branches if b < num_branches]
     solver = config.candidate_sampler
     under_solver = [_under(s, solver) for s in classic if not same_trajectory(sampler, solver, s.active_timesteps, timesteps)]
     return [full(timesteps, sampler), *classic, *under_solver]
@@ -99,6 +128,9 @@ def _under(schedule: Schedule, sampler: str) -> Schedule:
 def build_context(config: SearchConfig) -> SearchContext:
     model = load_model(config.model, config.device, torch_dtype=config.torch_dtype, variant=config.variant)
     config = replace(config, sampler=resolve_sampler(config.sampler, model.noise.kind))
+    if config.peers and model.backbone.name != "transformer":  # before any work
+        raise FlexdiffError(f"--peers on {config.model} ({model.backbone.name} backbone)", "a transformer (diffusers' and cache-dit's block caches hook transformer blocks)",
+                            "drop --peers, or search a DiT, PixArt, SD3 or Flux model")
     condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels, control_images=config.control_images)
     timesteps = teacher_grid(model, config.sampler, config.steps)
     net = get_feature_network(config.features, model.device, config.features_path)
@@ -115,4 +147,5 @@ def build_context(config: SearchConfig) -> SearchContext:
         print(f"teacher reference {status} ({config.n} images)")
     ctx = SearchContext(config, model, timesteps, net, costs, space, reference)
     ctx.baselines = baseline_schedules(timesteps, config.sampler, num_branches, config, null_steps=nulls)
+    ctx.peers = peer_runs(len(timesteps), config.peers) if config.peers else []
     return ctx

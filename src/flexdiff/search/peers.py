@@ -44,6 +44,11 @@ class PeerRun:
     def name(self) -> str:
         return f"{self.family}-{self.setting:g}"
 
+    @property
+    def key(self) -> str:
+        """Its trial's key in the baselines study (never a schedule's: those start with their family's plan name)."""
+        return self.name
+
 
 @dataclass(frozen=True)
 class PeerFamily:
@@ -204,10 +209,12 @@ def _denoise(model: DiffusionModel, family: PeerFamily, config: Any, grid: Seque
     return start
 
 
-def calibrate(model: DiffusionModel, grid: Sequence[float], sampler: str, noise: torch.Tensor) -> dict[str, Any]:
-    """Every registered peer's calibration run on ``noise`` over ``grid``: the extras their configs need."""
+def calibrate(model: DiffusionModel, grid: Sequence[float], sampler: str, noise: torch.Tensor, families: Sequence[str] | None = None) -> dict[str, Any]:
+    """The calibration runs of every registered peer (or of those named) on ``noise`` over ``grid``: the extras their
+    configs need."""
     extra: dict[str, Any] = {}
-    for _, family in PEERS.items():
+    for name in families if families is not None else PEERS.names():
+        family = PEERS.get(name)
         if family.calibrate is not None:
             extra |= family.calibrate(model, family, grid, sampler, noise)
     return extra
@@ -250,23 +257,27 @@ def _cache_dit(calibrator: str | None) -> PeerFamily:
     """cache-dit's DBCache (``F1B0``: the first block decides by its residual's relative L1 change whether the others
     are reused, after two warm-up steps), alone or with its TaylorSeer calibrator (the residual forecast to first
     order), on the denoiser itself as its transformer-only mode does (``enable_cache(transformer)``, then
-    ``refresh_context`` before every batch, ``disable_cache`` after)."""
-    os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "error")  # it logs every context refresh at "info"
-    import cache_dit
-    from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig
+    ``refresh_context`` before every batch, ``disable_cache`` after). cache-dit is imported when a run uses it."""
+
+    def cache_dit() -> Any:
+        os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "error")  # it logs every context refresh at "info"
+        import cache_dit
+
+        return cache_dit
 
     def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> dict[str, Any]:
-        options = {"cache_config": DBCacheConfig(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=s, max_warmup_steps=2, num_inference_steps=len(g))}
-        return options | ({"calibrator_config": TaylorSeerCalibratorConfig(taylorseer_order=1)} if calibrator else {})
+        lib = cache_dit()
+        options = {"cache_config": lib.DBCacheConfig(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=s, max_warmup_steps=2, num_inference_steps=len(g))}
+        return options | ({"calibrator_config": lib.TaylorSeerCalibratorConfig(taylorseer_order=1)} if calibrator else {})
 
     def attach(module: torch.nn.Module, options: dict[str, Any]) -> Callable[[], None]:
-        cache_dit.enable_cache(module, **options)
-        return lambda: cache_dit.disable_cache(module)
+        cache_dit().enable_cache(module, **options)
+        return lambda: cache_dit().disable_cache(module)
 
     name = "cache-dit-dbcache" + (f"-{calibrator}" if calibrator else "")
     what = "cache-dit's DBCache F1B0: the other blocks' residual reused while the first block's changes less than the threshold"
     return PeerFamily(name, what + (" and forecast by its TaylorSeer calibrator" if calibrator else ""), lambda T: [0.05, 0.08, 0.12, 0.2, 0.3, 0.5],
-                      config, attach, lambda module, options: cache_dit.refresh_context(module, **options))
+                      config, attach, lambda module, options: cache_dit().refresh_context(module, **options))
 
 
 for _factory in (_fbc, _taylorseer, _pab, _magcache):

@@ -39,6 +39,10 @@ def work(config: SearchConfig, context: SearchContext | None = None) -> None:
     with progress_bar("baselines", len(ctx.baselines), enabled=config.progress) as advance:
         advance(len({t.user_attrs.get("key") for t in evaluated(baseline_study)} & {s.key for s in ctx.baselines}))
         run_baselines(baseline_study, ctx.baselines, ctx.evaluate, on_done=advance)
+    if ctx.peers:
+        with progress_bar("peers", len(ctx.peers), enabled=config.progress) as advance:
+            advance(len({t.user_attrs.get("key") for t in evaluated(baseline_study)} & {r.key for r in ctx.peers}))
+            run_baselines(baseline_study, ctx.peers, ctx.evaluate_peer, on_done=advance)
     budgets = [ctx.max_macs] + [ctx.costs.full * len(ctx.timesteps) / x for x in config.elite_speedups]
     sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, budgets, config.seed, seeds=baseline_seeds(ctx, baseline_study))
     study = open_study(storage, ctx.study_name, sampler, ctx.fingerprint())
@@ -56,6 +60,8 @@ def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member
     seeds = []
     for t in evaluated(baseline_study):
         row = t.user_attrs["result"]
+        if row.get("steps") is None:
+            continue  # a caching peer: no plan, not a point of the searched space
         schedule = schedule_of_row(row, ctx.timesteps, ctx.config.sampler)
         if schedule.sampler != ctx.config.candidate_sampler:
             continue  # a plan under another sampler is not a point of the searched space
@@ -71,7 +77,8 @@ def _worker_main(config_json: dict[str, Any], threads: int) -> None:
 
 
 def trial_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(baseline rows, searched rows) of every evaluated trial, from the studies."""
+    """(baseline rows, searched rows) of every evaluated trial, from the studies; the baseline rows include the caching
+    peers' (``kind`` peer)."""
     storage = open_storage(ctx.config.storage_url)
     import optuna
 
@@ -79,7 +86,7 @@ def trial_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str,
     for name, kind in ((ctx.study_name + ":baselines", "baseline"), (ctx.study_name, "searched")):
         study = optuna.load_study(study_name=name, storage=storage)
         rows += [{"trial": t.number, "kind": kind, "key": t.user_attrs["key"], **t.user_attrs["result"]} for t in evaluated(study)]
-    return [r for r in rows if r["kind"] == "baseline"], [r for r in rows if r["kind"] == "searched"]
+    return [r for r in rows if r["kind"] != "searched"], [r for r in rows if r["kind"] == "searched"]
 
 
 def search(config: SearchConfig) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import RDBStorage
@@ -23,6 +23,9 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule import Schedule
+
+if TYPE_CHECKING:
+    from flexdiff.search.peers import PeerRun
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice
@@ -82,12 +85,17 @@ def claim(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
 Evaluate = Callable[[Schedule], dict[str, Any]]
 
 
-def record(trial: Trial, schedule: Schedule, result: dict[str, Any]) -> tuple[float, float]:
-    """Store the schedule and its measurements as one user attribute (one storage write per trial)."""
-    trial.set_user_attr("result", {
-        "name": schedule.name, "family": schedule.meta.get("family", "custom"), "genome": schedule.meta.get("genome"),
-        "steps": [str(s) for s in schedule.steps], **result,
-    })
+def describe(item: Schedule | PeerRun) -> dict[str, Any]:
+    """What a trial row says of what it evaluated: a schedule's name, family, genome and steps; a caching peer's
+    family and setting (``kind`` peer, no steps: it decides at run time what to skip)."""
+    if not isinstance(item, Schedule):
+        return {"kind": "peer", "name": item.name, "family": item.family, "setting": item.setting, "genome": None, "steps": None}
+    return {"name": item.name, "family": item.meta.get("family", "custom"), "genome": item.meta.get("genome"), "steps": [str(s) for s in item.steps]}
+
+
+def record(trial: Trial, item: Schedule | PeerRun, result: dict[str, Any]) -> tuple[float, float]:
+    """Store what was evaluated and its measurements as one user attribute (one storage write per trial)."""
+    trial.set_user_attr("result", {**describe(item), **result})
     return float(result["macs"]), float(result["rfid"])
 
 
@@ -127,8 +135,9 @@ def evaluated(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("duplicate_of") is None]
 
 
-def run_baselines(study: optuna.Study, baselines: Sequence[Schedule], evaluate: Evaluate, on_done: Callable[[], None] | None = None) -> None:
-    """Evaluate every baseline once in ``study`` (several workers share the list; waits for others' in-flight ones)."""
+def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], evaluate: Callable[[Any], dict[str, Any]], on_done: Callable[[], None] | None = None) -> None:
+    """Evaluate every baseline (a schedule, or a caching peer at one setting) once in ``study`` (several workers share
+    the list; waits for others' in-flight ones)."""
     todo = {s.key: s for s in baselines}
 
     def objective(trial: Trial) -> tuple[float, float]:

@@ -4,25 +4,23 @@ paired distance, FID against real data when the model has a reference set, wall-
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
-
-import torch
 
 from flexdiff.data import REAL_REFERENCE, load_images
 from flexdiff.generation import schedule_images, teacher_images
 from flexdiff.metrics import frechet_distance, paired_distance, rfid
 from flexdiff.search.artefacts import schedule_of_row
 from flexdiff.search.context import SearchContext
+from flexdiff.search.peers import PeerRun
 from flexdiff.utils.pareto import pareto_front
 from flexdiff.utils.progress import progress_bar
 
 
-def validate(ctx: SearchContext, rows: list[dict[str, Any]], generators: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Re-score ``rows`` with ``validate_n`` images: rFID, paired, FID vs real data, wall-clock vs the plain teacher loop.
 
-    A row whose name is in ``generators`` is not a schedule (a caching peer, :mod:`flexdiff.search.peers`): its images
-    come from ``generators[name](noise)``, scored the same way against the same teacher images."""
+    A caching peer's row (``kind`` peer, :mod:`flexdiff.search.peers`) is not a schedule: its images come from the
+    peer's own code at its setting, scored the same way against the same teacher images."""
     c = ctx.config
     noise = ctx.model.initial_noise(c.validate_n, c.seed)
     real_source = c.reference or REAL_REFERENCE.get(c.model)
@@ -37,7 +35,7 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]], generators: dict[st
                    "fid": round(frechet_distance(real, teacher_feats), 4) if real is not None else None, "real_reference": real_source}
         out = []
         for row in rows:
-            own = (generators or {}).get(row["name"])
+            own = ctx.peer_generator(PeerRun(row["family"], row["setting"])) if row["kind"] == "peer" else None
             schedule = schedule_of_row(row, ctx.timesteps, ctx.config.sampler) if own is None else None
             start = time.perf_counter()
             images = own(noise) if own is not None else schedule_images(ctx.model, schedule, noise, seed=c.seed, batch_size=c.batch_size)
