@@ -61,6 +61,8 @@ def generate(
     on_step: Callable[[], None] | None = None,
     decode: bool = True,
     grid: Sequence[int] | None = None,
+    cuts: Sequence[int] = (),
+    on_batch: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Run ``sampler`` from ``noise`` (N, C, H, W) over ``timesteps``, in batches; returns x_0 on the CPU, unclamped.
 
@@ -71,14 +73,15 @@ def generate(
     the batch size. A latent model's decoder turns each batch's x_0 into images (``decode=False``: the latents), so
     every caller — rFID, FID, saved samples — sees images. ``grid``: the teacher's timesteps ``timesteps`` were taken
     from, for a sampler that corrects towards the teacher's discretisation (``ddim-2m``); the others ignore it.
+    ``cuts``: image indices a batch never spans (the rungs of a multi-fidelity evaluation, :mod:`flexdiff.search.fidelity`);
+    ``on_batch(stop, images)`` sees each batch's images as it is done (it may raise to end the run early).
     """
     sample_fn = get_sampler(sampler)
     check_batch_size(batch_size)
-    size = batch_size or len(noise)
     device = model.device
     out = []
-    for start in range(0, len(noise), size):
-        x = noise[start : start + size].to(device)
+    for start, stop in batch_bounds(len(noise), batch_size, cuts):
+        x = noise[start:stop].to(device)
         fn = denoise() if denoise is not None else (lambda xt, t, i: model.eps(xt, t))
         draw = extra_noise(noise.shape, seed, start, start + len(x)) if eta > 0 else None
         with torch.no_grad(), model.for_images(start, start + len(x)):
@@ -86,7 +89,16 @@ def generate(
             if decode and model.decoder is not None:
                 y = model.decoder(y)
         out.append(y.cpu())
+        if on_batch is not None:
+            on_batch(stop, out[-1])
     return torch.cat(out)
+
+
+def batch_bounds(n: int, batch_size: int | None, cuts: Sequence[int] = ()) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each batch over ``n`` images: ``batch_size`` at most (all at once: None), never across a cut."""
+    edges = sorted({0, n, *(c for c in cuts if 0 < c < n)})
+    size = batch_size or n
+    return [(a, min(a + size, b)) for lo, b in zip(edges, edges[1:]) for a in range(lo, b, size)]
 
 
 def generate_scheduled(
@@ -99,9 +111,14 @@ def generate_scheduled(
     batch_size: int | None = None,
     on_step: Callable[[], None] | None = None,
     strict: bool = True,
+    cuts: Sequence[int] = (),
+    on_batch: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Images in ``[-1, 1]`` from ``noise`` under ``schedule``: hooks on for the call, off again after it.
-    ``strict=False`` applies a schedule file made for another model anyway (:mod:`flexdiff.schedule.binding`)."""
+    ``strict=False`` applies a schedule file made for another model anyway (:mod:`flexdiff.schedule.binding`);
+    ``cuts`` / ``on_batch`` as in :func:`generate` (``on_batch`` sees the clamped images)."""
+    seen = (lambda stop, y: on_batch(stop, y.clamp(-1, 1))) if on_batch is not None else None
     with apply_schedule(model, schedule, strict=strict) as run:
-        x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=on_step, grid=schedule.timesteps)
+        x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=on_step,
+                      grid=schedule.timesteps, cuts=cuts, on_batch=seen)
     return x0.clamp(-1, 1)

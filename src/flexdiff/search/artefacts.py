@@ -33,7 +33,9 @@ def file_name(name: str, limit: int = 120) -> str:
     return f"{name[:limit - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
 
 
-def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]]) -> dict[str, Any]:
+def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]],
+                  pruned: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """``results.json`` and the schedule files of the front (``pruned``: candidates stopped early, listed only)."""
     c, out = ctx.config, ctx.config.out
     budget = ctx.max_macs
     within = [r for r in validated if r["macs"] <= budget]
@@ -61,7 +63,7 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
         "full_step_macs": ctx.costs.full, "partial_step_macs": list(ctx.costs.partial), "budget_macs": budget,
         "budget_speedup": round(ctx.costs.full * len(ctx.timesteps) / budget, 4),
         "best": best, "validated": validated, "pareto": [{k: r[k] for k in ("kind", "name", "macs", "macs_speedup", "rfid", "paired")} for r in front],
-        "trials": {"baselines": baselines, "searched": searched},
+        "trials": {"baselines": baselines, "searched": searched, "pruned": list(pruned)},
         **run_provenance(out / "results.json"),  # command(s), versions, machine: what produced these numbers
     }
     write_json(out / "results.json", results, indent=1)

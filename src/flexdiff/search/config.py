@@ -12,6 +12,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.features import get_feature_network
 from flexdiff.models.conditioning import check_guidance, parse_labels, read_prompt_file
 from flexdiff.samplers import PIPELINE, check_sampler
+from flexdiff.search.fidelity import FrontPruner, check_rungs
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.strategies import STRATEGIES
 from flexdiff.search.study import open_storage
@@ -37,6 +38,8 @@ class SearchConfig:
     seed: int = 0
     segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
     forecast: bool = False  # a reuse/forecast gene per segment (forecast partial steps: TaylorSeer's first order)
+    fidelity: tuple[int, ...] = ()  # rungs (image counts < n) of the multi-fidelity evaluation; () = every candidate on all n (search/fidelity.py)
+    prune_margin: float = 0.1  # relative rFID margin of the front pruner at a rung
     peers: tuple[str, ...] = ()  # caching peers (search/peers.py) scored as baselines of the same study, at every setting of their sweep
     spacings: tuple[float, ...] = (1.0,)  # segment-boundary powers (Genome.segment_lengths); (1.0,) = the paper's equal segments (benchmarks/spacing.py)
     features: str = "digits"
@@ -74,7 +77,7 @@ class SearchConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any], **overrides: Any) -> "SearchConfig":
         """The inverse of :meth:`to_json` (a worker process gets its config this way)."""
-        tuples = ("segments", "spacings", "baseline_intervals", "ddim_ks", "elite_speedups", "baseline_branches", "peers")
+        tuples = ("segments", "spacings", "baseline_intervals", "ddim_ks", "elite_speedups", "baseline_branches", "peers", "fidelity")
         fields = {k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items()}
         return cls(**{**fields, "out": Path(data["out"]), **overrides})
 
@@ -100,6 +103,8 @@ def check_config(config: SearchConfig) -> None:
             PEERS.get(name, "pass --peers all, or a comma-separated list of them")
     if config.n < 2 or config.validate_n < 2:
         raise FlexdiffError(f"--n {config.n} / --validate-n {config.validate_n}", "at least 2 images (rFID needs two per side)", "pass a larger --n")
+    check_rungs(config.fidelity, config.n)
+    FrontPruner(config.prune_margin)
     if config.trials < 0:
         raise FlexdiffError(config.trials, "--trials >= 0", "pass the number of schedules to evaluate")
     if config.workers < 1:

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import optuna
 import torch
+from optuna.pruners import BasePruner
+from optuna.trial import Trial
 
 from flexdiff.cost import StepCosts, measure_macs
 from flexdiff.errors import FlexdiffError
@@ -19,9 +22,11 @@ from flexdiff.models import DiffusionModel, condition, load_model
 from flexdiff.samplers import resolve_sampler, same_trajectory
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.config import SearchConfig
+from flexdiff.search.fidelity import report, should_prune
 from flexdiff.search.peers import PeerRun, calibrate, peer_images, peer_runs
 from flexdiff.search.reference import TeacherReference, load_or_build_reference
 from flexdiff.search.space import GenomeSpace
+from flexdiff.search.study import describe
 from flexdiff.utils.progress import progress_bar
 
 
@@ -39,6 +44,8 @@ class SearchContext:
     baselines: list[Schedule] = field(default_factory=list)
     #: caching peers at each of their settings (``--peers``): baselines of the same study, scored like schedules
     peers: list[PeerRun] = field(default_factory=list)
+    #: stops searched candidates early on the rungs of ``--fidelity`` (set by the worker once the baselines are in)
+    pruner: BasePruner | None = None
     _peer_extra: dict[str, Any] | None = None
 
     @property
@@ -54,7 +61,8 @@ class SearchContext:
         conditioned = f"-c{self.reference.key.conditioning[-8:]}" if self.reference.key.conditioning else ""
         solver = f"-{c.candidate_sampler}" if c.candidate_sampler != c.sampler else ""
         sampler = self.reference.key.sampler.replace(":", "-")  # the sampler; for the pipeline's loop with its scheduler's digest
-        return c.study or f"flexdiff-{self.reference.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}-seed{c.seed}-{c.strategy}"
+        rungs = f"-f{'.'.join(map(str, c.fidelity))}" if c.fidelity else ""  # a multi-fidelity search is its own study
+        return c.study or f"flexdiff-{self.reference.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}{rungs}-seed{c.seed}-{c.strategy}"
 
     def fingerprint(self) -> dict[str, Any]:
         k = self.reference.key
@@ -62,20 +70,42 @@ class SearchContext:
         spacings = {"spacings": list(self.space.spacings)} if self.space.spacings != (1.0,) else {}  # absent for equal segments, as before
         solver = {"solver": self.config.candidate_sampler} if self.config.candidate_sampler != k.sampler else {}  # absent without --solver, as before
         solver |= {"forecast": True} if self.space.forecast else {}  # absent without --forecast, as before
+        solver |= {"fidelity": list(self.config.fidelity)} if self.config.fidelity else {}  # absent without --fidelity, as before
         return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.space.segment_counts), **spacings, **solver, **latent}
 
-    def evaluate(self, schedule: Schedule) -> dict[str, Any]:
-        """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher."""
+    def evaluate(self, schedule: Schedule, trial: Trial | None = None) -> dict[str, Any]:
+        """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher.
+
+        With rungs (``--fidelity``; :mod:`flexdiff.search.fidelity`) the images come in batches ending at them and the
+        result keeps the rFID at each (``rungs``); a searched ``trial`` reports it there and is pruned (Optuna's
+        ``TrialPruned``, its partial scores stored) once :attr:`pruner` finds it off the front."""
+        macs = self.costs.schedule(schedule)
+        rungs, feats, scores = self.config.fidelity, [], {}
+        if trial is not None:
+            trial.set_user_attr("macs", macs)
+
+        def seen(stop: int, images: torch.Tensor) -> None:
+            feats.append(self.net(images))
+            if stop not in rungs:
+                return
+            scores[str(stop)] = round(rfid(torch.cat(feats), self.reference.features[:stop]), 5)
+            if trial is not None and self.pruner is not None:
+                report(trial, stop, scores[str(stop)])
+                if should_prune(trial, self.pruner):
+                    trial.set_user_attr("result", {**describe(schedule), "sampler": schedule.sampler, "macs": macs, "pruned_at": stop, "rungs": dict(scores)})
+                    raise optuna.TrialPruned(f"off the front at {stop} images")
+
         start = time.perf_counter()
-        images = schedule_images(self.model, schedule, self.reference.noise, seed=self.config.seed, batch_size=self.config.batch_size)
-        return self._score(images, self.costs.schedule(schedule), time.perf_counter() - start, schedule.sampler)
+        schedule_images(self.model, schedule, self.reference.noise, seed=self.config.seed, batch_size=self.config.batch_size, cuts=rungs, on_batch=seen)
+        wall = time.perf_counter() - start
+        return self._score(torch.cat(feats), macs, wall, schedule.sampler) | ({"rungs": scores} if rungs else {})
 
     def evaluate_peer(self, run: PeerRun) -> dict[str, Any]:
         """Generate from the reference noise with a caching peer over the teacher's grid; its MACs are what it computed
         (counted over the run, per image), its scores as a schedule's."""
         start = time.perf_counter()
         images, macs = peer_images(self.model, run, self.reference.noise, self.timesteps, self.config.sampler, batch_size=self.config.batch_size, extra=self.peer_extra())
-        return self._score(images, macs, time.perf_counter() - start, self.config.sampler)
+        return self._score(self.net(images), macs, time.perf_counter() - start, self.config.sampler)
 
     def peer_generator(self, run: PeerRun) -> Callable[[torch.Tensor], torch.Tensor]:
         """``noise -> images`` of a peer (validation re-scores it on its own noise; no MACs counted)."""
@@ -89,8 +119,7 @@ class SearchContext:
             self._peer_extra = calibrate(self.model, self.timesteps, self.config.sampler, self.reference.noise[:32], families)
         return self._peer_extra
 
-    def _score(self, images: torch.Tensor, macs: float, wall: float, sampler: str) -> dict[str, Any]:
-        feats = self.net(images)
+    def _score(self, feats: torch.Tensor, macs: float, wall: float, sampler: str) -> dict[str, Any]:
         return {
             "sampler": sampler, "macs": macs, "macs_speedup": round(self.costs.full * len(self.timesteps) / max(macs, 1), 4), "wall_seconds": round(wall, 4),
             "rfid": round(rfid(feats, self.reference.features), 5), "paired": round(paired_distance(feats, self.reference.features), 5),

@@ -17,6 +17,7 @@ from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.search.artefacts import schedule_of_row, write_results
 from flexdiff.search.config import SearchConfig, check_config
 from flexdiff.search.context import SearchContext, build_context
+from flexdiff.search.fidelity import FrontPruner
 from flexdiff.search.strategies import make_sampler
 from flexdiff.search.strategies.evolution import Member
 from flexdiff.search.study import (
@@ -24,8 +25,10 @@ from flexdiff.search.study import (
     evaluated,
     open_storage,
     open_study,
+    pruned,
     run_baselines,
     run_search,
+    spent,
 )
 from flexdiff.search.validation import choose_for_validation, validate
 from flexdiff.utils.progress import progress_bar
@@ -47,11 +50,13 @@ def work(config: SearchConfig, context: SearchContext | None = None) -> None:
     sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, budgets, config.seed, seeds=baseline_seeds(ctx, baseline_study))
     study = open_study(storage, ctx.study_name, sampler, ctx.fingerprint())
     known = {t.user_attrs["key"]: (float(t.values[0]), float(t.values[1])) for t in evaluated(baseline_study)}
+    if config.fidelity:  # candidates meet the baselines and each other on the rungs (search/fidelity.py)
+        ctx.pruner = FrontPruner(config.prune_margin, [t.user_attrs["result"] for t in evaluated(baseline_study)])
     with progress_bar(f"search ({config.strategy})", config.trials, enabled=config.progress) as advance:
-        advance(min(config.trials, len(evaluated(study))))
+        advance(min(config.trials, spent(study)))
         complete = run_search(study, config.trials, ctx.propose, ctx.evaluate, on_done=advance, known=known)
     if not complete and config.progress:
-        print(f"search stopped at {len(evaluated(study))} of {config.trials} trials: the {config.strategy} strategy proposed only schedules already "
+        print(f"search stopped at {spent(study)} of {config.trials} trials: the {config.strategy} strategy proposed only schedules already "
               f"evaluated (or baselines) {EXHAUSTED_AFTER} times in a row; the space of --steps/--segments/--spacings holds no more for it")
 
 
@@ -89,6 +94,12 @@ def trial_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str,
     return [r for r in rows if r["kind"] != "searched"], [r for r in rows if r["kind"] == "searched"]
 
 
+def pruned_rows(ctx: SearchContext) -> list[dict[str, Any]]:
+    """The partial scores of every searched candidate the multi-fidelity pruner stopped (``pruned_at``, ``rungs``)."""
+    study = open_study(open_storage(ctx.config.storage_url), ctx.study_name, None, ctx.fingerprint())
+    return [{"trial": t.number, "kind": "pruned", "key": t.user_attrs["key"], **t.user_attrs["result"]} for t in pruned(study)]
+
+
 def search(config: SearchConfig) -> dict[str, Any]:
     """Run (or resume) a search and write its artefacts; returns the results dictionary (the CLI writes the report)."""
     check_config(config)
@@ -109,4 +120,4 @@ def search(config: SearchConfig) -> dict[str, Any]:
             raise FlexdiffError(f"worker pid {p.pid} exit code {p.exitcode}", "every worker to finish", "rerun the same command to resume")
     baselines, searched = trial_rows(ctx)
     teacher, validated = validate(ctx, choose_for_validation(ctx, baselines, searched))
-    return write_results(ctx, baselines, searched, teacher, validated)
+    return write_results(ctx, baselines, searched, teacher, validated, pruned_rows(ctx))

@@ -36,6 +36,8 @@ HEARTBEAT_SECONDS = 2
 # evaluates; a killed baseline trial holds up the others at most this long on resume.
 GRACE_SECONDS = 60
 ALIVE = (TrialState.COMPLETE, TrialState.RUNNING)
+#: a pruned trial keeps its schedule: proposing it again is a duplicate, never a second evaluation (search/fidelity.py)
+OWNING = (*ALIVE, TrialState.PRUNED)
 # The strategy proposed only already-evaluated schedules this many times in a row: the space holds nothing new for it.
 EXHAUSTED_AFTER = 50
 
@@ -73,16 +75,19 @@ def claim(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
     number that read first and a lower number that read second both go ahead.)"""
     trial.set_user_attr("key", key)
     owner = None
-    for other in study.get_trials(deepcopy=False, states=ALIVE):
+    for other in study.get_trials(deepcopy=False, states=OWNING):
         if other.number == trial.number or other.user_attrs.get("key") != key or other.user_attrs.get("duplicate_of") is not None:
             continue
-        if other.state == TrialState.COMPLETE:
+        if other.state == TrialState.PRUNED and "pruned_at" not in (other.user_attrs.get("result") or {}):
+            continue  # stepped aside, not stopped by the pruner: the schedule is still free
+        if other.state in (TrialState.COMPLETE, TrialState.PRUNED):
             return other
         owner = owner or other
     return owner
 
 
-Evaluate = Callable[[Schedule], dict[str, Any]]
+#: (schedule, its trial or None) -> result; with the trial it may raise ``TrialPruned`` (search/fidelity.py)
+Evaluate = Callable[[Schedule, Trial | None], dict[str, Any]]
 
 
 def describe(item: Schedule | PeerRun) -> dict[str, Any]:
@@ -111,8 +116,10 @@ def answer(trial: Trial, study: optuna.Study, schedule: Schedule, evaluate: Eval
         trial.set_user_attr("duplicate_of", owner.number)
         if owner.state == TrialState.COMPLETE:
             return float(owner.values[0]), float(owner.values[1])
+        if owner.state == TrialState.PRUNED:
+            raise optuna.TrialPruned(f"schedule {schedule.key} was pruned in trial {owner.number}")
         raise optuna.TrialPruned(f"schedule {schedule.key} is being evaluated by trial {owner.number}")
-    return record(trial, schedule, evaluate(schedule))
+    return record(trial, schedule, evaluate(schedule, trial))
 
 
 def optimize(study: optuna.Study, objective: Callable[[Trial], tuple[float, float]], callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
@@ -133,6 +140,16 @@ def optimize(study: optuna.Study, objective: Callable[[Trial], tuple[float, floa
 def evaluated(study: optuna.Study) -> list[FrozenTrial]:
     """Complete trials that really evaluated their schedule (memoised duplicates left out)."""
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("duplicate_of") is None]
+
+
+def pruned(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials the multi-fidelity pruner stopped (search/fidelity.py); they count towards ``--trials``."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if "pruned_at" in (t.user_attrs.get("result") or {})]
+
+
+def spent(study: optuna.Study) -> int:
+    """Candidates the search has spent its ``--trials`` on: evaluated in full, or stopped by the pruner."""
+    return len(evaluated(study)) + len(pruned(study))
 
 
 def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], evaluate: Callable[[Any], dict[str, Any]], on_done: Callable[[], None] | None = None) -> None:
@@ -166,7 +183,7 @@ def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], 
 
 def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Schedule], evaluate: Evaluate, on_done: Callable[[], None] | None = None,
                known: Mapping[str, tuple[float, float]] | None = None) -> bool:
-    """Run the strategy until ``trials`` schedules have been evaluated in the study (resumes where it stopped).
+    """Run the strategy until ``trials`` schedules have been evaluated (or pruned) in the study (resumes where it stopped).
 
     ``known``: schedule key -> (MACs, rFID) of the evaluated baselines, answered from memory. Returns False when it
     stopped early because the strategy proposed ``EXHAUSTED_AFTER`` already-evaluated schedules in a row (a space
@@ -178,14 +195,17 @@ def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Sche
 
     def stop(study_: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal repeats
-        if trial.state == TrialState.COMPLETE:
+        stopped = trial.state == TrialState.PRUNED and "pruned_at" in (trial.user_attrs.get("result") or {})
+        if trial.state == TrialState.COMPLETE or stopped:
             new = trial.user_attrs.get("duplicate_of") is None
             repeats = 0 if new else repeats + 1
             if new and on_done is not None:
                 on_done()
-        if len(evaluated(study_)) >= trials or repeats >= EXHAUSTED_AFTER:
+        elif trial.state == TrialState.PRUNED and trial.user_attrs.get("duplicate_of") is not None:
+            repeats += 1  # a pruned schedule proposed again
+        if spent(study_) >= trials or repeats >= EXHAUSTED_AFTER:
             study_.stop()
 
-    if len(evaluated(study)) < trials:
+    if spent(study) < trials:
         optimize(study, objective, [stop])
     return repeats < EXHAUSTED_AFTER

@@ -25,7 +25,12 @@ def print_results(results: dict[str, Any]) -> None:
         kind = row["kind"] if solver == results["config"]["sampler"] else f"{row['kind']} ({solver})"  # a --solver search
         table.add_row(row["name"] + mark, kind, f"{row['macs_speedup']:.2f}x", f"{row['wall_speedup']:.2f}x", f"{row['rfid']:.3f}", f"{row['paired']:.3f}", _fmt(row["fid"], ".3f"))
     stdout.print(table)
-    if best is not None:
+    stopped = results["trials"].get("pruned") or []
+    if stopped:
+        stdout.print(f"{len(stopped)} of {len(stopped) + len(results['trials']['searched'])} searched candidates stopped early on the rungs {results['config']['fidelity']} (off the front)")
+    if best is not None and best["kind"] == "peer":
+        stdout.print(f"* best within budget: {best['name']} (a caching peer, not a plan); the best schedule within it -> {results['config']['out']}/best.json")
+    elif best is not None:
         stdout.print(f"* best within budget: {best['name']} ({best['kind']}) -> {results['config']['out']}/best.json")
     else:
         stdout.print("no validated schedule within the budget; see results.json for the Pareto front")

@@ -1,0 +1,67 @@
+"""Multi-fidelity evaluation (search/fidelity.py): rungs, the front pruner, pruned trials in the study."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from flexdiff.cli import app
+from flexdiff.errors import FlexdiffError
+from flexdiff.sampling import batch_bounds
+from flexdiff.search.fidelity import FrontPruner, check_rungs
+from flexdiff.search.study import pruned
+from search.test_search import assert_no_schedule_evaluated_twice, search_args, studies
+
+
+def test_batches_end_at_the_rungs() -> None:
+    assert batch_bounds(10, None, (4, 8)) == [(0, 4), (4, 8), (8, 10)]
+    assert batch_bounds(10, 3, (4,)) == [(0, 3), (3, 4), (4, 7), (7, 10)]
+    assert batch_bounds(5, None) == [(0, 5)]
+
+
+@pytest.mark.parametrize("bad", [(1,), (8,), (4, 2), (4, 4)])
+def test_bad_rungs_are_one_line(bad: tuple[int, ...]) -> None:
+    with pytest.raises(FlexdiffError, match="--fidelity"):
+        check_rungs(bad, 8)
+
+
+def _trial(study: optuna.Study, macs: float, step: int, value: float) -> optuna.trial.FrozenTrial:
+    trial = study.ask()
+    trial.set_user_attr("macs", macs)
+    study._storage.set_trial_intermediate_value(trial._trial_id, step, value)
+    return study._storage.get_trial(trial._trial_id)
+
+
+def test_the_front_pruner_stops_only_what_something_cheaper_beats_at_that_rung() -> None:
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    pruner = FrontPruner(0.1, [{"macs": 10.0, "rungs": {"4": 1.0}}, {"macs": 50.0, "rungs": {"4": 0.2}}])
+    assert pruner.prune(study, _trial(study, 20, 4, 1.2))  # the 10-MACs baseline is 20 % better
+    assert not pruner.prune(study, _trial(study, 20, 4, 1.05))  # within the margin
+    assert not pruner.prune(study, _trial(study, 40, 4, 0.5))  # only a costlier schedule is better
+    assert not pruner.prune(study, _trial(study, 20, 2, 9.0))  # nothing was scored at that rung
+
+
+@pytest.mark.slow
+def test_a_multi_fidelity_search_prunes_keeps_them_in_the_study_and_resumes(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = search_args(tiny_model_dir, out, 10, "--fidelity", "4", "--prune-margin", "0", "--no-report")
+    runner = CliRunner()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    searched, stopped = results["trials"]["searched"], results["trials"]["pruned"]
+    assert stopped and len(searched) + len(stopped) == 10  # pruned candidates count towards --trials
+    assert all(r["pruned_at"] == 4 and "4" in r["rungs"] for r in stopped) and all("4" in r["rungs"] for r in searched)
+    assert {r["name"] for r in results["validated"]}.isdisjoint({r["name"] for r in stopped})  # the front: complete trials only
+    study, baselines = studies(out)
+    assert len(pruned(study)) == len(stopped) and all(t.intermediate_values for t in pruned(study))  # Optuna's PRUNED, with intermediate values
+    assert_no_schedule_evaluated_twice(study)
+    keys = [t.user_attrs["key"] for t in study.get_trials() if t.user_attrs.get("duplicate_of") is None and "result" in t.user_attrs]
+    assert len(keys) == len(set(keys))  # a pruned schedule is never evaluated again
+    before = len(study.get_trials())
+    assert runner.invoke(app, args).exit_code == 0  # resumes: nothing new
+    assert len(studies(out)[0].get_trials()) == before
