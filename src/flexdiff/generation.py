@@ -38,6 +38,7 @@ from flexdiff.sampling import (
     teacher_timesteps,
 )
 from flexdiff.schedule import Schedule
+from flexdiff.trajectory import TrajectoryStore
 from flexdiff.utils.progress import progress_bar
 
 
@@ -112,16 +113,18 @@ def _check_eta(eta: float) -> None:
 
 def schedule_images(model: DiffusionModel, schedule: Schedule, noise: torch.Tensor, *, eta: float = 0.0, seed: int = 0, batch_size: int | None = None,
                     on_step: Callable[[], None] | None = None, strict: bool = True, cuts: Sequence[int] = (),
-                    on_batch: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+                    on_batch: Callable[[int, torch.Tensor], None] | None = None, trajectories: TrajectoryStore | None = None) -> torch.Tensor:
     """Images in ``[-1, 1]`` from ``noise`` under ``schedule``, in the loop its sampler names. ``cuts`` / ``on_batch``:
-    see :func:`flexdiff.sampling.generate` (the pipeline's own loop runs whole and reports once, at the end)."""
+    see :func:`flexdiff.sampling.generate` (the pipeline's own loop runs whole and reports once, at the end);
+    ``trajectories``: :func:`flexdiff.sampling.generate_scheduled` (flexdiff's loop only)."""
     if schedule.sampler == PIPELINE:
         _check_eta(eta)
         images = _pipeline_images(model, noise, schedule.T, schedule, seed=seed, batch_size=batch_size, on_step=on_step, strict=strict)
         if on_batch is not None:
             on_batch(len(noise), images)
         return images
-    return generate_scheduled(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=on_step, strict=strict, cuts=cuts, on_batch=on_batch)
+    return generate_scheduled(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=on_step, strict=strict, cuts=cuts, on_batch=on_batch,
+                              trajectories=trajectories)
 
 
 def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, steps: int, seeds: Sequence[int], start: int) -> dict[str, Any]:

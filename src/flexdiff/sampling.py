@@ -19,6 +19,7 @@ from flexdiff.samplers import (
     uniform_timesteps,
 )
 from flexdiff.schedule import Schedule
+from flexdiff.trajectory import StoredRun, TrajectoryStore, replaying
 
 
 def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[float]:
@@ -113,12 +114,23 @@ def generate_scheduled(
     strict: bool = True,
     cuts: Sequence[int] = (),
     on_batch: Callable[[int, torch.Tensor], None] | None = None,
+    trajectories: TrajectoryStore | None = None,
 ) -> torch.Tensor:
     """Images in ``[-1, 1]`` from ``noise`` under ``schedule``: hooks on for the call, off again after it.
     ``strict=False`` applies a schedule file made for another model anyway (:mod:`flexdiff.schedule.binding`);
-    ``cuts`` / ``on_batch`` as in :func:`generate` (``on_batch`` sees the clamped images)."""
+    ``cuts`` / ``on_batch`` as in :func:`generate` (``on_batch`` sees the clamped images). With ``trajectories``
+    the run starts from the stored run sharing its longest prefix and is stored itself once complete
+    (:mod:`flexdiff.trajectory`: bit-identical to running from noise)."""
     seen = (lambda stop, y: on_batch(stop, y.clamp(-1, 1))) if on_batch is not None else None
+    bounds = batch_bounds(len(noise), batch_size, cuts)
     with apply_schedule(model, schedule, strict=strict) as run:
-        x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=run.start, on_step=on_step,
+        denoise, captured, plan = run.start, [], None
+        if trajectories is not None:
+            plan = trajectories.plan(schedule, bounds)
+            denoise = replaying(run.start, run.set_step, schedule, plan, bounds, captured)
+        x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=denoise, on_step=on_step,
                       grid=schedule.timesteps, cuts=cuts, on_batch=seen)
+    if trajectories is not None:
+        trajectories.add(StoredRun(schedule, tuple(bounds), captured))
+        trajectories.saved_steps += plan.saved() * len(noise) if plan is not None else 0
     return x0.clamp(-1, 1)

@@ -65,3 +65,26 @@ def test_a_multi_fidelity_search_prunes_keeps_them_in_the_study_and_resumes(tiny
     before = len(study.get_trials())
     assert runner.invoke(app, args).exit_code == 0  # resumes: nothing new
     assert len(studies(out)[0].get_trials()) == before
+
+
+@pytest.mark.slow
+def test_reuse_changes_no_result_of_the_search(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """--reuse starts candidates from stored runs: every trial's scores are those of the search without it."""
+    runner = CliRunner()
+    rows = {}
+    for name, extra in (("plain", ()), ("reuse", ("--reuse",))):
+        result = runner.invoke(app, search_args(tiny_model_dir, tmp_path / name, 8, "--no-report", *extra))
+        assert result.exit_code == 0, result.output
+        results = json.loads((tmp_path / name / "results.json").read_text())
+        rows[name] = [(r["name"], r["macs"], r["rfid"], r["paired"]) for r in results["trials"]["baselines"] + results["trials"]["searched"]]
+        assert (results["reuse"] is None) == (name == "plain")
+    assert results["reuse"]["saved_image_steps"] > 0  # candidates did start from stored runs
+    assert rows["plain"] == rows["reuse"]
+
+
+def test_dry_run_prints_the_estimate_and_writes_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, search_args(tiny_model_dir, out, 6, "--dry-run", "--fidelity", "4"))
+    assert result.exit_code == 0, result.output
+    assert "estimated wall time" in result.stdout and "reference" in result.stdout and "first rung" in result.stdout
+    assert not out.exists()

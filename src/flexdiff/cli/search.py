@@ -72,6 +72,8 @@ def search(
     forecast: bool = typer.Option(False, "--forecast", help="let each segment's partial steps forecast the reused feature from the last two full steps (TaylorSeer's first order) instead of replaying it"),
     fidelity: str | None = typer.Option(None, "--fidelity", help="multi-fidelity evaluation: image counts (rungs, below --n) at which a candidate off the (MACs, rFID) front is stopped early, e.g. 32,64,128 (default: every candidate on all --n)"),
     prune_margin: float = typer.Option(0.1, "--prune-margin", help="with --fidelity: stop a candidate when a schedule of no higher MACs scored a relative rFID this much better at the same rung"),
+    reuse: bool = typer.Option(False, "--reuse", help="exact trajectory reuse: a candidate whose first steps equal an evaluated schedule's (the teacher's, a parent's) starts from that run (bit-identical; memory bounded by --reuse-mb)"),
+    reuse_mb: int = typer.Option(512, "--reuse-mb", help="with --reuse: MiB of stored runs per worker (least recently used go first)"),
     peers: str | None = typer.Option(None, "--peers", help="caching peers scored beside the baselines in the same study and table, at every setting of their sweep: all, or a comma-separated list (first-block-cache, taylorseer, pyramid-attention-broadcast, magcache; cache-dit-dbcache[-taylorseer] with the peers extra); transformers only"),
     validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
     validate_top: int = typer.Option(6, "--validate-top", help="Pareto schedules re-scored in the final validation"),
@@ -89,6 +91,7 @@ def search(
     dtype: str | None = DTYPE,
     variant: str | None = VARIANT,
     no_report: bool = NO_REPORT,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the expected wall time (measured step costs x the settings) and stop; nothing is written"),
 ) -> None:
     """Flexiffusion search: the schedules closest to the teacher (rFID) for each cost, baselines beside."""
     from flexdiff.search.config import SearchConfig, default_segments
@@ -99,12 +102,15 @@ def search(
         out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
         trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=ints(segments, "--segments") if segments else default_segments(steps),
         spacings=floats(spacings, "--spacings"), forecast=forecast, peers=peer_names(peers),
-        fidelity=ints(fidelity, "--fidelity") if fidelity else (), prune_margin=prune_margin,
+        fidelity=ints(fidelity, "--fidelity") if fidelity else (), prune_margin=prune_margin, reuse=reuse, reuse_mb=reuse_mb,
         features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device, torch_dtype=dtype, variant=variant,
         baseline_branches=ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
         features_path=str(p) if (p := features_path(features, clip, inception)) else None, prompts=str(prompts) if prompts else None,
         negative_prompt=negative_prompt, guidance=guidance, labels=labels, control_images=str(control_images) if control_images else None,
     )
+    if dry_run:
+        run_search(config, dry_run=True)
+        return
     print_results(run_search(config))
     if not no_report:
         from flexdiff.report import write_run_report

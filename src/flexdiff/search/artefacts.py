@@ -64,6 +64,8 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
         "budget_speedup": round(ctx.costs.full * len(ctx.timesteps) / budget, 4),
         "best": best, "validated": validated, "pareto": [{k: r[k] for k in ("kind", "name", "macs", "macs_speedup", "rfid", "paired")} for r in front],
         "trials": {"baselines": baselines, "searched": searched, "pruned": list(pruned)},
+        # --reuse: image x active steps this process did not compute, and the bytes its stored runs hold at the end
+        "reuse": {"saved_image_steps": ctx.trajectories.saved_steps, "stored_bytes": ctx.trajectories.nbytes} if ctx.trajectories is not None else None,
         **run_provenance(out / "results.json"),  # command(s), versions, machine: what produced these numbers
     }
     write_json(out / "results.json", results, indent=1)

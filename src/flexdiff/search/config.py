@@ -40,6 +40,8 @@ class SearchConfig:
     forecast: bool = False  # a reuse/forecast gene per segment (forecast partial steps: TaylorSeer's first order)
     fidelity: tuple[int, ...] = ()  # rungs (image counts < n) of the multi-fidelity evaluation; () = every candidate on all n (search/fidelity.py)
     prune_margin: float = 0.1  # relative rFID margin of the front pruner at a rung
+    reuse: bool = False  # exact trajectory reuse: a candidate starts where the stored run sharing its longest prefix was (flexdiff/trajectory.py)
+    reuse_mb: int = 512  # bound of the stored runs (per worker process)
     peers: tuple[str, ...] = ()  # caching peers (search/peers.py) scored as baselines of the same study, at every setting of their sweep
     spacings: tuple[float, ...] = (1.0,)  # segment-boundary powers (Genome.segment_lengths); (1.0,) = the paper's equal segments (benchmarks/spacing.py)
     features: str = "digits"
@@ -105,6 +107,8 @@ def check_config(config: SearchConfig) -> None:
         raise FlexdiffError(f"--n {config.n} / --validate-n {config.validate_n}", "at least 2 images (rFID needs two per side)", "pass a larger --n")
     check_rungs(config.fidelity, config.n)
     FrontPruner(config.prune_margin)
+    if config.reuse and config.reuse_mb < 1:
+        raise FlexdiffError(f"--reuse-mb {config.reuse_mb}", "at least 1 MiB of stored runs", "pass e.g. --reuse-mb 512, or drop --reuse")
     if config.trials < 0:
         raise FlexdiffError(config.trials, "--trials >= 0", "pass the number of schedules to evaluate")
     if config.workers < 1:

@@ -27,6 +27,7 @@ from flexdiff.search.peers import PeerRun, calibrate, peer_images, peer_runs
 from flexdiff.search.reference import TeacherReference, load_or_build_reference
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.study import describe
+from flexdiff.trajectory import TrajectoryStore
 from flexdiff.utils.progress import progress_bar
 
 
@@ -40,12 +41,14 @@ class SearchContext:
     net: FeatureNetwork
     costs: StepCosts
     space: GenomeSpace
-    reference: TeacherReference
+    reference: TeacherReference | None  # None until load_reference() (an estimate comes before it)
     baselines: list[Schedule] = field(default_factory=list)
     #: caching peers at each of their settings (``--peers``): baselines of the same study, scored like schedules
     peers: list[PeerRun] = field(default_factory=list)
     #: stops searched candidates early on the rungs of ``--fidelity`` (set by the worker once the baselines are in)
     pruner: BasePruner | None = None
+    #: the runs candidates start from (``--reuse``; flexdiff/trajectory.py), filled by every evaluation of this worker
+    trajectories: TrajectoryStore | None = None
     _peer_extra: dict[str, Any] | None = None
 
     @property
@@ -96,7 +99,8 @@ class SearchContext:
                     raise optuna.TrialPruned(f"off the front at {stop} images")
 
         start = time.perf_counter()
-        schedule_images(self.model, schedule, self.reference.noise, seed=self.config.seed, batch_size=self.config.batch_size, cuts=rungs, on_batch=seen)
+        schedule_images(self.model, schedule, self.reference.noise, seed=self.config.seed, batch_size=self.config.batch_size, cuts=rungs, on_batch=seen,
+                        trajectories=self.trajectories)
         wall = time.perf_counter() - start
         return self._score(torch.cat(feats), macs, wall, schedule.sampler) | ({"rungs": scores} if rungs else {})
 
@@ -128,6 +132,18 @@ class SearchContext:
     def propose(self, trial: Any) -> Schedule:
         return self.space.suggest(trial).expand(self.timesteps, self.config.candidate_sampler)
 
+    def load_reference(self, build: bool = True) -> bool:
+        """The teacher reference from the run folder's cache, else generated and cached (``build=False``: only if
+        cached). Returns whether it came from the cache."""
+        c = self.config
+        n_batches = -(-c.n // (c.batch_size or c.n))
+        with progress_bar("teacher reference", len(self.timesteps) * n_batches, enabled=c.progress and build) as advance:
+            reference, status = load_or_build_reference(self.model, c.sampler, self.timesteps, c.seed, c.n, self.net, c.out, c.batch_size, on_step=advance, build=build)
+        if c.progress and build and status != "reused":
+            print(f"teacher reference {status} ({c.n} images)")
+        self.reference = reference or self.reference
+        return status == "reused"
+
     def genome_key(self, genome: Any) -> str:
         return genome.expand(self.timesteps, self.config.candidate_sampler).key
 
@@ -154,7 +170,9 @@ def _under(schedule: Schedule, sampler: str) -> Schedule:
     return Schedule(schedule.steps, schedule.timesteps, sampler, f"{schedule.name}+{sampler}", meta)
 
 
-def build_context(config: SearchConfig) -> SearchContext:
+def build_context(config: SearchConfig, reference: bool = True) -> SearchContext:
+    """One worker's context; ``reference=False`` leaves the teacher reference to :meth:`SearchContext.load_reference`
+    (the estimate of a search comes before it)."""
     model = load_model(config.model, config.device, torch_dtype=config.torch_dtype, variant=config.variant)
     config = replace(config, sampler=resolve_sampler(config.sampler, model.noise.kind))
     if config.peers and model.backbone.name != "transformer":  # before any work
@@ -168,13 +186,10 @@ def build_context(config: SearchConfig) -> SearchContext:
     space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))), null_steps=nulls, forecast=config.forecast)
     if not nulls and config.progress:
         print(f"{model.scheduler_class} takes no custom timesteps: schedules without null steps only (no DDIM-k baselines)")
-    costs = measure_macs(model)
-    n_batches = -(-config.n // (config.batch_size or config.n))
-    with progress_bar("teacher reference", len(timesteps) * n_batches, enabled=config.progress) as advance:
-        reference, status = load_or_build_reference(model, config.sampler, timesteps, config.seed, config.n, net, config.out, config.batch_size, on_step=advance)
-    if config.progress and status != "reused":
-        print(f"teacher reference {status} ({config.n} images)")
-    ctx = SearchContext(config, model, timesteps, net, costs, space, reference)
+    ctx = SearchContext(config, model, timesteps, net, measure_macs(model), space, None)
     ctx.baselines = baseline_schedules(timesteps, config.sampler, num_branches, config, null_steps=nulls)
     ctx.peers = peer_runs(len(timesteps), config.peers) if config.peers else []
+    ctx.trajectories = TrajectoryStore(config.reuse_mb * 2**20) if config.reuse else None
+    if reference:
+        ctx.load_reference()
     return ctx

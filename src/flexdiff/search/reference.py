@@ -86,10 +86,12 @@ def load_or_build_reference(
     cache_dir: Path | None,
     batch_size: int | None = None,
     on_step: object = None,
-) -> tuple[TeacherReference, str]:
+    build: bool = True,
+) -> tuple[TeacherReference | None, str]:
     """The teacher reference from ``cache_dir`` if its key matches, else generated (and cached). Returns (ref, status).
 
-    ``status`` is ``"reused"``, ``"built"`` or ``"rebuilt: <field> differs"``.
+    ``status`` is ``"reused"``, ``"built"`` or ``"rebuilt: <field> differs"``. ``build=False`` (a dry run): ``None``
+    and the status it would have, instead of generating.
     """
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -109,6 +111,8 @@ def load_or_build_reference(
                 return TeacherReference(key, noise, f.get_tensor("images"), f.get_tensor("features")), "reused"
         differs = [k for k, v in json.loads(key.to_json()).items() if stored.get(k) != v]
         status = f"rebuilt: {', '.join(differs) or 'format'} differs"
+    if not build:
+        return None, status
     images = teacher_images(model, noise, timesteps, sampler, seed=seed, batch_size=batch_size, on_step=on_step)
     features = net(images)
     if path is not None:

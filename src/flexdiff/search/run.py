@@ -17,6 +17,7 @@ from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.search.artefacts import schedule_of_row, write_results
 from flexdiff.search.config import SearchConfig, check_config
 from flexdiff.search.context import SearchContext, build_context
+from flexdiff.search.estimate import estimate
 from flexdiff.search.fidelity import FrontPruner
 from flexdiff.search.strategies import make_sampler
 from flexdiff.search.strategies.evolution import Member
@@ -100,11 +101,21 @@ def pruned_rows(ctx: SearchContext) -> list[dict[str, Any]]:
     return [{"trial": t.number, "kind": "pruned", "key": t.user_attrs["key"], **t.user_attrs["result"]} for t in pruned(study)]
 
 
-def search(config: SearchConfig) -> dict[str, Any]:
-    """Run (or resume) a search and write its artefacts; returns the results dictionary (the CLI writes the report)."""
+def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
+    """Run (or resume) a search and write its artefacts; returns the results dictionary (the CLI writes the report).
+    The expected wall time is printed first (:mod:`flexdiff.search.estimate`); ``dry_run`` stops there, having
+    written nothing, and returns ``{"estimate": ...}``."""
     check_config(config)
+    output_folder(config.out, create=False)  # a file in the way is one line before any work
+    ctx = build_context(config, reference=False)
+    expected = estimate(ctx, ctx.load_reference(build=False))
+    if config.progress or dry_run:
+        print("\n".join(expected.lines()))
+    if dry_run:
+        return {"estimate": {"seconds": round(expected.total, 1), "phases": {k: round(v, 1) for k, v in expected.phases.items()},
+                             "search_low_seconds": expected.search_low, "probe": expected.probe}}
     output_folder(config.out)
-    ctx = build_context(config)  # builds the teacher reference once, before any worker starts
+    ctx.load_reference()  # the teacher reference once, before any worker starts
     workers = []
     if config.workers > 1:
         threads = max(1, (os.cpu_count() or 1) // config.workers)

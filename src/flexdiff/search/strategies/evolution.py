@@ -28,6 +28,8 @@ from flexdiff.search.strategies._registry import register_strategy
 from flexdiff.utils.pareto import pareto_ranks
 
 PARAMS_ATTR = "evolution:params"
+#: random genomes before the first child (half of them uniform)
+INITIAL = 8
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class EvolutionSampler(BaseSampler):
         schedule_key: Callable[[Genome], str],
         max_macs: float | Sequence[float] | None = None,
         seed: int = 0,
-        initial: int = 8,
+        initial: int = INITIAL,
         elite: int = 8,
         crossover: float = 0.3,
         mutation_rate: float = 0.2,
