@@ -10,7 +10,8 @@ image; then per phase what the settings make it run:
 - search: ``trials`` candidates. The first ones are random genomes of the space, the rest children of the elites
   near the budgets; a candidate's seconds are predicted from its MACs by a line fitted over 256 random genomes of
   the space (seconds per image against MACs per image), evaluated at the mean of the random genomes' MACs for the
-  initial ones and at the budgets' MACs for the others. With ``--fidelity`` that is the most it takes (no
+  initial ones and at the budgets' MACs for the others, plus a fixed cost per evaluation (measured: the teacher's
+  schedule on 2 images minus what the per-image costs predict, and a trial written). With ``--fidelity`` that is the most it takes (no
   candidate stopped); the least is every candidate stopped at the first rung;
 - validation: ``validate_n`` images of the teacher and of about ``validate_top`` + one per baseline family
   candidates at the budget.
@@ -76,8 +77,30 @@ def _per_image_seconds(ctx: SearchContext, batch: int) -> float:
     return sorted(runs)[1] / batch
 
 
-def estimate(ctx: SearchContext, reference_cached: bool) -> Estimate:
-    """The expected wall time of the search ``ctx`` describes (see the module docstring)."""
+def _fixed_seconds(ctx: SearchContext, seconds: StepCosts, feature: float) -> float:
+    """What one evaluation costs beyond its images: the teacher's schedule run on 2 images (hooks attached and
+    removed, sampler set-up, features, one trial written to a scratch study), minus what the per-image costs predict."""
+    import optuna
+
+    from flexdiff.generation import schedule_images
+    from flexdiff.schedule import full
+
+    noise = ctx.model.initial_noise(2, ctx.config.seed)
+    schedule = full(ctx.timesteps, ctx.config.sampler)
+    start = time.perf_counter()
+    ctx.net(schedule_images(ctx.model, schedule, noise, seed=ctx.config.seed))
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    trial = study.ask()
+    trial.set_user_attr("result", {"probe": True})
+    study.tell(trial, (1.0, 1.0))
+    measured = time.perf_counter() - start
+    return max(0.0, measured - 2 * (seconds.schedule(schedule) + feature))
+
+
+def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 0.0) -> Estimate:
+    """The expected wall time of the search ``ctx`` describes (see the module docstring). ``setup_seconds``: what
+    building ``ctx`` took; with this estimate's own probes it is the ``setup`` phase."""
+    began = time.perf_counter()
     c = ctx.config
     batch = max(1, min(c.batch_size or c.n, 64, c.n))
     latency = measure_latency(ctx.model, batch_size=batch, repeats=3, warmup=1)
@@ -85,6 +108,7 @@ def estimate(ctx: SearchContext, reference_cached: bool) -> Estimate:
     feature = _per_image_seconds(ctx, batch)
     T = len(ctx.timesteps)
     teacher = T * seconds.full + feature
+    fixed = _fixed_seconds(ctx, seconds, feature)
 
     def cost(schedule: Any) -> float:
         return seconds.schedule(schedule) + feature
@@ -99,14 +123,17 @@ def estimate(ctx: SearchContext, reference_cached: bool) -> Estimate:
     random_mean = sum(s for _, s in points) / len(points)
     per_candidate = (initial * random_mean + (c.trials - initial) * at_budget) / max(c.trials, 1)
     families = {s.meta.get("family") for s in ctx.baselines} - {"teacher"} | {r.family for r in ctx.peers}
+    validated = c.validate_top + len(families)
     phases = {
+        "setup": setup_seconds + time.perf_counter() - began,
         "reference": 0.0 if reference_cached else c.n * teacher,
-        "baselines": c.n * (sum(cost(s) for s in ctx.baselines) + len(ctx.peers) * teacher),
-        "search": c.trials * c.n * per_candidate,
-        "validation": c.validate_n * (2 * teacher + (c.validate_top + len(families)) * (slope * ctx.max_macs + intercept)),  # teacher: reference + timing run
+        "baselines": c.n * (sum(cost(s) for s in ctx.baselines) + len(ctx.peers) * teacher) + fixed * (len(ctx.baselines) + len(ctx.peers)),
+        "search": c.trials * (c.n * per_candidate + fixed),
+        "validation": c.validate_n * (2 * teacher + validated * (slope * ctx.max_macs + intercept)) + fixed * validated,  # teacher: reference + timing run
     }
-    low = c.trials * c.fidelity[0] * per_candidate if c.fidelity else None
-    probe = {"batch": batch, "full_step_seconds_per_image": seconds.full, "feature_seconds_per_image": feature, "seconds_per_mac": slope, "per_candidate_seconds": per_candidate}
+    low = c.trials * (c.fidelity[0] * per_candidate + fixed) if c.fidelity else None
+    probe = {"batch": batch, "full_step_seconds_per_image": seconds.full, "feature_seconds_per_image": feature, "seconds_per_mac": slope,
+             "per_candidate_seconds_per_image": per_candidate, "fixed_seconds_per_evaluation": fixed}
     return Estimate(phases, low, probe)
 
 

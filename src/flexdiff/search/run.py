@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from typing import Any
 
 import torch
@@ -107,8 +108,9 @@ def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
     written nothing, and returns ``{"estimate": ...}``."""
     check_config(config)
     output_folder(config.out, create=False)  # a file in the way is one line before any work
+    began = time.perf_counter()
     ctx = build_context(config, reference=False)
-    expected = estimate(ctx, ctx.load_reference(build=False))
+    expected = estimate(ctx, ctx.load_reference(build=False), time.perf_counter() - began)
     if config.progress or dry_run:
         print("\n".join(expected.lines()))
     if dry_run:
