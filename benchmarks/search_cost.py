@@ -70,7 +70,7 @@ def main() -> None:
         runs[name] = {"wall_seconds": round(wall, 1), "estimate_seconds": round(high, 1), "estimate_low_seconds": round(low, 1),
                       "estimate_error": round((high - wall) / wall, 4), "estimate_phases": {k: round(v, 1) for k, v in expected.phases.items()},
                       "searched": len(results["trials"]["searched"]), "pruned": len(results["trials"]["pruned"]), "reuse": results.get("reuse"),
-                      "evaluations_seconds": round(sum(r["wall_seconds"] for r in results["trials"]["searched"]), 1)}
+                      "evaluations_seconds": round(sum(r.get("wall_seconds", 0.0) for r in results["trials"]["searched"] + results["trials"]["pruned"]), 1)}
         contexts[name] = build_context(config)
         print(f"{name}: {wall:.0f} s (estimate {low:.0f} .. {high:.0f} s), {runs[name]['searched']} searched, {runs[name]['pruned']} pruned")
 

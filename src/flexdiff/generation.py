@@ -63,7 +63,8 @@ def teacher_grid(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
 def captured_unet_call(model: DiffusionModel) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """One UNet call of a one-step ``pipe(...)`` for one image under the model's conditioning (its CFG batch, added
     conditions, ControlNet residuals), as a function of ``(x, t)`` that calls the UNet with those arguments and
-    ``x`` in place of its latent (repeated to the call's batch, e.g. 2 under CFG): the cost model's probe."""
+    each image of ``x`` in place of its latent (repeated to the call's batch, e.g. 2 under CFG): the cost model's and
+    the search estimate's probe."""
     pipe = pipeline_of(model)
     seen: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 
@@ -83,10 +84,13 @@ def captured_unet_call(model: DiffusionModel) -> Callable[[torch.Tensor, int], t
     sample = kwargs.pop("sample", args[0] if args else None)
     rows = int(sample.shape[0])
 
+    def one(x: torch.Tensor, t: int) -> torch.Tensor:  # x: (1, C, H, W), repeated to the captured call's rows
+        out = pipe.unet(x.repeat(rows, 1, 1, 1).to(sample.dtype), torch.tensor(t, device=x.device), **kwargs)  # pipelines pass return_dict=False: a tuple
+        return (out[0] if isinstance(out, tuple) else out.sample)[:1].float()
+
     def replay(x: torch.Tensor, t: int) -> torch.Tensor:
-        xin = x.repeat(rows // x.shape[0], 1, 1, 1).to(sample.dtype)
-        out = pipe.unet(xin, torch.tensor(t, device=x.device), **kwargs)  # pipelines pass return_dict=False: a tuple
-        return (out[0] if isinstance(out, tuple) else out.sample)[: x.shape[0]].float()
+        """A batch of ``B`` images costs ``B`` captured one-image calls (the conditioning was captured for one)."""
+        return torch.cat([one(x[i : i + 1], t) for i in range(x.shape[0])])
 
     return replay
 

@@ -53,7 +53,7 @@ def test_a_complete_key_is_memoised_and_other_keys_are_free(tmp_path: Path) -> N
 
 
 def _counting_evaluate(calls: list[str]):
-    def evaluate(schedule: Schedule) -> dict:
+    def evaluate(schedule: Schedule, trial: object = None) -> dict:
         calls.append(schedule.key)
         return {"macs": float(len(calls)), "rfid": 1.0 / len(calls)}
     return evaluate
@@ -99,7 +99,7 @@ def test_a_trial_failed_as_stale_while_it_ran_is_dropped_and_the_search_goes_on(
     calls: list[str] = []
     count = _counting_evaluate(calls)
 
-    def evaluate(schedule: Schedule) -> dict:
+    def evaluate(schedule: Schedule, trial: object = None) -> dict:
         if not calls:  # the first evaluation: another worker declares this trial dead meanwhile
             running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))[0]
             study._storage.set_trial_state_values(running._trial_id, optuna.trial.TrialState.FAIL)

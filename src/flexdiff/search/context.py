@@ -95,7 +95,8 @@ class SearchContext:
             if trial is not None and self.pruner is not None:
                 report(trial, stop, scores[str(stop)])
                 if should_prune(trial, self.pruner):
-                    trial.set_user_attr("result", {**describe(schedule), "sampler": schedule.sampler, "macs": macs, "pruned_at": stop, "rungs": dict(scores)})
+                    trial.set_user_attr("result", {**describe(schedule), "sampler": schedule.sampler, "macs": macs, "pruned_at": stop, "rungs": dict(scores),
+                                                   "wall_seconds": round(time.perf_counter() - start, 4)})
                     raise optuna.TrialPruned(f"off the front at {stop} images")
 
         start = time.perf_counter()

@@ -1,7 +1,7 @@
 """How long a search will take, before it starts (``flexdiff search`` prints it; ``--dry-run`` prints it and stops).
 
 From measured step costs, not guesses: the wall-clock of a full step and of a partial step at every branch on this
-machine (:func:`flexdiff.cost.measure_latency`, a probe batch of up to 64 images), and of the feature network per
+machine (:func:`flexdiff.cost.measure_latency`, on the batch the evaluations run in, at most 256 images), and of the feature network per
 image; then per phase what the settings make it run:
 
 - teacher reference: ``n`` images x ``T`` full steps (nothing when the run folder's cache matches);
@@ -102,7 +102,7 @@ def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 
     building ``ctx`` took; with this estimate's own probes it is the ``setup`` phase."""
     began = time.perf_counter()
     c = ctx.config
-    batch = max(1, min(c.batch_size or c.n, 64, c.n))
+    batch = max(1, min(c.batch_size or c.n, c.n, 256))  # the batch the evaluations run in (per-image cost falls with it on a CPU)
     latency = measure_latency(ctx.model, batch_size=batch, repeats=3, warmup=1)
     seconds = StepCosts(latency.full / batch, tuple(p / batch for p in latency.partial))  # per image, per step type
     feature = _per_image_seconds(ctx, batch)
