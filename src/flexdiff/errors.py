@@ -7,6 +7,7 @@ with code 2; Python callers can catch it (it is a ``ValueError``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -34,6 +35,8 @@ def output_folder(path: Path, create: bool = True) -> Path:
         existing = next((p for p in (path, *path.parents) if p.exists()), None)
         if existing is not None and not existing.is_dir():
             raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out ({existing} is a file)")
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):  # a read-only place: refused before the work, not after it
+            raise FlexdiffError(f"--out {path}", "a folder this user can write", f"choose another --out ({existing} is not writable)")
         return path
     try:
         path.mkdir(parents=True, exist_ok=True)

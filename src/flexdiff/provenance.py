@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flexdiff.utils.io import read_json_or_none
+from flexdiff.utils.text import mask_password
 
 PACKAGES = ("flexdiff", "torch", "diffusers", "optuna", "torchmetrics", "numpy", "matplotlib")
 
@@ -57,8 +58,9 @@ def environment() -> dict[str, Any]:
 
 
 def current_command() -> list[str]:
-    """``sys.argv`` with the program reduced to its name (``flexdiff``, not the venv path)."""
-    return [Path(sys.argv[0]).name or "python", *sys.argv[1:]] if sys.argv else []
+    """``sys.argv`` with the program reduced to its name (``flexdiff``, not the venv path) and any password in a URL
+    (``--storage postgresql://user:password@host/db``) masked: results files are shared."""
+    return [Path(sys.argv[0]).name or "python", *map(mask_password, sys.argv[1:])] if sys.argv else []
 
 
 def run_provenance(previous_results: Path, command: list[str] | None = None) -> dict[str, Any]:

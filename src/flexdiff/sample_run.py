@@ -13,19 +13,24 @@ from flexdiff.cost import measure_macs
 from flexdiff.data import save_grid, save_npz
 from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.generation import sample, teacher_grid
+from flexdiff.sampling import check_batch_size, check_image_count
 from flexdiff.models import condition, conditioning_summary, image_prompts, load_model
 from flexdiff.provenance import run_provenance
-from flexdiff.samplers import check_eta, check_sampler, resolve_sampler
+from flexdiff.samplers import AUTO, check_eta, check_sampler, resolve_sampler
 from flexdiff.schedule import Schedule, check_binding
-from flexdiff.utils.io import write_json
+from flexdiff.utils.io import folder_as_unit, write_json
+
+
+#: the sampler's steps without a schedule file (diffusers' usual 50)
+DEFAULT_STEPS = 50
 
 
 @dataclass(frozen=True)
 class SampleConfig:
     out: Path
     model: str = "builtin:digits"
-    sampler: str = "ddim"
-    steps: int = 50
+    sampler: str = AUTO  # by the model's noise kind; with a schedule file, its own ("auto" or the same; another is refused)
+    steps: int | None = None  # the sampler's steps (default 50); with a schedule file, its own (another is refused)
     n: int = 64
     seed: int = 0
     batch_size: int | None = None
@@ -47,10 +52,16 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     """Every option checked before any work, then the images; returns what ``run.json`` holds."""
     c = config
     plan = Schedule.load(c.schedule) if c.schedule is not None else None
+    if plan is not None:  # the file sets sampler and steps: an option saying otherwise would be ignored, so it is refused
+        for option, given, own in (("--sampler", c.sampler, plan.sampler), ("--steps", c.steps, plan.T)):
+            if given not in (None, AUTO, own):
+                raise FlexdiffError(f"{option} {given} with --schedule {c.schedule}", f"the schedule's own {option.lstrip('-')} ({own}) or none",
+                                    f"drop {option} (the schedule file sets it), or write a schedule for it")
     sampler = plan.sampler if plan else c.sampler
+    steps = plan.T if plan else c.steps if c.steps is not None else DEFAULT_STEPS
     check_sampler(sampler, auto=True)
-    if c.n < 1:
-        raise FlexdiffError(c.n, "--n >= 1", "ask for at least one image")
+    check_image_count(c.n)
+    check_batch_size(c.batch_size)
     model = load_model(c.model, c.device, torch_dtype=c.torch_dtype, variant=c.variant)
     sampler = resolve_sampler(sampler, model.noise.kind)
     condition(model, prompts=c.prompts, negative_prompt=c.negative_prompt, guidance=c.guidance, labels=c.labels, control_images=c.control_images)
@@ -60,7 +71,7 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
             raise FlexdiffError("--clip", "--prompts as well (the CLIP score compares images with their prompts)", "pass --prompts FILE or drop --clip")
         scorer = load_clip(c.clip, model.device)
     if plan is None:
-        teacher_grid(model, sampler, c.steps)  # validates --steps before any work
+        teacher_grid(model, sampler, steps)  # validates --steps before any work
     else:
         check_binding(plan, lambda: model.binding(plan.sampler), where=c.schedule, strict=c.strict)  # made for this model?
         plan.check_branches(model.layout.num_branches)
@@ -68,12 +79,9 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     check_eta(c.eta)  # before any work (the sampler checks it again)
     output_folder(c.out, create=False)  # a file in the way is refused now; the folder is made once there are samples
     start = time.perf_counter()
-    images = sample(model, c.n, sampler=sampler, steps=c.steps, seed=c.seed, eta=c.eta, batch_size=c.batch_size, schedule=plan, progress=True, strict=False)  # checked above
+    images = sample(model, c.n, sampler=sampler, steps=steps, seed=c.seed, eta=c.eta, batch_size=c.batch_size, schedule=plan, progress=True, strict=False)  # checked above
     wall = time.perf_counter() - start
-    output_folder(c.out)
-    save_npz(c.out / "samples.npz", images)
-    save_grid(c.out / "grid.png", images[:64], scale=4 if images.shape[-1] <= 64 else 1)
-    run: dict[str, Any] = {"command": "sample", "model": c.model, "sampler": sampler, "steps": c.steps, "n": c.n, "seed": c.seed, "eta": c.eta,
+    run: dict[str, Any] = {"command": "sample", "model": c.model, "sampler": sampler, "steps": steps, "n": c.n, "seed": c.seed, "eta": c.eta,
                            "batch_size": c.batch_size, "device": str(model.device), "wall_seconds": round(wall, 3)}
     if model.conditioning is not None:
         run["conditioning"] = conditioning_summary(model)
@@ -83,5 +91,9 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
         costs = measure_macs(model)
         run.update(schedule=plan.to_dict(), steps=plan.T, macs_per_sample=costs.schedule(plan), macs_speedup=round(costs.speedup(plan), 3))
     run["provenance"] = run_provenance(c.out / "run.json")
-    write_json(c.out / "run.json", run)
+    output_folder(c.out.parent)
+    with folder_as_unit(c.out, last="run.json") as tmp:  # samples, grid and run.json replace the old ones together, or none does
+        save_npz(tmp / "samples.npz", images)
+        save_grid(tmp / "grid.png", images[:64], scale=4 if images.shape[-1] <= 64 else 1)
+        write_json(tmp / "run.json", run)
     return run

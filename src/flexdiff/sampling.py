@@ -31,6 +31,17 @@ def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[f
     return uniform_timesteps(model.noise.num_train_timesteps, steps, sampler_info(sampler).spacing)
 
 
+#: the most images one command generates or scores: beyond it a run cannot fit a machine's memory or a day (and
+#: numbers such as 10**20 are not sizes torch accepts)
+MAX_IMAGES = 1_000_000
+
+
+def check_image_count(n: int, option: str = "--n", least: int = 1) -> None:
+    """An image count in ``[least, MAX_IMAGES]``, checked before any work."""
+    if not least <= n <= MAX_IMAGES:
+        raise FlexdiffError(f"{option} {n}", f"an image count in [{least}, {MAX_IMAGES:,}]", f"pass a smaller {option}" if n > MAX_IMAGES else f"pass {option} >= {least}")
+
+
 def check_batch_size(batch_size: int | None) -> None:
     """A batch size is None (all at once) or >= 1."""
     if batch_size is not None and batch_size < 1:

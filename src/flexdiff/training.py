@@ -98,6 +98,19 @@ class TeacherRecipe:
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
             raise FlexdiffError(f"--minutes {self.minutes}", "a finite wall-time cap > 0 minutes", "pass e.g. --minutes 30, or drop --minutes for no cap")
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the architecture is built for."""
+        config = TEACHER_CONFIG if self.arch == "unet" else DIT_TEACHER_CONFIG
+        size = int(config["sample_size"])  # type: ignore[call-overload]
+        return int(config["in_channels"]), size, size  # type: ignore[call-overload]
+
+    def check_images(self, images: torch.Tensor, where: object = "--data") -> None:
+        """Training images of the architecture's shape, checked before any training (a convolution error otherwise)."""
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape or len(images) < 1:
+            raise FlexdiffError(f"{where} (images {tuple(images.shape[1:])})", f"images of shape {self.image_shape} for --arch {self.arch}",
+                                "resize or convert the training set (the built-in teachers are 16x16 greyscale)")
+
 
 def _ddpm_loss(net: torch.nn.Module, x0: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, device: torch.device | str) -> torch.Tensor:
     """DDPM (Ho et al. 2020, Alg. 1): eps-prediction MSE at a uniform timestep of the 1000."""
@@ -140,6 +153,7 @@ def train_teacher(
     gen = torch.Generator().manual_seed(recipe.seed)
     if images is None:
         images, labels = digits("train")
+    recipe.check_images(images, "training images")
     if recipe.arch == "dit":
         if labels is None:
             raise FlexdiffError("--data without labels", "class labels for the class-conditional DiT (the built-in digits have them)", "train --arch dit on builtin:digits-train")

@@ -88,3 +88,22 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(tiny_model_dir: Path, tm
     assert result.exit_code == 0, result.output
     assert "estimated wall time" in result.stdout and "reference" in result.stdout and "first rung" in result.stdout
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_an_infinite_margin_records_the_rungs_and_changes_nothing_else(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """--prune-margin inf: no candidate stopped, no batch cut (every score that of the search without --fidelity), the
+    rungs recorded on every row (what benchmarks/search_cost.py replays the pruner over); the phases are timed."""
+    runner = CliRunner()
+    rows = {}
+    for name, extra in (("plain", ()), ("recorded", ("--fidelity", "4", "--prune-margin", "inf"))):
+        result = runner.invoke(app, search_args(tiny_model_dir, tmp_path / name, 6, "--no-report", *extra))
+        assert result.exit_code == 0, result.output
+        results = json.loads((tmp_path / name / "results.json").read_text())
+        every = results["trials"]["baselines"] + results["trials"]["searched"]
+        rows[name] = [(r["name"], r["macs"], r["rfid"], r["paired"]) for r in every]
+        assert all(("rungs" in r) == (name == "recorded") for r in every)
+        assert not results["trials"]["pruned"]
+        assert set(results["phase_seconds"]) == {"setup", "reference", "baselines", "search", "validation"}
+        assert all(v >= 0 for v in results["phase_seconds"].values())
+    assert rows["plain"] == rows["recorded"]

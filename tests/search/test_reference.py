@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from flexdiff.features import FeatureNetwork
@@ -66,3 +67,43 @@ def test_the_conditioning_key_ignores_where_the_prompt_file_lies() -> None:
     keys = {Conditioning(states, None, description={"prompts": ["a cat"], "prompt_file": where}).key() for where in ("p.txt", "/abs/p.txt", "../copy/p.txt")}
     assert len(keys) == 1
     assert Conditioning(states, None, description={"prompts": ["a dog"], "prompt_file": "p.txt"}).key() not in keys
+
+
+def _damage(path: Path, how: str) -> None:
+    """A cache file made not whole in one of the ways a disk, a killed process or a hand can."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        path.write_bytes(b"\x93NUMPY not a safetensors file" * 10)
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:
+        with safe_open(str(path), framework="pt") as f:
+            metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        if how == "five rows":  # the right key, tensors of another run size
+            tensors = {k: v[:5] for k, v in tensors.items()}
+        elif how == "missing tensor":
+            tensors.pop("features")
+        elif how == "nan features":
+            tensors["features"] = tensors["features"] * float("nan")
+        save_file(tensors, str(path), metadata=metadata)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "five rows", "missing tensor", "nan features"])
+def test_a_damaged_cache_is_rebuilt_never_trusted(how: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from flexdiff.search.reference import DAMAGED
+
+    model = load_model(tiny_model_dir, "cpu")
+    ts = uniform_timesteps(1000, 4)
+    first, _ = load_or_build_reference(model, "ddim", ts, 0, 6, _net(), tmp_path)
+    _damage(tmp_path / CACHE_NAME, how)
+    _, status = load_or_build_reference(model, "ddim", ts, 0, 6, _net(), tmp_path, build=False)  # a dry run says so, touching nothing
+    assert status.startswith(DAMAGED)
+    rebuilt, status = load_or_build_reference(model, "ddim", ts, 0, 6, _net(), tmp_path)
+    assert status.startswith(DAMAGED) and torch.equal(rebuilt.features, first.features)
+    _, status = load_or_build_reference(model, "ddim", ts, 0, 6, _net(), tmp_path)
+    assert status == "reused"  # written whole again

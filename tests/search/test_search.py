@@ -115,6 +115,56 @@ def test_sigkill_mid_run_loses_nothing_and_evaluates_nothing_twice(tiny_model_di
     assert_no_schedule_evaluated_twice(baselines)
 
 
+def _searched_sequence(out: Path) -> list[tuple[str, str, tuple[float, ...] | None]]:
+    """The searched study's trials in order, failed ones left out: (state, schedule key, values)."""
+    study = studies(out)[0]
+    return [(t.state.name, t.user_attrs.get("key"), tuple(t.values) if t.values else None)
+            for t in study.get_trials() if t.state != optuna.trial.TrialState.FAIL]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
+def test_a_resumed_search_makes_the_trials_of_an_uninterrupted_one(signum: int, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Single worker, killed (SIGKILL) or interrupted (Ctrl-C) mid-search, then the same command again: the in-flight
+    schedule is evaluated first and every trial equals the uninterrupted run's, in order. Ctrl-C ends in exit 130
+    and one line."""
+    whole = tmp_path / "whole"
+    assert subprocess.run([FLEXDIFF, *search_args(tiny_model_dir, whole, 8)], env=ENV, capture_output=True, timeout=600).returncode == 0
+    out = tmp_path / "run"
+    args = search_args(tiny_model_dir, out, 8)
+    proc = subprocess.Popen([FLEXDIFF, *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and _finished_searched_trials(out / "study.db") < 3:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=120)
+    if signum == signal.SIGINT:
+        assert proc.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted"), err[-2000:]
+    result = subprocess.run([FLEXDIFF, *args], env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _searched_sequence(out) == _searched_sequence(whole)
+
+
+def test_two_searches_started_at_once_on_a_new_folder_share_it(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two `flexdiff search` on the same new --out at the same instant: no failure (the storage's tables and the study
+    are created once), no schedule evaluated twice, exactly --trials searched trials. Then the storage alone, 10 times
+    over: two processes creating a new SQLite storage at once both succeed."""
+    out = tmp_path / "run"
+    procs = [subprocess.Popen([FLEXDIFF, *search_args(tiny_model_dir, out, 6, "--no-report")], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    searched, baselines = studies(out)
+    assert len(evaluated(searched)) == 6
+    assert_no_schedule_evaluated_twice(searched)
+    assert_no_schedule_evaluated_twice(baselines)
+    code = "import sys; from flexdiff.search.study import open_storage, open_study; open_study(open_storage(sys.argv[1]), 's', None, {})"
+    for i in range(10):
+        url = f"sqlite:///{tmp_path / f'race{i}.db'}"
+        racers = [subprocess.Popen([sys.executable, "-c", code, url], env=ENV, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        assert [r.wait(timeout=120) for r in racers] == [0, 0], [r.stderr.read()[-1000:] for r in racers]
+
+
 def test_two_workers_share_one_study(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = subprocess.run([FLEXDIFF, *search_args(tiny_model_dir, out, 10, "--workers", "2")], env=ENV, capture_output=True, text=True, timeout=600)
@@ -219,14 +269,18 @@ def test_a_rerun_for_another_budget_leaves_no_stale_artefacts(tiny_model_dir: Pa
     runner = CliRunner()
     assert runner.invoke(app, search_args(tiny_model_dir, out, 3)).exit_code == 0
     assert (out / "best.json").is_file()
-    (out / "schedules" / "earlier-front-point.json").write_text("{}")
-    args = search_args(tiny_model_dir, out, 3)
-    args[args.index("--speedup") + 1] = "50"  # nothing on 6 steps is that cheap: no best within the budget
+    first = json.loads((out / "results.json").read_text())["files"]
+    assert "best.json" in first and all((out / f).is_file() for f in first)  # the manifest lists what the run wrote
+    (out / "schedules" / "mine.json").write_text("a user's file")  # not flexdiff's: never removed
+    args = search_args(tiny_model_dir, out, 3, "--max-macs", "1")  # nothing is that cheap: no best within the budget
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["best"] is None and not (out / "best.json").exists()
-    assert sorted(p.stem for p in (out / "schedules").glob("*.json")) == sorted(r["name"] for r in results["pareto"])
+    names = sorted(p.stem for p in (out / "schedules").glob("*.json"))
+    assert names == sorted([*(r["name"] for r in results["pareto"]), "mine"])
+    assert (out / "schedules" / "mine.json").read_text() == "a user's file"
+    assert not list(tmp_path.glob(".run.*"))  # no staging folder left
 
 
 def test_a_space_smaller_than_trials_stops_with_a_message(tiny_model_dir: Path, tmp_path: Path) -> None:

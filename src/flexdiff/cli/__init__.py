@@ -3,12 +3,13 @@ error net of :mod:`._app`: every bad input ends in one line on stderr and exit c
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
 from flexdiff._version import __version__
-from flexdiff.cli._app import app
+from flexdiff.cli._app import DEBUG, app
 from flexdiff.utils.registry import import_submodules
 
 import_submodules(__name__, __path__)
@@ -21,8 +22,9 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit")) -> None:
-    pass  # the app's help is _app.HELP
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+          debug: bool = typer.Option(False, "--debug", help="show the traceback of a failure that is not a bad input (also FLEXDIFF_DEBUG=1)")) -> None:
+    DEBUG["on"] = debug or os.environ.get("FLEXDIFF_DEBUG", "") not in ("", "0")  # the app's help is _app.HELP
 
 def main() -> None:
     """The ``flexdiff`` entry point. Usage errors (an unknown option, ``--n abc``, a missing ``--out``) end in one line

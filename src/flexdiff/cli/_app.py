@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import typer
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils.text import escape, mask_password
 from flexdiff.features import feature_network_names
 from flexdiff.samplers import AUTO, DEFAULT_SAMPLERS, PIPELINE, sampler_names
 
@@ -39,24 +41,59 @@ FEATURES = typer.Option("digits", "--features", help=f"feature network of FID / 
 TEACHER_STEPS = typer.Option(50, "--steps", help="T, the teacher's number of steps")
 
 
+#: ``flexdiff --debug CMD`` (or ``FLEXDIFF_DEBUG=1``): failures outside flexdiff's own errors show their traceback
+#: instead of one line; set by the root callback for each invocation
+DEBUG = {"on": False}
+#: the exit code of an interrupted command (128 + SIGINT, as a shell reports it)
+INTERRUPTED = 130
+
+
 def guard(fn: F) -> F:
-    """A :class:`FlexdiffError` raised by ``fn`` becomes one stderr line and exit code 2 (never a traceback)."""
+    """The error net every command runs under: whatever ``fn`` raises ends in one stderr line and exit code 2 (130
+    for Ctrl-C, after the command's own clean-up ran), never a traceback — unless ``--debug`` asks for one.
+
+    A :class:`FlexdiffError` is printed as is; an OS error (a full disk, a read-only folder, a missing file) names
+    the path and the OS's reason; an allocation failure the options that size the job; anything else is named by
+    type and message with the way to its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except FlexdiffError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(2) from None
-        except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError too
-            if not _out_of_memory(exc):
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            print("interrupted: what had finished is kept (a search's finished trials, a compress run's finished phases); rerun the same command to resume",
+                  file=sys.stderr)
+            raise typer.Exit(INTERRUPTED) from None
+        except Exception as exc:
+            if DEBUG["on"]:
                 raise
-            detail = (str(exc).splitlines() or [""])[-1].strip()[:160]
-            print(f"error: out of memory ({detail}): expected a job that fits this machine; lower --n or --batch-size", file=sys.stderr)
-            raise typer.Exit(2) from None
+            _fail(describe_failure(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(line: str) -> None:
+    print(f"error: {escape(mask_password(line))}", file=sys.stderr)
+    raise typer.Exit(2) from None
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The one line for an exception that is not a :class:`FlexdiffError`: value, expectation and fix."""
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        space = getattr(exc, "errno", None) == errno.ENOSPC
+        fix = "free space on that disk (or choose another --out) and rerun" if space else "check the path and its permissions (or choose another --out) and rerun"
+        return f"{where}{reason}: expected a path this command can read and write; {fix}"
+    if isinstance(exc, RecursionError):
+        return "an input nested too deeply to read (Python's recursion limit): expected a flat schedule, config or JSON file; fix the file"
+    if isinstance(exc, (MemoryError, RuntimeError)) and _out_of_memory(exc):  # torch.OutOfMemoryError is a RuntimeError too
+        detail = (str(exc).splitlines() or [""])[-1].strip()[:160]
+        return f"out of memory ({detail}): expected a job that fits this machine; lower --n or --batch-size"
+    detail = " ".join(str(exc).split())[:200] or "no message"
+    return f"{type(exc).__name__} ({detail}): expected no internal failure; rerun with `flexdiff --debug ...` for the traceback and report it"
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -21,6 +21,7 @@ from flexdiff.cli._app import (
     VARIANT,
     command,
 )
+from flexdiff.utils.text import escape
 
 
 @command
@@ -28,12 +29,12 @@ def sample(
     out: Path = typer.Option(..., "--out", help="folder for samples.npz, grid.png and run.json"),
     model: str = MODEL,
     sampler: str = SAMPLER,
-    steps: int = typer.Option(50, "--steps", help="number of uniform sampler steps"),
+    steps: int | None = typer.Option(None, "--steps", help="number of uniform sampler steps (default 50; with --schedule, the schedule's)"),
     n: int = typer.Option(64, "--n", help="number of images"),
     seed: int = SEED,
     batch_size: int | None = typer.Option(None, "--batch-size", help="images per UNet call (default: all)"),
     eta: float = typer.Option(0.0, "--eta", help="DDIM stochasticity (0 = deterministic)"),
-    schedule: Path | None = typer.Option(None, "--schedule", help="schedule JSON (flexdiff schedule ...); sets sampler and steps"),
+    schedule: Path | None = typer.Option(None, "--schedule", help="schedule JSON (flexdiff schedule ...); sets sampler and steps (another --sampler or --steps is refused)"),
     prompts: Path | None = PROMPTS,
     negative_prompt: str | None = NEGATIVE_PROMPT,
     guidance: float | None = GUIDANCE,
@@ -60,5 +61,5 @@ def sample(
         from flexdiff.schedule import Schedule
 
         plan = Schedule.from_dict(run["schedule"])
-        print(f"schedule {plan.name or schedule}: {plan.counts()} -> MACs speed-up {run['macs_speedup']:.2f}x over full-{plan.T}")
+        print(f"schedule {escape(plan.name or str(schedule))}: {plan.counts()} -> MACs speed-up {run['macs_speedup']:.2f}x over full-{plan.T}")
     print(f"{n} images in {run['wall_seconds']:.1f} s -> {out / 'samples.npz'}, {out / 'grid.png'}")

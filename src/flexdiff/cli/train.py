@@ -42,6 +42,7 @@ def train(
 
     recipe = TeacherRecipe(seed=seed, steps=steps, minutes=minutes, arch=arch, lr=lr)  # checked before any work
     images, labels = load_images(data), None
+    recipe.check_images(images, f"--data {data}")
     if data == "builtin:digits-train":
         from flexdiff.data import digits
 

@@ -24,14 +24,18 @@ from flexdiff.utils.io import write_text
 __all__ = ["write_report", "write_run_report"]
 
 
+#: the most images a grid row shows (every schedule of the front gets a row, generated now)
+MAX_GRID_IMAGES = 256
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images: int = 16, device: str = "cpu", progress: bool = False) -> Path:
     """Write the report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``) atomically; returns its path.
 
     ``n_images`` images per grid row are generated now from the run's config (the model must be loadable here; if
     it is not, that section says so and the rest renders).
     """
-    if n_images < 1:
-        raise FlexdiffError(f"--n {n_images}", "at least one image per grid row", "pass e.g. --n 16")
+    if not 1 <= n_images <= MAX_GRID_IMAGES:  # a bound, not only a floor: a grid too large to make would leave a report without grids
+        raise FlexdiffError(f"--n {n_images}", f"1 to {MAX_GRID_IMAGES} images per grid row", "pass e.g. --n 16")
     data = load_run(run_dir)
     target = Path(out) if out is not None else data.run_dir / "report.html"
     if target.is_dir():

@@ -4,14 +4,22 @@ file per Pareto point in ``schedules/``; and the row <-> schedule conversion eve
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from flexdiff.provenance import run_provenance
 from flexdiff.schedule import Schedule, Step, bind
 from flexdiff.search.context import SearchContext
-from flexdiff.utils.io import write_json
+from flexdiff.utils.io import folder_as_unit, read_json_or_none, write_json
 from flexdiff.utils.pareto import pareto_front
+from flexdiff.utils.text import mask_password
+
+
+#: what a search writes in OUT: the results (written last: it marks the set complete), the best plan, the front's plans
+RESULTS, BEST, SCHEDULES = "results.json", "best.json", "schedules"
 
 
 def schedule_of_row(row: dict[str, Any], timesteps: Sequence[int], sampler: str) -> Schedule:
@@ -34,39 +42,67 @@ def file_name(name: str, limit: int = 120) -> str:
 
 
 def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]],
-                  pruned: list[dict[str, Any]] = ()) -> dict[str, Any]:
-    """``results.json`` and the schedule files of the front (``pruned``: candidates stopped early, listed only)."""
+                  pruned: list[dict[str, Any]] = (), phases: dict[str, float] | None = None) -> dict[str, Any]:
+    """``results.json`` and the schedule files of the front (``pruned``: candidates stopped early, listed only;
+    ``phases``: this process's wall seconds per phase, beside the estimate's phases)."""
     c, out = ctx.config, ctx.config.out
     budget = ctx.max_macs
     within = [r for r in validated if r["macs"] <= budget]
     best = min(within, key=lambda r: (r["rfid"], r["macs"])) if within else None
     everything = baselines + searched
     front = [everything[i] for i in pareto_front([(r["macs"], r["rfid"]) for r in everything])]
-    # the artefacts describe this run's front and budget only: files of an earlier run in OUT (a point since
-    # dominated, a best for another --speedup) are removed once the new ones are written
-    schedules_dir = out / "schedules"
-    schedules_dir.mkdir(exist_ok=True)
-    files = {schedules_dir / file_name(row["name"]): row for row in front if row.get("steps")}  # a peer's row has no plan to write
-    for path, row in files.items():
-        _bound(ctx, schedule_of_row(row, ctx.timesteps, c.sampler)).save(path)
-    for path in schedules_dir.glob("*.json"):
-        if path not in files:
-            path.unlink()
+    # The artefacts describe this run's front and budget only, and are written as a unit: results.json, best.json and
+    # schedules/ are staged beside OUT and swapped in together (utils.io.folder_as_unit), so a failure anywhere (a
+    # full disk) leaves the previous complete set. Files of schedules/ that flexdiff wrote (the previous results.json's
+    # manifest) and that this front no longer holds are dropped; any other file there is a user's and is kept.
+    files = {f"{SCHEDULES}/{file_name(row['name'])}": row for row in front if row.get("steps")}  # a peer's row has no plan to write
     planned = [r for r in within if r.get("steps")]
     best_plan = min(planned, key=lambda r: (r["rfid"], r["macs"])) if planned else None  # what enable() can apply, where a peer is best
-    if best_plan is not None:
-        _bound(ctx, schedule_of_row(best_plan, ctx.timesteps, c.sampler)).save(out / "best.json")
-    else:
-        (out / "best.json").unlink(missing_ok=True)
+    written = sorted(files) + ([BEST] if best_plan is not None else [])
     results = {
-        "config": c.to_json(), "study": ctx.study_name, "storage": c.storage_url, "teacher": teacher,
+        # a storage URL's password never reaches a file (the report shows these; the config a worker gets keeps it)
+        "config": {**c.to_json(), "storage": mask_password(c.storage) if c.storage else None}, "study": ctx.study_name, "storage": mask_password(c.storage_url), "teacher": teacher,
         "full_step_macs": ctx.costs.full, "partial_step_macs": list(ctx.costs.partial), "budget_macs": budget,
         "budget_speedup": round(ctx.costs.full * len(ctx.timesteps) / budget, 4),
         "best": best, "validated": validated, "pareto": [{k: r[k] for k in ("kind", "name", "macs", "macs_speedup", "rfid", "paired")} for r in front],
         "trials": {"baselines": baselines, "searched": searched, "pruned": list(pruned)},
         # --reuse: image x active steps this process did not compute, and the bytes its stored runs hold at the end
+        "phase_seconds": phases,
         "reuse": {"saved_image_steps": ctx.trajectories.saved_steps, "stored_bytes": ctx.trajectories.nbytes} if ctx.trajectories is not None else None,
+        "files": written,  # the manifest: what this run wrote beside results.json (a rerun removes only those)
         **run_provenance(out / "results.json"),  # command(s), versions, machine: what produced these numbers
     }
-    write_json(out / "results.json", results, indent=1)
+    ours = set(_manifest(out))
+    with folder_as_unit(out, last=RESULTS) as tmp:
+        (tmp / SCHEDULES).mkdir()
+        for name, row in files.items():
+            _bound(ctx, schedule_of_row(row, ctx.timesteps, c.sampler)).save(tmp / name)
+        for path in sorted((out / SCHEDULES).glob("*")) if (out / SCHEDULES).is_dir() else ():
+            name = f"{SCHEDULES}/{path.name}"
+            if name not in files and name not in ours:  # a user's file: carried over as it is
+                _carry(path, tmp / name)
+        if best_plan is not None:
+            _bound(ctx, schedule_of_row(best_plan, ctx.timesteps, c.sampler)).save(tmp / BEST)
+        write_json(tmp / RESULTS, results, indent=1)
+    if best_plan is None and BEST in ours:  # an earlier run's best, for another budget: not next to results without one
+        (out / BEST).unlink(missing_ok=True)
     return results
+
+
+def _manifest(out: Path) -> list[str]:
+    """The files the previous results.json in ``out`` says flexdiff wrote (none when it is absent or unreadable, or
+    older than the manifest: then nothing is removed that this run does not overwrite)."""
+    old = read_json_or_none(out / RESULTS)
+    files = old.get("files") if isinstance(old, dict) else None
+    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
+
+
+def _carry(source: Path, target: Path) -> None:
+    """``source`` into the staged folder: a hard link where the file system allows (no copy), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        if source.is_dir():
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            shutil.copy2(source, target, follow_symlinks=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.features import get_feature_network
 from flexdiff.models.conditioning import check_guidance, parse_labels, read_prompt_file
 from flexdiff.samplers import PIPELINE, check_sampler
+from flexdiff.sampling import check_batch_size, check_image_count
 from flexdiff.search.fidelity import FrontPruner, check_rungs
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.strategies import STRATEGIES
@@ -39,7 +41,7 @@ class SearchConfig:
     segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
     forecast: bool = False  # a reuse/forecast gene per segment (forecast partial steps: TaylorSeer's first order)
     fidelity: tuple[int, ...] = ()  # rungs (image counts < n) of the multi-fidelity evaluation; () = every candidate on all n (search/fidelity.py)
-    prune_margin: float = 0.1  # relative rFID margin of the front pruner at a rung
+    prune_margin: float = 0.1  # relative rFID margin of the front pruner at a rung; inf: the rungs' rFID recorded, nothing stopped
     reuse: bool = False  # exact trajectory reuse: a candidate starts where the stored run sharing its longest prefix was (flexdiff/trajectory.py)
     reuse_mb: int = 512  # bound of the stored runs (per worker process)
     peers: tuple[str, ...] = ()  # caching peers (search/peers.py) scored as baselines of the same study, at every setting of their sweep
@@ -66,6 +68,12 @@ class SearchConfig:
     @property
     def candidate_sampler(self) -> str:
         return self.solver or self.sampler
+
+    @property
+    def cuts(self) -> tuple[int, ...]:
+        """Image counts at which evaluation batches end: the rungs where a candidate may be stopped there (a finite
+        ``prune_margin``); none when the rungs are only recorded (``prune_margin`` inf) or absent."""
+        return self.fidelity if math.isfinite(self.prune_margin) else ()
 
     @property
     def storage_url(self) -> str:
@@ -103,16 +111,18 @@ def check_config(config: SearchConfig) -> None:
 
         for name in config.peers:
             PEERS.get(name, "pass --peers all, or a comma-separated list of them")
-    if config.n < 2 or config.validate_n < 2:
-        raise FlexdiffError(f"--n {config.n} / --validate-n {config.validate_n}", "at least 2 images (rFID needs two per side)", "pass a larger --n")
+    check_image_count(config.n, "--n", least=2)  # rFID needs two images per side
+    check_image_count(config.validate_n, "--validate-n", least=2)
+    check_batch_size(config.batch_size)
     check_rungs(config.fidelity, config.n)
     FrontPruner(config.prune_margin)
     if config.reuse and config.reuse_mb < 1:
         raise FlexdiffError(f"--reuse-mb {config.reuse_mb}", "at least 1 MiB of stored runs", "pass e.g. --reuse-mb 512, or drop --reuse")
     if config.trials < 0:
         raise FlexdiffError(config.trials, "--trials >= 0", "pass the number of schedules to evaluate")
-    if config.workers < 1:
-        raise FlexdiffError(config.workers, "--workers >= 1", "pass the number of worker processes")
+    cores = os.cpu_count() or 1
+    if not 1 <= config.workers <= cores:  # more processes than cores only slow each other down (and can exhaust the machine)
+        raise FlexdiffError(f"--workers {config.workers}", f"1 to {cores} worker processes (this machine's cores)", "pass a smaller --workers, or start workers on other machines with --storage")
     if config.speedup is not None and not 1 <= config.speedup < math.inf:  # written so that NaN fails too
         raise FlexdiffError(f"--speedup {config.speedup}", "a target speed-up >= 1", "pass e.g. --speedup 3")
     if config.max_macs is not None and not 0 < config.max_macs < math.inf:
@@ -120,6 +130,10 @@ def check_config(config: SearchConfig) -> None:
     if config.validate_top < 1:
         raise FlexdiffError(f"--validate-top {config.validate_top}", "at least 1 Pareto schedule to re-score", "pass e.g. --validate-top 6")
     GenomeSpace(config.steps, config.segments, 1, config.spacings)  # segment counts in [1, T], positive spacings
+    reachable = config.steps / min(config.segments)  # the cheapest searched schedule: one full step per segment, nothing else
+    if config.speedup is not None and config.speedup > reachable:
+        raise FlexdiffError(f"--speedup {config.speedup}", f"at most {reachable:g}x, the cheapest searched schedule at --steps {config.steps} (one full step in each of "
+                            f"{min(config.segments)} segments)", "pass a smaller --speedup, or more --steps / fewer --segments")
     get_feature_network(config.features, path=config.features_path)
     check_conditioning_options(config)
     if config.storage is not None:

@@ -12,7 +12,7 @@ image; then per phase what the settings make it run:
   the space (seconds per image against MACs per image), evaluated at the mean of the random genomes' MACs for the
   initial ones and at the budgets' MACs for the others, plus a fixed cost per evaluation (measured: the teacher's
   schedule on 2 images minus what the per-image costs predict, and a trial written). With ``--fidelity`` that is the most it takes (no
-  candidate stopped); the least is every candidate stopped at the first rung;
+  candidate stopped); the least is every candidate stopped at the first rung (none with ``--prune-margin inf``);
 - validation: ``validate_n`` images of the teacher and of about ``validate_top`` + one per baseline family
   candidates at the budget.
 
@@ -129,9 +129,9 @@ def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 
         "reference": 0.0 if reference_cached else c.n * teacher,
         "baselines": c.n * (sum(cost(s) for s in ctx.baselines) + len(ctx.peers) * teacher) + fixed * (len(ctx.baselines) + len(ctx.peers)),
         "search": c.trials * (c.n * per_candidate + fixed),
-        "validation": c.validate_n * (2 * teacher + validated * (slope * ctx.max_macs + intercept)) + fixed * validated,  # teacher: reference + timing run
+        "validation": c.validate_n * (teacher + validated * (slope * ctx.max_macs + intercept)) + fixed * validated,  # the teacher once (its images are also its timing run)
     }
-    low = c.trials * (c.fidelity[0] * per_candidate + fixed) if c.fidelity else None
+    low = c.trials * (c.cuts[0] * per_candidate + fixed) if c.cuts else None
     probe = {"batch": batch, "full_step_seconds_per_image": seconds.full, "feature_seconds_per_image": feature, "seconds_per_mac": slope,
              "per_candidate_seconds_per_image": per_candidate, "fixed_seconds_per_evaluation": fixed}
     return Estimate(phases, low, probe)

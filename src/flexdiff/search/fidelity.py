@@ -8,6 +8,8 @@ put to :class:`FrontPruner`. Its rule: a candidate is dominated at rung ``m`` wh
 (a searched trial or a baseline) costs no more MACs and scored better at ``m`` by more than ``margin`` (relative) —
 the candidate would then, within the noise of ``m`` images, not be on the front whatever the remaining images say.
 Comparisons are always at the same rung (the same first ``m`` noises), so the small-sample bias of rFID is shared.
+With ``--prune-margin inf`` nothing is stopped and the batches are not cut: the rungs' rFID is only recorded (from the
+first ``m`` images of each evaluation), so a study can be replayed later to see what a margin would have stopped.
 
 Optuna's ``Trial.report`` / ``should_prune`` refuse multi-objective studies, so the intermediate values go through
 the storage and the pruner is asked directly; it is an ordinary Optuna ``BasePruner`` and a stopped trial is Optuna's
@@ -53,11 +55,17 @@ class FrontPruner(BasePruner):
         macs = trial.user_attrs.get("macs")
         if step is None or macs is None:
             return False
-        value = trial.intermediate_values[step]
         from flexdiff.search.study import evaluated
 
         rows = [t.user_attrs.get("result") or {} for t in evaluated(study)] + self.baselines
-        return any(r["macs"] <= macs and (v := (r.get("rungs") or {}).get(str(step))) is not None and v * (1 + self.margin) < value for r in rows)
+        return dominated(rows, macs, step, trial.intermediate_values[step], self.margin)
+
+
+def dominated(rows: Sequence[dict[str, Any]], macs: float, step: int, value: float, margin: float) -> bool:
+    """The pruning rule: some fully evaluated row (with its ``rungs``) costs no more than ``macs`` and scored an rFID
+    at rung ``step`` better than ``value`` by more than ``margin`` (relative). Also replayed over a recorded study to
+    choose the margin (``benchmarks/search_cost.py``)."""
+    return any(r["macs"] <= macs and (v := (r.get("rungs") or {}).get(str(step))) is not None and v * (1 + margin) < value for r in rows)
 
 
 def report(trial: Trial, step: int, value: float) -> None:

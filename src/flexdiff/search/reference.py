@@ -24,6 +24,8 @@ from flexdiff.utils.hashing import digest, weights_hash
 from flexdiff.utils.io import atomic_path
 
 CACHE_NAME = "teacher_cache.safetensors"
+#: the status of a cache file that is not whole (unreadable, truncated, wrong tensors): rebuilt, with a warning
+DAMAGED = "rebuilt: the cache file was damaged"
 
 
 def model_hash(model: DiffusionModel) -> str:
@@ -76,6 +78,31 @@ class TeacherReference:
     features: torch.Tensor  # (n, D) float64
 
 
+def read_reference(path: Path, key: ReferenceKey) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, str]:
+    """The cached ``(images, features)`` at ``path`` when the file is whole and made under ``key``, else None and why
+    it will be rebuilt: a key field that differs, or what is wrong with the file (unreadable, truncated, tensors
+    missing or of the wrong shape or dtype). A cache is never trusted unchecked, and a bad one is never fatal."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = json.loads((f.metadata() or {}).get("key", "{}"))
+            expected = json.loads(key.to_json())
+            if stored != expected:
+                differs = [k for k, v in expected.items() if not isinstance(stored, dict) or stored.get(k) != v]
+                return None, f"rebuilt: {', '.join(differs) or 'format'} differs"
+            if set(f.keys()) != {"images", "features"}:
+                return None, f"{DAMAGED} (tensors {sorted(f.keys())}, expected images and features)"
+            images, features = f.get_tensor("images"), f.get_tensor("features")
+    except Exception as exc:  # safetensors' SafetensorError, OSError, a header that is not JSON: the file is not whole
+        return None, f"{DAMAGED} ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
+    if images.ndim != 4 or images.shape[0] != key.n or not images.is_floating_point():
+        return None, f"{DAMAGED} (images of shape {tuple(images.shape)}, {images.dtype}; expected ({key.n}, C, H, W) floats)"
+    if features.ndim != 2 or features.shape[0] != key.n or not features.is_floating_point() or not torch.isfinite(features).all():
+        return None, f"{DAMAGED} (features of shape {tuple(features.shape)}, {features.dtype}; expected ({key.n}, D) finite floats)"
+    return (images, features), "reused"
+
+
 def load_or_build_reference(
     model: DiffusionModel,
     sampler: str,
@@ -93,7 +120,6 @@ def load_or_build_reference(
     ``status`` is ``"reused"``, ``"built"`` or ``"rebuilt: <field> differs"``. ``build=False`` (a dry run): ``None``
     and the status it would have, instead of generating.
     """
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
     key = ReferenceKey(
@@ -105,12 +131,9 @@ def load_or_build_reference(
     path = cache_dir / CACHE_NAME if cache_dir is not None else None
     status = "built"
     if path is not None and path.is_file():
-        with safe_open(str(path), framework="pt") as f:
-            stored = json.loads((f.metadata() or {}).get("key", "{}"))
-            if stored == json.loads(key.to_json()):
-                return TeacherReference(key, noise, f.get_tensor("images"), f.get_tensor("features")), "reused"
-        differs = [k for k, v in json.loads(key.to_json()).items() if stored.get(k) != v]
-        status = f"rebuilt: {', '.join(differs) or 'format'} differs"
+        cached, status = read_reference(path, key)
+        if cached is not None:
+            return TeacherReference(key, noise, *cached), "reused"
     if not build:
         return None, status
     images = teacher_images(model, noise, timesteps, sampler, seed=seed, batch_size=batch_size, on_step=on_step)

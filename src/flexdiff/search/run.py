@@ -24,6 +24,7 @@ from flexdiff.search.strategies import make_sampler
 from flexdiff.search.strategies.evolution import Member
 from flexdiff.search.study import (
     EXHAUSTED_AFTER,
+    INTERRUPT,
     evaluated,
     open_storage,
     open_study,
@@ -36,8 +37,11 @@ from flexdiff.search.validation import choose_for_validation, validate
 from flexdiff.utils.progress import progress_bar
 
 
-def work(config: SearchConfig, context: SearchContext | None = None) -> None:
-    """One worker: the baselines, then strategy trials until the study holds ``trials`` evaluated schedules."""
+def work(config: SearchConfig, context: SearchContext | None = None, phases: dict[str, float] | None = None) -> None:
+    """One worker: the baselines, then strategy trials until the study holds ``trials`` evaluated schedules.
+    ``phases`` gets the wall seconds of each (``baselines``, ``search``)."""
+    phases = {} if phases is None else phases
+    began = time.perf_counter()
     ctx = context or build_context(config)
     storage = open_storage(config.storage_url)
     baseline_study = open_study(storage, ctx.study_name + ":baselines", make_sampler("random", ctx.space, ctx.genome_key, None, config.seed), ctx.fingerprint())
@@ -48,15 +52,18 @@ def work(config: SearchConfig, context: SearchContext | None = None) -> None:
         with progress_bar("peers", len(ctx.peers), enabled=config.progress) as advance:
             advance(len({t.user_attrs.get("key") for t in evaluated(baseline_study)} & {r.key for r in ctx.peers}))
             run_baselines(baseline_study, ctx.peers, ctx.evaluate_peer, on_done=advance)
+    phases["baselines"] = time.perf_counter() - began
+    began = time.perf_counter()
     budgets = [ctx.max_macs] + [ctx.costs.full * len(ctx.timesteps) / x for x in config.elite_speedups]
     sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, budgets, config.seed, seeds=baseline_seeds(ctx, baseline_study))
     study = open_study(storage, ctx.study_name, sampler, ctx.fingerprint())
     known = {t.user_attrs["key"]: (float(t.values[0]), float(t.values[1])) for t in evaluated(baseline_study)}
-    if config.fidelity:  # candidates meet the baselines and each other on the rungs (search/fidelity.py)
+    if config.cuts:  # candidates meet the baselines and each other on the rungs (search/fidelity.py)
         ctx.pruner = FrontPruner(config.prune_margin, [t.user_attrs["result"] for t in evaluated(baseline_study)])
     with progress_bar(f"search ({config.strategy})", config.trials, enabled=config.progress) as advance:
         advance(min(config.trials, spent(study)))
         complete = run_search(study, config.trials, ctx.propose, ctx.evaluate, on_done=advance, known=known)
+    phases["search"] = time.perf_counter() - began
     if not complete and config.progress:
         print(f"search stopped at {spent(study)} of {config.trials} trials: the {config.strategy} strategy proposed only schedules already "
               f"evaluated (or baselines) {EXHAUSTED_AFTER} times in a row; the space of --steps/--segments/--spacings holds no more for it")
@@ -80,7 +87,8 @@ def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member
 
 def _worker_main(config_json: dict[str, Any], threads: int) -> None:
     torch.set_num_threads(threads)
-    work(SearchConfig.from_json(config_json, progress=False))
+    with INTERRUPT.armed():  # Ctrl-C reaches the whole process group: each worker records its evaluation in flight, then stops
+        work(SearchConfig.from_json(config_json, progress=False))
 
 
 def trial_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -117,7 +125,10 @@ def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
         return {"estimate": {"seconds": round(expected.total, 1), "phases": {k: round(v, 1) for k, v in expected.phases.items()},
                              "search_low_seconds": expected.search_low, "probe": expected.probe}}
     output_folder(config.out)
+    phases = {"setup": time.perf_counter() - began}  # this process's wall seconds per phase (a resumed run: what it did this time)
+    began = time.perf_counter()
     ctx.load_reference()  # the teacher reference once, before any worker starts
+    phases["reference"] = time.perf_counter() - began
     workers = []
     if config.workers > 1:
         threads = max(1, (os.cpu_count() or 1) // config.workers)
@@ -126,11 +137,15 @@ def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
         for p in workers:
             p.start()
         torch.set_num_threads(threads)
-    work(config, ctx)
+    with INTERRUPT.armed():
+        work(config, ctx, phases)
+    INTERRUPT.check()  # Ctrl-C: the evaluation in flight was recorded; stop here (exit 130), resumable
     for p in workers:
         p.join()
         if p.exitcode != 0:
             raise FlexdiffError(f"worker pid {p.pid} exit code {p.exitcode}", "every worker to finish", "rerun the same command to resume")
+    began = time.perf_counter()
     baselines, searched = trial_rows(ctx)
     teacher, validated = validate(ctx, choose_for_validation(ctx, baselines, searched))
-    return write_results(ctx, baselines, searched, teacher, validated, pruned_rows(ctx))
+    phases["validation"] = time.perf_counter() - began
+    return write_results(ctx, baselines, searched, teacher, validated, pruned_rows(ctx), {k: round(v, 2) for k, v in phases.items()})

@@ -5,16 +5,24 @@ NSGA-II's search space stays fixed) and ``<name>:baselines`` the baselines (teac
 on the same noise against the same teacher reference. A trial's schedule *key* (steps + timesteps + sampler)
 is claimed before evaluation: a key already complete is answered from memory (a baseline's plan proposed by the
 strategy too, from the baseline study), a key another trial is evaluating is left to it, so no schedule is evaluated
-twice — across restarts and across workers. Killed trials are failed by Optuna's heartbeat after a grace period, and
-their schedules become free again.
+twice — across restarts and across workers. Killed trials are failed by Optuna's heartbeat after a grace period (at
+once, by a resumed run, when their process was one of this machine: :func:`fail_orphans`), and their schedules become
+free again; ``--trials N`` is N evaluated (or pruned) schedules, however many workers share the study.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import signal
+import socket
+import sys
+import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -23,11 +31,21 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule import Schedule
+from flexdiff.utils.text import mask_password
 
 if TYPE_CHECKING:
     from flexdiff.search.peers import PeerRun
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _not_a_trial_failure(record: logging.LogRecord) -> bool:
+    """Optuna logs a failed trial with its traceback before re-raising the error; flexdiff reports that error itself,
+    in one line (the CLI's error net: a full disk, Ctrl-C), so the log record is dropped."""
+    return "failed with" not in record.getMessage()
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_not_a_trial_failure)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice
 
 HEARTBEAT_SECONDS = 2
@@ -40,24 +58,70 @@ ALIVE = (TrialState.COMPLETE, TrialState.RUNNING)
 OWNING = (*ALIVE, TrialState.PRUNED)
 # The strategy proposed only already-evaluated schedules this many times in a row: the space holds nothing new for it.
 EXHAUSTED_AFTER = 50
+#: who claims a trial's schedule: this machine and process
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def open_storage(url: str) -> RDBStorage:
     """Any Optuna RDB URL (sqlite:///file.db, postgresql://..., mysql://...), with heartbeats for crash recovery."""
     if "://" not in url:
-        raise FlexdiffError(url, "an Optuna storage URL such as sqlite:///study.db or postgresql://user@host/db", "pass --storage URL")
+        raise FlexdiffError(mask_password(url), "an Optuna storage URL such as sqlite:///study.db or postgresql://user@host/db", "pass --storage URL")
     if url.rstrip("/") == "sqlite:" or ":memory:" in url:
         raise FlexdiffError(url, "a storage on disk or on a server (an in-memory SQLite database is not shared with the heartbeat, other workers or a resumed run)",
                             "pass --storage sqlite:///FILE.db, or omit --storage for OUT/study.db")
     try:
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+        return _retried(lambda: RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS))
     except Exception as exc:  # sqlalchemy raises many kinds; the user needs one line
-        raise FlexdiffError(url, "a reachable Optuna RDB storage", f"check the URL and the server ({exc.__class__.__name__}: {str(exc).splitlines()[0][:100]})") from None
+        raise FlexdiffError(mask_password(url), "a reachable Optuna RDB storage",
+                            f"check the URL and the server ({exc.__class__.__name__}: {mask_password(str(exc).splitlines()[0][:100])})") from None
 
 
-def open_study(storage: RDBStorage, name: str, sampler: optuna.samplers.BaseSampler, fingerprint: dict[str, Any]) -> optuna.Study:
-    """Create or resume a 2-objective study (MACs, rFID); refuse one created for another setup."""
-    study = optuna.create_study(storage=storage, study_name=name, directions=["minimize", "minimize"], sampler=sampler, load_if_exists=True)
+def _retried(make: Callable[[], Any], tries: int = 8) -> Any:
+    """``make()``, tried again after a short random wait when it fails, up to ``tries`` times: workers started at the same
+    instant on a new database race on creating its tables ("table ... already exists") and on creating the study;
+    the loser finds them made on its next try. A failure of every try is the real one."""
+    for attempt in range(tries):
+        try:
+            return make()
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.05 + random.random() * 0.2 * (attempt + 1))
+
+
+class Tagged(optuna.samplers.BaseSampler):
+    """A strategy's sampler whose trials are tagged with their worker (``worker``: this machine and process) the moment
+    they exist, before the strategy proposes anything: a trial killed at any point after is an orphan
+    :func:`fail_orphans` can recognise. Everything else is the strategy's."""
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+        self.sampler = sampler
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, "worker", WORKER)
+        self.sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self.sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self.sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any) -> Any:
+        return self.sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self.sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
+
+
+def open_study(storage: RDBStorage, name: str, sampler: optuna.samplers.BaseSampler | None, fingerprint: dict[str, Any]) -> optuna.Study:
+    """Create or resume a 2-objective study (MACs, rFID); refuse one created for another setup. Its trials carry
+    their worker (:class:`Tagged`)."""
+    tagged = Tagged(sampler if sampler is not None else optuna.samplers.RandomSampler())
+    study = _retried(lambda: optuna.create_study(storage=storage, study_name=name, directions=["minimize", "minimize"], sampler=tagged, load_if_exists=True))
     stored = study.user_attrs.get("fingerprint")
     if stored is None:
         study.set_user_attr("fingerprint", fingerprint)
@@ -74,6 +138,7 @@ def claim(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
     aside; the key is then free for a later trial. Yielding only to lower-numbered claimants would let a higher
     number that read first and a lower number that read second both go ahead.)"""
     trial.set_user_attr("key", key)
+    trial.set_user_attr("worker", WORKER)  # fail_orphans (a trial asked without a Tagged sampler is tagged here)
     owner = None
     for other in study.get_trials(deepcopy=False, states=OWNING):
         if other.number == trial.number or other.user_attrs.get("key") != key or other.user_attrs.get("duplicate_of") is not None:
@@ -147,6 +212,76 @@ def pruned(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if "pruned_at" in (t.user_attrs.get("result") or {})]
 
 
+class Interrupt:
+    """Ctrl-C during a search, made a clean stop: the first one lets the evaluation in flight finish and be recorded,
+    then the search stops (the CLI exits 130), so nothing is lost and a resumed run goes on exactly where it stopped;
+    a second one stops at once. Without it, the signal lands anywhere in Optuna's bookkeeping."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextmanager
+    def armed(self) -> Iterator[None]:
+        """Within the block the first SIGINT only sets :attr:`requested` (main thread only: elsewhere nothing changes)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: object) -> None:
+            if self.requested:
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            self.requested = True
+            print("interrupt: finishing the evaluation in flight, then stopping (Ctrl-C again to stop at once)", file=sys.stderr)
+
+        self.requested = False
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def check(self) -> None:
+        """After a phase: a requested stop ends the command here, as Ctrl-C does (the CLI: one line, exit 130)."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+#: the search's interrupt (one per process: signals are)
+INTERRUPT = Interrupt()
+
+
+def in_flight(study: optuna.Study, trial: Trial | None = None) -> list[FrozenTrial]:
+    """Running trials (other than ``trial``) evaluating a schedule they claimed: they will count towards ``--trials``."""
+    own = trial.number if trial is not None else None
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.number != own and t.user_attrs.get("key") is not None and t.user_attrs.get("duplicate_of") is None and not t.user_attrs.get("idle")]
+
+
+def fail_orphans(study: optuna.Study) -> list[int]:
+    """Fail the running trials whose worker was a process of this machine that no longer exists (a SIGKILL): their
+    schedules are free at once, for the resumed run to evaluate first, instead of after the heartbeat's grace period.
+    Returns their numbers."""
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            failed.append(t.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def spent(study: optuna.Study) -> int:
     """Candidates the search has spent its ``--trials`` on: evaluated in full, or stopped by the pruner."""
     return len(evaluated(study)) + len(pruned(study))
@@ -156,6 +291,7 @@ def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], 
     """Evaluate every baseline (a schedule, or a caching peer at one setting) once in ``study`` (several workers share
     the list; waits for others' in-flight ones)."""
     todo = {s.key: s for s in baselines}
+    fail_orphans(study)
 
     def objective(trial: Trial) -> tuple[float, float]:
         done = {t.user_attrs.get("key") for t in evaluated(study)}
@@ -172,9 +308,9 @@ def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], 
         raise optuna.TrialPruned("no baseline left to claim")
 
     while True:
-        if {t.user_attrs.get("key") for t in evaluated(study)} >= set(todo):
+        if {t.user_attrs.get("key") for t in evaluated(study)} >= set(todo) or INTERRUPT.requested:
             return
-        optimize(study, objective)
+        optimize(study, objective, [lambda study_, trial: study_.stop() if INTERRUPT.requested else None])
         remaining = set(todo) - {t.user_attrs.get("key") for t in evaluated(study)}
         if remaining:  # claimed by other (possibly dead) workers: wait for them, or for the heartbeat to fail them
             optuna.storages.fail_stale_trials(study)
@@ -191,6 +327,10 @@ def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Sche
     repeats = 0
 
     def objective(trial: Trial) -> tuple[float, float]:
+        if spent(study) + len(in_flight(study, trial)) >= trials:  # other workers' evaluations fill --trials: none beyond it
+            trial.set_user_attr("idle", True)
+            study.stop()
+            raise optuna.TrialPruned("--trials reached by the evaluations in flight")
         return answer(trial, study, propose(trial), evaluate, known or {})
 
     def stop(study_: optuna.Study, trial: FrozenTrial) -> None:
@@ -203,9 +343,10 @@ def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Sche
                 on_done()
         elif trial.state == TrialState.PRUNED and trial.user_attrs.get("duplicate_of") is not None:
             repeats += 1  # a pruned schedule proposed again
-        if spent(study_) >= trials or repeats >= EXHAUSTED_AFTER:
+        if spent(study_) >= trials or repeats >= EXHAUSTED_AFTER or INTERRUPT.requested:
             study_.stop()
 
+    fail_orphans(study)
     if spent(study) < trials:
         optimize(study, objective, [stop])
     return repeats < EXHAUSTED_AFTER

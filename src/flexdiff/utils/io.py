@@ -7,6 +7,7 @@ a crash or a full disk never leaves half a file, nor the temporary one) or, for 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,7 +28,8 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
         yield tmp
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder refuses even this: the write's own error is the one to report
+            tmp.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -128,13 +130,14 @@ def replace_folder_files(new: Path, out: Path, last: str = "model_index.json") -
 
 
 @contextmanager
-def folder_as_unit(out: Path) -> Iterator[Path]:
+def folder_as_unit(out: Path, last: str = "model_index.json") -> Iterator[Path]:
     """Yield a scratch folder to write a whole folder's contents into; on success they replace ``out``'s entries of
-    the same name (:func:`replace_folder_files`), on any error the scratch folder goes and ``out`` is untouched."""
+    the same name (:func:`replace_folder_files`; ``last``: the file that marks the set complete), on any error the
+    scratch folder goes and ``out`` is untouched."""
     tmp = scratch_folder(out)
     try:
         yield tmp
-        replace_folder_files(tmp, out)
+        replace_folder_files(tmp, out, last)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

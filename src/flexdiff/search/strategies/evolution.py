@@ -85,8 +85,12 @@ class EvolutionSampler(BaseSampler):
 
     def propose(self, study: Study, number: int) -> Genome:
         """A child genome whose schedule no trial has evaluated or is evaluating (and which is not a seed baseline)."""
-        rng = random.Random(f"{self._seed}:{number}")  # deterministic per trial number, whatever the worker
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED))
+        # deterministic per position in the search: the trials before this one that did not fail. A run resumed after a
+        # kill (its in-flight trial failed) draws, for its first new trial, what the killed trial drew — the same child
+        # from the same parents — so a single-worker search resumes into the trials an uninterrupted one makes.
+        position = sum(1 for t in trials if t.number < number)
+        rng = random.Random(f"{self._seed}:{position}")
         seen = {t.user_attrs.get("key") for t in trials} | self.seed_keys
         done = [Member(r["genome"], float(t.values[0]), float(t.values[1]))
                 for t in trials if t.state == TrialState.COMPLETE and (r := t.user_attrs.get("result") or {}).get("genome")]
