@@ -185,3 +185,17 @@ def test_a_full_disk_while_a_search_writes_keeps_the_previous_set(tiny_model_dir
     assert runner.invoke(app, search_args(tiny_model_dir, out, 3)).exit_code == 0
     results = json.loads((out / "results.json").read_text())
     assert len(results["trials"]["searched"]) == 3 and all((out / f).is_file() for f in results["files"])
+
+
+@pytest.mark.slow
+def test_a_study_made_for_other_settings_is_refused_before_the_teacher_cache_changes(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from search.test_search import search_args
+
+    out = tmp_path / "run"
+    assert runner.invoke(app, search_args(tiny_model_dir, out, 1, "--study", "mystudy")).exit_code == 0
+    cache = (out / "teacher_cache.safetensors").read_bytes()
+    args = search_args(tiny_model_dir, out, 1, "--study", "mystudy")
+    args[args.index("--n") + 1] = "6"
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "mystudy" in result.stderr and result.stderr.count("\n") == 1, result.output
+    assert (out / "teacher_cache.safetensors").read_bytes() == cache

@@ -123,7 +123,7 @@ def test_bad_sample_size_is_one_line(tmp_path: Path) -> None:
     _one_line_error(root, str(path), "sample_size 'big'")
 
 
-@pytest.mark.parametrize("size, shape", [(8, (1, 8, 8)), ([8, 12], (1, 8, 12)), ("big", None), ([8], None), (None, None), (True, None), ([8, 0], None)])
+@pytest.mark.parametrize("size, shape", [(8, (1, 8, 8)), ([8, 12], (1, 8, 12)), ("big", None), ([8], None), (None, None), (True, None), ([8, 0], None), (10**6, None)])
 def test_sample_shape_of_pixel_and_latent_unets(size: object, shape: tuple[int, int, int] | None) -> None:
     """One helper serves bare/pixel folders (models.py) and LDM/SD pipelines (pipelines.py)."""
     unet = SimpleNamespace(config=SimpleNamespace(sample_size=size, in_channels=1))

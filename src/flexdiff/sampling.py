@@ -45,7 +45,7 @@ def check_image_count(n: int, option: str = "--n", least: int = 1) -> None:
 def check_batch_size(batch_size: int | None) -> None:
     """A batch size is None (all at once) or >= 1."""
     if batch_size is not None and batch_size < 1:
-        raise FlexdiffError(batch_size, "a batch size >= 1", "pass e.g. --batch-size 256")
+        raise FlexdiffError(f"--batch-size {batch_size}", "a batch size >= 1", "pass e.g. --batch-size 256")
 
 
 def extra_noise(shape: torch.Size, seed: int, start: int, stop: int) -> NoiseSampler:

@@ -146,6 +146,23 @@ def test_killed_run_resumes_its_phase(run_dir: Path, teacher_dir: Path, tmp_path
     assert json.loads((folder / "results.json").read_text())["blocks"] == json.loads((run_dir / "results.json").read_text())["blocks"]
 
 
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty"])
+def test_a_damaged_record_file_is_recorded_again_on_resume(run_dir: Path, teacher_dir: Path, tmp_path: Path, how: str) -> None:
+    """records.safetensors not whole on resume: recorded again with a one-line warning, and the run ends with the
+    student of the undamaged run (the recording is seeded)."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(run_dir, folder)
+    _kill_during(folder, "distill", ["blocks/up0.safetensors", "blocks/up1.safetensors", "scores.json", "search.json", "retrain", "student", "fid.json", "results.json"])
+    path = folder / "records.safetensors"
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 3], "garbage": b"not safetensors" * 50, "empty": b""}[how])
+    result = invoke("compress", "--model", teacher_dir, "--out", folder, "--seed", "3", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "recording the teacher again" in result.stderr
+    original, resumed = _student_state(run_dir), _student_state(folder)
+    assert original.keys() == resumed.keys() and all(torch.equal(original[k], resumed[k]) for k in original)
+
+
 @pytest.fixture(scope="module")
 def wrong_size_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bad") / "small.npz"

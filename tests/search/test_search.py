@@ -287,6 +287,7 @@ def test_a_space_smaller_than_trials_stops_with_a_message(tiny_model_dir: Path, 
     """6 segments on 6 steps: every genome is the teacher's plan, a baseline. The search must not run for ever."""
     args = search_args(tiny_model_dir, tmp_path / "run", 10)
     args[args.index("--segments") + 1] = "6"
+    args[args.index("--speedup") + 1] = "1"  # the only reachable budget: one full step per segment is the teacher
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "search stopped at 0 of 10 trials" in result.stdout

@@ -91,7 +91,7 @@ def describe_failure(exc: BaseException) -> str:
         return "an input nested too deeply to read (Python's recursion limit): expected a flat schedule, config or JSON file; fix the file"
     if isinstance(exc, (MemoryError, RuntimeError)) and _out_of_memory(exc):  # torch.OutOfMemoryError is a RuntimeError too
         detail = (str(exc).splitlines() or [""])[-1].strip()[:160]
-        return f"out of memory ({detail}): expected a job that fits this machine; lower --n or --batch-size"
+        return f"out of memory ({detail}): expected a job that fits this machine; lower the image counts (--n, --validate-n, --record-n, --val-n, --fid-n) or --batch-size"
     detail = " ".join(str(exc).split())[:200] or "no message"
     return f"{type(exc).__name__} ({detail}): expected no internal failure; rerun with `flexdiff --debug ...` for the traceback and report it"
 

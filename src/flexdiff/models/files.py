@@ -17,6 +17,11 @@ def read_config(path: Path) -> dict:
     return read_json_object(path, "a readable UTF-8 JSON config", "the file is corrupt; restore it")
 
 
+#: the largest sample side a config may declare (SD's latents are 64 or 128; pixel models rarely exceed 1024): a
+#: larger one is a corrupt config, and one sample would not fit the machine
+MAX_SAMPLE_SIDE = 8192
+
+
 def sample_shape(unet: torch.nn.Module, config_file: Path) -> tuple[int, int, int]:
     """(C, H, W) of one sample from a loaded UNet's ``in_channels`` and ``sample_size`` (an int or [H, W]).
 
@@ -25,8 +30,9 @@ def sample_shape(unet: torch.nn.Module, config_file: Path) -> tuple[int, int, in
     """
     size = unet.config.sample_size
     hw = [size, size] if isinstance(size, int) else list(size) if isinstance(size, (list, tuple)) else None
-    if hw is None or len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in hw):
-        raise FlexdiffError(f"{config_file}: sample_size {size!r}", "an integer >= 1 or a pair of integers [height, width]", "restore the resolution the UNet was trained at")
+    if hw is None or len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SAMPLE_SIDE for v in hw):
+        raise FlexdiffError(f"{config_file}: sample_size {size!r}", f"an integer in [1, {MAX_SAMPLE_SIDE}] or a pair of them [height, width]",
+                            "restore the resolution the UNet was trained at")
     return int(unet.config.in_channels), hw[0], hw[1]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from flexdiff.data import REAL_REFERENCE
 from flexdiff.errors import FlexdiffError
 from flexdiff.nas.retrain import AlphaSchedule
+from flexdiff.sampling import check_image_count
 
 #: Share of the training budget (``--minutes`` minus the FID reserve) given to block-wise distillation. Measured on
 #: the built-in teacher (40-minute runs, seed 0): 0.25 -> student FID 49.19; 0.12 (more retraining steps, blocks
@@ -72,6 +73,8 @@ class CompressConfig:
             raise FlexdiffError(f"--fid-n {self.fid_n}", "0 (no FID) or at least 2 images", "e.g. --fid-n 1000")
         if self.record_n < 1 or self.val_n < 1 or self.batch_size < 1:
             raise FlexdiffError(f"--record-n {self.record_n} / val {self.val_n} / batch {self.batch_size}", "positive counts", "pass positive numbers")
+        for option, count in (("--record-n", self.record_n), ("--val-n", self.val_n), ("--fid-n", self.fid_n or 2)):
+            check_image_count(count, option)  # an upper bound too: a count that cannot fit the machine is refused now, not after recording
         for name, value in (("--distill-steps", self.distill_steps), ("--retrain-steps", self.retrain_steps)):
             if value is not None and value < 1:
                 raise FlexdiffError(f"{name} {value}", "at least 1 step (or leave it out: derived from --minutes)", f"fix {name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,10 @@ def phase_record(run: Run) -> tuple[Records, str]:
     c, path = run.config, run.out / "records.safetensors"
     key = _record_key(run)
     if run.phase_done("record", key) and path.is_file():
-        records, meta = Records.load(path)
-        if meta.get("key") == key:
+        records, why = Records.read(path, key, c.record_n, c.val_n)
+        if records is not None:
             return records, key
+        print(f"warning: {path}: {why}; recording the teacher again", file=sys.stderr)
     started = time.monotonic()
     with progress_bar("1/5 recording teacher blocks", c.record_n + c.val_n, enabled=c.progress) as advance:
         records = record_teacher(run.teacher, run.images, c.record_n, c.val_n, c.seed, on_batch=advance)

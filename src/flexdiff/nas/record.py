@@ -51,13 +51,28 @@ class Records:
             save_file({k: v.contiguous() for k, v in self.data.items()}, str(tmp), metadata={**metadata, "n_train": str(self.n_train), "n_val": str(self.n_val)})
 
     @classmethod
-    def load(cls, path: Path) -> tuple["Records", dict[str, str]]:
+    def read(cls, path: Path, key: str, n_train: int, n_val: int) -> tuple["Records | None", str]:
+        """The records at ``path`` when the file is whole and was recorded under ``key`` for ``n_train + n_val`` rows;
+        else None and what is wrong (unreadable, truncated, another key, rows or dtypes that do not fit): a resumed
+        run records again instead of failing on, or trusting, a damaged file."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        with safe_open(str(path), "pt") as f:
-            meta = dict(f.metadata() or {})
-        return cls(load_file(str(path)), int(meta["n_train"]), int(meta["n_val"])), meta
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = dict(f.metadata() or {})
+            if meta.get("key") != key:
+                return None, "recorded for other settings"
+            data = load_file(str(path))
+        except Exception as exc:  # SafetensorError, OSError, a header that is not JSON: not whole
+            return None, f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
+        if (meta.get("n_train"), meta.get("n_val")) != (str(n_train), str(n_val)):
+            return None, f"{meta.get('n_train')} + {meta.get('n_val')} rows recorded, expected {n_train} + {n_val}"
+        bad = sorted(k for k, v in data.items() if not v.is_floating_point() or not torch.isfinite(v).all()
+                     or (not k.startswith("scale.") and (v.ndim < 1 or v.shape[0] != n_train + n_val)))
+        if not data or bad:
+            return None, f"tensors of the wrong shape or values: {', '.join(bad[:3]) or 'none at all'}"
+        return cls(data, n_train, n_val), "whole"
 
 
 def noised_rows(model: DiffusionModel, images: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from flexdiff.features import get_feature_network
 from flexdiff.models.conditioning import check_guidance, parse_labels, read_prompt_file
 from flexdiff.samplers import PIPELINE, check_sampler
 from flexdiff.sampling import check_batch_size, check_image_count
-from flexdiff.search.fidelity import FrontPruner, check_rungs
+from flexdiff.search.fidelity import DEFAULT_MARGIN, FrontPruner, check_rungs
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.strategies import STRATEGIES
 from flexdiff.search.study import open_storage
@@ -41,7 +41,7 @@ class SearchConfig:
     segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
     forecast: bool = False  # a reuse/forecast gene per segment (forecast partial steps: TaylorSeer's first order)
     fidelity: tuple[int, ...] = ()  # rungs (image counts < n) of the multi-fidelity evaluation; () = every candidate on all n (search/fidelity.py)
-    prune_margin: float = 0.1  # relative rFID margin of the front pruner at a rung; inf: the rungs' rFID recorded, nothing stopped
+    prune_margin: float = DEFAULT_MARGIN  # relative rFID margin of the front pruner at a rung; inf: the rungs' rFID recorded, nothing stopped
     reuse: bool = False  # exact trajectory reuse: a candidate starts where the stored run sharing its longest prefix was (flexdiff/trajectory.py)
     reuse_mb: int = 512  # bound of the stored runs (per worker process)
     peers: tuple[str, ...] = ()  # caching peers (search/peers.py) scored as baselines of the same study, at every setting of their sweep

@@ -25,7 +25,7 @@ from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.fidelity import report, should_prune
 from flexdiff.search.peers import PeerRun, calibrate, peer_images, peer_runs
-from flexdiff.search.reference import CACHE_NAME, DAMAGED, TeacherReference, load_or_build_reference
+from flexdiff.search.reference import CACHE_NAME, DAMAGED, ReferenceKey, TeacherReference, load_or_build_reference, reference_key
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.study import describe
 from flexdiff.trajectory import TrajectoryStore
@@ -51,6 +51,7 @@ class SearchContext:
     #: the runs candidates start from (``--reuse``; flexdiff/trajectory.py), filled by every evaluation of this worker
     trajectories: TrajectoryStore | None = None
     _peer_extra: dict[str, Any] | None = None
+    _key: ReferenceKey | None = None
 
     @property
     def max_macs(self) -> float:
@@ -60,16 +61,24 @@ class SearchContext:
         return self.costs.full * len(self.timesteps) / (c.speedup or 1.0)
 
     @property
+    def key(self) -> ReferenceKey:
+        """The teacher reference's key (known before the reference is built: studies are checked against it first)."""
+        if self._key is None:
+            c = self.config
+            self._key = reference_key(self.model, c.sampler, self.timesteps, c.seed, c.n, self.net)
+        return self._key
+
+    @property
     def study_name(self) -> str:
         c = self.config
-        conditioned = f"-c{self.reference.key.conditioning[-8:]}" if self.reference.key.conditioning else ""
+        conditioned = f"-c{self.key.conditioning[-8:]}" if self.key.conditioning else ""
         solver = f"-{c.candidate_sampler}" if c.candidate_sampler != c.sampler else ""
-        sampler = self.reference.key.sampler.replace(":", "-")  # the sampler; for the pipeline's loop with its scheduler's digest
+        sampler = self.key.sampler.replace(":", "-")  # the sampler; for the pipeline's loop with its scheduler's digest
         rungs = f"-f{'.'.join(map(str, c.fidelity))}" if c.fidelity else ""  # a multi-fidelity search is its own study
-        return c.study or f"flexdiff-{self.reference.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}{rungs}-seed{c.seed}-{c.strategy}"
+        return c.study or f"flexdiff-{self.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}{rungs}-seed{c.seed}-{c.strategy}"
 
     def fingerprint(self) -> dict[str, Any]:
-        k = self.reference.key
+        k = self.key
         latent = {name: getattr(k, name) for name in ("decoder", "conditioning") if getattr(k, name)}  # absent for pixel models, as before
         spacings = {"spacings": list(self.space.spacings)} if self.space.spacings != (1.0,) else {}  # absent for equal segments, as before
         solver = {"solver": self.config.candidate_sampler} if self.config.candidate_sampler != k.sampler else {}  # absent without --solver, as before
@@ -146,7 +155,8 @@ class SearchContext:
         c = self.config
         n_batches = -(-c.n // (c.batch_size or c.n))
         with progress_bar("teacher reference", len(self.timesteps) * n_batches, enabled=c.progress and build) as advance:
-            reference, status = load_or_build_reference(self.model, c.sampler, self.timesteps, c.seed, c.n, self.net, c.out, c.batch_size, on_step=advance, build=build)
+            reference, status = load_or_build_reference(self.model, c.sampler, self.timesteps, c.seed, c.n, self.net, c.out, c.batch_size, on_step=advance, build=build,
+                                                        key=self.key)
         if build and status.startswith(DAMAGED):  # never silent: the user may want to know what happened to the file
             print(f"warning: {c.out / CACHE_NAME}: {status}", file=sys.stderr)
         elif c.progress and build and status != "reused":

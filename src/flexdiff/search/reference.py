@@ -103,6 +103,15 @@ def read_reference(path: Path, key: ReferenceKey) -> tuple[tuple[torch.Tensor, t
     return (images, features), "reused"
 
 
+def reference_key(model: DiffusionModel, sampler: str, timesteps: list[int], seed: int, n: int, net: FeatureNetwork) -> ReferenceKey:
+    """The key of the teacher reference these settings make (hashes the weights: compute it once)."""
+    return ReferenceKey(
+        model_hash(model), reference_sampler(model, sampler), tuple(int(t) for t in timesteps), seed, n, net.key,
+        decoder=decoder_hash(model.decoder) if isinstance(model.decoder, torch.nn.Module) else "",
+        conditioning=model.conditioning.key() if model.conditioning is not None else "",
+    )
+
+
 def load_or_build_reference(
     model: DiffusionModel,
     sampler: str,
@@ -114,19 +123,17 @@ def load_or_build_reference(
     batch_size: int | None = None,
     on_step: object = None,
     build: bool = True,
+    key: ReferenceKey | None = None,
 ) -> tuple[TeacherReference | None, str]:
     """The teacher reference from ``cache_dir`` if its key matches, else generated (and cached). Returns (ref, status).
 
     ``status`` is ``"reused"``, ``"built"`` or ``"rebuilt: <field> differs"``. ``build=False`` (a dry run): ``None``
-    and the status it would have, instead of generating.
+    and the status it would have, instead of generating. ``key``: :func:`reference_key` of these settings, when the
+    caller has it already.
     """
     from safetensors.torch import save_file
 
-    key = ReferenceKey(
-        model_hash(model), reference_sampler(model, sampler), tuple(int(t) for t in timesteps), seed, n, net.key,
-        decoder=decoder_hash(model.decoder) if isinstance(model.decoder, torch.nn.Module) else "",
-        conditioning=model.conditioning.key() if model.conditioning is not None else "",
-    )
+    key = key or reference_key(model, sampler, timesteps, seed, n, net)
     noise = model.initial_noise(n, seed)
     path = cache_dir / CACHE_NAME if cache_dir is not None else None
     status = "built"

@@ -69,6 +69,13 @@ def work(config: SearchConfig, context: SearchContext | None = None, phases: dic
               f"evaluated (or baselines) {EXHAUSTED_AFTER} times in a row; the space of --steps/--segments/--spacings holds no more for it")
 
 
+def check_studies(ctx: SearchContext) -> None:
+    """Open (or create) both studies of the search under its fingerprint: refused when one exists for other settings."""
+    storage = open_storage(ctx.config.storage_url)
+    for name in (ctx.study_name + ":baselines", ctx.study_name):
+        open_study(storage, name, None, ctx.fingerprint())
+
+
 def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member, str]]:
     """The evaluated baselines that are genomes (DDIM-k, DeepCache whose interval fits the segments), with their keys."""
     seeds = []
@@ -125,6 +132,7 @@ def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
         return {"estimate": {"seconds": round(expected.total, 1), "phases": {k: round(v, 1) for k, v in expected.phases.items()},
                              "search_low_seconds": expected.search_low, "probe": expected.probe}}
     output_folder(config.out)
+    check_studies(ctx)  # a study made for other settings is refused before the teacher cache could be rebuilt over another run's
     phases = {"setup": time.perf_counter() - began}  # this process's wall seconds per phase (a resumed run: what it did this time)
     began = time.perf_counter()
     ctx.load_reference()  # the teacher reference once, before any worker starts

@@ -76,15 +76,19 @@ def open_storage(url: str) -> RDBStorage:
                             f"check the URL and the server ({exc.__class__.__name__}: {mask_password(str(exc).splitlines()[0][:100])})") from None
 
 
+#: what a database says when another process created the same table or row a moment before (or holds its lock)
+_RACE = ("already exists", "unique", "duplicate", "database is locked")
+
+
 def _retried(make: Callable[[], Any], tries: int = 8) -> Any:
-    """``make()``, tried again after a short random wait when it fails, up to ``tries`` times: workers started at the same
-    instant on a new database race on creating its tables ("table ... already exists") and on creating the study;
-    the loser finds them made on its next try. A failure of every try is the real one."""
+    """``make()``, tried again after a short random wait when it loses a creation race, up to ``tries`` times: workers
+    started at the same instant on a new database race on creating its tables ("table ... already exists") and the
+    study; the loser finds them made on its next try. Any other failure (an unreachable server) is raised at once."""
     for attempt in range(tries):
         try:
             return make()
-        except Exception:
-            if attempt == tries - 1:
+        except Exception as exc:
+            if attempt == tries - 1 or not any(words in str(exc).lower() for words in _RACE):
                 raise
             time.sleep(0.05 + random.random() * 0.2 * (attempt + 1))
 

@@ -1,4 +1,5 @@
 """Small shared utilities, one place each: atomic writes and JSON reading (:mod:`.io`), weight hashing
 (:mod:`.hashing`), Pareto fronts (:mod:`.pareto`), training-loop pieces (:mod:`.training`), registries
-(:mod:`.registry`), devices, progress bars and optional packages. Nothing here imports another flexdiff layer
+(:mod:`.registry`), devices, progress bars, optional packages and text shown or stored (:mod:`.text`: control
+characters escaped, URL passwords masked). Nothing here imports another flexdiff layer
 (only :mod:`flexdiff.errors`)."""
