@@ -98,9 +98,13 @@ def test_more_step_types_than_the_recompile_limit_are_still_compiled(dynamo) -> 
     assert model.layout.num_branches == 12
     plan = _every_branch(flexdiff.uniform_timesteps(1000, 24), 12)
     noise = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
-    with flexdiff.apply_schedule(model, plan) as run:
-        eager = flexdiff.generate(model, noise, plan.active_timesteps, "ddim", denoise=run.start)
     torch._dynamo.config.recompile_limit = 8  # dynamo's default
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an eager model (every candidate of a search) is raised the limit silently
+        with flexdiff.apply_schedule(model, plan) as run:
+            eager = flexdiff.generate(model, noise, plan.active_timesteps, "ddim", denoise=run.start)
+    assert torch._dynamo.config.recompile_limit == 13
+    torch._dynamo.config.recompile_limit = 8
     model.denoiser = torch.compile(unet, backend="eager")
     with pytest.warns(UserWarning, match="recompile_limit from 8 to 13"):
         with flexdiff.apply_schedule(model, plan) as run:

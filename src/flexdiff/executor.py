@@ -41,18 +41,25 @@ def step_types(schedule: Schedule) -> set[tuple[str, int | None]]:
     return {(step.kind, step.branch) for step in schedule.steps if step.info.calls_network}
 
 
-def allow_recompiles(schedule: Schedule) -> None:
+def is_compiled(module: object) -> bool:
+    """Whether ``module`` runs under ``torch.compile`` (``torch.compile(m)`` wraps it; ``m.compile()`` compiles in place)."""
+    return type(module).__name__ == "OptimizedModule" or getattr(module, "_compiled_call_impl", None) is not None
+
+
+def allow_recompiles(schedule: Schedule, warn: bool = True) -> None:
     """Under ``torch.compile`` each step type is one graph (the hooks' state is a dynamo guard), so a schedule with
     more step types than dynamo's ``recompile_limit`` (8 by default) would fall back to eager silently after the
-    eighth. The limit is raised to what the schedule needs, with a warning saying so; never lowered."""
+    eighth. The limit is raised to what the schedule needs, never lowered; with a warning saying so when ``warn``
+    (a compiled model: an eager one, such as every candidate of a search, has nothing to be told)."""
     import torch._dynamo.config as dynamo_config
 
     needed = len(step_types(schedule))
     current = int(dynamo_config.recompile_limit)
     if needed > current:
         dynamo_config.recompile_limit = needed
-        warnings.warn(f"flexdiff: raised torch._dynamo.config.recompile_limit from {current} to {needed}, the step types of "
-                      f"{schedule.name or 'the schedule'} (one compiled graph each)", stacklevel=3)
+        if warn:
+            warnings.warn(f"flexdiff: raised torch._dynamo.config.recompile_limit from {current} to {needed}, the step types of "
+                          f"{schedule.name or 'the schedule'} (one compiled graph each)", stacklevel=3)
 
 
 def hollow_replay_safe(pipeline: object) -> bool:
@@ -64,10 +71,11 @@ def hollow_replay_safe(pipeline: object) -> bool:
 class ScheduleExecutor:
     """Drives one model through a schedule: maps active-step index -> step type and sets the hook state."""
 
-    def __init__(self, model: DiffusionModel | None, schedule: Schedule, layout: Layout, state: StepState) -> None:
-        """``model`` is None when another loop calls the network (a user's pipeline): only :meth:`set_step` is used then."""
+    def __init__(self, model: DiffusionModel | None, schedule: Schedule, layout: Layout, state: StepState, compiled: bool | None = None) -> None:
+        """``model`` is None when another loop calls the network (a user's pipeline): only :meth:`set_step` is used then.
+        ``compiled``: whether the network runs under ``torch.compile`` (default: asked of ``model``'s denoiser)."""
         schedule.check_branches(layout.num_branches)
-        allow_recompiles(schedule)
+        allow_recompiles(schedule, warn=compiled if compiled is not None else model is None or is_compiled(model.denoiser))
         self.model, self.schedule, self.layout, self.state = model, schedule, layout, state
         self._active = schedule.active_indices
         self._record = record_range(schedule, layout)

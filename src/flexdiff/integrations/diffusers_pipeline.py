@@ -41,7 +41,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 
 from flexdiff.backbones import backbone_of
 from flexdiff.errors import FlexdiffError
-from flexdiff.executor import ScheduleExecutor, hollow_replay_safe
+from flexdiff.executor import ScheduleExecutor, hollow_replay_safe, is_compiled
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.integrations.base import Integration, register_integration, timestep_value
 from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
@@ -297,7 +297,7 @@ class DiffusersPipelineIntegration(Integration):
                                 "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")
         layout, state = apply_partial_steps(denoiser)
         try:
-            executor = ScheduleExecutor(None, schedule, layout, state)
+            executor = ScheduleExecutor(None, schedule, layout, state, compiled=is_compiled(denoiser))
             executor.hollow = hollow_replay_safe(pipe)
             run = PipelineRun(schedule, executor, state, scheduler, replaced=original if scheduler is not original else None)
             _attach_clock(denoiser, run)
