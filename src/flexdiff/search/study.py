@@ -335,7 +335,17 @@ def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Sche
             trial.set_user_attr("idle", True)
             study.stop()
             raise optuna.TrialPruned("--trials reached by the evaluations in flight")
-        return answer(trial, study, propose(trial), evaluate, known or {})
+        return answer(trial, study, propose(trial), within_trials, known or {})
+
+    def within_trials(schedule: Schedule, trial: Trial) -> dict[str, Any]:
+        """Claimed, about to evaluate: checked again now that this claim is visible to the other workers (each writes
+        its claim before it reads the others'), so of claims made at once that would overfill --trials at least the
+        later reader steps aside (its schedule stays free) and tries again after a random pause."""
+        if spent(study) + len(in_flight(study, trial)) >= trials:
+            trial.set_user_attr("idle", True)
+            time.sleep(random.random() * 0.5)
+            raise optuna.TrialPruned("--trials filled by evaluations claimed at the same moment")
+        return evaluate(schedule, trial)
 
     def stop(study_: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal repeats
