@@ -71,10 +71,13 @@ def budget_plan(searched: list[dict[str, Any]], baselines: list[dict[str, Any]],
     return plan, picks
 
 
-def budget_summary(plan: list[dict[str, Any]], scored: dict[str, dict[str, Any]], required: tuple[str, ...] | None = None, key: str = "beats_baselines") -> list[dict[str, Any]]:
+def budget_summary(plan: list[dict[str, Any]], scored: dict[str, dict[str, Any]], verdicts: dict[str, tuple[str, ...] | None] | None = None) -> list[dict[str, Any]]:
     """Stage 2: per budget the searched schedule with the lowest validated rFID, against each family's best of equal
-    or higher cost (within the budget, else its cheapest above), with FID and rFID margins. ``key`` (True/False): it
-    wins on both against every family in ``required`` (None: every family compared)."""
+    or higher cost (within the budget, else its cheapest above: ``within_budget`` False), with FID and rFID margins.
+    ``verdicts``: name -> families (None: every family compared); ``name`` (True/False): the searched schedule wins on
+    both against each of them; ``name_at_budget``: against those of them with a setting at the budget (the families
+    that cannot reach it are left out, as the acceptance's "at 1/k of the teacher's MACs" reads)."""
+    verdicts = verdicts or {"beats_baselines": None}
     summary = []
     for entry in plan:
         if entry.get("searched", "") is None:
@@ -90,10 +93,12 @@ def budget_summary(plan: list[dict[str, Any]], scored: dict[str, dict[str, Any]]
                 continue
             result["comparisons"][family] = {
                 "baseline": b, "fid_margin": round(b["fid"] - s["fid"], 4), "rfid_margin": round(b["rfid"] - s["rfid"], 5),
-                "searched_wins": b["fid"] > s["fid"] and b["rfid"] > s["rfid"],
+                "searched_wins": b["fid"] > s["fid"] and b["rfid"] > s["rfid"], "within_budget": b["macs"] <= entry["budget_macs"],
             }
-        families = required if required is not None else tuple(result["comparisons"])
-        result[key] = all(result["comparisons"][f]["searched_wins"] for f in families if f in result["comparisons"])
+        for key, required in verdicts.items():
+            compared = [c for f, c in result["comparisons"].items() if required is None or f in required]
+            result[key] = all(c["searched_wins"] for c in compared)
+            result[key + "_at_budget"] = all(c["searched_wins"] for c in compared if c["within_budget"])
         summary.append(result)
     return summary
 
@@ -129,4 +134,5 @@ def print_budgets(summary: list[dict[str, Any]], teacher: dict[str, Any]) -> Non
         print(f"{r['budget']}: {s['name']} {s['macs_speedup']:.2f}x wall {s['wall_speedup']:.2f}x FID {s['fid']:.2f} rFID {s['rfid']:.3f}")
         for family, c in r["comparisons"].items():
             b = c["baseline"]
-            print(f"    {family:28s} {b['name']:36s} {b['macs_speedup']:.2f}x FID {b['fid']:.2f} ({c['fid_margin']:+.2f}) rFID {b['rfid']:.3f} ({c['rfid_margin']:+.3f})")
+            where = "" if c.get("within_budget", True) else "  (above the budget: the family's cheapest setting)"
+            print(f"    {family:28s} {b['name']:36s} {b['macs_speedup']:.2f}x FID {b['fid']:.2f} ({c['fid_margin']:+.2f}) rFID {b['rfid']:.3f} ({c['rfid_margin']:+.3f}){where}")

@@ -71,7 +71,7 @@ def main() -> None:
     # stage 1 (search-size rFID): per budget the top searched candidates and each family's; stage 2 re-scores them all
     plan, picks = budget_plan(searched, baselines, teacher_macs, args.candidates)
     teacher, rows = validate(ctx, list(picks.values()))
-    summary = budget_summary(plan, {r["name"]: r for r in rows}, ("ddim", "deepcache"), key="beats_classic_baselines")
+    summary = budget_summary(plan, {r["name"]: r for r in rows}, {"beats_classic_baselines": ("ddim", "deepcache")})
     write_result(args.out, {"headline": headline(rows, teacher),
         "model": args.model, "teacher": teacher, "n_search": args.n, "trials": args.trials, "strategy": args.strategy, "solver": config.candidate_sampler, "spacings": list(config.spacings), "validate_n": args.validate_n,
         "seed": args.seed, "study": ctx.study_name, "evaluated": {"baselines": len(baselines), "searched": len(searched)}, "budgets": summary,

@@ -30,13 +30,15 @@ def unwritable(path: Path, expected: str, exc: OSError) -> FlexdiffError:
 def output_folder(path: Path, create: bool = True) -> Path:
     """Create the folder a command writes its artefacts to (and its parents); a path that is a file, or one that
     cannot be created, is a one-line error rather than a traceback. ``create=False`` only checks, before the work,
-    that it could be (no file in the way), so a run that fails later leaves no empty folder behind."""
+    that it could be (no file in the way), so a run that fails later leaves no empty folder behind. Either way a
+    read-only place is refused by name (``mkdir`` alone would not tell: an existing folder is not checked, and root
+    may create folders where the permissions say no)."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out ({existing} is a file)")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):  # a read-only place: refused before the work, not after it
+        raise FlexdiffError(f"--out {path}", "a folder this user can write", f"choose another --out ({existing} is not writable)")
     if not create:
-        existing = next((p for p in (path, *path.parents) if p.exists()), None)
-        if existing is not None and not existing.is_dir():
-            raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out ({existing} is a file)")
-        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):  # a read-only place: refused before the work, not after it
-            raise FlexdiffError(f"--out {path}", "a folder this user can write", f"choose another --out ({existing} is not writable)")
         return path
     try:
         path.mkdir(parents=True, exist_ok=True)

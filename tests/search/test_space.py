@@ -175,3 +175,42 @@ def test_a_forecast_search_starts_from_the_uniform_forecast_plans() -> None:
     genome = GenomeSpace(20, (10,), 3, forecast=True).genome_of(plan)
     assert genome is not None and all(seg.forecast for seg in genome.segments)
     assert GenomeSpace(20, (10,), 3).genome_of(plan) is None  # not a point of a reuse-only space
+
+
+def test_a_plan_baseline_off_the_segment_grid_projects_onto_its_nearest_genome() -> None:
+    from flexdiff.schedule.baselines import deepcache_uniform
+
+    for interval in (3, 4, 6, 7):  # T = 50: 1:3 and 1:6 do not divide it, 1:7 gives 8 full steps (no such segment count)
+        plan = deepcache_uniform(TS, interval, branch=2, forecast=True)
+        g = FORECASTING.nearest_genome(plan)
+        fulls = sum(1 for s in plan.steps if s.kind == FULL)
+        if fulls not in FORECASTING.segment_counts:
+            assert g is None
+            continue
+        _valid(g, FORECASTING)
+        steps = g.expand(TS).steps
+        assert sum(1 for s in steps if s.kind == FULL) == fulls and {(s.kind, s.branch) for s in steps if s.kind != FULL} <= {(FORECAST, 2)}
+        assert (g == FORECASTING.genome_of(plan)) == (50 % interval == 0)  # exact where the grid holds the plan
+        assert sum(1 for s in steps if s.kind == NULL) <= 1  # every step of the plan is active, so (but for rounding) are the genome's
+    assert SPACE.nearest_genome(deepcache_uniform(TS, 3, forecast=True)).segments[0].forecast is False  # no forecast gene: replay
+
+
+def test_a_projected_seed_is_evaluated_as_it_is_the_first_time_it_is_drawn() -> None:
+    from flexdiff.schedule.baselines import deepcache_uniform
+    from flexdiff.search.strategies.evolution import EvolutionSampler, Member
+
+    key = lambda g: g.expand(TS).key  # noqa: E731
+    projected = SPACE.nearest_genome(deepcache_uniform(TS, 3, branch=3))  # DeepCache 1:3 on T = 50 (17 segments)
+    sampler = EvolutionSampler(SPACE, key, max_macs=None, seed=0, initial=0, seeds=[(Member(str(projected), 10.0, 0.1, projected=True), "deepcache-N3-b3")])
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    proposed: list[Genome] = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        genome = SPACE.suggest(trial)
+        proposed.append(genome)
+        trial.set_user_attr("key", key(genome))
+        trial.set_user_attr("result", {"genome": str(genome)})
+        return 10.0, 0.1 if genome == projected else 5.0
+
+    study.optimize(objective, n_trials=4)
+    assert proposed[0] == projected and projected not in proposed[1:]  # then only its children, never itself again

@@ -40,6 +40,7 @@ from flexdiff.utils.io import write_json
 
 def compress(config: CompressConfig, run: Run | None = None) -> dict[str, Any]:
     """Run (or resume) every phase; returns the ``results.json`` content (also written to ``OUT/results.json``)."""
+    output_folder(config.out, create=False)  # a read-only or blocked --out: one line before the teacher is loaded
     run = run or prepare(config)
     c = run.config
     output_folder(c.out)

@@ -28,7 +28,7 @@ from flexdiff.nas.retrain import AlphaSchedule, Checkpoint, RetrainConfig, retra
 from flexdiff.nas.student import save_student
 from flexdiff.nas.supernet import BlockSupernet, UnitCosts, unit_costs
 from flexdiff.utils.hashing import digest, weights_hash
-from flexdiff.utils.io import atomic_path, read_json_or_none, write_json
+from flexdiff.utils.io import atomic_path, read_json_or_none, read_tensors, state_mismatch, write_json
 from flexdiff.utils.progress import progress_bar
 
 
@@ -84,7 +84,7 @@ def _distill_steps(run: Run, records: Records, supernets: dict[str, BlockSuperne
 
 
 def phase_distill(run: Run, records: Records, record_key: str) -> tuple[dict[str, BlockSupernet], str, dict[str, list[float]]]:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     c = run.config
     unet = run.teacher.denoiser
@@ -98,10 +98,15 @@ def phase_distill(run: Run, records: Records, record_key: str) -> tuple[dict[str
     seconds = _phase_seconds(run, "distill", key)
     for b, spec in enumerate(run.specs):
         path = folder / f"{spec.name}.safetensors"
-        if path.is_file() and _safetensors_meta(path).get("key") == key:  # trained by an earlier process
-            supernets[spec.name].load_state_dict(load_file(str(path)))
-            supernets[spec.name].eval().requires_grad_(False)
-            continue
+        tensors, meta, why = read_tensors(path)
+        if meta.get("key") == key:  # distilled by an earlier process: reused when whole
+            why = state_mismatch(supernets[spec.name].state_dict(), tensors)
+            if not why:
+                supernets[spec.name].load_state_dict(tensors)
+                supernets[spec.name].eval().requires_grad_(False)
+                continue
+        if path.is_file() and why:  # damaged, not merely made for other settings: never silent
+            print(f"warning: {path}: {why}; distilling {spec.name} again", file=sys.stderr)
         started = time.monotonic()
         gen = torch.Generator().manual_seed((c.seed * 1000 + 17 + b) % 2**64)  # per block: a resumed block draws the same rows (any 64-bit --seed)
         with progress_bar(f"2/5 distilling {spec.name}", steps, enabled=c.progress) as advance:
@@ -118,16 +123,6 @@ def phase_distill(run: Run, records: Records, record_key: str) -> tuple[dict[str
 def _phase_seconds(run: Run, name: str, key: str) -> float:
     entry = run.state.get("phases", {}).get(name) or {}
     return float(entry.get("seconds", 0.0)) if entry.get("key") == key else 0.0
-
-
-def _safetensors_meta(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            return dict(f.metadata() or {})
-    except Exception:  # a truncated file from a killed write is simply redone
-        return {}
 
 
 def _costs(run: Run, records: Records, supernets: dict[str, BlockSupernet]) -> dict[str, UnitCosts]:

@@ -12,6 +12,8 @@ the normaliser of :func:`flexdiff.nas.blocks.relative_loss`.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ import torch
 from flexdiff.models import DiffusionModel
 from flexdiff.models.student import block_specs
 from flexdiff.nas.blocks import capture
-from flexdiff.utils.io import atomic_path
+from flexdiff.utils.io import atomic_path, read_tensors
 
 
 @dataclass
@@ -48,30 +50,29 @@ class Records:
         from safetensors.torch import save_file
 
         with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in self.data.items()}, str(tmp), metadata={**metadata, "n_train": str(self.n_train), "n_val": str(self.n_val)})
+            save_file({k: v.contiguous() for k, v in self.data.items()}, str(tmp),
+                      metadata={**metadata, "n_train": str(self.n_train), "n_val": str(self.n_val), "names": json.dumps(sorted(self.data))})
 
     @classmethod
     def read(cls, path: Path, key: str, n_train: int, n_val: int) -> tuple["Records | None", str]:
         """The records at ``path`` when the file is whole and was recorded under ``key`` for ``n_train + n_val`` rows;
         else None and what is wrong (unreadable, truncated, another key, rows or dtypes that do not fit): a resumed
         run records again instead of failing on, or trusting, a damaged file."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = dict(f.metadata() or {})
-            if meta.get("key") != key:
-                return None, "recorded for other settings"
-            data = load_file(str(path))
-        except Exception as exc:  # SafetensorError, OSError, a header that is not JSON: not whole
-            return None, f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
+        data, meta, why = read_tensors(path)
+        if why:
+            return None, why
+        if meta.get("key") != key:
+            return None, "recorded for other settings"
         if (meta.get("n_train"), meta.get("n_val")) != (str(n_train), str(n_val)):
             return None, f"{meta.get('n_train')} + {meta.get('n_val')} rows recorded, expected {n_train} + {n_val}"
         bad = sorted(k for k, v in data.items() if not v.is_floating_point() or not torch.isfinite(v).all()
                      or (not k.startswith("scale.") and (v.ndim < 1 or v.shape[0] != n_train + n_val)))
         if not data or bad:
             return None, f"tensors of the wrong shape or values: {', '.join(bad[:3]) or 'none at all'}"
+        features = {k for k in data if not k.startswith("scale.")}
+        unpaired = sorted(features ^ {k[len("scale."):] for k in data if k.startswith("scale.")})
+        if unpaired or ("names" in meta and meta["names"] != json.dumps(sorted(data))):
+            return None, f"tensors of other names than recorded: {', '.join(unpaired[:3]) or 'renamed'}"
         return cls(data, n_train, n_val), "whole"
 
 

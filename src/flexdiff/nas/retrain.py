@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.models.student import BlockSpec
 from flexdiff.nas.blocks import capture, output_keys, relative_loss
 from flexdiff.noise import NoiseSchedule
-from flexdiff.utils.io import atomic_path, read_json_or_none
+from flexdiff.utils.io import atomic_path, read_json_or_none, read_tensors, state_mismatch
 from flexdiff.utils.training import ema_update, warmup_cosine
 
 
@@ -127,28 +128,48 @@ class Checkpoint:
             save_file(tensors, str(tmp))
             tmp_meta.write_text(json.dumps(meta) + "\n")
 
-    def load(self, student: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, fingerprint: dict[str, Any]) -> tuple[int, list[dict[str, Any]]] | None:
-        """Restore into the given objects; None when there is no checkpoint of this very retraining."""
-        from safetensors.torch import load_file
-
+    def load(self, student: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, fingerprint: dict[str, Any]) -> tuple[tuple[int, list[dict[str, Any]]] | None, str]:
+        """Restore into the given objects: ``((step, history), "")``; ``(None, "")`` when there is no checkpoint of this
+        very retraining (or a kill fell between its two writes); ``(None, why)`` when it is damaged (unreadable,
+        tensors of other names or shapes). Everything is checked before anything is restored, so a refused
+        checkpoint leaves the objects as they were and retraining starts from step 0."""
         if not self.exists():
-            return None
+            return None, ""
         meta = read_json_or_none(self.meta)
         if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint:
-            return None
-        tensors = load_file(str(self.tensors))
-        if "step" not in tensors or int(tensors["step"][0]) != meta["step"]:
-            return None
-        student.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("student.")})
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        state: dict[str, Any] = {"state": {}, "param_groups": meta["param_groups"]}
+            return None, ""
+        tensors, _, why = read_tensors(self.tensors)
+        if why:
+            return None, why
+        if "step" not in tensors or tensors["step"].numel() != 1 or int(tensors["step"][0]) != meta.get("step"):
+            return None, ""
+        student_state = {k[8:]: v for k, v in tensors.items() if k.startswith("student.")}
+        ema_state = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        params = [p for group in opt.param_groups for p in group["params"]]
+        state: dict[str, Any] = {"state": {}, "param_groups": meta.get("param_groups")}
         for k, v in tensors.items():
             if k.startswith("opt."):
                 _, i, name = k.split(".", 2)
-                state["state"].setdefault(int(i), {})[name] = v.reshape(()) if name == "step" else v
+                state["state"].setdefault(int(i) if i.isdigit() else -1, {})[name] = v.reshape(()) if name == "step" else v
+        moments = {f"opt.{i}.{name}": (v, params[i]) for i, s in state["state"].items() if 0 <= i < len(params) for name, v in s.items() if name != "step"}
+        why = (state_mismatch(student.state_dict(), student_state) or state_mismatch(ema.state_dict(), ema_state)
+               or ("optimiser state of other parameters" if any(not 0 <= i < len(params) for i in state["state"])
+                   or any(v.shape != p.shape for v, p in moments.values()) or not _same_groups(state["param_groups"], opt) else "")
+               or ("history that is not a list" if not isinstance(meta.get("history"), list) else "")
+               or ("random state of another size" if "rng" not in tensors or tensors["rng"].shape != gen.get_state().shape else ""))
+        if why:
+            return None, why
+        student.load_state_dict(student_state)
+        ema.load_state_dict(ema_state)
         opt.load_state_dict(state)
         gen.set_state(tensors["rng"])
-        return int(meta["step"]), list(meta["history"])
+        return (int(meta["step"]), list(meta["history"])), ""
+
+
+def _same_groups(groups: Any, opt: torch.optim.Optimizer) -> bool:
+    """Saved ``param_groups`` that ``opt.load_state_dict`` accepts: as many groups, each with as many parameters."""
+    return isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups) \
+        and [len(g["params"]) for g in groups] == [len(g["params"]) for g in opt.param_groups]
 
 
 def denoising_target(prediction_type: str, x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -178,7 +199,9 @@ def retrain(
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     steps = config.steps
     lr_at = lambda s: warmup_cosine(s, steps, config.warmup_steps)  # noqa: E731
-    restored = checkpoint.load(student, ema, opt, gen, fingerprint) if checkpoint is not None else None
+    restored, why = checkpoint.load(student, ema, opt, gen, fingerprint) if checkpoint is not None else (None, "")
+    if why:  # damaged: retrained from the start, never trusted and never fatal
+        print(f"warning: {checkpoint.tensors}: {why}; retraining from step 0", file=sys.stderr)
     step, history = restored if restored is not None else (0, [])
     first = step
     keys = {s.name: output_keys(student, s) for s in specs}

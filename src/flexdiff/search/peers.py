@@ -109,7 +109,7 @@ def _fbc() -> PeerFamily:
         return (_FBC_LEADER_BLOCK_HOOK, _FBC_BLOCK_HOOK)
 
     return PeerFamily("first-block-cache", "skip the remaining blocks while the first block's residual changes less than the threshold (relative L1)",
-                      lambda T: [0.02, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5], lambda s, m, g, clock, extra: FirstBlockCacheConfig(threshold=s), **_diffusers_hooks(apply_first_block_cache, names))
+                      lambda T: [0.02, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8], lambda s, m, g, clock, extra: FirstBlockCacheConfig(threshold=s), **_diffusers_hooks(apply_first_block_cache, names))
 
 
 def _taylorseer() -> PeerFamily:
@@ -128,7 +128,7 @@ def _taylorseer() -> PeerFamily:
                                      cache_identifiers=[r"(single_)?transformer_blocks\.\d+\.(attn\d*|ff|ff_context|proj_mlp|proj_out)"])
 
     return PeerFamily("taylorseer", "full steps every N steps, first-order Taylor forecasts of every block's output between (TaylorSeer)",
-                      lambda T: [n for n in (2, 3, 4, 5, 6) if n < T], config, **_diffusers_hooks(apply_taylorseer_cache, names))
+                      lambda T: [n for n in (2, 3, 4, 5, 6, 8, 10) if n < T], config, **_diffusers_hooks(apply_taylorseer_cache, names))
 
 
 def _pab() -> PeerFamily:
@@ -276,7 +276,7 @@ def _cache_dit(calibrator: str | None) -> PeerFamily:
 
     name = "cache-dit-dbcache" + (f"-{calibrator}" if calibrator else "")
     what = "cache-dit's DBCache F1B0: the other blocks' residual reused while the first block's changes less than the threshold"
-    return PeerFamily(name, what + (" and forecast by its TaylorSeer calibrator" if calibrator else ""), lambda T: [0.05, 0.08, 0.12, 0.2, 0.3, 0.5],
+    return PeerFamily(name, what + (" and forecast by its TaylorSeer calibrator" if calibrator else ""), lambda T: [0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8],
                       config, attach, lambda module, options: cache_dit().refresh_context(module, **options))
 
 

@@ -21,7 +21,7 @@ from flexdiff.generation import teacher_images
 from flexdiff.models import DiffusionModel
 from flexdiff.samplers import PIPELINE
 from flexdiff.utils.hashing import digest, weights_hash
-from flexdiff.utils.io import atomic_path
+from flexdiff.utils.io import atomic_path, read_tensors
 
 CACHE_NAME = "teacher_cache.safetensors"
 #: the status of a cache file that is not whole (unreadable, truncated, wrong tensors): rebuilt, with a warning
@@ -82,20 +82,20 @@ def read_reference(path: Path, key: ReferenceKey) -> tuple[tuple[torch.Tensor, t
     """The cached ``(images, features)`` at ``path`` when the file is whole and made under ``key``, else None and why
     it will be rebuilt: a key field that differs, or what is wrong with the file (unreadable, truncated, tensors
     missing or of the wrong shape or dtype). A cache is never trusted unchecked, and a bad one is never fatal."""
-    from safetensors import safe_open
-
+    tensors, meta, why = read_tensors(path)
+    if why:
+        return None, f"{DAMAGED} ({why})"
     try:
-        with safe_open(str(path), framework="pt") as f:
-            stored = json.loads((f.metadata() or {}).get("key", "{}"))
-            expected = json.loads(key.to_json())
-            if stored != expected:
-                differs = [k for k, v in expected.items() if not isinstance(stored, dict) or stored.get(k) != v]
-                return None, f"rebuilt: {', '.join(differs) or 'format'} differs"
-            if set(f.keys()) != {"images", "features"}:
-                return None, f"{DAMAGED} (tensors {sorted(f.keys())}, expected images and features)"
-            images, features = f.get_tensor("images"), f.get_tensor("features")
-    except Exception as exc:  # safetensors' SafetensorError, OSError, a header that is not JSON: the file is not whole
-        return None, f"{DAMAGED} ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
+        stored = json.loads(meta.get("key", "{}"))
+    except ValueError:
+        return None, f"{DAMAGED} (its key is not JSON)"
+    expected = json.loads(key.to_json())
+    if stored != expected:
+        differs = [k for k, v in expected.items() if not isinstance(stored, dict) or stored.get(k) != v]
+        return None, f"rebuilt: {', '.join(differs) or 'format'} differs"
+    if set(tensors) != {"images", "features"}:
+        return None, f"{DAMAGED} (tensors {sorted(tensors)}, expected images and features)"
+    images, features = tensors["images"], tensors["features"]
     if images.ndim != 4 or images.shape[0] != key.n or not images.is_floating_point():
         return None, f"{DAMAGED} (images of shape {tuple(images.shape)}, {images.dtype}; expected ({key.n}, C, H, W) floats)"
     if features.ndim != 2 or features.shape[0] != key.n or not features.is_floating_point() or not torch.isfinite(features).all():

@@ -77,7 +77,8 @@ def check_studies(ctx: SearchContext) -> None:
 
 
 def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member, str]]:
-    """The evaluated baselines that are genomes (DDIM-k, DeepCache whose interval fits the segments), with their keys."""
+    """The evaluated plan baselines as genomes, with their keys: themselves when segment-shaped (DDIM-k, DeepCache
+    whose interval fits the segments), else their nearest genome (``projected``)."""
     seeds = []
     for t in evaluated(baseline_study):
         row = t.user_attrs["result"]
@@ -86,9 +87,10 @@ def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member
         schedule = schedule_of_row(row, ctx.timesteps, ctx.config.sampler)
         if schedule.sampler != ctx.config.candidate_sampler:
             continue  # a plan under another sampler is not a point of the searched space
-        genome = ctx.space.genome_of(schedule)
+        genome = ctx.space.nearest_genome(schedule)
         if genome is not None:
-            seeds.append((Member(str(genome), float(row["macs"]), float(row["rfid"])), t.user_attrs["key"]))
+            projected = ctx.genome_key(genome) != schedule.key
+            seeds.append((Member(str(genome), float(row["macs"]), float(row["rfid"]), projected), t.user_attrs["key"]))
     return seeds
 
 

@@ -8,6 +8,7 @@ of every expanded schedule is full by construction (each segment starts with its
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from flexdiff.errors import FlexdiffError
@@ -133,6 +134,37 @@ class GenomeSpace:
                 return Genome(tuple(segments), spacing)
         return None
 
+    def nearest_genome(self, schedule: Schedule) -> Genome | None:
+        """The genome of ``schedule`` (:meth:`genome_of`), or else the closest one: as many segments as the plan has full
+        steps, each keeping its plan segment's active fraction, (most frequent) branch and step kind. DeepCache 1:N with
+        N not dividing T (full steps at 0, N, 2N, ... where equal segments start at floor(sT/n)) projects onto the same
+        plan with its full steps moved by less than one segment. None when the first step is not full or the space has
+        no such segment count. Lets every plan baseline seed the evolution, not only the segment-shaped ones."""
+        exact = self.genome_of(schedule)
+        if exact is not None:
+            return exact
+        starts = [i for i, step in enumerate(schedule.steps) if step.kind == FULL]
+        if not starts or starts[0] != 0 or len(starts) not in self.segment_counts:
+            return None
+        segments, old_lengths = [], [b - a for a, b in zip(starts, starts[1:] + [len(schedule.steps)])]
+        for start, length in zip(starts, old_lengths):
+            steps = schedule.steps[start:start + length]
+            partial = [s for s in steps[1:] if s.kind in (PARTIAL, FORECAST)]
+            branch = max(sorted({s.branch for s in partial}), key=[s.branch for s in partial].count) if partial else 0
+            forecast = self.forecast and 2 * sum(1 for s in partial if s.kind == FORECAST) > len(partial)
+            segments.append(Segment(branch, sum(1 for s in steps if s.kind != NULL), forecast))
+        spacing = 1.0 if 1.0 in self.spacings else self.spacings[0]
+        return self._fit(Genome(self._rescaled(segments, old_lengths, self.lengths(len(starts), spacing)), spacing))
+
+    @staticmethod
+    def _rescaled(old: Sequence[Segment], old_lengths: Sequence[int], lengths: Sequence[int]) -> tuple[Segment, ...]:
+        """Segments of ``lengths`` copying the old segment at the same relative position, at its active fraction."""
+        segments = []
+        for s, length in enumerate(lengths):
+            k = min(len(old) - 1, s * len(old) // len(lengths))
+            segments.append(replace(old[k], interval=max(1, min(length, round(old[k].interval / old_lengths[k] * length)))))
+        return tuple(segments)
+
     def mutate(self, genome: Genome, rng: random.Random, rate: float = 0.2) -> Genome:
         """Change one segment's branch or interval (each segment with probability ``rate``, at least one); or, with
         probability 0.2, move one active step from one segment to another (the cost stays about the same while the
@@ -176,13 +208,8 @@ class GenomeSpace:
         """The same plan at another segment count (or spacing; default the genome's): segment s copies the old
         segment at the same relative position, keeping its active fraction of the segment."""
         spacing = genome.spacing if spacing is None else spacing
-        old, old_lengths, lengths = genome.segments, self.lengths(len(genome.segments), genome.spacing), self.lengths(n_segments, spacing)
-        segments = []
-        for s, length in enumerate(lengths):
-            k = min(len(old) - 1, s * len(old) // n_segments)
-            fraction = old[k].interval / old_lengths[k]
-            segments.append(replace(old[k], interval=max(1, min(length, round(fraction * length)))))
-        return self._fit(Genome(tuple(segments), spacing))
+        old_lengths = self.lengths(len(genome.segments), genome.spacing)
+        return self._fit(Genome(self._rescaled(genome.segments, old_lengths, self.lengths(n_segments, spacing)), spacing))
 
     def crossover(self, a: Genome, b: Genome, rng: random.Random) -> Genome:
         """Uniform crossover of whole segments (parents with the same segment count and spacing; otherwise ``b`` is

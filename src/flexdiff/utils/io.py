@@ -141,3 +141,26 @@ def folder_as_unit(out: Path, last: str = "model_index.json") -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_tensors(path: Path) -> tuple[dict[str, Any], dict[str, str], str]:
+    """``(tensors, metadata, "")`` of a whole safetensors file, or ``({}, {}, why)`` when it cannot be read (missing,
+    truncated, empty, not safetensors): the state an earlier process left on disk is checked, never trusted."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {}), ""
+    except Exception as exc:  # SafetensorError, OSError, a header that is not JSON: the file is not whole
+        return {}, {}, f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
+
+
+def state_mismatch(expected: dict[str, Any], tensors: dict[str, Any]) -> str:
+    """What keeps ``tensors`` from loading into a module whose ``state_dict()`` is ``expected`` ("" when they fit):
+    names missing or extra, shapes or dtypes that differ. Checked before ``load_state_dict``, which would otherwise
+    copy part of a bad file into the module before failing."""
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or extra:
+        return f"tensors missing {missing[:2]} / unexpected {extra[:2]}"
+    bad = [k for k, v in expected.items() if tuple(tensors[k].shape) != tuple(v.shape) or tensors[k].dtype != v.dtype]
+    return f"tensors of another shape or dtype: {', '.join(bad[:3])}" if bad else ""

@@ -3,10 +3,12 @@
 Each new trial is one child genome: parents are drawn from the two best (MACs, rFID) Pareto ranks and from the best
 trials within the cost budget; a child is a crossover of whole segments (probability ``crossover``) followed by a
 segment-aware mutation. Visited schedules are memoised (a child whose schedule was already evaluated, or is being
-evaluated, is re-drawn). The population is seeded as AutoDiffusion and Flexiffusion describe: the baselines that
-are segment-shaped (DDIM-k, DeepCache with an interval that fits the segments; evaluated once in their own study,
-passed in as ``seeds``) are parents from the first child on, and the first ``initial`` children are random genomes
-(half of them uniform: every segment alike). Because it is an Optuna sampler, the study stays the single source of
+evaluated, is re-drawn). The population is seeded as AutoDiffusion and Flexiffusion describe: the plan baselines
+(DDIM-k, DeepCache and forecast 1:N; evaluated once in their own study, passed in as ``seeds``) are parents from the
+first child on — a segment-shaped one as itself, any other as its nearest genome (``projected``: its full steps moved
+onto the segment grid, :meth:`GenomeSpace.nearest_genome`), which is proposed unchanged the first time it is drawn
+as a parent and afterwards competes with its own measured scores — and the first ``initial`` children are random
+genomes (half of them uniform: every segment alike). Because it is an Optuna sampler, the study stays the single source of
 truth: resuming and several workers need nothing extra.
 """
 
@@ -34,11 +36,13 @@ INITIAL = 8
 
 @dataclass(frozen=True)
 class Member:
-    """One evaluated genome of the population: its encoding and both objectives."""
+    """One evaluated genome of the population: its encoding and both objectives. ``projected``: the nearest genome
+    of a plan baseline the segment grid cannot express, scored by that baseline until it is evaluated itself."""
 
     genome: str
     macs: float
     rfid: float
+    projected: bool = False
 
 
 class EvolutionSampler(BaseSampler):
@@ -56,7 +60,8 @@ class EvolutionSampler(BaseSampler):
         mutation_rate: float = 0.2,
         seeds: Sequence[tuple[Member, str]] = (),
     ) -> None:
-        """``seeds``: evaluated baselines that are segment-shaped, with their schedule keys (never re-evaluated)."""
+        """``seeds``: evaluated plan baselines as genomes, with their schedule keys (never re-evaluated; a projected
+        seed's own schedule is another one, and is evaluated when first drawn)."""
         self.space, self.schedule_key = space, schedule_key
         # several budgets (a benchmark covering 1/2 .. 1/5): an elite within each of them
         self.budgets: list[float | None] = [None] if max_macs is None else [float(max_macs)] if isinstance(max_macs, (int, float)) else [float(b) for b in max_macs]
@@ -94,17 +99,21 @@ class EvolutionSampler(BaseSampler):
         seen = {t.user_attrs.get("key") for t in trials} | self.seed_keys
         done = [Member(r["genome"], float(t.values[0]), float(t.values[1]))
                 for t in trials if t.state == TrialState.COMPLETE and (r := t.user_attrs.get("result") or {}).get("genome")]
+        seeds = [m for m in self.seeds if not (m.projected and self.schedule_key(Genome.parse(m.genome)) in seen)]
         for _ in range(100):
-            child = self._child(done, rng)
+            child = self._child(done, seeds, rng)
             if self.schedule_key(child) not in seen:
                 return child
         return self.space.random_genome(rng)
 
-    def _child(self, done: list[Member], rng: random.Random) -> Genome:
+    def _child(self, done: list[Member], seeds: list[Member], rng: random.Random) -> Genome:
         if len(done) < self.initial:
             return self.space.uniform_genome(rng) if len(done) % 2 == 0 else self.space.random_genome(rng)
-        parents = self._parents(done + self.seeds)
-        a = Genome.parse(rng.choice(parents).genome)
+        parents = self._parents(done + seeds)
+        parent = rng.choice(parents)
+        a = Genome.parse(parent.genome)
+        if parent.projected:  # not evaluated yet: first the baseline's own plan on the segment grid
+            return a
         if rng.random() < self.crossover:
             a = self.space.crossover(a, Genome.parse(rng.choice(parents).genome), rng)
         return self.space.mutate(a, rng, self.mutation_rate)

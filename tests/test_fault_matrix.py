@@ -1,0 +1,289 @@
+"""Fault injection over every artefact kind flexdiff reads back and every command that writes (issue 19).
+
+Each artefact kind gets the same five damages — truncated, garbage, empty, wrong key (a tensor or field renamed),
+wrong shape — and one of two promised outcomes:
+
+- a **cache or a run's own state** (the teacher reference of a search; a compress run's records, distilled blocks and
+  retraining checkpoint) is rebuilt with a one-line warning, and the run ends with exactly the result of an
+  undamaged run;
+- an **input** (a schedule file, a model folder's weights and config, an image set, a run's results.json, a study
+  database) is refused: exit code 2, one stderr line, no traceback, no output folder made.
+
+Then the faults a file system or a user adds mid-run: a full disk (``ENOSPC``) in the middle of a compress phase, an
+interrupt (SIGINT, exit 130) in the middle of one, and a read-only ``--out`` for every command that writes. In each
+case: the earlier complete artefacts intact, no temporary file, and the rerun equal to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_unet
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from flexdiff.cli import app
+from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, save_model
+
+pytestmark = pytest.mark.slow  # end-to-end runs of search and compress
+
+runner = CliRunner()
+DAMAGES = ("truncated", "garbage", "empty", "wrong key", "wrong shape")
+COMPRESS = ["--record-n", "32", "--val-n", "8", "--distill-steps", "3", "--retrain-steps", "4", "--fid-n", "0", "--minutes", "5",
+            "--device", "cpu", "--no-report", "--seed", "3"]
+SEARCH = ["--steps", "6", "--n", "8", "--trials", "3", "--validate-n", "8", "--segments", "2,3", "--baseline-branches", "0",
+          "--speedup", "2", "--seed", "0"]
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def damage(path: Path, how: str) -> None:
+    """One of :data:`DAMAGES` applied to a safetensors or JSON file in place."""
+    data = path.read_bytes()
+    if how in ("truncated", "garbage", "empty"):
+        path.write_bytes({"truncated": data[: len(data) // 3], "garbage": b"\x00not a file\xff" * 40, "empty": b""}[how])
+    elif path.suffix == ".safetensors":
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+        first = sorted(k for k in tensors if tensors[k].ndim > 0)[0]
+        if how == "wrong key":
+            tensors["renamed." + first] = tensors.pop(first)
+        else:
+            tensors[first] = torch.zeros(3, 1, dtype=tensors[first].dtype)
+        save_file(tensors, str(path), metadata=meta)
+    else:
+        obj = json.loads(data)
+        first = sorted(obj)[0]
+        if how == "wrong key":
+            obj["renamed_" + first] = obj.pop(first)
+        else:
+            obj[first] = [obj[first], 0]
+        path.write_text(json.dumps(obj))
+
+
+def assert_one_line(result, code: int = 2) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "━" not in line]  # progress bars aside
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and len(lines) == 1 and lines[0].startswith(("error:", "interrupted")), result.stderr
+    return lines[0]
+
+
+def no_temp_files(folder: Path) -> None:
+    left = [p.name for p in folder.parent.rglob("*") if ".tmp" in p.name or p.name.startswith(f".{folder.name}.")]
+    assert not left, left
+
+
+# --- fixtures: one undamaged run of each kind ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def teacher16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "teacher16"
+    save_model(tiny_unet(sample_size=16), out, DEFAULT_SCHEDULER_CONFIG)
+    return out
+
+
+@pytest.fixture(scope="module")
+def compress_run(teacher16: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "compress"
+    assert invoke("compress", "--model", teacher16, "--out", out, *COMPRESS).exit_code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def search_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "search"
+    assert invoke("search", "--model", tiny_model_dir, "--out", out, *SEARCH).exit_code == 0
+    return out
+
+
+def student(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "student" / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def same_student(a: Path, b: Path) -> bool:
+    x, y = student(a), student(b)
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def rewind(folder: Path, phase: str, lost: list[str]) -> None:
+    """What an interrupted ``phase`` leaves: the later outputs missing, the phase not marked done."""
+    for name in lost:
+        target = folder / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    state = json.loads((folder / "state.json").read_text())
+    phases = list(state["phases"])
+    state["phases"][phase]["done"] = False
+    for later in phases[phases.index(phase) + 1:]:
+        del state["phases"][later]
+    (folder / "state.json").write_text(json.dumps(state))
+
+
+# --- caches and run state: rebuilt with a warning, the result unchanged --------------------------------------------
+AFTER_DISTILL = ["scores.json", "search.json", "retrain", "student", "results.json"]
+COMPRESS_STATE = {  # artefact -> (phase it belongs to, what that phase's interruption leaves missing, the warning)
+    "records.safetensors": ("distill", ["blocks", *AFTER_DISTILL], "recording the teacher again"),
+    "blocks/up0.safetensors": ("distill", ["blocks/up1.safetensors", *AFTER_DISTILL], "distilling up0 again"),
+    "retrain/checkpoint.safetensors": ("retrain", ["student", "results.json"], "retraining from step 0"),
+}
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("artefact", list(COMPRESS_STATE))
+def test_a_damaged_compress_state_file_is_rebuilt(artefact: str, how: str, compress_run: Path, teacher16: Path, tmp_path: Path) -> None:
+    phase, lost, warning = COMPRESS_STATE[artefact]
+    folder = tmp_path / "run"
+    shutil.copytree(compress_run, folder)
+    rewind(folder, phase, lost)
+    damage(folder / artefact, how)
+    result = invoke("compress", "--model", teacher16, "--out", folder, *COMPRESS)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and warning in warned[0] and artefact.split("/")[-1] in warned[0], result.stderr
+    assert same_student(folder, compress_run)
+    no_temp_files(folder)
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_teacher_cache_is_rebuilt_by_the_search(how: str, search_run: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from flexdiff.search.reference import CACHE_NAME
+
+    folder = tmp_path / "run"
+    shutil.copytree(search_run, folder, ignore=shutil.ignore_patterns("study.db"))
+    damage(folder / CACHE_NAME, how)
+    result = invoke("search", "--model", tiny_model_dir, "--out", folder, *SEARCH)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "rebuilt" in result.stderr and "damaged" in result.stderr, result.stderr
+    rfids = lambda d: sorted((r["name"], r["rfid"]) for r in json.loads((d / "results.json").read_text())["trials"]["searched"])  # noqa: E731
+    assert rfids(folder) == rfids(search_run)  # the rebuilt reference is the same reference
+    no_temp_files(folder)
+
+
+# --- inputs: refused in one line, nothing written -----------------------------------------------------------------
+def _schedule(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, list[object]]:
+    path = tmp / "best.json"
+    shutil.copy(search_run / "best.json", path)
+    return path, ["sample", "--model", tiny_model_dir, "--schedule", path, "--n", "2", "--out", tmp / "out"]
+
+
+def _weights(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, list[object]]:
+    shutil.copytree(tiny_model_dir, tmp / "model")
+    return tmp / "model" / "unet" / "diffusion_pytorch_model.safetensors", ["sample", "--model", tmp / "model", "--steps", "2", "--n", "2", "--out", tmp / "out"]
+
+
+def _config(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, list[object]]:
+    shutil.copytree(tiny_model_dir, tmp / "model")
+    return tmp / "model" / "unet" / "config.json", ["sample", "--model", tmp / "model", "--steps", "2", "--n", "2", "--out", tmp / "out"]
+
+
+def _images(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, list[object]]:
+    path = tmp / "images.npz"
+    np.savez(path, images=np.zeros((4, 1, 16, 16), np.float32), labels=np.zeros(4))
+    return path, ["eval", "--samples", path, "--reference", "builtin:digits-heldout"]
+
+
+def _study(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, list[object]]:
+    shutil.copytree(search_run, tmp / "out")
+    return tmp / "out" / "study.db", ["search", "--model", tiny_model_dir, "--out", tmp / "out", *SEARCH]
+
+
+def _results(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, list[object]]:
+    shutil.copytree(search_run, tmp / "run", ignore=shutil.ignore_patterns("study.db"))
+    return tmp / "run" / "results.json", ["report", tmp / "run", "--out", tmp / "out" / "report.html", "--n", "2"]
+
+
+INPUTS: dict[str, Callable[[Path, Path, Path], tuple[Path, list[object]]]] = {
+    "schedule file": _schedule, "model weights": _weights, "model config": _config, "image set": _images,
+    "study database": _study, "results.json": _results,
+}
+# damages an input kind answers otherwise than with a refusal, by its documented contract:
+OTHERWISE = {
+    ("image set", "wrong key"): "an .npz's 'images' array or its only array: a renamed 'images' beside 'labels' is refused, checked below",
+    ("study database", "wrong key"): "not a tensor file: another study in the database is refused before any work (test_error_net)",
+    ("study database", "wrong shape"): "not a tensor file",
+    ("study database", "empty"): "an empty file is an empty SQLite database: the search starts a new study in it",
+    ("results.json", "wrong key"): "the report renders what is there and names each absent field (test_report)",
+    ("results.json", "wrong shape"): "the report renders what is there and names each field it could not render (test_report)",
+}
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("kind", list(INPUTS))
+def test_a_damaged_input_is_refused_in_one_line(kind: str, how: str, search_run: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    if (kind, how) in OTHERWISE:
+        pytest.skip(OTHERWISE[kind, how])
+    path, args = INPUTS[kind](search_run, tiny_model_dir, tmp_path)
+    if kind == "image set" and how in ("wrong key", "wrong shape"):
+        np.savez(path, pictures=np.zeros((4, 1, 16, 16), np.float32), labels=np.zeros(4)) if how == "wrong key" else np.savez(path, images=np.zeros((4, 16), np.float32))
+    else:
+        damage(path, how)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    line = assert_one_line(invoke(*args))
+    assert path.name in line or path.parent.name in line, line
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing written, nothing changed
+
+
+# --- a full disk and an interrupt mid-phase in compress -----------------------------------------------------------
+def _fail_on(target: str, exc: BaseException, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``safetensors.torch.save_file`` raises ``exc`` when it writes ``target`` (the writer every phase uses)."""
+    import safetensors.torch
+
+    real = safetensors.torch.save_file
+
+    def save(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
+        if Path(filename).name.startswith(target):
+            raise exc
+        real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save)
+
+
+@pytest.mark.parametrize("fault, code", [(OSError(errno.ENOSPC, "No space left on device"), 2), (KeyboardInterrupt(), 130)], ids=["ENOSPC", "SIGINT"])
+@pytest.mark.parametrize("target", ["up1.safetensors", "checkpoint.safetensors"])
+def test_a_fault_mid_phase_keeps_finished_phases_and_the_rerun_ends_equal(
+        fault: BaseException, code: int, target: str, compress_run: Path, teacher16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "run"
+    _fail_on(target, fault, monkeypatch)
+    line = assert_one_line(invoke("compress", "--model", teacher16, "--out", folder, *COMPRESS), code)
+    assert ("No space left" in line) if code == 2 else ("rerun the same command" in line), line
+    no_temp_files(folder)
+    finished = {p: p.read_bytes() for p in (folder / "records.safetensors", folder / "blocks" / "up0.safetensors") if p.is_file()}
+    assert folder / "records.safetensors" in finished and not (folder / "results.json").exists()
+    monkeypatch.undo()
+    assert invoke("compress", "--model", teacher16, "--out", folder, *COMPRESS).exit_code == 0
+    assert all(p.read_bytes() == data for p, data in finished.items())  # finished work kept and reused, not redone
+    assert same_student(folder, compress_run)
+
+
+# --- a read-only --out, for every command that writes ---------------------------------------------------------------
+WRITERS = {
+    "sample": ["sample", "--steps", "2", "--n", "2", "--out", "{out}"],
+    "search": ["search", "--model", "{model}", *SEARCH, "--out", "{out}"],
+    "compress": ["compress", "--model", "{teacher16}", *COMPRESS, "--out", "{out}"],
+    "train": ["train", "--steps", "1", "--out", "{out}"],
+    "train-features": ["train-features", "--epochs", "1", "--out", "{out}/digits.safetensors"],
+    "schedule": ["schedule", "full", "--steps", "4", "--out", "{out}/full.json"],
+    "report": ["report", "{run}", "--n", "2", "--out", "{out}/report.html"],
+}
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_a_read_only_out_is_refused_before_any_work(command: str, search_run: Path, tiny_model_dir: Path, teacher16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == locked and mode & os.W_OK else real(p, mode, **kw))  # root ignores chmod
+    args = [a.format(out=locked / "out", model=tiny_model_dir, teacher16=teacher16, run=search_run) for a in WRITERS[command]]
+    line = assert_one_line(invoke(*args))
+    assert "not writable" in line and str(locked) in line, line
+    assert list(locked.iterdir()) == []
