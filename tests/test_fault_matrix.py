@@ -287,3 +287,34 @@ def test_a_read_only_out_is_refused_before_any_work(command: str, search_run: Pa
     line = assert_one_line(invoke(*args))
     assert "not writable" in line and str(locked) in line, line
     assert list(locked.iterdir()) == []
+
+
+# --- a full disk in the middle of a search trial ------------------------------------------------------------------
+def test_a_full_disk_mid_trial_keeps_finished_trials_and_the_rerun_equals_an_uninterrupted_search(
+        search_run: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC raised inside the second searched evaluation (where the study's database writes): one line, exit 2; the
+    first trial stays in the study; the rerun ends with exactly the uninterrupted search's trials and results."""
+    from search.test_search import _searched_sequence
+
+    from flexdiff.search.context import SearchContext
+
+    folder = tmp_path / "run"
+    real, calls = SearchContext.evaluate, []
+
+    def evaluate(self: SearchContext, schedule: object, trial: object = None) -> dict[str, object]:
+        if trial is not None:
+            calls.append(schedule)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(folder / "study.db"))
+        return real(self, schedule, trial)
+
+    monkeypatch.setattr(SearchContext, "evaluate", evaluate)
+    line = assert_one_line(invoke("search", "--model", tiny_model_dir, "--out", folder, *SEARCH))
+    assert "No space left" in line and "study.db" in line, line
+    assert len([s for s in _searched_sequence(folder) if s[0] == "COMPLETE"]) == 1 and not (folder / "results.json").exists()
+    no_temp_files(folder)
+    monkeypatch.undo()
+    assert invoke("search", "--model", tiny_model_dir, "--out", folder, *SEARCH).exit_code == 0
+    assert _searched_sequence(folder) == _searched_sequence(search_run)
+    pick = lambda d: json.loads((d / "best.json").read_text())["steps"]  # noqa: E731
+    assert pick(folder) == pick(search_run)
