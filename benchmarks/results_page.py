@@ -134,26 +134,26 @@ def anchor(key: str) -> str:
 
 
 def parse_genome_name(name: str) -> list[tuple[int, int]] | None:
-    """'genome-b0i3_b2i1' -> [(0, 3), (2, 1)]; None for a baseline name."""
+    """'genome-b0i3_b2i1f' -> [(0, 3), (2, 1)] (``f``: forecast partial steps); None for a baseline name."""
     if not name.startswith("genome-"):
         return None
     body = name[len("genome-"):].split("@")[0]
     segs = []
     for part in body.split("_"):
         b, i = part[1:].split("i")
-        segs.append((int(b), int(i)))
+        segs.append((int(b), int(i.rstrip("f"))))
     return segs
 
 
 def step_counts(steps: list[str]) -> tuple[int, int, int]:
     full = sum(1 for s in steps if s == "full")
-    partial = sum(1 for s in steps if s.startswith("partial"))
+    partial = sum(1 for s in steps if s.startswith(("partial", "forecast")))
     null = sum(1 for s in steps if s == "null")
     return full, partial, null
 
 
 def counts_text(row: dict[str, Any]) -> str:
-    if "steps" in row:
+    if row.get("steps"):
         return " / ".join(str(c) for c in step_counts(row["steps"]))
     if "counts" in row:
         c = row["counts"]
@@ -287,7 +287,7 @@ def sec_search(name: str, d: dict[str, Any]) -> str:
     t = d["teacher"]
     intro = (
         f"One study on the same noise: {d['evaluated']['baselines']} baselines and {d['evaluated']['searched']} "
-        f"`{d['strategy']}` trials on {d['n_search']} images (seed {d['seed']}). Teacher: {teacher_name(t['name'])}, FID "
+        f"`{d.get('strategy', 'evolution')}` trials on {d['n_search']} images (seed {d['seed']}). Teacher: {teacher_name(t['name'])}, FID "
         f"**{num(t['fid'])}** against `{t['real_reference']}`. Per budget, the searched schedules with the lowest "
         f"search rFID and the best baselines of each family of equal or higher cost were re-scored on "
         f"{d['validate_n']} images (rFID against the teacher, FID against held-out digits, wall-clock against the "
@@ -304,13 +304,21 @@ def sec_search(name: str, d: dict[str, Any]) -> str:
     if solver == "ddim-2m":
         parts.append("A plan without null steps (DeepCache) runs exactly as DDIM under `ddim-2m`, so those "
                      "`+ddim-2m` rows repeat the DDIM rows.")
+    if d.get("peers") is not None:
+        parts.append("Peers (kind `peer`: diffusers' and cache-dit's caches run from their own code, MACs counted from "
+                     "what they computed) are compared like the baselines; a row marked *above the budget* is a family's "
+                     "cheapest setting where none reaches the budget. `beats_peers`: against every family but "
+                     "flexdiff's own uniform `forecast` plans; `..._at_budget`: only against families with a setting "
+                     "within the budget.")
     parts.append(provenance(name, d))
-    h = d["headline"]
+    h = d.get("headline")
+    script = "search_vs_peers.py" if name.startswith("search_vs_peers") else "search_vs_baselines.py"
     parts.append(
-        f"`headline` (the benchmark's acceptance pick, defined in `benchmarks/search_vs_baselines.py`): "
+        f"`headline` (the benchmark's acceptance pick, defined in `benchmarks/{script}`): "
         f"{schedule_label(h['schedule'])}, **{times(h['macs_speedup'])} MACs, {times(h['wall_speedup'])} wall-clock, "
         f"FID {num(h['fid'])}** against the teacher's {num(h['teacher_fid'])} ({rel(h['fid_ratio'])}), rFID "
-        f"{num(h['rfid'])}; `within_5_percent`: {yes(h['within_5_percent'])}.")
+        f"{num(h['rfid'])}; `within_5_percent`: {yes(h['within_5_percent'])}." if h else
+        f"`headline` (defined in `benchmarks/{script}`): no searched schedule reached it.")
     rows: list[list[str]] = []
     genomes: list[str] = []
     summary: list[str] = []
@@ -340,15 +348,16 @@ def sec_search(name: str, d: dict[str, Any]) -> str:
                 seen[key] = code(r["name"])
             if not classic(fam):
                 label += " (solver plan)"
+            if not c.get("within_budget", True):
+                label += " (above the budget)"
             rows.append(["", label, r.get("sampler", "ddim"), counts_text(r), times(r["macs_speedup"]),
                          times(r["wall_speedup"]), cell(r["fid"], best_fid), cell(r["rfid"], best_rfid),
                          signed(c["fid_margin"]), signed(c["rfid_margin"]), w])
             if classic(fam):
                 classic_notes.append(f"{code(r['name'])}: {winner(c['fid_margin'], c['rfid_margin']).replace('**', '')}")
         genomes.append(f"- {b['budget']}: `{s['genome']}` (`{s['name']}`)")
-        line = f"- {b['budget']}: against the classic baselines, winner " + "; ".join(classic_notes)
-        if "beats_classic_baselines" in b:
-            line += f". `beats_classic_baselines`: {yes(b['beats_classic_baselines'])}"
+        line = f"- {b['budget']}: against the {'baselines and peers' if d.get('peers') is not None else 'classic baselines'}, winner " + "; ".join(classic_notes)
+        line += "".join(f". `{k}`: {yes(v)}" for k, v in b.items() if k.startswith("beats_"))
         summary.append(line + ".")
     parts.append(table(["budget", "schedule", "sampler", "full / partial / null", "MACs x", "wall x", "FID", "rFID",
                         "FID margin", "rFID margin", "winner"], rows))
@@ -697,6 +706,7 @@ FAMILIES: list[tuple[str, str, Callable[[str], bool]]] = [
     ("step_types", "Step types: wall-clock against MACs", lambda n: n == "step_types.json"),
     ("rfid_vs_fid", "rFID ranks schedules like FID", lambda n: n == "rfid_vs_fid.json"),
     ("search_vs_baselines", "Searched schedules against the baselines", lambda n: n.startswith("search_vs_baselines")),
+    ("search_vs_peers", "Searched schedules against the caching peers", lambda n: n.startswith("search_vs_peers")),
     ("seed_spread", "How much of a margin is noise: more seeds", lambda n: n.startswith("seed_spread")),
     ("spacing", "Spacing of the segment boundaries", lambda n: n == "spacing.json"),
     ("sd15_cost", "Cost at Stable Diffusion v1.5 scale", lambda n: n == "sd15_cost.json"),
@@ -718,6 +728,9 @@ SUBTITLES = {
     "compress_run.json": "The acceptance run",
     "compress_run_dynamic.json": "The same budget with the default decaying alpha",
     "compress_run_constant.json": "A shorter constant-alpha run",
+    "search_vs_peers.json": "`builtin:digits-dit` (rectified flow), the peers beside",
+    "search_vs_peers_unet_forecast.json": "The built-in UNet with the forecast gene",
+    "search_vs_peers_unet_reuse.json": "The built-in UNet, reuse only",
 }
 
 
@@ -818,7 +831,7 @@ def render(results: Path = RESULTS) -> str:
                 body.append(sec_step_types(n, d))
             elif key == "rfid_vs_fid":
                 body.append(sec_rfid_vs_fid(n, d))
-            elif key == "search_vs_baselines":
+            elif key in ("search_vs_baselines", "search_vs_peers"):
                 body.append(sec_search(n, d))
             elif key == "seed_spread":
                 body.append(sec_seed_spread(n, d, docs))

@@ -13,7 +13,6 @@ the normaliser of :func:`flexdiff.nas.blocks.relative_loss`.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
