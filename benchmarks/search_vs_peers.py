@@ -23,13 +23,24 @@ replay; on the built-in UNet (peers there: none of diffusers' block caches appli
 forecast searches side by side:
 
     python benchmarks/search_vs_peers.py --model builtin:digits --sampler ddim --steps 50 --no-peers --forecast --run-dir runs/svp_unet_forecast --out benchmarks/results/search_vs_peers_unet_forecast.json
+
+How much of a margin is noise (as ``seed_spread.py`` for the UNet): ``--spread-from`` an earlier output re-scores the
+budgets' searched pick and the rows it was compared with on ``--spread-seeds`` (``--validate-n`` fresh images each,
+seed 0 being the noise the benchmark validated on), with the run's own settings (same arguments, same ``--run-dir``:
+nothing is searched again), and writes per row and per searched-minus-baseline pair the mean and standard deviation:
+
+    python benchmarks/search_vs_peers.py --n 128 --trials 200 --steps 20 --baseline-branches 0,2,4,5,9,14 --forecast --run-dir runs/svp_forecast --spread-from benchmarks/results/search_vs_peers.json --spread-seeds 0,1,2,3,4 --spread-budgets 1/2 --spread-families taylorseer,forecast,ddim,magcache --out benchmarks/results/seed_spread_peers.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from common import (
     budget_plan,
@@ -64,6 +75,10 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=2, help="per budget and family: candidates re-scored with --validate-n images")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/search_vs_peers"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_vs_peers.json"))
+    parser.add_argument("--spread-from", type=Path, default=None, help="an earlier output: re-score its picks on --spread-seeds instead of searching")
+    parser.add_argument("--spread-seeds", default="0,1,2,3,4")
+    parser.add_argument("--spread-budgets", default="1/2")
+    parser.add_argument("--spread-families", default=None, help="families compared with the searched pick to re-score (default: all)")
     args = parser.parse_args()
 
     config = SearchConfig(out=args.run_dir, model=args.model, sampler=args.sampler, steps=args.steps, n=args.n, trials=args.trials, seed=args.seed, speedup=3.0,
@@ -72,6 +87,8 @@ def main() -> None:
                           peers=() if args.no_peers else tuple(PEERS.names()),
                           baseline_branches=int_ranges(args.baseline_branches) if args.baseline_branches else None)
     config.out.mkdir(parents=True, exist_ok=True)
+    if args.spread_from is not None:
+        return spread(config, args)
     start = time.perf_counter()
     ctx = build_context(config)
     work(config, ctx)
@@ -91,6 +108,41 @@ def main() -> None:
         "evaluated": {"baselines": len(baselines), "searched": len(searched), "peers": len(peers)}, "peers": peers, "budgets": summary,
     })
     print_budgets(summary, teacher)
+
+def spread(config: SearchConfig, args: argparse.Namespace) -> None:
+    """The picks of ``--spread-budgets`` in ``--spread-from``, validated again on each of ``--spread-seeds``."""
+    earlier = json.loads(args.spread_from.read_text())
+    families = set(args.spread_families.split(",")) if args.spread_families else None
+    peers = {r["name"]: r for r in earlier["peers"]}  # a validated peer row lacks its setting: the study's row has it
+    rows: dict[str, dict[str, Any]] = {}
+    pairs: list[tuple[str, str]] = []
+    for entry in (b for b in earlier["budgets"] if b["budget"] in args.spread_budgets.split(",")):
+        searched = entry["searched_row"]
+        compared = [c["baseline"] for f, c in entry["comparisons"].items() if families is None or f in families]
+        for row in [searched, *compared]:
+            rows[row["name"]] = {**peers.get(row["name"], {}), **row, "rfid": row["search_rfid"]}
+        pairs += [(searched["name"], b["name"]) for b in compared]
+    ctx = build_context(config)
+    seeds = [int(s) for s in args.spread_seeds.split(",")]
+    scores: dict[str, dict[str, list[float]]] = {name: {"fid": [], "rfid": []} for name in [*rows, "teacher"]}
+    for seed in seeds:  # fresh noise per seed, the same for every row: the differences are paired
+        teacher, scored = validate(dataclasses.replace(ctx, config=dataclasses.replace(config, seed=seed, validate_n=args.validate_n)), list(rows.values()))
+        scores["teacher"]["fid"].append(teacher["fid"])
+        for r in scored:
+            scores[r["name"]]["fid"].append(r["fid"])
+            scores[r["name"]]["rfid"].append(r["rfid"])
+        print(f"seed {seed}: " + ", ".join(f"{r['name']} FID {r['fid']:.2f} rFID {r['rfid']:.3f}" for r in scored), flush=True)
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "values": [round(v, 4) for v in values]}
+
+    differences = {f"{a} - {b}": {m: stats([x - y for x, y in zip(scores[a][m], scores[b][m])]) for m in ("fid", "rfid")} for a, b in pairs}
+    write_result(args.out, {"model": config.model, "from": str(args.spread_from), "budgets": args.spread_budgets, "seeds": seeds, "n": args.validate_n,
+                            "schedules": {name: {m: stats(v) for m, v in s.items() if v} for name, s in scores.items()}, "differences": differences,
+                            "searched_lower_on_mean": {k: v["fid"]["mean"] < 0 and v["rfid"]["mean"] < 0 for k, v in differences.items()}})
+    for k, v in differences.items():
+        print(f"{k}: dFID {v['fid']['mean']:+.2f} +- {v['fid']['std']:.2f}, drFID {v['rfid']['mean']:+.3f} +- {v['rfid']['std']:.3f}")
+
 
 if __name__ == "__main__":
     main()
