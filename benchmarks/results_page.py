@@ -282,6 +282,21 @@ SEARCH_TITLES = {
 }
 
 
+def sec_peers_spread(name: str, d: dict[str, Any]) -> str:
+    """search_vs_peers.py --spread-from: the picks of a budget re-scored on more seeds, paired differences."""
+    seeds = ", ".join(map(str, d["seeds"]))
+    rows = [[code(n), f"{num(v['fid']['mean'])} ± {num(v['fid']['std'])}", f"{num(v['rfid']['mean'], 3)} ± {num(v['rfid']['std'], 3)}" if "rfid" in v else ""]
+            for n, v in d["schedules"].items()]
+    diffs = [[code(k), f"{signed(v['fid']['mean'])} ± {num(v['fid']['std'])}", f"{signed(v['rfid']['mean'], 3)} ± {num(v['rfid']['std'], 3)}",
+              yes(d["searched_lower_on_mean"][k])] for k, v in d["differences"].items()]
+    return "\n\n".join([
+        f"The picks of budget {d['budgets']} in `{Path(d['from']).name}` re-scored on {d['n']} fresh images for each of seeds "
+        f"{seeds} (seed 0: the noise the benchmark validated on); the same noise for every row, so the differences are paired.",
+        provenance(name, d),
+        table(["schedule", "FID (mean ± std)", "rFID (mean ± std)"], rows),
+        table(["searched minus", "FID difference", "rFID difference", "searched lower on both means"], diffs)])
+
+
 def sec_search(name: str, d: dict[str, Any]) -> str:
     solver = d.get("solver")
     t = d["teacher"]
@@ -731,6 +746,7 @@ SUBTITLES = {
     "search_vs_peers.json": "`builtin:digits-dit` (rectified flow), the peers beside",
     "search_vs_peers_unet_forecast.json": "The built-in UNet with the forecast gene",
     "search_vs_peers_unet_reuse.json": "The built-in UNet, reuse only",
+    "search_vs_peers_spread.json": "How much of the 1/2 margin is noise: five seeds",
 }
 
 
@@ -831,6 +847,8 @@ def render(results: Path = RESULTS) -> str:
                 body.append(sec_step_types(n, d))
             elif key == "rfid_vs_fid":
                 body.append(sec_rfid_vs_fid(n, d))
+            elif key == "search_vs_peers" and "differences" in d:
+                body.append(sec_peers_spread(n, d))
             elif key in ("search_vs_baselines", "search_vs_peers"):
                 body.append(sec_search(n, d))
             elif key == "seed_spread":

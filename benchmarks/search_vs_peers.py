@@ -29,7 +29,7 @@ budgets' searched pick and the rows it was compared with on ``--spread-seeds`` (
 seed 0 being the noise the benchmark validated on), with the run's own settings (same arguments, same ``--run-dir``:
 nothing is searched again), and writes per row and per searched-minus-baseline pair the mean and standard deviation:
 
-    python benchmarks/search_vs_peers.py --n 128 --trials 200 --steps 20 --baseline-branches 0,2,4,5,9,14 --forecast --run-dir runs/svp_forecast --spread-from benchmarks/results/search_vs_peers.json --spread-seeds 0,1,2,3,4 --spread-budgets 1/2 --spread-families taylorseer,forecast,ddim,magcache --out benchmarks/results/seed_spread_peers.json
+    python benchmarks/search_vs_peers.py --n 128 --trials 200 --steps 20 --baseline-branches 0,2,4,5,9,14 --forecast --run-dir runs/svp_forecast --spread-from benchmarks/results/search_vs_peers.json --spread-seeds 0,1,2,3,4 --spread-budgets 1/2 --spread-families taylorseer,forecast,ddim,magcache --out benchmarks/results/search_vs_peers_spread.json
 """
 
 from __future__ import annotations
