@@ -330,3 +330,17 @@ def test_a_full_disk_mid_trial_keeps_finished_trials_and_the_rerun_equals_an_uni
     assert _searched_sequence(folder) == _searched_sequence(search_run)
     pick = lambda d: json.loads((d / "best.json").read_text())["steps"]  # noqa: E731
     assert pick(folder) == pick(search_run)
+
+
+@pytest.mark.parametrize("command", ["sample", "search"])
+def test_an_out_in_a_read_only_folder_is_refused_before_any_work(command: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sample and search stage their files in a sibling of --out and swap them in: an existing, writable --out inside a
+    read-only folder would only fail at the end, after all the work; it is refused first."""
+    locked = tmp_path / "locked"
+    (locked / "out").mkdir(parents=True)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == locked and mode & os.W_OK else real(p, mode, **kw))
+    args = [a.format(out=locked / "out", model=tiny_model_dir) for a in WRITERS[command]]
+    line = assert_one_line(invoke(*args))
+    assert "not writable" in line and str(locked) in line, line
+    assert list((locked / "out").iterdir()) == []

@@ -27,17 +27,22 @@ def unwritable(path: Path, expected: str, exc: OSError) -> FlexdiffError:
     return FlexdiffError(f"--out {path}", expected, f"choose another --out ({exc.strerror or exc.__class__.__name__})")
 
 
-def output_folder(path: Path, create: bool = True) -> Path:
+def output_folder(path: Path, create: bool = True, staged: bool = False) -> Path:
     """Create the folder a command writes its artefacts to (and its parents); a path that is a file, or one that
     cannot be created, is a one-line error rather than a traceback. ``create=False`` only checks, before the work,
     that it could be (no file in the way), so a run that fails later leaves no empty folder behind. Either way a
     read-only place is refused by name (``mkdir`` alone would not tell: an existing folder is not checked, and root
-    may create folders where the permissions say no)."""
+    may create folders where the permissions say no). ``staged``: the command writes its files into a sibling of
+    ``path`` and swaps them in (:func:`flexdiff.utils.io.folder_as_unit`), so the folder holding ``path`` must be
+    writable as well."""
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out ({existing} is a file)")
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):  # a read-only place: refused before the work, not after it
-        raise FlexdiffError(f"--out {path}", "a folder this user can write", f"choose another --out ({existing} is not writable)")
+    holder = path.parent if staged and existing == path else None
+    for place in (existing, holder):  # a read-only place: refused before the work, not after it
+        if place is not None and not os.access(place, os.W_OK | os.X_OK):
+            raise FlexdiffError(f"--out {path}", "a folder this user can write" + (" in a folder it can write" if place is holder else ""),
+                                f"choose another --out ({place} is not writable)")
     if not create:
         return path
     try:

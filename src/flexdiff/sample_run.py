@@ -77,7 +77,7 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
         plan.check_branches(model.layout.num_branches)
         plan.check_timesteps(model.noise, where=c.schedule)
     check_eta(c.eta)  # before any work (the sampler checks it again)
-    output_folder(c.out, create=False)  # a file in the way is refused now; the folder is made once there are samples
+    output_folder(c.out, create=False, staged=True)  # a file in the way is refused now; the folder is made once there are samples
     start = time.perf_counter()
     images = sample(model, c.n, sampler=sampler, steps=steps, seed=c.seed, eta=c.eta, batch_size=c.batch_size, schedule=plan, progress=True, strict=False)  # checked above
     wall = time.perf_counter() - start

@@ -124,7 +124,7 @@ def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
     The expected wall time is printed first (:mod:`flexdiff.search.estimate`); ``dry_run`` stops there, having
     written nothing, and returns ``{"estimate": ...}``."""
     check_config(config)
-    output_folder(config.out, create=False)  # a file in the way is one line before any work
+    output_folder(config.out, create=False, staged=True)  # a file in the way (or a read-only place to stage in) is one line before any work
     began = time.perf_counter()
     ctx = build_context(config, reference=False)
     expected = estimate(ctx, ctx.load_reference(build=False), time.perf_counter() - began)
