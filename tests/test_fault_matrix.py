@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_unet
+from nas.test_compress import kill_during, same_student
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
@@ -109,28 +110,6 @@ def search_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
-def student(folder: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(folder / "student" / "unet" / "diffusion_pytorch_model.safetensors"))
-
-
-def same_student(a: Path, b: Path) -> bool:
-    x, y = student(a), student(b)
-    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
-
-
-def rewind(folder: Path, phase: str, lost: list[str]) -> None:
-    """What an interrupted ``phase`` leaves: the later outputs missing, the phase not marked done."""
-    for name in lost:
-        target = folder / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    state = json.loads((folder / "state.json").read_text())
-    phases = list(state["phases"])
-    state["phases"][phase]["done"] = False
-    for later in phases[phases.index(phase) + 1:]:
-        del state["phases"][later]
-    (folder / "state.json").write_text(json.dumps(state))
-
-
 # --- caches and run state: rebuilt with a warning, the result unchanged --------------------------------------------
 AFTER_DISTILL = ["scores.json", "search.json", "retrain", "student", "results.json"]
 COMPRESS_STATE = {  # artefact -> (phase it belongs to, what that phase's interruption leaves missing, the warning)
@@ -146,7 +125,7 @@ def test_a_damaged_compress_state_file_is_rebuilt(artefact: str, how: str, compr
     phase, lost, warning = COMPRESS_STATE[artefact]
     folder = tmp_path / "run"
     shutil.copytree(compress_run, folder)
-    rewind(folder, phase, lost)
+    kill_during(folder, phase, lost)
     damage(folder / artefact, how)
     result = invoke("compress", "--model", teacher16, "--out", folder, *COMPRESS)
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output

@@ -50,10 +50,16 @@ def test_compress_writes_its_report(run_dir: Path) -> None:
     assert "Compress" in html and f"{results['student']['macs']:,}" in html
 
 
-def _student_state(folder: Path) -> dict[str, torch.Tensor]:
+def student_state(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(folder / "student" / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def same_student(a: Path, b: Path) -> bool:
+    """The two run folders' students are bit-equal (names and every tensor)."""
+    x, y = student_state(a), student_state(b)
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
 def test_results_json_has_the_report_keys(run_dir: Path) -> None:
@@ -109,7 +115,7 @@ def test_rerun_reuses_every_phase(run_dir: Path, teacher_dir: Path, tmp_path: Pa
         assert after[name] == before[name], name
 
 
-def _kill_during(folder: Path, phase: str, lost: list[str]) -> None:
+def kill_during(folder: Path, phase: str, lost: list[str]) -> None:
     """What a SIGKILL in ``phase`` leaves: later outputs missing, the phase not marked done."""
     for name in lost:
         target = folder / name
@@ -132,7 +138,7 @@ def _kill_during(folder: Path, phase: str, lost: list[str]) -> None:
 def test_killed_run_resumes_its_phase(run_dir: Path, teacher_dir: Path, tmp_path: Path, phase: str, lost: list[str], kept: list[str]) -> None:
     folder = tmp_path / "killed"
     shutil.copytree(run_dir, folder)
-    _kill_during(folder, phase, lost)
+    kill_during(folder, phase, lost)
     before = _mtimes(folder)
     result = invoke("compress", "--model", teacher_dir, "--out", folder, "--seed", "3", *FAST)
     assert result.exit_code == 0, result.output
@@ -141,8 +147,7 @@ def test_killed_run_resumes_its_phase(run_dir: Path, teacher_dir: Path, tmp_path
         assert after[name] == before[name], name
     for name in lost:
         assert (folder / name).exists(), name
-    original, resumed = _student_state(run_dir), _student_state(folder)  # and the resumed run ends with the same student
-    assert original.keys() == resumed.keys() and all(torch.equal(original[k], resumed[k]) for k in original)
+    assert same_student(folder, run_dir)  # and the resumed run ends with the same student
     assert json.loads((folder / "results.json").read_text())["blocks"] == json.loads((run_dir / "results.json").read_text())["blocks"]
 
 
@@ -152,15 +157,14 @@ def test_a_damaged_record_file_is_recorded_again_on_resume(run_dir: Path, teache
     student of the undamaged run (the recording is seeded)."""
     folder = tmp_path / "damaged"
     shutil.copytree(run_dir, folder)
-    _kill_during(folder, "distill", ["blocks/up0.safetensors", "blocks/up1.safetensors", "scores.json", "search.json", "retrain", "student", "fid.json", "results.json"])
+    kill_during(folder, "distill", ["blocks/up0.safetensors", "blocks/up1.safetensors", "scores.json", "search.json", "retrain", "student", "fid.json", "results.json"])
     path = folder / "records.safetensors"
     data = path.read_bytes()
     path.write_bytes({"truncated": data[: len(data) // 3], "garbage": b"not safetensors" * 50, "empty": b""}[how])
     result = invoke("compress", "--model", teacher_dir, "--out", folder, "--seed", "3", *FAST)
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output and "recording the teacher again" in result.stderr
-    original, resumed = _student_state(run_dir), _student_state(folder)
-    assert original.keys() == resumed.keys() and all(torch.equal(original[k], resumed[k]) for k in original)
+    assert same_student(folder, run_dir)
 
 
 @pytest.fixture(scope="module")

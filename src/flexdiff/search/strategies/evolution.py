@@ -66,6 +66,8 @@ class EvolutionSampler(BaseSampler):
         # several budgets (a benchmark covering 1/2 .. 1/5): an elite within each of them
         self.budgets: list[float | None] = [None] if max_macs is None else [float(max_macs)] if isinstance(max_macs, (int, float)) else [float(b) for b in max_macs]
         self.seeds, self.seed_keys = [m for m, _ in seeds], {k for _, k in seeds}
+        # a projected seed's own schedule (another than its baseline's): once some trial holds it, it is a member itself
+        self._own_keys = {m.genome: schedule_key(Genome.parse(m.genome)) for m in self.seeds if m.projected}
         self.initial, self.elite, self.crossover, self.mutation_rate = initial, elite, crossover, mutation_rate
         self._seed = seed
         self._fallback = RandomSampler(seed=seed)
@@ -99,7 +101,7 @@ class EvolutionSampler(BaseSampler):
         seen = {t.user_attrs.get("key") for t in trials} | self.seed_keys
         done = [Member(r["genome"], float(t.values[0]), float(t.values[1]))
                 for t in trials if t.state == TrialState.COMPLETE and (r := t.user_attrs.get("result") or {}).get("genome")]
-        seeds = [m for m in self.seeds if not (m.projected and self.schedule_key(Genome.parse(m.genome)) in seen)]
+        seeds = [m for m in self.seeds if not (m.projected and self._own_keys[m.genome] in seen)]
         for _ in range(100):
             child = self._child(done, seeds, rng)
             if self.schedule_key(child) not in seen:
