@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # The main job on the built-in model: a Flexiffusion search for a 3x MACs budget (small settings: minutes on 2 cores),
 # the baselines on the same noise, the validated Pareto table. Rerunning resumes the same study.
 demo: install
-	$(FLEX) search --model builtin:digits --sampler ddim --solver ddim-2m --steps 50 --speedup 3 --n 128 --trials 60 \
+	$(FLEX) search --model builtin:digits --sampler ddim --solver ddim-2m --steps 50 --speedup 3 --n 256 --trials 120 \
 		--baseline-branches 0 --validate-n 256 --validate-top 2 --seed 0 --out $(DEMO)
 
 test: install

@@ -711,6 +711,48 @@ def sec_compile(name: str, d: dict[str, Any]) -> str:
     return "\n\n".join([summary, table(["step", "eager", "compiled", "speed-up", "compile time", "max abs diff (eps)"], rows), provenance(name, d)])
 
 
+def sec_search_cost(name: str, d: dict[str, Any]) -> str:
+    """benchmarks/search_cost.py: the same search with and without pruning and reuse; the pruner replay that chose
+    the default ladder and margin; each run's picks re-scored on several seeds."""
+    runs = d["runs"]
+    phases = list(runs["exhaustive"]["phase_seconds"])
+    run_rows = []
+    for key, label in (("exhaustive", "exhaustive (rungs recorded, nothing stopped)"), ("fast", f"`--fidelity {d['fidelity']} --prune-margin {d['prune_margin']:g} --reuse`")):
+        r = runs[key]
+        span = f" ({num(r['estimate_low_seconds'], 0)} .. {num(r['estimate_high_seconds'], 0)} s)" if r.get("estimate_high_seconds") and r["estimate_high_seconds"] != r["estimate_seconds"] else ""
+        run_rows.append([label, f"{num(r['wall_seconds'], 0)} s", f"{num(r['estimate_seconds'], 0)} s ({signed(100 * r['estimate_error'], 0)} %){span}",
+                         f"{r['searched']} / {r['pruned']}", *(f"{num(r['phase_seconds'][p], 0)} s" for p in phases)])
+    verdict = (f"**{times(d['wall_speedup'])} less wall time** with pruning and reuse"
+               + ("." if d["three_times_cheaper"] else ": **not** the 3x asked for."))
+    replay = [[",".join(map(str, r["rungs"])), num(r["margin"]), f"{r['stopped']} / {r['candidates']}", pct(r["image_share"], 0),
+               f"{r['baselines_stopped']} / {r['baselines']}", pct(r["baseline_image_share"], 0), str(r["false_stops"]), ", ".join(r["stops_picks"]) or "none"]
+              for r in d["pruner_replay"]]
+    picks = []
+    for b in d["budgets"]:
+        for kind in ("best", "searched"):
+            entry = b.get(kind)
+            if entry is None:
+                picks.append([b["budget"], kind, "(none within the budget in one run)", "", "", "", ""])
+                continue
+            for run in ("exhaustive", "fast"):
+                e = entry[run]
+                within = "" if run == "exhaustive" else ", ".join(f"{m}: {'yes' if entry['within_spread'][m] else '**no**'}" for m in ("rfid", "fid"))
+                picks.append([b["budget"] if run == "exhaustive" else "", kind if run == "exhaustive" else "", f"{run}: {schedule_label(e['schedule'], bold=False)}",
+                              times(e["macs_speedup"]), spread(e["rfid"]), spread(e["fid"]), within])
+    spread_note = ", ".join(f"{k}: {'every budget' if v else '**not every budget**'}" for k, v in d["all_within_spread"].items())
+    return "\n\n".join([
+        f"{d['model']}, `--sampler {d['sampler']} --solver {d['solver']}`, T = {d['T']}, {d['n']} images, {d['trials']} trials, budgets 1/2 .. 1/5. " + verdict,
+        table(["run", "wall", "`--dry-run` estimate (error; range)", "searched / stopped", *phases], run_rows),
+        "The pruning rule replayed over the exhaustive study (a *false stop*: a stopped candidate whose full rFID was the best "
+        "within one of its budgets when it was stopped):",
+        table(["rungs", "margin at 64", "searched stopped", "their images", "baselines stopped", "their images", "false stops", "stops the exhaustive pick at"], replay),
+        f"Each run's pick per budget re-scored on {d['validate_n']} images of seeds {d['seeds']} (mean ± std; *within*: the fast mean at most the "
+        f"exhaustive mean plus two standard deviations). Within the spread: {spread_note}.",
+        table(["budget", "pick", "schedule", "MACs", "rFID", "FID", "within"], picks),
+        provenance(name, d),
+    ])
+
+
 def sec_other(name: str, d: dict[str, Any]) -> str:
     return "No renderer for this file yet; its provenance:\n\n" + provenance(name, d)
 
@@ -726,6 +768,7 @@ FAMILIES: list[tuple[str, str, Callable[[str], bool]]] = [
     ("spacing", "Spacing of the segment boundaries", lambda n: n == "spacing.json"),
     ("sd15_cost", "Cost at Stable Diffusion v1.5 scale", lambda n: n == "sd15_cost.json"),
     ("compile", "torch.compile under a schedule", lambda n: n.startswith("compile")),
+    ("search_cost", "A cheaper search: pruning and reuse", lambda n: n == "search_cost.json"),
     ("compress_run", "Compression runs on the built-in teacher", lambda n: n.startswith("compress_run")),
     ("compress_ablation", "DiffNAS ablations", lambda n: n == "compress_ablation.json"),
     ("compress_combined", "Student plus a schedule searched for it", lambda n: n == "compress_combined.json"),
@@ -860,6 +903,8 @@ def render(results: Path = RESULTS) -> str:
                 body.append(sec_sd15(n, d))
             elif key == "compile":
                 body.append(sec_compile(n, d))
+            elif key == "search_cost":
+                body.append(sec_search_cost(n, d))
             elif key == "compress_run":
                 body.append(sec_compress_run(n, d, docs))
             elif key == "compress_ablation":

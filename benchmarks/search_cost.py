@@ -1,23 +1,28 @@
-"""The same search with and without the cheap-search machinery: multi-fidelity pruning (``--fidelity``) and exact
-trajectory reuse (``--reuse``), on the built-in UNet.
+"""The same search with and without the cheap-search machinery: multi-fidelity pruning (``--fidelity``, a finite
+``--prune-margin``) and exact trajectory reuse (``--reuse``), on the built-in UNet.
 
-Both runs are complete ``flexdiff search`` runs (same seed, strategy, budget, trial count, baselines; each in a fresh
-run folder, so the teacher reference is built in both), timed from start to results.json, with the wall seconds of
-each phase as ``results.json`` records them. The exhaustive run passes the same rungs with ``--prune-margin inf``: no
-candidate is stopped and no batch cut (every candidate on all ``--n`` images in one batch, as without ``--fidelity``),
-but each evaluation records the rFID of its first 32 / 64 / 128 images, so the pruning rule can be replayed over the
-exhaustive study afterwards (:func:`flexdiff.search.fidelity.dominated`, trials in their order, a stopped one never a
-reference): per margin, how many candidates it would stop, the image share it would evaluate, and whether it would
-stop a schedule the exhaustive search picks at a budget. That table is how the default margin is chosen.
+Both runs are complete ``flexdiff search`` runs (same seed, strategy, budgets, trial count, baselines; each in a
+fresh run folder, so the teacher reference is built in both), timed from start to results.json, with the wall
+seconds of each phase as ``results.json`` records them. The exhaustive run records its rungs (``--record-rungs``)
+with ``--prune-margin inf``: no candidate is stopped and no batch cut (every candidate on all ``--n`` images in one
+batch, as without ``--fidelity``), but each evaluation keeps the rFID and paired distance of its first 16 / 32 / 64
+/ 128 images, so the pruning rule can be replayed over the exhaustive study afterwards
+(:func:`flexdiff.search.fidelity.dominated`: baselines cheapest first, then the trials in their order, a stopped
+one never a reference, within the search's budgets): per ladder and margin, how many candidates and baselines it
+would stop, the image share it would evaluate, and how many of its stops are *false* (a candidate whose full rFID
+was the best within one of its budgets). That table is how the default ladder and margin are chosen.
 
-Before each run, the ``--dry-run`` estimate of that run is taken (for the fast run a range: no candidate stopped ..
-all stopped at the first rung) and reported beside the measured time, per phase. Then, per budget 1/2 .. 1/5 (the
-evolution keeps an elite for each), each run's best searched schedule by search rFID within the budget is re-scored
-on ``--validate-n`` images of each seed in ``--seeds`` (rFID against the teacher's images from the same noise, FID
-against the held-out digits): the fast run's pick is *within the seed spread* of the exhaustive run's when its mean
-over the seeds is at most the exhaustive pick's mean plus two standard deviations of the exhaustive pick's per-seed
-values (rFID and FID each). The searches' own final validation runs on ``--search-validate-n`` images (the demo's
-256): the 1000-image scores of this benchmark are its own.
+Before each run its ``--dry-run`` estimate is taken and reported beside the measured time, per phase (for the fast
+run the point estimate, with its range: every candidate stopped at the first rung .. none stopped). Then per budget
+1/2 .. 1/5 each run's pick by search rFID within the budget — ``best``: among everything it evaluated in full (what
+``best.json`` answers; a baseline's plan may win), ``searched``: among its searched schedules only — is re-scored on
+``--validate-n`` images of each seed in ``--seeds`` (rFID against the teacher's images from the same noise, FID
+against the held-out digits). The fast run's pick is *within the seed spread* of the exhaustive run's when its mean
+over the seeds is at most the exhaustive pick's mean plus two standard deviations of its per-seed values (rFID and
+FID each). The searches' own final validation runs on ``--search-validate-n`` images (the demo's 256).
+
+``--modes`` runs one search at a time (its timing is kept beside its study as ``cost_run.json``), so the two can be
+run, and a fast run redone, separately on the same quiet machine:
 
     python benchmarks/search_cost.py --out benchmarks/results/search_cost.json
 """
@@ -25,16 +30,18 @@ values (rFID and FID each). The searches' own final validation runs on ``--searc
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common import budget_plan, int_ranges, write_result
+from common import int_ranges, write_result
 
-from flexdiff.search.fidelity import DEFAULT_MARGIN, dominated
+from flexdiff.search.fidelity import DEFAULT_MARGIN, DEFAULT_RUNGS, dominated
 
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.context import build_context
@@ -43,6 +50,10 @@ from flexdiff.search.run import search, trial_rows
 from flexdiff.search.validation import validate
 
 BUDGETS = ("1/2", "1/3", "1/4", "1/5")
+#: what is compared per budget: the best schedule the search evaluated in full (a baseline's plan too), the best searched one
+KINDS = ("best", "searched")
+#: a finished run's timing, beside its study (``--modes``)
+RECORD = "cost_run.json"
 
 
 def main() -> None:
@@ -53,75 +64,96 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--trials", type=int, default=120)
-    parser.add_argument("--fidelity", default="32,64,128")
+    parser.add_argument("--fidelity", default=",".join(map(str, DEFAULT_RUNGS)), help="the fast search's rungs")
+    parser.add_argument("--record-rungs", default="16,32,64,128", help="the rungs the exhaustive search records (nothing stopped) for the pruner replay")
     parser.add_argument("--prune-margin", type=float, default=DEFAULT_MARGIN)
     parser.add_argument("--margins", default="0.05,0.1,0.2,0.3,0.5,1", help="margins replayed over the exhaustive study")
+    parser.add_argument("--ladders", default="32,64,128;16,64;32,128;32", help="rung ladders replayed over the exhaustive study (';' between ladders)")
     parser.add_argument("--validate-n", type=int, default=1000)
     parser.add_argument("--search-validate-n", type=int, default=256, help="the searches' own final validation")
     parser.add_argument("--seeds", default="0,1,2", help="validation seeds of the spread")
     parser.add_argument("--baseline-branches", default="0,1")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/search_cost"))
+    parser.add_argument("--modes", default="exhaustive,fast", help="the searches to run now; the other's timing and study are read from its run folder "
+                        "(an earlier invocation on this machine with the same settings), so the two can run at different times")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_cost.json"))
+    parser.add_argument("--refresh-estimates", action="store_true", help="only take each run's --dry-run estimate again (after a change to the estimate) and "
+                        "update it in --out beside the recorded wall time; nothing is searched or validated")
     args = parser.parse_args()
 
     base = SearchConfig(out=args.run_dir / "exhaustive", model=args.model, sampler=args.sampler, solver=args.solver, steps=args.steps, n=args.n, trials=args.trials,
                         seed=0, speedup=3.0, elite_speedups=(2.0, 3.0, 4.0, 5.0), validate_n=args.search_validate_n, validate_top=2,
-                        fidelity=tuple(int_ranges(args.fidelity)), prune_margin=float("inf"),
+                        fidelity=tuple(int_ranges(args.record_rungs)), prune_margin=float("inf"),
                         baseline_branches=int_ranges(args.baseline_branches), segments=tuple(range(4, min(26, args.steps + 1))))
     modes = {"exhaustive": base,
-             "fast": replace(base, out=args.run_dir / "fast", prune_margin=args.prune_margin, reuse=True)}
+             "fast": replace(base, out=args.run_dir / "fast", fidelity=tuple(int_ranges(args.fidelity)), prune_margin=args.prune_margin, reuse=True)}
+    if args.refresh_estimates:
+        refresh_estimates(args.out, modes)
+        return
     runs: dict[str, dict[str, Any]] = {}
     contexts = {}
     expectations = {}
-    for name, config in modes.items():  # both estimates first (what --dry-run prints): the process is warm before either run
+    rerun = [m for m in args.modes.split(",") if m]
+    missing = []
+    for name in set(modes) - set(rerun):  # a run of an earlier invocation (same machine, same settings): its record
+        record = modes[name].out / RECORD
+        if not record.is_file():
+            missing.append(name)
+            continue
+        runs[name] = json.loads(record.read_text())
+        contexts[name] = build_context(modes[name])
+    for name in rerun:  # the estimates first (what --dry-run prints): the process is warm before either run
+        config = modes[name]
         shutil.rmtree(config.out, ignore_errors=True)
         start = time.perf_counter()
         expectations[name] = estimate(build_context(config, reference=False), False, time.perf_counter() - start)
-    for name, config in modes.items():
+    for name in rerun:
+        config = modes[name]
         expected = expectations[name]
         start = time.perf_counter()
         results = search(config)
         wall = time.perf_counter() - start
-        high = expected.total
-        low = high - expected.phases["search"] + expected.search_low if expected.search_low is not None else high
-        runs[name] = {"wall_seconds": round(wall, 1), "estimate_seconds": round(high, 1), "estimate_low_seconds": round(low, 1),
-                      "estimate_error": round((high - wall) / wall, 4), "estimate_phases": {k: round(v, 1) for k, v in expected.phases.items()},
-                      "phase_seconds": results["phase_seconds"],
+        runs[name] = {"wall_seconds": round(wall, 1), **estimate_fields(expected, wall), "phase_seconds": results["phase_seconds"],
                       "searched": len(results["trials"]["searched"]), "pruned": len(results["trials"]["pruned"]), "reuse": results.get("reuse"),
                       "evaluations_seconds": round(sum(r.get("wall_seconds", 0.0) for r in results["trials"]["searched"] + results["trials"]["pruned"]), 1)}
+        (config.out / RECORD).write_text(json.dumps(runs[name], indent=1))
         contexts[name] = build_context(config)
-        print(f"{name}: {wall:.0f} s (estimate {low:.0f} .. {high:.0f} s), {runs[name]['searched']} searched, {runs[name]['pruned']} pruned")
+        print(f"{name}: {wall:.0f} s (estimate {expected.total:.0f} s, range {low:.0f} .. {high:.0f} s), {runs[name]['searched']} searched, {runs[name]['pruned']} pruned")
 
+    if missing:
+        print(f"no {', '.join(missing)} run in {args.run_dir} yet: run it with --modes {','.join(missing)} (the comparison needs both)")
+        return
     ctx = contexts["exhaustive"]
     teacher_macs = ctx.costs.full * len(ctx.timesteps)
-    picks: dict[str, dict[str, dict[str, Any]]] = {}
-    rows: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-    for name, c in contexts.items():
-        baselines, searched = rows[name] = trial_rows(c)
-        plan, _ = budget_plan(searched, baselines, teacher_macs, 1)
-        picks[name] = {b["budget"]: next(r for r in searched if r["name"] == b["candidates"][0]) for b in plan if b.get("candidates")}
-    calibration = [replay_pruner(*rows["exhaustive"], float(m), args.n, picks["exhaustive"]) for m in args.margins.split(",")]
-    scores: dict[str, dict[str, list[dict[str, float]]]] = {name: {b: [] for b in picks[name]} for name in picks}
-    for seed in (int(s) for s in args.seeds.split(",")):
+    rows: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {name: trial_rows(c) for name, c in contexts.items()}
+    # per run, kind and budget the pick by search rFID: "best" among everything evaluated in full (what the search
+    # answers: best.json may be a baseline), "searched" among the searched schedules only
+    picks = {name: {kind: best_within(rows[name], teacher_macs, kind) for kind in KINDS} for name in contexts}
+    ladders = [tuple(int_ranges(ladder)) for ladder in args.ladders.split(";")]
+    budgets = [ctx.max_macs] + [teacher_macs / x for x in ctx.config.elite_speedups]
+    calibration = [replay_pruner(*rows["exhaustive"], float(m), args.n, picks["exhaustive"]["searched"], ladder, budgets) for ladder in ladders for m in args.margins.split(",")]
+    unique = {row["key"]: row for name in picks for kind in KINDS for row in picks[name][kind].values()}
+    scores: dict[str, list[dict[str, float]]] = {key: [] for key in unique}
+    for seed in (int(s) for s in args.seeds.split(",")):  # every picked schedule once per seed, however many picks it is
         seeded = replace(ctx, config=replace(ctx.config, seed=seed, validate_n=args.validate_n))
-        rows = [dict(row, name=f"{name}|{budget}|{row['name']}") for name in picks for budget, row in picks[name].items()]
-        _, validated = validate(seeded, rows)
+        _, validated = validate(seeded, [dict(row, name=key) for key, row in unique.items()])
         for row in validated:
-            name, budget, _ = row["name"].split("|")
-            scores[name][budget].append({"rfid": row["rfid"], "fid": row["fid"]})
+            scores[row["name"]].append({"rfid": row["rfid"], "fid": row["fid"]})
 
     def stats(values: list[float]) -> dict[str, float]:
         return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "values": values}
 
     budgets = []
     for budget in BUDGETS:
-        if budget not in picks["exhaustive"] or budget not in picks["fast"]:
-            continue
         entry: dict[str, Any] = {"budget": budget}
-        for name in ("exhaustive", "fast"):
-            entry[name] = {"schedule": picks[name][budget]["name"], "macs_speedup": picks[name][budget]["macs_speedup"],
-                           **{m: stats([s[m] for s in scores[name][budget]]) for m in ("rfid", "fid")}}
-        entry["within_spread"] = {m: entry["fast"][m]["mean"] <= entry["exhaustive"][m]["mean"] + 2 * entry["exhaustive"][m]["std"] for m in ("rfid", "fid")}
+        for kind in KINDS:
+            if budget not in picks["exhaustive"][kind] or budget not in picks["fast"][kind]:
+                entry[kind] = None  # a run with no such schedule within the budget
+                continue
+            side = {name: {"schedule": (row := picks[name][kind][budget])["name"], "macs_speedup": row["macs_speedup"], "search_rfid": row["rfid"],
+                           **{m: stats([x[m] for x in scores[row["key"]]]) for m in ("rfid", "fid")}} for name in ("exhaustive", "fast")}
+            side["within_spread"] = {m: side["fast"][m]["mean"] <= side["exhaustive"][m]["mean"] + 2 * side["exhaustive"][m]["std"] for m in ("rfid", "fid")}
+            entry[kind] = side
         budgets.append(entry)
     speedup = runs["exhaustive"]["wall_seconds"] / runs["fast"]["wall_seconds"]
     phases = {k: round(runs["exhaustive"]["phase_seconds"][k] / max(runs["fast"]["phase_seconds"][k], 1e-9), 3) for k in runs["fast"]["phase_seconds"]}
@@ -129,32 +161,90 @@ def main() -> None:
         "model": args.model, "sampler": args.sampler, "solver": args.solver, "T": args.steps, "n": args.n, "trials": args.trials, "fidelity": args.fidelity,
         "prune_margin": args.prune_margin, "validate_n": args.validate_n, "seeds": args.seeds, "runs": runs, "wall_speedup": round(speedup, 3),
         "phase_speedups": phases, "pruner_replay": calibration,
-        "budgets": budgets, "three_times_cheaper": speedup >= 3.0, "all_within_spread": all(all(b["within_spread"].values()) for b in budgets),
-        "estimates_within_25_percent": {name: abs(r["estimate_error"]) <= 0.25 or r["estimate_low_seconds"] <= r["wall_seconds"] <= r["estimate_seconds"] for name, r in runs.items()},
+        "budgets": budgets, "three_times_cheaper": speedup >= 3.0,
+        "all_within_spread": {kind: all(b[kind] is not None and all(b[kind]["within_spread"].values()) for b in budgets) for kind in KINDS},
+        "estimates_within_25_percent": {name: abs(r["estimate_error"]) <= 0.25 for name, r in runs.items()},
     })
     print(f"wall speed-up {speedup:.2f}x; per phase {phases}")
     for row in calibration:
-        print(f"margin {row['margin']}: stops {row['stopped']} of {row['candidates']}, evaluates {row['image_share']:.0%} of the images, stops picks {row['stops_picks']}")
+        print(f"rungs {row['rungs']} margin {row['margin']}: stops {row['stopped']} of {row['candidates']} ({row['image_share']:.0%} of the images) and "
+              f"{row['baselines_stopped']} of {row['baselines']} baselines ({row['baseline_image_share']:.0%}), {row['false_stops']} false stops, stops picks {row['stops_picks']}")
     for b in budgets:
-        print(b["budget"], {n: (b[n]["schedule"][:40], b[n]["rfid"]["mean"], b[n]["fid"]["mean"]) for n in ("exhaustive", "fast")}, b["within_spread"])
+        for kind in KINDS:
+            if b[kind] is not None:
+                print(b["budget"], kind, {n: (b[kind][n]["schedule"][:40], b[kind][n]["rfid"]["mean"], b[kind][n]["fid"]["mean"]) for n in ("exhaustive", "fast")}, b[kind]["within_spread"])
 
 
-def replay_pruner(baselines: list[dict[str, Any]], searched: list[dict[str, Any]], margin: float, n: int, picks: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The front pruner at ``margin`` replayed over a study that recorded its rungs without stopping anything: trials
-    in their order, each compared at every rung with the baselines and the earlier trials it would not have stopped."""
-    done = [r for r in baselines if r.get("rungs")]
+def estimate_fields(expected: Any, wall: float) -> dict[str, Any]:
+    """A run's ``--dry-run`` estimate beside its measured ``wall`` seconds: the point estimate, its range (with rungs:
+    every candidate stopped at the first rung .. none stopped), the relative error and the phases."""
+    rest = expected.total - expected.phases["search"]
+    low, high = (rest + expected.search_low, rest + expected.search_high) if expected.search_low is not None else (expected.total, expected.total)
+    return {"estimate_seconds": round(expected.total, 1), "estimate_low_seconds": round(low, 1), "estimate_high_seconds": round(high, 1),
+            "estimate_error": round((expected.total - wall) / wall, 4), "estimate_phases": {k: round(v, 1) for k, v in expected.phases.items()}}
+
+
+def refresh_estimates(out: Path, modes: dict[str, SearchConfig]) -> None:
+    """Take each run's estimate again (the warm process first, as before the runs) and put it beside the wall time
+    ``out`` recorded for that run; the file keeps every measured figure and says when the estimates were retaken."""
+    data = json.loads(out.read_text())
+    for name, config in modes.items():
+        scratch = replace(config, out=config.out.parent / f"{config.out.name}-estimate")
+        shutil.rmtree(scratch.out, ignore_errors=True)
+        start = time.perf_counter()
+        expected = estimate(build_context(scratch, reference=False), False, time.perf_counter() - start)
+        data["runs"][name].update(estimate_fields(expected, data["runs"][name]["wall_seconds"]))
+        print(f"{name}: estimate {expected.total:.0f} s for {data['runs'][name]['wall_seconds']:.0f} s measured")
+    data["estimates_within_25_percent"] = {name: abs(r["estimate_error"]) <= 0.25 for name, r in data["runs"].items()}
+    data["estimates_retaken"] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(out)
+
+
+def best_within(rows: tuple[list[dict[str, Any]], list[dict[str, Any]]], teacher_macs: float, kind: str) -> dict[str, dict[str, Any]]:
+    """Per budget 1/2 .. 1/5 the row of lowest search rFID within it: among the plan baselines (not the teacher) and
+    the searched schedules (``best``), or the searched ones only (``searched``)."""
+    baselines, searched = rows
+    pool = searched + ([r for r in baselines if r.get("steps") and r.get("family") != "teacher"] if kind == "best" else [])
+    picks = {}
+    for budget in BUDGETS:
+        within = [r for r in pool if r["macs"] <= teacher_macs / int(budget.split("/")[1])]
+        if within:
+            picks[budget] = min(within, key=lambda r: (r["rfid"], r["macs"]))
+    return picks
+
+
+def replay_pruner(baselines: list[dict[str, Any]], searched: list[dict[str, Any]], margin: float, n: int, picks: dict[str, dict[str, Any]],
+                  rungs: tuple[int, ...], budgets: list[float]) -> dict[str, Any]:
+    """The front pruner at ``margin`` on the ladder ``rungs`` replayed over a study that recorded its rungs without
+    stopping anything: the plan baselines in their order (cheapest first; the teacher's never stopped), then the trials
+    in theirs, each compared at every rung with the rows before it that it would not have stopped, within the search's
+    ``budgets`` (:func:`flexdiff.search.fidelity.dominated`). A *false stop* is a stopped candidate whose full rFID
+    was the best within one of its budgets among the rows before it: one the search needed."""
+    done: list[dict[str, Any]] = []
     stopped: dict[str, int] = {}
-    images = 0
-    for row in sorted(searched, key=lambda r: r["trial"]):
-        at = next((int(m) for m, v in sorted(row["rungs"].items(), key=lambda kv: int(kv[0])) if dominated(done, row["macs"], int(m), v, margin)), None)
-        if at is None:
-            done.append(row)
-        else:
-            stopped[row["name"]] = at
-        images += at or n
-    return {"margin": margin, "candidates": len(searched), "stopped": len(stopped),
-            "stopped_at": {str(m): sum(1 for a in stopped.values() if a == m) for m in sorted(set(stopped.values()))},
-            "image_share": round(images / max(1, n * len(searched)), 4), "stops_picks": sorted(b for b, r in picks.items() if r["name"] in stopped)}
+    images = {"baselines": 0, "searched": 0}
+    false = 0
+    for kind, rows in (("baselines", baselines), ("searched", searched)):
+        for row in sorted(rows, key=lambda r: r["trial"]):
+            if row.get("kind") == "peer":
+                continue
+            exempt = row.get("family") == "teacher"
+            at = None if exempt else next((m for m in rungs if dominated(done, row["macs"], m, row["paired_rungs"][str(m)], margin, budgets)), None)
+            if at is None:
+                done.append(row)
+            else:
+                stopped[row["name"]] = at
+                limits = [b for b in budgets if b >= row["macs"]]
+                false += any(all(not (r["macs"] <= b and r["rfid"] <= row["rfid"]) for r in done) for b in limits)
+            images[kind] += at or n
+    plans = [r for r in baselines if r.get("kind") != "peer"]
+    return {"margin": margin, "rungs": list(rungs), "candidates": len(searched), "stopped": sum(1 for r in searched if r["name"] in stopped),
+            "baselines": len(plans), "baselines_stopped": sum(1 for r in plans if r["name"] in stopped),
+            "stopped_at": {str(m): sum(1 for r in searched if stopped.get(r["name"]) == m) for m in rungs},
+            "image_share": round(images["searched"] / max(1, n * len(searched)), 4), "baseline_image_share": round(images["baselines"] / max(1, n * len(plans)), 4),
+            "false_stops": false, "stops_picks": sorted(b for b, r in picks.items() if r["name"] in stopped)}
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from flexdiff.samplers import (
     uniform_timesteps,
 )
 from flexdiff.schedule import Schedule
-from flexdiff.trajectory import StoredRun, TrajectoryStore, replaying
+from flexdiff.trajectory import TrajectoryStore, finished, replaying
 
 
 def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[float]:
@@ -135,13 +135,13 @@ def generate_scheduled(
     seen = (lambda stop, y: on_batch(stop, y.clamp(-1, 1))) if on_batch is not None else None
     bounds = batch_bounds(len(noise), batch_size, cuts)
     with apply_schedule(model, schedule, strict=strict) as run:
-        denoise, captured, plan = run.start, [], None
+        denoise, captured = run.start, []
         if trajectories is not None:
-            plan = trajectories.plan(schedule, bounds)
-            denoise = replaying(run.start, run.set_step, schedule, plan, bounds, captured)
-        x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=denoise, on_step=on_step,
-                      grid=schedule.timesteps, cuts=cuts, on_batch=seen)
-    if trajectories is not None:
-        trajectories.add(StoredRun(schedule, tuple(bounds), captured))
-        trajectories.saved_steps += plan.saved() * len(noise) if plan is not None else 0
+            denoise = replaying(run.start, run.set_step, schedule, trajectories.plan(schedule, bounds), captured, trajectories.count_saved)
+        try:
+            x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=denoise, on_step=on_step,
+                          grid=schedule.timesteps, cuts=cuts, on_batch=seen)
+        finally:  # a run stopped early (on the rungs) still leaves its finished batches
+            if trajectories is not None:
+                trajectories.add(finished(schedule, bounds, captured))
     return x0.clamp(-1, 1)

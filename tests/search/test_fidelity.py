@@ -36,13 +36,19 @@ def _trial(study: optuna.Study, macs: float, step: int, value: float) -> optuna.
     return study._storage.get_trial(trial._trial_id)
 
 
-def test_the_front_pruner_stops_only_what_something_cheaper_beats_at_that_rung() -> None:
+def test_the_front_pruner_stops_only_what_cannot_enter_the_front_within_a_budget() -> None:
     study = optuna.create_study(directions=["minimize", "minimize"])
-    pruner = FrontPruner(0.1, [{"macs": 10.0, "rungs": {"4": 1.0}}, {"macs": 50.0, "rungs": {"4": 0.2}}])
-    assert pruner.prune(study, _trial(study, 20, 4, 1.2))  # the 10-MACs baseline is 20 % better
-    assert not pruner.prune(study, _trial(study, 20, 4, 1.05))  # within the margin
-    assert not pruner.prune(study, _trial(study, 40, 4, 0.5))  # only a costlier schedule is better
-    assert not pruner.prune(study, _trial(study, 20, 2, 9.0))  # nothing was scored at that rung
+    rows = [{"macs": 10.0, "paired_rungs": {"16": 1.0, "64": 1.0}}, {"macs": 50.0, "paired_rungs": {"16": 0.2, "64": 0.2}}]
+    pareto = FrontPruner(0.1, rows)  # no budgets: the Pareto rule (something of no higher cost is better)
+    assert pareto.prune(study, _trial(study, 20, 64, 1.2))  # the 10-MACs row is 20 % better; the margin at 64 images is 10 %
+    assert not pareto.prune(study, _trial(study, 20, 64, 1.05))  # within the margin
+    assert not pareto.prune(study, _trial(study, 20, 16, 1.15)) and pareto.prune(study, _trial(study, 20, 16, 1.25))  # 20 % at 16 images
+    assert not pareto.prune(study, _trial(study, 40, 64, 0.5))  # only a costlier schedule is better
+    assert not pareto.prune(study, _trial(study, 20, 32, 9.0))  # nothing was scored at that rung
+    budgeted = FrontPruner(0.1, rows, budgets=(30.0, 60.0))
+    assert budgeted.prune(study, _trial(study, 70, 64, 0.1))  # over every budget: of no use, however good
+    assert budgeted.prune(study, _trial(study, 40, 64, 0.5))  # within 60 (its only budget) the 50-MACs row is better
+    assert not budgeted.prune(study, _trial(study, 20, 64, 0.5))  # within 30 nothing is better by the margin
 
 
 @pytest.mark.slow
@@ -59,12 +65,16 @@ def test_a_multi_fidelity_search_prunes_keeps_them_in_the_study_and_resumes(tiny
     assert {r["name"] for r in results["validated"]}.isdisjoint({r["name"] for r in stopped})  # the front: complete trials only
     study, baselines = studies(out)
     assert len(pruned(study)) == len(stopped) and all(t.intermediate_values for t in pruned(study))  # Optuna's PRUNED, with intermediate values
+    stopped_baselines = results["trials"]["pruned_baselines"]  # plan baselines meet each other on the rungs, the cheapest first
+    assert stopped_baselines and {r["name"] for r in stopped_baselines}.isdisjoint({r["name"] for r in results["trials"]["baselines"]})
+    assert len(pruned(baselines)) == len(stopped_baselines) and "full-6" in {r["name"] for r in results["trials"]["baselines"]}
+    assert all(r["paired_rungs"]["4"] > 0 for r in stopped + stopped_baselines)
     assert_no_schedule_evaluated_twice(study)
     keys = [t.user_attrs["key"] for t in study.get_trials() if t.user_attrs.get("duplicate_of") is None and "result" in t.user_attrs]
     assert len(keys) == len(set(keys))  # a pruned schedule is never evaluated again
-    before = len(study.get_trials())
-    assert runner.invoke(app, args).exit_code == 0  # resumes: nothing new
-    assert len(studies(out)[0].get_trials()) == before
+    before = len(study.get_trials()), len(baselines.get_trials())
+    assert runner.invoke(app, args).exit_code == 0  # resumes: nothing new, no stopped baseline evaluated again
+    assert tuple(len(s.get_trials()) for s in studies(out)) == before
 
 
 @pytest.mark.slow
@@ -72,7 +82,7 @@ def test_reuse_changes_no_result_of_the_search(tiny_model_dir: Path, tmp_path: P
     """--reuse starts candidates from stored runs: every trial's scores are those of the search without it."""
     runner = CliRunner()
     rows = {}
-    for name, extra in (("plain", ()), ("reuse", ("--reuse",))):
+    for name, extra in (("plain", ("--no-reuse",)), ("reuse", ())):  # reuse is the default
         result = runner.invoke(app, search_args(tiny_model_dir, tmp_path / name, 8, "--no-report", *extra))
         assert result.exit_code == 0, result.output
         results = json.loads((tmp_path / name / "results.json").read_text())

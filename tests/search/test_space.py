@@ -144,6 +144,28 @@ def test_parents_hold_an_elite_within_every_budget() -> None:
     assert b in EvolutionSampler(SPACE, str, max_macs=[10, 4.9], elite=3)._parents(pool)  # third best within 4.9
 
 
+def test_stopped_candidates_are_parents_with_the_rfid_their_paired_distance_predicts() -> None:
+    """A candidate the multi-fidelity pruner stopped is no front point, yet a parent: its rFID predicted from its
+    paired distance at the rung by the log-log line over the fully evaluated members (here an exact power law)."""
+    from optuna.trial import TrialState, create_trial
+
+    from flexdiff.search.fidelity import rfid_from_paired
+    from flexdiff.search.strategies.evolution import EvolutionSampler, Member
+
+    law = lambda paired: 3.0 * paired**1.5  # noqa: E731
+    predict = rfid_from_paired([(p, law(p)) for p in (1.0, 2.0, 4.0)])
+    assert predict is not None and abs(predict(3.0) - law(3.0)) < 1e-9
+    assert rfid_from_paired([(2.0, 1.0), (2.0, 3.0)]) is None  # one paired distance: no line
+    stopped = {"genome": "1:2", "macs": 5.0, "pruned_at": 16, "paired_rungs": {"16": 3.0}}
+    trials = [create_trial(state=TrialState.PRUNED, params={"segments": 4}, distributions={"segments": optuna.distributions.IntDistribution(1, 30)},
+                           user_attrs={"key": "k", "result": stopped})]
+    sampler = EvolutionSampler(SPACE, str)
+    assert sampler._stopped(trials, []) == []  # nothing to fit on yet: not a parent
+    members = [Member(f"0:{i + 1}", 10.0 + i, law(p), paired=p) for i, p in enumerate((1.0, 2.0, 4.0))]
+    (parent,) = sampler._stopped(trials, members)
+    assert parent.genome == "1:2" and parent.macs == 5.0 and abs(parent.rfid - law(3.0)) < 1e-9
+
+
 def test_the_forecast_gene_expands_to_forecast_steps_and_round_trips() -> None:
     g = Genome.parse("2:3f,1:2,0:1f,4:4,3:5f")
     assert str(g) == "2:3f,1:2,0:1,4:4,3:5f"  # a segment without partial steps has nothing to forecast

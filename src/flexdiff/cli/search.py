@@ -51,6 +51,15 @@ def peer_names(text: str | None) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def rungs(text: str, n: int) -> tuple[int, ...]:
+    """``--fidelity``: ``auto`` (the measured default ladder, its rungs below ``--n``), ``none``, or image counts."""
+    from flexdiff.search.fidelity import DEFAULT_RUNGS
+
+    if text.strip().lower() == "auto":
+        return tuple(m for m in DEFAULT_RUNGS if m < n)
+    return () if text.strip().lower() == "none" else ints(text, "--fidelity")
+
+
 @command
 def search(
     out: Path = typer.Option(..., "--out", help="run folder: study.db, teacher cache, results.json, best.json, schedules/"),
@@ -70,9 +79,9 @@ def search(
     segments: str | None = typer.Option(None, "--segments", help="segment counts the genome may use: a list (5,7,10) or a range (default 4-25, capped at --steps)"),
     spacings: str = typer.Option("1", "--spacings", help="segment-boundary powers the genome may use, e.g. 0.8,1,1.5: 1 = equal segments (Flexiffusion), >1 = shorter segments towards the clean end, <1 = towards the noisy end"),
     forecast: bool = typer.Option(False, "--forecast", help="let each segment's partial steps forecast the reused feature from the last two full steps (TaylorSeer's first order) instead of replaying it"),
-    fidelity: str | None = typer.Option(None, "--fidelity", help="multi-fidelity evaluation: image counts (rungs, below --n) at which a candidate off the (MACs, rFID) front is stopped early, e.g. 32,64,128 (default: every candidate on all --n)"),
-    prune_margin: float | None = typer.Option(None, "--prune-margin", help="with --fidelity: stop a candidate when a schedule of no higher MACs scored a relative rFID this much better at the same rung (default 1, measured: docs/search.md; inf: record the rungs, stop nothing)"),
-    reuse: bool = typer.Option(False, "--reuse", help="exact trajectory reuse: a candidate whose first steps equal an evaluated schedule's (the teacher's, a parent's) starts from that run (bit-identical; memory bounded by --reuse-mb)"),
+    fidelity: str = typer.Option("auto", "--fidelity", help="multi-fidelity evaluation: image counts (rungs, below --n) at which a candidate that cannot enter the front within a budget is stopped early, e.g. 16,64; auto: 16,64 (those below --n; measured: docs/search.md); none: every candidate on all --n"),
+    prune_margin: float | None = typer.Option(None, "--prune-margin", help="with rungs: stop a candidate when, within each budget at or above its MACs, a fully evaluated schedule had a paired distance this much lower (relative, at 64 images; scaled by sqrt(64/m) at m images; default 0.1, measured: docs/search.md; inf: record the rungs, stop nothing)"),
+    reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="exact trajectory reuse: a candidate whose first steps equal an evaluated schedule's (the teacher's, a parent's) starts from that run (bit-identical; memory bounded by --reuse-mb)"),
     reuse_mb: int = typer.Option(512, "--reuse-mb", help="with --reuse: MiB of stored runs per worker (least recently used go first)"),
     peers: str | None = typer.Option(None, "--peers", help="caching peers scored beside the baselines in the same study and table, at every setting of their sweep: all, or a comma-separated list (first-block-cache, taylorseer, pyramid-attention-broadcast, magcache; cache-dit-dbcache[-taylorseer] with the peers extra); transformers only"),
     validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
@@ -102,7 +111,7 @@ def search(
         out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
         trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=ints(segments, "--segments") if segments else default_segments(steps),
         spacings=floats(spacings, "--spacings"), forecast=forecast, peers=peer_names(peers),
-        fidelity=ints(fidelity, "--fidelity") if fidelity else (), **({"prune_margin": prune_margin} if prune_margin is not None else {}), reuse=reuse, reuse_mb=reuse_mb,
+        fidelity=rungs(fidelity, n), **({"prune_margin": prune_margin} if prune_margin is not None else {}), reuse=reuse, reuse_mb=reuse_mb,
         features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device, torch_dtype=dtype, variant=variant,
         baseline_branches=ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
         features_path=str(p) if (p := features_path(features, clip, inception)) else None, prompts=str(prompts) if prompts else None,

@@ -42,8 +42,9 @@ def file_name(name: str, limit: int = 120) -> str:
 
 
 def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]],
-                  pruned: list[dict[str, Any]] = (), phases: dict[str, float] | None = None) -> dict[str, Any]:
-    """``results.json`` and the schedule files of the front (``pruned``: candidates stopped early, listed only;
+                  pruned: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []), phases: dict[str, float] | None = None) -> dict[str, Any]:
+    """``results.json`` and the schedule files of the front (``pruned``: plan baselines and searched candidates stopped
+    early on the rungs, listed only;
     ``phases``: this process's wall seconds per phase, beside the estimate's phases)."""
     c, out = ctx.config, ctx.config.out
     budget = ctx.max_macs
@@ -65,7 +66,7 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
         "full_step_macs": ctx.costs.full, "partial_step_macs": list(ctx.costs.partial), "budget_macs": budget,
         "budget_speedup": round(ctx.costs.full * len(ctx.timesteps) / budget, 4),
         "best": best, "validated": validated, "pareto": [{k: r[k] for k in ("kind", "name", "macs", "macs_speedup", "rfid", "paired")} for r in front],
-        "trials": {"baselines": baselines, "searched": searched, "pruned": list(pruned)},
+        "trials": {"baselines": baselines, "searched": searched, "pruned": list(pruned[1]), "pruned_baselines": list(pruned[0])},
         # --reuse: image x active steps this process did not compute, and the bytes its stored runs hold at the end
         "phase_seconds": phases,
         "reuse": {"saved_image_steps": ctx.trajectories.saved_steps, "stored_bytes": ctx.trajectories.nbytes} if ctx.trajectories is not None else None,

@@ -40,8 +40,8 @@ class SearchConfig:
     seed: int = 0
     segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
     forecast: bool = False  # a reuse/forecast gene per segment (forecast partial steps: TaylorSeer's first order)
-    fidelity: tuple[int, ...] = ()  # rungs (image counts < n) of the multi-fidelity evaluation; () = every candidate on all n (search/fidelity.py)
-    prune_margin: float = DEFAULT_MARGIN  # relative rFID margin of the front pruner at a rung; inf: the rungs' rFID recorded, nothing stopped
+    fidelity: tuple[int, ...] = ()  # rungs (image counts < n) of the multi-fidelity evaluation; () = every candidate on all n (search/fidelity.py; the CLI's default: DEFAULT_RUNGS)
+    prune_margin: float = DEFAULT_MARGIN  # relative paired-distance margin of the front pruner at 64 images; inf: the rungs recorded, nothing stopped
     reuse: bool = False  # exact trajectory reuse: a candidate starts where the stored run sharing its longest prefix was (flexdiff/trajectory.py)
     reuse_mb: int = 512  # bound of the stored runs (per worker process)
     peers: tuple[str, ...] = ()  # caching peers (search/peers.py) scored as baselines of the same study, at every setting of their sweep

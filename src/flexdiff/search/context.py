@@ -20,15 +20,16 @@ from flexdiff.features import FeatureNetwork, get_feature_network
 from flexdiff.generation import schedule_images, takes_null_steps, teacher_grid
 from flexdiff.metrics import paired_distance, rfid
 from flexdiff.models import DiffusionModel, condition, load_model
-from flexdiff.samplers import resolve_sampler, same_trajectory
+from flexdiff.samplers import PIPELINE, resolve_sampler, same_trajectory
+from flexdiff.sampling import batch_bounds
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.fidelity import report, should_prune
 from flexdiff.search.peers import PeerRun, calibrate, peer_images, peer_runs
-from flexdiff.search.reference import CACHE_NAME, DAMAGED, ReferenceKey, TeacherReference, load_or_build_reference, reference_key
+from flexdiff.search.reference import CACHE_NAME, DAMAGED, TEACHER_RUN, ReferenceKey, TeacherReference, load_or_build_reference, reference_key
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.study import describe
-from flexdiff.trajectory import TrajectoryStore
+from flexdiff.trajectory import TrajectoryStore, load_run, save_run
 from flexdiff.utils.progress import progress_bar
 
 
@@ -89,14 +90,16 @@ class SearchContext:
     def evaluate(self, schedule: Schedule, trial: Trial | None = None) -> dict[str, Any]:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher.
 
-        With rungs (``--fidelity``; :mod:`flexdiff.search.fidelity`) the result keeps the rFID of the first images at
-        each (``rungs``). A searched ``trial`` that may be stopped (a finite ``--prune-margin``) runs in batches ending
-        at the rungs, reports each there and is pruned (Optuna's ``TrialPruned``, its partial scores stored) once
-        :attr:`pruner` finds it off the front. Anything else (a baseline, which is never stopped; every candidate with
-        ``--prune-margin inf``) runs in uncut batches, and its rungs are only recorded from its first images, at no
-        cost: on a CPU a batch of 32 costs 1.7x per image what one of 256 does (the built-in UNet)."""
+        With rungs (``--fidelity``; :mod:`flexdiff.search.fidelity`) the result keeps the rFID (``rungs``) and the
+        paired distance (``paired_rungs``) of the first images at each. A ``trial`` that may be stopped (a finite
+        ``--prune-margin``: a searched candidate, or a plan baseline) runs in batches ending at the rungs, reports its
+        paired distance at each and is pruned (Optuna's ``TrialPruned``, its partial scores stored) once
+        :attr:`pruner` finds it off the front. Anything else (a caching peer; every candidate with ``--prune-margin
+        inf``) runs in uncut batches, and its rungs are only recorded from its first images, at no cost."""
         macs = self.costs.schedule(schedule)
-        rungs, feats, scores = self.config.fidelity, [], {}
+        rungs, feats, scores, paired = self.config.fidelity, [], {}, {}
+        cut = trial is not None and self.pruner is not None
+        stoppable = cut and schedule.meta.get("family") != "teacher"  # the teacher's plan is the reference itself (rFID 0): always whole
         if trial is not None:
             trial.set_user_attr("macs", macs)
 
@@ -108,18 +111,19 @@ class SearchContext:
             so_far = torch.cat(feats)
             for m in reached:
                 scores[str(m)] = round(rfid(so_far[:m], self.reference.features[:m]), 5)
-            if trial is not None and self.pruner is not None and stop in rungs:
-                report(trial, stop, scores[str(stop)])
+                paired[str(m)] = round(paired_distance(so_far[:m], self.reference.features[:m]), 5)
+            if stoppable and stop in rungs:
+                report(trial, stop, paired[str(stop)])
                 if should_prune(trial, self.pruner):
                     trial.set_user_attr("result", {**describe(schedule), "sampler": schedule.sampler, "macs": macs, "pruned_at": stop, "rungs": dict(scores),
-                                                   "wall_seconds": round(time.perf_counter() - start, 4)})
+                                                   "paired_rungs": dict(paired), "wall_seconds": round(time.perf_counter() - start, 4)})
                     raise optuna.TrialPruned(f"off the front at {stop} images")
 
         start = time.perf_counter()
-        schedule_images(self.model, schedule, self.reference.noise, seed=self.config.seed, batch_size=self.config.batch_size, cuts=self.config.cuts if trial is not None else (), on_batch=seen,
-                        trajectories=self.trajectories)
+        schedule_images(self.model, schedule, self.reference.noise, seed=self.config.seed, batch_size=self.config.batch_size, cuts=self.config.cuts if cut else (),
+                        on_batch=seen, trajectories=self.trajectories)
         wall = time.perf_counter() - start
-        return self._score(torch.cat(feats), macs, wall, schedule.sampler) | ({"rungs": scores} if rungs else {})
+        return self._score(torch.cat(feats), macs, wall, schedule.sampler) | ({"rungs": scores, "paired_rungs": paired} if rungs else {})
 
     def evaluate_peer(self, run: PeerRun) -> dict[str, Any]:
         """Generate from the reference noise with a caching peer over the teacher's grid; its MACs are what it computed
@@ -151,18 +155,34 @@ class SearchContext:
 
     def load_reference(self, build: bool = True) -> bool:
         """The teacher reference from the run folder's cache, else generated and cached (``build=False``: only if
-        cached). Returns whether it came from the cache."""
+        cached). Returns whether it came from the cache. With ``--reuse`` the teacher's run is kept too (beside the
+        cache, under its key; :mod:`flexdiff.trajectory`), for the schedules that share its first steps."""
         c = self.config
-        n_batches = -(-c.n // (c.batch_size or c.n))
+        keep = build and self.trajectories is not None and c.sampler != PIPELINE
+        n_batches = len(batch_bounds(c.n, c.batch_size, c.cuts if keep else ()))
         with progress_bar("teacher reference", len(self.timesteps) * n_batches, enabled=c.progress and build) as advance:
             reference, status = load_or_build_reference(self.model, c.sampler, self.timesteps, c.seed, c.n, self.net, c.out, c.batch_size, on_step=advance, build=build,
-                                                        key=self.key)
+                                                        key=self.key, images_of=(lambda noise: self._teacher_run(noise, advance)) if keep else None)
         if build and status.startswith(DAMAGED):  # never silent: the user may want to know what happened to the file
             print(f"warning: {c.out / CACHE_NAME}: {status}", file=sys.stderr)
         elif c.progress and build and status != "reused":
             print(f"teacher reference {status} ({c.n} images)")
         self.reference = reference or self.reference
+        if keep and status == "reused":
+            teacher = full(self.timesteps, c.sampler)
+            run = load_run(c.out / TEACHER_RUN, teacher, batch_bounds(c.n, c.batch_size, c.cuts), self.key.to_json())
+            if run is not None:  # else the teacher's plan is evaluated as a baseline and kept in memory only
+                self.trajectories.add(run)
         return status == "reused"
+
+    def _teacher_run(self, noise: torch.Tensor, on_step: Callable[[], None]) -> torch.Tensor:
+        """The teacher's images as its plan (every step full) makes them, in the evaluations' batches, with its steps
+        kept in :attr:`trajectories` and on disk: its plan as a baseline is then replayed, not recomputed."""
+        c, teacher = self.config, full(self.timesteps, self.config.sampler)
+        images = schedule_images(self.model, teacher, noise, seed=c.seed, batch_size=c.batch_size, cuts=c.cuts, on_step=on_step, trajectories=self.trajectories)
+        if teacher.key in self.trajectories.runs:
+            save_run(self.trajectories.runs[teacher.key], c.out / TEACHER_RUN, self.key.to_json())
+        return images
 
     def genome_key(self, genome: Any) -> str:
         return genome.expand(self.timesteps, self.config.candidate_sampler).key
@@ -207,10 +227,12 @@ def build_context(config: SearchConfig, reference: bool = True) -> SearchContext
         raise FlexdiffError(f"--baseline-branches {','.join(map(str, unknown))}", f"branches of {config.model} (0 to {num_branches - 1}; see `flexdiff inspect`)",
                             "pass branches the model has, or drop --baseline-branches for all of them")
     nulls = takes_null_steps(model, config.sampler)
-    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))), null_steps=nulls, forecast=config.forecast)
+    costs = measure_macs(model)
+    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))), null_steps=nulls, forecast=config.forecast,
+                        cost=lambda genome: costs.schedule(genome.expand(timesteps, config.candidate_sampler)))
     if not nulls and config.progress:
         print(f"{model.scheduler_class} takes no custom timesteps: schedules without null steps only (no DDIM-k baselines)")
-    ctx = SearchContext(config, model, timesteps, net, measure_macs(model), space, None)
+    ctx = SearchContext(config, model, timesteps, net, costs, space, None)
     ctx.baselines = baseline_schedules(timesteps, config.sampler, num_branches, config, null_steps=nulls)
     ctx.peers = peer_runs(len(timesteps), config.peers) if config.peers else []
     ctx.trajectories = TrajectoryStore(config.reuse_mb * 2**20) if config.reuse else None

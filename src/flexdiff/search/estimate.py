@@ -1,8 +1,9 @@
 """How long a search will take, before it starts (``flexdiff search`` prints it; ``--dry-run`` prints it and stops).
 
 From measured step costs, not guesses: the wall-clock of a full step and of a partial step at every branch on this
-machine (:func:`flexdiff.cost.measure_latency`, on the batch the evaluations run in, at most 256 images), and of the feature network per
-image; then per phase what the settings make it run:
+machine (:func:`flexdiff.cost.measure_latency`, on the batch the evaluations run in, at most 256 images; with rungs
+also on the first rung's batch, which costs more per image), and of the feature network per image; then per phase
+what the settings make it run:
 
 - teacher reference: ``n`` images x ``T`` full steps (nothing when the run folder's cache matches);
 - baselines: each baseline's own steps on ``n`` images (a caching peer counted as the teacher: its skips are decided
@@ -10,11 +11,16 @@ image; then per phase what the settings make it run:
 - search: ``trials`` candidates. The first ones are random genomes of the space, the rest children of the elites
   near the budgets; a candidate's seconds are predicted from its MACs by a line fitted over 256 random genomes of
   the space (seconds per image against MACs per image), evaluated at the mean of the random genomes' MACs for the
-  initial ones and at the budgets' MACs for the others, plus a fixed cost per evaluation (measured: the teacher's
-  schedule on 2 images minus what the per-image costs predict, and a trial written). With ``--fidelity`` that is the most it takes (no
-  candidate stopped); the least is every candidate stopped at the first rung (none with ``--prune-margin inf``);
+  initial ones and at the budgets' MACs for the others, plus a fixed cost per evaluation (measured: the step
+  hooks attached and removed, the feature network called, a trial written to a scratch SQLite study);
 - validation: ``validate_n`` images of the teacher and of about ``validate_top`` + one per baseline family
   candidates at the budget.
+
+With rungs (``--fidelity`` and a finite ``--prune-margin``) how many candidates the pruner stops cannot be known
+before they are scored. The estimate takes the shares measured on the built-in model
+(:data:`STOPPED_AT_FIRST_RUNG`, :data:`STOPPED_LATER`, :data:`BASELINES_STOPPED`; benchmarks/search_cost.json) and
+gives the range around it: no candidate stopped (the most) .. every one stopped at the first rung (the least). With
+``--reuse`` the teacher's plan as a baseline is replayed from the reference run (nothing to compute).
 
 Phases already done in an earlier run of the same study are not subtracted: the estimate is for a fresh run.
 """
@@ -29,19 +35,28 @@ from typing import Any
 import torch
 
 from flexdiff.cost import StepCosts, measure_latency
+from flexdiff.samplers import PIPELINE
 from flexdiff.search.context import SearchContext
 from flexdiff.search.strategies.evolution import INITIAL
 
 #: random genomes the MACs -> seconds line is fitted on
 _FIT_SAMPLES = 256
+#: shares of the searched candidates the front pruner stopped at the first rung, and at a later one, in the 120-trial
+#: search of benchmarks/search_cost.json (built-in digits UNet, DDIM-50 teacher, --solver ddim-2m, --fidelity 16,64,
+#: budgets 1/2 .. 1/5): 96 and 17 of 120
+STOPPED_AT_FIRST_RUNG, STOPPED_LATER = 0.80, 0.14
+#: the share of the plan baselines (the teacher's aside) it stopped there, all at the first rung: 17 of 24
+BASELINES_STOPPED = 0.71
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """Expected seconds per phase on this machine (``search_low``: with every candidate stopped at the first rung)."""
+    """Expected seconds per phase on this machine; with rungs, the search's range (``search_low``: every candidate
+    stopped at the first rung; ``search_high``: none stopped)."""
 
     phases: dict[str, float]
     search_low: float | None = None
+    search_high: float | None = None
     probe: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -51,8 +66,10 @@ class Estimate:
     def lines(self) -> list[str]:
         parts = ", ".join(f"{name} {_clock(s)}" for name, s in self.phases.items())
         text = f"estimated wall time: {_clock(self.total)} ({parts}) on this machine"
-        if self.search_low is not None:
-            text += f"; with every candidate stopped at the first rung the search takes {_clock(self.search_low)} (total {_clock(self.total - self.phases['search'] + self.search_low)})"
+        if self.search_low is not None and self.search_high is not None:
+            rest = self.total - self.phases["search"]
+            text += (f"; the pruner's stops assumed as measured on the built-in model: from {_clock(rest + self.search_low)} (every candidate stopped at "
+                     f"the first rung) to {_clock(rest + self.search_high)} (none stopped)")
         return [text]
 
 
@@ -77,24 +94,32 @@ def _per_image_seconds(ctx: SearchContext, batch: int) -> float:
     return sorted(runs)[1] / batch
 
 
-def _fixed_seconds(ctx: SearchContext, seconds: StepCosts, feature: float) -> float:
-    """What one evaluation costs beyond its images: the teacher's schedule run on 2 images (hooks attached and
-    removed, sampler set-up, features, one trial written to a scratch study), minus what the per-image costs predict."""
+def _fixed_seconds(ctx: SearchContext, feature: float) -> float:
+    """What one evaluation costs beyond its images' steps: the step hooks attached and removed, the feature network's
+    call, and one trial of the space written to a scratch SQLite study as the search writes it (its parameters, its
+    key and result). The per-call overhead of the sampling itself is in the per-image step costs, measured on the
+    batches the evaluations run in."""
+    import tempfile
+
     import optuna
 
-    from flexdiff.generation import schedule_images
+    from flexdiff.executor import apply_schedule
     from flexdiff.schedule import full
 
-    noise = ctx.model.initial_noise(2, ctx.config.seed)
-    schedule = full(ctx.timesteps, ctx.config.sampler)
-    start = time.perf_counter()
-    ctx.net(schedule_images(ctx.model, schedule, noise, seed=ctx.config.seed))
-    study = optuna.create_study(directions=["minimize", "minimize"])
-    trial = study.ask()
-    trial.set_user_attr("result", {"probe": True})
-    study.tell(trial, (1.0, 1.0))
-    measured = time.perf_counter() - start
-    return max(0.0, measured - 2 * (seconds.schedule(schedule) + feature))
+    images = torch.zeros((2, *ctx.model.sample_shape))
+    with tempfile.TemporaryDirectory() as tmp:
+        study = optuna.create_study(storage=f"sqlite:///{tmp}/probe.db", directions=["minimize", "minimize"])
+        start = time.perf_counter()
+        with apply_schedule(ctx.model, full(ctx.timesteps, ctx.config.sampler)):
+            pass
+        ctx.net(images)
+        trial = study.ask()
+        ctx.space.suggest(trial)
+        for name in ("key", "macs", "result"):
+            trial.set_user_attr(name, {"probe": True})
+        study.tell(trial, (1.0, 1.0))
+        measured = time.perf_counter() - start
+    return max(0.0, measured - 2 * feature)
 
 
 def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 0.0) -> Estimate:
@@ -103,38 +128,69 @@ def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 
     began = time.perf_counter()
     c = ctx.config
     batch = max(1, min(c.batch_size or c.n, c.n, 256))  # the batch the evaluations run in (per-image cost falls with it on a CPU)
-    latency = measure_latency(ctx.model, batch_size=batch, repeats=3, warmup=1)
-    seconds = StepCosts(latency.full / batch, tuple(p / batch for p in latency.partial))  # per image, per step type
+    seconds = _per_image_step_seconds(ctx, batch)
     feature = _per_image_seconds(ctx, batch)
     T = len(ctx.timesteps)
     teacher = T * seconds.full + feature
-    fixed = _fixed_seconds(ctx, seconds, feature)
+    fixed = _fixed_seconds(ctx, feature)
+    rung = c.cuts[0] if c.cuts else None
+    small = _per_image_step_seconds(ctx, min(rung, batch)) if rung else seconds  # the first rung's batch: dearer per image
+    small_feature = _per_image_seconds(ctx, min(rung, batch)) if rung else feature
 
-    def cost(schedule: Any) -> float:
+    def per_image(schedule: Any) -> float:
         return seconds.schedule(schedule) + feature
+
+    def cost(schedule: Any, images: int) -> float:
+        """Seconds of ``schedule`` on ``images`` images (with rungs: the first ``rung`` of them in their own batch)."""
+        first = min(rung or 0, images)
+        return first * (small.schedule(schedule) + small_feature) + (images - first) * per_image(schedule)
 
     rng = random.Random(c.seed)
     genomes = [ctx.space.random_genome(rng) if i % 2 else ctx.space.uniform_genome(rng) for i in range(_FIT_SAMPLES)]
-    points = [(ctx.costs.schedule(s), cost(s)) for s in (g.expand(ctx.timesteps, c.candidate_sampler) for g in genomes)]
-    slope, intercept = _line(points)
+    schedules = [g.expand(ctx.timesteps, c.candidate_sampler) for g in genomes]
     initial = min(c.trials, INITIAL)
     budgets = [ctx.max_macs] + [ctx.costs.full * T / x for x in c.elite_speedups]
-    at_budget = sum(slope * b + intercept for b in budgets) / len(budgets)
-    random_mean = sum(s for _, s in points) / len(points)
-    per_candidate = (initial * random_mean + (c.trials - initial) * at_budget) / max(c.trials, 1)
     families = {s.meta.get("family") for s in ctx.baselines} - {"teacher"} | {r.family for r in ctx.peers}
     validated = c.validate_top + len(families)
+
+    def per_candidate(images: int) -> float:
+        """Seconds of an average candidate on ``images`` images: the line over the random genomes at their mean MACs
+        for the initial ones, at the budgets for the rest."""
+        slope, intercept = _line([(ctx.costs.schedule(s), cost(s, images)) for s in schedules])
+        random_mean = sum(ctx.costs.schedule(s) for s in schedules) / len(schedules)
+        at_budget = sum(slope * b + intercept for b in budgets) / len(budgets)
+        return (initial * (slope * random_mean + intercept) + (c.trials - initial) * at_budget) / max(c.trials, 1)
+
+    full_search = c.trials * (per_candidate(c.n) + fixed)
+    replayed = c.reuse and c.sampler != PIPELINE  # the teacher's plan replays from the reference run
+    plans = [s for s in ctx.baselines if not (replayed and s.meta.get("family") == "teacher")]
+    baselines = sum(cost(s, c.n) for s in plans) + c.n * len(ctx.peers) * teacher + fixed * (len(ctx.baselines) + len(ctx.peers))
+    search, low = full_search, None
+    if rung:
+        later = c.cuts[1] if len(c.cuts) > 1 else c.n
+        low = c.trials * (per_candidate(rung) + fixed)
+        search = c.trials * (STOPPED_AT_FIRST_RUNG * per_candidate(rung) + STOPPED_LATER * per_candidate(later) + (1 - STOPPED_AT_FIRST_RUNG - STOPPED_LATER) * per_candidate(c.n) + fixed)
+        stoppable = [s for s in plans if s.meta.get("family") != "teacher"]
+        baselines -= BASELINES_STOPPED * sum(cost(s, c.n) - cost(s, rung) for s in stoppable)
+    slope, intercept = _line([(ctx.costs.schedule(s), per_image(s)) for s in schedules])
     phases = {
         "setup": setup_seconds + time.perf_counter() - began,
         "reference": 0.0 if reference_cached else c.n * teacher,
-        "baselines": c.n * (sum(cost(s) for s in ctx.baselines) + len(ctx.peers) * teacher) + fixed * (len(ctx.baselines) + len(ctx.peers)),
-        "search": c.trials * (c.n * per_candidate + fixed),
+        "baselines": baselines,
+        "search": search,
         "validation": c.validate_n * (teacher + validated * (slope * ctx.max_macs + intercept)) + fixed * validated,  # the teacher once (its images are also its timing run)
     }
-    low = c.trials * (c.cuts[0] * per_candidate + fixed) if c.cuts else None
     probe = {"batch": batch, "full_step_seconds_per_image": seconds.full, "feature_seconds_per_image": feature, "seconds_per_mac": slope,
-             "per_candidate_seconds_per_image": per_candidate, "fixed_seconds_per_evaluation": fixed}
-    return Estimate(phases, low, probe)
+             "per_candidate_seconds_per_image": per_candidate(c.n) / c.n, "fixed_seconds_per_evaluation": fixed}
+    if rung:
+        probe["first_rung_full_step_seconds_per_image"] = small.full
+    return Estimate(phases, low, full_search if rung else None, probe)
+
+
+def _per_image_step_seconds(ctx: SearchContext, batch: int) -> StepCosts:
+    """Seconds per image of a full step and of a partial step at every branch, on a batch of ``batch`` images."""
+    latency = measure_latency(ctx.model, batch_size=batch, repeats=3, warmup=1)
+    return StepCosts(latency.full / batch, tuple(p / batch for p in latency.partial))
 
 
 def _line(points: list[tuple[float, float]]) -> tuple[float, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from flexdiff.utils.hashing import digest, weights_hash
 from flexdiff.utils.io import atomic_path, read_tensors
 
 CACHE_NAME = "teacher_cache.safetensors"
+#: the teacher's run (every active step's output) beside the cache, under its key: a ``--reuse`` search's (flexdiff/trajectory.py)
+TEACHER_RUN = "teacher_run.safetensors"
 #: the status of a cache file that is not whole (unreadable, truncated, wrong tensors): rebuilt, with a warning
 DAMAGED = "rebuilt: the cache file was damaged"
 
@@ -124,12 +127,14 @@ def load_or_build_reference(
     on_step: object = None,
     build: bool = True,
     key: ReferenceKey | None = None,
+    images_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[TeacherReference | None, str]:
     """The teacher reference from ``cache_dir`` if its key matches, else generated (and cached). Returns (ref, status).
 
     ``status`` is ``"reused"``, ``"built"`` or ``"rebuilt: <field> differs"``. ``build=False`` (a dry run): ``None``
     and the status it would have, instead of generating. ``key``: :func:`reference_key` of these settings, when the
-    caller has it already.
+    caller has it already. ``images_of(noise)``: how the teacher's images are made when they must be (by default
+    :func:`~flexdiff.generation.teacher_images`; a ``--reuse`` search runs the teacher's plan and keeps its steps).
     """
     from safetensors.torch import save_file
 
@@ -143,7 +148,10 @@ def load_or_build_reference(
             return TeacherReference(key, noise, *cached), "reused"
     if not build:
         return None, status
-    images = teacher_images(model, noise, timesteps, sampler, seed=seed, batch_size=batch_size, on_step=on_step)
+    if images_of is not None:
+        images = images_of(noise)
+    else:
+        images = teacher_images(model, noise, timesteps, sampler, seed=seed, batch_size=batch_size, on_step=on_step)
     features = net(images)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

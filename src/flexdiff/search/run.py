@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from flexdiff.errors import FlexdiffError, output_folder
+from flexdiff.schedule import Schedule
 from flexdiff.search.artefacts import schedule_of_row, write_results
 from flexdiff.search.config import SearchConfig, check_config
 from flexdiff.search.context import SearchContext, build_context
@@ -45,21 +46,24 @@ def work(config: SearchConfig, context: SearchContext | None = None, phases: dic
     ctx = context or build_context(config)
     storage = open_storage(config.storage_url)
     baseline_study = open_study(storage, ctx.study_name + ":baselines", make_sampler("random", ctx.space, ctx.genome_key, None, config.seed), ctx.fingerprint())
+    done = {t.user_attrs.get("key") for t in evaluated(baseline_study) + pruned(baseline_study)}
+    budgets = [ctx.max_macs] + [ctx.costs.full * len(ctx.timesteps) / x for x in config.elite_speedups]
+    if config.cuts:  # plan baselines meet each other on the rungs too, the cheapest first (search/fidelity.py)
+        ctx.pruner = FrontPruner(config.prune_margin, budgets=budgets)
     with progress_bar("baselines", len(ctx.baselines), enabled=config.progress) as advance:
-        advance(len({t.user_attrs.get("key") for t in evaluated(baseline_study)} & {s.key for s in ctx.baselines}))
-        run_baselines(baseline_study, ctx.baselines, ctx.evaluate, on_done=advance)
+        advance(len(done & {s.key for s in ctx.baselines}))
+        run_baselines(baseline_study, cheapest_first(ctx), ctx.evaluate, on_done=advance)
     if ctx.peers:
         with progress_bar("peers", len(ctx.peers), enabled=config.progress) as advance:
-            advance(len({t.user_attrs.get("key") for t in evaluated(baseline_study)} & {r.key for r in ctx.peers}))
-            run_baselines(baseline_study, ctx.peers, ctx.evaluate_peer, on_done=advance)
+            advance(len(done & {r.key for r in ctx.peers}))
+            run_baselines(baseline_study, ctx.peers, lambda run, _: ctx.evaluate_peer(run), on_done=advance)
     phases["baselines"] = time.perf_counter() - began
     began = time.perf_counter()
-    budgets = [ctx.max_macs] + [ctx.costs.full * len(ctx.timesteps) / x for x in config.elite_speedups]
     sampler = make_sampler(config.strategy, ctx.space, ctx.genome_key, budgets, config.seed, seeds=baseline_seeds(ctx, baseline_study))
     study = open_study(storage, ctx.study_name, sampler, ctx.fingerprint())
     known = {t.user_attrs["key"]: (float(t.values[0]), float(t.values[1])) for t in evaluated(baseline_study)}
     if config.cuts:  # candidates meet the baselines and each other on the rungs (search/fidelity.py)
-        ctx.pruner = FrontPruner(config.prune_margin, [t.user_attrs["result"] for t in evaluated(baseline_study)])
+        ctx.pruner = FrontPruner(config.prune_margin, [t.user_attrs["result"] for t in evaluated(baseline_study)], budgets)
     with progress_bar(f"search ({config.strategy})", config.trials, enabled=config.progress) as advance:
         advance(min(config.trials, spent(study)))
         complete = run_search(study, config.trials, ctx.propose, ctx.evaluate, on_done=advance, known=known)
@@ -67,6 +71,12 @@ def work(config: SearchConfig, context: SearchContext | None = None, phases: dic
     if not complete and config.progress:
         print(f"search stopped at {spent(study)} of {config.trials} trials: the {config.strategy} strategy proposed only schedules already "
               f"evaluated (or baselines) {EXHAUSTED_AFTER} times in a row; the space of --steps/--segments/--spacings holds no more for it")
+
+
+def cheapest_first(ctx: SearchContext) -> list[Schedule]:
+    """The plan baselines by MACs, at equal MACs those of the searched schedules' solver first: on the rungs a
+    baseline can only be stopped by a cheaper (or equal) one evaluated before it."""
+    return sorted(ctx.baselines, key=lambda s: (ctx.costs.schedule(s), s.sampler != ctx.config.candidate_sampler))
 
 
 def check_studies(ctx: SearchContext) -> None:
@@ -90,7 +100,7 @@ def baseline_seeds(ctx: SearchContext, baseline_study: Any) -> list[tuple[Member
         genome = ctx.space.nearest_genome(schedule)
         if genome is not None:
             projected = ctx.genome_key(genome) != schedule.key
-            seeds.append((Member(str(genome), float(row["macs"]), float(row["rfid"]), projected), t.user_attrs["key"]))
+            seeds.append((Member(str(genome), float(row["macs"]), float(row["rfid"]), projected, row.get("paired")), t.user_attrs["key"]))
     return seeds
 
 
@@ -113,10 +123,12 @@ def trial_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str,
     return [r for r in rows if r["kind"] != "searched"], [r for r in rows if r["kind"] == "searched"]
 
 
-def pruned_rows(ctx: SearchContext) -> list[dict[str, Any]]:
-    """The partial scores of every searched candidate the multi-fidelity pruner stopped (``pruned_at``, ``rungs``)."""
-    study = open_study(open_storage(ctx.config.storage_url), ctx.study_name, None, ctx.fingerprint())
-    return [{"trial": t.number, "kind": "pruned", "key": t.user_attrs["key"], **t.user_attrs["result"]} for t in pruned(study)]
+def pruned_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The partial scores (``pruned_at``, ``rungs``, ``paired_rungs``) of every candidate the multi-fidelity pruner
+    stopped: (plan baselines, searched candidates)."""
+    storage = open_storage(ctx.config.storage_url)
+    return tuple([{"trial": t.number, "kind": "pruned", "key": t.user_attrs["key"], **t.user_attrs["result"]} for t in pruned(open_study(storage, name, None, ctx.fingerprint()))]
+                 for name in (ctx.study_name + ":baselines", ctx.study_name))
 
 
 def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
@@ -132,7 +144,7 @@ def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
         print("\n".join(expected.lines()))
     if dry_run:
         return {"estimate": {"seconds": round(expected.total, 1), "phases": {k: round(v, 1) for k, v in expected.phases.items()},
-                             "search_low_seconds": expected.search_low, "probe": expected.probe}}
+                             "search_low_seconds": expected.search_low, "search_high_seconds": expected.search_high, "probe": expected.probe}}
     output_folder(config.out)
     check_studies(ctx)  # a study made for other settings is refused before the teacher cache could be rebuilt over another run's
     phases = {"setup": time.perf_counter() - began}  # this process's wall seconds per phase (a resumed run: what it did this time)

@@ -8,8 +8,8 @@ of every expanded schedule is full by construction (each segment starts with its
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule import (
@@ -29,7 +29,8 @@ class GenomeSpace:
     """All genomes over ``T`` teacher steps with a segment count from ``segment_counts``, ``num_branches`` branches and
     a boundary spacing power from ``spacings``. ``null_steps=False`` (a user's scheduler that cannot be given custom
     timesteps, e.g. PNDM or DDIM in ``pipe(...)``): every segment is active to its end (full, then partial steps).
-    ``forecast=True`` adds a gene per segment: its partial steps replay (``partial``) or forecast (``forecast``)."""
+    ``forecast=True`` adds a gene per segment: its partial steps replay (``partial``) or forecast (``forecast``).
+    ``cost``: a genome's MACs per image (the search's cost model), for strategies that keep to the budgets."""
 
     T: int
     segment_counts: tuple[int, ...]
@@ -37,6 +38,7 @@ class GenomeSpace:
     spacings: tuple[float, ...] = (1.0,)
     null_steps: bool = True
     forecast: bool = False
+    cost: Callable[[Genome], float] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         bad = [n for n in self.segment_counts if not 1 <= n <= self.T]

@@ -291,19 +291,28 @@ def spent(study: optuna.Study) -> int:
     return len(evaluated(study)) + len(pruned(study))
 
 
-def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], evaluate: Callable[[Any], dict[str, Any]], on_done: Callable[[], None] | None = None) -> None:
-    """Evaluate every baseline (a schedule, or a caching peer at one setting) once in ``study`` (several workers share
-    the list; waits for others' in-flight ones)."""
+def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], evaluate: Callable[[Any, Trial], dict[str, Any]], on_done: Callable[[], None] | None = None) -> None:
+    """Evaluate every baseline (a schedule, or a caching peer at one setting) once in ``study``, in the given order
+    (several workers share the list; waits for others' in-flight ones). ``evaluate(baseline, trial)`` may stop a plan
+    baseline off the front on the rungs (``TrialPruned``; search/fidelity.py): it is done, as pruned."""
     todo = {s.key: s for s in baselines}
     fail_orphans(study)
 
+    def finished() -> set[str]:
+        return {t.user_attrs.get("key") for t in evaluated(study) + pruned(study)}
+
     def objective(trial: Trial) -> tuple[float, float]:
-        done = {t.user_attrs.get("key") for t in evaluated(study)}
+        done = finished()
         for key, schedule in todo.items():
             if key in done:
                 continue
             if claim(study, trial, key) is None:
-                values = record(trial, schedule, evaluate(schedule))
+                try:
+                    values = record(trial, schedule, evaluate(schedule, trial))
+                except optuna.TrialPruned:
+                    if on_done is not None:
+                        on_done()  # stopped off the front: done too
+                    raise
                 if on_done is not None:
                     on_done()
                 return values
@@ -312,10 +321,10 @@ def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], 
         raise optuna.TrialPruned("no baseline left to claim")
 
     while True:
-        if {t.user_attrs.get("key") for t in evaluated(study)} >= set(todo) or INTERRUPT.requested:
+        if finished() >= set(todo) or INTERRUPT.requested:
             return
         optimize(study, objective, [lambda study_, trial: study_.stop() if INTERRUPT.requested else None])
-        remaining = set(todo) - {t.user_attrs.get("key") for t in evaluated(study)}
+        remaining = set(todo) - finished()
         if remaining:  # claimed by other (possibly dead) workers: wait for them, or for the heartbeat to fail them
             optuna.storages.fail_stale_trials(study)
             time.sleep(1 + random.random())  # jitter: workers that stepped aside together do not retry in lockstep

@@ -28,6 +28,8 @@ def print_results(results: dict[str, Any]) -> None:
     stopped = results["trials"].get("pruned") or []
     if stopped:
         stdout.print(f"{len(stopped)} of {len(stopped) + len(results['trials']['searched'])} searched candidates stopped early on the rungs {results['config']['fidelity']} (off the front)")
+    if stopped_baselines := results["trials"].get("pruned_baselines") or []:
+        stdout.print(f"{len(stopped_baselines)} of {len(stopped_baselines) + len(results['trials']['baselines'])} baselines stopped early on the rungs (off the front)")
     if best is not None and best["kind"] == "peer":
         stdout.print(f"* best within budget: {best['name']} (a caching peer, not a plan); the best schedule within it -> {results['config']['out']}/best.json")
     elif best is not None:
