@@ -113,7 +113,8 @@ def main() -> None:
         start = time.perf_counter()
         results = search(config)
         wall = time.perf_counter() - start
-        runs[name] = {"wall_seconds": round(wall, 1), **estimate_fields(expected, wall), "phase_seconds": results["phase_seconds"],
+        runs[name] = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      "wall_seconds": round(wall, 1), **estimate_fields(expected, wall), "phase_seconds": results["phase_seconds"],
                       "searched": len(results["trials"]["searched"]), "pruned": len(results["trials"]["pruned"]), "reuse": results.get("reuse"),
                       "evaluations_seconds": round(sum(r.get("wall_seconds", 0.0) for r in results["trials"]["searched"] + results["trials"]["pruned"]), 1)}
         (config.out / RECORD).write_text(json.dumps(runs[name], indent=1))

@@ -1,12 +1,13 @@
-"""Multi-fidelity evaluation: a candidate is scored on a growing number of images (the *rungs*, ``--fidelity 32,64,128``
-then ``--n``) and stopped early when it cannot enter the (MACs, rFID) front.
+"""Multi-fidelity evaluation: a candidate is scored on a growing number of images (the *rungs*, ``--fidelity 16,64``
+then ``--n``) and stopped early when it cannot enter the (MACs, rFID) front within the search's budgets.
 
 With rungs, every evaluation of the search (plan baselines included) generates in batches that end at the rungs; at
 each rung below ``n`` the rFID (``rungs``) and the paired distance (``paired_rungs``) of the images so far against
 the teacher's images from the same first noises are kept in the result; for a trial that may be stopped the paired
-distance is written as its intermediate value (step = images) and :class:`FrontPruner` is asked. Its rule: a
-candidate is dominated at rung ``m`` when something already evaluated in full (a searched trial or a plan baseline)
-costs no more MACs and had a paired distance on the same first ``m`` images lower by more than ``margin`` (relative).
+distance is written as its intermediate value (step = images) and :class:`FrontPruner` is asked. Its rule
+(:func:`dominated`): a candidate is of use only within the budgets at or above its MACs; it is stopped at rung ``m``
+when within every one of them something already evaluated in full (a searched trial or a plan baseline) had a
+paired distance on the same first ``m`` images lower by more than the margin (relative; it shrinks as 1/sqrt(m)).
 
 Why the paired distance and not rFID at the rungs: rFID on ``m`` images carries a small-sample bias that grows as
 ``m`` shrinks and is shared by every candidate, so relative rFID differences at 32 images say little (replayed over

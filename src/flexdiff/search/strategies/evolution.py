@@ -3,12 +3,14 @@
 Each new trial is one child genome: parents are drawn from the two best (MACs, rFID) Pareto ranks and from the best
 trials within the cost budget; a child is a crossover of whole segments (probability ``crossover``) followed by a
 segment-aware mutation. Visited schedules are memoised (a child whose schedule was already evaluated, or is being
-evaluated, is re-drawn, and so is one costing more than the largest budget). The population is seeded as AutoDiffusion and Flexiffusion describe: the plan baselines
-(DDIM-k, DeepCache and forecast 1:N; evaluated once in their own study, passed in as ``seeds``) are parents from the
-first child on — a segment-shaped one as itself, any other as its nearest genome (``projected``: its full steps moved
-onto the segment grid, :meth:`GenomeSpace.nearest_genome`), which is proposed unchanged the first time it is drawn
-as a parent and afterwards competes with its own measured scores — and the first ``initial`` children are random
-genomes (half of them uniform: every segment alike). Because it is an Optuna sampler, the study stays the single source of
+evaluated, is re-drawn, and so is one costing more than the largest budget). The population is seeded as
+AutoDiffusion and Flexiffusion describe: the plan baselines (DDIM-k, DeepCache and forecast 1:N; evaluated once in
+their own study, passed in as ``seeds``) are parents from the first child on — a segment-shaped one as itself, any
+other as its nearest genome (``projected``: its full steps moved onto the segment grid,
+:meth:`GenomeSpace.nearest_genome`), which is proposed unchanged the first time it is drawn as a parent and
+afterwards competes with its own measured scores — and the first ``initial`` children are random genomes (half of
+them uniform: every segment alike). Candidates the multi-fidelity pruner stopped are parents too, with the rFID their
+paired distance predicts. Because it is an Optuna sampler, the study stays the single source of
 truth: resuming and several workers need nothing extra.
 """
 
@@ -115,7 +117,7 @@ class EvolutionSampler(BaseSampler):
             child = self._child(done, seeds, rng)
             if self.schedule_key(child) not in seen and self._affordable(child):
                 return child
-        for _ in range(1000):  # the parents breed nothing new within the budgets: a random genome that is
+        for _ in range(1000):  # the parents breed nothing new within the budgets: a random genome that is new and within
             child = self.space.random_genome(rng)
             if self.schedule_key(child) not in seen and self._affordable(child):
                 return child
@@ -123,7 +125,7 @@ class EvolutionSampler(BaseSampler):
 
     def _affordable(self, genome: Genome) -> bool:
         """Within the largest budget (with the space's cost model): a costlier child is of no use at any budget, so it
-        is drawn again instead of spending a trial (Flexiffusion's evolution keeps to its constraint the same way)."""
+        is drawn again instead of spending a trial (a constrained evolution keeps to its constraint)."""
         limits = [b for b in self.budgets if b is not None]
         return self.space.cost is None or not limits or self.space.cost(genome) <= max(limits)
 
