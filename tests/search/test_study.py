@@ -108,3 +108,16 @@ def test_a_trial_failed_as_stale_while_it_ran_is_dropped_and_the_search_goes_on(
     with pytest.warns(RuntimeWarning, match="failed as stale"):
         assert run_search(study, 3, lambda trial: plans[trial.number], evaluate) is True
     assert [t.user_attrs["key"] for t in evaluated(study)] == [p.key for p in plans[1:]]
+
+
+def test_a_trial_no_worker_tagged_is_failed_once_older_than_the_grace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill between Optuna creating a trial and flexdiff tagging it leaves a RUNNING trial with no worker (and no
+    heartbeat): left alone while it is young (a live worker is about to tag it), failed once past the grace period."""
+    from flexdiff.search import study as study_module
+
+    study = _study(tmp_path)
+    untagged = study._storage.create_new_trial(study._study_id)  # created; never reached the Tagged sampler
+    assert study_module.fail_orphans(study) == []
+    monkeypatch.setattr(study_module, "GRACE_SECONDS", 0)
+    assert study_module.fail_orphans(study) == [study._storage.get_trial(untagged).number]
+    assert study._storage.get_trial(untagged).state == optuna.trial.TrialState.FAIL

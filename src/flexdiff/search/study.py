@@ -12,6 +12,7 @@ free again; ``--trials N`` is N evaluated (or pruned) schedules, however many wo
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import random
@@ -266,11 +267,15 @@ def in_flight(study: optuna.Study, trial: Trial | None = None) -> list[FrozenTri
 def fail_orphans(study: optuna.Study) -> list[int]:
     """Fail the running trials whose worker was a process of this machine that no longer exists (a SIGKILL): their
     schedules are free at once, for the resumed run to evaluate first, instead of after the heartbeat's grace period.
-    Returns their numbers."""
+    Also a trial no worker ever tagged once it is older than the grace period: a kill in the moment between Optuna
+    creating a trial and :class:`Tagged` tagging it leaves one, with no heartbeat for Optuna to fail it by, while a
+    live worker tags its trial within milliseconds. Returns their numbers."""
     failed = []
+    now = datetime.datetime.now()  # Optuna stamps datetime_start with the local naive time
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        untagged = "worker" not in t.user_attrs and t.datetime_start is not None and (now - t.datetime_start).total_seconds() > GRACE_SECONDS
+        if untagged or (host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))):
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             failed.append(t.number)
     return failed
