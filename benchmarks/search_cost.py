@@ -131,7 +131,7 @@ def main() -> None:
     # answers: best.json may be a baseline), "searched" among the searched schedules only
     picks = {name: {kind: best_within(rows[name], teacher_macs, kind) for kind in KINDS} for name in contexts}
     ladders = [tuple(int_ranges(ladder)) for ladder in args.ladders.split(";")]
-    budgets = [ctx.max_macs] + [teacher_macs / x for x in ctx.config.elite_speedups]
+    budgets = ctx.budgets
     calibration = [replay_pruner(*rows["exhaustive"], float(m), args.n, picks["exhaustive"]["searched"], ladder, budgets) for ladder in ladders for m in args.margins.split(",")]
     unique = {row["key"]: row for name in picks for kind in KINDS for row in picks[name][kind].values()}
     scores: dict[str, list[dict[str, float]]] = {key: [] for key in unique}

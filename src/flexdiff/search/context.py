@@ -62,6 +62,12 @@ class SearchContext:
         return self.costs.full * len(self.timesteps) / (c.speedup or 1.0)
 
     @property
+    def budgets(self) -> list[float]:
+        """MACs per image of every budget the search serves: the run's (``--speedup`` / ``--max-macs``), then the
+        elite budgets (``elite_speedups``). The evolution keeps an elite within each; the pruner stops what none can use."""
+        return [self.max_macs] + [self.costs.full * len(self.timesteps) / x for x in self.config.elite_speedups]
+
+    @property
     def key(self) -> ReferenceKey:
         """The teacher reference's key (known before the reference is built: studies are checked against it first)."""
         if self._key is None:

@@ -148,16 +148,17 @@ def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 
     rng = random.Random(c.seed)
     genomes = [ctx.space.random_genome(rng) if i % 2 else ctx.space.uniform_genome(rng) for i in range(_FIT_SAMPLES)]
     schedules = [g.expand(ctx.timesteps, c.candidate_sampler) for g in genomes]
+    macs = [ctx.costs.schedule(s) for s in schedules]
+    random_mean = sum(macs) / len(macs)
     initial = min(c.trials, INITIAL)
-    budgets = [ctx.max_macs] + [ctx.costs.full * T / x for x in c.elite_speedups]
+    budgets = ctx.budgets
     families = {s.meta.get("family") for s in ctx.baselines} - {"teacher"} | {r.family for r in ctx.peers}
     validated = c.validate_top + len(families)
 
     def per_candidate(images: int) -> float:
         """Seconds of an average candidate on ``images`` images: the line over the random genomes at their mean MACs
         for the initial ones, at the budgets for the rest."""
-        slope, intercept = _line([(ctx.costs.schedule(s), cost(s, images)) for s in schedules])
-        random_mean = sum(ctx.costs.schedule(s) for s in schedules) / len(schedules)
+        slope, intercept = _line([(m, cost(s, images)) for m, s in zip(macs, schedules)])
         at_budget = sum(slope * b + intercept for b in budgets) / len(budgets)
         return (initial * (slope * random_mean + intercept) + (c.trials - initial) * at_budget) / max(c.trials, 1)
 
@@ -172,7 +173,7 @@ def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 
         search = c.trials * (STOPPED_AT_FIRST_RUNG * per_candidate(rung) + STOPPED_LATER * per_candidate(later) + (1 - STOPPED_AT_FIRST_RUNG - STOPPED_LATER) * per_candidate(c.n) + fixed)
         stoppable = [s for s in plans if s.meta.get("family") != "teacher"]
         baselines -= BASELINES_STOPPED * sum(cost(s, c.n) - cost(s, rung) for s in stoppable)
-    slope, intercept = _line([(ctx.costs.schedule(s), per_image(s)) for s in schedules])
+    slope, intercept = _line([(m, per_image(s)) for m, s in zip(macs, schedules)])
     phases = {
         "setup": setup_seconds + time.perf_counter() - began,
         "reference": 0.0 if reference_cached else c.n * teacher,

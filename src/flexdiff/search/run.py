@@ -47,7 +47,7 @@ def work(config: SearchConfig, context: SearchContext | None = None, phases: dic
     storage = open_storage(config.storage_url)
     baseline_study = open_study(storage, ctx.study_name + ":baselines", make_sampler("random", ctx.space, ctx.genome_key, None, config.seed), ctx.fingerprint())
     done = {t.user_attrs.get("key") for t in evaluated(baseline_study) + pruned(baseline_study)}
-    budgets = [ctx.max_macs] + [ctx.costs.full * len(ctx.timesteps) / x for x in config.elite_speedups]
+    budgets = ctx.budgets
     if config.cuts:  # plan baselines meet each other on the rungs too, the cheapest first (search/fidelity.py)
         ctx.pruner = FrontPruner(config.prune_margin, budgets=budgets)
     with progress_bar("baselines", len(ctx.baselines), enabled=config.progress) as advance:
