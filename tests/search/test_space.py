@@ -236,3 +236,25 @@ def test_a_projected_seed_is_evaluated_as_it_is_the_first_time_it_is_drawn() -> 
 
     study.optimize(objective, n_trials=4)
     assert proposed[0] == projected and projected not in proposed[1:]  # then only its children, never itself again
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "random"])
+def test_a_trial_stores_only_the_parameters_its_strategy_needs(strategy: str) -> None:
+    """The evolution (``active_only``) is asked only its genome's own segments (each parameter is one storage write);
+    a sampler modelling the fixed set (random, TPE, NSGA-II) is asked all of them. Either way the genome comes back
+    whole from the stored parameters, through the Tagged wrapper the search puts around every strategy."""
+    from flexdiff.search.strategies import make_sampler
+    from flexdiff.search.study import Tagged
+
+    key = lambda g: g.expand(TS).key  # noqa: E731
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=Tagged(make_sampler(strategy, SPACE, key, None, 0)))
+    for _ in range(6):
+        trial = study.ask()
+        genome = SPACE.suggest(trial)
+        n = len(genome.segments)
+        segments = range(n) if strategy == "evolution" else range(SPACE.max_segments)
+        assert set(trial.params) == {"segments", "spacing"} | {f"{p}{s}" for s in segments for p in ("branch", "active")}
+        assert SPACE.from_params(trial.params) == genome
+        trial.set_user_attr("key", key(genome))
+        trial.set_user_attr("result", {"genome": str(genome)})
+        study.tell(trial, (float(n), 1.0 / n))

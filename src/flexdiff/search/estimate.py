@@ -41,9 +41,9 @@ from flexdiff.search.strategies.evolution import INITIAL
 
 #: random genomes the MACs -> seconds line is fitted on
 _FIT_SAMPLES = 256
-#: shares of the searched candidates the front pruner stopped at the first rung, and at a later one, in the 120-trial
-#: search of benchmarks/search_cost.json (built-in digits UNet, DDIM-50 teacher, --solver ddim-2m, --fidelity 16,64,
-#: budgets 1/2 .. 1/5): 96 and 17 of 120
+#: shares of the searched candidates the front pruner stopped at the first rung, and at a later one, in a 120-trial
+#: search of benchmarks/search_cost.py (built-in digits UNet, DDIM-50 teacher, --solver ddim-2m, --fidelity 16,64,
+#: budgets 1/2 .. 1/5, seed 0): 96 and 17 of 120; the three seeds of search_cost.json since: 294 and 38 of 360
 STOPPED_AT_FIRST_RUNG, STOPPED_LATER = 0.80, 0.14
 #: the share of the plan baselines (the teacher's aside) it stopped there, all at the first rung: 17 of 24
 BASELINES_STOPPED = 0.71
@@ -105,10 +105,13 @@ def _fixed_seconds(ctx: SearchContext, feature: float) -> float:
 
     from flexdiff.executor import apply_schedule
     from flexdiff.schedule import full
+    from flexdiff.search.strategies import make_sampler
+    from flexdiff.search.study import Tagged
 
     images = torch.zeros((2, *ctx.model.sample_shape))
+    sampler = Tagged(make_sampler(ctx.config.strategy, ctx.space, ctx.genome_key, ctx.budgets, ctx.config.seed))  # it decides what a trial stores
     with tempfile.TemporaryDirectory() as tmp:
-        study = optuna.create_study(storage=f"sqlite:///{tmp}/probe.db", directions=["minimize", "minimize"])
+        study = optuna.create_study(storage=f"sqlite:///{tmp}/probe.db", directions=["minimize", "minimize"], sampler=sampler)
         start = time.perf_counter()
         with apply_schedule(ctx.model, full(ctx.timesteps, ctx.config.sampler)):
             pass

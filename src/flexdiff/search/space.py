@@ -88,10 +88,16 @@ class GenomeSpace:
                                       for s, length in enumerate(lengths)), spacing))
 
     def suggest(self, trial: object) -> Genome:
-        """Ask an Optuna trial for a genome (every strategy goes through here; evolution answers for itself)."""
+        """Ask an Optuna trial for a genome (every strategy goes through here; evolution answers for itself).
+
+        Samplers that model the whole fixed set (NSGA-II, TPE) are asked every segment's parameters. A sampler that
+        proposes whole genomes and answers each call itself (``active_only`` set on it: the evolution) is asked only
+        the genome's own segments: the parameters of segments beyond the count carry nothing, and each is one storage
+        write (on SQLite ~3 ms; 40 % of a trial's writes)."""
         params: dict[str, float | int] = {"segments": trial.suggest_categorical("segments", list(self.segment_counts))}
         params["spacing"] = trial.suggest_categorical("spacing", list(self.spacings))
-        for s in range(self.max_segments):
+        sampler = getattr(getattr(trial, "study", None), "sampler", None)
+        for s in range(int(params["segments"]) if getattr(sampler, "active_only", False) else self.max_segments):
             params[f"branch{s}"] = trial.suggest_int(f"branch{s}", 0, self.num_branches - 1)
             params[f"active{s}"] = trial.suggest_float(f"active{s}", 0.0, 1.0)
             if self.forecast:

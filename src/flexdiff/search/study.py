@@ -101,6 +101,7 @@ class Tagged(optuna.samplers.BaseSampler):
 
     def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
         self.sampler = sampler
+        self.active_only = getattr(sampler, "active_only", False)  # what GenomeSpace.suggest asks of the strategy
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         study._storage.set_trial_user_attr(trial._trial_id, "worker", WORKER)
@@ -209,12 +210,26 @@ def optimize(study: optuna.Study, objective: Callable[[Trial], tuple[float, floa
 
 def evaluated(study: optuna.Study) -> list[FrozenTrial]:
     """Complete trials that really evaluated their schedule (memoised duplicates left out)."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("duplicate_of") is None]
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _evaluated(t)]
 
 
 def pruned(study: optuna.Study) -> list[FrozenTrial]:
     """Trials the multi-fidelity pruner stopped (search/fidelity.py); they count towards ``--trials``."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if "pruned_at" in (t.user_attrs.get("result") or {})]
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if _stopped(t)]
+
+
+def _evaluated(t: FrozenTrial) -> bool:
+    return t.state == TrialState.COMPLETE and t.user_attrs.get("duplicate_of") is None
+
+
+def _stopped(t: FrozenTrial) -> bool:
+    return t.state == TrialState.PRUNED and "pruned_at" in (t.user_attrs.get("result") or {})
+
+
+def _in_flight(t: FrozenTrial, own: int | None) -> bool:
+    """A running trial (other than number ``own``) evaluating a schedule it claimed: it will count towards ``--trials``."""
+    return (t.state == TrialState.RUNNING and t.number != own and t.user_attrs.get("key") is not None and t.user_attrs.get("duplicate_of") is None
+            and not t.user_attrs.get("idle"))
 
 
 class Interrupt:
@@ -257,13 +272,6 @@ class Interrupt:
 INTERRUPT = Interrupt()
 
 
-def in_flight(study: optuna.Study, trial: Trial | None = None) -> list[FrozenTrial]:
-    """Running trials (other than ``trial``) evaluating a schedule they claimed: they will count towards ``--trials``."""
-    own = trial.number if trial is not None else None
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t.number != own and t.user_attrs.get("key") is not None and t.user_attrs.get("duplicate_of") is None and not t.user_attrs.get("idle")]
-
-
 def fail_orphans(study: optuna.Study) -> list[int]:
     """Fail the running trials whose worker was a process of this machine that no longer exists (a SIGKILL): their
     schedules are free at once, for the resumed run to evaluate first, instead of after the heartbeat's grace period.
@@ -294,6 +302,14 @@ def _alive(pid: int) -> bool:
 def spent(study: optuna.Study) -> int:
     """Candidates the search has spent its ``--trials`` on: evaluated in full, or stopped by the pruner."""
     return len(evaluated(study)) + len(pruned(study))
+
+
+def committed(study: optuna.Study, trial: Trial | None = None) -> int:
+    """:func:`spent` plus the evaluations in flight (other than ``trial``'s), in one read of the storage: the
+    count a worker checks against ``--trials`` before and after each claim."""
+    own = trial.number if trial is not None else None
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if _evaluated(t) or _stopped(t) or _in_flight(t, own))
 
 
 def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], evaluate: Callable[[Any, Trial], dict[str, Any]], on_done: Callable[[], None] | None = None) -> None:
@@ -345,7 +361,7 @@ def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Sche
     repeats = 0
 
     def objective(trial: Trial) -> tuple[float, float]:
-        if spent(study) + len(in_flight(study, trial)) >= trials:  # other workers' evaluations fill --trials: none beyond it
+        if committed(study, trial) >= trials:  # other workers' evaluations fill --trials: none beyond it
             trial.set_user_attr("idle", True)
             study.stop()
             raise optuna.TrialPruned("--trials reached by the evaluations in flight")
@@ -355,7 +371,7 @@ def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Sche
         """Claimed, about to evaluate: checked again now that this claim is visible to the other workers (each writes
         its claim before it reads the others'), so of claims made at once that would overfill --trials at least the
         later reader steps aside (its schedule stays free) and tries again after a random pause."""
-        if spent(study) + len(in_flight(study, trial)) >= trials:
+        if committed(study, trial) >= trials:
             trial.set_user_attr("idle", True)
             time.sleep(random.random() * 0.5)
             raise optuna.TrialPruned("--trials filled by evaluations claimed at the same moment")
@@ -363,8 +379,7 @@ def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Sche
 
     def stop(study_: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal repeats
-        stopped = trial.state == TrialState.PRUNED and "pruned_at" in (trial.user_attrs.get("result") or {})
-        if trial.state == TrialState.COMPLETE or stopped:
+        if trial.state == TrialState.COMPLETE or _stopped(trial):
             new = trial.user_attrs.get("duplicate_of") is None
             repeats = 0 if new else repeats + 1
             if new and on_done is not None:

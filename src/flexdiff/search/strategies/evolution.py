@@ -50,7 +50,10 @@ class Member:
 
 
 class EvolutionSampler(BaseSampler):
-    """Proposes whole genomes; Optuna stores them as ordinary parameters of the trial."""
+    """Proposes whole genomes; Optuna stores them as ordinary parameters of the trial (the genome's own segments only:
+    :meth:`~flexdiff.search.space.GenomeSpace.suggest` asks no more of an ``active_only`` sampler)."""
+
+    active_only = True
 
     def __init__(
         self,
