@@ -258,3 +258,29 @@ def test_a_trial_stores_only_the_parameters_its_strategy_needs(strategy: str) ->
         trial.set_user_attr("key", key(genome))
         trial.set_user_attr("result", {"genome": str(genome)})
         study.tell(trial, (float(n), 1.0 / n))
+
+
+def test_an_untagged_running_trial_holds_no_position_in_the_evolution() -> None:
+    """A kill in the moment between Optuna creating a trial and Tagged tagging it leaves a RUNNING trial with no
+    worker (failed only after the grace period). The resumed evolution must propose what an uninterrupted one does:
+    its draws are seeded by position, and that trial must not count as one (the resume test met it once)."""
+    from flexdiff.search.strategies import make_sampler
+    from flexdiff.search.study import Tagged
+
+    key = lambda g: g.expand(TS).key  # noqa: E731
+
+    def proposals(orphan_at: int | None) -> list[str]:
+        study = optuna.create_study(directions=["minimize", "minimize"], sampler=Tagged(make_sampler("evolution", SPACE, key, None, 0)))
+        out = []
+        for i in range(12):
+            if i == orphan_at:
+                study._storage.create_new_trial(study._study_id)  # RUNNING, untagged: what such a kill leaves behind
+            trial = study.ask()
+            genome = SPACE.suggest(trial)
+            trial.set_user_attr("key", key(genome))
+            trial.set_user_attr("result", {"genome": str(genome)})
+            study.tell(trial, (float(sum(s.interval for s in genome.segments)), 1.0 / len(genome.segments)))
+            out.append(str(genome))
+        return out
+
+    assert proposals(3) == proposals(None)

@@ -282,11 +282,17 @@ def fail_orphans(study: optuna.Study) -> list[int]:
     now = datetime.datetime.now()  # Optuna stamps datetime_start with the local naive time
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        untagged = "worker" not in t.user_attrs and t.datetime_start is not None and (now - t.datetime_start).total_seconds() > GRACE_SECONDS
-        if untagged or (host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))):
+        stale = untagged(t) and t.datetime_start is not None and (now - t.datetime_start).total_seconds() > GRACE_SECONDS
+        if stale or (host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))):
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             failed.append(t.number)
     return failed
+
+
+def untagged(t: FrozenTrial) -> bool:
+    """A running trial no worker has tagged (:class:`Tagged` does it first thing): one in its first milliseconds, or
+    one a kill caught in them. It has evaluated nothing, and it is no position in a strategy's sequence."""
+    return t.state == TrialState.RUNNING and "worker" not in t.user_attrs
 
 
 def _alive(pid: int) -> bool:

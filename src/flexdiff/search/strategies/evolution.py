@@ -30,6 +30,7 @@ from flexdiff.schedule import Genome
 from flexdiff.search.fidelity import rfid_from_paired
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.strategies._registry import register_strategy
+from flexdiff.search.study import untagged
 from flexdiff.utils.pareto import pareto_ranks
 
 PARAMS_ATTR = "evolution:params"
@@ -105,10 +106,12 @@ class EvolutionSampler(BaseSampler):
 
     def propose(self, study: Study, number: int) -> Genome:
         """A child genome whose schedule no trial has evaluated or is evaluating (and which is not a seed baseline)."""
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED))
+        states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED)
+        trials = [t for t in study.get_trials(deepcopy=False, states=states) if not untagged(t)]
         # deterministic per position in the search: the trials before this one that did not fail. A run resumed after a
         # kill (its in-flight trial failed) draws, for its first new trial, what the killed trial drew — the same child
-        # from the same parents — so a single-worker search resumes into the trials an uninterrupted one makes.
+        # from the same parents — so a single-worker search resumes into the trials an uninterrupted one makes. A trial
+        # the kill caught before it was tagged stays RUNNING (no worker to fail it by) and holds no position either.
         position = sum(1 for t in trials if t.number < number)
         rng = random.Random(f"{self._seed}:{position}")
         seen = {t.user_attrs.get("key") for t in trials} | self.seed_keys
