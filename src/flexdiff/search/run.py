@@ -26,6 +26,7 @@ from flexdiff.search.strategies.evolution import Member
 from flexdiff.search.study import (
     EXHAUSTED_AFTER,
     INTERRUPT,
+    done,
     evaluated,
     open_storage,
     open_study,
@@ -46,16 +47,16 @@ def work(config: SearchConfig, context: SearchContext | None = None, phases: dic
     ctx = context or build_context(config)
     storage = open_storage(config.storage_url)
     baseline_study = open_study(storage, ctx.study_name + ":baselines", make_sampler("random", ctx.space, ctx.genome_key, None, config.seed), ctx.fingerprint())
-    done = {t.user_attrs.get("key") for t in evaluated(baseline_study) + pruned(baseline_study)}
+    finished = {t.user_attrs.get("key") for t in done(baseline_study)}
     budgets = ctx.budgets
     if config.cuts:  # plan baselines meet each other on the rungs too, the cheapest first (search/fidelity.py)
         ctx.pruner = FrontPruner(config.prune_margin, budgets=budgets)
     with progress_bar("baselines", len(ctx.baselines), enabled=config.progress) as advance:
-        advance(len(done & {s.key for s in ctx.baselines}))
+        advance(len(finished & {s.key for s in ctx.baselines}))
         run_baselines(baseline_study, cheapest_first(ctx), ctx.evaluate, on_done=advance)
     if ctx.peers:
         with progress_bar("peers", len(ctx.peers), enabled=config.progress) as advance:
-            advance(len(done & {r.key for r in ctx.peers}))
+            advance(len(finished & {r.key for r in ctx.peers}))
             run_baselines(baseline_study, ctx.peers, lambda run, _: ctx.evaluate_peer(run), on_done=advance)
     phases["baselines"] = time.perf_counter() - began
     began = time.perf_counter()

@@ -305,9 +305,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def done(study: optuna.Study) -> list[FrozenTrial]:
+    """The trials that are done with their schedule, in one read of the storage: evaluated in full (:func:`evaluated`)
+    or stopped by the pruner (:func:`pruned`)."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)) if _evaluated(t) or _stopped(t)]
+
+
 def spent(study: optuna.Study) -> int:
     """Candidates the search has spent its ``--trials`` on: evaluated in full, or stopped by the pruner."""
-    return len(evaluated(study)) + len(pruned(study))
+    return len(done(study))
 
 
 def committed(study: optuna.Study, trial: Trial | None = None) -> int:
@@ -326,12 +332,12 @@ def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], 
     fail_orphans(study)
 
     def finished() -> set[str]:
-        return {t.user_attrs.get("key") for t in evaluated(study) + pruned(study)}
+        return {t.user_attrs.get("key") for t in done(study)}
 
     def objective(trial: Trial) -> tuple[float, float]:
-        done = finished()
+        keys = finished()
         for key, schedule in todo.items():
-            if key in done:
+            if key in keys:
                 continue
             if claim(study, trial, key) is None:
                 try:
