@@ -57,10 +57,10 @@ TOY_SAMPLER = '''
 
 
     @register_sampler("toy-x0", spacing="leading", deterministic=True)
-    def toy_x0(denoise, x, timesteps, noise, *, eta=0.0, generator=None, callback=None, grid=None, noise_sampler=None):
+    def toy_x0(x, timesteps, noise, *, eta=0.0, generator=None, grid=None, noise_sampler=None):
         ts = check_timesteps(timesteps, noise.num_train_timesteps)
         for i, t in enumerate(ts):
-            eps = denoise(x, t, i)
+            eps = yield x, t, i
             a, a_prev = noise.alpha_bar(t), noise.alpha_bar(ts[i + 1] if i + 1 < len(ts) else None)
             x0 = (x - (1 - a) ** 0.5 * eps) / a ** 0.5
             x = a_prev ** 0.5 * x0 + (1 - a_prev) ** 0.5 * eps

@@ -3,6 +3,7 @@ and what ``enable(pipe)`` runs for a schedule scored in flexdiff's loop (or null
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_unet
@@ -82,3 +83,168 @@ def test_null_steps_on_a_ddim_pipeline_run_through_flexdiffs_ddim() -> None:
     pipe.scheduler.register_to_config(set_alpha_to_one=False)  # ends at alpha-bar_0, not 1: not flexdiff's DDIM
     with pytest.raises(flexdiff.FlexdiffError, match="set_alpha_to_one"):
         flexdiff.enable(pipe, plan)
+
+
+# --- no thread, the caller's context, both noise kinds, eta, dtype (issue 28, item 1) --------------------------------
+
+
+def _threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if "flexdiff" in t.name]
+
+
+@pytest.mark.parametrize("ending", ["complete", "error", "interrupt", "disable-mid-run"])
+def test_no_thread_exists_during_or_after_any_run(ending: str) -> None:
+    """The sampler runs in the caller's thread: nothing named like the scheduler exists during a run, and the thread
+    count is unchanged after a run that completes, raises, is interrupted, or is disabled part-way."""
+    import threading
+
+    model = _model()
+    plan = bind(flexdiff.ddim_k(flexdiff.teacher_timesteps(model, "ddim-2m", T), 4, "ddim-2m"), model.binding("ddim-2m"))
+    pipe = _pipe(model)
+    before, seen, calls = threading.active_count(), [], []
+
+    def spy(module, args):
+        seen.append(_threads())
+        calls.append(1)
+        if ending == "error" and len(calls) == 3:
+            raise RuntimeError("boom")
+        if ending == "interrupt" and len(calls) == 3:
+            raise KeyboardInterrupt
+
+    handle = pipe.unet.register_forward_pre_hook(spy)
+    try:
+        flexdiff.enable(pipe, plan)
+        try:
+            if ending == "disable-mid-run":
+                pipe.scheduler.set_timesteps(T)
+                x = torch.randn(1, 1, 8, 8)
+                pipe.scheduler.step(pipe.unet(x, pipe.scheduler.timesteps[0]).sample, pipe.scheduler.timesteps[0], x)
+            else:
+                pipe(batch_size=1, num_inference_steps=T, generator=torch.Generator().manual_seed(0), output_type="np")
+        except (RuntimeError, KeyboardInterrupt):
+            assert ending in ("error", "interrupt")
+        flexdiff.disable(pipe)
+    finally:
+        handle.remove()
+    assert seen and all(names == [] for names in seen)
+    assert threading.active_count() == before and _threads() == []
+
+
+def _flow_case(name: str):
+    from test_enable_transformers import PIPELINES
+
+    pipe, call, grid_kwargs = PIPELINES[name]()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, call, grid_kwargs
+
+
+@pytest.mark.parametrize("name", ["sd3", "flux"])
+@pytest.mark.parametrize("solver", ["flow-euler", "flow-dpmpp-2m"])
+def test_a_flow_schedule_scored_in_flexdiffs_loop_enables_on_its_own_pipeline(name: str, solver: str) -> None:
+    """A schedule bound to flexdiff:flow-euler / flow-dpmpp-2m (null steps included) runs on an SD3 / Flux pipeline
+    through a flow FlexdiffScheduler: its latents are flexdiff's whole-loop sampler over the same model outputs (to
+    1e-5), and for flow-euler the plain pipeline given exactly the kept sigmas (diffusers' FlowMatch Euler)."""
+    from dataclasses import replace
+
+    from flexdiff.integrations.base import integration_for
+    from flexdiff.noise import FlowSchedule
+    from flexdiff.samplers import sampler_info
+
+    pipe, call, grid_kwargs = _flow_case(name)
+    grid = flexdiff.pipeline_timesteps(pipe, 6, **grid_kwargs)
+    binding = replace(integration_for(pipe).binding(pipe), scheduler=f"flexdiff:{solver}")
+    plan = bind(flexdiff.ddim_k(grid, 3, solver), binding)
+    own = pipe.scheduler
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    returned: list[torch.Tensor] = []
+    with flexdiff.enabled(pipe, plan):
+        scheduler = pipe.scheduler
+        assert isinstance(scheduler, FlexdiffScheduler) and scheduler.noise_kind == "flow"
+        step = scheduler.step
+
+        def recording(model_output, timestep, sample, *args, **kwargs):
+            seen.append((model_output.clone(), sample.clone()))
+            out = step(model_output, timestep, sample, *args, **kwargs)
+            returned.append(out[0])
+            return out
+
+        scheduler.step = recording
+        images = call()
+    assert pipe.scheduler is own and len(seen) == 3
+    latents = returned[-1]
+    outputs = iter(seen)
+
+    def replay(x: torch.Tensor, s: float, i: int) -> torch.Tensor:
+        output, sample = next(outputs)
+        torch.testing.assert_close(x, sample.float(), rtol=0, atol=1e-5)  # the same inputs, step for step
+        return output.float()
+
+    noise = FlowSchedule.from_scheduler_config(dict(own.config), mu=grid_kwargs.get("mu"))
+    ours = sampler_info(solver).fn(replay, seen[0][1].float(), plan.active_timesteps, noise, grid=plan.timesteps)
+    torch.testing.assert_close(latents.float(), ours, rtol=0, atol=1e-5)
+    if solver == "flow-euler":
+        np.testing.assert_allclose(images, call(sigmas=noise.unshifted(plan.active_timesteps)), atol=1e-5)
+
+
+def test_the_caller_grad_mode_applies() -> None:
+    """The step runs in the caller's thread: under no_grad nothing is tracked, under enable_grad the graph is kept
+    (a worker thread ran with its own default grad mode whatever the caller's)."""
+    scheduler = FlexdiffScheduler.from_scheduler(_pipe(_model()).scheduler, "ddim-2m")
+    scheduler.set_timesteps(4)
+    x = torch.randn(1, 1, 8, 8)
+    out = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    with torch.no_grad():
+        assert not scheduler.step(out, scheduler.timesteps[0], x).prev_sample.requires_grad
+    scheduler.set_timesteps(4)
+    with torch.enable_grad():
+        assert scheduler.step(out, scheduler.timesteps[0], x).prev_sample.requires_grad
+
+
+def test_eta_is_ddims_and_deterministic_solvers_refuse_it() -> None:
+    """``eta`` and ``generator`` reach the solver as a DDIM pipeline passes them: flexdiff's ddim equals diffusers'
+    DDIMScheduler step for step with eta = 1 (the same noise draws); ddim-2m refuses eta > 0 in one line."""
+    import diffusers
+
+    model = _model({**DEFAULT_SCHEDULER_CONFIG, "set_alpha_to_one": True})
+    theirs = diffusers.DDIMScheduler.from_config({**model.scheduler_config, "set_alpha_to_one": True})
+    ours = FlexdiffScheduler.from_scheduler(theirs, "ddim")
+    theirs.set_timesteps(5)
+    ours.set_timesteps(timesteps=theirs.timesteps.tolist())
+    a = b = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    ga, gb = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for t in theirs.timesteps:
+        a = theirs.step(model.eps(a, int(t)), t, a, eta=1.0, generator=ga).prev_sample
+        b = ours.step(model.eps(b, int(t)), t, b, eta=1.0, generator=gb).prev_sample
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+    deterministic = FlexdiffScheduler.from_scheduler(theirs, "ddim-2m")
+    deterministic.set_timesteps(5)
+    with pytest.raises(flexdiff.FlexdiffError, match="eta = 0") as err:
+        deterministic.step(torch.zeros(1, 1, 8, 8), deterministic.timesteps[0], torch.zeros(1, 1, 8, 8), eta=0.5)
+    assert "\n" not in str(err.value)
+
+
+def test_zero_snr_rescaling_is_read() -> None:
+    """``rescale_betas_zero_snr`` changes the alpha-bars; the FlexdiffScheduler standing in keeps it."""
+    import diffusers
+
+    theirs = diffusers.DDIMScheduler(rescale_betas_zero_snr=True, prediction_type="v_prediction", timestep_spacing="trailing")
+    ours = FlexdiffScheduler.from_scheduler(theirs, "ddim")
+    assert ours.config.rescale_betas_zero_snr
+    assert torch.equal(ours.noise.alphas_cumprod, theirs.alphas_cumprod)
+
+
+def test_an_fp16_pipeline_runs_within_1e_2_of_fp32() -> None:
+    """A half-precision pipeline runs a flexdiff:ddim-2m schedule (the run's state stays float32; each step hands the
+    pipeline its dtype) within 1e-2 of the float32 pipeline."""
+    model = _model()
+    plan = bind(flexdiff.ddim_k(flexdiff.teacher_timesteps(model, "ddim-2m", T), 4, "ddim-2m"), model.binding("ddim-2m"))
+    images = {}
+    for dtype in (torch.float32, torch.float16):
+        pipe = _pipe(model)
+        pipe.unet.to(dtype)
+        with flexdiff.enabled(pipe, plan, strict=False):  # the fp16 weights hash differently
+            images[dtype] = pipe(batch_size=2, num_inference_steps=T, generator=torch.Generator().manual_seed(0), output_type="np").images
+        pipe.unet.to(torch.float32)
+    np.testing.assert_allclose(images[torch.float16], images[torch.float32], atol=1e-2)

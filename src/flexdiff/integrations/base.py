@@ -41,9 +41,11 @@ class Integration(ABC):
         return None
 
 
-def timestep_value(timestep: Any) -> int:
-    """A timestep as diffusers passes it (int, 0-d or batched tensor: one value for the batch) as an int."""
-    return int(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else int(timestep)
+def timestep_value(timestep: Any, integer: bool = True) -> float:
+    """A timestep as diffusers passes it (int, float, 0-d or batched tensor: one value for the batch) as an int, or
+    with ``integer=False`` as a float (a flow model's timesteps, sigma x num_train_timesteps, are not integers)."""
+    value = timestep.flatten()[0].item() if isinstance(timestep, torch.Tensor) else timestep
+    return int(value) if integer else float(value)
 
 
 INTEGRATIONS: Registry[Integration] = Registry("an integration", "pass an object flexdiff integrates with")

@@ -62,7 +62,9 @@ def denoiser_of(pipe: Any) -> Any:
 
 
 def is_flow_scheduler(scheduler: Any) -> bool:
-    return type(scheduler).__name__ in FLOW_SCHEDULERS
+    """A flow-matching scheduler: diffusers' ``FlowMatch*`` classes, or a :class:`FlexdiffScheduler` running a flow
+    solver (both take ``sigmas=`` and shift them, and expose ``sigmas``)."""
+    return type(scheduler).__name__ in FLOW_SCHEDULERS or getattr(scheduler, "noise_kind", None) == "flow"
 
 
 def scheduler_grid(scheduler: Any) -> list[float]:

@@ -1,19 +1,26 @@
-"""Samplers: small pure functions over an explicit decreasing list of timesteps, the registry and what every sampler shares.
+"""Samplers: small generators over an explicit decreasing list of timesteps, the registry and what every sampler shares.
 
 A sampler never sees step types. It receives the *active* timesteps (null steps already dropped, so the sampler
-jumps over them and sees the true step sizes), optionally the teacher's ``grid`` they were taken from, and a
-``denoise(x, t, i)`` callable returning the noise prediction epsilon-hat at timestep ``t`` for the ``i``-th active
-step. After the last timestep the trajectory ends at the clean image (alpha-bar = 1), as diffusers does with
-``set_alpha_to_one=True`` / ``final_sigmas_type="zero"``. Each module registers its function with what it needs
-(:func:`register_sampler`: its diffusers timestep spacing, whether it is deterministic); the contract tests run for
-every registered sampler. On uniform grids ``ddim`` and ``dpmpp_2m`` equal diffusers' ``DDIMScheduler`` and
-``DPMSolverMultistepScheduler`` (tests); ``ddim_2m`` is ours (see its docstring).
+jumps over them and sees the true step sizes) and optionally the teacher's ``grid`` they were taken from. It is a
+generator (:data:`Steps`): for each active step ``i`` it yields ``(x_t, t, i)``, the input of that step's network
+call, receives the prediction it integrates through ``send()`` (epsilon-hat for alpha-bar noise, the velocity for
+flow matching) and, after the last timestep, returns the clean image (alpha-bar = 1), as diffusers does with
+``set_alpha_to_one=True`` / ``final_sigmas_type="zero"``.
+
+Why generators: the same solver code is driven two ways without a copy or a thread. :func:`run_steps` drives it over
+a ``denoise(x, t, i)`` callable (flexdiff's own loop: ``generate``, trajectory reuse, the search); a diffusers
+scheduler (:class:`~flexdiff.integrations.flexdiff_scheduler.FlexdiffScheduler`) drives it one ``step()`` call at a
+time, in the caller's thread, so the caller's grad / autocast state and exceptions stay the caller's. Each module
+registers its generator (:func:`register_sampler`: its diffusers timestep spacing, whether it is deterministic); the
+contract tests run for every registered sampler. On uniform grids ``ddim`` and ``dpmpp_2m`` equal diffusers'
+``DDIMScheduler`` and ``DPMSolverMultistepScheduler`` (tests); ``ddim_2m`` is ours (see its docstring).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +38,29 @@ Denoise = Callable[[torch.Tensor, int, int], torch.Tensor]
 NoiseSampler = Callable[[int], torch.Tensor]
 
 
+Steps = Generator[tuple[torch.Tensor, float, int], torch.Tensor, torch.Tensor]
+"""One sampling run: yields ``(x_t, t, i)`` per active step, is sent the model's prediction there, returns x_0."""
+
+
+class SamplerSteps(Protocol):
+    """What a sampler module defines and registers: the generator of one run from ``x`` over ``timesteps``."""
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        timesteps: Sequence[float],
+        noise: NoiseSchedule,
+        *,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        grid: Sequence[float] | None = None,
+        noise_sampler: NoiseSampler | None = None,
+    ) -> Steps: ...
+
+
 class Sampler(Protocol):
+    """The whole-loop form of a sampler (:func:`whole_loop`): ``denoise`` called at every active step."""
+
     def __call__(
         self,
         denoise: Denoise,
@@ -45,6 +74,37 @@ class Sampler(Protocol):
         grid: Sequence[int] | None = None,
         noise_sampler: NoiseSampler | None = None,
     ) -> torch.Tensor: ...
+
+
+def run_steps(steps: Steps, denoise: Denoise, callback: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Drive a sampler run over ``denoise``: each ``(x_t, t, i)`` it yields is answered with ``denoise(x_t, t, i)``;
+    ``callback(i)`` after step ``i``'s update. The run is closed whatever happens (an exception in ``denoise``)."""
+    try:
+        request = next(steps)  # the sampler's checks (timesteps, eta) run here, before any network call
+        while True:
+            x, t, i = request
+            prediction = denoise(x, t, i)
+            try:
+                request = steps.send(prediction)
+            except StopIteration as end:
+                if callback is not None:
+                    callback(i)
+                return end.value
+            if callback is not None:
+                callback(i)
+    finally:
+        steps.close()
+
+
+def whole_loop(make_steps: SamplerSteps) -> Sampler:
+    """The whole-loop function of a sampler generator: ``fn(denoise, x, timesteps, noise, ..., callback=...)``."""
+
+    @functools.wraps(make_steps)
+    def sample(denoise: Denoise, x: torch.Tensor, timesteps: Sequence[int], noise: NoiseSchedule, *, eta: float = 0.0, generator: torch.Generator | None = None,
+               callback: Callable[[int], None] | None = None, grid: Sequence[int] | None = None, noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+        return run_steps(make_steps(x, timesteps, noise, eta=eta, generator=generator, grid=grid, noise_sampler=noise_sampler), denoise, callback)
+
+    return sample
 
 
 def check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> list[int]:
@@ -90,7 +150,8 @@ class SamplerInfo:
     """A registered sampler and what the rest of flexdiff needs to know about it."""
 
     name: str
-    fn: Sampler
+    #: the generator of one run (what the module registers; :func:`run_steps` or a scheduler's ``step()`` drives it)
+    steps: SamplerSteps
     #: diffusers' default ``timestep_spacing`` of the scheduler it reproduces: the teacher's grid for ``--steps``.
     spacing: str
     #: True when ``eta`` must be 0 (an ODE solver).
@@ -102,16 +163,22 @@ class SamplerInfo:
     #: or "flow" (sigmas, the velocity).
     noise_kind: str = "alpha_bar"
 
+    @property
+    def fn(self) -> Sampler:
+        """The whole-loop form (:func:`whole_loop`)."""
+        return whole_loop(self.steps)
+
 
 SAMPLERS: Registry[SamplerInfo] = Registry("a sampler", "pick one with --sampler")
 
 
-def register_sampler(name: str, *, spacing: str, deterministic: bool, same_on_grid_as: str | None = None, noise_kind: str = "alpha_bar") -> Callable[[Sampler], Sampler]:
-    """Decorator: make a sampler function available as ``--sampler name`` (and to schedules, the search, the report)."""
+def register_sampler(name: str, *, spacing: str, deterministic: bool, same_on_grid_as: str | None = None, noise_kind: str = "alpha_bar") -> Callable[[SamplerSteps], SamplerSteps]:
+    """Decorator: make a sampler generator available as ``--sampler name`` (and to schedules, the search, the report,
+    and :class:`~flexdiff.integrations.flexdiff_scheduler.FlexdiffScheduler`)."""
 
-    def decorate(fn: Sampler) -> Sampler:
-        SAMPLERS.register(name, SamplerInfo(name, fn, spacing, deterministic, same_on_grid_as, noise_kind))
-        return fn
+    def decorate(make_steps: SamplerSteps) -> SamplerSteps:
+        SAMPLERS.register(name, SamplerInfo(name, make_steps, spacing, deterministic, same_on_grid_as, noise_kind))
+        return make_steps
 
     return decorate
 
@@ -121,7 +188,7 @@ def sampler_info(name: str, fix: str = "pick one with --sampler") -> SamplerInfo
 
 
 def get_sampler(name: str, fix: str = "pick one with --sampler") -> Sampler:
-    """The sampler called ``name``; ``fix`` says where to change it (an option, or the field of a file)."""
+    """The sampler called ``name``, whole-loop form; ``fix`` says where to change it (an option, or the field of a file)."""
     return SAMPLERS.get(name, fix).fn
 
 

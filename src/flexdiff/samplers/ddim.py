@@ -2,33 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from flexdiff.noise import NoiseSchedule
 from flexdiff.samplers._base import (
-    Denoise,
     NoiseSampler,
+    Steps,
     check_eta,
     check_timesteps,
     register_sampler,
+    whole_loop,
 )
 
 
 @register_sampler("ddim", spacing="leading", deterministic=False)
-def ddim(
-    denoise: Denoise,
+def ddim_steps(
     x: torch.Tensor,
     timesteps: Sequence[int],
     noise: NoiseSchedule,
     *,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
-    callback: Callable[[int], None] | None = None,
     grid: Sequence[int] | None = None,
     noise_sampler: NoiseSampler | None = None,
-) -> torch.Tensor:
+) -> Steps:
     """DDIM (Song et al. 2021, eq. 12) from ``timesteps[i]`` to ``timesteps[i + 1]`` (the clean image after the last).
 
     ``eta = 0`` is deterministic; ``eta = 1`` is DDPM-like. Extra noise for ``eta > 0`` is ``noise_sampler(i)`` at
@@ -39,7 +38,7 @@ def ddim(
     check_eta(eta)
     ts = check_timesteps(timesteps, noise.num_train_timesteps)
     for i, t in enumerate(ts):
-        eps = denoise(x, t, i)
+        eps = yield x, t, i
         a_t = noise.alpha_bar(t)
         a_prev = noise.alpha_bar(ts[i + 1] if i + 1 < len(ts) else None)
         x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t**0.5  # eq. 12, "predicted x0"
@@ -50,6 +49,7 @@ def ddim(
         if eta > 0:
             z = noise_sampler(i) if noise_sampler is not None else torch.randn(x.shape, generator=generator, dtype=x.dtype)
             x = x + std * z.to(x.device, x.dtype)
-        if callback is not None:
-            callback(i)
     return x
+
+
+ddim = whole_loop(ddim_steps)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.noise import NoiseSchedule
 from flexdiff.samplers._base import (
-    Denoise,
     NoiseSampler,
+    Steps,
     alpha_sigma_lambda,
     check_timesteps,
     register_sampler,
+    whole_loop,
 )
 
 
@@ -39,18 +40,16 @@ def teacher_error_share(grid: Sequence[int], start: int, stop: int, noise: Noise
 
 
 @register_sampler("ddim-2m", spacing="leading", deterministic=True, same_on_grid_as="ddim")
-def ddim_2m(
-    denoise: Denoise,
+def ddim_2m_steps(
     x: torch.Tensor,
     timesteps: Sequence[int],
     noise: NoiseSchedule,
     *,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
-    callback: Callable[[int], None] | None = None,
     grid: Sequence[int] | None = None,
     noise_sampler: NoiseSampler | None = None,
-) -> torch.Tensor:
+) -> Steps:
     """DDIM on the active timesteps, each step that skips points of the teacher's ``grid`` corrected to the teacher's error.
 
     Why: a schedule is scored against the DDIM teacher on ``grid`` (rFID), and the teacher is itself a discretisation,
@@ -69,7 +68,7 @@ def ddim_2m(
     prev_x0: torch.Tensor | None = None
     prev_lambda = 0.0
     for i, t in enumerate(ts):
-        eps = denoise(x, t, i)
+        eps = yield x, t, i
         stop = ts[i + 1] if i + 1 < len(ts) else None
         alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(noise.alpha_bar(t))
         alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(noise.alpha_bar(stop))
@@ -85,6 +84,7 @@ def ddim_2m(
                 step = step + c * alpha_t * -math.expm1(-h) * (0.5 / r) * (x0 - prev_x0)  # c * alpha_t (1 - e^-h) D1 / 2
         x = step
         prev_x0, prev_lambda = x0, lambda_s
-        if callback is not None:
-            callback(i)
     return x
+
+
+ddim_2m = whole_loop(ddim_2m_steps)

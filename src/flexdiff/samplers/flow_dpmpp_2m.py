@@ -4,17 +4,18 @@ and ``prediction_type="flow_prediction"`` given the same sigmas (the second-orde
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.noise import FlowSchedule
 from flexdiff.samplers._base import (
-    Denoise,
     NoiseSampler,
+    Steps,
     check_sigmas,
     register_sampler,
+    whole_loop,
 )
 from flexdiff.samplers.dpmpp_2m import multistep_2m
 
@@ -27,18 +28,16 @@ def flow_coefficients(s: float) -> tuple[float, float, float]:
 
 
 @register_sampler("flow-dpmpp-2m", spacing="flow", deterministic=True, noise_kind="flow")
-def flow_dpmpp_2m(
-    denoise: Denoise,
+def flow_dpmpp_2m_steps(
     x: torch.Tensor,
     timesteps: Sequence[float],
     noise: FlowSchedule,
     *,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
-    callback: Callable[[int], None] | None = None,
     grid: Sequence[float] | None = None,
     noise_sampler: NoiseSampler | None = None,
-) -> torch.Tensor:
+) -> Steps:
     """DPM-Solver++(2M) (Lu et al. 2022) with the data prediction ``x0 = x - s v`` over the sigmas ``timesteps``.
 
     The first step and the step to the clean image are first order (there: Euler, as the first-order DPM-Solver++
@@ -47,4 +46,7 @@ def flow_dpmpp_2m(
         raise FlexdiffError(eta, "eta = 0 for flow-dpmpp-2m (a deterministic ODE solver)", "drop --eta")
     sigmas = check_sigmas(timesteps)
     coefficients = [flow_coefficients(s) for s in sigmas] + [flow_coefficients(0.0)]
-    return multistep_2m(lambda x, i: x - sigmas[i] * denoise(x, sigmas[i], i), x, coefficients, callback)
+    return (yield from multistep_2m(x, sigmas, coefficients, lambda x, velocity, i: x - sigmas[i] * velocity))
+
+
+flow_dpmpp_2m = whole_loop(flow_dpmpp_2m_steps)

@@ -2,33 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.noise import FlowSchedule
 from flexdiff.samplers._base import (
-    Denoise,
     NoiseSampler,
+    Steps,
     check_sigmas,
     register_sampler,
+    whole_loop,
 )
 
 
 @register_sampler("flow-euler", spacing="flow", deterministic=True, noise_kind="flow")
-def flow_euler(
-    denoise: Denoise,
+def flow_euler_steps(
     x: torch.Tensor,
     timesteps: Sequence[float],
     noise: FlowSchedule,
     *,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
-    callback: Callable[[int], None] | None = None,
     grid: Sequence[float] | None = None,
     noise_sampler: NoiseSampler | None = None,
-) -> torch.Tensor:
+) -> Steps:
     """``x_{i+1} = x_i + (s_{i+1} - s_i) v(x_i, s_i)`` over the sigmas ``timesteps`` (then s = 0, the clean image).
 
     Dropping a sigma (a null step) is one longer Euler step over the gap, exactly what diffusers does given the same
@@ -37,9 +36,10 @@ def flow_euler(
         raise FlexdiffError(eta, "eta = 0 for flow-euler (a deterministic ODE solver)", "drop --eta")
     sigmas = check_sigmas(timesteps)
     for i, s in enumerate(sigmas):
-        velocity = denoise(x, s, i)
+        velocity = yield x, s, i
         dt = torch.tensor(sigmas[i + 1] if i + 1 < len(sigmas) else 0.0, dtype=torch.float32) - torch.tensor(s, dtype=torch.float32)  # float32, as diffusers
         x = (x + dt * velocity).to(x.dtype)
-        if callback is not None:
-            callback(i)
     return x
+
+
+flow_euler = whole_loop(flow_euler_steps)
