@@ -133,12 +133,27 @@ def _write(tmp_path: Path, **changes) -> Path:
         ({"steps": ["full", "partial:\u00b2", "full", "full"]}, "partial:<branch>"),  # "²" passes str.isdigit(), not int()
         ({"sampler": "euler"}, "'sampler' field of"),
         ({"name": "two\nlines", "steps": ["null", "full", "full", "full"]}, "two\\nlines"),  # still one line
+        # NaN passed the decreasing check (every comparison with it is false); inf, 1e30 and -1 reached the samplers
+        ({"timesteps": [900, float("nan"), 500, 100]}, "timestep nan: expected finite timesteps"),
+        ({"timesteps": [float("inf"), 600, 500, 100]}, "timestep inf"),
+        ({"timesteps": [10**30, 600, 500, 100]}, "timestep 1000000000000000000000000000000"),
+        ({"timesteps": [900, 600, 500, -1]}, "timestep -1"),
+        ({"raw": '{"timesteps": [' + "9" * 5000 + "]}"}, "does not parse"),  # over Python's 4300 digits: a ValueError, not a traceback
+        # a sampler its binding does not record: one sampler would run while the binding check vouches for another
+        ({"sampler": "dpmpp-2m", "meta": {"bound_to": {"scheduler": "flexdiff:ddim"}}}, "the sampler its binding records (ddim)"),
+        ({"sampler": "ddim", "meta": {"bound_to": {"scheduler": "flexdiff:flow-euler"}}}, "the sampler its binding records (flow-euler)"),
     ],
 )
 def test_bad_schedule_files(tmp_path: Path, changes: dict, needle: str) -> None:
     with pytest.raises(FlexdiffError, match=None) as info:
         Schedule.load(_write(tmp_path, **changes))
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_sampler_its_binding_records_loads(tmp_path: Path) -> None:
+    # a diffusers class: the pipeline's own scheduler runs it whatever the file's sampler says (tests/test_binding.py)
+    for sampler, scheduler in (("dpmpp-2m", "flexdiff:dpmpp-2m"), ("pipeline", "DDIMScheduler"), ("ddim", "DDIMScheduler")):
+        assert Schedule.load(_write(tmp_path, sampler=sampler, meta={"bound_to": {"scheduler": scheduler}})).sampler == sampler
 
 
 def test_branch_range_check() -> None:

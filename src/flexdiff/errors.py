@@ -32,9 +32,13 @@ def output_folder(path: Path, create: bool = True, staged: bool = False) -> Path
     cannot be created, is a one-line error rather than a traceback. ``create=False`` only checks, before the work,
     that it could be (no file in the way), so a run that fails later leaves no empty folder behind. Either way a
     read-only place is refused by name (``mkdir`` alone would not tell: an existing folder is not checked, and root
-    may create folders where the permissions say no). ``staged``: the command writes its files into a sibling of
+    may create folders where the permissions say no), and so is a dangling symlink or a symlink loop on the way (the
+    final rename would fail on it once the work is done). ``staged``: the command writes its files into a sibling of
     ``path`` and swaps them in (:func:`flexdiff.utils.io.folder_as_unit`), so the folder holding ``path`` must be
     writable as well."""
+    dangling = next((p for p in (path, *path.parents) if os.path.lexists(p) and not p.exists()), None)
+    if dangling is not None:  # a link to nowhere, or a loop: the write at the end would fail after all the work
+        raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out, or remove the link ({dangling} is a symlink to a missing place or a loop)")
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out ({existing} is a file)")

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.schedule.schedule import Schedule
+from flexdiff.schedule.schedule import BINDING_KEY, Schedule
 
-KEY = "bound_to"
+KEY = BINDING_KEY
 
 
 @dataclass(frozen=True)

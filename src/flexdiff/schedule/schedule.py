@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,14 @@ from flexdiff.utils.io import read_json, write_text
 
 FORMAT = "flexdiff.schedule"
 VERSION = 1
+#: the largest schedule file read: a T=1000 schedule with its genome and binding is ~30 KB, so 16 MiB is room for any
+#: real one while a multi-gigabyte file (or ``/dev/zero`` behind a link) is refused from its size, unread
+MAX_FILE_BYTES = 16 * 2**20
+#: no diffusers noise schedule trains with a million timesteps; larger (or non-finite) values are damage, refused at
+#: load instead of reaching a sampler (NaN even passes the decreasing check: every comparison with it is false)
+MAX_TIMESTEP = 1_000_000
+#: meta key of the binding (:mod:`flexdiff.schedule.binding`), read here to check it names this file's sampler
+BINDING_KEY = "bound_to"
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,10 @@ class Schedule:
             raise FlexdiffError(f"{where} with {len(self.steps)} steps", f"one step per teacher timestep ({len(self.timesteps)})", "regenerate the schedule for this T")
         if not self.steps or not self.steps[0].valid() or not self.steps[0].info.fills_cache:
             raise FlexdiffError(f"{where} step 0 = {self.steps[0] if self.steps else 'nothing'}", "the first step to be 'full' (it fills the cache)", "make step 0 full")
+        bad = next((t for t in self.timesteps if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 <= t <= MAX_TIMESTEP), None)  # NaN fails both bounds
+        if bad is not None:
+            raise FlexdiffError(f"{where} timestep {bad!r:.40}", f"finite timesteps in [0, {MAX_TIMESTEP:,}] (integer timesteps, or flow-matching sigmas)",
+                                "regenerate the schedule with `flexdiff schedule --model ...`")
         if any(b >= a for a, b in zip(self.timesteps, self.timesteps[1:])):
             raise FlexdiffError(f"{where} timesteps", "strictly decreasing timesteps", "list them from noisy to clean")
         for i, step in enumerate(self.steps):
@@ -116,6 +129,7 @@ class Schedule:
             raise FlexdiffError(f"{where} meta", "a JSON object (or no 'meta' field)", "fix or drop the 'meta' field")
         sampler = str(data.get("sampler", "ddim"))
         check_sampler(sampler, fix=f"fix the 'sampler' field of {where}")
+        check_bound_sampler(sampler, meta.get(BINDING_KEY), where)
         return cls(tuple(Step.parse(s) for s in steps), tuple(timesteps), sampler, str(data.get("name", "")), dict(meta))
 
     def save(self, path: Path) -> None:
@@ -134,5 +148,20 @@ class Schedule:
         path = Path(path)
         if not path.exists():
             raise FlexdiffError(path, "an existing schedule JSON file", "write one with `flexdiff schedule ... --out FILE`")
-        data = read_json(path, "a valid schedule JSON file", "regenerate it")
+        data = read_json(path, "a valid schedule JSON file", "regenerate it", max_bytes=MAX_FILE_BYTES)  # a FIFO, device or folder: refused unread
         return cls.from_dict(data, where=path)
+
+
+def check_bound_sampler(sampler: str, binding: Any, where: object) -> None:
+    """A file bound to flexdiff's own loop (``flexdiff:<sampler>``) must name that sampler: ``enable`` runs the
+    binding's sampler in a pipeline while ``flexdiff sample`` runs the file's, so a file edited (or damaged) to say
+    otherwise would give two different results under one name; it is refused at load. A file bound to a diffusers
+    scheduler class runs with the pipeline's scheduler whatever its sampler field (a Python-made ``full(ts)`` bound to
+    a user's pipeline says ``ddim``), so only flexdiff bindings are compared."""
+    scheduler = binding.get("scheduler") if isinstance(binding, dict) else None
+    if not isinstance(scheduler, str) or not scheduler.startswith("flexdiff:"):
+        return
+    own = scheduler.removeprefix("flexdiff:")
+    if sampler != own:
+        raise FlexdiffError(f"{where} sampler {sampler!r} bound to scheduler {scheduler!r:.60}", f"the sampler its binding records ({own})",
+                            "regenerate the file with `flexdiff schedule` / `flexdiff search`, or restore its 'sampler' field")

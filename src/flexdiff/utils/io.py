@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,14 +44,52 @@ def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
     write_text(path, json.dumps(data, indent=indent) + "\n")
 
 
-def read_json(path: Path, what: str = "a readable UTF-8 JSON file", fix: str = "restore the file") -> Any:
-    """Parsed JSON of ``path``; a missing, unreadable, non-UTF-8 (JSON is UTF-8) or malformed file is a one-line
-    :class:`FlexdiffError` naming ``what`` was expected and the ``fix``."""
+def _kind(mode: int) -> str:
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+
+
+def read_file_bytes(path: Path, what: str, fix: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``; anything else is refused in one line *without reading*: a FIFO would
+    block forever, ``/dev/zero`` never ends, a folder has no bytes. ``max_bytes``: a file larger than that is refused
+    from its size before reading (and no more than that is ever read, should it grow meanwhile). The file is opened
+    non-blocking and checked on the open descriptor, so a path swapped for a FIFO after a check cannot block."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         raise FlexdiffError(path, what, fix) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except OSError as exc:
+        raise FlexdiffError(path, what, f"it cannot be opened ({exc.strerror or exc.__class__.__name__}); {fix}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FlexdiffError(f"{path} ({_kind(info.st_mode)})", what, f"pass a regular file; {fix}")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise FlexdiffError(f"{path} ({info.st_size:,} bytes)", f"{what} of at most {max_bytes:,} bytes", fix)
+        chunks, total, limit = [], 0, None if max_bytes is None else max_bytes + 1
+        while limit is None or total < limit:
+            chunk = os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise FlexdiffError(path, what, f"it cannot be read ({exc.strerror or exc.__class__.__name__}); {fix}") from None
+    finally:
+        os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise FlexdiffError(f"{path} (over {max_bytes:,} bytes)", f"{what} of at most {max_bytes:,} bytes", fix)
+    return data
+
+
+def read_json(path: Path, what: str = "a readable UTF-8 JSON file", fix: str = "restore the file", max_bytes: int | None = None) -> Any:
+    """Parsed JSON of ``path``; a missing, unreadable, non-UTF-8 (JSON is UTF-8) or malformed file, or one that is
+    not a regular file (:func:`read_file_bytes`; ``max_bytes``: its size bound) is a one-line
+    :class:`FlexdiffError` naming ``what`` was expected and the ``fix``."""
+    data = read_file_bytes(path, what, fix, max_bytes)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError, an integer over Python's 4300 digits
         raise FlexdiffError(path, what, f"it does not parse ({exc.__class__.__name__}); {fix}") from None
 
 
