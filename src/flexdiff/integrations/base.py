@@ -67,7 +67,12 @@ def integration_for(obj: Any) -> Integration:
 
 
 def _schedule(schedule: Schedule | str | Path) -> Schedule:
-    return schedule if isinstance(schedule, Schedule) else Schedule.load(schedule)
+    if isinstance(schedule, Schedule):
+        return schedule
+    if not isinstance(schedule, (str, Path)):
+        raise FlexdiffError(f"schedule {type(schedule).__name__} {str(schedule)[:60]!r}", "a flexdiff.Schedule or the path of a schedule file",
+                            "pass e.g. flexdiff.deepcache_uniform(flexdiff.pipeline_timesteps(pipe, 50), 3, 0) or 'best.json'")
+    return Schedule.load(schedule)
 
 
 def enable(obj: Any, schedule: Schedule | str | Path, strict: bool = True) -> None:

@@ -31,8 +31,10 @@ residuals to every skip, the replayed ones included.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,19 +115,38 @@ class PipelineRun:
     positions: list[int] = field(default_factory=list)  # loop position -> active-step position (grid_steps)
     caches: dict[int, tuple[dict[Any, Any], dict[Any, Any]]] = field(default_factory=dict)  # call slot -> its (cache, previous)
     replaced: Any = None  # the pipeline's own scheduler while a FlexdiffScheduler stands in for it (restored on disable)
+    denoiser: Any = None  # the module the hooks are on (disable cleans it even after the pipeline's was swapped)
+    owner: threading.Thread | None = None  # the thread whose run is in progress: one run at a time
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, positions: list[int]) -> None:
+        """A new run (``set_timesteps``) in this thread; refused while another live thread's run is in progress: the
+        hooks' caches and the clock are one per pipeline, so two interleaved runs would corrupt each other's latents."""
+        with self.lock:
+            me = threading.current_thread()
+            if self.owner is not None and self.owner is not me and self.owner.is_alive():
+                raise FlexdiffError(f"a call of the enabled pipeline from thread {me.name!r} while thread {self.owner.name!r} runs it",
+                                    "one call at a time per enabled pipeline (the schedule's cache and clock are the pipeline's)",
+                                    "wait for the other call, or give each thread its own pipeline (copy.deepcopy(pipe) is enabled too)")
+            self.owner = me
         self.started, self.step, self.slot, self.offset, self.positions = True, 0, 0, 0, positions
         self.caches.clear()
         self.executor.new_run()
+
+    def check_thread(self) -> None:
+        if self.owner is not threading.current_thread():
+            raise FlexdiffError(f"a denoiser or scheduler call from thread {threading.current_thread().name!r}", "the thread that started the run with set_timesteps",
+                                "call the enabled pipeline from one thread at a time")
 
     def before_call(self, timestep: Any) -> None:
         """A denoiser call at ``timestep`` is about to run: the schedule step it belongs to sets the hooks."""
         if not self.started:
             raise FlexdiffError("a denoiser call before scheduler.set_timesteps", "the pipeline's own denoising loop (set_timesteps, then model and step calls)",
                                 "call the pipeline as usual; flexdiff schedules only its denoising loop")
+        self.check_thread()
         if self.step == 0 and self.slot == 0:
             self.offset = self._first_position(timestep)
+            self.check_begin(self.offset)
         active = self.schedule.active_indices
         position = self.offset + self.step
         if position >= len(self.positions):
@@ -153,8 +174,34 @@ class PipelineRun:
             raise FlexdiffError(f"a denoiser call at timestep {timestep!r}", f"a timestep of the scheduler's grid {grid}", "call the pipeline as usual") from None
 
     def after_step(self) -> None:
+        self.check_thread()
         self.step += 1
         self.slot = 0
+        if self.offset + self.step >= len(self.positions):  # the run is over: another thread may start one
+            self.owner = None
+
+    def check_begin(self, position: int) -> None:
+        """img2img's strength starts the plain pipeline at grid step ``t_start``, sliced from the scheduler's grid as
+        loop position ``position`` (``t_start`` x the scheduler's order). With null steps that grid holds the active
+        steps only, so the run would start at active step ``t_start`` instead: the same step only when no null step
+        comes before it. Otherwise the strength would silently change (or the pipeline would slice an empty grid):
+        refused. Called by ``set_begin_index`` where the scheduler has one, else at the run's first denoiser call."""
+        active = self.schedule.active_indices
+        start = self.positions[position] if position < len(self.positions) else len(active)
+        if position > 0 and len(active) != self.schedule.T and (start >= len(active) or active[start] != start):
+            dropped = sum(1 for i in range(min(start, self.schedule.T)) if i not in active)
+            raise FlexdiffError(f"img2img starting at step {start} of {self.schedule.T} under {self.schedule.name or 'a schedule'} with {dropped} null step(s) before it",
+                                "a schedule whose null steps all come after the step where the strength starts the run", "use strength=1.0, or a schedule without null steps before that step")
+
+    def check_parts(self, pipe: Any) -> None:
+        """The denoiser and scheduler are still the ones enable hooked: a swap after enable would run the new one
+        without the schedule (or leave the old one's hooks applied to nothing) without a word."""
+        for attr, mine in (("denoiser", self.denoiser), ("scheduler", self.scheduler)):
+            now = denoiser_of(pipe) if attr == "denoiser" else getattr(pipe, "scheduler", None)
+            if now is not mine:
+                name = attr if attr == "scheduler" else "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+                raise FlexdiffError(f"pipe.{name} replaced after flexdiff.enable (now {type(now).__name__}, enabled on {type(mine).__name__})",
+                                    "the components the schedule was enabled on", "call flexdiff.disable(pipe) before swapping components, then enable again")
 
 
 def call_timestep(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -269,6 +316,31 @@ def _wrap_scheduler(run: PipelineRun) -> None:
         return out
 
     scheduler.set_timesteps, scheduler.step = set_timesteps, step
+    original_begin = getattr(scheduler, "set_begin_index", None)
+    if original_begin is not None:
+
+        @functools.wraps(original_begin)
+        def set_begin_index(begin_index: int = 0) -> Any:
+            run.check_begin(int(begin_index))
+            return original_begin(begin_index)
+
+        scheduler.set_begin_index = set_begin_index
+    original_noise = getattr(scheduler, "add_noise", None)
+    if original_noise is not None:
+
+        @functools.wraps(original_noise)
+        def add_noise(original: Any, noise: Any, timesteps: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(timesteps, torch.Tensor) and timesteps.numel() == 0:  # img2img sliced past the active grid
+                run.check_begin(len(run.positions))
+            return original_noise(original, noise, timesteps, *args, **kwargs)
+
+        scheduler.add_noise = add_noise
+
+
+#: the scheduler methods :func:`_wrap_scheduler` shadows on the instance (removed again by disable)
+SCHEDULER_WRAPPED = ("set_timesteps", "step", "set_begin_index", "add_noise")
+#: the pipeline methods shadowed on the instance while enabled (:meth:`DiffusersPipelineIntegration._own_pipeline`)
+PIPELINE_WRAPPED = ("progress_bar", "save_pretrained", "__deepcopy__")
 
 
 class DiffusersPipelineIntegration(Integration):
@@ -301,16 +373,50 @@ class DiffusersPipelineIntegration(Integration):
         try:
             executor = ScheduleExecutor(None, schedule, layout, state, compiled=is_compiled(denoiser))
             executor.hollow = hollow_replay_safe(pipe)
-            run = PipelineRun(schedule, executor, state, scheduler, replaced=original if scheduler is not original else None)
+            run = PipelineRun(schedule, executor, state, scheduler, replaced=original if scheduler is not original else None, denoiser=denoiser)
             _attach_clock(denoiser, run)
             _wrap_scheduler(run)
             if run.replaced is not None:
                 pipe.scheduler = scheduler
+            self._own_pipeline(pipe, run)
         except BaseException:
             _detach_clock(denoiser)
             remove_partial_steps(denoiser)
             raise
         setattr(pipe, ATTR, run)
+
+    def _own_pipeline(self, pipe: Any, run: PipelineRun) -> None:
+        """Instance-level wrappers that keep the enabled state the pipeline's own: every call checks first that the
+        hooked denoiser and scheduler are still the pipeline's (``progress_bar`` opens every diffusers denoising loop);
+        ``save_pretrained`` saves the plain pipeline (the user's scheduler, no flexdiff class in model_index.json);
+        ``copy.deepcopy`` copies the plain pipeline and enables the copy on its own weights (a copy of the hooks would
+        call the original's modules: they are closures, which deepcopy shares)."""
+        original_bar = pipe.progress_bar
+
+        @functools.wraps(original_bar)
+        def progress_bar(*args: Any, **kwargs: Any) -> Any:
+            run.check_parts(pipe)
+            return original_bar(*args, **kwargs)
+
+        @functools.wraps(pipe.save_pretrained)
+        def save_pretrained(*args: Any, **kwargs: Any) -> Any:
+            return self._suspended(pipe, lambda: type(pipe).save_pretrained(pipe, *args, **kwargs))
+
+        def deepcopy(memo: dict[int, Any]) -> Any:
+            copied = self._suspended(pipe, lambda: copy.deepcopy(pipe, memo))
+            self.enable(copied, run.schedule)
+            return copied
+
+        vars(pipe).update(progress_bar=progress_bar, save_pretrained=save_pretrained, __deepcopy__=deepcopy)
+
+    def _suspended(self, pipe: Any, action: Any) -> Any:
+        """``action()`` on the plain pipeline: the schedule off for it, on again after (a fresh run state)."""
+        schedule = getattr(pipe, ATTR).schedule
+        self.disable(pipe)
+        try:
+            return action()
+        finally:
+            self.enable(pipe, schedule)
 
     def binding(self, obj: Any) -> Binding:
         """The pipeline's denoiser weights, branches and noise schedule, and its scheduler's class."""
@@ -326,12 +432,14 @@ class DiffusersPipelineIntegration(Integration):
         run = getattr(pipe, ATTR, None)
         if run is None:
             raise FlexdiffError(type(pipe).__name__, "a pipeline with a schedule enabled by flexdiff.enable", "nothing to disable")
-        for attr in ("set_timesteps", "step"):
+        for attr in SCHEDULER_WRAPPED:
             run.scheduler.__dict__.pop(attr, None)  # the class's own methods show through again
-        if run.replaced is not None:
+        for attr in PIPELINE_WRAPPED:
+            pipe.__dict__.pop(attr, None)
+        if run.replaced is not None and pipe.scheduler is run.scheduler:  # a scheduler the user swapped in stays
             pipe.scheduler = run.replaced
-        _detach_clock(denoiser_of(pipe))
-        remove_partial_steps(denoiser_of(pipe))
+        _detach_clock(run.denoiser)  # the module enable hooked, even if the pipeline's was swapped since
+        remove_partial_steps(run.denoiser)
         run.state.reset()
         delattr(pipe, ATTR)
 
