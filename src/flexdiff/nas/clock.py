@@ -19,6 +19,7 @@ from flexdiff.models.student import BlockSpec, block_specs
 from flexdiff.nas.config import CompressConfig
 from flexdiff.nas.supernet import smallest_student
 from flexdiff.utils.io import read_json_or_none, write_json
+from flexdiff.utils.memory import FLOAT32
 
 
 @dataclass
@@ -86,13 +87,65 @@ def prepare(config: CompressConfig) -> Run:
     for option, what, ratio, floor, full in (("--macs-ratio", "MACs", config.macs_ratio, floor_macs, teacher_macs), ("--params-ratio", "parameters", config.max_params_ratio, floor_params, teacher_params)):
         if ratio * full < floor:
             raise FlexdiffError(f"{option} {ratio}", f"at least {floor / full:.3f}: the smallest student of the search space has {floor / full:.1%} of the teacher's {what}", f"raise {option}")
+    reference = 0
     if config.fid_n and config.reference_set is not None:
-        load_images(config.reference_set)
+        reference = len(load_images(config.reference_set))
         get_feature_network(config.features, "cpu")
+    check_compress_memory(config, teacher, images, specs, reference)
     state = read_json_or_none(config.out / "state.json")
     state = state if isinstance(state, dict) else {}
     elapsed = float(state.get("elapsed_seconds", 0.0))  # time the earlier processes of this run already spent
     return Run(config, teacher, images, specs, start=time.monotonic() - elapsed, state=state)
+
+
+#: rows per teacher call when recording (:func:`flexdiff.nas.record.record_teacher`) and images per FID sampling batch
+#: (:func:`flexdiff.nas.phases.phase_fid`)
+RECORD_BATCH, FID_BATCH = 256, 250
+
+
+def check_compress_memory(config: CompressConfig, teacher: DiffusionModel, images: torch.Tensor, specs: tuple[BlockSpec, ...], reference: int = 0) -> None:
+    """Refuse ``--record-n`` / ``--val-n`` / ``--fid-n`` whose arrays cannot fit the free memory, before recording.
+
+    One recorded row (every captured block tensor of one teacher call, float16) and one call's working set are
+    measured on one noised image; from them, the peak of each phase (the records stay in memory from recording to
+    the end of the run):
+
+    - record: the noised inputs (float32, five transient copies while they are drawn), then the per-batch chunks and
+      their concatenation (two copies of the records), one batch's working set;
+    - save: the records and their serialised bytes (safetensors builds them in memory);
+    - score: the records and the validation rows as float32 on the model's device (:func:`score_candidates`);
+    - fid: the records, the noise, batches and concatenation of ``--fid-n`` images, the reference set, one batch.
+
+    ``compress --val-n 100000`` on the built-in teacher needs about 22 GiB this way: it used to grow until the
+    kernel's OOM killer ended it (exit 137)."""
+    from flexdiff.nas.blocks import capture
+    from flexdiff.nas.record import noised_rows
+    from flexdiff.utils.memory import Count, check_memory, images_bytes, working_bytes
+
+    x, t = noised_rows(teacher, images, 1, config.seed)
+    with torch.no_grad(), capture(teacher.denoiser, specs) as live:
+        _, call = working_bytes(lambda: teacher.denoiser(x.to(teacher.device), t.to(teacher.device)))
+        row = sum(v[0].numel() for v in live.values())  # elements of one recorded row, all keys
+    per_image = call or 0
+    image = images_bytes(1, teacher.sample_shape)
+    fid_on = bool(config.fid_n) and config.reference_set is not None
+    on_cpu = teacher.device.type == "cpu"
+
+    def host(v: dict[str, int]) -> int:
+        rows = v["--record-n"] + v["--val-n"]
+        records = rows * row * 2
+        record = max(5 * rows * image, rows * image + 2 * records + (RECORD_BATCH * per_image if on_cpu else 0))
+        save = 2 * records
+        score = records + (v["--val-n"] * row * FLOAT32 if on_cpu else 0)
+        fid = records + (3 * v["--fid-n"] + reference) * image + (min(FID_BATCH, v["--fid-n"]) * per_image if on_cpu else 0) if fid_on else 0
+        return max(record, save, score, fid)
+
+    def device(v: dict[str, int]) -> int:
+        return max(v["--val-n"] * row * FLOAT32, RECORD_BATCH * per_image)
+
+    needs = {"cpu": host} if on_cpu else {"cpu": host, str(teacher.device): device}
+    counts = [Count("--record-n", config.record_n), Count("--val-n", config.val_n)] + ([Count("--fid-n", config.fid_n, least=2)] if fid_on else [])
+    check_memory(counts, needs, what="a compress run")
 
 
 def seconds_per_step(run_steps: Any, steps: int = 3, repeats: int = 3) -> float:
