@@ -145,8 +145,11 @@ def test_compress_counts_beyond_free_memory_are_refused_before_recording(tmp_pat
         ("pipeline", 2000, "a number of steps in [1, 1000]"),  # used to be diffusers' ValueError as an "internal failure"
     ],
 )
-def test_steps_that_repeat_a_timestep_are_refused_up_front(tiny_model_dir: Path, tmp_path: Path, no_sampling: None, sampler: str, steps: int, needle: str) -> None:
-    one_line_error(invoke("sample", "--model", tiny_model_dir, "--sampler", sampler, "--steps", steps, "--n", "1", "--out", tmp_path / "o"), f"--steps {steps}", needle)
+@pytest.mark.parametrize("command", ["sample", "schedule"])
+def test_steps_that_repeat_a_timestep_are_refused_up_front(tiny_model_dir: Path, tmp_path: Path, no_sampling: None, command: str, sampler: str, steps: int, needle: str) -> None:
+    where = ["sample", "--n", "1", "--out", tmp_path / "o"] if command == "sample" else ["schedule", "full", "--out", tmp_path / "o.json"]
+    one_line_error(invoke(*where, "--model", tiny_model_dir, "--sampler", sampler, "--steps", steps), f"--steps {steps}", needle)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.json").exists()
 
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])

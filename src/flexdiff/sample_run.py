@@ -75,8 +75,7 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
             raise FlexdiffError("--clip", "--prompts as well (the CLIP score compares images with their prompts)", "pass --prompts FILE or drop --clip")
         scorer = load_clip(c.clip, model.device)
     if plan is None:
-        if sampler == PIPELINE and model.noise.kind != "flow":  # the folder's scheduler refuses it only inside diffusers' set_timesteps
-            check_steps(model.noise.num_train_timesteps, steps)
+        check_pipeline_steps(model, sampler, steps)
         teacher_grid(model, sampler, steps)  # validates --steps before any work (flexdiff's grids: no repeated timestep)
     else:
         check_binding(plan, lambda: model.binding(plan.sampler), where=c.schedule, strict=c.strict)  # made for this model?
@@ -104,6 +103,14 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
         save_grid(tmp / "grid.png", images[:64], scale=4 if images.shape[-1] <= 64 else 1)
         write_json(tmp / "run.json", run)
     return run
+
+
+def check_pipeline_steps(model: DiffusionModel, sampler: str, steps: int) -> None:
+    """``--steps`` for :data:`~flexdiff.samplers.PIPELINE` on an alpha-bar model, in ``[1, T]`` before the folder's
+    scheduler is asked: diffusers refuses more only inside ``set_timesteps``, a ``ValueError`` that read as an internal
+    failure. (flexdiff's own grids check their counts in :func:`~flexdiff.samplers.timesteps.uniform_timesteps`.)"""
+    if sampler == PIPELINE and model.noise.kind != "flow":
+        check_steps(model.noise.num_train_timesteps, steps)
 
 
 #: latents of one image a sampler holds per batch beyond the network call: x_t, the prediction, x_0, the multistep

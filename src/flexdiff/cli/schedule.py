@@ -45,10 +45,12 @@ def _teacher(model: str, sampler: str, steps: int) -> tuple[list[int], str]:
     """The teacher's grid (with --sampler pipeline: the folder's scheduler's) and the sampler (``auto`` resolved)."""
     from flexdiff.generation import teacher_grid
     from flexdiff.models import load_model
+    from flexdiff.sample_run import check_pipeline_steps
     from flexdiff.samplers import resolve_sampler
 
     m = load_model(model, "cpu")
     sampler = resolve_sampler(sampler, m.noise.kind)
+    check_pipeline_steps(m, sampler, steps)
     return teacher_grid(m, sampler, steps), sampler
 
 
