@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from flexdiff.errors import FlexdiffError
 
@@ -151,7 +153,7 @@ def _key(t: torch.Tensor) -> int:
     return t.untyped_storage().data_ptr() if t.device.type != "meta" else 0
 
 
-class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
+class _LiveBytes(TorchDispatchMode):
     """Counts the bytes of the tensors created under it that are alive at once (its ``peak``): storages are counted
     once (views share them) and leave the count when torch frees them (a storage's Python object lives as long as
     the storage, so a finalizer on it fires exactly then)."""
@@ -169,8 +171,8 @@ class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        inputs = {_key(t) for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
-        for t in torch.utils._pytree.tree_leaves(out):
+        inputs = {_key(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
             if isinstance(t, torch.Tensor) and t.device.type != "meta":
                 storage = t.untyped_storage()
                 key, nbytes = storage.data_ptr(), storage.nbytes()
