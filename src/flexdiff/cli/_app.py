@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import typer
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.utils.text import escape, mask_password
+from flexdiff.utils.text import escape, mask_password, shorten
 from flexdiff.features import feature_network_names
 from flexdiff.samplers import AUTO, DEFAULT_SAMPLERS, PIPELINE, sampler_names
 
@@ -44,6 +44,8 @@ TEACHER_STEPS = typer.Option(50, "--steps", help="T, the teacher's number of ste
 #: ``flexdiff --debug CMD`` (or ``FLEXDIFF_DEBUG=1``): failures outside flexdiff's own errors show their traceback
 #: instead of one line; set by the root callback for each invocation
 DEBUG = {"on": False}
+#: the longest error line printed: a value quoted whole (a huge argument, a file's field) is cut around the middle
+MAX_ERROR = 1000
 #: the exit code of an interrupted command (128 + SIGINT, as a shell reports it)
 INTERRUPTED = 130
 
@@ -75,7 +77,7 @@ def guard(fn: F) -> F:
 
 
 def _fail(line: str) -> None:
-    print(f"error: {escape(mask_password(line))}", file=sys.stderr)
+    print(f"error: {escape(shorten(mask_password(line), MAX_ERROR))}", file=sys.stderr)  # masked whole, then cut
     raise typer.Exit(2) from None
 
 
@@ -130,19 +132,34 @@ def floats(text: str, option: str) -> tuple[float, ...]:
     except ValueError:
         values = ()
     if not values:
-        raise FlexdiffError(f"{option} {text}", "comma-separated numbers, e.g. 1,1.5,2", f"fix {option}")
+        raise FlexdiffError(f"{option} {shorten(text)}", "comma-separated numbers, e.g. 1,1.5,2", f"fix {option}")
     return values
 
 
-def ints(text: str, option: str) -> tuple[int, ...]:
-    """``"5,10,25"`` or ranges ``"4-25"`` (inclusive), mixed freely."""
-    try:
-        values: tuple[int, ...] = ()
-        for part in (p.strip() for p in text.split(",") if p.strip()):
-            low, dash, high = part.partition("-")
-            values += tuple(range(int(low), int(high) + 1)) if dash and low else (int(part),)
-    except ValueError:
-        raise FlexdiffError(f"{option} {text}", "comma-separated integers or ranges, e.g. 5,10,25 or 4-25", f"fix {option}") from None
+#: the most integers one option's list or ranges may stand for (every such option lists segment counts, rungs or
+#: branches: a few dozen at most); checked before a range is expanded
+MAX_INTS = 10_000
+
+
+def ints(text: str, option: str, low: int | None = None, high: int | None = None, what: str = "integers") -> tuple[int, ...]:
+    """``"5,10,25"`` or ranges ``"4-25"`` (inclusive), mixed freely. Each range is checked against ``[low, high]`` and
+    the total against :data:`MAX_INTS` before it is expanded (``1-10000000`` would take gigabytes, and an error
+    listing it a line of megabytes); errors show the text shortened."""
+    bounds = f"in [{low}, {high}]" if low is not None and high is not None else f">= {low}" if low is not None else f"<= {high}"
+    parts: list[tuple[int, int]] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        first, dash, last = part.partition("-")
+        try:
+            a, b = (int(first), int(last)) if dash and first else (int(part),) * 2
+        except ValueError:
+            raise FlexdiffError(f"{option} {shorten(text)}", f"comma-separated {what} or ranges, e.g. 5,10,25 or 4-25", f"fix {option}") from None
+        if b < a or (low is not None and a < low) or (high is not None and b > high):
+            example = f" (e.g. {option} {low}-{high})" if low is not None and high is not None and low < high else ""
+            raise FlexdiffError(f"{option} {shorten(part)}", f"{what} {bounds}" + (", a range low-high with low first" if b < a else ""), f"fix {option}{example}")
+        parts.append((a, b))
+    if sum(b - a + 1 for a, b in parts) > MAX_INTS:
+        raise FlexdiffError(f"{option} {shorten(text)}", f"at most {MAX_INTS} {what} in all", f"fix {option}")
+    values = tuple(v for a, b in parts for v in range(a, b + 1))
     if not values:
-        raise FlexdiffError(f"{option} {text!r}", "at least one integer", f"fix {option}")
+        raise FlexdiffError(f"{option} {shorten(text)!r}", f"at least one of the {what}", f"fix {option}")
     return values

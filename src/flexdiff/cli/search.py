@@ -57,7 +57,7 @@ def rungs(text: str, n: int) -> tuple[int, ...]:
 
     if text.strip().lower() == "auto":
         return tuple(m for m in DEFAULT_RUNGS if m < n)
-    return () if text.strip().lower() == "none" else ints(text, "--fidelity")
+    return () if text.strip().lower() == "none" else ints(text, "--fidelity", 2, n - 1, "image counts")
 
 
 @command
@@ -109,11 +109,11 @@ def search(
 
     config = SearchConfig(
         out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
-        trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=ints(segments, "--segments") if segments else default_segments(steps),
+        trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=ints(segments, "--segments", 1, steps, "segment counts") if segments else default_segments(steps),
         spacings=floats(spacings, "--spacings"), forecast=forecast, peers=peer_names(peers),
         fidelity=rungs(fidelity, n), **({"prune_margin": prune_margin} if prune_margin is not None else {}), reuse=reuse, reuse_mb=reuse_mb,
         features=features, validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device, torch_dtype=dtype, variant=variant,
-        baseline_branches=ints(baseline_branches, "--baseline-branches") if baseline_branches else None,
+        baseline_branches=ints(baseline_branches, "--baseline-branches", 0, None, "branches") if baseline_branches else None,
         features_path=str(p) if (p := features_path(features, clip, inception)) else None, prompts=str(prompts) if prompts else None,
         negative_prompt=negative_prompt, guidance=guidance, labels=labels, control_images=str(control_images) if control_images else None,
     )

@@ -15,11 +15,14 @@ from flexdiff.utils.optional import require
 
 require("matplotlib", "search", "the HTML report")
 
+import matplotlib  # noqa: E402 - after the check
+
 from flexdiff.errors import FlexdiffError, output_folder  # noqa: E402 - after the check
 from flexdiff.report import sections
-from flexdiff.report.html import absent, page
-from flexdiff.report.load import load_run
+from flexdiff.report.html import Section, absent, page
+from flexdiff.report.load import RunData, load_run
 from flexdiff.utils.io import write_text
+from flexdiff.utils.text import escape, shorten
 
 __all__ = ["write_report", "write_run_report"]
 
@@ -41,6 +44,18 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images
     if target.is_dir():
         raise FlexdiffError(target, "a file path for the HTML report", "pass e.g. --out report.html")
     output_folder(target.parent, create=False)  # before the image grids take their seconds (write_atomic makes it)
+    # Names and families in the figures come from the study and from schedule files: shown literally, never parsed as
+    # matplotlib mathtext (a "$\\x$" in a name would otherwise fail its figure). The report uses no mathtext itself.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        parts, summary = _sections(data, n_images, device, progress)
+    title = f"flexdiff report — {data.run_dir.resolve().name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text(target, page(title, summary, parts))
+    return target
+
+
+def _sections(data: RunData, n_images: int, device: str, progress: bool) -> tuple[list[Section], str]:
+    """The page's sections and its summary, each built under its own guard (a failure is a note in its place)."""
     if data.search is not None:
         parts = [
             sections.guarded("pareto", "Pareto front", lambda: sections.pareto(data)),
@@ -54,11 +69,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_images
         sections.guarded("compress", "Compress", lambda: sections.compress(data)),
         sections.guarded("provenance", "Provenance", lambda: sections.provenance_section(data)),
     ]
-    title = f"flexdiff report — {data.run_dir.resolve().name}"
     summary = sections.guarded("summary", "Summary", lambda: sections.summary(data)).body  # a malformed results.json: a note, not a traceback
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_text(target, page(title, summary, parts))
-    return target
+    return parts, summary
 
 
 def write_run_report(run_dir: Path, *, device: str = "cpu", progress: bool = True) -> Path | None:
@@ -67,7 +79,7 @@ def write_run_report(run_dir: Path, *, device: str = "cpu", progress: bool = Tru
     try:
         path = write_report(run_dir, device=device, progress=progress)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        print(f"warning: report not written ({exc.__class__.__name__}: {exc}); run `flexdiff report {run_dir}`", file=sys.stderr)
+        print(f"warning: report not written ({exc.__class__.__name__}: {escape(shorten(str(exc), 300))}); run `flexdiff report {escape(str(run_dir))}`", file=sys.stderr)
         return None
     if progress:
         print(f"report -> {path}")

@@ -3,7 +3,6 @@ file per Pareto point in ``schedules/``; and the row <-> schedule conversion eve
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from flexdiff.schedule import Schedule, Step, bind
 from flexdiff.search.context import SearchContext
 from flexdiff.utils.io import folder_as_unit, read_json_or_none, write_json
 from flexdiff.utils.pareto import pareto_front
-from flexdiff.utils.text import mask_password
+from flexdiff.utils.text import mask_password, safe_file_stem
 
 
 #: what a search writes in OUT: the results (written last: it marks the set complete), the best plan, the front's plans
@@ -35,10 +34,11 @@ def _bound(ctx: SearchContext, schedule: Schedule) -> Schedule:
 
 
 def file_name(name: str, limit: int = 120) -> str:
-    """``NAME.json``; a name too long for a file system (a genome of many segments) is cut and given a digest of itself."""
-    if len(name) <= limit:
-        return f"{name}.json"
-    return f"{name[:limit - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
+    """``NAME.json`` inside ``schedules/``. The name comes from the study (a trial's result, which anyone with access
+    to the storage can write), so it is made a safe file name first (:func:`~flexdiff.utils.text.safe_file_stem`: no
+    ``/``, ``..`` or control characters; a name that had to change gets a digest of itself); a name too long for a file
+    system (a genome of many segments) is cut and given a digest too."""
+    return f"{safe_file_stem(name, limit)}.json"
 
 
 def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]],

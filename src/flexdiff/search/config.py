@@ -17,7 +17,7 @@ from flexdiff.sampling import check_batch_size, check_image_count
 from flexdiff.search.fidelity import DEFAULT_MARGIN, FrontPruner, check_rungs
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.strategies import STRATEGIES
-from flexdiff.search.study import open_storage
+from flexdiff.search.study import check_storage_url, open_storage
 from flexdiff.utils.device import resolve_dtype
 
 
@@ -97,8 +97,10 @@ def default_segments(steps: int) -> tuple[int, ...]:
     return tuple(n for n in SearchConfig.segments if n <= steps) or (max(1, steps),)
 
 
-def check_config(config: SearchConfig) -> None:
-    """Every option that can be checked without work, checked before any work (no half-done run on a typo)."""
+def check_config(config: SearchConfig, connect: bool = True) -> None:
+    """Every option that can be checked without work, checked before any work (no half-done run on a typo).
+    ``connect=False`` (a dry run): a ``--storage`` URL is checked for its form and driver only, never opened, since
+    opening one creates it (a SQLite file, a server's tables) and a dry run writes nothing."""
     check_sampler(config.sampler, auto=True)
     resolve_dtype(config.torch_dtype)
     if config.solver is not None:
@@ -137,7 +139,19 @@ def check_config(config: SearchConfig) -> None:
     get_feature_network(config.features, path=config.features_path)
     check_conditioning_options(config)
     if config.storage is not None:
-        open_storage(config.storage)  # a user's URL: reachable? (the default SQLite file is created with the run)
+        check_storage_url(config.storage)
+        if connect:
+            open_storage(config.storage)  # a user's URL: reachable? (the default SQLite file is created with the run)
+
+
+def check_budget(config: SearchConfig, full_step_macs: float) -> None:
+    """``--max-macs`` below the cheapest searched schedule (one full step in each of the fewest segments; nothing
+    cheaper exists in the space) is refused before any work, as ``--speedup`` above it is in :func:`check_config`:
+    otherwise the whole search runs and ends with no schedule within the budget. Needs the model's full-step MACs."""
+    cheapest = full_step_macs * min(config.segments)
+    if config.max_macs is not None and config.max_macs < cheapest:
+        raise FlexdiffError(f"--max-macs {config.max_macs:g}", f"at least {cheapest:.0f} MACs per sample, the cheapest searched schedule at --steps {config.steps} "
+                            f"(one full step of {full_step_macs:.0f} MACs in each of {min(config.segments)} segments)", "pass a larger --max-macs, or fewer --segments")
 
 
 def check_conditioning_options(config: SearchConfig) -> None:

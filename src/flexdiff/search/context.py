@@ -23,7 +23,7 @@ from flexdiff.models import DiffusionModel, condition, load_model
 from flexdiff.samplers import PIPELINE, resolve_sampler, same_trajectory
 from flexdiff.sampling import batch_bounds
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
-from flexdiff.search.config import SearchConfig
+from flexdiff.search.config import SearchConfig, check_budget
 from flexdiff.search.fidelity import report, should_prune
 from flexdiff.search.peers import PeerRun, calibrate, peer_images, peer_runs
 from flexdiff.search.reference import CACHE_NAME, DAMAGED, TEACHER_RUN, ReferenceKey, TeacherReference, load_or_build_reference, reference_key
@@ -82,7 +82,18 @@ class SearchContext:
         solver = f"-{c.candidate_sampler}" if c.candidate_sampler != c.sampler else ""
         sampler = self.key.sampler.replace(":", "-")  # the sampler; for the pipeline's loop with its scheduler's digest
         rungs = f"-f{'.'.join(map(str, c.fidelity))}" if c.fidelity else ""  # a multi-fidelity search is its own study
-        return c.study or f"flexdiff-{self.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}{rungs}-seed{c.seed}-{c.strategy}"
+        return c.study or f"flexdiff-{self.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}{rungs}-seed{c.seed}-{c.strategy}-{self.budget_name}"
+
+    @property
+    def budget_name(self) -> str:
+        """The budgets as the derived study name holds them (``b3x``; ``b181002240macs`` with ``--max-macs``; elite
+        speed-ups after). A search is its own study per budget set: the evolution breeds within the budgets (its elite,
+        children kept within the largest) and the pruner stops what none of them can use, so a study searched for one
+        budget is not what a fresh search for another would find. A rerun with another ``--speedup`` is a fresh search
+        (the teacher reference is reused); one with the earlier budget resumes the earlier study."""
+        c = self.config
+        first = f"{format(c.max_macs, '.15g')}macs" if c.max_macs is not None else f"{format(c.speedup or 1.0, '.15g')}x"
+        return "b" + "_".join([first, *(f"{format(x, '.15g')}x" for x in c.elite_speedups)])
 
     def fingerprint(self) -> dict[str, Any]:
         k = self.key
@@ -91,7 +102,9 @@ class SearchContext:
         solver = {"solver": self.config.candidate_sampler} if self.config.candidate_sampler != k.sampler else {}  # absent without --solver, as before
         solver |= {"forecast": True} if self.space.forecast else {}  # absent without --forecast, as before
         solver |= {"fidelity": list(self.config.fidelity)} if self.config.fidelity else {}  # absent without --fidelity, as before
-        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.space.segment_counts), **spacings, **solver, **latent}
+        budgets = {"budgets": sorted(round(b, 1) for b in self.budgets)}  # an explicit --study for another budget is refused (study.LATER_KEYS)
+        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.space.segment_counts),
+                **spacings, **solver, **latent, **budgets}
 
     def evaluate(self, schedule: Schedule, trial: Trial | None = None) -> dict[str, Any]:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher.
@@ -234,6 +247,7 @@ def build_context(config: SearchConfig, reference: bool = True) -> SearchContext
                             "pass branches the model has, or drop --baseline-branches for all of them")
     nulls = takes_null_steps(model, config.sampler)
     costs = measure_macs(model)
+    check_budget(config, costs.full)  # --max-macs below every schedule: refused before any work (it needs the MACs)
     space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))), null_steps=nulls, forecast=config.forecast,
                         cost=lambda genome: costs.schedule(genome.expand(timesteps, config.candidate_sampler)))
     if not nulls and config.progress:

@@ -136,7 +136,7 @@ def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
     """Run (or resume) a search and write its artefacts; returns the results dictionary (the CLI writes the report).
     The expected wall time is printed first (:mod:`flexdiff.search.estimate`); ``dry_run`` stops there, having
     written nothing, and returns ``{"estimate": ...}``."""
-    check_config(config)
+    check_config(config, connect=not dry_run)
     output_folder(config.out, create=False, staged=True)  # a file in the way (or a read-only place to stage in) is one line before any work
     began = time.perf_counter()
     ctx = build_context(config, reference=False)

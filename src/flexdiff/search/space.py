@@ -22,6 +22,7 @@ from flexdiff.schedule import (
     Segment,
     check_spacing,
 )
+from flexdiff.utils.text import shorten
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class GenomeSpace:
     def __post_init__(self) -> None:
         bad = [n for n in self.segment_counts if not 1 <= n <= self.T]
         if bad or not self.segment_counts:
-            raise FlexdiffError(f"segment counts {list(self.segment_counts)}", f"counts in [1, T={self.T}]", "pick e.g. --segments 5,7,10")
+            shown = shorten(",".join(map(str, bad[:20])))  # the bad ones, and only the first few: a list of millions is no error line
+            raise FlexdiffError(f"segment counts {shown or 'none'}" + (f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""), f"counts in [1, T={self.T}]", "pick e.g. --segments 5,7,10")
         if self.num_branches < 1:
             raise FlexdiffError(self.num_branches, "a model with at least one skip branch", "use a UNet with skip connections")
         if not self.spacings:

@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.schedule import Schedule
-from flexdiff.utils.text import mask_password
+from flexdiff.utils.text import mask_password, shorten
 
 if TYPE_CHECKING:
     from flexdiff.search.peers import PeerRun
@@ -63,18 +63,72 @@ EXHAUSTED_AFTER = 50
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
-def open_storage(url: str) -> RDBStorage:
-    """Any Optuna RDB URL (sqlite:///file.db, postgresql://..., mysql://...), with heartbeats for crash recovery."""
+#: the pip package that installs each database driver module SQLAlchemy may ask for (a missing one is named exactly)
+DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "pg8000": "pg8000", "asyncpg": "asyncpg", "MySQLdb": "mysqlclient",
+                   "pymysql": "PyMySQL", "mysql": "mysql-connector-python", "mariadb": "mariadb", "pyodbc": "pyodbc", "pymssql": "pymssql",
+                   "oracledb": "oracledb", "cx_Oracle": "cx_Oracle"}
+
+
+def check_storage_url(url: str) -> str:
+    """The storage URL as it will be opened, checked without connecting (nothing is created: a dry run writes nothing):
+    its form, no in-memory SQLite, a database SQLAlchemy knows, and its driver installed (else the one line names the
+    pip package). ``postgresql://`` (the documented form) means SQLAlchemy's default PostgreSQL driver, psycopg 3 in
+    SQLAlchemy 2.1; where only psycopg2 is installed (``psycopg2-binary``, the one the ``test`` extra ships) it is
+    opened with that driver instead (``postgresql+psycopg2://``), the same database either way."""
+    from sqlalchemy.engine import make_url
+
+    shown = shorten(mask_password(url))
+    form = "an Optuna storage URL such as sqlite:///study.db or postgresql://user:password@host/db"
     if "://" not in url:
-        raise FlexdiffError(mask_password(url), "an Optuna storage URL such as sqlite:///study.db or postgresql://user@host/db", "pass --storage URL")
+        raise FlexdiffError(shown, form, "pass --storage URL (scheme://...)")
     if url.rstrip("/") == "sqlite:" or ":memory:" in url:
-        raise FlexdiffError(url, "a storage on disk or on a server (an in-memory SQLite database is not shared with the heartbeat, other workers or a resumed run)",
+        raise FlexdiffError(shown, "a storage on disk or on a server (an in-memory SQLite database is not shared with the heartbeat, other workers or a resumed run)",
                             "pass --storage sqlite:///FILE.db, or omit --storage for OUT/study.db")
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except Exception:  # sqlalchemy's ArgumentError (no URL) or NoSuchModuleError (no such database): its message repeats the URL
+        raise FlexdiffError(shown, form + " (sqlite, postgresql, mysql ...)", "fix --storage") from None
+    if "@" in (parsed.host or ""):  # "user:p@ss@host": SQLAlchemy takes "ss@host" for the host, and the driver's error would show it
+        raise FlexdiffError(shown, "a URL whose password has no unencoded '@' (it ends the password)", "percent-encode '@' in the password as %40")
+    if parsed.drivername == "postgresql" and _importable("psycopg2") and not _importable("psycopg"):
+        return _postgresql_with(url, "psycopg2")
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = (exc.name or "").split(".")[0] or parsed.drivername
+        if parsed.drivername == "postgresql":  # either driver opens it: the one flexdiff's test extra ships is named first
+            fix = "pip install 'psycopg2-binary' (or 'psycopg[binary]')"
+        else:
+            fix = f"pip install '{DRIVER_PACKAGES.get(module, module)}'"
+        raise FlexdiffError(shown, f"the {parsed.get_backend_name()} driver {module!r} installed", fix) from None
+    return url
+
+
+def _importable(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _postgresql_with(url: str, driver: str) -> str:
+    """``postgresql://...`` as ``postgresql+DRIVER://...``, the rest of the URL untouched (its password included)."""
+    return f"postgresql+{driver}://" + url.split("://", 1)[1]
+
+
+def open_storage(url: str) -> RDBStorage:
+    """Any Optuna RDB URL (sqlite:///file.db, postgresql://..., mysql://...), with heartbeats for crash recovery;
+    checked first (:func:`check_storage_url`). Any message about it masks its password."""
+    url = check_storage_url(url)
     try:
         return _retried(lambda: RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS))
     except Exception as exc:  # sqlalchemy raises many kinds; the user needs one line
-        raise FlexdiffError(mask_password(url), "a reachable Optuna RDB storage",
-                            f"check the URL and the server ({exc.__class__.__name__}: {mask_password(str(exc).splitlines()[0][:100])})") from None
+        detail = mask_password(" ".join(str(exc).split()))  # masked whole, then cut: a cut first could split a password from its mask
+        raise FlexdiffError(shorten(mask_password(url)), "a reachable Optuna RDB storage", f"check the URL and the server ({exc.__class__.__name__}: {shorten(detail, 120)})") from None
 
 
 #: what a database says when another process created the same table or row a moment before (or holds its lock)
@@ -123,6 +177,11 @@ class Tagged(optuna.samplers.BaseSampler):
         self.sampler.reseed_rng()
 
 
+#: fingerprint entries added after studies were first stored: a study stored without one is resumed as it is (it was
+#: made before the entry existed; its own setting of it is unknown)
+LATER_KEYS = ("budgets",)
+
+
 def open_study(storage: RDBStorage, name: str, sampler: optuna.samplers.BaseSampler | None, fingerprint: dict[str, Any]) -> optuna.Study:
     """Create or resume a 2-objective study (MACs, rFID); refuse one created for another setup. Its trials carry
     their worker (:class:`Tagged`)."""
@@ -131,8 +190,9 @@ def open_study(storage: RDBStorage, name: str, sampler: optuna.samplers.BaseSamp
     stored = study.user_attrs.get("fingerprint")
     if stored is None:
         study.set_user_attr("fingerprint", fingerprint)
-    elif stored != fingerprint:
-        differs = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+        return study
+    differs = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k) and not (k in LATER_KEYS and k not in stored))
+    if differs:
         raise FlexdiffError(f"study {name!r}", f"the setup it was created with (differs in {', '.join(differs)})", "use another --study or --out, or repeat the original options")
     return study
 
