@@ -6,7 +6,11 @@ A backbone says, for one module of its family:
 - its **units** (the modules step types act on, in execution order) and its **branches** (the cheaper partial steps:
   branch ``b`` replays the units in ``Branch.deep`` from the cache of the latest full step; for a UNet the units
   between a skip connection's producer and consumer, for a transformer the middle blocks of a first-F / last-B split);
-- the **step kinds** it supports;
+- the **step kinds** it supports.
+
+That much makes a module *hookable*: step types attach to it inside its pipeline's own call (``flexdiff.enable``).
+A backbone may also make it *drivable* by flexdiff's own loop (:meth:`Backbone.drivable`):
+
 - **how to call it** (:meth:`Backbone.call`: noisy sample, timesteps and conditioning in, network output out);
 - **how to probe its cost** (:meth:`Backbone.probe`: a seeded input at a timestep inside the model's range).
 """
@@ -77,6 +81,10 @@ class Backbone(ABC):
 
     def check_hookable(self, module: nn.Module) -> None:
         """Refuse a module state in which step hooks would be wrong (e.g. FreeU on a UNet); default: none."""
+
+    def drivable(self, module: nn.Module) -> bool:
+        """Whether flexdiff's own loop can :meth:`call` ``module`` (otherwise only its pipeline's call drives it)."""
+        return True
 
     @abstractmethod
     def call(self, module: nn.Module, x: torch.Tensor, t: torch.Tensor, **conditioning: Any) -> torch.Tensor:

@@ -1,7 +1,20 @@
-"""The transformer backbone: diffusers DiT-family denoisers (``DiTTransformer2DModel``, ``PixArtTransformer2DModel``,
-``SD3Transformer2DModel``, ``FluxTransformer2DModel`` with its double- and single-stream blocks).
+"""The transformer backbone: any diffusers transformer whose block lists it can find (DiT, PixArt, SD3, Flux, Wan,
+Qwen-Image, HunyuanVideo, LTX, CogVideoX, Mochi, Sana, CogView4, Chroma, ...), found by structure, not by a list.
 
-Units: the transformer blocks in execution order (Flux: ``transformer_blocks`` then ``single_transformer_blocks``).
+**Finding the blocks.** The model's top-level ``nn.ModuleList`` children named as diffusers' own hooks name block lists
+(``diffusers.hooks._common``'s identifiers: ``blocks``, ``transformer_blocks``, ``single_transformer_blocks``,
+``layers``, ...) or as dual-stream models name theirs (``joint_transformer_blocks``, ``double_stream_blocks``, ...),
+in the order the model defines them, which is the order its ``forward`` runs them (Flux: ``transformer_blocks`` then
+``single_transformer_blocks``). Refiner lists (``noise_refiner``, ``refiner_blocks``) are not block lists: they run on
+one stream before the main stack. Interleaved spatial / temporal lists (Latte) are refused in one line: their blocks
+do not run one list after the other.
+
+**Hookable, and optionally drivable.** Partial steps need only the blocks and their stream layout (*hookable*): any
+such model works under ``flexdiff.enable(pipe, ...)``. flexdiff's own loop (``flexdiff sample``, the search's
+built-in models) also needs to call the model (*drivable*, :data:`CALLS`); a model without an entry there runs
+through its pipeline's own call.
+
+Units: the transformer blocks in execution order.
 Branches: the DBCache split (cache-dit; Fn / Bn): a partial step at branch ``(F, B)`` computes the first ``F`` and the
 last ``B`` blocks, and the middle blocks ``F .. L-B-1`` (``Branch.deep``) are replaced by the residual they added at
 the latest full step, on both streams where blocks carry encoder states (:mod:`flexdiff.hooks.residual_step`). Its
@@ -12,7 +25,7 @@ forecast step (with a forecast partial step it is TaylorSeer's whole-stack forec
 
 Which argument and which output element of a block is which stream comes from diffusers' own
 ``TransformerBlockRegistry`` (the metadata its FirstBlockCache and TaylorSeer hooks use), so a block class diffusers
-registers needs nothing here.
+registers needs nothing here; a class it has not registered yet is one line of :data:`OWN_BLOCKS`.
 """
 
 from __future__ import annotations
@@ -39,21 +52,62 @@ class TransformerBranch(Branch):
     back: int = 0
 
 
+#: Block classes diffusers' ``TransformerBlockRegistry`` does not describe (diffusers 0.42), one line each: class name ->
+#: (output index of the hidden stream, of the encoder stream or None, "joined" when the class runs on the
+#: concatenation [encoder, hidden] the model builds before its list: a deep range must not cross into it).
+OWN_BLOCKS: dict[str, tuple[int, int | None, bool]] = {
+    "SanaTransformerBlock": (0, None, False),  # Sana: returns hidden_states
+    "Lumina2TransformerBlock": (0, None, False),  # Lumina 2 ``layers``: returns hidden_states (text joined before them)
+    "ChromaTransformerBlock": (1, 0, False),  # returns (encoder_hidden_states, hidden_states), as Flux's
+    "ChromaSingleTransformerBlock": (0, None, True),  # runs on torch.cat([encoder, hidden])
+    "AuraFlowJointTransformerBlock": (1, 0, False),  # returns (encoder_hidden_states, hidden_states)
+    "AuraFlowSingleTransformerBlock": (0, None, True),  # runs on torch.cat([encoder, hidden])
+}
+
+#: Block-list names dual-stream models use beyond diffusers' identifiers (AuraFlow, HiDream, JoyImage).
+STREAM_LISTS = ("joint_transformer_blocks", "double_stream_blocks", "single_stream_blocks", "double_blocks")
+#: Lists whose blocks run interleaved with another list's, not after it (Latte's temporal blocks).
+INTERLEAVED_LISTS = ("temporal_transformer_blocks",)
+
+
 def block_metadata(block: nn.Module) -> Any:
-    """diffusers' ``TransformerBlockMetadata`` of a block class (argument names, output indices of both streams)."""
-    from diffusers.hooks._helpers import TransformerBlockRegistry
+    """diffusers' ``TransformerBlockMetadata`` of a block class (argument names, output indices of both streams), or
+    the one built from :data:`OWN_BLOCKS`; None for a class neither knows."""
+    from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 
     try:
         return TransformerBlockRegistry.get(type(block))
     except ValueError:
-        return None
+        entry = OWN_BLOCKS.get(type(block).__name__)
+        if entry is None:
+            return None
+        metadata = TransformerBlockMetadata(return_hidden_states_index=entry[0], return_encoder_hidden_states_index=entry[1])
+        metadata._cls = type(block)
+        return metadata
+
+
+def unwrapped(module: nn.Module) -> nn.Module:
+    """The model itself under a ``torch.compile(model)`` wrapper (whose only child is ``_orig_mod``)."""
+    return getattr(module, "_orig_mod", module)
+
+
+def block_lists(module: nn.Module) -> list[tuple[str, nn.ModuleList]]:
+    """The model's top-level block lists, in definition (= execution) order: children named as diffusers' hooks name
+    transformer block lists, or as dual-stream models do (:data:`STREAM_LISTS`)."""
+    from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
+
+    names = {*_ALL_TRANSFORMER_BLOCK_IDENTIFIERS, *STREAM_LISTS}
+    return [(name, child) for name, child in unwrapped(module).named_children() if name in names and isinstance(child, nn.ModuleList) and len(child) > 0]
 
 
 def transformer_blocks(module: nn.Module) -> list[tuple[str, nn.Module]]:
     """The blocks of a diffusers transformer in execution order, named as in its module tree."""
-    units = [(f"transformer_blocks.{i}", b) for i, b in enumerate(getattr(module, "transformer_blocks", None) or [])]
-    units += [(f"single_transformer_blocks.{i}", b) for i, b in enumerate(getattr(module, "single_transformer_blocks", None) or [])]
-    return units
+    return [(f"{name}.{i}", b) for name, blocks in block_lists(module) if name not in INTERLEAVED_LISTS for i, b in enumerate(blocks)]
+
+
+def joined_from(units: list[tuple[str, nn.Module]]) -> int:
+    """The first unit running on a joined [encoder, hidden] sequence (:data:`OWN_BLOCKS`), or ``len(units)``."""
+    return next((i for i, (_, b) in enumerate(units) if OWN_BLOCKS.get(type(b).__name__, (0, None, False))[2]), len(units))
 
 
 def _depths(num_blocks: int) -> list[int]:
@@ -61,16 +115,22 @@ def _depths(num_blocks: int) -> list[int]:
 
 
 def transformer_layout(module: nn.Module) -> Layout:
-    """Units (blocks) and (F, B) branches of a diffusers transformer (no forward is run)."""
+    """Units (blocks) and (F, B) branches of a diffusers transformer (no forward is run). A one-line refusal where
+    the layout is ambiguous: interleaved lists, or a block class whose stream layout nobody describes."""
+    name = type(unwrapped(module)).__name__
+    interleaved = [n for n, _ in block_lists(module) if n in INTERLEAVED_LISTS]
+    if interleaved:
+        raise FlexdiffError(f"{name} with {', '.join(interleaved)}", "block lists that run one after the other", "this model interleaves its spatial and temporal blocks: not supported")
     units = transformer_blocks(module)
     unknown = sorted({type(b).__name__ for _, b in units if block_metadata(b) is None})
     if unknown:
-        raise FlexdiffError(f"{type(module).__name__} blocks {', '.join(unknown)}", "transformer blocks diffusers' TransformerBlockRegistry knows",
-                            "use a DiT, PixArt, SD3 or Flux transformer (or register the block class's metadata with diffusers)")
+        raise FlexdiffError(f"{name} blocks {', '.join(unknown)}", "transformer blocks whose stream layout diffusers' TransformerBlockRegistry or flexdiff's OWN_BLOCKS describes",
+                            "add a one-line OWN_BLOCKS entry for the class (flexdiff/backbones/transformer.py)")
     n = len(units)
     if n < 2:
-        raise FlexdiffError(f"{type(module).__name__} with {n} block(s)", "at least 2 transformer blocks (a partial step reuses the middle ones)", "use a deeper model")
-    pairs = sorted(((f, b) for f in _depths(n) for b in _depths(n) if f + b < n), key=lambda p: (p[0] + p[1], p[0]))
+        raise FlexdiffError(f"{name} with {n} block(s)", "at least 2 transformer blocks (a partial step reuses the middle ones)", "use a deeper model")
+    joined = joined_from(units)  # a deep range ends before the joined blocks or starts in them: one residual, one shape
+    pairs = sorted(((f, b) for f in _depths(n) for b in _depths(n) if f + b < n and (n - b <= joined or f >= joined)), key=lambda p: (p[0] + p[1], p[0]))
     branches = tuple(TransformerBranch(i, f"F{f}B{b}", range(f, n - b), frozenset(), f, b) for i, (f, b) in enumerate(pairs))
     return Layout(tuple(units), branches)
 
@@ -112,18 +172,29 @@ CALLS: dict[str, Callable[..., torch.Tensor]] = {
 
 class TransformerBackbone(Backbone):
     name = "transformer"
-    description = "a diffusers DiT, PixArt, SD3 or Flux transformer"
+    description = "a diffusers transformer with block lists (DiT, PixArt, SD3, Flux, Wan, Qwen-Image, HunyuanVideo, LTX, CogVideoX, Mochi, Sana, ...)"
     #: partial steps reuse the middle blocks' residual (hooks/residual_step.py), not their outputs
     reuse = "residual"
 
     def matches(self, module: nn.Module) -> bool:
-        return type(module).__name__ in CALLS and bool(transformer_blocks(module))
+        """A diffusers model (``ModelMixin``: a family registered by a plugin keeps its own modules) with block lists
+        and no UNet down path."""
+        from diffusers import ModelMixin
+
+        model = unwrapped(module)
+        return isinstance(model, ModelMixin) and bool(block_lists(model)) and not hasattr(model, "down_blocks")
 
     def layout(self, module: nn.Module) -> Layout:
         return transformer_layout(module)
 
+    def drivable(self, module: nn.Module) -> bool:
+        return type(unwrapped(module)).__name__ in CALLS
+
     def call(self, module: nn.Module, x: torch.Tensor, t: torch.Tensor, **conditioning: Any) -> torch.Tensor:
-        return CALLS[type(module).__name__](module, x, t, **conditioning)
+        name = type(unwrapped(module)).__name__
+        if name not in CALLS:
+            raise FlexdiffError(name, f"a transformer flexdiff's own loop can call ({', '.join(CALLS)})", "run it through its pipeline: flexdiff.enable(pipe, schedule), or --sampler pipeline")
+        return CALLS[name](module, x, t, **conditioning)
 
 
 register_backbone(TransformerBackbone())

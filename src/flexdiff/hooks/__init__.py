@@ -25,9 +25,33 @@ from flexdiff.utils.registry import import_submodules
 import_submodules(__name__, __path__)
 
 
+#: Hook names of diffusers' caches (its ``hooks/``: PAB, FasterCache, FirstBlockCache, MagCache, TaylorSeer, SeaCache).
+OTHER_CACHE_HOOKS = ("pyramid_attention_broadcast", "faster_cache", "fbc_", "mag_cache", "taylorseer_cache", "sea_cache")
+
+
+def other_cache(module: torch.nn.Module) -> str | None:
+    """The name of another step cache active on ``module`` (diffusers' ``enable_cache`` or one of its cache hooks on a
+    submodule, or cache-dit's), or None. Two caches on one model would each skip work the other assumes was done."""
+    if getattr(module, "_is_cached", False):
+        return "cache-dit"
+    if getattr(module, "is_cache_enabled", False):
+        return f"diffusers {type(module._cache_config).__name__}"
+    for sub in module.modules():
+        registry = getattr(sub, "_diffusers_hook", None)
+        for name in getattr(registry, "hooks", {}):
+            if name.startswith(OTHER_CACHE_HOOKS):
+                return f"diffusers hook {name}"
+    return None
+
+
 def apply_partial_steps(module: torch.nn.Module, state: StepState | None = None) -> tuple[Layout, StepState]:
-    """Attach the backbone's step hook to every unit of ``module``; raises if flexdiff hooks are already on it."""
+    """Attach the backbone's step hook to every unit of ``module``; raises if flexdiff hooks, or another cache, are
+    already on it."""
     backbone = backbone_of(module)
+    cache = other_cache(module)
+    if cache is not None:
+        raise FlexdiffError(f"{type(module).__name__} with {cache} active", "a denoiser without another step cache (the schedule is flexdiff's cache)",
+                            "disable the other cache first (pipe.transformer.disable_cache(), cache_dit.disable_cache(pipe))")
     layout = backbone.layout(module)
     technique = TECHNIQUES.get(backbone.reuse)
     state = state or StepState()

@@ -57,10 +57,20 @@ CLOCK_HOOK = "flexdiff.pipeline_clock"
 ATTR = "_flexdiff_enabled"
 
 
+#: The pipeline attributes that hold a denoiser, in the order a pipeline's loop first calls them (Wan 2.2's
+#: ``transformer_2`` is its low-noise expert: the steps after its boundary).
+DENOISER_ATTRS = ("unet", "transformer", "transformer_2")
+
+
+def denoisers_of(pipe: Any) -> list[tuple[str, Any]]:
+    """Every denoiser the pipeline holds, as ``(attribute, module)``: each is hooked, with its own cache."""
+    return [(attr, m) for attr in DENOISER_ATTRS if isinstance(m := getattr(pipe, attr, None), torch.nn.Module)]
+
+
 def denoiser_of(pipe: Any) -> Any:
-    """The pipeline's denoiser: its ``unet``, or its ``transformer`` (DiT, PixArt, SD3, Flux)."""
-    unet = getattr(pipe, "unet", None)
-    return unet if unet is not None else getattr(pipe, "transformer", None)
+    """The pipeline's (first) denoiser: its ``unet``, or its ``transformer``; None if it has none."""
+    found = denoisers_of(pipe)
+    return found[0][1] if found else None
 
 
 def is_flow_scheduler(scheduler: Any) -> bool:
@@ -101,21 +111,30 @@ def grid_steps(grid: list[int], expected: list[int], name: str) -> list[int]:
 
 
 @dataclass
-class PipelineRun:
-    """The state of one enabled pipeline: the schedule, the executor that maps steps to hook states, and the clock."""
+class Hooked:
+    """One hooked denoiser of an enabled pipeline: its executor and hook state, and a cache per call slot."""
 
-    schedule: Schedule
+    attr: str  # the pipeline attribute it was found under ("unet", "transformer", "transformer_2")
+    denoiser: Any  # the module the hooks are on (disable cleans it even after the pipeline's was swapped)
     executor: ScheduleExecutor
     state: StepState
+    caches: dict[int, tuple[dict[Any, Any], dict[Any, Any]]] = field(default_factory=dict)  # call slot -> its (cache, previous)
+    filled: bool = False  # a full step of this run has run on it (its partial steps have a cache to reuse)
+
+
+@dataclass
+class PipelineRun:
+    """The state of one enabled pipeline: the schedule, the hooked denoisers, and the clock."""
+
+    schedule: Schedule
+    parts: list[Hooked]
     scheduler: Any
     started: bool = False
     step: int = 0  # loop iterations completed in this run (scheduler.step calls)
     slot: int = 0  # denoiser calls so far within the current iteration
     offset: int = 0  # loop positions skipped at the start (img2img's strength)
     positions: list[int] = field(default_factory=list)  # loop position -> active-step position (grid_steps)
-    caches: dict[int, tuple[dict[Any, Any], dict[Any, Any]]] = field(default_factory=dict)  # call slot -> its (cache, previous)
     replaced: Any = None  # the pipeline's own scheduler while a FlexdiffScheduler stands in for it (restored on disable)
-    denoiser: Any = None  # the module the hooks are on (disable cleans it even after the pipeline's was swapped)
     owner: threading.Thread | None = None  # the thread whose run is in progress: one run at a time
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -130,16 +149,18 @@ class PipelineRun:
                                     "wait for the other call, or give each thread its own pipeline (copy.deepcopy(pipe) is enabled too)")
             self.owner = me
         self.started, self.step, self.slot, self.offset, self.positions = True, 0, 0, 0, positions
-        self.caches.clear()
-        self.executor.new_run()
+        for part in self.parts:
+            part.caches.clear()
+            part.filled = False
+            part.executor.new_run()
 
     def check_thread(self) -> None:
         if self.owner is not threading.current_thread():
             raise FlexdiffError(f"a denoiser or scheduler call from thread {threading.current_thread().name!r}", "the thread that started the run with set_timesteps",
                                 "call the enabled pipeline from one thread at a time")
 
-    def before_call(self, timestep: Any) -> None:
-        """A denoiser call at ``timestep`` is about to run: the schedule step it belongs to sets the hooks."""
+    def before_call(self, timestep: Any, part: Hooked) -> None:
+        """A call of ``part``'s denoiser at ``timestep`` is about to run: the schedule step it belongs to sets its hooks."""
         if not self.started:
             raise FlexdiffError("a denoiser call before scheduler.set_timesteps", "the pipeline's own denoising loop (set_timesteps, then model and step calls)",
                                 "call the pipeline as usual; flexdiff schedules only its denoising loop")
@@ -155,9 +176,14 @@ class PipelineRun:
         if self.step == 0 and not self.schedule.steps[index].info.fills_cache:
             raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]}",
                                 "a full step where the pipeline's loop starts (img2img's strength skips the steps before it)", "make that step full")
-        self.state.cache, self.state.previous = self.caches.get(self.slot, ({}, {}))
-        self.executor.set_step(index)  # a recording step starts new caches: keep this slot's
-        self.caches[self.slot] = (self.state.cache, self.state.previous)
+        fills = self.schedule.steps[index].info.fills_cache
+        if not fills and not part.filled:
+            raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]} on pipe.{part.attr}",
+                                f"a full step where pipe.{part.attr} takes over (its partial steps reuse its own full step's features)", "make that step full")
+        part.filled = part.filled or fills
+        part.state.cache, part.state.previous = part.caches.get(self.slot, ({}, {}))
+        part.executor.set_step(index)  # a recording step starts new caches: keep this slot's
+        part.caches[self.slot] = (part.state.cache, part.state.previous)
         self.slot += 1
 
     def _first_position(self, timestep: Any) -> int:
@@ -194,13 +220,13 @@ class PipelineRun:
                                 "a schedule whose null steps all come after the step where the strength starts the run", "use strength=1.0, or a schedule without null steps before that step")
 
     def check_parts(self, pipe: Any) -> None:
-        """The denoiser and scheduler are still the ones enable hooked: a swap after enable would run the new one
+        """The denoisers and scheduler are still the ones enable hooked: a swap after enable would run the new one
         without the schedule (or leave the old one's hooks applied to nothing) without a word."""
-        for attr, mine in (("denoiser", self.denoiser), ("scheduler", self.scheduler)):
-            now = denoiser_of(pipe) if attr == "denoiser" else getattr(pipe, "scheduler", None)
-            if now is not mine:
-                name = attr if attr == "scheduler" else "unet" if getattr(pipe, "unet", None) is not None else "transformer"
-                raise FlexdiffError(f"pipe.{name} replaced after flexdiff.enable (now {type(now).__name__}, enabled on {type(mine).__name__})",
+        mine = [(part.attr, part.denoiser) for part in self.parts] + [("scheduler", self.scheduler)]
+        now = dict(denoisers_of(pipe), scheduler=getattr(pipe, "scheduler", None))
+        for attr, module in mine + [(a, None) for a in now if a not in dict(mine)]:
+            if now.get(attr) is not module:
+                raise FlexdiffError(f"pipe.{attr} replaced after flexdiff.enable (now {type(now.get(attr)).__name__}, enabled on {type(module).__name__})",
                                     "the components the schedule was enabled on", "call flexdiff.disable(pipe) before swapping components, then enable again")
 
 
@@ -212,16 +238,16 @@ def call_timestep(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 class _ClockHook(ModelHook):
     """Before each call of the denoiser: :meth:`PipelineRun.before_call`."""
 
-    def __init__(self, run: PipelineRun) -> None:
+    def __init__(self, run: PipelineRun, part: Hooked) -> None:
         super().__init__()
-        self.run = run
+        self.run, self.part = run, part
 
     def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        self.run.before_call(call_timestep(args, kwargs))
+        self.run.before_call(call_timestep(args, kwargs), self.part)
         return args, kwargs
 
 
-def _attach_clock(denoiser: torch.nn.Module, run: PipelineRun) -> None:
+def _attach_clock(denoiser: torch.nn.Module, run: PipelineRun, part: Hooked) -> None:
     """The clock runs before every denoiser call, *outside* any compiled region: its counters and the timestep it
     reads would otherwise be dynamo guards (a recompile per step) and a graph break (``Tensor.item``). A denoiser
     compiled in place (``unet.compile()``) calls its ``_compiled_call_impl``: the clock wraps that; otherwise (plain,
@@ -232,12 +258,12 @@ def _attach_clock(denoiser: torch.nn.Module, run: PipelineRun) -> None:
             # torch.compile's wrapper forwards attribute reads to the module it compiled: without a registry of its
             # own the clock would join that module's registry, inside the compiled region
             denoiser._diffusers_hook = HookRegistry(denoiser)
-        HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(_ClockHook(run), CLOCK_HOOK)
+        HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(_ClockHook(run, part), CLOCK_HOOK)
         return
 
     @functools.wraps(compiled)
     def clocked(*args: Any, **kwargs: Any) -> Any:
-        run.before_call(call_timestep(args, kwargs))
+        run.before_call(call_timestep(args, kwargs), part)
         return compiled(*args, **kwargs)
 
     clocked.__flexdiff_compiled__ = compiled  # type: ignore[attr-defined]
@@ -283,10 +309,8 @@ def _wrap_scheduler(run: PipelineRun) -> None:
     @functools.wraps(original_set)
     def set_timesteps(*args: Any, **kwargs: Any) -> Any:
         flow = is_flow_scheduler(scheduler)
-        # Flux's pipeline always passes its own sigmas: on a flow scheduler they are the grid (checked below)
-        if kwargs.get("timesteps") is not None or (kwargs.get("sigmas") is not None and not flow):
-            raise FlexdiffError(f"{name}.set_timesteps with custom timesteps or sigmas", "the scheduler's own grid under an enabled schedule (flexdiff sets the active timesteps itself)",
-                                "drop timesteps= / sigmas= from the pipeline call")
+        # Pipelines with their own clock pass their own timesteps / sigmas (Flux, CogView4, Lumina 2): whatever grid the
+        # scheduler sets is checked against the schedule's below
         out = original_set(*args, **kwargs)
         grid = scheduler_grid(scheduler)
         merged = merge_repeats(grid)
@@ -357,10 +381,11 @@ class DiffusersPipelineIntegration(Integration):
         kind = type(pipe).__name__
         if getattr(pipe, ATTR, None) is not None:
             raise FlexdiffError(kind, "a pipeline without an enabled schedule", "call flexdiff.disable(pipe) first")
-        denoiser, scheduler = denoiser_of(pipe), getattr(pipe, "scheduler", None)
-        if denoiser is None or scheduler is None:
+        denoisers, scheduler = denoisers_of(pipe), getattr(pipe, "scheduler", None)
+        if not denoisers or scheduler is None:
             raise FlexdiffError(kind, "a pipeline with a unet or a transformer, and a scheduler", "pass a diffusers denoising pipeline")
-        backbone_of(denoiser)  # a one-line error for a family flexdiff has no backbone for
+        for _, denoiser in denoisers:
+            backbone_of(denoiser)  # a one-line error for a family flexdiff has no backbone for
         original, solver = scheduler, flexdiff_solver(schedule, scheduler)
         if solver is not None:  # the loop the schedule was scored in: flexdiff's sampler, as a diffusers scheduler
             scheduler = FlexdiffScheduler.from_scheduler(original, solver)
@@ -369,19 +394,22 @@ class DiffusersPipelineIntegration(Integration):
             raise FlexdiffError(f"{type(scheduler).__name__} with null steps in {schedule.name or 'the schedule'}",
                                 "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch), or DDIM with set_alpha_to_one=True",
                                 "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")
-        layout, state = apply_partial_steps(denoiser)
+        run = PipelineRun(schedule, [], scheduler, replaced=original if scheduler is not original else None)
         try:
-            executor = ScheduleExecutor(None, schedule, layout, state, compiled=is_compiled(denoiser))
-            executor.hollow = hollow_replay_safe(pipe)
-            run = PipelineRun(schedule, executor, state, scheduler, replaced=original if scheduler is not original else None, denoiser=denoiser)
-            _attach_clock(denoiser, run)
+            for attr, denoiser in denoisers:
+                layout, state = apply_partial_steps(denoiser)
+                executor = ScheduleExecutor(None, schedule, layout, state, compiled=is_compiled(denoiser))
+                executor.hollow = hollow_replay_safe(pipe)
+                run.parts.append(Hooked(attr, denoiser, executor, state))
+                _attach_clock(denoiser, run, run.parts[-1])
             _wrap_scheduler(run)
             if run.replaced is not None:
                 pipe.scheduler = scheduler
             self._own_pipeline(pipe, run)
         except BaseException:
-            _detach_clock(denoiser)
-            remove_partial_steps(denoiser)
+            for _, denoiser in denoisers:
+                _detach_clock(denoiser)
+                remove_partial_steps(denoiser)
             raise
         setattr(pipe, ATTR, run)
 
@@ -438,9 +466,10 @@ class DiffusersPipelineIntegration(Integration):
             pipe.__dict__.pop(attr, None)
         if run.replaced is not None and pipe.scheduler is run.scheduler:  # a scheduler the user swapped in stays
             pipe.scheduler = run.replaced
-        _detach_clock(run.denoiser)  # the module enable hooked, even if the pipeline's was swapped since
-        remove_partial_steps(run.denoiser)
-        run.state.reset()
+        for part in run.parts:  # the modules enable hooked, even if the pipeline's were swapped since
+            _detach_clock(part.denoiser)
+            remove_partial_steps(part.denoiser)
+            part.state.reset()
         delattr(pipe, ATTR)
 
 

@@ -1,0 +1,164 @@
+"""Tiny pipelines of the transformer families people accelerate, built from diffusers' classes with the sizes of
+diffusers' own pipeline-test dummy components (``tests/pipelines/<family>/test_*.py``' ``get_dummy_components``),
+random weights, no text encoder (random prompt embeddings are passed in) and no VAE (``output_type="latent"``).
+
+Each builder returns a :class:`Case`: the pipeline and the keyword arguments of its call. Adding a family is adding a
+builder to :data:`CASES`; the suite in ``test_coverage.py`` runs every case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import diffusers
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+STEPS = 6
+
+
+def _g(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randn(shape, generator=_g(seed))
+
+
+@dataclass
+class Case:
+    """A pipeline and how to call it (``num_inference_steps``, ``generator`` and ``output_type`` are added)."""
+
+    pipe: Any
+    kwargs: dict[str, Any]
+    video: bool = False
+    #: what ``flexdiff.pipeline_timesteps`` needs beside the step count (Flux-style pipelines pass their own sigmas)
+    grid_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, **extra: Any) -> torch.Tensor:
+        out = self.pipe(**self.kwargs, num_inference_steps=STEPS, generator=_g(0), output_type="latent", **extra)
+        return out[0]
+
+
+def _manual_seed(build: Callable[[], Any]) -> Any:
+    torch.manual_seed(0)
+    return build().eval()
+
+
+def wan() -> Case:
+    tr = _manual_seed(lambda: diffusers.WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16, text_dim=32,
+                                                              freq_dim=256, ffn_dim=32, num_layers=3, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32))
+    pipe = diffusers.WanPipeline(tokenizer=None, text_encoder=None, transformer=tr, vae=None, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+    return Case(pipe, dict(prompt_embeds=_randn(1, 8, 32, seed=1), negative_prompt_embeds=_randn(1, 8, 32, seed=2), height=16, width=16, num_frames=5, guidance_scale=5.0), video=True)
+
+
+def wan22() -> Case:
+    """Wan 2.2's two experts: ``transformer`` for the high-noise steps, ``transformer_2`` after the boundary."""
+    def expert(seed: int) -> Any:
+        torch.manual_seed(seed)
+        return diffusers.WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16, text_dim=32, freq_dim=256,
+                                               ffn_dim=32, num_layers=3, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32).eval()
+
+    pipe = diffusers.WanPipeline(tokenizer=None, text_encoder=None, transformer=expert(0), transformer_2=expert(1), vae=None, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+                                 boundary_ratio=0.5)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 8, 32, seed=1), negative_prompt_embeds=_randn(1, 8, 32, seed=2), height=16, width=16, num_frames=5, guidance_scale=5.0), video=True)
+
+
+def qwen_image() -> Case:
+    tr = _manual_seed(lambda: diffusers.QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=3, attention_head_dim=16, num_attention_heads=3,
+                                                                    joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4)))
+    pipe = diffusers.QwenImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None, transformer=tr)
+    mask = torch.ones(1, 7, dtype=torch.long)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 7, 16, seed=1), prompt_embeds_mask=mask, negative_prompt_embeds=_randn(1, 7, 16, seed=2), negative_prompt_embeds_mask=mask,
+                           true_cfg_scale=4.0, height=32, width=32))
+
+
+def hunyuan_video() -> Case:
+    tr = _manual_seed(lambda: diffusers.HunyuanVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=2, num_single_layers=2,
+                                                                       num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True, text_embed_dim=16,
+                                                                       pooled_projection_dim=8, rope_axes_dim=(2, 4, 4)))
+    pipe = diffusers.HunyuanVideoPipeline(text_encoder=None, tokenizer=None, transformer=tr, vae=None, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=None,
+                                          tokenizer_2=None)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 6, 16, seed=1), pooled_prompt_embeds=_randn(1, 8, seed=2), prompt_attention_mask=torch.ones(1, 6, dtype=torch.long),
+                           height=16, width=16, num_frames=5, guidance_scale=6.0), video=True)
+
+
+def ltx() -> Case:
+    tr = _manual_seed(lambda: diffusers.LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4, attention_head_dim=8,
+                                                                   cross_attention_dim=32, num_layers=3, caption_channels=32))
+    pipe = diffusers.LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None, transformer=tr)
+    mask = torch.ones(1, 8, dtype=torch.long)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 8, 32, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 8, 32, seed=2), negative_prompt_attention_mask=mask,
+                           height=32, width=32, num_frames=9, guidance_scale=3.0), video=True)
+
+
+def cogvideox() -> Case:
+    tr = _manual_seed(lambda: diffusers.CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=2, text_embed_dim=32,
+                                                                    num_layers=3, sample_width=2, sample_height=2, sample_frames=9, patch_size=2, temporal_compression_ratio=4,
+                                                                    max_text_seq_length=16))
+    pipe = diffusers.CogVideoXPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr, scheduler=diffusers.CogVideoXDDIMScheduler())
+    return Case(pipe, dict(prompt_embeds=_randn(1, 16, 32, seed=1), negative_prompt_embeds=_randn(1, 16, 32, seed=2), height=16, width=16, num_frames=9, guidance_scale=6.0), video=True)
+
+
+def mochi() -> Case:
+    tr = _manual_seed(lambda: diffusers.MochiTransformer3DModel(patch_size=2, num_attention_heads=2, attention_head_dim=8, num_layers=3, pooled_projection_dim=16, in_channels=12,
+                                                                out_channels=None, qk_norm="rms_norm", text_embed_dim=32, time_embed_dim=4, activation_fn="swiglu",
+                                                                max_sequence_length=16))
+    tr.pos_frequencies.data = tr.pos_frequencies.new_full(tr.pos_frequencies.shape, 0)
+    pipe = diffusers.MochiPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None, transformer=tr)
+    mask = torch.ones(1, 16, dtype=torch.long)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 16, 32, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 16, 32, seed=2), negative_prompt_attention_mask=mask,
+                           height=16, width=16, num_frames=7, guidance_scale=4.5), video=True)
+
+
+def sana() -> Case:
+    tr = _manual_seed(lambda: diffusers.SanaTransformer2DModel(patch_size=1, in_channels=4, out_channels=4, num_layers=3, num_attention_heads=2, attention_head_dim=4,
+                                                               num_cross_attention_heads=2, cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8, sample_size=32))
+    pipe = diffusers.SanaPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+    mask = torch.ones(1, 6, dtype=torch.long)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 6, 8, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 6, 8, seed=2), negative_prompt_attention_mask=mask,
+                           height=32, width=32, guidance_scale=4.5, use_resolution_binning=False, negative_prompt=None))
+
+
+def cogview4() -> Case:
+    tr = _manual_seed(lambda: diffusers.CogView4Transformer2DModel(patch_size=2, in_channels=4, num_layers=3, attention_head_dim=4, num_attention_heads=4, out_channels=4,
+                                                                   text_embed_dim=32, time_embed_dim=8, condition_dim=4))
+    pipe = diffusers.CogView4Pipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr, scheduler=FlowMatchEulerDiscreteScheduler(base_shift=0.25, max_shift=0.75,
+                                      base_image_seq_len=256, use_dynamic_shifting=True, time_shift_type="linear"))
+    return Case(pipe, dict(prompt_embeds=_randn(1, 16, 32, seed=1), negative_prompt_embeds=_randn(1, 16, 32, seed=2), height=32, width=32, guidance_scale=5.0))
+
+
+def chroma() -> Case:
+    tr = _manual_seed(lambda: diffusers.ChromaTransformer2DModel(patch_size=1, in_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=16, num_attention_heads=2,
+                                                                 joint_attention_dim=32, axes_dims_rope=[4, 4, 8], approximator_hidden_dim=32, approximator_layers=1,
+                                                                 approximator_num_channels=16))
+    pipe = diffusers.ChromaPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None, transformer=tr)
+    mask = torch.ones(1, 8)  # float, as its _get_t5_prompt_embeds makes it
+    return Case(pipe, dict(prompt_embeds=_randn(1, 8, 32, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 8, 32, seed=2), negative_prompt_attention_mask=mask,
+                           height=16, width=16, guidance_scale=5.0))
+
+
+def auraflow() -> Case:
+    tr = _manual_seed(lambda: diffusers.AuraFlowTransformer2DModel(sample_size=32, patch_size=2, in_channels=4, num_mmdit_layers=2, num_single_dit_layers=2, attention_head_dim=8,
+                                                                   num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32, out_channels=4, pos_embed_max_size=256))
+    pipe = diffusers.AuraFlowPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr, scheduler=FlowMatchEulerDiscreteScheduler())
+    mask = torch.ones(1, 8, dtype=torch.long)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 8, 32, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 8, 32, seed=2), negative_prompt_attention_mask=mask,
+                           height=32, width=32, guidance_scale=5.0))
+
+
+def lumina2() -> Case:
+    tr = _manual_seed(lambda: diffusers.Lumina2Transformer2DModel(sample_size=4, patch_size=2, in_channels=4, hidden_size=8, num_layers=3, num_attention_heads=1, num_kv_heads=1,
+                                                                  multiple_of=16, ffn_dim_multiplier=None, norm_eps=1e-5, scaling_factor=1.0, axes_dim_rope=[4, 2, 2], cap_feat_dim=8))
+    pipe = diffusers.Lumina2Pipeline(transformer=tr, scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None)
+    mask = torch.ones(1, 6, dtype=torch.long)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 6, 8, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 6, 8, seed=2), negative_prompt_attention_mask=mask,
+                           height=32, width=32, guidance_scale=4.0))
+
+
+CASES: dict[str, Callable[[], Case]] = {
+    "wan": wan, "wan2.2": wan22, "qwen-image": qwen_image, "hunyuan-video": hunyuan_video, "ltx": ltx, "cogvideox": cogvideox, "mochi": mochi, "sana": sana,
+    "cogview4": cogview4, "chroma": chroma, "auraflow": auraflow, "lumina2": lumina2,
+}

@@ -1,0 +1,181 @@
+"""``flexdiff.enable`` over the transformer families people accelerate (tiny pipelines: :mod:`pipelines`).
+
+For every case: the all-full schedule through ``enable`` is ``torch.equal`` to the plain call; a caching schedule (the
+(F, B) residual partial step) changes the output and computes fewer linear layers; null steps drop network calls
+where the scheduler takes custom timesteps, and are a one-line refusal naming the scheduler where it does not;
+``disable`` restores the plain call bit for bit. A pipeline with several denoisers (Wan 2.2's two experts) gets each
+hooked, with its own cache.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import torch
+from pipelines import CASES, Case
+
+import flexdiff
+from flexdiff.integrations.diffusers_pipeline import denoisers_of, is_flow_scheduler, merge_repeats, scheduler_grid
+from flexdiff.schedule import Schedule, Step
+
+
+@contextmanager
+def counting_linears() -> Iterator[list[int]]:
+    """The number of ``nn.Linear`` calls inside the block: what a cached block does not compute."""
+    calls = [0]
+
+    def count(module: torch.nn.Module, args: Any, output: Any) -> None:
+        if isinstance(module, torch.nn.Linear):
+            calls[0] += 1
+
+    handle = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def plain_run(case: Case) -> tuple[torch.Tensor, list[float], list[str]]:
+    """The plain call's output, the grid its scheduler set (the pipeline's own clock: its sigmas, mu, timesteps) and
+    which denoiser ran each loop step."""
+    scheduler, grids, owners, current = case.pipe.scheduler, [], [], []
+    original_set, original_step = scheduler.set_timesteps, scheduler.step
+
+    @functools.wraps(original_set)
+    def set_timesteps(*args: Any, **kwargs: Any) -> Any:
+        out = original_set(*args, **kwargs)
+        grids.append(merge_repeats(scheduler_grid(scheduler)))
+        return out
+
+    @functools.wraps(original_step)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        owners.append(current[-1])
+        return original_step(*args, **kwargs)
+
+    handles = [m.register_forward_pre_hook(lambda _m, _a, attr=attr: current.append(attr)) for attr, m in denoisers_of(case.pipe)]
+    scheduler.set_timesteps, scheduler.step = set_timesteps, step
+    try:
+        out = case()
+    finally:
+        del scheduler.set_timesteps, scheduler.step
+        for h in handles:
+            h.remove()
+    return out, grids[0], owners
+
+
+def denoiser_calls(case: Case) -> tuple[torch.Tensor, int]:
+    """The call's output and how many times its denoisers ran."""
+    calls: list[int] = []
+    handles = [m.register_forward_pre_hook(lambda *a: calls.append(1)) for _, m in denoisers_of(case.pipe)]
+    try:
+        return case(), len(calls)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def caching_schedule(grid: list[float], owners: list[str], sampler: str) -> Schedule:
+    """Full, then the cheapest-but-one residual partial step, alternating; full wherever a denoiser takes over."""
+    kinds = ["full" if i % 2 == 0 or owners[i] != owners[i - 1] else "partial:1" for i in range(len(grid))]
+    return Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), sampler)
+
+
+@pytest.fixture(params=list(CASES))
+def case(request: pytest.FixtureRequest) -> Case:
+    built = CASES[request.param]()
+    built.pipe.set_progress_bar_config(disable=True)
+    return built
+
+
+@pytest.mark.slow
+def test_enable_covers_the_family(case: Case) -> None:
+    pipe = case.pipe
+    plain, grid, owners = plain_run(case)
+    sampler = "flow-euler" if is_flow_scheduler(pipe.scheduler) else "ddim"
+    with counting_linears() as full_calls, flexdiff.enabled(pipe, flexdiff.full(grid, sampler)):
+        assert torch.equal(case(), plain)
+    with counting_linears() as cached_calls, flexdiff.enabled(pipe, caching_schedule(grid, owners, sampler)):
+        cached = case()
+    assert not torch.equal(cached, plain) and torch.isfinite(cached).all()
+    assert cached_calls[0] < full_calls[0]
+    nulls = Schedule(tuple(Step.parse("full" if i % 2 == 0 or owners[i] != owners[i - 1] else "null") for i in range(len(grid))), tuple(grid), sampler)
+    try:
+        with flexdiff.enabled(pipe, nulls):
+            out, null_calls = denoiser_calls(case)
+        assert out.shape == plain.shape and torch.isfinite(out).all()
+        assert 0 < null_calls < denoiser_calls(case)[1]
+    except flexdiff.FlexdiffError as err:  # a scheduler that takes no custom timesteps: one line naming it
+        assert type(pipe.scheduler).__name__ in str(err) and "\n" not in str(err)
+    assert torch.equal(case(), plain)
+
+
+def test_each_denoiser_of_a_two_expert_pipeline_is_hooked_with_its_own_cache() -> None:
+    """Wan 2.2: both experts carry the hooks; a partial step where the second expert takes over is a one-line refusal
+    (its cache holds nothing of this run), and disable cleans both."""
+    case = CASES["wan2.2"]()
+    case.pipe.set_progress_bar_config(disable=True)
+    plain, grid, owners = plain_run(case)
+    assert set(owners) == {"transformer", "transformer_2"}
+    with flexdiff.enabled(case.pipe, caching_schedule(grid, owners, "flow-euler")):
+        assert all(block._diffusers_hook.hooks for _, module in denoisers_of(case.pipe) for block in module.blocks)
+        assert not torch.equal(case(), plain)
+    boundary = owners.index("transformer_2")
+    kinds = ["full" if i == 0 else "partial:1" for i in range(len(grid))]
+    with flexdiff.enabled(case.pipe, Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), "flow-euler")), pytest.raises(flexdiff.FlexdiffError, match="transformer_2 takes over") as err:
+        case()
+    assert f"step {boundary}" in str(err.value) and "\n" not in str(err.value)
+    for _, module in denoisers_of(case.pipe):
+        assert all(not block._diffusers_hook.hooks for block in module.blocks)
+    assert torch.equal(case(), plain)
+
+
+@pytest.mark.parametrize("how", ["torch.compile(transformer)", "transformer.compile()"])
+def test_a_compiled_transformer_under_enable(how: str) -> None:
+    """``pipe.transformer = torch.compile(pipe.transformer)`` is accepted as the same wrapper on a UNet is (the
+    blocks are found under ``_orig_mod``); compiled output equals eager output (dynamo's eager backend)."""
+    import torch._dynamo
+
+    case = CASES["wan"]()
+    case.pipe.set_progress_bar_config(disable=True)
+    plain, grid, owners = plain_run(case)
+    plan = caching_schedule(grid, owners, "flow-euler")
+    with flexdiff.enabled(case.pipe, plan):
+        eager = case()
+    torch._dynamo.reset()
+    try:
+        if how == "transformer.compile()":
+            case.pipe.transformer.compile(backend="eager")
+        else:
+            case.pipe.transformer = torch.compile(case.pipe.transformer, backend="eager")
+        with flexdiff.enabled(case.pipe, plan):
+            torch.testing.assert_close(case(), eager, rtol=0, atol=0)
+    finally:
+        torch._dynamo.reset()
+
+
+def test_another_cache_on_the_denoiser_is_refused_in_one_line() -> None:
+    """diffusers' own cache (``enable_cache``) or cache-dit's already on the denoiser: two caches would each skip work
+    the other assumes was done. One line naming it; nothing attached."""
+    from diffusers import FirstBlockCacheConfig
+
+    case = CASES["wan"]()
+    case.pipe.set_progress_bar_config(disable=True)
+    grid = plain_run(case)[1]
+    case.pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=0.2))
+    with pytest.raises(flexdiff.FlexdiffError, match="FirstBlockCacheConfig active") as err:
+        flexdiff.enable(case.pipe, flexdiff.full(grid, "flow-euler"))
+    assert "\n" not in str(err.value) and not hasattr(case.pipe, "_flexdiff_enabled")
+    case.pipe.transformer.disable_cache()
+    cache_dit = pytest.importorskip("cache_dit")
+    cache_dit.enable_cache(case.pipe)
+    try:
+        with pytest.raises(flexdiff.FlexdiffError, match="cache-dit active"):
+            flexdiff.enable(case.pipe, flexdiff.full(grid, "flow-euler"))
+    finally:
+        cache_dit.disable_cache(case.pipe)
+    with flexdiff.enabled(case.pipe, flexdiff.full(grid, "flow-euler")):  # both off again: accepted
+        case()
