@@ -158,7 +158,28 @@ def lumina2() -> Case:
                            height=32, width=32, guidance_scale=4.0))
 
 
+def animatediff() -> Case:
+    """AnimateDiff: an SD UNet plus a MotionAdapter, which the pipeline turns into a ``UNetMotionModel``."""
+    unet = _manual_seed(lambda: diffusers.UNet2DConditionModel(block_out_channels=(8, 8), layers_per_block=2, sample_size=8, in_channels=4, out_channels=4,
+                                                               down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                                               cross_attention_dim=8, norm_num_groups=2))
+    adapter = _manual_seed(lambda: diffusers.MotionAdapter(block_out_channels=(8, 8), motion_layers_per_block=2, motion_norm_num_groups=2, motion_num_attention_heads=4))
+    scheduler = diffusers.DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False, set_alpha_to_one=True)
+    pipe = diffusers.AnimateDiffPipeline(vae=None, text_encoder=None, tokenizer=None, unet=unet, motion_adapter=adapter, scheduler=scheduler, feature_extractor=None, image_encoder=None)
+    pipe.unet.eval()
+    return Case(pipe, dict(prompt_embeds=_randn(1, 7, 8, seed=1), negative_prompt_embeds=_randn(1, 7, 8, seed=2), height=16, width=16, num_frames=4, guidance_scale=7.5), video=True)
+
+
+def text_to_video_sd() -> Case:
+    unet = _manual_seed(lambda: diffusers.UNet3DConditionModel(block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+                                                               down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+                                                               cross_attention_dim=4, attention_head_dim=4, norm_num_groups=2))
+    scheduler = diffusers.DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False)
+    pipe = diffusers.TextToVideoSDPipeline(vae=None, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 7, 4, seed=1), negative_prompt_embeds=_randn(1, 7, 4, seed=2), height=16, width=16, num_frames=3, guidance_scale=6.0), video=True)
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "wan": wan, "wan2.2": wan22, "qwen-image": qwen_image, "hunyuan-video": hunyuan_video, "ltx": ltx, "cogvideox": cogvideox, "mochi": mochi, "sana": sana,
-    "cogview4": cogview4, "chroma": chroma, "auraflow": auraflow, "lumina2": lumina2,
+    "cogview4": cogview4, "chroma": chroma, "auraflow": auraflow, "lumina2": lumina2, "animatediff": animatediff, "text-to-video-sd": text_to_video_sd,
 }

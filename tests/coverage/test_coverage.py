@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from pipelines import CASES, Case
+from pipelines import CASES, STEPS, Case
 
 import flexdiff
 from flexdiff.integrations.diffusers_pipeline import denoisers_of, is_flow_scheduler, merge_repeats, scheduler_grid
@@ -179,3 +179,18 @@ def test_another_cache_on_the_denoiser_is_refused_in_one_line() -> None:
         cache_dit.disable_cache(case.pipe)
     with flexdiff.enabled(case.pipe, flexdiff.full(grid, "flow-euler")):  # both off again: accepted
         case()
+
+
+def test_a_unet_whose_blocks_are_not_diffusers_per_layer_ones_is_refused_at_enable() -> None:
+    """Kandinsky 3's UNet (resnets_in / resnets_out, one skip per block) crashed with an AttributeError at enable; now a
+    one-line refusal naming the block classes, and nothing attached."""
+    import diffusers
+
+    torch.manual_seed(0)
+    unet = diffusers.Kandinsky3UNet(in_channels=4, time_embedding_dim=4, groups=2, attention_head_dim=4, layers_per_block=3, block_out_channels=(32, 64), cross_attention_dim=4,
+                                    encoder_hid_dim=32).eval()
+    pipe = diffusers.Kandinsky3Pipeline(tokenizer=None, text_encoder=None, unet=unet, scheduler=diffusers.DDPMScheduler(), movq=None)
+    with pytest.raises(flexdiff.FlexdiffError, match="Kandinsky3DownSampleBlock") as err:
+        flexdiff.enable(pipe, flexdiff.full(flexdiff.pipeline_timesteps(pipe, STEPS)))
+    assert "\n" not in str(err.value) and not hasattr(pipe, "_flexdiff_enabled")
+    assert not any(getattr(m, "_diffusers_hook", None) and m._diffusers_hook.hooks for m in unet.modules())

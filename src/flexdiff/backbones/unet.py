@@ -1,6 +1,8 @@
-"""The UNet backbone: diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` (DDPM, LDM, Stable Diffusion, SDXL UNets).
+"""The UNet backbone: diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` (DDPM, LDM, Stable Diffusion, SDXL UNets),
+and the video UNets built of the same blocks with temporal layers (AnimateDiff's ``UNetMotionModel``,
+``UNet3DConditionModel``, SVD's ``UNetSpatioTemporalConditionModel``).
 
-Units: each down/up resnet, attention and resampler, and the whole mid block. Skip branches: the UNet's skip
+Units: each down/up resnet, attention, temporal layer (:data:`LAYER_PARTS`) and resampler, and the whole mid block. Skip branches: the UNet's skip
 connections ``S[0..B-1]`` in the order the down path produces them (``conv_in``, then each down resnet/attention
 output, then each downsampler output); branch ``b`` joins ``S[b]`` to the up resnet that consumes it. A partial step at
 branch ``b`` (DeepCache, Ma et al. 2024, §3.2) runs only the units shallower than that branch: the units strictly
@@ -28,10 +30,27 @@ class UNetBranch(Branch):
     consumer: int = 0
 
 
+#: What one layer of a down / up block runs, in execution order: the resnet, then (video UNets) its temporal conv
+#: (``UNet3DConditionModel``), attention, temporal attention, and AnimateDiff's motion module (``UNetMotionModel``).
+#: Every one is a unit: a module of a deep layer left out would compute on a replayed (or hollow) feature.
+LAYER_PARTS = ("resnets", "temp_convs", "attentions", "temp_attentions", "motion_modules")
+
+
 def _blocks(unet: nn.Module) -> tuple[Any, Any, Any]:
     if any(hasattr(b, "skip_conv") for b in [*unet.down_blocks, *unet.up_blocks]):
         raise FlexdiffError(type(unet).__name__, "UNet blocks without skip_conv (Skip*Block2D is not supported)", "use a UNet with standard down/up blocks")
+    odd = sorted({type(b).__name__ for b in [*unet.down_blocks, *unet.up_blocks] if not isinstance(getattr(b, "resnets", None), nn.ModuleList)})
+    if odd:  # Kandinsky 3's blocks: resnets_in / resnets_out, one skip per block: not diffusers' per-layer skips
+        raise FlexdiffError(f"{type(unet).__name__} blocks {', '.join(odd)}", "down / up blocks with diffusers' per-layer resnets and skip connections",
+                            "this UNet's skip layout is not supported for partial steps")
     return unet.down_blocks, getattr(unet, "mid_block", None), unet.up_blocks
+
+
+def _layer(block: nn.Module, j: int, prefix: str) -> list[tuple[str, nn.Module]]:
+    """The units of layer ``j`` of a down / up block (:data:`LAYER_PARTS`), named ``{prefix}.{part}{j}``."""
+    names = {"resnets": "resnet", "temp_convs": "tconv", "attentions": "attn", "temp_attentions": "tattn", "motion_modules": "motion"}
+    parts = [(part, getattr(block, part, None)) for part in LAYER_PARTS]
+    return [(f"{prefix}.{names[part]}{j}", modules[j]) for part, modules in parts if modules is not None and j < len(modules) and modules[j] is not None]
 
 
 def unet_layout(unet: nn.Module) -> Layout:
@@ -40,11 +59,8 @@ def unet_layout(unet: nn.Module) -> Layout:
     units: list[tuple[str, nn.Module]] = []
     producers: list[tuple[str, int]] = [("conv_in", -1)]
     for d, block in enumerate(down_blocks):
-        attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
-        for j, (resnet, attn) in enumerate(zip(block.resnets, attentions)):
-            units.append((f"down{d}.resnet{j}", resnet))
-            if attn is not None:
-                units.append((f"down{d}.attn{j}", attn))
+        for j in range(len(block.resnets)):
+            units += _layer(block, j, f"down{d}")
             producers.append((f"down{d}.layer{j}", len(units) - 1))
         for k, sampler in enumerate(getattr(block, "downsamplers", None) or []):
             units.append((f"down{d}.downsample{k}", sampler))
@@ -54,12 +70,9 @@ def unet_layout(unet: nn.Module) -> Layout:
         units.append(("mid", mid))
     consumers: list[int] = []
     for u, block in enumerate(up_blocks):
-        attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
-        for r, (resnet, attn) in enumerate(zip(block.resnets, attentions)):
-            units.append((f"up{u}.resnet{r}", resnet))
-            consumers.append(len(units) - 1)
-            if attn is not None:
-                units.append((f"up{u}.attn{r}", attn))
+        for r in range(len(block.resnets)):
+            consumers.append(len(units))  # the layer's resnet consumes the skip
+            units += _layer(block, r, f"up{u}")
         for k, sampler in enumerate(getattr(block, "upsamplers", None) or []):
             units.append((f"up{u}.upsample{k}", sampler))
     if len(consumers) != len(producers):
@@ -79,7 +92,7 @@ def unet_layout(unet: nn.Module) -> Layout:
 
 class UNetBackbone(Backbone):
     name = "unet"
-    description = "a diffusers UNet2DModel or UNet2DConditionModel"
+    description = "a diffusers UNet (UNet2DModel, UNet2DConditionModel, video: UNetMotionModel, UNet3DConditionModel, UNetSpatioTemporalConditionModel)"
 
     def matches(self, module: nn.Module) -> bool:
         return hasattr(module, "down_blocks") and hasattr(module, "up_blocks")
