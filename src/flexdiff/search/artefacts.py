@@ -3,6 +3,7 @@ file per Pareto point in ``schedules/``; and the row <-> schedule conversion eve
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -41,6 +42,20 @@ def file_name(name: str, limit: int = 120) -> str:
     return f"{safe_file_stem(name, limit)}.json"
 
 
+def _front_files(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``schedules/NAME.json`` -> row for each plan of the front. Names come from the study, where two trials may say
+    the same (a hand-edited or hostile storage): a second row with a taken file name gets its steps' digest in its
+    name, so no front point's file is overwritten by another's."""
+    files: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        name = f"{SCHEDULES}/{file_name(row['name'])}"
+        if name in files:
+            digest = hashlib.sha256(" ".join(map(str, row["steps"])).encode()).hexdigest()[:8]
+            name = f"{SCHEDULES}/{file_name(str(row['name']) + '-' + digest)}"
+        files[name] = row
+    return files
+
+
 def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]],
                   pruned: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []), phases: dict[str, float] | None = None) -> dict[str, Any]:
     """``results.json`` and the schedule files of the front (``pruned``: plan baselines and searched candidates stopped
@@ -56,7 +71,7 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
     # schedules/ are staged beside OUT and swapped in together (utils.io.folder_as_unit), so a failure anywhere (a
     # full disk) leaves the previous complete set. Files of schedules/ that flexdiff wrote (the previous results.json's
     # manifest) and that this front no longer holds are dropped; any other file there is a user's and is kept.
-    files = {f"{SCHEDULES}/{file_name(row['name'])}": row for row in front if row.get("steps")}  # a peer's row has no plan to write
+    files = _front_files([row for row in front if row.get("steps")])  # a peer's row has no plan to write
     planned = [r for r in within if r.get("steps")]
     best_plan = min(planned, key=lambda r: (r["rfid"], r["macs"])) if planned else None  # what enable() can apply, where a peer is best
     written = sorted(files) + ([BEST] if best_plan is not None else [])
