@@ -15,6 +15,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.report import grids, plots
 from flexdiff.report.html import Section, absent, esc, img, para, table
 from flexdiff.report.load import RunData
+from flexdiff.utils.text import mask_password
 
 Row = dict[str, Any]
 NO_SEARCH = "no schedule search in this folder (it is a compress run; a search of the student would be in its search/ folder)"
@@ -238,14 +239,15 @@ def _run_provenance(title: str, results: Row, program: str) -> str:
     if commands:
         parts.append(para("Command line(s), oldest first (a resumed run keeps the work of the earlier ones):" if recorded else
                           "Command rebuilt from the run's config (the run did not record its command line):", "caption"))
-        parts.append("<pre>" + esc("\n".join(commands)) + "</pre>")
+        parts.append("<pre>" + esc(mask_password("\n".join(commands))) + "</pre>")  # a results file from before a password form was masked
     else:
         parts.append(absent("the run recorded neither its command nor its config"))
     c = _config(results)
     if c:
         parts.append(para(f"Seed {c.get('seed', '?')}: it draws the initial noise of every image (image i is the same at any n) and drives every random choice of the run.", "caption"))
-        extra = [["study name (resolved)", results.get("study")], ["storage URL (resolved)", results.get("storage")]] if results.get("study") else []
-        parts.append(table(["config", "value"], [[k, v] for k, v in c.items()] + extra, 2))
+        extra = [["study name (resolved)", results.get("study")], ["storage URL (resolved)", mask_password(str(results.get("storage")))]] if results.get("study") else []
+        shown = {k: mask_password(v) if isinstance(v, str) else v for k, v in c.items()}  # --storage, whatever results.json kept
+        parts.append(table(["config", "value"], [[k, v] for k, v in shown.items()] + extra, 2))
     parts.append(_environment_html(results.get("environment"), "environment" in results))
     return "\n".join(parts)
 
