@@ -114,6 +114,18 @@ def test_sample_counts_beyond_free_memory_are_refused_before_sampling(tiny_model
                                 batch_size=int(given["--batch-size"]) if "--batch-size" in given else None, device="cpu"))
 
 
+def test_search_counts_beyond_free_memory_are_refused_before_the_teacher_runs(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search generates --n (and --validate-n) images per candidate: the same bound as sample, before the
+    teacher's reference images."""
+    def sentinel(*a: object, **k: object) -> None:
+        raise Reached("the teacher reference started")
+
+    monkeypatch.setattr("flexdiff.search.context.SearchContext.load_reference", sentinel)
+    pretend_free(monkeypatch, 512 * 1024)
+    line = one_line_error(invoke("search", "--model", tiny_model_dir, "--steps", "10", "--segments", "2-3", "--n", "64", "--validate-n", "64", "--trials", "1", "--no-report", "--out", tmp_path / "o"))
+    assert "--batch-size (all 64 images at once)" in line and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "args, option",
     [

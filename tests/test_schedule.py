@@ -142,6 +142,8 @@ def _write(tmp_path: Path, **changes) -> Path:
         # a sampler its binding does not record: one sampler would run while the binding check vouches for another
         ({"sampler": "dpmpp-2m", "meta": {"bound_to": {"scheduler": "flexdiff:ddim"}}}, "the sampler its binding records (ddim)"),
         ({"sampler": "ddim", "meta": {"bound_to": {"scheduler": "flexdiff:flow-euler"}}}, "the sampler its binding records (flow-euler)"),
+        # a bloated meta: copied into every run.json made with the schedule
+        ({"meta": {"notes": "x" * 100_000}}, "meta of 100,013 bytes: expected at most 65,536 bytes"),
     ],
 )
 def test_bad_schedule_files(tmp_path: Path, changes: dict, needle: str) -> None:

@@ -25,6 +25,9 @@ MAX_FILE_BYTES = 16 * 2**20
 #: no diffusers noise schedule trains with a million timesteps; larger (or non-finite) values are damage, refused at
 #: load instead of reaching a sampler (NaN even passes the decreasing check: every comparison with it is false)
 MAX_TIMESTEP = 1_000_000
+#: the largest ``meta`` a schedule carries (its genome, binding, family and scores are a few KB): ``meta`` is copied
+#: into every ``run.json`` and report made with the schedule, so a bloated one is refused at load, not multiplied
+MAX_META_BYTES = 64 * 2**10
 #: meta key of the binding (:mod:`flexdiff.schedule.binding`), read here to check it names this file's sampler
 BINDING_KEY = "bound_to"
 
@@ -127,6 +130,10 @@ class Schedule:
         meta = data.get("meta") or {}
         if not isinstance(meta, dict):
             raise FlexdiffError(f"{where} meta", "a JSON object (or no 'meta' field)", "fix or drop the 'meta' field")
+        size = len(json.dumps(meta, default=str))
+        if size > MAX_META_BYTES:
+            raise FlexdiffError(f"{where} meta of {size:,} bytes", f"at most {MAX_META_BYTES:,} bytes of meta (it is copied into every run.json made with the schedule)",
+                                "drop the large entries from the 'meta' field")
         sampler = str(data.get("sampler", "ddim"))
         check_sampler(sampler, fix=f"fix the 'sampler' field of {where}")
         check_bound_sampler(sampler, meta.get(BINDING_KEY), where)

@@ -20,6 +20,7 @@ from flexdiff.features import FeatureNetwork, get_feature_network
 from flexdiff.generation import schedule_images, takes_null_steps, teacher_grid
 from flexdiff.metrics import paired_distance, rfid
 from flexdiff.models import DiffusionModel, condition, load_model
+from flexdiff.sample_run import check_sample_memory
 from flexdiff.samplers import PIPELINE, resolve_sampler, same_trajectory
 from flexdiff.sampling import batch_bounds
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
@@ -238,6 +239,7 @@ def build_context(config: SearchConfig, reference: bool = True) -> SearchContext
         raise FlexdiffError(f"--peers on {config.model} ({model.backbone.name} backbone)", "a transformer (diffusers' and cache-dit's block caches hook transformer blocks)",
                             "drop --peers, or search a DiT, PixArt, SD3 or Flux model")
     condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels, control_images=config.control_images)
+    check_sample_memory(model, max(config.n, config.validate_n), config.batch_size)  # the teacher's images first: before any of them
     timesteps = teacher_grid(model, config.sampler, config.steps)
     net = get_feature_network(config.features, model.device, config.features_path)
     num_branches = model.layout.num_branches
