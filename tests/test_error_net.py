@@ -199,3 +199,16 @@ def test_a_study_made_for_other_settings_is_refused_before_the_teacher_cache_cha
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "mystudy" in result.stderr and result.stderr.count("\n") == 1, result.output
     assert (out / "teacher_cache.safetensors").read_bytes() == cache
+
+
+def test_earlier_commands_recorded_unmasked_by_an_older_flexdiff_are_masked_when_carried_over(tmp_path: Path) -> None:
+    """A resumed run copies the earlier commands of its results.json: a password an older version left in them (its
+    ``?password=`` form) is masked on the way, not carried into the new file."""
+    import json
+
+    from flexdiff.provenance import run_provenance
+
+    old = tmp_path / "results.json"
+    old.write_text(json.dumps({"command": ["flexdiff", "search", "--storage", "postgresql://h/db?password=hunter2"], "earlier_commands": []}))
+    recorded = run_provenance(old, ["flexdiff", "search"])
+    assert recorded["earlier_commands"] and "hunter2" not in json.dumps(recorded)

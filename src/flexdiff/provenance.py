@@ -75,6 +75,7 @@ def run_provenance(previous_results: Path, command: list[str] | None = None) -> 
     old = old if isinstance(old, dict) else {}
     previous = old.get("earlier_commands")
     for cmd in [*(previous if isinstance(previous, list) else []), old.get("command")]:
+        cmd = [mask_password(str(a)) for a in cmd] if isinstance(cmd, list) else cmd  # an older flexdiff masked fewer forms
         if isinstance(cmd, list) and cmd and cmd != command and cmd not in earlier:
             earlier.append(cmd)
     return {"command": command, "earlier_commands": earlier, "environment": environment()}
