@@ -194,3 +194,33 @@ def test_a_unet_whose_blocks_are_not_diffusers_per_layer_ones_is_refused_at_enab
         flexdiff.enable(pipe, flexdiff.full(flexdiff.pipeline_timesteps(pipe, STEPS)))
     assert "\n" not in str(err.value) and not hasattr(pipe, "_flexdiff_enabled")
     assert not any(getattr(m, "_diffusers_hook", None) and m._diffusers_hook.hooks for m in unet.modules())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["wan", "qwen-image"])
+def test_residual_partial_steps_equal_cache_dits_dbcache_with_the_same_static_mask(name: str) -> None:
+    """flexdiff's (F, B) partial step is cache-dit's DBCache with Fn = F, Bn = B and a static step mask (steps marked
+    0 reuse the middle blocks' residual of the latest computed step), run from cache-dit's own code on the same pipeline
+    and noise: equal to 1e-6 (measured: equal bit for bit)."""
+    cache_dit = pytest.importorskip("cache_dit")
+    from flexdiff.backbones import layout_of
+
+    case = CASES[name]()
+    case.pipe.set_progress_bar_config(disable=True)
+    plain, grid, _ = plain_run(case)
+    mask = [1, 0, 1, 0, 0, 1]
+    labels = layout_of(case.pipe.transformer).labels
+    for front, back in [(1, 0), (1, 1), (2, 0)]:
+        config = cache_dit.DBCacheConfig(Fn_compute_blocks=front, Bn_compute_blocks=back, steps_computation_mask=mask, steps_computation_policy="static", max_warmup_steps=1,
+                                         num_inference_steps=STEPS)
+        cache_dit.enable_cache(case.pipe, cache_config=config)
+        try:
+            theirs = case()
+        finally:
+            cache_dit.disable_cache(case.pipe)
+        branch = labels.index(f"F{front}B{back}")
+        plan = Schedule(tuple(Step.parse("full" if m else f"partial:{branch}") for m in mask), tuple(grid), "flow-euler")
+        with flexdiff.enabled(case.pipe, plan):
+            ours = case()
+        assert not torch.equal(ours, plain)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
