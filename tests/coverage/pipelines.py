@@ -158,6 +158,31 @@ def lumina2() -> Case:
                            height=32, width=32, guidance_scale=4.0))
 
 
+def hunyuan_dit() -> Case:
+    tr = _manual_seed(lambda: diffusers.HunyuanDiT2DModel(sample_size=16, num_layers=4, patch_size=2, attention_head_dim=8, num_attention_heads=3, in_channels=4,
+                                                          cross_attention_dim=32, cross_attention_dim_t5=32, pooled_projection_dim=16, hidden_size=24,
+                                                          activation_fn="gelu-approximate"))
+    pipe = diffusers.HunyuanDiTPipeline(vae=None, text_encoder=None, tokenizer=None, transformer=tr, scheduler=diffusers.DDPMScheduler(), safety_checker=None,
+                                        feature_extractor=None, requires_safety_checker=False, text_encoder_2=None, tokenizer_2=None)
+    mask, mask2 = torch.ones(1, 77, dtype=torch.long), torch.ones(1, 256, dtype=torch.long)  # its CLIP and T5 lengths: 77, 256 tokens
+    return Case(pipe, dict(prompt_embeds=_randn(1, 77, 32, seed=1), prompt_attention_mask=mask, prompt_embeds_2=_randn(1, 256, 32, seed=2), prompt_attention_mask_2=mask2,
+                           negative_prompt_embeds=_randn(1, 77, 32, seed=3), negative_prompt_attention_mask=mask, negative_prompt_embeds_2=_randn(1, 256, 32, seed=4),
+                           negative_prompt_attention_mask_2=mask2, height=16, width=16, guidance_scale=5.0, use_resolution_binning=False))
+
+
+def hidream() -> Case:
+    """HiDream: double- and single-stream lists of ``HiDreamBlock`` wrappers, four text encoders' embeddings."""
+    tr = _manual_seed(lambda: diffusers.HiDreamImageTransformer2DModel(patch_size=2, in_channels=4, out_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=8,
+                                                                       num_attention_heads=4, caption_channels=[32, 16], text_emb_dim=64, num_routed_experts=4,
+                                                                       num_activated_experts=2, axes_dims_rope=(4, 2, 2), max_resolution=(32, 32), llama_layers=(0, 1, 2, 3)))
+    pipe = diffusers.HiDreamImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                          text_encoder_3=None, tokenizer_3=None, text_encoder_4=None, tokenizer_4=None, transformer=tr)
+    pipe.default_sample_size = 4  # it rescales every request to this area (1024 px by default): 32 px
+    return Case(pipe, dict(prompt_embeds_t5=_randn(1, 5, 32, seed=1), prompt_embeds_llama3=_randn(4, 1, 5, 16, seed=2), pooled_prompt_embeds=_randn(1, 64, seed=3),
+                           negative_prompt_embeds_t5=_randn(1, 5, 32, seed=4), negative_prompt_embeds_llama3=_randn(4, 1, 5, 16, seed=5),
+                           negative_pooled_prompt_embeds=_randn(1, 64, seed=6), height=32, width=32, guidance_scale=5.0))
+
+
 def animatediff() -> Case:
     """AnimateDiff: an SD UNet plus a MotionAdapter, which the pipeline turns into a ``UNetMotionModel``."""
     unet = _manual_seed(lambda: diffusers.UNet2DConditionModel(block_out_channels=(8, 8), layers_per_block=2, sample_size=8, in_channels=4, out_channels=4,
@@ -182,4 +207,5 @@ def text_to_video_sd() -> Case:
 CASES: dict[str, Callable[[], Case]] = {
     "wan": wan, "wan2.2": wan22, "qwen-image": qwen_image, "hunyuan-video": hunyuan_video, "ltx": ltx, "cogvideox": cogvideox, "mochi": mochi, "sana": sana,
     "cogview4": cogview4, "chroma": chroma, "auraflow": auraflow, "lumina2": lumina2, "animatediff": animatediff, "text-to-video-sd": text_to_video_sd,
+    "hunyuan-dit": hunyuan_dit, "hidream": hidream,
 }

@@ -31,7 +31,7 @@ registers needs nothing here; a class it has not registered yet is one line of :
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -62,6 +62,10 @@ OWN_BLOCKS: dict[str, tuple[int, int | None, bool]] = {
     "ChromaSingleTransformerBlock": (0, None, True),  # runs on torch.cat([encoder, hidden])
     "AuraFlowJointTransformerBlock": (1, 0, False),  # returns (encoder_hidden_states, hidden_states)
     "AuraFlowSingleTransformerBlock": (0, None, True),  # runs on torch.cat([encoder, hidden])
+    "HunyuanDiTBlock": (0, None, False),  # returns hidden_states (its long skips read the pass-through of deep blocks)
+    # HiDream's lists hold HiDreamBlock wrappers (forward: hidden_states, ..., encoder_hidden_states, ...) around these:
+    "HiDreamImageTransformerBlock": (0, 1, False),  # returns (hidden_states, encoder_hidden_states)
+    "HiDreamImageSingleTransformerBlock": (0, None, True),  # runs on torch.cat([hidden, encoder]), returns hidden_states
 }
 
 #: Block-list names dual-stream models use beyond diffusers' identifiers (AuraFlow, HiDream, JoyImage).
@@ -78,12 +82,30 @@ def block_metadata(block: nn.Module) -> Any:
     try:
         return TransformerBlockRegistry.get(type(block))
     except ValueError:
-        entry = OWN_BLOCKS.get(type(block).__name__)
-        if entry is None:
-            return None
-        metadata = TransformerBlockMetadata(return_hidden_states_index=entry[0], return_encoder_hidden_states_index=entry[1])
-        metadata._cls = type(block)
-        return metadata
+        pass
+    TransformerBlockRegistry._register()
+    # a model module's own copy of a registered class ("Copied from diffusers...": ChronoEdit's and Wan Animate's
+    # WanTransformerBlock) has its layout: the registered class of that name with the same forward signature
+    twin = next((m for cls, m in TransformerBlockRegistry._registry.items() if cls.__name__ == type(block).__name__ and _same_signature(cls, type(block))), None)
+    entry = OWN_BLOCKS.get(own_name(block))
+    if twin is None and entry is None:
+        return None
+    metadata = replace(twin, _cached_parameter_indices=None) if twin is not None else TransformerBlockMetadata(return_hidden_states_index=entry[0], return_encoder_hidden_states_index=entry[1])
+    metadata._cls = type(block)
+    return metadata
+
+
+def own_name(block: nn.Module) -> str:
+    """The class name :data:`OWN_BLOCKS` knows a block by: its own, or for a wrapper that only forwards to its
+    ``block`` (HiDream's ``HiDreamBlock``) the wrapped block's; the wrapper's forward names the arguments."""
+    inner = getattr(block, "block", None)
+    return type(inner).__name__ if type(block).__name__ not in OWN_BLOCKS and isinstance(inner, nn.Module) else type(block).__name__
+
+
+def _same_signature(a: type, b: type) -> bool:
+    import inspect
+
+    return list(inspect.signature(a.forward).parameters) == list(inspect.signature(b.forward).parameters)
 
 
 def unwrapped(module: nn.Module) -> nn.Module:
@@ -107,7 +129,7 @@ def transformer_blocks(module: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def joined_from(units: list[tuple[str, nn.Module]]) -> int:
     """The first unit running on a joined [encoder, hidden] sequence (:data:`OWN_BLOCKS`), or ``len(units)``."""
-    return next((i for i, (_, b) in enumerate(units) if OWN_BLOCKS.get(type(b).__name__, (0, None, False))[2]), len(units))
+    return next((i for i, (_, b) in enumerate(units) if OWN_BLOCKS.get(own_name(b), (0, None, False))[2]), len(units))
 
 
 def _depths(num_blocks: int) -> list[int]:

@@ -193,11 +193,16 @@ class PipelineRun:
         begin = getattr(self.scheduler, "begin_index", None)
         if begin is not None:
             return int(begin)
-        grid = [int(t) for t in self.scheduler.timesteps]
-        try:
-            return grid.index(timestep_value(timestep))
-        except (TypeError, ValueError):
-            raise FlexdiffError(f"a denoiser call at timestep {timestep!r}", f"a timestep of the scheduler's grid {grid}", "call the pipeline as usual") from None
+        if timestep is None:  # passed under a name of its own, or not at all: a loop without a begin index starts at 0
+            return 0
+        grid = [float(t) for t in self.scheduler.timesteps]
+        value = timestep_value(timestep, integer=False)
+        # the model timestep as the scheduler lists it, or sigma = t / num_train_timesteps (Flux ControlNet / Control)
+        for scale in (1.0, float(self.scheduler.config.get("num_train_timesteps", 1000))):
+            found = next((i for i, t in enumerate(grid) if abs(value * scale - t) <= 1e-3 * max(1.0, abs(t))), None)
+            if found is not None:
+                return found
+        raise FlexdiffError(f"a denoiser call at timestep {value:g}", f"a timestep of the scheduler's grid {[round(t, 3) for t in grid]}", "call the pipeline as usual")
 
     def after_step(self) -> None:
         self.check_thread()
@@ -231,8 +236,11 @@ class PipelineRun:
 
 
 def call_timestep(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The timestep of a denoiser call ``unet(sample, timestep, ...)``, positional or by keyword."""
-    return kwargs["timestep"] if "timestep" in kwargs else args[1] if len(args) > 1 else None
+    """The timestep of a denoiser call ``unet(sample, timestep, ...)``, positional or by keyword (HiDream: ``timesteps``)."""
+    for name in ("timestep", "timesteps"):
+        if kwargs.get(name) is not None:
+            return kwargs[name]
+    return args[1] if len(args) > 1 and isinstance(args[1], (torch.Tensor, int, float)) else None
 
 
 class _ClockHook(ModelHook):
