@@ -39,6 +39,7 @@ from flexdiff.sampling import (
 )
 from flexdiff.schedule import Schedule
 from flexdiff.trajectory import TrajectoryStore
+from flexdiff.utils.memory import Count, check_memory, images_bytes, working_bytes
 from flexdiff.utils.progress import progress_bar
 
 
@@ -222,3 +223,42 @@ def sample(
             return teacher_images(model, noise, timesteps, sampler, eta=eta, seed=seed, batch_size=batch_size, on_step=advance)
     with progress_bar(f"sampling {n} x {schedule.name or 'schedule'}", len(schedule.active_indices) * batches, enabled=progress) as advance:
         return schedule_images(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=advance, strict=strict)
+
+
+#: latents of one image a sampler holds per batch beyond the network call: x_t, the prediction, x_0, the multistep
+#: history and the next x_t
+SAMPLER_COPIES = 6
+
+
+def check_sample_memory(model: DiffusionModel, n: int, batch_size: int | None, eta: float = 0.0) -> None:
+    """Refuse ``--n`` / ``--batch-size`` whose arrays cannot fit the free memory, before the noise is drawn.
+
+    Host: the initial noise of all ``n`` images, the finished batches and their concatenation (two image sets), with
+    ``eta > 0`` the extra noise drawn for all images at each step; on the device running the model (host for the CPU)
+    one batch's working set: one network call and one decoder call measured at one image (:func:`working_bytes`),
+    scaled by the batch, plus the sampler's own latents. Without this check ``--n 100000`` with the default batch (all
+    at once) grew until the kernel killed the process."""
+    from flexdiff.cost import probe_input
+
+    latent = images_bytes(1, model.sample_shape)
+    x, t = probe_input(model, 1)
+    _, call = working_bytes(lambda: model.eps(x, t)) if not (model.pipeline_only and model.replay is None) else (None, None)
+    image, decode = latent, 0
+    if model.decoder is not None:
+        decoded, decode = working_bytes(lambda: model.decoder(torch.zeros((1, *model.sample_shape), device=model.device)))
+        image = images_bytes(1, decoded.shape[1:]) if isinstance(decoded, torch.Tensor) else latent
+    per_image = max(call or 0, decode or 0) + SAMPLER_COPIES * latent  # the network's or the decoder's, one at a time
+
+    def batch_of(values: dict[str, int]) -> int:
+        return min(values["--batch-size"], values["--n"])
+
+    def host(values: dict[str, int]) -> int:
+        count = values["--n"]
+        need = count * latent * (2 if eta > 0 else 1) + 2 * count * image
+        return need + (batch_of(values) * per_image if model.device.type == "cpu" else 0)
+
+    needs = {"cpu": host}
+    if model.device.type != "cpu":
+        needs[str(model.device)] = lambda values: batch_of(values) * per_image
+    counts = [Count("--n", n), Count("--batch-size", batch_size or n, shown=None if batch_size else f"all {n} images at once", same_result=True)]
+    check_memory(counts, needs, what="a sampling run")

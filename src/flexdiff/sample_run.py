@@ -14,7 +14,7 @@ from flexdiff.clip import load_clip
 from flexdiff.cost import measure_macs
 from flexdiff.data import save_grid, save_npz
 from flexdiff.errors import FlexdiffError, output_folder
-from flexdiff.generation import sample, teacher_grid
+from flexdiff.generation import check_sample_memory, sample, teacher_grid
 from flexdiff.sampling import check_batch_size, check_image_count
 from flexdiff.models import DiffusionModel, condition, conditioning_summary, image_prompts, load_model
 from flexdiff.provenance import run_provenance
@@ -22,7 +22,6 @@ from flexdiff.samplers import AUTO, PIPELINE, check_eta, check_sampler, resolve_
 from flexdiff.samplers.timesteps import check_steps
 from flexdiff.schedule import Schedule, check_binding
 from flexdiff.utils.io import folder_as_unit, write_json
-from flexdiff.utils.memory import Count, check_memory, images_bytes, working_bytes
 
 
 #: the sampler's steps without a schedule file (diffusers' usual 50)
@@ -111,42 +110,3 @@ def check_pipeline_steps(model: DiffusionModel, sampler: str, steps: int) -> Non
     failure. (flexdiff's own grids check their counts in :func:`~flexdiff.samplers.timesteps.uniform_timesteps`.)"""
     if sampler == PIPELINE and model.noise.kind != "flow":
         check_steps(model.noise.num_train_timesteps, steps)
-
-
-#: latents of one image a sampler holds per batch beyond the network call: x_t, the prediction, x_0, the multistep
-#: history and the next x_t
-SAMPLER_COPIES = 6
-
-
-def check_sample_memory(model: DiffusionModel, n: int, batch_size: int | None, eta: float = 0.0) -> None:
-    """Refuse ``--n`` / ``--batch-size`` whose arrays cannot fit the free memory, before the noise is drawn.
-
-    Host: the initial noise of all ``n`` images, the finished batches and their concatenation (two image sets), with
-    ``eta > 0`` the extra noise drawn for all images at each step; on the device running the model (host for the CPU)
-    one batch's working set: one network call and one decoder call measured at one image (:func:`working_bytes`),
-    scaled by the batch, plus the sampler's own latents. Without this check ``--n 100000`` with the default batch (all
-    at once) grew until the kernel killed the process."""
-    from flexdiff.cost import probe_input
-
-    latent = images_bytes(1, model.sample_shape)
-    x, t = probe_input(model, 1)
-    _, call = working_bytes(lambda: model.eps(x, t)) if not (model.pipeline_only and model.replay is None) else (None, None)
-    image, decode = latent, 0
-    if model.decoder is not None:
-        decoded, decode = working_bytes(lambda: model.decoder(torch.zeros((1, *model.sample_shape), device=model.device)))
-        image = images_bytes(1, decoded.shape[1:]) if isinstance(decoded, torch.Tensor) else latent
-    per_image = max(call or 0, decode or 0) + SAMPLER_COPIES * latent  # the network's or the decoder's, one at a time
-
-    def batch_of(values: dict[str, int]) -> int:
-        return min(values["--batch-size"], values["--n"])
-
-    def host(values: dict[str, int]) -> int:
-        count = values["--n"]
-        need = count * latent * (2 if eta > 0 else 1) + 2 * count * image
-        return need + (batch_of(values) * per_image if model.device.type == "cpu" else 0)
-
-    needs = {"cpu": host}
-    if model.device.type != "cpu":
-        needs[str(model.device)] = lambda values: batch_of(values) * per_image
-    counts = [Count("--n", n), Count("--batch-size", batch_size or n, shown=None if batch_size else f"all {n} images at once", same_result=True)]
-    check_memory(counts, needs, what="a sampling run")

@@ -39,7 +39,7 @@ class Case:
 
     def __call__(self, **extra: Any) -> torch.Tensor:
         out = self.pipe(**self.kwargs, num_inference_steps=STEPS, generator=_g(0), output_type="latent", **extra)
-        return out[0]
+        return torch.as_tensor(out[0])  # DDPMPipeline has no latent output: its numpy images
 
 
 def _manual_seed(build: Callable[[], Any]) -> Any:
@@ -204,8 +204,146 @@ def text_to_video_sd() -> Case:
     return Case(pipe, dict(prompt_embeds=_randn(1, 7, 4, seed=1), negative_prompt_embeds=_randn(1, 7, 4, seed=2), height=16, width=16, num_frames=3, guidance_scale=6.0), video=True)
 
 
+def _sd_unet(cross: int = 8) -> Any:
+    return _manual_seed(lambda: diffusers.UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2,
+                                                               down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                                               cross_attention_dim=cross, attention_head_dim=2))
+
+
+_SD = dict(vae=None, text_encoder=None, tokenizer=None, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def _sd_call(**extra: Any) -> dict[str, Any]:
+    return dict(prompt_embeds=_randn(1, 7, 8, seed=1), negative_prompt_embeds=_randn(1, 7, 8, seed=2), height=16, width=16, guidance_scale=3.0, **extra)
+
+
+def ddpm() -> Case:
+    from conftest import tiny_unet
+
+    pipe = diffusers.DDPMPipeline(unet=tiny_unet(), scheduler=diffusers.DDPMScheduler())
+    return Case(pipe, dict(batch_size=2))
+
+
+def sd() -> Case:
+    return Case(diffusers.StableDiffusionPipeline(unet=_sd_unet(), scheduler=diffusers.DPMSolverMultistepScheduler(), **_SD), _sd_call())
+
+
+def sd_controlnet() -> Case:
+    unet = _sd_unet()
+    controlnet = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 4, 8, 8))  # 8x down: the latent size
+    with torch.no_grad():  # diffusers zero-initialises the output convolutions: random ones, as a trained ControlNet's
+        for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=_g(3)) * 0.3)
+    pipe = diffusers.StableDiffusionControlNetPipeline(unet=unet, controlnet=controlnet.eval(), scheduler=diffusers.EulerDiscreteScheduler(), **_SD)
+    return Case(pipe, _sd_call(image=torch.rand(1, 3, 16, 16, generator=_g(5))))
+
+
+def sd_pag() -> Case:
+    """Perturbed-attention guidance: a third pass with the mid block's self-attention replaced, per step."""
+    pipe = diffusers.StableDiffusionPAGPipeline(unet=_sd_unet(), scheduler=diffusers.DDIMScheduler(set_alpha_to_one=True), pag_applied_layers=["mid"], **_SD)
+    return Case(pipe, _sd_call(pag_scale=3.0))
+
+
+def sdxl() -> Case:
+    unet = _manual_seed(lambda: diffusers.UNet2DConditionModel(block_out_channels=(2, 4), layers_per_block=2, sample_size=8, in_channels=4, out_channels=4,
+                                                               down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                                               attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+                                                               transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80, cross_attention_dim=64, norm_num_groups=1))
+    pipe = diffusers.StableDiffusionXLPipeline(vae=None, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None, unet=unet, scheduler=diffusers.EulerDiscreteScheduler())
+    return Case(pipe, dict(prompt_embeds=_randn(1, 7, 64, seed=1), pooled_prompt_embeds=_randn(1, 32, seed=2), negative_prompt_embeds=_randn(1, 7, 64, seed=3),
+                           negative_pooled_prompt_embeds=_randn(1, 32, seed=4), height=16, width=16, guidance_scale=5.0))
+
+
+def pixart_sigma() -> Case:
+    tr = _manual_seed(lambda: diffusers.PixArtTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=3, sample_size=8, patch_size=2,
+                                                                 cross_attention_dim=16, caption_channels=12, norm_num_groups=1))
+    pipe = diffusers.PixArtSigmaPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr, scheduler=diffusers.DPMSolverMultistepScheduler())
+    mask = torch.ones(1, 5, dtype=torch.long)
+    return Case(pipe, dict(negative_prompt=None, prompt_embeds=_randn(1, 5, 12, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 5, 12, seed=2),
+                           negative_prompt_attention_mask=mask, height=16, width=16, use_resolution_binning=False, guidance_scale=3.0))
+
+
+def _sd3_transformer() -> Any:
+    return _manual_seed(lambda: diffusers.SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=16, num_layers=4, attention_head_dim=8, num_attention_heads=2,
+                                                                joint_attention_dim=12, caption_projection_dim=16, pooled_projection_dim=10, out_channels=16, pos_embed_max_size=16))
+
+
+def sd3(**extra: Any) -> Case:
+    pipe = diffusers.StableDiffusion3Pipeline(transformer=_sd3_transformer(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=None, text_encoder=None, tokenizer=None,
+                                              text_encoder_2=None, tokenizer_2=None, text_encoder_3=None, tokenizer_3=None)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 5, 12, seed=1), pooled_prompt_embeds=_randn(1, 10, seed=2), negative_prompt_embeds=_randn(1, 5, 12, seed=3),
+                           negative_pooled_prompt_embeds=_randn(1, 10, seed=4), height=16, width=16, guidance_scale=3.0, **extra))
+
+
+def sd3_slg() -> Case:
+    """SD3 with skip-layer guidance: a third transformer pass, with block 1 skipped, in steps 1..4 of 6 (step 1 is
+    partial in the caching schedule: its third pass has no full step's cache to reuse, so it computes)."""
+    return sd3(skip_guidance_layers=[1], skip_layer_guidance_start=0.1, skip_layer_guidance_stop=0.7)
+
+
+def _flux_transformer(**extra: Any) -> Any:
+    return _manual_seed(lambda: diffusers.FluxTransformer2DModel(patch_size=1, in_channels=extra.pop("in_channels", 64), num_layers=2, num_single_layers=2, attention_head_dim=8,
+                                                                 num_attention_heads=2, joint_attention_dim=12, pooled_projection_dim=10, axes_dims_rope=(2, 2, 4), **extra))
+
+
+def _flux_scheduler() -> Any:
+    return FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
+
+
+def flux() -> Case:
+    pipe = diffusers.FluxPipeline(scheduler=_flux_scheduler(), vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, transformer=_flux_transformer())
+    return Case(pipe, dict(prompt_embeds=_randn(1, 5, 12, seed=1), pooled_prompt_embeds=_randn(1, 10, seed=2), height=16, width=16, max_sequence_length=5))
+
+
+def z_image() -> Case:
+    tr = _manual_seed(lambda: diffusers.ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=32, n_layers=3, n_refiner_layers=1, n_heads=2,
+                                                                 n_kv_heads=2, norm_eps=1e-5, qk_norm=True, cap_feat_dim=16, rope_theta=256.0, t_scale=1000.0,
+                                                                 axes_dims=[8, 4, 4], axes_lens=[256, 32, 32]))
+    pipe = diffusers.ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None, transformer=tr)
+    return Case(pipe, dict(prompt_embeds=[_randn(5, 16, seed=1)], negative_prompt_embeds=[_randn(5, 16, seed=2)], height=32, width=32, guidance_scale=4.0))
+
+
+def _vae(latent_channels: int = 16) -> Any:
+    """A two-level AutoencoderKL (scale factor 2), for the pipelines that encode an image (control images, DiT's decode)."""
+    return _manual_seed(lambda: diffusers.AutoencoderKL(in_channels=3, out_channels=3, latent_channels=latent_channels, block_out_channels=(8, 8),
+                                                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4,
+                                                        sample_size=16, shift_factor=0.0, scaling_factor=1.0))
+
+
+def pixart_alpha() -> Case:
+    case = pixart_sigma()
+    pipe = diffusers.PixArtAlphaPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=case.pipe.transformer, scheduler=diffusers.DPMSolverMultistepScheduler())
+    return Case(pipe, case.kwargs)
+
+
+def dit() -> Case:
+    tr = _manual_seed(lambda: diffusers.DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=3, sample_size=8, patch_size=2,
+                                                              num_embeds_ada_norm=1000, norm_num_groups=1))
+    pipe = diffusers.DiTPipeline(transformer=tr, vae=_vae(4), scheduler=diffusers.DDIMScheduler(), id2label={0: "zero", 1: "one"})
+    return Case(pipe, dict(class_labels=[0, 1], guidance_scale=4.0))
+
+
+def flux_control() -> Case:
+    """Flux Control (Canny / Depth): the control image's latents joined to the sample's channels; it passes t / 1000."""
+    pipe = diffusers.FluxControlPipeline(scheduler=_flux_scheduler(), vae=_vae(), text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                         transformer=_flux_transformer(in_channels=128, out_channels=64))
+    return Case(pipe, dict(prompt_embeds=_randn(1, 5, 12, seed=1), pooled_prompt_embeds=_randn(1, 10, seed=2), control_image=torch.rand(1, 3, 16, 16, generator=_g(5)),
+                           height=16, width=16, max_sequence_length=5))
+
+
+def flux_controlnet() -> Case:
+    controlnet = _manual_seed(lambda: diffusers.FluxControlNetModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
+                                                                    joint_attention_dim=12, pooled_projection_dim=10, axes_dims_rope=(2, 2, 4)))
+    pipe = diffusers.FluxControlNetPipeline(scheduler=_flux_scheduler(), vae=_vae(), text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                            transformer=_flux_transformer(), controlnet=controlnet)
+    return Case(pipe, dict(prompt_embeds=_randn(1, 5, 12, seed=1), pooled_prompt_embeds=_randn(1, 10, seed=2), control_image=torch.rand(1, 3, 16, 16, generator=_g(5)),
+                           controlnet_conditioning_scale=0.7, height=16, width=16, max_sequence_length=5))
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "wan": wan, "wan2.2": wan22, "qwen-image": qwen_image, "hunyuan-video": hunyuan_video, "ltx": ltx, "cogvideox": cogvideox, "mochi": mochi, "sana": sana,
     "cogview4": cogview4, "chroma": chroma, "auraflow": auraflow, "lumina2": lumina2, "animatediff": animatediff, "text-to-video-sd": text_to_video_sd,
-    "hunyuan-dit": hunyuan_dit, "hidream": hidream,
+    "hunyuan-dit": hunyuan_dit, "hidream": hidream, "ddpm": ddpm, "sd": sd, "sd-controlnet": sd_controlnet, "sd-pag": sd_pag, "sdxl": sdxl, "pixart-sigma": pixart_sigma,
+    "sd3": sd3, "sd3-slg": sd3_slg, "flux": flux, "z-image": z_image, "pixart-alpha": pixart_alpha, "dit": dit, "flux-control": flux_control,
+    "flux-controlnet": flux_controlnet,
 }

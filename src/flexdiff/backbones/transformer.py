@@ -80,7 +80,7 @@ def block_metadata(block: nn.Module) -> Any:
     from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 
     try:
-        return TransformerBlockRegistry.get(type(block))
+        return _named_as_called(TransformerBlockRegistry.get(type(block)), type(block))
     except ValueError:
         pass
     TransformerBlockRegistry._register()
@@ -93,6 +93,19 @@ def block_metadata(block: nn.Module) -> Any:
     metadata = replace(twin, _cached_parameter_indices=None) if twin is not None else TransformerBlockMetadata(return_hidden_states_index=entry[0], return_encoder_hidden_states_index=entry[1])
     metadata._cls = type(block)
     return metadata
+
+
+def _named_as_called(metadata: Any, cls: type) -> Any:
+    """``metadata`` with the hidden-stream argument named as ``cls.forward`` names it: diffusers 0.42 registers
+    Z-Image's block under ``hidden_states`` while its forward takes ``x`` (the first argument either way)."""
+    import inspect
+
+    names = list(inspect.signature(cls.forward).parameters)[1:]
+    if metadata.hidden_states_argument_name in names or not names:
+        return metadata
+    fixed = replace(metadata, hidden_states_argument_name=names[0], _cached_parameter_indices=None)
+    fixed._cls = cls
+    return fixed
 
 
 def own_name(block: nn.Module) -> str:

@@ -181,6 +181,11 @@ class PipelineRun:
             raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]} on pipe.{part.attr}",
                                 f"a full step where pipe.{part.attr} takes over (its partial steps reuse its own full step's features)", "make that step full")
         part.filled = part.filled or fills
+        if not fills and self.slot not in part.caches:  # a call the full steps did not make (SD3's skip-layer-guidance
+            part.state.cache, part.state.previous = {}, {}  # pass, only in some steps): nothing to reuse, so it computes
+            part.state.enter_full(range(0))
+            self.slot += 1
+            return
         part.state.cache, part.state.previous = part.caches.get(self.slot, ({}, {}))
         part.executor.set_step(index)  # a recording step starts new caches: keep this slot's
         part.caches[self.slot] = (part.state.cache, part.state.previous)
@@ -414,10 +419,15 @@ class DiffusersPipelineIntegration(Integration):
             if run.replaced is not None:
                 pipe.scheduler = scheduler
             self._own_pipeline(pipe, run)
-        except BaseException:
+        except BaseException:  # nothing half-attached: every hook, wrapper and the swapped scheduler come off again
             for _, denoiser in denoisers:
                 _detach_clock(denoiser)
                 remove_partial_steps(denoiser)
+            for target, names in ((scheduler, SCHEDULER_WRAPPED), (pipe, PIPELINE_WRAPPED)):
+                for attr in names:
+                    vars(target).pop(attr, None)
+            if pipe.scheduler is not original:
+                pipe.scheduler = original
             raise
         setattr(pipe, ATTR, run)
 

@@ -17,10 +17,9 @@ from optuna.trial import Trial
 from flexdiff.cost import StepCosts, measure_macs
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import FeatureNetwork, get_feature_network
-from flexdiff.generation import schedule_images, takes_null_steps, teacher_grid
+from flexdiff.generation import check_sample_memory, schedule_images, takes_null_steps, teacher_grid
 from flexdiff.metrics import paired_distance, rfid
 from flexdiff.models import DiffusionModel, condition, load_model
-from flexdiff.sample_run import check_sample_memory
 from flexdiff.samplers import PIPELINE, resolve_sampler, same_trajectory
 from flexdiff.sampling import batch_bounds
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
