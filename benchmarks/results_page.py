@@ -761,6 +761,44 @@ def sec_search_cost(name: str, d: dict[str, Any]) -> str:
     ])
 
 
+def coverage_table(d: dict[str, Any]) -> str:
+    """The coverage suite's pipelines (benchmarks/coverage.py), one row each."""
+    rows = []
+    for key, r in d["pipelines"].items():
+        nulls = r["null_steps"]
+        nulls = "refused in one line" if nulls.startswith("refused") else nulls
+        denoisers = ", ".join(f"`{v}`" + (f" ({a})" if len(r["denoisers"]) > 1 else "") for a, v in r["denoisers"].items())
+        rows.append([key, f"`{r['pipeline']}`" + (" (video)" if r["video"] else ""), denoisers, f"`{r['scheduler']}`", yes(r["all_full_equal"]),
+                     f"{yes(r['caching_changes_output'])}, {pct(r['caching_linear_share'], 0)} of the linear calls", nulls, yes(r["disable_restores"])])
+    return table(["case", "pipeline", "denoiser", "scheduler", "all-full = plain call", "caching schedule changes it", "null steps", "disable restores"], rows)
+
+
+def coverage_sweep(d: dict[str, Any]) -> str:
+    """The sweep over every exported pipeline's denoiser: accepted transformer classes, refusals, unbuilt."""
+    verdicts = d["sweep"]
+    accepted = sorted(n for n, v in verdicts.items() if v == "accepted (transformer)")
+    unets = sorted(n for n, v in verdicts.items() if v == "accepted")
+    refused = sorted(n for n, v in verdicts.items() if v.startswith("refused"))
+    unbuilt = sorted(n for n, v in verdicts.items() if v.startswith("not built"))
+    return (f"Every pipeline class diffusers {d['diffusers']} exports, by its denoiser class ({len(verdicts)} classes, built on the meta device and "
+            f"given flexdiff's hooks as `enable` gives them): **{len(accepted)} transformer classes accepted** ({', '.join(code(n) for n in accepted)}); "
+            f"{len(unets)} UNet classes accepted ({', '.join(code(n) for n in unets)}); {len(refused)} refused in one line, each naming the class and the "
+            f"reason ({', '.join(code(n) for n in refused)}); {len(unbuilt)} not built from their defaults ({', '.join(code(n) for n in unbuilt)}). None crashed.")
+
+
+def sec_coverage(name: str, d: dict[str, Any]) -> str:
+    return "\n\n".join([
+        "`flexdiff.enable` on tiny pipelines built with diffusers' classes at the sizes of diffusers' own test dummy components "
+        "(random weights, random prompt embeddings, `tests/coverage/`). The caching schedule alternates full steps with partial "
+        "steps at branch 1 (DeepCache on a UNet, the (F, B) residual on a transformer), full wherever a second denoiser takes over; "
+        "null steps drop every other step. Shares of linear-layer calls on tiny random models say which work is skipped, not how "
+        "fast a real model runs.",
+        coverage_table(d),
+        coverage_sweep(d),
+        provenance(name, d),
+    ])
+
+
 def sec_other(name: str, d: dict[str, Any]) -> str:
     return "No renderer for this file yet; its provenance:\n\n" + provenance(name, d)
 
@@ -780,6 +818,7 @@ FAMILIES: list[tuple[str, str, Callable[[str], bool]]] = [
     ("compress_run", "Compression runs on the built-in teacher", lambda n: n.startswith("compress_run")),
     ("compress_ablation", "DiffNAS ablations", lambda n: n == "compress_ablation.json"),
     ("compress_combined", "Student plus a schedule searched for it", lambda n: n == "compress_combined.json"),
+    ("coverage", "Which diffusers pipelines enable covers", lambda n: n == "coverage.json"),
 ]
 
 # preferred order inside a family; other files of the family follow, sorted by name
@@ -919,6 +958,8 @@ def render(results: Path = RESULTS) -> str:
                 body.append(sec_compress_ablation(n, d))
             elif key == "compress_combined":
                 body.append(sec_compress_combined(n, d))
+            elif key == "coverage":
+                body.append(sec_coverage(n, d))
         if seed_docs:
             pooled = seed_union(seed_docs)
             if pooled:
@@ -937,24 +978,49 @@ def render(results: Path = RESULTS) -> str:
     return "\n\n".join(out) + "\n"
 
 
+#: Generated blocks inside hand-written pages: (page, key, renderer of the JSON file ``<key>.json``). The page holds
+#: ``<!-- generated:KEY -->`` ... ``<!-- /generated:KEY -->``; the text between is this script's.
+EMBEDS: list[tuple[Path, str, Callable[[dict[str, Any]], str]]] = [
+    (ROOT / "docs" / "pipelines.md", "coverage", lambda d: coverage_table(d) + "\n\n" + coverage_sweep(d)),
+    (ROOT / "docs" / "transformers.md", "coverage", lambda d: coverage_table(d) + "\n\n" + coverage_sweep(d)),
+]
+
+
+def embedded(text: str, key: str, render_block: Callable[[dict[str, Any]], str], results: Path = RESULTS) -> str | None:
+    """A page's ``text`` with its generated block for ``key`` rendered from ``results/<key>.json``; None without a block
+    or without the file."""
+    source = results / f"{key}.json"
+    start, end = f"<!-- generated:{key} -->", f"<!-- /generated:{key} -->"
+    if start not in text or end not in text or not source.exists():
+        return None
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    note = f"<!-- GENERATED by benchmarks/results_page.py from benchmarks/results/{key}.json: do not edit by hand -->"
+    return f"{head}{start}\n{note}\n\n{render_block(json.loads(source.read_text()))}\n\n{end}{tail}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/results.md differs from what would be written")
     args = parser.parse_args(argv)
-    text = render()
-    rel_page = PAGE.relative_to(ROOT).as_posix()
+    pages = {PAGE: render()}
+    for page, key, render_block in EMBEDS:
+        text = embedded(pages.get(page) or page.read_text(), key, render_block)
+        if text is not None:
+            pages[page] = text
+    stale = [page for page, text in pages.items() if (page.read_text() if page.exists() else None) != text]
     if args.check:
-        current = PAGE.read_text() if PAGE.exists() else None
-        if current != text:
-            print(f"{rel_page} is out of date with benchmarks/results/*.json: run python benchmarks/results_page.py")
-            return 1
-        print(f"{rel_page} is up to date")
-        return 0
-    PAGE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = PAGE.with_name(PAGE.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(PAGE)
-    print(f"wrote {rel_page}")
+        for page in stale:
+            print(f"{page.relative_to(ROOT).as_posix()} is out of date with benchmarks/results/*.json: run python benchmarks/results_page.py")
+        if not stale:
+            print("docs/results.md and the generated blocks are up to date")
+        return 1 if stale else 0
+    for page in stale:
+        page.parent.mkdir(parents=True, exist_ok=True)
+        tmp = page.with_name(page.name + ".tmp")
+        tmp.write_text(pages[page])
+        tmp.replace(page)
+        print(f"wrote {page.relative_to(ROOT).as_posix()}")
     return 0
 
 

@@ -61,6 +61,15 @@ def test_results_page_is_current():
         "docs/results.md differs from benchmarks/results/*.json: run python benchmarks/results_page.py")
 
 
+def test_generated_blocks_are_current():
+    """Tables generated into hand-written pages (docs/pipelines.md and docs/transformers.md carry the coverage table)."""
+    module = _results_page_module()
+    for page, key, render_block in module.EMBEDS:
+        text = page.read_text(encoding="utf-8")
+        assert f"<!-- generated:{key} -->" in text, f"{page.name} lost its generated {key} block"
+        assert module.embedded(text, key, render_block) == text, f"{page.name}'s {key} block is stale: run python benchmarks/results_page.py"
+
+
 def test_relative_links_resolve():
     dead = []
     for page in _pages():
