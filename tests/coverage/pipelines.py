@@ -340,6 +340,25 @@ def flux_controlnet() -> Case:
                            controlnet_conditioning_scale=0.7, height=16, width=16, max_sequence_length=5))
 
 
+def flux_img2img() -> Case:
+    pipe = diffusers.FluxImg2ImgPipeline(scheduler=_flux_scheduler(), vae=_vae(), text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                         transformer=_flux_transformer())
+    return Case(pipe, dict(prompt_embeds=_randn(1, 5, 12, seed=1), pooled_prompt_embeds=_randn(1, 10, seed=2), image=torch.rand(1, 3, 16, 16, generator=_g(5)), strength=0.5,
+                           height=16, width=16, max_sequence_length=5))
+
+
+def sd3_img2img() -> Case:
+    case = sd3()
+    pipe = diffusers.StableDiffusion3Img2ImgPipeline(transformer=case.pipe.transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_vae(), text_encoder=None,
+                                                     tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None, tokenizer_3=None)
+    kwargs = {k: v for k, v in case.kwargs.items() if k not in ("height", "width")}
+    return Case(pipe, dict(kwargs, image=torch.rand(1, 3, 16, 16, generator=_g(5)), strength=0.5))
+
+
+#: image-to-image: the loop starts part-way (the strength), at the scheduler's begin index
+IMG2IMG: dict[str, Callable[[], Case]] = {"flux-img2img": flux_img2img, "sd3-img2img": sd3_img2img}
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "wan": wan, "wan2.2": wan22, "qwen-image": qwen_image, "hunyuan-video": hunyuan_video, "ltx": ltx, "cogvideox": cogvideox, "mochi": mochi, "sana": sana,
     "cogview4": cogview4, "chroma": chroma, "auraflow": auraflow, "lumina2": lumina2, "animatediff": animatediff, "text-to-video-sd": text_to_video_sd,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from pipelines import CASES, STEPS, Case
+from pipelines import CASES, IMG2IMG, STEPS, Case
 
 import flexdiff
 from flexdiff.integrations.diffusers_pipeline import denoisers_of, is_flow_scheduler, merge_repeats, scheduler_grid
@@ -78,9 +78,9 @@ def denoiser_calls(case: Case) -> tuple[torch.Tensor, int]:
             h.remove()
 
 
-def caching_schedule(grid: list[float], owners: list[str], sampler: str) -> Schedule:
-    """Full, then the cheapest-but-one residual partial step, alternating; full wherever a denoiser takes over."""
-    kinds = ["full" if i % 2 == 0 or owners[i] != owners[i - 1] else "partial:1" for i in range(len(grid))]
+def caching_schedule(grid: list[float], owners: list[str], sampler: str, kind: str = "partial:1") -> Schedule:
+    """Full, then the cheapest-but-one partial step (or ``kind``), alternating; full wherever a denoiser takes over."""
+    kinds = ["full" if i % 2 == 0 or owners[i] != owners[i - 1] else kind for i in range(len(grid))]
     return Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), sampler)
 
 
@@ -102,6 +102,9 @@ def test_enable_covers_the_family(case: Case) -> None:
         cached = case()
     assert not torch.equal(cached, plain) and torch.isfinite(cached).all()
     assert cached_calls[0] < full_calls[0]
+    with flexdiff.enabled(pipe, caching_schedule(grid, owners, sampler, "forecast:1")):  # TaylorSeer's first order on the cache
+        forecast = case()
+    assert torch.isfinite(forecast).all() and not torch.equal(forecast, plain) and not torch.equal(forecast, cached)
     nulls = Schedule(tuple(Step.parse("full" if i % 2 == 0 or owners[i] != owners[i - 1] else "null") for i in range(len(grid))), tuple(grid), sampler)
     try:
         with flexdiff.enabled(pipe, nulls):
@@ -224,3 +227,40 @@ def test_residual_partial_steps_equal_cache_dits_dbcache_with_the_same_static_ma
             ours = case()
         assert not torch.equal(ours, plain)
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(IMG2IMG))
+def test_image_to_image_starts_where_the_plain_pipeline_starts(name: str) -> None:
+    """The strength starts the loop part-way (the scheduler's begin index): all-full is the plain call; a schedule full
+    where the loop starts and partial after changes it; one partial where it starts is a one-line refusal."""
+    case = IMG2IMG[name]()
+    case.pipe.set_progress_bar_config(disable=True)
+    plain, grid, owners = plain_run(case)
+    start = len(grid) - len(owners)  # the steps the strength skips
+    assert 0 < start < len(grid)
+    with flexdiff.enabled(case.pipe, flexdiff.full(grid, "flow-euler")):
+        assert torch.equal(case(), plain)
+    kinds = ["full" if i <= start or (i - start) % 2 == 0 else "partial:1" for i in range(len(grid))]
+    with flexdiff.enabled(case.pipe, Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), "flow-euler")):
+        assert not torch.equal(case(), plain)
+    kinds[start] = "partial:1"
+    with flexdiff.enabled(case.pipe, Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), "flow-euler")), pytest.raises(flexdiff.FlexdiffError, match="where the pipeline's loop starts") as err:
+        case()
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["wan", "sd"])
+def test_half_precision_all_full_is_the_plain_call(name: str) -> None:
+    """bfloat16 weights: the all-full schedule is the plain bf16 call bit for bit, a caching one runs and changes it."""
+    case = CASES[name]()
+    case.pipe.set_progress_bar_config(disable=True)
+    case.pipe.to(torch.bfloat16)
+    case.kwargs = {k: v.to(torch.bfloat16) if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in case.kwargs.items()}
+    plain, grid, owners = plain_run(case)
+    sampler = "flow-euler" if is_flow_scheduler(case.pipe.scheduler) else "ddim"
+    with flexdiff.enabled(case.pipe, flexdiff.full(grid, sampler)):
+        assert torch.equal(case(), plain)
+    with flexdiff.enabled(case.pipe, caching_schedule(grid, owners, sampler)):
+        cached = case()
+    assert cached.dtype == plain.dtype and not torch.equal(cached, plain) and torch.isfinite(cached.float()).all()
