@@ -264,3 +264,30 @@ def test_half_precision_all_full_is_the_plain_call(name: str) -> None:
     with flexdiff.enabled(case.pipe, caching_schedule(grid, owners, sampler)):
         cached = case()
     assert cached.dtype == plain.dtype and not torch.equal(cached, plain) and torch.isfinite(cached.float()).all()
+
+
+def test_a_lora_and_cpu_offload_under_enable(tmp_path) -> None:
+    """A LoRA loaded with ``load_lora_weights`` (peft layers inside the blocks) and accelerate's model CPU offload
+    (hooks on each component): all-full is the plain call bit for bit, a caching schedule changes it, disable restores."""
+    pytest.importorskip("peft")
+    import diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    donor = CASES["flux"]().pipe
+    donor.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False))
+    diffusers.FluxPipeline.save_lora_weights(tmp_path, transformer_lora_layers=get_peft_model_state_dict(donor.transformer), safe_serialization=True)
+    case = CASES["flux"]()
+    case.pipe.set_progress_bar_config(disable=True)
+    base = case()
+    case.pipe.load_lora_weights(tmp_path, weight_name="pytorch_lora_weights.safetensors")
+    for offload in (False, True):
+        if offload:
+            case.pipe.enable_model_cpu_offload(device="cpu")
+        plain, grid, owners = plain_run(case)
+        assert not torch.equal(plain, base)  # the LoRA acts
+        with flexdiff.enabled(case.pipe, flexdiff.full(grid, "flow-euler")):
+            assert torch.equal(case(), plain)
+        with flexdiff.enabled(case.pipe, caching_schedule(grid, owners, "flow-euler")):
+            assert not torch.equal(case(), plain)
+        assert torch.equal(case(), plain)
