@@ -42,6 +42,12 @@ class Case:
         return torch.as_tensor(out[0])  # DDPMPipeline has no latent output: its numpy images
 
 
+def _masked_prompts(length: int, dim: int, mask_dtype: torch.dtype = torch.long) -> dict[str, Any]:
+    """Random prompt and negative-prompt embeddings ``(1, length, dim)`` with all-ones attention masks."""
+    mask = torch.ones(1, length, dtype=mask_dtype)
+    return dict(prompt_embeds=_randn(1, length, dim, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, length, dim, seed=2), negative_prompt_attention_mask=mask)
+
+
 def _manual_seed(build: Callable[[], Any]) -> Any:
     torch.manual_seed(0)
     return build().eval()
@@ -89,8 +95,7 @@ def ltx() -> Case:
     tr = _manual_seed(lambda: diffusers.LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4, attention_head_dim=8,
                                                                    cross_attention_dim=32, num_layers=3, caption_channels=32))
     pipe = diffusers.LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None, transformer=tr)
-    mask = torch.ones(1, 8, dtype=torch.long)
-    return Case(pipe, dict(prompt_embeds=_randn(1, 8, 32, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 8, 32, seed=2), negative_prompt_attention_mask=mask,
+    return Case(pipe, dict(**_masked_prompts(8, 32),
                            height=32, width=32, num_frames=9, guidance_scale=3.0), video=True)
 
 
@@ -108,8 +113,7 @@ def mochi() -> Case:
                                                                 max_sequence_length=16))
     tr.pos_frequencies.data = tr.pos_frequencies.new_full(tr.pos_frequencies.shape, 0)
     pipe = diffusers.MochiPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None, transformer=tr)
-    mask = torch.ones(1, 16, dtype=torch.long)
-    return Case(pipe, dict(prompt_embeds=_randn(1, 16, 32, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 16, 32, seed=2), negative_prompt_attention_mask=mask,
+    return Case(pipe, dict(**_masked_prompts(16, 32),
                            height=16, width=16, num_frames=7, guidance_scale=4.5), video=True)
 
 
@@ -117,8 +121,7 @@ def sana() -> Case:
     tr = _manual_seed(lambda: diffusers.SanaTransformer2DModel(patch_size=1, in_channels=4, out_channels=4, num_layers=3, num_attention_heads=2, attention_head_dim=4,
                                                                num_cross_attention_heads=2, cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8, sample_size=32))
     pipe = diffusers.SanaPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
-    mask = torch.ones(1, 6, dtype=torch.long)
-    return Case(pipe, dict(prompt_embeds=_randn(1, 6, 8, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 6, 8, seed=2), negative_prompt_attention_mask=mask,
+    return Case(pipe, dict(**_masked_prompts(6, 8),
                            height=32, width=32, guidance_scale=4.5, use_resolution_binning=False, negative_prompt=None))
 
 
@@ -135,8 +138,7 @@ def chroma() -> Case:
                                                                  joint_attention_dim=32, axes_dims_rope=[4, 4, 8], approximator_hidden_dim=32, approximator_layers=1,
                                                                  approximator_num_channels=16))
     pipe = diffusers.ChromaPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None, transformer=tr)
-    mask = torch.ones(1, 8)  # float, as its _get_t5_prompt_embeds makes it
-    return Case(pipe, dict(prompt_embeds=_randn(1, 8, 32, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 8, 32, seed=2), negative_prompt_attention_mask=mask,
+    return Case(pipe, dict(**_masked_prompts(8, 32, torch.float32),  # a float mask, as its _get_t5_prompt_embeds makes it
                            height=16, width=16, guidance_scale=5.0))
 
 
@@ -144,8 +146,7 @@ def auraflow() -> Case:
     tr = _manual_seed(lambda: diffusers.AuraFlowTransformer2DModel(sample_size=32, patch_size=2, in_channels=4, num_mmdit_layers=2, num_single_dit_layers=2, attention_head_dim=8,
                                                                    num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32, out_channels=4, pos_embed_max_size=256))
     pipe = diffusers.AuraFlowPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr, scheduler=FlowMatchEulerDiscreteScheduler())
-    mask = torch.ones(1, 8, dtype=torch.long)
-    return Case(pipe, dict(prompt_embeds=_randn(1, 8, 32, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 8, 32, seed=2), negative_prompt_attention_mask=mask,
+    return Case(pipe, dict(**_masked_prompts(8, 32),
                            height=32, width=32, guidance_scale=5.0))
 
 
@@ -153,8 +154,7 @@ def lumina2() -> Case:
     tr = _manual_seed(lambda: diffusers.Lumina2Transformer2DModel(sample_size=4, patch_size=2, in_channels=4, hidden_size=8, num_layers=3, num_attention_heads=1, num_kv_heads=1,
                                                                   multiple_of=16, ffn_dim_multiplier=None, norm_eps=1e-5, scaling_factor=1.0, axes_dim_rope=[4, 2, 2], cap_feat_dim=8))
     pipe = diffusers.Lumina2Pipeline(transformer=tr, scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None)
-    mask = torch.ones(1, 6, dtype=torch.long)
-    return Case(pipe, dict(prompt_embeds=_randn(1, 6, 8, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 6, 8, seed=2), negative_prompt_attention_mask=mask,
+    return Case(pipe, dict(**_masked_prompts(6, 8),
                            height=32, width=32, guidance_scale=4.0))
 
 
@@ -258,9 +258,7 @@ def pixart_sigma() -> Case:
     tr = _manual_seed(lambda: diffusers.PixArtTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=3, sample_size=8, patch_size=2,
                                                                  cross_attention_dim=16, caption_channels=12, norm_num_groups=1))
     pipe = diffusers.PixArtSigmaPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr, scheduler=diffusers.DPMSolverMultistepScheduler())
-    mask = torch.ones(1, 5, dtype=torch.long)
-    return Case(pipe, dict(negative_prompt=None, prompt_embeds=_randn(1, 5, 12, seed=1), prompt_attention_mask=mask, negative_prompt_embeds=_randn(1, 5, 12, seed=2),
-                           negative_prompt_attention_mask=mask, height=16, width=16, use_resolution_binning=False, guidance_scale=3.0))
+    return Case(pipe, dict(negative_prompt=None, **_masked_prompts(5, 12), height=16, width=16, use_resolution_binning=False, guidance_scale=3.0))
 
 
 def _sd3_transformer() -> Any:
