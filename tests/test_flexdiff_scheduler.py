@@ -248,3 +248,17 @@ def test_an_fp16_pipeline_runs_within_1e_2_of_fp32() -> None:
             images[dtype] = pipe(batch_size=2, num_inference_steps=T, generator=torch.Generator().manual_seed(0), output_type="np").images
         pipe.unet.to(torch.float32)
     np.testing.assert_allclose(images[torch.float16], images[torch.float32], atol=1e-2)
+
+
+def test_a_flow_solver_adds_noise_as_flow_match_euler_does() -> None:
+    """Image-to-image on a flow pipeline noises the image at its start sigma: the same x_s as diffusers' own scheduler."""
+    import diffusers
+
+    theirs = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    ours = FlexdiffScheduler.from_scheduler(theirs, "flow-euler")
+    theirs.set_timesteps(6)
+    ours.set_timesteps(6)
+    theirs.set_begin_index(2)
+    x0, noise = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(0)), torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(1))
+    t = theirs.timesteps[2:3].repeat(2)
+    assert torch.allclose(ours.scale_noise(x0, t, noise), theirs.scale_noise(x0, t, noise), atol=1e-6)

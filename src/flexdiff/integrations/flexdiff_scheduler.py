@@ -143,10 +143,17 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
     def add_noise(self, original: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(alpha-bar_t) x_0 + sqrt(1 - alpha-bar_t) noise (DDPM eq. 4), as diffusers' DDPM-family schedulers."""
         if self.noise_kind == "flow":
-            raise FlexdiffError(f"FlexdiffScheduler({self.config.solver}).add_noise", "an alpha-bar solver", "use the pipeline's own scheduler for image-to-image")
+            return self.scale_noise(original, timesteps, noise)
         a = self.noise.alphas_cumprod.to(original.device)[timesteps.to(original.device).long()].flatten()
         shape = (-1,) + (1,) * (original.dim() - 1)
         return a.sqrt().view(shape).to(original.dtype) * original + (1 - a).sqrt().view(shape).to(original.dtype) * noise
+
+    def scale_noise(self, sample: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Rectified flow's forward process ``x_s = s noise + (1 - s) x_0`` at the model timestep ``s x T`` (what
+        ``FlowMatchEulerDiscreteScheduler.scale_noise`` computes for image-to-image)."""
+        s = (torch.as_tensor(timestep, dtype=torch.float32).flatten() / self.config.num_train_timesteps).to(sample.device)
+        s = s.view((-1,) + (1,) * (sample.dim() - 1)).to(sample.dtype)
+        return s * noise + (1.0 - s) * sample
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, eta: float = 0.0, use_clipped_model_output: bool = False,
              generator: torch.Generator | None = None, return_dict: bool = True, **_: Any) -> Any:
