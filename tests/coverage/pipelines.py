@@ -39,6 +39,7 @@ class Case:
 
     def __call__(self, **extra: Any) -> torch.Tensor:
         out = self.pipe(**self.kwargs, num_inference_steps=STEPS, generator=_g(0), output_type="latent", **extra)
+        out = out.frames if hasattr(out, "frames") and not isinstance(out, tuple) else out
         return torch.as_tensor(out[0])  # DDPMPipeline has no latent output: its numpy images
 
 
@@ -351,6 +352,24 @@ def sd3_img2img() -> Case:
                                                      tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None, tokenizer_3=None)
     kwargs = {k: v for k, v in case.kwargs.items() if k not in ("height", "width")}
     return Case(pipe, dict(kwargs, image=torch.rand(1, 3, 16, 16, generator=_g(5)), strength=0.5))
+
+
+def svd() -> Case:
+    """Stable Video Diffusion (diffusers' test sizes): an image encoder and a temporal VAE encode the input image."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    unet = _manual_seed(lambda: diffusers.UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=8, out_channels=4, down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), cross_attention_dim=32, num_attention_heads=8, projection_class_embeddings_input_dim=96,
+        addition_time_embed_dim=32))
+    scheduler = diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", interpolation_type="linear", prediction_type="v_prediction",
+                                                 sigma_max=700.0, sigma_min=0.002, steps_offset=1, timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True)
+    vae = _manual_seed(lambda: diffusers.AutoencoderKLTemporalDecoder(block_out_channels=[32, 64], in_channels=3, out_channels=3,
+                                                                      down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"], latent_channels=4))
+    encoder = _manual_seed(lambda: CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, projection_dim=32, num_hidden_layers=5, num_attention_heads=4, image_size=32,
+                                                                                  intermediate_size=37, patch_size=1)))
+    pipe = diffusers.StableVideoDiffusionPipeline(vae=vae, image_encoder=encoder, unet=unet, scheduler=scheduler, feature_extractor=CLIPImageProcessor(crop_size=32, size=32))
+    return Case(pipe, dict(image=torch.rand(1, 3, 32, 32, generator=_g(3)), height=32, width=32, num_frames=2, decode_chunk_size=2), video=True)
 
 
 #: image-to-image: the loop starts part-way (the strength), at the scheduler's begin index

@@ -291,3 +291,17 @@ def test_a_lora_and_cpu_offload_under_enable(tmp_path) -> None:
         with flexdiff.enabled(case.pipe, caching_schedule(grid, owners, "flow-euler")):
             assert not torch.equal(case(), plain)
         assert torch.equal(case(), plain)
+
+
+def test_stable_video_diffusions_continuous_timesteps_are_refused_in_one_line() -> None:
+    """SVD's Euler scheduler lists log-sigmas as timesteps (``timestep_type="continuous"``), which a schedule cannot
+    list: refused in one line naming it, where it used to be refused with a misleading message (its timesteps cut to
+    integers); nothing attached."""
+    from pipelines import svd
+
+    case = svd()
+    with pytest.raises(flexdiff.FlexdiffError, match="timestep_type='continuous'") as err:
+        flexdiff.pipeline_timesteps(case.pipe, STEPS)
+    assert "\n" not in str(err.value)
+    with flexdiff.enabled(case.pipe, flexdiff.full(list(range(600, 0, -100)))), pytest.raises(flexdiff.FlexdiffError, match="timestep_type='continuous'"):
+        case()

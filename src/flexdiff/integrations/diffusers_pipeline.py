@@ -84,6 +84,9 @@ def scheduler_grid(scheduler: Any) -> list[float]:
     the grid points flexdiff's flow schedules list."""
     if is_flow_scheduler(scheduler):
         return [float(s) for s in scheduler.sigmas[:-1]]
+    if scheduler.config.get("timestep_type") == "continuous":  # SVD's Euler: timesteps are 0.25 log(sigma), not integers
+        raise FlexdiffError(f"{type(scheduler).__name__} with timestep_type='continuous' (Stable Video Diffusion)", "a scheduler with integer timesteps or flow-matching sigmas",
+                            "not supported yet: its grid is log-sigmas, which a schedule cannot list")
     return [int(t) for t in scheduler.timesteps]
 
 
