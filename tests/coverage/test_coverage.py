@@ -305,3 +305,20 @@ def test_stable_video_diffusions_continuous_timesteps_are_refused_in_one_line() 
     assert "\n" not in str(err.value)
     with flexdiff.enabled(case.pipe, flexdiff.full(list(range(600, 0, -100)))), pytest.raises(flexdiff.FlexdiffError, match="timestep_type='continuous'"):
         case()
+
+
+def test_a_quantized_denoiser_under_enable() -> None:
+    """torchao's int8 weight-only quantization on the CPU (its linear weights become quantized tensors inside the
+    blocks the hooks wrap): all-full is the plain quantized call bit for bit, a caching schedule changes it."""
+    pytest.importorskip("torchao")
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    case = CASES["wan"]()
+    case.pipe.set_progress_bar_config(disable=True)
+    quantize_(case.pipe.transformer, Int8WeightOnlyConfig())
+    plain, grid, owners = plain_run(case)
+    with flexdiff.enabled(case.pipe, flexdiff.full(grid, "flow-euler")):
+        assert torch.equal(case(), plain)
+    with flexdiff.enabled(case.pipe, caching_schedule(grid, owners, "flow-euler")):
+        assert not torch.equal(case(), plain)
+    assert torch.equal(case(), plain)
