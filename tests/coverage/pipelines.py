@@ -354,6 +354,39 @@ def sd3_img2img() -> Case:
     return Case(pipe, dict(kwargs, image=torch.rand(1, 3, 16, 16, generator=_g(5)), strength=0.5))
 
 
+def flux_kontext() -> Case:
+    """Flux Kontext: the input image's latents join the sequence the blocks see (their tokens are cached as well)."""
+    pipe = diffusers.FluxKontextPipeline(scheduler=_flux_scheduler(), vae=_vae(), text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                         transformer=_flux_transformer(), image_encoder=None, feature_extractor=None)
+    return Case(pipe, dict(image=torch.rand(1, 3, 16, 16, generator=_g(5)), prompt_embeds=_randn(1, 5, 12, seed=1), pooled_prompt_embeds=_randn(1, 10, seed=2), height=16,
+                           width=16, max_sequence_length=5, max_area=16 * 16, _auto_resize=False))  # no resizing to its 1024 px buckets
+
+
+def flux_fill() -> Case:
+    """Flux Fill (inpainting): the masked image's latents and the mask joined to the sample's channels."""
+    pipe = diffusers.FluxFillPipeline(scheduler=_flux_scheduler(), vae=_vae(), text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                      transformer=_flux_transformer(in_channels=64 + 64 + 16, out_channels=64))  # latents, masked image, mask (packed)
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    return Case(pipe, dict(image=torch.rand(1, 3, 16, 16, generator=_g(5)), mask_image=mask, prompt_embeds=_randn(1, 5, 12, seed=1), pooled_prompt_embeds=_randn(1, 10, seed=2),
+                           height=16, width=16, max_sequence_length=5))
+
+
+def sd3_pag() -> Case:
+    case = sd3()
+    pipe = diffusers.StableDiffusion3PAGPipeline(transformer=case.pipe.transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=None, text_encoder=None,
+                                                 tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None, tokenizer_3=None,
+                                                 pag_applied_layers=["transformer_blocks.1"])
+    return Case(pipe, dict(case.kwargs, pag_scale=3.0))
+
+
+def pixart_pag() -> Case:
+    case = pixart_sigma()
+    pipe = diffusers.PixArtSigmaPAGPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=case.pipe.transformer, scheduler=diffusers.DPMSolverMultistepScheduler(),
+                                            pag_applied_layers=["transformer_blocks.1"])
+    return Case(pipe, dict(case.kwargs, pag_scale=3.0))
+
+
 def svd() -> Case:
     """Stable Video Diffusion (diffusers' test sizes): an image encoder and a temporal VAE encode the input image."""
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -381,5 +414,5 @@ CASES: dict[str, Callable[[], Case]] = {
     "cogview4": cogview4, "chroma": chroma, "auraflow": auraflow, "lumina2": lumina2, "animatediff": animatediff, "text-to-video-sd": text_to_video_sd,
     "hunyuan-dit": hunyuan_dit, "hidream": hidream, "ddpm": ddpm, "sd": sd, "sd-controlnet": sd_controlnet, "sd-pag": sd_pag, "sdxl": sdxl, "pixart-sigma": pixart_sigma,
     "sd3": sd3, "sd3-slg": sd3_slg, "flux": flux, "z-image": z_image, "pixart-alpha": pixart_alpha, "dit": dit, "flux-control": flux_control,
-    "flux-controlnet": flux_controlnet,
+    "flux-controlnet": flux_controlnet, "flux-kontext": flux_kontext, "flux-fill": flux_fill, "sd3-pag": sd3_pag, "pixart-pag": pixart_pag,
 }
