@@ -30,6 +30,7 @@ registers needs nothing here; a class it has not registered yet is one line of :
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -98,8 +99,6 @@ def block_metadata(block: nn.Module) -> Any:
 def _named_as_called(metadata: Any, cls: type) -> Any:
     """``metadata`` with the hidden-stream argument named as ``cls.forward`` names it: diffusers 0.42 registers
     Z-Image's block under ``hidden_states`` while its forward takes ``x`` (the first argument either way)."""
-    import inspect
-
     names = list(inspect.signature(cls.forward).parameters)[1:]
     if metadata.hidden_states_argument_name in names or not names:
         return metadata
@@ -116,8 +115,6 @@ def own_name(block: nn.Module) -> str:
 
 
 def _same_signature(a: type, b: type) -> bool:
-    import inspect
-
     return list(inspect.signature(a.forward).parameters) == list(inspect.signature(b.forward).parameters)
 
 

@@ -48,6 +48,16 @@ def timestep_value(timestep: Any, integer: bool = True) -> float:
     return int(value) if integer else float(value)
 
 
+def grid_position(grid: list[float], value: float, scales: tuple[float, ...] = (1.0,)) -> int | None:
+    """Where ``value`` (times one of ``scales``) lies in a scheduler's ``grid`` of timesteps, to a relative 1e-3 (a flow
+    model's timesteps are float32 sigma x T, passed back as floats or scaled); None if nowhere."""
+    for scale in scales:
+        found = next((i for i, t in enumerate(grid) if abs(value * scale - t) <= 1e-3 * max(1.0, abs(t))), None)
+        if found is not None:
+            return found
+    return None
+
+
 INTEGRATIONS: Registry[Integration] = Registry("an integration", "pass an object flexdiff integrates with")
 
 

@@ -45,7 +45,7 @@ from flexdiff.backbones import backbone_of
 from flexdiff.errors import FlexdiffError
 from flexdiff.executor import ScheduleExecutor, hollow_replay_safe, is_compiled
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
-from flexdiff.integrations.base import Integration, register_integration, timestep_value
+from flexdiff.integrations.base import Integration, grid_position, register_integration, timestep_value
 from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
 from flexdiff.models.model import denoiser_binding
 from flexdiff.noise import FLOW_SCHEDULERS, FlowSchedule, noise_schedule
@@ -206,10 +206,9 @@ class PipelineRun:
         grid = [float(t) for t in self.scheduler.timesteps]
         value = timestep_value(timestep, integer=False)
         # the model timestep as the scheduler lists it, or sigma = t / num_train_timesteps (Flux ControlNet / Control)
-        for scale in (1.0, float(self.scheduler.config.get("num_train_timesteps", 1000))):
-            found = next((i for i, t in enumerate(grid) if abs(value * scale - t) <= 1e-3 * max(1.0, abs(t))), None)
-            if found is not None:
-                return found
+        found = grid_position(grid, value, (1.0, float(self.scheduler.config.get("num_train_timesteps", 1000))))
+        if found is not None:
+            return found
         raise FlexdiffError(f"a denoiser call at timestep {value:g}", f"a timestep of the scheduler's grid {[round(t, 3) for t in grid]}", "call the pipeline as usual")
 
     def after_step(self) -> None:

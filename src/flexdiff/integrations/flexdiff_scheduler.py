@@ -28,7 +28,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.integrations.base import timestep_value
+from flexdiff.integrations.base import grid_position, timestep_value
 from flexdiff.noise import FlowSchedule, NoiseSchedule
 from flexdiff.samplers import Steps, get_sampler, sampler_info, uniform_timesteps
 
@@ -178,8 +178,8 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
 
     def _start(self, timestep: Any, sample: torch.Tensor, eta: float, generator: torch.Generator | None) -> _Run:
         """A new run at the pipeline's first ``step``: from :attr:`begin_index`, or where ``timestep`` is in the grid."""
-        begin = self._begin_index if self._begin_index is not None else self._position(timestep_value(timestep, integer=False))
-        if not 0 <= begin < len(self.points):
+        begin = self._begin_index if self._begin_index is not None else grid_position(self.timesteps.tolist(), timestep_value(timestep, integer=False))
+        if begin is None or not 0 <= begin < len(self.points):
             raise FlexdiffError(f"FlexdiffScheduler.step at timestep {timestep_value(timestep, integer=False)}", f"a timestep of the grid set by set_timesteps ({len(self.points)} points)", "call set_timesteps first")
 
         def draw(i: int) -> torch.Tensor:  # diffusers' DDIM: randn_tensor(model_output.shape, generator, device, dtype)
@@ -190,11 +190,6 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
         x, t, _ = next(steps)  # the solver's checks (eta, timesteps) raise here, before the first update
         self._run = _Run(steps, x, t)
         return self._run
-
-    def _position(self, value: float) -> int:
-        """Where a timestep (a flow model's model timestep: sigma x num_train_timesteps) lies in the grid; -1 if nowhere."""
-        values = self.timesteps.tolist()
-        return next((i for i, v in enumerate(values) if abs(v - value) <= 1e-3 * max(1.0, abs(v))), -1)
 
     def _abandon(self) -> None:
         if self._run is not None:
