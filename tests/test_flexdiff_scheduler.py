@@ -262,3 +262,17 @@ def test_a_flow_solver_adds_noise_as_flow_match_euler_does() -> None:
     x0, noise = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(0)), torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(1))
     t = theirs.timesteps[2:3].repeat(2)
     assert torch.allclose(ours.scale_noise(x0, t, noise), theirs.scale_noise(x0, t, noise), atol=1e-6)
+
+
+@pytest.mark.parametrize("given", ["sigmas", "timesteps", "both"])
+def test_a_flow_solver_reads_custom_sigmas_and_timesteps_as_flow_match_euler_does(given: str) -> None:
+    """A pipeline may pass its own sigmas (Flux), timesteps (sigma x T) or both (CogView4): the grid is diffusers'."""
+    import diffusers
+
+    theirs = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    ours = FlexdiffScheduler.from_scheduler(theirs, "flow-euler")
+    sigmas = [1.0, 0.8, 0.55, 0.3, 0.1]
+    kwargs = {"sigmas": sigmas} if given == "sigmas" else {"timesteps": [s * 1000 for s in sigmas]} if given == "timesteps" else {"sigmas": sigmas, "timesteps": [s * 1000 for s in sigmas]}
+    theirs.set_timesteps(**kwargs)
+    ours.set_timesteps(**kwargs)
+    torch.testing.assert_close(ours.sigmas, theirs.sigmas.float(), rtol=0, atol=1e-6)

@@ -96,21 +96,22 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
 
     def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None, timesteps: list[float] | None = None,
                       sigmas: list[float] | None = None, mu: float | None = None) -> None:
-        """The run's grid points: the given ``timesteps`` (integer timesteps, or a flow model's sigmas); for a flow
-        model the given ``sigmas``, shifted as ``FlowMatchEulerDiscreteScheduler`` shifts them (Flux passes its own, and
-        ``mu``); else :attr:`grid` when it has ``num_inference_steps`` entries (the grid a schedule was made on, e.g. the
+        """The run's grid points: the given integer ``timesteps``; for a flow model the given ``sigmas`` (or ``timesteps``,
+        sigma x T), shifted as ``FlowMatchEulerDiscreteScheduler`` shifts them (Flux passes its own sigmas and ``mu``,
+        CogView4 both); else :attr:`grid` when it has ``num_inference_steps`` entries (the grid a schedule was made on, e.g. the
         pipeline's own); else the solver's uniform grid (its spacing, or the shifted flow sigmas)."""
         flow = self.noise_kind == "flow"
         if flow:
             self.noise = self._noise(mu)
         elif sigmas is not None:
             raise FlexdiffError("FlexdiffScheduler.set_timesteps(sigmas=...)", f"integer timesteps for solver {self.config.solver}", "pass timesteps= or num_inference_steps")
-        if timesteps is not None:
-            points = [float(t) for t in timesteps] if flow else [int(t) for t in timesteps]
-        elif sigmas is not None:
+        if flow and (sigmas is not None or timesteps is not None):  # as FlowMatch: timesteps are sigma x T; both shifted
             import numpy as np
 
-            points = [float(s) for s in self.noise.shifted(np.asarray(sigmas, dtype=np.float64)).astype(np.float32)]
+            given = np.asarray(sigmas, dtype=np.float64) if sigmas is not None else np.asarray(timesteps, dtype=np.float64) / self.config.num_train_timesteps
+            points = [float(s) for s in self.noise.shifted(given).astype(np.float32)]
+        elif timesteps is not None:
+            points = [int(t) for t in timesteps]
         elif num_inference_steps is None:
             raise FlexdiffError("FlexdiffScheduler.set_timesteps()", "num_inference_steps, timesteps or sigmas", "pass one of them")
         elif self.grid is not None and len(self.grid) == num_inference_steps:
