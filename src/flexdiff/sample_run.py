@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from flexdiff.clip import load_clip
 from flexdiff.cost import measure_macs
 from flexdiff.data import save_grid, save_npz
