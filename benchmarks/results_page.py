@@ -786,6 +786,21 @@ def coverage_sweep(d: dict[str, Any]) -> str:
             f"reason ({', '.join(code(n) for n in refused)}); {len(unbuilt)} not built from their defaults ({', '.join(code(n) for n in unbuilt)}). None crashed.")
 
 
+def scale_cost_table(d: dict[str, Any]) -> str:
+    """The default search's teacher-image equivalents per phase on real-scale transformers (MACs of published configs)."""
+    cfg = d["settings"]
+    rows = [[name, *(f"{m['teacher_image_equivalents'][k]:,.0f}" for k in ("reference", "baselines", "search", "validation")),
+             f"**{m['total_teacher_image_equivalents']:,.0f}**", f"{m['total_pmacs']:,.0f}",
+             f"{m['gpu_hours_at_assumed_seconds']:,.1f}" if m.get("gpu_hours_at_assumed_seconds") is not None else "–"]
+            for name, m in d["models"].items()]
+    return (f"`flexdiff search` at its defaults ({cfg['steps']} steps, {cfg['n']} images, {cfg['trials']} trials, budget 1/{cfg['speedup']:g}, rungs "
+            f"{', '.join(map(str, cfg['rungs']))}, {cfg['validate_n']} validation images) on a {d['resolution']} folder, in teacher-image equivalents "
+            "(images generated x their MACs / the teacher's MACs per image: what `search --dry-run` prints), from the published configs' MACs "
+            "(`transformer_cost.json`); nothing generated. GPU-hours convert them at an **assumed** "
+            f"{d['assumed_seconds_per_image']:g} s per FLUX.1-dev image ({d['assumption']}).\n\n"
+            + table(["model", "reference", "baselines", "search", "validation", "total", "PMACs", "GPU-hours (assumed s/image)"], rows))
+
+
 def sec_coverage(name: str, d: dict[str, Any]) -> str:
     return "\n\n".join([
         "`flexdiff.enable` on tiny pipelines built with diffusers' classes at the sizes of diffusers' own test dummy components "
@@ -819,6 +834,7 @@ FAMILIES: list[tuple[str, str, Callable[[str], bool]]] = [
     ("compress_ablation", "DiffNAS ablations", lambda n: n == "compress_ablation.json"),
     ("compress_combined", "Student plus a schedule searched for it", lambda n: n == "compress_combined.json"),
     ("coverage", "Which diffusers pipelines enable covers", lambda n: n == "coverage.json"),
+    ("search_cost_at_scale", "What a search costs at real scale", lambda n: n == "search_cost_at_scale.json"),
 ]
 
 # preferred order inside a family; other files of the family follow, sorted by name
@@ -960,6 +976,8 @@ def render(results: Path = RESULTS) -> str:
                 body.append(sec_compress_combined(n, d))
             elif key == "coverage":
                 body.append(sec_coverage(n, d))
+            elif key == "search_cost_at_scale":
+                body.append(scale_cost_table(d) + "\n\n" + provenance(n, d))
         if seed_docs:
             pooled = seed_union(seed_docs)
             if pooled:
@@ -983,6 +1001,7 @@ def render(results: Path = RESULTS) -> str:
 EMBEDS: list[tuple[Path, str, Callable[[dict[str, Any]], str]]] = [
     (ROOT / "docs" / "pipelines.md", "coverage", lambda d: coverage_table(d) + "\n\n" + coverage_sweep(d)),
     (ROOT / "docs" / "transformers.md", "coverage", lambda d: coverage_table(d) + "\n\n" + coverage_sweep(d)),
+    (ROOT / "docs" / "search.md", "search_cost_at_scale", scale_cost_table),
 ]
 
 

@@ -39,3 +39,20 @@ def test_digits_fid_orders_real_above_noise() -> None:
 def test_too_few_samples_is_an_error() -> None:
     with pytest.raises(FlexdiffError, match="at least 2"):
         frechet_distance(torch.zeros(1, 3), torch.zeros(5, 3))
+
+
+def test_psnr_and_ssim_of_images_against_their_teacher_twins() -> None:
+    """The paired metrics the caching papers report beside FID: torchmetrics' PSNR and SSIM per image, averaged;
+    videos frame by frame."""
+    from flexdiff.metrics import psnr, ssim
+
+    teacher = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    shifted = teacher + 0.2  # MSE 0.04 on a peak-to-peak range of 2: 10 log10(4 / 0.04) = 20 dB
+    assert psnr(shifted, teacher) == pytest.approx(20.0, abs=1e-6)
+    assert psnr(teacher, teacher) == float("inf") and ssim(teacher, teacher) == pytest.approx(1.0)
+    noisy = teacher + 0.3 * torch.randn(teacher.shape, generator=torch.Generator().manual_seed(1))
+    assert 0 < ssim(noisy, teacher) < ssim(teacher + 0.05 * (noisy - teacher), teacher) < 1
+    video = torch.stack([teacher, teacher * 0.5], 1)  # (3, 2 frames, C, H, W), 0.2 below the clamp at 1
+    assert psnr(video + 0.2, video) == pytest.approx(20.0, abs=1e-6)
+    with pytest.raises(FlexdiffError, match="one shape"):
+        psnr(teacher[:2], teacher)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def test_dtype_and_variant_options_of_the_cli(sd_dir: Path, tmp_path: Path) -> N
 
 
 def test_an_sdxl_folder_samples_through_its_own_call_only(sdxl_dir: Path, tmp_path: Path) -> None:
-    one_line_error(invoke("sample", "--model", sdxl_dir, "--n", "1", "--steps", "3", "--out", tmp_path / "a"), "--sampler pipeline")
+    """``--sampler auto`` (the default) on a pipeline folder is its own call; flexdiff's own solvers are refused."""
+    one_line_error(invoke("sample", "--model", sdxl_dir, "--sampler", "ddim", "--n", "1", "--steps", "3", "--out", tmp_path / "a"), "--sampler pipeline")
     assert not (tmp_path / "a").exists()
-    ok(invoke("sample", "--model", sdxl_dir, "--sampler", "pipeline", "--n", "2", "--steps", "3", "--out", tmp_path / "b"))
-    assert (tmp_path / "b" / "samples.npz").is_file()
+    ok(invoke("sample", "--model", sdxl_dir, "--n", "2", "--steps", "3", "--out", tmp_path / "b"))
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["sampler"] == "pipeline"

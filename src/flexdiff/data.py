@@ -159,9 +159,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def save_grid(path: Path, images: torch.Tensor, nrow: int | None = None, scale: int = 4) -> None:
-    """Save images as one PNG grid (nearest-neighbour upscaled by ``scale`` so 16x16 digits are visible)."""
+    """Save images as one PNG grid (nearest-neighbour upscaled by ``scale`` so 16x16 digits are visible); videos
+    (N, F, C, H, W) as one row of frames each."""
     from PIL import Image
 
+    if images.ndim == 5:
+        nrow, images = images.shape[1], images.flatten(0, 1)
     arr = to_uint8(images)
     n, h, w, c = arr.shape
     nrow = nrow or int(np.ceil(np.sqrt(n)))

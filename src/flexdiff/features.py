@@ -69,6 +69,11 @@ class FeatureNetwork:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """(N, dim) features of images (N, C, H, W); of videos (N, F, C, H, W) each frame's, averaged over time (the
+        per-frame + temporal-mean features video caching papers score FVD-free fidelity with)."""
+        if images.ndim == 5:
+            n, frames = images.shape[:2]
+            return self(images.flatten(0, 1), batch_size).view(n, frames, -1).mean(1)
         chunks = [self._fn(images[i : i + batch_size].to(self.device)).double().cpu() for i in range(0, len(images), batch_size)]
         return torch.cat(chunks) if chunks else torch.zeros(0, self.dim, dtype=torch.float64)
 
@@ -92,7 +97,7 @@ def feature_network_names() -> list[str]:
 def get_feature_network(name: str, device: torch.device | str = "cpu", path: str | Path | None = None) -> FeatureNetwork:
     """The feature network ``name``; ``path`` is its local weights (a CLIP folder, an Inception weights file)."""
     factory = FEATURE_NETWORKS.get(name)
-    return factory(torch.device(device)) if path is None else factory(torch.device(device), Path(path).expanduser())
+    return factory(torch.device(device)) if path is None else factory(torch.device(device), Path(path).expanduser() if Path(path).expanduser().exists() else path)
 
 
 def load_digits_classifier(path: Path = DIGITS_CLASSIFIER) -> DigitsClassifier:
@@ -118,6 +123,21 @@ def _clip(device: torch.device, path: Path | None = None) -> FeatureNetwork:
 
     clip = load_clip(path, device)
     return FeatureNetwork("clip", clip.image_features, clip.dim, device, key=f"clip@{clip.weights_hash[:16]}")
+
+
+def _tower(kind: str) -> FeatureFactory:
+    def factory(device: torch.device, path: Path | None = None) -> FeatureNetwork:
+        from flexdiff.clip import load_tower
+
+        tower = load_tower(kind, path, device)
+        return FeatureNetwork(kind, tower.image_features, tower.dim, device, key=f"{kind}@{tower.weights_hash[:16]}")
+
+    factory.__doc__ = f"The {kind} image tower from a local folder or a repo id in the Hugging Face cache (``--feature-weights``)."
+    return factory
+
+
+for _kind in ("siglip", "dinov2"):
+    register_feature_network(_kind)(_tower(_kind))
 
 
 @register_feature_network("inception")

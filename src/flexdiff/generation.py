@@ -28,9 +28,10 @@ import torch
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.integrations import enabled, pipeline_timesteps
-from flexdiff.integrations.diffusers_pipeline import accepts_custom_timesteps
+from flexdiff.integrations.diffusers_pipeline import accepts_custom_timesteps, merge_repeats, scheduler_grid
 from flexdiff.models import DiffusionModel, pipeline_of
-from flexdiff.samplers import PIPELINE
+from flexdiff.models.pipelines import LOOP_UNETS, denoisers_of, first_denoiser_call, pipeline_call_args, probe_call, prompts_encoded_once
+from flexdiff.samplers import AUTO, PIPELINE, resolve_sampler
 from flexdiff.sampling import (
     check_batch_size,
     generate,
@@ -49,51 +50,31 @@ def image_seed(seed: int, i: int) -> int:
 
 
 def teacher_grid(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
-    """The teacher's ``steps`` timesteps: the pipeline scheduler's own grid, or flexdiff's sampler's spacing. For a
-    pipeline only its own call drives (SDXL, ControlNet) it also captures the UNet call the cost model replays."""
+    """The teacher's ``steps`` timesteps: the pipeline scheduler's own grid, or flexdiff's sampler's spacing."""
     if model.pipeline_only and sampler != PIPELINE:
-        raise FlexdiffError(f"--sampler {sampler} on {model.name}", f"--sampler {PIPELINE} (SDXL and ControlNet pipelines run through their own call)", f"pass --sampler {PIPELINE}")
+        raise FlexdiffError(f"--sampler {sampler} on {model.name}", f"--sampler {PIPELINE} ({type(model.denoiser).__name__} runs through its pipeline's own call)", f"pass --sampler {PIPELINE}")
     if sampler == PIPELINE:
-        grid = pipeline_timesteps(pipeline_of(model), steps)
-        if model.pipeline_only and model.replay is None:  # once per model (sample checks the grid, then samples)
-            model.replay = captured_unet_call(model)
-        return grid
+        pipe = pipeline_of(model)
+        if type(model.denoiser).__name__ in LOOP_UNETS:
+            return pipeline_timesteps(pipe, steps)
+        # a pipeline with its own clock (Flux's sigmas and resolution-dependent mu, Wan's shift): the grid its call sets
+        first_denoiser_call(pipe, probe_call(pipe, {**model.call_options, "num_inference_steps": steps}), model.prompt_embeddings)
+        return merge_repeats(scheduler_grid(pipe.scheduler))
     return teacher_timesteps(model, sampler, steps)
 
 
-def captured_unet_call(model: DiffusionModel) -> Callable[[torch.Tensor, int], torch.Tensor]:
-    """One UNet call of a one-step ``pipe(...)`` for one image under the model's conditioning (its CFG batch, added
-    conditions, ControlNet residuals), as a function of ``(x, t)`` that calls the UNet with those arguments and
-    each image of ``x`` in place of its latent (repeated to the call's batch, e.g. 2 under CFG): the cost model's and
-    the search estimate's probe."""
-    pipe = pipeline_of(model)
-    seen: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-
-    def capture(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if not seen:
-            seen.append((args, dict(kwargs)))
-
-    noise = model.initial_noise(1, 0)
-    handle = pipe.unet.register_forward_pre_hook(capture, with_kwargs=True)
-    try:
-        with torch.no_grad(), model.for_images(0, 1):
-            pipe(**{**pipeline_call_args(pipe, model, noise, 1, [0], start=0), "output_type": "latent"})
-    finally:
-        handle.remove()
-    args, kwargs = seen[0]
-    kwargs.pop("timestep", None)
-    sample = kwargs.pop("sample", args[0] if args else None)
-    rows = int(sample.shape[0])
-
-    def one(x: torch.Tensor, t: int) -> torch.Tensor:  # x: (1, C, H, W), repeated to the captured call's rows
-        out = pipe.unet(x.repeat(rows, 1, 1, 1).to(sample.dtype), torch.tensor(t, device=x.device), **kwargs)  # pipelines pass return_dict=False: a tuple
-        return (out[0] if isinstance(out, tuple) else out.sample)[:1].float()
-
-    def replay(x: torch.Tensor, t: int) -> torch.Tensor:
-        """A batch of ``B`` images costs ``B`` captured one-image calls (the conditioning was captured for one)."""
-        return torch.cat([one(x[i : i + 1], t) for i in range(x.shape[0])])
-
-    return replay
+def default_sampler(model: DiffusionModel, name: str) -> str:
+    """``name``, or for :data:`~flexdiff.samplers.AUTO` the model's teacher: the pipeline's own call
+    (:data:`~flexdiff.samplers.PIPELINE`, its scheduler as configured) for a pipeline folder or object whose call takes
+    the noise flexdiff draws (``latents=``), else flexdiff's sampler for the model's noise kind (the built-ins, pixel
+    DDPM folders)."""
+    if name != AUTO:
+        return name
+    from_pipeline = model.pipeline_only or model.pipeline is not None or (model.path is not None and (model.path / "model_index.json").is_file()
+                                                                         and not model.name.startswith("builtin:") and model.decoder is not None)
+    if from_pipeline and "latents" in inspect.signature(pipeline_of(model).__call__).parameters:
+        return PIPELINE
+    return resolve_sampler(name, model.noise.kind)
 
 
 def takes_null_steps(model: DiffusionModel, sampler: str) -> bool:
@@ -132,64 +113,27 @@ def schedule_images(model: DiffusionModel, schedule: Schedule, noise: torch.Tens
                               trajectories=trajectories)
 
 
-def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, steps: int, seeds: Sequence[int], start: int) -> dict[str, Any]:
-    """The keyword arguments of ``pipe(...)`` for images ``start ..`` of a run: ``noise`` (their initial latents), their
-    prompts as strings (image ``i`` takes prompt ``i mod P``: the pipeline encodes them itself, SDXL's two encoders
-    included), negative prompt and guidance, one generator per image."""
-    params = inspect.signature(pipe.__call__).parameters
-    n = len(noise)
-    args: dict[str, Any] = {"num_inference_steps": steps, "generator": [torch.Generator().manual_seed(s) for s in seeds], "output_type": "np"}
-    c = model.conditioning
-    if c is not None and c.labels is not None:
-        raise FlexdiffError(f"class labels with sampler {PIPELINE}", "a pipeline that takes the conditioning flexdiff holds (prompts)", "use flexdiff's own loop (--sampler ddim) for class-conditional models")
-    if c is not None and c.cond is not None:
-        if "prompt" not in params:
-            raise FlexdiffError(type(pipe).__name__, "a text-to-image pipeline that takes prompts", "use flexdiff's own loop (--sampler ddim)")
-        texts = c.description.get("prompts") or [""]
-        args["prompt"] = [texts[(start + i) % len(texts)] for i in range(n)]
-        if c.guided:
-            if c.guidance_scale <= 1:
-                raise FlexdiffError(f"--guidance {c.guidance_scale:g} with sampler {PIPELINE}", "a guidance scale > 1 (diffusers' pipelines skip guidance at or below 1)", "pass --guidance > 1, or 1 for none")
-            args["guidance_scale"] = c.guidance_scale
-            if c.description.get("negative_prompt") is not None:  # else the pipeline's own default (SDXL: zeros, SD: "")
-                args["negative_prompt"] = [c.description["negative_prompt"]] * n
-        else:
-            args["guidance_scale"] = 1.0
-    if getattr(pipe, "controlnet", None) is not None:  # its conditioning images: image i takes control image i mod K
-        if c is None or c.control is None:
-            raise FlexdiffError(type(pipe).__name__, "control images for the ControlNet", "pass --control-images DIR (Python: flexdiff.condition(model, control_images=DIR))")
-        args["image"] = c.control[[(start + i) % len(c.control) for i in range(n)]].to(pipe.device)
-    if "latents" in params:
-        dtype = next(pipe.unet.parameters()).dtype
-        args["latents"] = noise.to(pipe.device, dtype)
-        if "height" in params:
-            scale = int(getattr(pipe, "vae_scale_factor", 1))
-            args.update(height=noise.shape[-2] * scale, width=noise.shape[-1] * scale)
-    else:
-        args["batch_size"] = n
-    return args
-
-
 def _pipeline_images(model: DiffusionModel, noise: torch.Tensor, steps: int, schedule: Schedule | None, *, seed: int, batch_size: int | None,
                      on_step: Callable[[], None] | None, strict: bool = True) -> torch.Tensor:
     """``pipe(...)`` over ``noise`` in batches (under ``schedule`` when given); images in ``[-1, 1]`` (N, C, H, W)."""
     pipe = pipeline_of(model)
     check_batch_size(batch_size)
     size = batch_size or len(noise)
-    handle = pipe.unet.register_forward_pre_hook(lambda *_: on_step()) if on_step is not None else None
+    handles = [m.register_forward_pre_hook(lambda *_: on_step()) for _, m in denoisers_of(pipe)] if on_step is not None else []
     out = []
     try:
-        with enabled(pipe, schedule, strict) if schedule is not None else nullcontext():
+        with enabled(pipe, schedule, strict) if schedule is not None else nullcontext(), prompts_encoded_once(pipe, model.prompt_embeddings):
             for start in range(0, len(noise), size):
                 x = noise[start : start + size]
                 with torch.no_grad(), torch.random.fork_rng(devices=[]), model.for_images(start, start + len(x)):
                     # a pipeline that passes no generator to its scheduler (LDM) draws step noise from the global RNG: seeded per
                     # batch (so such images do depend on the batch size), and the caller's RNG state is restored after it
                     torch.manual_seed(image_seed(seed, start))
-                    images = pipe(**pipeline_call_args(pipe, model, x, steps, [image_seed(seed, i) for i in range(start, start + len(x))], start)).images
-                out.append(torch.from_numpy(images).permute(0, 3, 1, 2).float() * 2 - 1)
+                    result = pipe(**pipeline_call_args(pipe, model, x, steps, [image_seed(seed, i) for i in range(start, start + len(x))], start))
+                images = torch.as_tensor(getattr(result, "frames", None) if hasattr(result, "frames") else result.images)
+                out.append(images.movedim(-1, -3).float() * 2 - 1)  # (N, [F,] H, W, C) in [0, 1] -> (N, [F,] C, H, W) in [-1, 1]
     finally:
-        if handle is not None:
+        for handle in handles:
             handle.remove()
     return torch.cat(out)
 
@@ -242,7 +186,7 @@ def check_sample_memory(model: DiffusionModel, n: int, batch_size: int | None, e
 
     latent = images_bytes(1, model.sample_shape)
     x, t = probe_input(model, 1)
-    _, call = working_bytes(lambda: model.eps(x, t)) if not (model.pipeline_only and model.replay is None) else (None, None)
+    _, call = working_bytes(lambda: model.eps(x, t))
     image, decode = latent, 0
     if model.decoder is not None:
         decoded, decode = working_bytes(lambda: model.decoder(torch.zeros((1, *model.sample_shape), device=model.device)))

@@ -53,3 +53,31 @@ def rfid(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
 def paired_distance(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
     """Mean per-image feature distance to its teacher twin (same noise): lower variance than rFID at small n."""
     return float((candidate - teacher).norm(dim=1).mean())
+
+
+def _pairs(candidate: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, C, H, W) or videos (N, F, C, H, W) in [-1, 1] from the same noise, as float64 frames."""
+    if candidate.shape != teacher.shape:
+        raise FlexdiffError(f"{tuple(candidate.shape)} vs {tuple(teacher.shape)}", "candidate and teacher images of one shape (the same noise)", "generate both from the same noise")
+    return candidate.double().flatten(0, -4), teacher.double().flatten(0, -4)
+
+
+def psnr(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
+    """Mean PSNR (dB) of each image (each video frame) against its teacher twin, images in [-1, 1]: torchmetrics'
+    ``peak_signal_noise_ratio`` per image, averaged (an image equal to its twin is infinite: the mean then is too)."""
+    require("torchmetrics", "search", "PSNR")
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    a, b = _pairs(candidate, teacher)
+    return float(peak_signal_noise_ratio(a, b, data_range=(-1.0, 1.0), reduction="none", dim=(1, 2, 3)).mean())
+
+
+def ssim(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
+    """Mean SSIM (Wang et al. 2004) of each image (each video frame) against its teacher twin: torchmetrics'
+    ``structural_similarity_index_measure`` (11-tap Gaussian window, sigma 1.5) over images in [-1, 1]."""
+    require("torchmetrics", "search", "SSIM")
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    a, b = _pairs(candidate, teacher)
+    size = min(11, *a.shape[-2:]) // 2 * 2 - 1 if min(a.shape[-2:]) < 11 else 11  # an odd window inside the image
+    return float(structural_similarity_index_measure(a, b, data_range=(-1.0, 1.0), kernel_size=size))

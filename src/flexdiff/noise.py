@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils.hashing import digest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -236,6 +237,24 @@ def noise_schedule(config: dict[str, Any], source: object = "scheduler config", 
     if is_flow_config(config):
         return FlowSchedule.from_scheduler_config(config, source, image_seq_len)
     return NoiseSchedule.from_scheduler_config(config, source)
+
+
+def pipeline_noise(config: dict[str, Any], source: object = "scheduler config") -> Noise:
+    """The noise schedule of a pipeline's scheduler config, for a model its own call drives. A dynamically shifted
+    flow config (Flux, SD3.5, Qwen-Image) is read unshifted (``mu = 0``): the pipeline computes ``mu`` from each call's
+    resolution, so what the model's noise says (its kind, its fingerprint) must not depend on one resolution."""
+    if is_flow_config(config) and config.get("use_dynamic_shifting"):
+        return FlowSchedule.from_scheduler_config(config, source, mu=0.0)
+    return noise_schedule(config, source)
+
+
+def scheduler_fingerprint(config: dict[str, Any]) -> str:
+    """What a schedule file records of a pipeline's noise schedule: :func:`pipeline_noise`'s fingerprint, or for a
+    config flexdiff does not model (Karras flow sigmas, ...) a digest of the config itself."""
+    try:
+        return pipeline_noise(config).fingerprint()
+    except FlexdiffError:
+        return digest({k: v for k, v in config.items() if not k.startswith("_")})
 
 
 def _check_scheduler_config(config: dict[str, Any], source: object) -> None:

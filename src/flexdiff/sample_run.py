@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,11 @@ from flexdiff.clip import load_clip
 from flexdiff.cost import measure_macs
 from flexdiff.data import save_grid, save_npz
 from flexdiff.errors import FlexdiffError, output_folder
-from flexdiff.generation import check_sample_memory, sample, teacher_grid
+from flexdiff.generation import check_sample_memory, default_sampler, sample, teacher_grid
 from flexdiff.sampling import check_batch_size, check_image_count
 from flexdiff.models import DiffusionModel, condition, conditioning_summary, image_prompts, load_model
 from flexdiff.provenance import run_provenance
-from flexdiff.samplers import AUTO, PIPELINE, check_eta, check_sampler, resolve_sampler
+from flexdiff.samplers import AUTO, PIPELINE, check_eta, check_sampler
 from flexdiff.samplers.timesteps import check_steps
 from flexdiff.schedule import Schedule, check_binding
 from flexdiff.utils.io import folder_as_unit, write_json
@@ -47,6 +47,7 @@ class SampleConfig:
     control_images: str | None = None  # a ControlNet pipeline's conditioning images (folder or .npz)
     torch_dtype: str | None = None  # fp32 / fp16 / bf16; None: the weights as stored
     variant: str | None = None
+    call_options: dict[str, Any] = field(default_factory=dict)  # height, width, num_frames, --pipeline-kwargs of a pipeline-driven model
 
 
 def run_sample(config: SampleConfig) -> dict[str, Any]:
@@ -63,8 +64,8 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     check_sampler(sampler, auto=True)
     check_image_count(c.n)
     check_batch_size(c.batch_size)
-    model = load_model(c.model, c.device, torch_dtype=c.torch_dtype, variant=c.variant)
-    sampler = resolve_sampler(sampler, model.noise.kind)
+    model = load_model(c.model, c.device, torch_dtype=c.torch_dtype, variant=c.variant, call_options=c.call_options)
+    sampler = default_sampler(model, sampler)
     condition(model, prompts=c.prompts, negative_prompt=c.negative_prompt, guidance=c.guidance, labels=c.labels, control_images=c.control_images)
     scorer = None
     if c.clip is not None:

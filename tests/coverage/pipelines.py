@@ -415,4 +415,5 @@ CASES: dict[str, Callable[[], Case]] = {
     "hunyuan-dit": hunyuan_dit, "hidream": hidream, "ddpm": ddpm, "sd": sd, "sd-controlnet": sd_controlnet, "sd-pag": sd_pag, "sdxl": sdxl, "pixart-sigma": pixart_sigma,
     "sd3": sd3, "sd3-slg": sd3_slg, "flux": flux, "z-image": z_image, "pixart-alpha": pixart_alpha, "dit": dit, "flux-control": flux_control,
     "flux-controlnet": flux_controlnet, "flux-kontext": flux_kontext, "flux-fill": flux_fill, "sd3-pag": sd3_pag, "pixart-pag": pixart_pag,
+    "svd": svd,
 }

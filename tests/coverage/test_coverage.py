@@ -9,14 +9,16 @@ hooked, with its own cache.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import diffusers
 import pytest
 import torch
-from pipelines import CASES, IMG2IMG, STEPS, Case
+from pipelines import CASES, IMG2IMG, STEPS, Case, _randn
 
 import flexdiff
 from flexdiff.integrations.diffusers_pipeline import denoisers_of, is_flow_scheduler, merge_repeats, scheduler_grid
@@ -114,6 +116,34 @@ def test_enable_covers_the_family(case: Case) -> None:
     except flexdiff.FlexdiffError as err:  # a scheduler that takes no custom timesteps: one line naming it
         assert type(pipe.scheduler).__name__ in str(err) and "\n" not in str(err)
     assert torch.equal(case(), plain)
+
+
+def test_calls_named_by_diffusers_cache_context_keep_their_own_cache() -> None:
+    """A pipeline that names its calls with ``transformer.cache_context("cond")`` / ``("uncond")`` gets a cache per
+    name: the same loop with the two calls swapped in odd steps gives the same latents under a caching schedule (keyed
+    by call position, a partial step would replay the other call's features), and it is the unswapped run's."""
+    case = CASES["wan"]()
+    pipe, tr = case.pipe, case.pipe.transformer
+    grid = flexdiff.pipeline_timesteps(pipe, STEPS)
+    prompts = {"cond": _randn(1, 8, 32, seed=1), "uncond": _randn(1, 8, 32, seed=2)}
+
+    def loop(swap: bool) -> torch.Tensor:
+        latents = _randn(1, 16, 2, 4, 4, seed=3)
+        pipe.scheduler.set_timesteps(STEPS)
+        for i, t in enumerate(pipe.scheduler.timesteps):
+            pred = {}
+            for name in (("uncond", "cond") if swap and i % 2 else ("cond", "uncond")):
+                with tr.cache_context(name):
+                    pred[name] = tr(latents, t.expand(1), prompts[name], return_dict=False)[0]
+            latents = pipe.scheduler.step(pred["uncond"] + 5.0 * (pred["cond"] - pred["uncond"]), t, latents).prev_sample
+        return latents
+
+    with torch.no_grad(), flexdiff.enabled(pipe, caching_schedule(grid, ["transformer"] * STEPS, "flow-euler")):
+        straight, swapped = loop(False), loop(True)
+        assert not pipe._flexdiff_enabled.parts[0].context  # cleared when each context ends
+    with torch.no_grad():
+        plain = loop(False)
+    assert torch.equal(swapped, straight) and not torch.equal(straight, plain)
 
 
 def test_each_denoiser_of_a_two_expert_pipeline_is_hooked_with_its_own_cache() -> None:
@@ -293,18 +323,27 @@ def test_a_lora_and_cpu_offload_under_enable(tmp_path) -> None:
         assert torch.equal(case(), plain)
 
 
-def test_stable_video_diffusions_continuous_timesteps_are_refused_in_one_line() -> None:
-    """SVD's Euler scheduler lists log-sigmas as timesteps (``timestep_type="continuous"``), which a schedule cannot
-    list: refused in one line naming it, where it used to be refused with a misleading message (its timesteps cut to
-    integers); nothing attached."""
+@pytest.mark.parametrize("name", ["svd", "sd-karras"])
+def test_null_steps_on_a_sigma_grid_run_the_kept_sigmas(name: str) -> None:
+    """Schedulers whose timesteps are not integers (SVD's 0.25 log sigma, Euler with Karras sigmas) list their sigmas as
+    the grid; null steps run the kept sigmas, exactly as the plain pipeline called with ``sigmas=`` those."""
     from pipelines import svd
 
-    case = svd()
-    with pytest.raises(flexdiff.FlexdiffError, match="timestep_type='continuous'") as err:
-        flexdiff.pipeline_timesteps(case.pipe, STEPS)
-    assert "\n" not in str(err.value)
-    with flexdiff.enabled(case.pipe, flexdiff.full(list(range(600, 0, -100)))), pytest.raises(flexdiff.FlexdiffError, match="timestep_type='continuous'"):
-        case()
+    if name == "svd":
+        case = svd()
+    else:
+        case = CASES["sd"]()
+        case.pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(case.pipe.scheduler.config, use_karras_sigmas=True)
+    case.pipe.set_progress_bar_config(disable=True)
+    grid = flexdiff.pipeline_timesteps(case.pipe, STEPS)
+    assert any(t != int(t) for t in grid)
+    nulls = Schedule(tuple(Step.parse("null" if i in (2, 4) else "full") for i in range(STEPS)), tuple(grid), "euler")
+    scheduler = copy.deepcopy(case.pipe.scheduler)
+    scheduler.set_timesteps(STEPS)
+    kept = [float(s) for i, s in enumerate(scheduler.sigmas.tolist()) if i not in (2, 4)]  # the terminal sigma kept
+    plain = case(sigmas=kept)
+    with flexdiff.enabled(case.pipe, nulls):
+        assert torch.equal(case(), plain)
 
 
 def test_a_quantized_denoiser_under_enable() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,12 +33,20 @@ NEGATIVE_PROMPT = typer.Option(None, "--negative-prompt", help="negative prompt:
 GUIDANCE = typer.Option(None, "--guidance", help="classifier-free guidance scale (default: 7.5 with --prompts, else 1 = none)")
 LABELS = typer.Option(None, "--labels", help="class labels of a class-conditional UNet, e.g. 0,3,7, cycled over the images (default: round-robin)")
 CONTROL_IMAGES = typer.Option(None, "--control-images", help="a ControlNet pipeline's conditioning images: an image folder or .npz; image i takes control image i mod K")
+HEIGHT = typer.Option(None, "--height", min=1, help="image height in pixels, for a pipeline its own call drives (transformers, video, SDXL); default: the pipeline's")
+WIDTH = typer.Option(None, "--width", min=1, help="image width in pixels (as --height)")
+FRAMES = typer.Option(None, "--frames", min=1, help="frames of a video pipeline (its num_frames); default: the pipeline's")
+PIPELINE_KWARGS = typer.Option(None, "--pipeline-kwargs", help='more keywords of the pipeline\'s call as a JSON object, e.g. \'{"max_sequence_length": 128}\'')
 CLIP = typer.Option(None, "--clip", help="local CLIP folder (transformers CLIPModel, safetensors) for --features clip and the CLIP score")
+FEATURE_WEIGHTS = typer.Option(None, "--feature-weights", help="a local folder, or the repo id of a model in your Hugging Face cache (never downloaded), of the "
+                                "--features network: siglip, dinov2 (or clip)")
 INCEPTION = typer.Option(None, "--inception", help="local FID Inception weights file for --features inception (needs torch-fidelity)")
 
 
 SAMPLER = typer.Option(AUTO, "--sampler", help=f"sampler: {', '.join(sampler_names())} (flexdiff's loop), {PIPELINE} (the folder's own scheduler, through the diffusers pipeline's own call), or {AUTO}: {' / '.join(DEFAULT_SAMPLERS.values())} by the model's noise schedule")
 FEATURES = typer.Option("digits", "--features", help=f"feature network of FID / rFID: {', '.join(feature_network_names())}")
+SEARCH_FEATURES = typer.Option(AUTO, "--features", help=f"feature network of rFID / FID: {', '.join(feature_network_names())}, or {AUTO}: clip with --clip, "
+                               "inception with --inception, digits for grey images (the built-ins), else a one-line refusal")
 TEACHER_STEPS = typer.Option(50, "--steps", help="T, the teacher's number of steps")
 
 
@@ -117,12 +126,43 @@ def choices(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def features_path(features: str, clip: Path | None, inception: Path | None) -> Path | None:
-    """The local weights for ``--features``: --clip for clip, --inception for inception; refused for another network."""
+def features_path(features: str, clip: Path | None, inception: Path | None, weights: str | None = None) -> Path | str | None:
+    """The weights for ``--features``: --clip for clip, --inception for inception, --feature-weights for any network
+    that loads weights (a folder or a Hugging Face repo id); refused for another network (``auto`` takes the one
+    given: :func:`auto_features`)."""
+    if features == AUTO:
+        features = auto_features(features, clip, inception)
+    if weights is not None:
+        if features in ("digits", AUTO) or clip is not None or inception is not None:
+            raise FlexdiffError(f"--feature-weights {weights}", "a --features network that loads weights (siglip, dinov2, clip, inception), and no --clip / --inception beside it",
+                                "pass e.g. --features dinov2 --feature-weights facebook/dinov2-small")
+        return weights
     for option, path, name in (("--clip", clip, "clip"), ("--inception", inception, "inception")):
         if path is not None and features != name:
             raise FlexdiffError(f"{option} {path}", f"--features {name} (it holds that network's weights)", f"pass --features {name} or drop {option}")
     return clip if features == "clip" else inception if features == "inception" else None
+
+
+def auto_features(features: str, clip: Path | None, inception: Path | None) -> str:
+    """``--features auto`` with ``--clip`` is clip, with ``--inception`` inception; otherwise it stays ``auto`` (the
+    search decides by the model's images: :func:`flexdiff.search.context.resolve_features`)."""
+    if features != AUTO or (clip is None) == (inception is None):
+        return features
+    return "clip" if clip is not None else "inception"
+
+
+def call_options(height: int | None, width: int | None, frames: int | None, pipeline_kwargs: str | None) -> dict[str, Any]:
+    """``--height``, ``--width``, ``--frames`` and ``--pipeline-kwargs`` as the keywords every pipeline call gets."""
+    extra: Any = {}
+    if pipeline_kwargs is not None:
+        try:
+            extra = json.loads(pipeline_kwargs)
+        except ValueError:
+            extra = None
+        if not isinstance(extra, dict):
+            raise FlexdiffError(f"--pipeline-kwargs {shorten(pipeline_kwargs)}", "a JSON object of the pipeline call's keywords", 'fix it, e.g. \'{"max_sequence_length": 128}\'')
+    named = {k: v for k, v in (("height", height), ("width", width), ("num_frames", frames)) if v is not None}
+    return {**extra, **named}
 
 
 def floats(text: str, option: str) -> tuple[float, ...]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from flexdiff.cli._app import CLIP, DEVICE, FEATURES, INCEPTION, command, features_path
+from flexdiff.cli._app import CLIP, DEVICE, FEATURE_WEIGHTS, FEATURES, INCEPTION, command, features_path
 from flexdiff.errors import FlexdiffError
 
 
@@ -20,6 +20,7 @@ def eval(  # noqa: A001 - the command is called eval
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     clip: Path | None = CLIP,
     inception: Path | None = INCEPTION,
+    feature_weights: str | None = FEATURE_WEIGHTS,
     device: str = DEVICE,
 ) -> None:
     """FID between two image sets (.npz, image folders or builtin:digits-train / builtin:digits-heldout)."""
@@ -28,7 +29,7 @@ def eval(  # noqa: A001 - the command is called eval
     from flexdiff.metrics import frechet_distance
     from flexdiff.utils.device import resolve_device
 
-    net = get_feature_network(features, resolve_device(device), features_path(features, clip, inception))
+    net = get_feature_network(features, resolve_device(device), features_path(features, clip, inception, feature_weights))
     if n is not None and n < 2:
         raise FlexdiffError(n, "--n >= 2 (FID needs two images per side)", "pass a larger --n or drop it")
     a, b = load_images(samples)[:n], load_images(reference)

@@ -6,11 +6,12 @@ import json
 
 import typer
 
-from flexdiff.cli._app import DEVICE, MODEL, command
+from flexdiff.cli._app import DEVICE, FRAMES, HEIGHT, MODEL, PIPELINE_KWARGS, WIDTH, call_options, command
 
 
 @command
-def inspect(model: str = MODEL, device: str = DEVICE, as_json: bool = typer.Option(False, "--json")) -> None:
+def inspect(model: str = MODEL, device: str = DEVICE, as_json: bool = typer.Option(False, "--json"), height: int | None = HEIGHT, width: int | None = WIDTH,
+            frames: int | None = FRAMES, pipeline_kwargs: str | None = PIPELINE_KWARGS) -> None:
     """Print the model's skip branches with their partial-step MACs and share of a full step."""
     from rich.table import Table
 
@@ -18,7 +19,7 @@ def inspect(model: str = MODEL, device: str = DEVICE, as_json: bool = typer.Opti
     from flexdiff.models import load_model
     from flexdiff.utils.progress import stdout
 
-    m = load_model(model, device)
+    m = load_model(model, device, call_options=call_options(height, width, frames, pipeline_kwargs))
     layout = m.layout
     costs = measure_macs(m)
     info = {

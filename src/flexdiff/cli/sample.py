@@ -18,7 +18,12 @@ from flexdiff.cli._app import (
     PROMPTS,
     SAMPLER,
     SEED,
+    FRAMES,
+    HEIGHT,
+    PIPELINE_KWARGS,
     VARIANT,
+    WIDTH,
+    call_options,
     command,
 )
 from flexdiff.utils.text import escape
@@ -45,6 +50,10 @@ def sample(
     device: str = DEVICE,
     dtype: str | None = DTYPE,
     variant: str | None = VARIANT,
+    height: int | None = HEIGHT,
+    width: int | None = WIDTH,
+    frames: int | None = FRAMES,
+    pipeline_kwargs: str | None = PIPELINE_KWARGS,
 ) -> None:
     """Generate images; writes OUT/samples.npz (key images, float32 NCHW in [-1, 1]) and OUT/grid.png.
 
@@ -54,7 +63,8 @@ def sample(
     from flexdiff.sample_run import SampleConfig, run_sample
 
     run = run_sample(SampleConfig(out=out, model=model, sampler=sampler, steps=steps, n=n, seed=seed, batch_size=batch_size, eta=eta, schedule=schedule,
-                                  prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels, control_images=str(control_images) if control_images else None, clip=clip, strict=not ignore_binding, device=device, torch_dtype=dtype, variant=variant))
+                                  prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels, control_images=str(control_images) if control_images else None, clip=clip, strict=not ignore_binding, device=device, torch_dtype=dtype, variant=variant,
+                                  call_options=call_options(height, width, frames, pipeline_kwargs)))
     if "clip_score" in run:
         print(f"CLIP score {run['clip_score']:.2f} ({n} images vs their prompts)")
     if "schedule" in run:

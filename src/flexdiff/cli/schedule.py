@@ -43,13 +43,12 @@ def _check_schedule_file(out: str) -> None:
 
 def _teacher(model: str, sampler: str, steps: int) -> tuple[list[int], str]:
     """The teacher's grid (with --sampler pipeline: the folder's scheduler's) and the sampler (``auto`` resolved)."""
-    from flexdiff.generation import teacher_grid
+    from flexdiff.generation import default_sampler, teacher_grid
     from flexdiff.models import load_model
     from flexdiff.sample_run import check_pipeline_steps
-    from flexdiff.samplers import resolve_sampler
 
     m = load_model(model, "cpu")
-    sampler = resolve_sampler(sampler, m.noise.kind)
+    sampler = default_sampler(m, sampler)
     check_pipeline_steps(m, sampler, steps)
     return teacher_grid(m, sampler, steps), sampler
 

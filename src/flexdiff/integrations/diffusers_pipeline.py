@@ -9,7 +9,8 @@ The pipeline, its denoiser and its scheduler stay unmodified; three removable pi
 - instance-level wrappers of the scheduler's ``set_timesteps`` and ``step``: **the clock is the pipeline's own loop**.
   ``set_timesteps`` starts a run (and checks that the scheduler's grid is the schedule's); every ``step`` call ends
   the current schedule step. Every denoiser call between two ``step`` calls belongs to one step, so classifier-free
-  guidance done as two calls works: each call *slot* of a step (1st, 2nd call) keeps its own cache. Timestep values
+  guidance done as two calls works: each call keeps its own cache, keyed by the name of the diffusers
+  ``cache_context`` the pipeline runs it in ("cond", "uncond"), or else by its position in the step. Timestep values
   are read only to find where img2img's loop starts on a scheduler without a ``begin_index`` (DDIM), in the grid the
   scheduler itself set.
 
@@ -40,6 +41,7 @@ from typing import Any
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
+from diffusers.hooks.hooks import BaseState, CacheContext, StateManager
 
 from flexdiff.backbones import backbone_of
 from flexdiff.errors import FlexdiffError
@@ -48,29 +50,13 @@ from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.integrations.base import Integration, grid_position, register_integration, timestep_value
 from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
 from flexdiff.models.model import denoiser_binding
-from flexdiff.noise import FLOW_SCHEDULERS, FlowSchedule, noise_schedule
+from flexdiff.models.pipelines import DENOISER_ATTRS, denoiser_of, denoisers_of  # noqa: F401 - re-exported
+from flexdiff.noise import FLOW_SCHEDULERS, FlowSchedule, scheduler_fingerprint
 from flexdiff.schedule import Binding, Schedule
 from flexdiff.schedule.binding import KEY
-from flexdiff.utils.hashing import digest
 
 CLOCK_HOOK = "flexdiff.pipeline_clock"
 ATTR = "_flexdiff_enabled"
-
-
-#: The pipeline attributes that hold a denoiser, in the order a pipeline's loop first calls them (Wan 2.2's
-#: ``transformer_2`` is its low-noise expert: the steps after its boundary).
-DENOISER_ATTRS = ("unet", "transformer", "transformer_2")
-
-
-def denoisers_of(pipe: Any) -> list[tuple[str, Any]]:
-    """Every denoiser the pipeline holds, as ``(attribute, module)``: each is hooked, with its own cache."""
-    return [(attr, m) for attr in DENOISER_ATTRS if isinstance(m := getattr(pipe, attr, None), torch.nn.Module)]
-
-
-def denoiser_of(pipe: Any) -> Any:
-    """The pipeline's (first) denoiser: its ``unet``, or its ``transformer``; None if it has none."""
-    found = denoisers_of(pipe)
-    return found[0][1] if found else None
 
 
 def is_flow_scheduler(scheduler: Any) -> bool:
@@ -79,20 +65,27 @@ def is_flow_scheduler(scheduler: Any) -> bool:
     return type(scheduler).__name__ in FLOW_SCHEDULERS or getattr(scheduler, "noise_kind", None) == "flow"
 
 
-def scheduler_grid(scheduler: Any) -> list[float]:
-    """What the scheduler set: its integer timesteps, or a flow-matching scheduler's sigmas (the terminal 0 left out),
-    the grid points flexdiff's flow schedules list."""
+def lists_sigmas(scheduler: Any) -> bool:
+    """Whether the scheduler's grid is its sigmas rather than integer timesteps: flow matching, or a scheduler that
+    takes ``sigmas=`` and set non-integer timesteps (Euler with Karras / exponential / beta sigmas; Stable Video
+    Diffusion's ``timestep_type="continuous"``, whose timesteps are 0.25 log sigma). Read after ``set_timesteps``."""
     if is_flow_scheduler(scheduler):
+        return True
+    takes_sigmas = "sigmas" in inspect.signature(scheduler.set_timesteps).parameters and hasattr(scheduler, "sigmas")
+    return takes_sigmas and any(float(t) != int(t) for t in scheduler.timesteps)
+
+
+def scheduler_grid(scheduler: Any) -> list[float]:
+    """What the scheduler set: its integer timesteps, or its sigmas (the terminal one left out) where
+    :func:`lists_sigmas`: the grid points a schedule lists."""
+    if lists_sigmas(scheduler):
         return [float(s) for s in scheduler.sigmas[:-1]]
-    if scheduler.config.get("timestep_type") == "continuous":  # SVD's Euler: timesteps are 0.25 log(sigma), not integers
-        raise FlexdiffError(f"{type(scheduler).__name__} with timestep_type='continuous' (Stable Video Diffusion)", "a scheduler with integer timesteps or flow-matching sigmas",
-                            "not supported yet: its grid is log-sigmas, which a schedule cannot list")
     return [int(t) for t in scheduler.timesteps]
 
 
 def same_grid(a: list[float], b: list[float]) -> bool:
-    """Equal grids: timesteps exactly, sigmas to 1e-6 (float32 values through two routes)."""
-    return len(a) == len(b) and all(abs(x - y) <= 1e-6 for x, y in zip(a, b))
+    """Equal grids: timesteps exactly, sigmas to a relative 1e-6 (float32 values through two routes; SVD's reach 700)."""
+    return len(a) == len(b) and all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for x, y in zip(a, b))
 
 
 def merge_repeats(grid: list[int]) -> list[int]:
@@ -115,14 +108,15 @@ def grid_steps(grid: list[int], expected: list[int], name: str) -> list[int]:
 
 @dataclass
 class Hooked:
-    """One hooked denoiser of an enabled pipeline: its executor and hook state, and a cache per call slot."""
+    """One hooked denoiser of an enabled pipeline: its executor and hook state, and a cache per call of a step."""
 
     attr: str  # the pipeline attribute it was found under ("unet", "transformer", "transformer_2")
     denoiser: Any  # the module the hooks are on (disable cleans it even after the pipeline's was swapped)
     executor: ScheduleExecutor
     state: StepState
-    caches: dict[int, tuple[dict[Any, Any], dict[Any, Any]]] = field(default_factory=dict)  # call slot -> its (cache, previous)
+    caches: dict[int | str, tuple[dict[Any, Any], dict[Any, Any]]] = field(default_factory=dict)  # call key -> its (cache, previous)
     filled: bool = False  # a full step of this run has run on it (its partial steps have a cache to reuse)
+    context: str | None = None  # the name of the diffusers cache_context the pipeline's call runs in ("cond", "uncond")
 
 
 @dataclass
@@ -180,19 +174,19 @@ class PipelineRun:
             raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]}",
                                 "a full step where the pipeline's loop starts (img2img's strength skips the steps before it)", "make that step full")
         fills = self.schedule.steps[index].info.fills_cache
+        key = self.slot if part.context is None else part.context
         if not fills and not part.filled:
             raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]} on pipe.{part.attr}",
                                 f"a full step where pipe.{part.attr} takes over (its partial steps reuse its own full step's features)", "make that step full")
         part.filled = part.filled or fills
-        if not fills and self.slot not in part.caches:  # a call the full steps did not make (SD3's skip-layer-guidance
-            part.state.cache, part.state.previous = {}, {}  # pass, only in some steps): nothing to reuse, so it computes
-            part.state.enter_full(range(0))
-            self.slot += 1
-            return
-        part.state.cache, part.state.previous = part.caches.get(self.slot, ({}, {}))
-        part.executor.set_step(index)  # a recording step starts new caches: keep this slot's
-        part.caches[self.slot] = (part.state.cache, part.state.previous)
         self.slot += 1
+        if not fills and key not in part.caches:  # a call the full steps did not make (SD3's skip-layer-guidance pass,
+            part.state.cache, part.state.previous = {}, {}  # LTX 2's "uncond_stg", only in some steps): nothing to
+            part.state.enter_full(range(0))  # reuse, so it computes
+            return
+        part.state.cache, part.state.previous = part.caches.get(key, ({}, {}))
+        part.executor.set_step(index)  # a recording step starts new caches: keep this call's
+        part.caches[key] = (part.state.cache, part.state.previous)
 
     def _first_position(self, timestep: Any) -> int:
         """Where in the scheduler's grid the loop starts: 0, or part-way through for img2img's ``strength``. The
@@ -250,12 +244,36 @@ def call_timestep(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return args[1] if len(args) > 1 and isinstance(args[1], (torch.Tensor, int, float)) else None
 
 
+class _CacheContextName(StateManager):
+    """Where diffusers' ``denoiser.cache_context(name)`` (set by the pipelines that name their calls: "cond", "uncond",
+    LTX's "cond_uncond", LTX 2's "uncond_stg") reaches the clock: it sets the context on every ``StateManager`` of the
+    denoiser's stateful hooks. The name keys the call's cache, so a call made in some steps only, or in another order,
+    still reuses its own features; without a name, the call's position in its step does."""
+
+    def __init__(self, part: Hooked) -> None:
+        super().__init__(BaseState)
+        self.part = part
+
+    def set_context(self, context: CacheContext | None) -> None:
+        self.part.context = None if context is None else context.name
+
+    def reset(self, *args: Any, **kwargs: Any) -> None:
+        self.part.context = None
+
+
 class _ClockHook(ModelHook):
     """Before each call of the denoiser: :meth:`PipelineRun.before_call`."""
+
+    _is_stateful = True  # so that diffusers' cache_context reaches its _CacheContextName
 
     def __init__(self, run: PipelineRun, part: Hooked) -> None:
         super().__init__()
         self.run, self.part = run, part
+        self.context = _CacheContextName(part)
+
+    def reset_state(self, module: torch.nn.Module) -> torch.nn.Module:
+        self.context.reset()
+        return module
 
     def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         self.run.before_call(call_timestep(args, kwargs), self.part)
@@ -323,26 +341,31 @@ def _wrap_scheduler(run: PipelineRun) -> None:
     # the generator is passed at all; `"timesteps" in signature(set_timesteps)` whether custom timesteps are allowed)
     @functools.wraps(original_set)
     def set_timesteps(*args: Any, **kwargs: Any) -> Any:
-        flow = is_flow_scheduler(scheduler)
         # Pipelines with their own clock pass their own timesteps / sigmas (Flux, CogView4, Lumina 2): whatever grid the
         # scheduler sets is checked against the schedule's below
         out = original_set(*args, **kwargs)
-        grid = scheduler_grid(scheduler)
+        grid, sigmas = scheduler_grid(scheduler), lists_sigmas(scheduler)
         merged = merge_repeats(grid)
         steps = int(getattr(scheduler, "num_inference_steps", None) or len(merged))
         if len(merged) != steps:  # timesteps between the nominal ones (PNDM's Runge-Kutta warm-up, KDPM2's midpoints)
             hint = "set skip_prk_steps=True (Stable Diffusion's PNDM setting)" if name == "PNDMScheduler" else "pick another scheduler"
             raise FlexdiffError(f"{name} grid of {len(grid)} timesteps for num_inference_steps={steps}", "the schedule's timesteps, each possibly repeated (a step evaluated more than once)", hint)
-        if not same_grid(merged, list(schedule.timesteps)):
-            raise FlexdiffError(f"{name} {'sigmas' if flow else 'timesteps'} {merged[0]:g}..{merged[-1]:g} (num_inference_steps={steps})",
-                                f"the schedule's {'sigmas' if flow else 'timesteps'} {schedule.timesteps[0]:g}..{schedule.timesteps[-1]:g} (T = {schedule.T})",
+        # a dynamically shifted flow model (Flux, Qwen-Image, SD3.5 ...) shifts the same T positions by each call's
+        # resolution: its schedules bind to the positions (and to the scheduler config, in the binding), not to the
+        # sigmas of the resolution they were made at
+        by_position = is_flow_scheduler(scheduler) and bool(scheduler.config.get("use_dynamic_shifting")) and len(merged) == schedule.T
+        if not same_grid(merged, list(schedule.timesteps)) and not by_position:
+            raise FlexdiffError(f"{name} {'sigmas' if sigmas else 'timesteps'} {merged[0]:g}..{merged[-1]:g} (num_inference_steps={steps})",
+                                f"the schedule's {'sigmas' if sigmas else 'timesteps'} {schedule.timesteps[0]:g}..{schedule.timesteps[-1]:g} (T = {schedule.T})",
                                 "make the schedule for this pipeline with flexdiff.pipeline_timesteps(pipe, num_inference_steps)")
-        active = schedule.active_timesteps
+        active = [merged[i] for i in schedule.active_indices]  # the grid points this call set, at the schedule's active positions
         if len(active) != schedule.T:  # null steps: the scheduler runs the active grid points only (checked at enable)
             rest = {k: v for k, v in kwargs.items() if k not in ("num_inference_steps", "sigmas", "timesteps")}
-            if flow:  # diffusers shifts the sigmas it is given: pass the unshifted ones, so that it runs exactly these
+            if is_flow_scheduler(scheduler):  # diffusers shifts the sigmas it is given: pass the unshifted ones, so that it runs exactly these
                 noise = FlowSchedule.from_scheduler_config(dict(scheduler.config), f"{name} config", mu=kwargs.get("mu"))
                 out = original_set(sigmas=noise.unshifted(active), **rest)
+            elif sigmas:  # Euler takes the sigmas to run, its terminal one included, and derives their timesteps
+                out = original_set(sigmas=[*active, float(scheduler.sigmas[-1])], **rest)
             else:
                 out = original_set(timesteps=active, **rest)
         run.start(grid_steps(scheduler_grid(scheduler), active, name))
@@ -469,11 +492,7 @@ class DiffusersPipelineIntegration(Integration):
     def binding(self, obj: Any) -> Binding:
         """The pipeline's denoiser weights, branches and noise schedule, and its scheduler's class."""
         scheduler = obj.scheduler
-        try:
-            noise = noise_schedule(dict(scheduler.config)).fingerprint()
-        except FlexdiffError:  # a schedule flexdiff does not model (or a dynamically shifted one): its config stands for it
-            noise = digest(dict(scheduler.config))
-        return denoiser_binding(denoiser_of(obj), noise, type(scheduler).__name__)
+        return denoiser_binding(denoiser_of(obj), scheduler_fingerprint(dict(scheduler.config)), type(scheduler).__name__)
 
     def disable(self, obj: Any) -> None:
         pipe = obj

@@ -16,6 +16,7 @@ from flexdiff.models.conditioning import default_conditioning
 from flexdiff.models.files import load_component, read_config, sample_shape
 from flexdiff.models.model import DiffusionModel
 from flexdiff.models.pipelines import (
+    check_call_options,
     is_latent_or_text_pipeline,
     is_pipeline_object,
     load_pipeline,
@@ -56,12 +57,14 @@ def _unet_folder(root: Path) -> tuple[Path, Path | None]:
     )
 
 
-def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto", *, torch_dtype: torch.dtype | str | None = None, variant: str | None = None) -> DiffusionModel:
+def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto", *, torch_dtype: torch.dtype | str | None = None, variant: str | None = None,
+               call_options: dict[str, Any] | None = None) -> DiffusionModel:
     """Load ``builtin:digits``, a local diffusers folder, or wrap a diffusers pipeline object the user already holds.
 
     ``torch_dtype`` (e.g. ``torch.float16``) and ``variant`` (``"fp16"``: ``diffusion_pytorch_model.fp16.safetensors``)
     work as in diffusers' ``from_pretrained``; a pipeline object keeps its own modules, dtype and device (it is wrapped,
-    not copied: :func:`flexdiff.models.pipelines.model_from_pipeline`).
+    not copied: :func:`flexdiff.models.pipelines.model_from_pipeline`). ``call_options`` (``height``, ``width``,
+    ``num_frames``, any keyword of the pipeline's call) go to every call of a pipeline its own call drives.
 
     Accepts a pipeline folder (``model_index.json``: DDPM / DDIM with a pixel ``UNet2DModel``, LDM with a latent
     ``UNet2DModel`` and a VAE, Stable Diffusion; see :mod:`flexdiff.models.pipelines`) or a bare ``UNet2DModel`` folder
@@ -69,7 +72,7 @@ def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto"
     without one the DDPM linear schedule is assumed).
     """
     if is_pipeline_object(spec):
-        return model_from_pipeline(spec)
+        return model_from_pipeline(spec, call_options=call_options)
     torch_dtype = resolve_dtype(torch_dtype)
     text = str(spec)
     if text.startswith("builtin:"):
@@ -83,7 +86,8 @@ def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto"
     if (root / "transformer" / "config.json").is_file() and not (root / "vae").is_dir():
         return _load_pixel_transformer(root, text, device, torch_dtype, variant)
     if is_latent_or_text_pipeline(root):
-        return load_pipeline(root, text, device, torch_dtype=torch_dtype, variant=variant)
+        return load_pipeline(root, text, device, torch_dtype=torch_dtype, variant=variant, call_options=call_options)
+    check_call_options(call_options, False, text)
     unet_dir, scheduler_file = _unet_folder(root)
     unet = load_component(
         unet_dir, ("UNet2DModel",),

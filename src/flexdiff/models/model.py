@@ -19,7 +19,7 @@ import torch
 
 from flexdiff.backbones import Backbone, Layout, backbone_of
 from flexdiff.errors import FlexdiffError
-from flexdiff.noise import Noise, initial_noise
+from flexdiff.noise import Noise, initial_noise, scheduler_fingerprint
 from flexdiff.samplers import PIPELINE
 from flexdiff.schedule import Binding
 from flexdiff.utils.hashing import weights_hash
@@ -107,7 +107,7 @@ class DiffusionModel:
 
     denoiser: torch.nn.Module  # the unmodified diffusers network (a UNet today)
     noise: Noise
-    sample_shape: tuple[int, int, int]  # (C, H, W) of one sample
+    sample_shape: tuple[int, ...]  # (C, H, W) of one sample; a pipeline-driven model's latents as its pipeline prepares them
     name: str
     path: Path | None = None
     scheduler_config: dict[str, Any] = field(default_factory=dict)
@@ -120,9 +120,15 @@ class DiffusionModel:
     pipeline: Any = None
     #: True for pipelines only their own call can drive (SDXL's added conditions, ControlNet): sampler "pipeline" only.
     pipeline_only: bool = False
-    #: set for ``pipeline_only`` models: one UNet call captured from the pipeline (its added conditions, ControlNet
-    #: residuals), replayed at ``(x, t)``: what the cost model measures in place of ``eps``.
+    #: set for ``pipeline_only`` models: the pipeline's first denoiser call (its added conditions, ControlNet residuals,
+    #: rotary ids), replayed per image of ``x``: what the cost model measures in place of ``eps``.
     replay: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+    #: what every call of the pipeline gets besides prompts, noise and steps (height, width, num_frames, the user's
+    #: ``--pipeline-kwargs``): ``sample_shape`` is the latents the pipeline prepares with them
+    call_options: dict[str, Any] = field(default_factory=dict)
+    #: the pipeline's ``encode_prompt`` answers, by their arguments: text encoders run once per prompt batch of a run
+    #: (:func:`flexdiff.models.pipelines.prompts_encoded_once`)
+    prompt_embeddings: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def scheduler_class(self) -> str:
@@ -166,17 +172,18 @@ class DiffusionModel:
         """What a schedule run on this model with ``sampler`` is made for (see :mod:`flexdiff.schedule.binding`): flexdiff's
         own loop (``flexdiff:<sampler>``), or with :data:`~flexdiff.samplers.PIPELINE` the folder's diffusers scheduler
         class, exactly what ``flexdiff.enable(pipe, ...)`` finds on the pipeline."""
-        scheduler = self.scheduler_class if sampler == PIPELINE else f"flexdiff:{sampler}"
-        return denoiser_binding(self.denoiser, self.noise.fingerprint(), scheduler)
+        if sampler == PIPELINE:
+            return denoiser_binding(self.denoiser, scheduler_fingerprint(self.scheduler_config), self.scheduler_class)
+        return denoiser_binding(self.denoiser, self.noise.fingerprint(), f"flexdiff:{sampler}")
 
     @torch.no_grad()
     def eps(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """epsilon-hat(x_t, t) for a batch ``x`` (N, C, H, W) at integer timestep ``t`` -- for a flow-matching model the
         velocity at sigma ``t``, what its samplers integrate (``noise.to_prediction``). The samplers work in float32;
         a half-precision denoiser (``torch_dtype``) gets its input in its own dtype and returns float32."""
-        if self.pipeline_only:
+        if self.pipeline_only:  # the pipeline's first denoiser call, replayed: what a step costs, not a prediction
             if self.replay is None:
-                raise FlexdiffError(self.name, "a model flexdiff's own loop can drive", "SDXL and ControlNet pipelines run through their own call: pass --sampler pipeline")
+                raise FlexdiffError(self.name, "a model flexdiff's own loop can drive", f"{type(self.denoiser).__name__} runs through its pipeline's own call: pass --sampler pipeline")
             return self.replay(x, t)
         n, c, backbone = x.shape[0], self.conditioning, self.backbone
         dtype = next(self.denoiser.parameters()).dtype

@@ -84,6 +84,7 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
         "trials": {"baselines": baselines, "searched": searched, "pruned": list(pruned[1]), "pruned_baselines": list(pruned[0])},
         # --reuse: image x active steps this process did not compute, and the bytes its stored runs hold at the end
         "phase_seconds": phases,
+        "expected_teacher_image_equivalents": ctx.expected_images,  # the estimate's cost per phase, device-free (images x MACs / the teacher's)
         "reuse": {"saved_image_steps": ctx.trajectories.saved_steps, "stored_bytes": ctx.trajectories.nbytes} if ctx.trajectories is not None else None,
         "files": written,  # the manifest: what this run wrote beside results.json (a rerun removes only those)
         **run_provenance(out / "results.json"),  # command(s), versions, machine: what produced these numbers

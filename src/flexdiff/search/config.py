@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from flexdiff.data import load_images
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import get_feature_network
 from flexdiff.models.conditioning import check_guidance, parse_labels, read_prompt_file
-from flexdiff.samplers import PIPELINE, check_sampler
+from flexdiff.samplers import AUTO, PIPELINE, check_sampler
 from flexdiff.sampling import check_batch_size, check_image_count
 from flexdiff.search.fidelity import DEFAULT_MARGIN, FrontPruner, check_rungs
 from flexdiff.search.space import GenomeSpace
@@ -63,6 +63,7 @@ class SearchConfig:
     control_images: str | None = None  # a ControlNet pipeline's conditioning images (folder or .npz)
     torch_dtype: str | None = None  # fp32 / fp16 / bf16 (diffusers' torch_dtype); None: the weights as stored
     variant: str | None = None  # weights variant (diffusion_pytorch_model.<variant>.safetensors)
+    call_options: dict[str, Any] = field(default_factory=dict)  # height, width, num_frames, --pipeline-kwargs of a pipeline-driven model
     progress: bool = True
 
     @property
@@ -136,7 +137,8 @@ def check_config(config: SearchConfig, connect: bool = True) -> None:
     if config.speedup is not None and config.speedup > reachable:
         raise FlexdiffError(f"--speedup {config.speedup}", f"at most {reachable:g}x, the cheapest searched schedule at --steps {config.steps} (one full step in each of "
                             f"{min(config.segments)} segments)", "pass a smaller --speedup, or more --steps / fewer --segments")
-    get_feature_network(config.features, path=config.features_path)
+    if config.features != AUTO:  # auto: decided by the model's images (flexdiff.search.context.resolve_features)
+        get_feature_network(config.features, path=config.features_path)
     check_conditioning_options(config)
     if config.storage is not None:
         check_storage_url(config.storage)

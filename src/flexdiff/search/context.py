@@ -17,10 +17,10 @@ from optuna.trial import Trial
 from flexdiff.cost import StepCosts, measure_macs
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import FeatureNetwork, get_feature_network
-from flexdiff.generation import check_sample_memory, schedule_images, takes_null_steps, teacher_grid
+from flexdiff.generation import check_sample_memory, default_sampler, schedule_images, takes_null_steps, teacher_grid
 from flexdiff.metrics import paired_distance, rfid
 from flexdiff.models import DiffusionModel, condition, load_model
-from flexdiff.samplers import PIPELINE, resolve_sampler, same_trajectory
+from flexdiff.samplers import AUTO, PIPELINE, same_trajectory
 from flexdiff.sampling import batch_bounds
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.config import SearchConfig, check_budget
@@ -51,6 +51,8 @@ class SearchContext:
     pruner: BasePruner | None = None
     #: the runs candidates start from (``--reuse``; flexdiff/trajectory.py), filled by every evaluation of this worker
     trajectories: TrajectoryStore | None = None
+    #: the estimate's teacher-image equivalents per phase (flexdiff.search.estimate.equivalents), for results.json
+    expected_images: dict[str, float] = field(default_factory=dict)
     _peer_extra: dict[str, Any] | None = None
     _key: ReferenceKey | None = None
 
@@ -229,17 +231,37 @@ def _under(schedule: Schedule, sampler: str) -> Schedule:
     return Schedule(schedule.steps, schedule.timesteps, sampler, f"{schedule.name}+{sampler}", meta)
 
 
+def image_channels(model: DiffusionModel) -> int:
+    """Channels of the model's images: its samples', its decoder's output's, or RGB for a pipeline's own call."""
+    if model.pipeline_only and model.decoder is None:
+        return 3
+    vae = getattr(model.decoder, "vae", None)
+    return int(vae.config.out_channels) if vae is not None else int(model.sample_shape[0])
+
+
+def resolve_features(features: str, model: DiffusionModel) -> str:
+    """``--features auto``: ``digits`` for grey images (the built-in models' kind, what that network was trained on);
+    for any other model a one-line refusal naming the real-image options, never digits embeddings of a photo."""
+    if features != AUTO:
+        return features
+    if image_channels(model) == 1:
+        return "digits"
+    raise FlexdiffError(f"--features {AUTO} on {model.name} ({image_channels(model)}-channel images)", "a real-image feature network for a model other than the grey-digits built-ins",
+                        "pass --features clip --clip CLIP_FOLDER (a local transformers CLIPModel) or --features inception --inception WEIGHTS")
+
+
 def build_context(config: SearchConfig, reference: bool = True) -> SearchContext:
     """One worker's context; ``reference=False`` leaves the teacher reference to :meth:`SearchContext.load_reference`
     (the estimate of a search comes before it)."""
-    model = load_model(config.model, config.device, torch_dtype=config.torch_dtype, variant=config.variant)
-    config = replace(config, sampler=resolve_sampler(config.sampler, model.noise.kind))
+    model = load_model(config.model, config.device, torch_dtype=config.torch_dtype, variant=config.variant, call_options=config.call_options)
+    config = replace(config, sampler=default_sampler(model, config.sampler))
     if config.peers and model.backbone.name != "transformer":  # before any work
         raise FlexdiffError(f"--peers on {config.model} ({model.backbone.name} backbone)", "a transformer (diffusers' and cache-dit's block caches hook transformer blocks)",
                             "drop --peers, or search a DiT, PixArt, SD3 or Flux model")
     condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels, control_images=config.control_images)
     check_sample_memory(model, max(config.n, config.validate_n), config.batch_size)  # the teacher's images first: before any of them
     timesteps = teacher_grid(model, config.sampler, config.steps)
+    config = replace(config, features=resolve_features(config.features, model))
     net = get_feature_network(config.features, model.device, config.features_path)
     num_branches = model.layout.num_branches
     unknown = sorted(b for b in config.baseline_branches or () if not 0 <= b < num_branches)

@@ -58,6 +58,8 @@ class Estimate:
     search_low: float | None = None
     search_high: float | None = None
     probe: dict[str, Any] = field(default_factory=dict)
+    #: teacher-image equivalents per phase (:func:`equivalents`): what the search costs whatever the device
+    images: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -70,7 +72,10 @@ class Estimate:
             rest = self.total - self.phases["search"]
             text += (f"; the pruner's stops assumed as measured on the built-in model: from {_clock(rest + self.search_low)} (every candidate stopped at "
                      f"the first rung) to {_clock(rest + self.search_high)} (none stopped)")
-        return [text]
+        if not self.images:
+            return [text]
+        shares = ", ".join(f"{name} {v:,.0f}" for name, v in self.images.items())
+        return [f"estimated cost: {sum(self.images.values()):,.0f} teacher-image equivalents ({shares}): images x their MACs / the teacher's", text]
 
 
 def _clock(seconds: float) -> str:
@@ -79,11 +84,21 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _sample_probe(model: Any, batch: int) -> torch.Tensor:
+    """Zeros shaped as ``batch`` of the sampler's outputs: latents (decoded next where the model has a decoder), or
+    for a pipeline that decodes inside its own call its images (videos: frames), as the call's options size them."""
+    if model.pipeline_only and model.decoder is None:
+        options = model.call_options
+        frames = (options["num_frames"],) if "num_frames" in options else ()
+        return torch.zeros((batch, *frames, 3, options.get("height", 64), options.get("width", 64)))
+    return torch.zeros((batch, *model.sample_shape), device=model.device)
+
+
 def _per_image_seconds(ctx: SearchContext, batch: int) -> float:
     """Seconds per image of what follows the sampler: the decoder of a latent model and the feature network (median
     of 3 on a probe batch)."""
     model = ctx.model
-    x = torch.zeros((batch, *model.sample_shape), device=model.device)
+    x = _sample_probe(model, batch)
     runs = []
     with torch.no_grad():
         for _ in range(3):
@@ -108,7 +123,7 @@ def _fixed_seconds(ctx: SearchContext, feature: float) -> float:
     from flexdiff.search.strategies import make_sampler
     from flexdiff.search.study import Tagged
 
-    images = torch.zeros((2, *ctx.model.sample_shape))
+    images = _sample_probe(ctx.model, 2).cpu()
     sampler = Tagged(make_sampler(ctx.config.strategy, ctx.space, ctx.genome_key, ctx.budgets, ctx.config.seed))  # it decides what a trial stores
     with tempfile.TemporaryDirectory() as tmp:
         study = optuna.create_study(storage=f"sqlite:///{tmp}/probe.db", directions=["minimize", "minimize"], sampler=sampler)
@@ -148,10 +163,7 @@ def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 
         first = min(rung or 0, images)
         return first * (small.schedule(schedule) + small_feature) + (images - first) * per_image(schedule)
 
-    rng = random.Random(c.seed)
-    genomes = [ctx.space.random_genome(rng) if i % 2 else ctx.space.uniform_genome(rng) for i in range(_FIT_SAMPLES)]
-    schedules = [g.expand(ctx.timesteps, c.candidate_sampler) for g in genomes]
-    macs = [ctx.costs.schedule(s) for s in schedules]
+    schedules, macs = random_schedules(ctx)
     random_mean = sum(macs) / len(macs)
     initial = min(c.trials, INITIAL)
     budgets = ctx.budgets
@@ -184,11 +196,53 @@ def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 
         "search": search,
         "validation": c.validate_n * (teacher + validated * (slope * ctx.max_macs + intercept)) + fixed * validated,  # the teacher once (its images are also its timing run)
     }
+    images = equivalents(ctx, reference_cached, random_mean)
     probe = {"batch": batch, "full_step_seconds_per_image": seconds.full, "feature_seconds_per_image": feature, "seconds_per_mac": slope,
              "per_candidate_seconds_per_image": per_candidate(c.n) / c.n, "fixed_seconds_per_evaluation": fixed}
     if rung:
         probe["first_rung_full_step_seconds_per_image"] = small.full
-    return Estimate(phases, low, full_search if rung else None, probe)
+    return Estimate(phases, low, full_search if rung else None, probe, images)
+
+
+def random_schedules(ctx: SearchContext) -> tuple[list[Any], list[int]]:
+    """:data:`_FIT_SAMPLES` genomes of the space, half random, half uniform (what the evolution starts from), as
+    schedules, with their MACs per image."""
+    rng = random.Random(ctx.config.seed)
+    genomes = [ctx.space.random_genome(rng) if i % 2 else ctx.space.uniform_genome(rng) for i in range(_FIT_SAMPLES)]
+    schedules = [g.expand(ctx.timesteps, ctx.config.candidate_sampler) for g in genomes]
+    return schedules, [ctx.costs.schedule(s) for s in schedules]
+
+
+def equivalents(ctx: SearchContext, reference_cached: bool, random_mean: float) -> dict[str, float]:
+    """The search's cost per phase in teacher-image equivalents: images generated x their MACs per image / the
+    teacher's MACs per image (``T`` full steps), counted as :func:`estimate` counts seconds (the pruner's measured
+    stop shares with rungs; ``random_mean``: the mean MACs of the space's random genomes, the initial candidates).
+    Device-free: on a real model it says what the search costs in plain ``pipe(...)`` calls."""
+    c = ctx.config
+    teacher = ctx.costs.full * len(ctx.timesteps)
+    rung = c.cuts[0] if c.cuts else None
+    later = c.cuts[1] if rung and len(c.cuts) > 1 else c.n
+
+    def kept(images: int) -> float:
+        """Images a stoppable evaluation of ``images`` computes on average with rungs (the measured stop shares)."""
+        if not rung:
+            return images
+        return STOPPED_AT_FIRST_RUNG * rung + STOPPED_LATER * min(later, images) + (1 - STOPPED_AT_FIRST_RUNG - STOPPED_LATER) * images
+
+    replayed = c.reuse and c.sampler != PIPELINE
+    plans = [s for s in ctx.baselines if not (replayed and s.meta.get("family") == "teacher")]
+    baselines = sum((c.n if s.meta.get("family") == "teacher" else c.n - BASELINES_STOPPED * (c.n - kept(c.n) if rung else 0)) * ctx.costs.schedule(s) / teacher
+                    for s in plans) + c.n * len(ctx.peers)
+    initial = min(c.trials, INITIAL)
+    at_budgets = sum(ctx.budgets) / len(ctx.budgets)
+    candidate = (initial * random_mean + (c.trials - initial) * at_budgets) / max(c.trials, 1) / teacher
+    families = {s.meta.get("family") for s in ctx.baselines} - {"teacher"} | {r.family for r in ctx.peers}
+    return {
+        "reference": 0.0 if reference_cached else float(c.n),
+        "baselines": baselines,
+        "search": c.trials * kept(c.n) * candidate,
+        "validation": c.validate_n * (1 + (c.validate_top + len(families)) * ctx.max_macs / teacher),
+    }
 
 
 def _per_image_step_seconds(ctx: SearchContext, batch: int) -> StepCosts:

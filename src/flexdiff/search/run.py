@@ -141,11 +141,13 @@ def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
     began = time.perf_counter()
     ctx = build_context(config, reference=False)
     expected = estimate(ctx, ctx.load_reference(build=False), time.perf_counter() - began)
+    ctx.expected_images = {k: round(v, 1) for k, v in expected.images.items()}
     if config.progress or dry_run:
         print("\n".join(expected.lines()))
     if dry_run:
         return {"estimate": {"seconds": round(expected.total, 1), "phases": {k: round(v, 1) for k, v in expected.phases.items()},
-                             "search_low_seconds": expected.search_low, "search_high_seconds": expected.search_high, "probe": expected.probe}}
+                             "search_low_seconds": expected.search_low, "search_high_seconds": expected.search_high, "probe": expected.probe,
+                             "teacher_image_equivalents": ctx.expected_images}}
     output_folder(config.out)
     check_studies(ctx)  # a study made for other settings is refused before the teacher cache could be rebuilt over another run's
     phases = {"setup": time.perf_counter() - began}  # this process's wall seconds per phase (a resumed run: what it did this time)

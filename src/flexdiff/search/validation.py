@@ -3,12 +3,13 @@ paired distance, FID against real data when the model has a reference set, wall-
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from flexdiff.data import REAL_REFERENCE, load_images
 from flexdiff.generation import schedule_images, teacher_images
-from flexdiff.metrics import frechet_distance, paired_distance, rfid
+from flexdiff.metrics import frechet_distance, paired_distance, psnr, rfid, ssim
 from flexdiff.search.artefacts import schedule_of_row
 from flexdiff.search.context import SearchContext
 from flexdiff.search.peers import PeerRun
@@ -28,7 +29,8 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
     total = 1 + len(rows)
     with progress_bar(f"validation ({c.validate_n} images)", total, enabled=c.progress) as advance:
         start = time.perf_counter()
-        teacher_feats = ctx.net(teacher_images(ctx.model, noise, ctx.timesteps, c.sampler, seed=c.seed, batch_size=c.batch_size))
+        teacher_out = teacher_images(ctx.model, noise, ctx.timesteps, c.sampler, seed=c.seed, batch_size=c.batch_size)
+        teacher_feats = ctx.net(teacher_out)
         teacher_wall = time.perf_counter() - start
         advance()
         teacher = {"name": f"teacher ({c.sampler}-{len(ctx.timesteps)})", "wall_seconds": round(teacher_wall, 3), "macs": ctx.costs.full * len(ctx.timesteps),
@@ -43,10 +45,16 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
             feats = ctx.net(images)
             out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")}, "sampler": schedule.sampler if schedule is not None else c.sampler,
                         "search_rfid": row["rfid"], "rfid": round(rfid(feats, teacher_feats), 5), "paired": round(paired_distance(feats, teacher_feats), 5),
+                        "psnr": finite(psnr(images, teacher_out), 3), "ssim": finite(ssim(images, teacher_out), 5),
                         "fid": round(frechet_distance(real, feats), 4) if real is not None else None,
                         "wall_seconds": round(wall, 3), "wall_speedup": round(teacher_wall / wall, 4), "steps": row.get("steps")})
             advance()
     return teacher, out
+
+
+def finite(value: float, digits: int) -> float | None:
+    """``value`` rounded, or None where it is infinite (a PSNR of images equal to the teacher's): JSON has no inf."""
+    return round(value, digits) if math.isfinite(value) else None
 
 
 def choose_for_validation(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]]) -> list[dict[str, Any]]:
