@@ -1,5 +1,6 @@
-"""Tiny random pipeline folders of the transformer families, saved with ``save_pretrained`` as a user's model folder
-is: diffusers' pipeline-test dummy sizes, local tokenizers written from a few pieces (nothing is downloaded).
+"""Tiny random pipeline folders of the transformer families (Flux, SD3, PixArt-Sigma, Qwen-Image, Wan 2.1), saved
+with ``save_pretrained`` as a user's model folder is: diffusers' pipeline-test dummy sizes, local tokenizers written
+from a few pieces (nothing is downloaded).
 
 Each builder writes a folder and returns its path; ``FOLDERS`` maps a family name to its builder and the call
 options (height, width, frames) its tiny latents need.
@@ -98,8 +99,9 @@ def flux(root: Path) -> Path:
     return root
 
 
-def sd3(root: Path) -> Path:
-    """Stable Diffusion 3 without its T5 encoder (``text_encoder_3`` null in model_index.json, as diffusers documents)."""
+def sd3(root: Path, t5: bool = False) -> Path:
+    """Stable Diffusion 3, by default without its T5 encoder (``text_encoder_3`` null in model_index.json, as diffusers
+    documents)."""
     import diffusers
 
     torch.manual_seed(0)
@@ -108,7 +110,8 @@ def sd3(root: Path) -> Path:
     clip, tokenizer = clip_encoder(8, projection=True)
     clip_2, tokenizer_2 = clip_encoder(8, seed=3, projection=True)
     pipe = diffusers.StableDiffusion3Pipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_vae(4, flow=True), text_encoder=clip, tokenizer=tokenizer,
-                                              text_encoder_2=clip_2, tokenizer_2=tokenizer_2, text_encoder_3=None, tokenizer_3=None, transformer=transformer.eval())
+                                              text_encoder_2=clip_2, tokenizer_2=tokenizer_2, text_encoder_3=t5_encoder(16) if t5 else None,
+                                              tokenizer_3=t5_tokenizer() if t5 else None, transformer=transformer.eval())
     pipe.save_pretrained(root, safe_serialization=True)
     return root
 
@@ -142,10 +145,46 @@ def wan(root: Path) -> Path:
     return root
 
 
+def qwen_tokenizer() -> Any:
+    """A byte-level BPE tokenizer (the 256 byte symbols, no merges) with Qwen's chat specials: what Qwen-Image's prompt
+    template is tokenized with (one token per byte: its system prompt is longer than the 34 tokens the pipeline drops)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2TokenizerFast
+
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tokenizer = Qwen2TokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token=None, model_max_length=64)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    return tokenizer
+
+
+def qwen_image(root: Path) -> Path:
+    """Qwen-Image: a Qwen2.5-VL text encoder (diffusers' test sizes, a 300-token vocabulary), its 3-D VAE, dynamic shifting."""
+    import diffusers
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    transformer = diffusers.QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=3,
+                                                        joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4))
+    vae = diffusers.AutoencoderKLQwenImage(base_dim=24, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    text = {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 300, "rope_theta": 1e6,
+            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}, "bos_token_id": 256, "eos_token_id": 256}
+    config = Qwen2_5_VLConfig(text_config=text, vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16}, hidden_size=16,
+                              vocab_size=300, vision_end_token_id=290, vision_start_token_id=291, vision_token_id=292, bos_token_id=256, eos_token_id=256)
+    torch.manual_seed(1)
+    encoder = Qwen2_5_VLForConditionalGeneration(config).eval()
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256, max_image_seq_len=8192)
+    diffusers.QwenImagePipeline(scheduler=scheduler, vae=vae.eval(), text_encoder=encoder, tokenizer=qwen_tokenizer(), transformer=transformer.eval()).save_pretrained(root, safe_serialization=True)
+    return root
+
+
 #: family -> (folder builder, the call options its tiny latents take)
 FOLDERS: dict[str, tuple[Callable[[Path], Path], dict[str, Any]]] = {
     "flux": (flux, {"height": 16, "width": 16}),
     "sd3": (sd3, {"height": 16, "width": 16}),
+    "sd3-t5": (lambda root: sd3(root, t5=True), {"height": 16, "width": 16}),
     "pixart-sigma": (pixart_sigma, {"height": 16, "width": 16, "use_resolution_binning": False}),
+    "qwen-image": (qwen_image, {"height": 32, "width": 32, "max_sequence_length": 16}),
     "wan": (wan, {"height": 16, "width": 16, "num_frames": 5}),
 }

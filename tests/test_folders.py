@@ -1,4 +1,4 @@
-"""A user's own transformer pipeline folder (Flux, SD3 without its T5 encoder, PixArt-Sigma, Wan 2.1 video), saved with
+"""A user's own transformer pipeline folder (Flux, SD3 without its T5 encoder, PixArt-Sigma, Qwen-Image, Wan 2.1 video), saved with
 ``save_pretrained``: ``flexdiff inspect`` lists its branches, ``flexdiff search`` generates through the pipeline's own
 call with its own scheduler (``--sampler auto``), the stored teacher reference is the user's plain ``pipe(...)``, and
 ``best.json`` under ``flexdiff.enable`` reproduces the scored rFID and paired distance."""
@@ -6,6 +6,7 @@ call with its own scheduler (``--sampler auto``), the stored teacher reference i
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 from folders import FOLDERS
 from safetensors.torch import load_file
-from test_pipelines import SEARCH, clip_dir, invoke, ok, one_line_error, sd_dir  # noqa: F401 - session fixtures
+from test_pipelines import SEARCH, clip_dir, invoke, ok, one_line_error, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
 
 import flexdiff
 from flexdiff.features import get_feature_network
@@ -90,7 +91,13 @@ def test_search_on_a_users_folder_scores_what_its_pipeline_makes(family: tuple[s
         images = user_call(pipe, noise, steps, options)
     feats = get_feature_network("clip", path=clip_dir)(images)
     assert abs(rfid(feats, reference["features"]) - best["search_rfid"]) < 1e-4  # the images the search scored
-    assert abs(paired_distance(feats, reference["features"]) - best["paired"]) < 1e-4
+    assert abs(paired_distance(feats, reference["features"]) - best["search_paired"]) < 1e-4
+
+
+def test_inspect_an_sdxl_folder(sdxl_dir: Path) -> None:
+    """SDXL (a UNet its own call drives: added text-time conditions) is inspected through its first UNet call."""
+    info = json.loads(ok(invoke("inspect", "--model", sdxl_dir, "--json")))
+    assert info["backbone"] == "unet" and info["branches"] and all(0 < b["partial_macs"] < info["full_step_macs"] for b in info["branches"])
 
 
 def test_a_null_component_loads_absent(tmp_path: Path) -> None:
@@ -124,9 +131,10 @@ def test_a_search_on_a_photo_model_without_features_is_refused_not_scored_with_d
     assert not (tmp_path / "run").exists()
 
 
-def test_a_flux_schedule_made_at_one_resolution_applies_at_others(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_a_flux_schedule_made_at_one_resolution_applies_at_others(clip_dir: Path, tmp_path: Path) -> None:
     """Flux shifts its sigmas by each call's resolution (``mu``): a schedule binds to the T positions, not to the sigmas
-    of the resolution it was made at. Made at 64x64 and saved, it applies at 32x32 and 128x128; its null steps run
+    of the resolution it was made at. Searched (or written) at 64x64, it applies at 32x32 and 128x128; null steps run
     the kept positions, exactly ``pipe(..., sigmas=kept)`` at each resolution."""
     from flexdiff.generation import teacher_grid
     from flexdiff.schedule import Schedule, Step, bind
@@ -146,8 +154,12 @@ def test_a_flux_schedule_made_at_one_resolution_applies_at_others(tmp_path: Path
     def call(size: int, **extra: Any) -> torch.Tensor:
         return pipe(prompt="a cat", height=size, width=size, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="latent", **extra).images
 
+    ok(invoke("search", "--model", folder, *SEARCH, "--steps", str(steps), "--speedup", "1.3", "--features", "clip", "--clip", clip_dir, "--no-report",
+              "--height", "64", "--width", "64", "--out", tmp_path / "search"))
     for size in (32, 128):
         plain = call(size)
+        with flexdiff.enabled(pipe, tmp_path / "search" / "best.json"):  # the searched plan runs at this size too
+            assert call(size).shape == plain.shape
         with flexdiff.enabled(pipe, tmp_path / "nulls.json"):
             nulls = call(size)
         torch.testing.assert_close(nulls, call(size, sigmas=kept), rtol=0, atol=1e-5)
@@ -173,3 +185,42 @@ def test_text_encoders_run_once_per_prompt_batch(tmp_path: Path) -> None:
     handle.remove()
     assert encoded > 0 and len(calls) == encoded and torch.equal(first, second)
     assert "encode_prompt" not in vars(model.pipeline)
+
+
+def test_an_sd_folders_schedule_files_are_its_own_pipeline_and_deepcaches_plug_in(sd_dir: Path, tmp_path: Path) -> None:
+    """On an SD folder with its DDIM config, ``--sampler auto`` is the pipeline's own call: ``schedule full`` through
+    ``enable`` is the plain ``pipe(...)`` bit for bit, and ``schedule deepcache --interval 3 --branch 0`` equals
+    DeepCache's own ``DeepCacheSDHelper`` (Ma et al. 2024's plug-in) on the same pipeline and latents."""
+    import diffusers
+    from DeepCache import DeepCacheSDHelper
+
+    folder = tmp_path / "sd"
+    shutil.copytree(sd_dir, folder)
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    diffusers.DDIMScheduler.from_config(config).save_pretrained(folder / "scheduler")
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "scheduler": ["diffusers", "DDIMScheduler"]}))
+    steps = "10"
+    ok(invoke("schedule", "full", "--model", folder, "--steps", steps, "--out", tmp_path / "full.json"))
+    ok(invoke("schedule", "deepcache", "--model", folder, "--steps", steps, "--interval", "3", "--branch", "0", "--out", tmp_path / "dc.json"))
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def call() -> torch.Tensor:
+        return pipe(prompt=["a cat", "the dog"], num_inference_steps=int(steps), latents=latents, guidance_scale=GUIDANCE, output_type="latent").images
+
+    plain = call()
+    with flexdiff.enabled(pipe, tmp_path / "full.json"):
+        assert torch.equal(call(), plain)
+    with flexdiff.enabled(pipe, tmp_path / "dc.json"):
+        ours = call()
+    helper = DeepCacheSDHelper(pipe=pipe)
+    helper.set_params(cache_interval=3, cache_branch_id=0)
+    helper.enable()
+    try:
+        theirs = call()
+    finally:
+        helper.disable()
+    assert not torch.equal(theirs, plain)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)

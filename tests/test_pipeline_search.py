@@ -98,4 +98,4 @@ def test_the_search_scores_what_the_users_pipeline_makes(kind: str, scheduler: s
         images = _user_call(pipe, noise, control)
     feats = get_feature_network("clip", path=clip_dir)(images)
     assert abs(rfid(feats, reference["features"]) - best["search_rfid"]) < 1e-4  # the images the search scored
-    assert abs(paired_distance(feats, reference["features"]) - best["paired"]) < 1e-4
+    assert abs(paired_distance(feats, reference["features"]) - best["search_paired"]) < 1e-4

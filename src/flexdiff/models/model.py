@@ -74,19 +74,23 @@ class Conditioning:
         pick = lambda t: t if t is None or t.shape[0] == 1 else t[index.to(t.device)]  # noqa: E731
         return replace(self, cond=pick(self.cond), uncond=pick(self.uncond), labels=pick(self.labels))
 
-    def noise(self, n: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
-        """Initial noise of ``n`` images when entries carry seeds.
+    def noise(self, n: int, shape: tuple[int, ...], seed: int, start: int = 0) -> torch.Tensor:
+        """Initial noise of images ``start .. start + n - 1`` of a run when entries carry seeds.
 
         Entry ``e`` has seed ``s_e`` (its own, or ``seed + e``); its images ``e, e + P, e + 2P ...`` are the rows of
         ``torch.randn((k, C, H, W), generator=torch.Generator().manual_seed(s_e))`` — so with one entry and no seed of
-        its own this is exactly :func:`flexdiff.noise.initial_noise`.
+        its own this is exactly :func:`flexdiff.noise.initial_noise`. Image ``j`` is row ``j // P`` of its entry's
+        stream: a later ``start`` continues each stream, never repeating a row of the images before it.
         """
         if self.seeds is None:
-            return initial_noise(n, shape, seed)
+            return initial_noise(start + n, shape, seed)[start:]
         out = torch.empty((n, *shape))
-        for e, own in enumerate(self.seeds[:n]):
-            rows = range(e, n, len(self.seeds))
-            out[list(rows)] = initial_noise(len(rows), shape, own if own is not None else seed + e)
+        entries = len(self.seeds)
+        for e, own in enumerate(self.seeds):
+            images = [i for i in range(n) if (start + i) % entries == e]
+            if images:
+                rows = [(start + i) // entries for i in images]
+                out[images] = initial_noise(rows[-1] + 1, shape, own if own is not None else seed + e)[rows]
         return out
 
     def key(self) -> str:
@@ -139,11 +143,12 @@ class DiffusionModel:
     def device(self) -> torch.device:
         return next(self.denoiser.parameters()).device
 
-    def initial_noise(self, n: int, seed: int) -> torch.Tensor:
-        """x_T of ``n`` images for ``seed``: :func:`flexdiff.noise.initial_noise`, or per entry when prompts carry seeds."""
+    def initial_noise(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
+        """x_T of images ``start .. start + n - 1`` of the stream of ``seed``: :func:`flexdiff.noise.initial_noise`
+        (its rows from ``start`` on), or per entry when prompts carry seeds (:meth:`Conditioning.noise`)."""
         if self.conditioning is None:
-            return initial_noise(n, self.sample_shape, seed)
-        return self.conditioning.noise(n, self.sample_shape, seed)
+            return initial_noise(start + n, self.sample_shape, seed)[start:]
+        return self.conditioning.noise(n, self.sample_shape, seed, start)
 
     @contextmanager
     def for_images(self, start: int, stop: int) -> Iterator[None]:
@@ -172,8 +177,9 @@ class DiffusionModel:
         """What a schedule run on this model with ``sampler`` is made for (see :mod:`flexdiff.schedule.binding`): flexdiff's
         own loop (``flexdiff:<sampler>``), or with :data:`~flexdiff.samplers.PIPELINE` the folder's diffusers scheduler
         class, exactly what ``flexdiff.enable(pipe, ...)`` finds on the pipeline."""
-        if sampler == PIPELINE:
-            return denoiser_binding(self.denoiser, scheduler_fingerprint(self.scheduler_config), self.scheduler_class)
+        if sampler == PIPELINE:  # the scheduler as the pipeline runs it (its constructor may rewrite the folder's config)
+            config = dict(self.pipeline.scheduler.config) if self.pipeline is not None else self.scheduler_config
+            return denoiser_binding(self.denoiser, scheduler_fingerprint(config), self.scheduler_class)
         return denoiser_binding(self.denoiser, self.noise.fingerprint(), f"flexdiff:{sampler}")
 
     @torch.no_grad()

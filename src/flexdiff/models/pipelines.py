@@ -192,6 +192,7 @@ def load_pipeline(root: Path, name: str, device: str | torch.device = "auto", *,
         name=name, path=root, scheduler_config=scheduler_config, decoder=LatentDecoder(vae), prompt_encoder=prompt_encoder,
     )
     model.conditioning = default_conditioning(model)
+    pipeline_of(model)  # now: a pipeline's constructor may rewrite its scheduler's config (SD's clip_sample), which schedule files bind to
     return model
 
 

@@ -18,12 +18,14 @@ from flexdiff.utils.progress import progress_bar
 
 
 def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Re-score ``rows`` with ``validate_n`` images: rFID, paired, FID vs real data, wall-clock vs the plain teacher loop.
+    """Re-score ``rows`` with ``validate_n`` images the search never saw (:func:`validation_start`): rFID, paired,
+    PSNR, SSIM, FID vs real data, wall-clock vs the plain teacher loop.
 
     A caching peer's row (``kind`` peer, :mod:`flexdiff.search.peers`) is not a schedule: its images come from the
     peer's own code at its setting, scored the same way against the same teacher images."""
     c = ctx.config
-    noise = ctx.model.initial_noise(c.validate_n, c.seed)
+    first = validation_start(c.n, ctx.model.conditioning.entries if ctx.model.conditioning is not None else 1)
+    noise = ctx.model.initial_noise(c.validate_n, c.seed, first)  # images the search never saw
     real_source = c.reference or REAL_REFERENCE.get(c.model)
     real = ctx.net(load_images(real_source)) if real_source else None
     total = 1 + len(rows)
@@ -34,6 +36,7 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
         teacher_wall = time.perf_counter() - start
         advance()
         teacher = {"name": f"teacher ({c.sampler}-{len(ctx.timesteps)})", "wall_seconds": round(teacher_wall, 3), "macs": ctx.costs.full * len(ctx.timesteps),
+                   "noise_images": [first, first + c.validate_n],  # of the seed's stream; the search scored images 0 .. n - 1
                    "fid": round(frechet_distance(real, teacher_feats), 4) if real is not None else None, "real_reference": real_source}
         out = []
         for row in rows:
@@ -44,12 +47,19 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
             wall = time.perf_counter() - start
             feats = ctx.net(images)
             out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")}, "sampler": schedule.sampler if schedule is not None else c.sampler,
-                        "search_rfid": row["rfid"], "rfid": round(rfid(feats, teacher_feats), 5), "paired": round(paired_distance(feats, teacher_feats), 5),
+                        "search_rfid": row["rfid"], "search_paired": row.get("paired"), "rfid": round(rfid(feats, teacher_feats), 5), "paired": round(paired_distance(feats, teacher_feats), 5),
                         "psnr": finite(psnr(images, teacher_out), 3), "ssim": finite(ssim(images, teacher_out), 5),
                         "fid": round(frechet_distance(real, feats), 4) if real is not None else None,
                         "wall_seconds": round(wall, 3), "wall_speedup": round(teacher_wall / wall, 4), "steps": row.get("steps")})
             advance()
     return teacher, out
+
+
+def validation_start(n: int, entries: int) -> int:
+    """The first image of the validation in the seed's noise stream: after the search's ``n`` images, so that no
+    validated figure re-scores a noise the search selected on, rounded up to a multiple of the prompt count ``entries``
+    (image ``j`` takes prompt ``j mod P`` and that entry's own noise stream: the pairs stay whole)."""
+    return -(-n // entries) * entries
 
 
 def finite(value: float, digits: int) -> float | None:
