@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -476,6 +476,19 @@ def model_from_pipeline(pipe: Any, name: str | None = None, path: Path | None = 
     return model
 
 
+def _transformers_bars_off() -> Callable[[], None]:
+    """transformers' "Loading weights" bars off (its text encoders load inside diffusers' ``from_pretrained``); returns
+    what turns them back on."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # the light install has no transformers: nothing to silence
+        return lambda: None
+    if not transformers_logging.is_progress_bar_enabled():
+        return lambda: None
+    transformers_logging.disable_progress_bar()
+    return transformers_logging.enable_progress_bar
+
+
 def load_own_call_pipeline(root: Path, name: str, device: str | torch.device = "auto", *, torch_dtype: torch.dtype | None = None, variant: str | None = None,
                            call_options: dict[str, Any] | None = None) -> DiffusionModel:
     """A pipeline folder its own call drives (SDXL, ControlNet, transformers, video), loaded by diffusers itself
@@ -487,6 +500,7 @@ def load_own_call_pipeline(root: Path, name: str, device: str | torch.device = "
 
     bars = diffusers_logging.is_progress_bar_enabled()
     diffusers_logging.disable_progress_bar()  # a loading bar per component would break the one-line error contract
+    quiet = _transformers_bars_off()
     try:
         absent = {k: None for k, v in read_config(root / "model_index.json").items() if not k.startswith("_") and v == [None, None]}
         pipe = diffusers.DiffusionPipeline.from_pretrained(root, use_safetensors=True, local_files_only=True, torch_dtype=torch_dtype, variant=variant, **absent)
@@ -495,6 +509,7 @@ def load_own_call_pipeline(root: Path, name: str, device: str | torch.device = "
     finally:
         if bars:
             diffusers_logging.enable_progress_bar()
+        quiet()
     pipe.to(resolve_device(device))
     pipe.set_progress_bar_config(disable=True)
     return model_from_pipeline(pipe, name, root, call_options)
