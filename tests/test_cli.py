@@ -229,3 +229,26 @@ def test_the_default_sampler_follows_the_noise_schedule(tiny_model_dir: Path, tm
     assert json.loads((tmp_path / "dit" / "run.json").read_text())["sampler"] == "flow-euler"
     named = invoke("schedule", "full", "--model", "builtin:digits-dit", "--sampler", "ddim", "--steps", "4", "--out", tmp_path / "x.json")
     assert named.exit_code == 2 and "flow noise schedule" in named.output
+
+
+def test_a_searched_schedule_samples_at_another_step_count(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``sample --schedule FILE --steps T'`` re-expands a genome-carrying file on the model's T'-step teacher grid
+    (what ``flexdiff.schedule.for_steps`` makes); a file without a genome keeps its own T (another --steps: one line)."""
+    import torch
+
+    import flexdiff
+    from flexdiff.generation import teacher_grid
+    from flexdiff.schedule import for_steps
+
+    ok = lambda r: r.exit_code == 0 or pytest.fail(r.output)  # noqa: E731
+    ok(invoke("schedule", "genome", "--model", tiny_model_dir, "--steps", "10", "--segments", "0:3,5:1", "--out", tmp_path / "g.json"))
+    ok(invoke("sample", "--model", tiny_model_dir, "--schedule", tmp_path / "g.json", "--steps", "20", "--n", "2", "--out", tmp_path / "o"))
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["steps"] == 20 and run["schedule"]["T"] == 20 and run["schedule"]["meta"]["searched_at"] == {"T": 10, "genome": "0:3,5:1"}
+    model = flexdiff.load_model(tiny_model_dir, "cpu")
+    plan = for_steps(flexdiff.Schedule.load(tmp_path / "g.json"), teacher_grid(model, "ddim", 20))
+    with np.load(tmp_path / "o" / "samples.npz") as f:
+        assert torch.equal(torch.from_numpy(f["images"]), flexdiff.sample(model, 2, schedule=plan))
+    ok(invoke("schedule", "deepcache", "--model", tiny_model_dir, "--steps", "10", "--interval", "3", "--branch", "1", "--out", tmp_path / "d.json"))
+    result = invoke("sample", "--model", tiny_model_dir, "--schedule", tmp_path / "d.json", "--steps", "20", "--n", "2", "--out", tmp_path / "p")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and "--steps 20" in result.stderr

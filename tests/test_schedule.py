@@ -191,3 +191,25 @@ def test_timesteps_outside_the_models_range_are_named_before_sampling() -> None:
         plan.check_timesteps(FlowSchedule(), where="plan.json")
     with pytest.raises(FlexdiffError, match="integer timesteps"):  # a flow model's sigmas on a UNet
         full([1.0, 0.5, 0.1], "flow-euler").check_timesteps(NoiseSchedule.from_scheduler_config({}), where="plan.json")
+
+
+def test_a_searched_genome_re_expands_at_another_step_count(tmp_path: Path) -> None:
+    """One search for every step count: the segments keep their place in the trajectory, each interval scales with
+    T'/T, so the plan keeps its share of the teacher's network calls; moving it back gives the searched plan; a plan
+    without a genome is refused in one line."""
+    from flexdiff.schedule import for_steps
+
+    searched = Genome.parse("0:2,1:3,0:1,2:4f@1.5").expand(list(range(980, -1, -20)), "ddim")  # T = 50, 10 active steps
+    share = len(searched.active_indices) / searched.T
+    for T in (20, 30, 100):
+        moved = for_steps(searched, list(range(T - 1, -1, -1)))
+        assert moved.T == T and moved.sampler == "ddim" and moved.meta["searched_at"] == {"T": 50, "genome": "0:2,1:3,0:1,2:4f@1.5"}
+        assert abs(len(moved.active_indices) / T - share) <= 4 / T  # the share, to a rounding per segment
+        assert Genome.parse(moved.meta["genome"]).spacing == 1.5 and "forecast:2" in {str(s) for s in moved.steps}
+        back = for_steps(Schedule.from_dict(json.loads(json.dumps(moved.to_dict()))), searched.timesteps)  # through a file
+        assert back.steps == searched.steps and "searched_at" not in back.meta
+    with pytest.raises(FlexdiffError, match="at least as many steps as segments"):
+        for_steps(searched, [3, 2, 1])
+    with pytest.raises(FlexdiffError, match="carries its genome") as err:
+        for_steps(full(list(range(980, -1, -20))), list(range(20)))
+    assert "\n" not in str(err.value)

@@ -76,11 +76,18 @@ class ScheduleExecutor:
         ``compiled``: whether the network runs under ``torch.compile`` (default: asked of ``model``'s denoiser)."""
         schedule.check_branches(layout.num_branches)
         allow_recompiles(schedule, warn=compiled if compiled is not None else model is None or is_compiled(model.denoiser))
-        self.model, self.schedule, self.layout, self.state = model, schedule, layout, state
+        self.model, self.schedule, self.layout, self.state, self.compiled = model, schedule, layout, state, compiled
         self._active = schedule.active_indices
         self._record = record_range(schedule, layout)
         self._filled: list[int] = []  # teacher-step positions of this run's cache-filling steps (for forecasts)
         self.hollow = True  # False: deep units replay their real cached tensors (the reference the tests compare with)
+
+    def with_schedule(self, schedule: Schedule) -> "ScheduleExecutor":
+        """The same model, units and hook state under another ``schedule`` (a searched plan re-expanded at another
+        step count: :func:`flexdiff.schedule.for_steps`)."""
+        executor = ScheduleExecutor(self.model, schedule, self.layout, self.state, self.compiled)
+        executor.hollow = self.hollow
+        return executor
 
     def set_step(self, index: int) -> None:
         """Tell the hooks that teacher step ``index`` (0..T-1) runs next (for hand-written sampling loops)."""

@@ -18,7 +18,7 @@ from flexdiff.models import DiffusionModel, condition, conditioning_summary, ima
 from flexdiff.provenance import run_provenance
 from flexdiff.samplers import AUTO, PIPELINE, check_eta, check_sampler
 from flexdiff.samplers.timesteps import check_steps
-from flexdiff.schedule import Schedule, check_binding
+from flexdiff.schedule import Schedule, check_binding, for_steps
 from flexdiff.utils.io import folder_as_unit, write_json
 
 
@@ -55,12 +55,13 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     c = config
     plan = Schedule.load(c.schedule) if c.schedule is not None else None
     if plan is not None:  # the file sets sampler and steps: an option saying otherwise would be ignored, so it is refused
-        for option, given, own in (("--sampler", c.sampler, plan.sampler), ("--steps", c.steps, plan.T)):
+        stretches = isinstance(plan.meta.get("genome"), str)  # a searched plan re-expands at another --steps (for_steps)
+        for option, given, own in (("--sampler", c.sampler, plan.sampler), ("--steps", None if stretches else c.steps, plan.T)):
             if given not in (None, AUTO, own):
                 raise FlexdiffError(f"{option} {given} with --schedule {c.schedule}", f"the schedule's own {option.lstrip('-')} ({own}) or none",
                                     f"drop {option} (the schedule file sets it), or write a schedule for it")
     sampler = plan.sampler if plan else c.sampler
-    steps = plan.T if plan else c.steps if c.steps is not None else DEFAULT_STEPS
+    steps = c.steps if c.steps is not None else plan.T if plan else DEFAULT_STEPS
     check_sampler(sampler, auto=True)
     check_image_count(c.n)
     check_batch_size(c.batch_size)
@@ -76,6 +77,9 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
         check_pipeline_steps(model, sampler, steps)
         teacher_grid(model, sampler, steps)  # validates --steps before any work (flexdiff's grids: no repeated timestep)
     else:
+        if steps != plan.T:  # the searched genome, re-expanded on this model's teacher grid of --steps steps
+            check_pipeline_steps(model, sampler, steps)
+            plan = for_steps(plan, teacher_grid(model, sampler, steps))
         check_binding(plan, lambda: model.binding(plan.sampler), where=c.schedule, strict=c.strict)  # made for this model?
         plan.check_branches(model.layout.num_branches)
         plan.check_timesteps(model.noise, where=c.schedule)

@@ -361,3 +361,30 @@ def test_a_quantized_denoiser_under_enable() -> None:
     with flexdiff.enabled(case.pipe, caching_schedule(grid, owners, "flow-euler")):
         assert not torch.equal(case(), plain)
     assert torch.equal(case(), plain)
+
+
+def test_a_searched_schedule_runs_at_any_num_inference_steps() -> None:
+    """A schedule carrying its genome (a search's best.json) enabled once runs at every ``num_inference_steps`` the
+    user calls: each call re-expands it there (exactly the plan ``for_steps`` makes), and back at its own T it is the
+    plan itself again; a hand-made plan at another step count is a one-line refusal."""
+    from flexdiff.schedule import Genome, for_steps
+
+    case = CASES["sd3"]()
+    pipe = case.pipe
+    pipe.set_progress_bar_config(disable=True)
+
+    def call(steps: int) -> torch.Tensor:
+        return pipe(**case.kwargs, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="latent").images
+
+    plan = Genome.parse("0:2,1:1,0:2").expand(flexdiff.pipeline_timesteps(pipe, STEPS), "flow-euler")
+    with flexdiff.enabled(pipe, plan):
+        moved, own = call(10), call(STEPS)
+    with flexdiff.enabled(pipe, for_steps(plan, flexdiff.pipeline_timesteps(pipe, 10))):
+        assert torch.equal(moved, call(10))
+    with flexdiff.enabled(pipe, plan):
+        assert torch.equal(own, call(STEPS))
+    assert not torch.equal(moved, call(10))  # the plan acted
+    hand_made = caching_schedule(flexdiff.pipeline_timesteps(pipe, STEPS), ["transformer"] * STEPS, "flow-euler")
+    with flexdiff.enabled(pipe, hand_made), pytest.raises(flexdiff.FlexdiffError, match="carries its genome") as err:
+        call(10)
+    assert "\n" not in str(err.value)

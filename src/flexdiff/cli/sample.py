@@ -34,7 +34,7 @@ def sample(
     out: Path = typer.Option(..., "--out", help="folder for samples.npz, grid.png and run.json"),
     model: str = MODEL,
     sampler: str = SAMPLER,
-    steps: int | None = typer.Option(None, "--steps", help="number of uniform sampler steps (default 50; with --schedule, the schedule's)"),
+    steps: int | None = typer.Option(None, "--steps", help="number of uniform sampler steps (default 50; with --schedule, the schedule's: a searched one re-expands its genome at another --steps)"),
     n: int = typer.Option(64, "--n", help="number of images"),
     seed: int = SEED,
     batch_size: int | None = typer.Option(None, "--batch-size", help="images per UNet call (default: all)"),

@@ -52,7 +52,7 @@ from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
 from flexdiff.models.model import denoiser_binding
 from flexdiff.models.pipelines import DENOISER_ATTRS, denoiser_of, denoisers_of  # noqa: F401 - re-exported
 from flexdiff.noise import FLOW_SCHEDULERS, FlowSchedule, scheduler_fingerprint
-from flexdiff.schedule import Binding, Schedule
+from flexdiff.schedule import Binding, Schedule, for_steps
 from flexdiff.schedule.binding import KEY
 
 CLOCK_HOOK = "flexdiff.pipeline_clock"
@@ -123,9 +123,10 @@ class Hooked:
 class PipelineRun:
     """The state of one enabled pipeline: the schedule, the hooked denoisers, and the clock."""
 
-    schedule: Schedule
+    schedule: Schedule  # what the current call runs: the enabled schedule, or re-expanded at the call's step count
     parts: list[Hooked]
     scheduler: Any
+    enabled: Schedule | None = None  # the schedule as enabled (None: ``schedule``)
     started: bool = False
     step: int = 0  # loop iterations completed in this run (scheduler.step calls)
     slot: int = 0  # denoiser calls so far within the current iteration
@@ -150,6 +151,20 @@ class PipelineRun:
             part.caches.clear()
             part.filled = False
             part.executor.new_run()
+
+    def plan_for(self, grid: list[float]) -> Schedule:
+        """The schedule a call on the scheduler's ``grid`` runs: the enabled one at its own step count; at another, a
+        searched schedule's genome re-expanded there (:func:`~flexdiff.schedule.for_steps`; a plan without one is a
+        one-line refusal), its executors rebuilt on the same hooks."""
+        enabled = self.enabled or self.schedule
+        plan = enabled if len(grid) == enabled.T else for_steps(enabled, grid)
+        if plan.key != self.schedule.key or plan.timesteps != self.schedule.timesteps:
+            self.schedule = plan
+            for part in self.parts:
+                part.executor = part.executor.with_schedule(plan)
+            if self.replaced is not None:  # a FlexdiffScheduler stands in: its multistep correction reads the teacher's grid
+                self.scheduler.grid = list(plan.timesteps)
+        return plan
 
     def check_thread(self) -> None:
         if self.owner is not threading.current_thread():
@@ -333,7 +348,7 @@ def accepts_custom_timesteps(scheduler: Any) -> bool:
 
 
 def _wrap_scheduler(run: PipelineRun) -> None:
-    scheduler, schedule = run.scheduler, run.schedule
+    scheduler = run.scheduler
     original_set, original_step = scheduler.set_timesteps, scheduler.step
     name = type(scheduler).__name__
 
@@ -350,6 +365,7 @@ def _wrap_scheduler(run: PipelineRun) -> None:
         if len(merged) != steps:  # timesteps between the nominal ones (PNDM's Runge-Kutta warm-up, KDPM2's midpoints)
             hint = "set skip_prk_steps=True (Stable Diffusion's PNDM setting)" if name == "PNDMScheduler" else "pick another scheduler"
             raise FlexdiffError(f"{name} grid of {len(grid)} timesteps for num_inference_steps={steps}", "the schedule's timesteps, each possibly repeated (a step evaluated more than once)", hint)
+        schedule = run.plan_for(merged)  # another num_inference_steps: a searched schedule's genome, re-expanded
         # a dynamically shifted flow model (Flux, Qwen-Image, SD3.5 ...) shifts the same T positions by each call's
         # resolution: its schedules bind to the positions (and to the scheduler config, in the binding), not to the
         # sigmas of the resolution they were made at
@@ -432,7 +448,7 @@ class DiffusersPipelineIntegration(Integration):
             raise FlexdiffError(f"{type(scheduler).__name__} with null steps in {schedule.name or 'the schedule'}",
                                 "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch), or DDIM with set_alpha_to_one=True",
                                 "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")
-        run = PipelineRun(schedule, [], scheduler, replaced=original if scheduler is not original else None)
+        run = PipelineRun(schedule, [], scheduler, enabled=schedule, replaced=original if scheduler is not original else None)
         try:
             for attr, denoiser in denoisers:
                 layout, state = apply_partial_steps(denoiser)
@@ -475,14 +491,15 @@ class DiffusersPipelineIntegration(Integration):
 
         def deepcopy(memo: dict[int, Any]) -> Any:
             copied = self._suspended(pipe, lambda: copy.deepcopy(pipe, memo))
-            self.enable(copied, run.schedule)
+            self.enable(copied, run.enabled or run.schedule)
             return copied
 
         vars(pipe).update(progress_bar=progress_bar, save_pretrained=save_pretrained, __deepcopy__=deepcopy)
 
     def _suspended(self, pipe: Any, action: Any) -> Any:
         """``action()`` on the plain pipeline: the schedule off for it, on again after (a fresh run state)."""
-        schedule = getattr(pipe, ATTR).schedule
+        run = getattr(pipe, ATTR)
+        schedule = run.enabled or run.schedule
         self.disable(pipe)
         try:
             return action()

@@ -10,7 +10,7 @@ from flexdiff.schedule.baselines import (
     nonuniform_full_indices,
 )
 from flexdiff.schedule.binding import Binding, bind, check_binding
-from flexdiff.schedule.genome import Genome, Segment, check_spacing
+from flexdiff.schedule.genome import Genome, Segment, check_spacing, for_steps
 from flexdiff.schedule.kinds import (
     FORECAST,
     FULL,
@@ -25,5 +25,5 @@ from flexdiff.schedule.schedule import FORMAT, VERSION, Schedule
 
 __all__ = [
     "Binding", "bind", "check_binding", "FORECAST", "FORMAT", "FULL", "NULL", "PARTIAL", "STEP_KINDS", "VERSION", "Genome", "Schedule", "Segment", "Step", "StepKind", "check_range", "check_spacing",
-    "ddim_k", "deepcache_nonuniform", "deepcache_uniform", "full", "nonuniform_full_indices", "register_step_kind",
+    "ddim_k", "deepcache_nonuniform", "deepcache_uniform", "for_steps", "full", "nonuniform_full_indices", "register_step_kind",
 ]

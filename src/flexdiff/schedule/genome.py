@@ -111,3 +111,28 @@ class Genome:
     def key(self) -> str:
         body = "genome-" + "_".join(f"b{s.branch}i{s.interval}{'f' if s.forecast else ''}" for s in self.segments)
         return body if self.spacing == 1.0 else f"{body}-p{_power_text(self.spacing)}"
+
+
+def for_steps(schedule: Schedule, timesteps: Sequence[float]) -> Schedule:
+    """``schedule`` on a teacher of ``len(timesteps)`` steps of the same scheduler: itself at its own T; a searched
+    schedule (its file carries its genome) re-expanded at the new T. The genome's segments are fractions of the
+    trajectory, so they keep their place; each segment's interval scales with the step count (``round(i T' / T)``,
+    at least 1, at most the segment), so the schedule keeps its share of the teacher's network calls: a plan searched
+    for 1/3 of a 50-step teacher is about 1/3 of a 20- or a 100-step one. The origin is recorded in ``meta``
+    (``searched_at``). A plan without a genome (hand-made, a baseline, a peer) has no rule to stretch by: refused."""
+    if len(timesteps) == schedule.T:
+        return schedule if list(timesteps) == list(schedule.timesteps) else Schedule(schedule.steps, tuple(timesteps), schedule.sampler, schedule.name, schedule.meta)
+    text = schedule.meta.get("genome")
+    if not isinstance(text, str):
+        raise FlexdiffError(f"{schedule.name or 'schedule'} (T = {schedule.T}) at {len(timesteps)} steps", "a schedule made for this step count, or a searched one that carries its genome",
+                            f"make one for {len(timesteps)} steps (flexdiff schedule ... --steps {len(timesteps)}), or run it at {schedule.T} steps")
+    origin = schedule.meta.get("searched_at") or {"T": schedule.T, "genome": text}  # always stretched from where it was searched
+    genome, T, new = Genome.parse(str(origin["genome"])), int(origin["T"]), len(timesteps)
+    if len(genome.segments) > new:
+        raise FlexdiffError(f"{schedule.name or 'genome'} ({len(genome.segments)} segments) at {new} steps", f"at least as many steps as segments ({len(genome.segments)})",
+                            f"run it at {len(genome.segments)} steps or more")
+    lengths = Genome.segment_lengths(new, len(genome.segments), genome.spacing)
+    segments = tuple(Segment(s.branch, min(max(1, round(s.interval * new / T)), length), s.forecast) for s, length in zip(genome.segments, lengths))
+    stretched = Genome(segments, genome.spacing).expand(timesteps, schedule.sampler)
+    meta = {k: v for k, v in schedule.meta.items() if k not in ("genome", "family", "searched_at")} | stretched.meta | ({"searched_at": origin} if new != T else {})
+    return Schedule(stretched.steps, stretched.timesteps, stretched.sampler, stretched.name, meta)
