@@ -56,6 +56,25 @@ def _front_files(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return files
 
 
+def spent_images(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], validated: list[dict[str, Any]],
+                 pruned: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, float]:
+    """What the search generated, per phase, in teacher-image equivalents (images x their MACs per image / the
+    teacher's), counted from the studies (every worker's and every resumed run's evaluations; a candidate stopped on
+    a rung counts the images it made) and the validation: the measured counterpart of the estimate's
+    (``expected_teacher_image_equivalents``). Images a stored run replayed (``--reuse``) are counted as made."""
+    c, teacher = ctx.config, ctx.costs.full * len(ctx.timesteps)
+
+    def made(rows: list[dict[str, Any]]) -> float:
+        return sum(int(r.get("pruned_at") or c.n) * float(r["macs"]) / teacher for r in rows)
+
+    return {
+        "reference": float(c.n),
+        "baselines": round(made(baselines) + made(pruned[0]), 1),
+        "search": round(made(searched) + made(pruned[1]), 1),
+        "validation": round(c.validate_n * (1 + sum(float(r["macs"]) / teacher for r in validated)), 1),
+    }
+
+
 def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]],
                   pruned: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []), phases: dict[str, float] | None = None) -> dict[str, Any]:
     """``results.json`` and the schedule files of the front (``pruned``: plan baselines and searched candidates stopped
@@ -85,6 +104,7 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
         # --reuse: image x active steps this process did not compute, and the bytes its stored runs hold at the end
         "phase_seconds": phases,
         "expected_teacher_image_equivalents": ctx.expected_images,  # the estimate's cost per phase, device-free (images x MACs / the teacher's)
+        "teacher_image_equivalents": spent_images(ctx, baselines, searched, validated, pruned),  # what the studies and the validation made
         "reuse": {"saved_image_steps": ctx.trajectories.saved_steps, "stored_bytes": ctx.trajectories.nbytes} if ctx.trajectories is not None else None,
         "files": written,  # the manifest: what this run wrote beside results.json (a rerun removes only those)
         **run_provenance(out / "results.json"),  # command(s), versions, machine: what produced these numbers

@@ -34,6 +34,11 @@ def print_results(results: dict[str, Any]) -> None:
         stdout.print(f"{len(stopped)} of {len(stopped) + len(results['trials']['searched'])} searched candidates stopped early on the rungs {','.join(map(str, results['config']['fidelity']))} (off the front)")
     if stopped_baselines := results["trials"].get("pruned_baselines") or []:
         stdout.print(f"{len(stopped_baselines)} of {len(stopped_baselines) + len(results['trials']['baselines'])} baselines stopped early on the rungs (off the front)")
+    spent = results.get("teacher_image_equivalents")
+    if spent:
+        expected = results.get("expected_teacher_image_equivalents") or {}
+        guess = f" (estimated {sum(expected.values()):,.0f})" if expected else ""
+        stdout.print(f"cost: {sum(spent.values()):,.0f} teacher-image equivalents{guess}: " + ", ".join(f"{k} {v:,.0f}" for k, v in spent.items()))
     out = shown(str(results["config"]["out"]))
     if best is not None and best["kind"] == "peer":
         stdout.print(f"* best within budget: {shown(str(best['name']))} (a caching peer, not a plan); the best schedule within it -> {out}/best.json")
