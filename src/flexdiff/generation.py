@@ -70,9 +70,8 @@ def default_sampler(model: DiffusionModel, name: str) -> str:
     DDPM folders)."""
     if name != AUTO:
         return name
-    from_pipeline = model.pipeline_only or model.pipeline is not None or (model.path is not None and (model.path / "model_index.json").is_file()
-                                                                         and not model.name.startswith("builtin:") and model.decoder is not None)
-    if from_pipeline and "latents" in inspect.signature(pipeline_of(model).__call__).parameters:
+    # a pipeline folder (its model builds its pipeline at load) or object; the built-ins and pixel UNet folders have none
+    if model.pipeline is not None and "latents" in inspect.signature(model.pipeline.__call__).parameters:
         return PIPELINE
     return resolve_sampler(name, model.noise.kind)
 
@@ -115,7 +114,8 @@ def schedule_images(model: DiffusionModel, schedule: Schedule, noise: torch.Tens
 
 def _pipeline_images(model: DiffusionModel, noise: torch.Tensor, steps: int, schedule: Schedule | None, *, seed: int, batch_size: int | None,
                      on_step: Callable[[], None] | None, strict: bool = True) -> torch.Tensor:
-    """``pipe(...)`` over ``noise`` in batches (under ``schedule`` when given); images in ``[-1, 1]`` (N, C, H, W)."""
+    """``pipe(...)`` over ``noise`` in batches (under ``schedule`` when given); images in ``[-1, 1]``, (N, C, H, W), or
+    (N, F, C, H, W) for a video pipeline."""
     pipe = pipeline_of(model)
     check_batch_size(batch_size)
     size = batch_size or len(noise)
