@@ -801,6 +801,34 @@ def scale_cost_table(d: dict[str, Any]) -> str:
             + table(["model", "reference", "baselines", "search", "validation", "total", "PMACs", "GPU-hours (assumed s/image)"], rows))
 
 
+def step_transfer_table(d: dict[str, Any]) -> str:
+    """A schedule searched at T0 moved to other step counts, beside a search at each and its best baseline."""
+    labels = {"transferred": f"searched at T = {d['searched_at']}, moved", "searched_here": "searched at this T", "best_baseline": "best baseline at this T"}
+    rows = []
+    for e in d["steps"]:
+        for key, label in labels.items():
+            r = e.get(key)
+            if r is not None:
+                rows.append([str(e["T"]), label, f"`{r['name']}`", f"{r['macs_speedup']:.2f}x", num(r["rfid"], 3), num(r["fid"], 2), num(e["teacher_fid"], 2)])
+    def verdict(e: dict[str, Any]) -> str:
+        moved, base = e["transferred"], e.get("best_baseline")
+        if base is None:
+            return "no baseline within the budget"
+        cheaper, better = moved["macs_speedup"] >= base["macs_speedup"], moved["rfid"] < base["rfid"]
+        return ("the moved plan is cheaper and closer (rFID)" if cheaper and better else "**the baseline is cheaper and closer**" if not cheaper and not better
+                else f"not comparable: the moved plan runs at {moved['macs_speedup']:.2f}x against the baseline's {base['macs_speedup']:.2f}x")
+    verdicts = "; ".join(f"T = {e['T']}: {verdict(e)}" for e in d["steps"])
+    speedups = [e["transferred"]["macs_speedup"] for e in d["steps"]]
+    s = d["search_settings"]
+    return (f"`{d['model']}`, teacher `{d['sampler']}` at each T, candidates under `{d['solver']}`; every search with the demo's settings ({s['n']} images, "
+            f"{s['trials']} trials, budget 1/{s['speedup']:g}, rungs {', '.join(map(str, s['rungs']))}, reuse); the picks by search rFID within the budget, "
+            f"re-scored on {d['validate_n']} images no search saw. The schedule searched at T = {d['searched_at']} (`{d['origin']}`) moved to each T by "
+            "`flexdiff.schedule.for_steps` (segments keep their place, intervals scale with T / T0). "
+            f"**The rule keeps the share of network calls, not of MACs**: the moved plan runs at {min(speedups):.2f}x to {max(speedups):.2f}x (one full step "
+            "per segment at every T, more or fewer cheap partial steps), so it is no same-budget competitor yet. Per T: " + verdicts + ".\n\n"
+            + table(["T", "schedule", "name", "MACs x", "rFID", "FID", "teacher FID"], rows))
+
+
 def sec_coverage(name: str, d: dict[str, Any]) -> str:
     return "\n\n".join([
         "`flexdiff.enable` on tiny pipelines built with diffusers' classes at the sizes of diffusers' own test dummy components "
@@ -835,6 +863,7 @@ FAMILIES: list[tuple[str, str, Callable[[str], bool]]] = [
     ("compress_combined", "Student plus a schedule searched for it", lambda n: n == "compress_combined.json"),
     ("coverage", "Which diffusers pipelines enable covers", lambda n: n == "coverage.json"),
     ("search_cost_at_scale", "What a search costs at real scale", lambda n: n == "search_cost_at_scale.json"),
+    ("step_transfer", "One search for every step count", lambda n: n.startswith("step_transfer")),
 ]
 
 # preferred order inside a family; other files of the family follow, sorted by name
@@ -978,6 +1007,8 @@ def render(results: Path = RESULTS) -> str:
                 body.append(sec_coverage(n, d))
             elif key == "search_cost_at_scale":
                 body.append(scale_cost_table(d) + "\n\n" + provenance(n, d))
+            elif key == "step_transfer":
+                body.append(step_transfer_table(d) + "\n\n" + provenance(n, d))
         if seed_docs:
             pooled = seed_union(seed_docs)
             if pooled:
@@ -1002,6 +1033,7 @@ EMBEDS: list[tuple[Path, str, Callable[[dict[str, Any]], str]]] = [
     (ROOT / "docs" / "pipelines.md", "coverage", lambda d: coverage_table(d) + "\n\n" + coverage_sweep(d)),
     (ROOT / "docs" / "transformers.md", "coverage", lambda d: coverage_table(d) + "\n\n" + coverage_sweep(d)),
     (ROOT / "docs" / "search.md", "search_cost_at_scale", scale_cost_table),
+    (ROOT / "docs" / "search.md", "step_transfer", step_transfer_table),
 ]
 
 

@@ -1,0 +1,100 @@
+"""One search for every step count, measured: a schedule searched at T0 steps, re-expanded at other step counts
+(``flexdiff.schedule.for_steps``: the genome's segments keep their place, intervals scale with T/T0), against a
+search run at each T and against the best baseline of that search (DDIM-k, DeepCache), on a built-in teacher.
+
+At every T of ``--steps``: a full search at T (the demo's settings: 256 images, 120 trials, budget 1/3, the default
+rungs and reuse, ``--solver``; its own final validation skipped); its pick within the budget by search rFID among the
+searched schedules, and among the baselines; the T0 search's pick moved to T. The three are re-scored on
+``--validate-n`` images of the T-step teacher that no search saw (the validation's fresh rows of the seed's stream):
+rFID against the teacher's images from the same noise, FID against the held-out digits, the MACs speed-up.
+
+    python benchmarks/step_transfer.py --out benchmarks/results/step_transfer.json        # the UNet, T0 = 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from common import write_result
+
+from flexdiff.schedule import for_steps
+from flexdiff.search.artefacts import schedule_of_row
+from flexdiff.search.config import SearchConfig, default_segments
+from flexdiff.search.context import build_context
+from flexdiff.search.run import search, trial_rows
+from flexdiff.search.validation import validate
+
+
+def pick(rows: list[dict[str, Any]], budget: float) -> dict[str, Any] | None:
+    """The row with the lowest search rFID within ``budget`` MACs (the teacher's plan aside)."""
+    within = [r for r in rows if r["macs"] <= budget and r.get("family") != "teacher" and r.get("steps")]
+    return min(within, key=lambda r: (r["rfid"], r["macs"])) if within else None
+
+
+def run_search(base: SearchConfig, steps: int, root: Path) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]], float]:
+    """The search at ``steps`` (reused when its run folder holds one: rerunning resumes the same study); its context
+    at the validation size, its baseline and searched rows, and its wall seconds."""
+    config = replace(base, steps=steps, segments=default_segments(steps), out=root / f"T{steps}")
+    start = time.perf_counter()
+    search(config)
+    wall = time.perf_counter() - start
+    ctx = build_context(replace(config, progress=False))
+    baselines, searched = trial_rows(ctx)
+    return ctx, baselines, searched, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="builtin:digits")
+    parser.add_argument("--sampler", default="ddim")
+    parser.add_argument("--solver", default="ddim-2m")
+    parser.add_argument("--searched-at", type=int, default=50, help="T0: the step count the transferred schedule is searched at")
+    parser.add_argument("--steps", default="20,30,50,100", help="the step counts it is applied at")
+    parser.add_argument("--validate-n", type=int, default=1000)
+    parser.add_argument("--run-dir", type=Path, default=Path("/tmp/flexdiff-step-transfer"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_transfer.json"))
+    args = parser.parse_args()
+
+    base = SearchConfig(out=args.run_dir, model=args.model, sampler=args.sampler, solver=args.solver, n=256, trials=120, speedup=3.0, baseline_branches=(0,),
+                        fidelity=(16, 64), reuse=True, validate_n=2, validate_top=1, features="digits", seed=0)
+    steps = sorted({int(s) for s in args.steps.split(",")} | {args.searched_at})
+    searches = {T: run_search(base, T, args.run_dir) for T in steps}
+    ctx0, _, searched0, _ = searches[args.searched_at]
+    origin = pick(searched0, ctx0.max_macs)
+    if origin is None:
+        raise SystemExit(f"the search at T = {args.searched_at} has no searched schedule within its budget")
+    plan0 = schedule_of_row(origin, ctx0.timesteps, origin.get("sampler", base.sampler))
+    table = []
+    for T in steps:
+        ctx, baselines, searched, wall = searches[T]
+        ctx = replace(ctx, config=replace(ctx.config, validate_n=args.validate_n, progress=True))
+        moved = for_steps(plan0, ctx.timesteps)
+        macs = ctx.costs.schedule(moved)
+        rows = {
+            "transferred": {"kind": "transferred", "name": f"{plan0.name} @T{T}", "family": "genome", "genome": moved.meta["genome"],
+                            "steps": [str(s) for s in moved.steps], "sampler": moved.sampler, "macs": macs,
+                            "macs_speedup": round(ctx.costs.full * T / macs, 4), "rfid": None},
+            "searched_here": pick(searched, ctx.max_macs),
+            "best_baseline": pick(baselines, ctx.max_macs),
+        }
+        rows = {k: v for k, v in rows.items() if v is not None}
+        teacher, validated = validate(ctx, [dict(row, name=key) for key, row in rows.items()])
+        scored = {row["name"]: row for row in validated}
+        entry = {"T": T, "search_wall_seconds": round(wall, 1), "teacher_fid": teacher["fid"], "noise_images": teacher["noise_images"],
+                 **{key: {"name": rows[key]["name"], "genome": rows[key].get("genome"), "macs_speedup": scored[key]["macs_speedup"], "rfid": scored[key]["rfid"],
+                          "fid": scored[key]["fid"], "psnr": scored[key]["psnr"], "ssim": scored[key]["ssim"]} for key in rows}}
+        entry["transfer_beats_baseline_rfid"] = "best_baseline" in rows and entry["transferred"]["rfid"] < entry["best_baseline"]["rfid"]
+        table.append(entry)
+        print(f"T = {T}: " + "; ".join(f"{k} {entry[k]['macs_speedup']:.2f}x rFID {entry[k]['rfid']:.3f} FID {entry[k]['fid']:.2f}" for k in rows))
+    write_result(args.out, {"model": args.model, "sampler": args.sampler, "solver": args.solver, "searched_at": args.searched_at, "origin": origin["name"],
+                            "origin_genome": origin.get("genome"), "search_settings": {"n": base.n, "trials": base.trials, "speedup": base.speedup,
+                                                                                       "rungs": list(base.fidelity), "reuse": base.reuse, "baseline_branches": list(base.baseline_branches)},
+                            "validate_n": args.validate_n, "steps": table})
+
+
+if __name__ == "__main__":
+    main()
