@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from folders import text_config, write_tokenizer
 from typer.testing import CliRunner
 
 from flexdiff.cli import app
@@ -19,9 +20,6 @@ from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, load_model, save_model
 pytest.importorskip("transformers")  # the `sd` extra; the `test` extra installs it
 
 runner = CliRunner()
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
-MERGES = ["c a", "ca t</w>", "d o", "do g</w>"]
-MAX_TOKENS = 16
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -49,28 +47,6 @@ def one_line_error(result, needle: str) -> None:
 
 
 # --- tiny components ---------------------------------------------------------------------------------------------
-
-
-def write_tokenizer(folder: Path) -> dict[str, int]:
-    """A CLIP BPE tokenizer from a 60-token vocabulary (letters, letters + </w>, four merges, specials)."""
-    from transformers import CLIPTokenizer
-
-    vocab = {c: i for i, c in enumerate(LETTERS)}
-    vocab.update({c + "</w>": len(LETTERS) + i for i, c in enumerate(LETTERS)})
-    for merge in MERGES:
-        vocab[merge.replace(" ", "")] = len(vocab)
-    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(MERGES) + "\n")
-    CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=MAX_TOKENS).save_pretrained(str(folder))
-    return vocab
-
-
-def text_config(vocab: dict[str, int]) -> dict:
-    eos = vocab["<|endoftext|>"]
-    return dict(vocab_size=len(vocab), hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=MAX_TOKENS,
-                projection_dim=8, bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos)
 
 
 def tiny_vae(kind: str):
