@@ -97,7 +97,7 @@ def feature_network_names() -> list[str]:
 def get_feature_network(name: str, device: torch.device | str = "cpu", path: str | Path | None = None) -> FeatureNetwork:
     """The feature network ``name``; ``path`` is its local weights (a CLIP folder, an Inception weights file)."""
     factory = FEATURE_NETWORKS.get(name)
-    return factory(torch.device(device)) if path is None else factory(torch.device(device), Path(path).expanduser() if Path(path).expanduser().exists() else path)
+    return factory(torch.device(device)) if path is None else factory(torch.device(device), Path(path).expanduser())  # a repo id reads as a relative path
 
 
 def load_digits_classifier(path: Path = DIGITS_CLASSIFIER) -> DigitsClassifier:

@@ -126,7 +126,7 @@ class PipelineRun:
     schedule: Schedule  # what the current call runs: the enabled schedule, or re-expanded at the call's step count
     parts: list[Hooked]
     scheduler: Any
-    enabled: Schedule | None = None  # the schedule as enabled (None: ``schedule``)
+    enabled: Schedule | None = None  # the schedule as enabled (``schedule`` until a call re-expands it)
     started: bool = False
     step: int = 0  # loop iterations completed in this run (scheduler.step calls)
     slot: int = 0  # denoiser calls so far within the current iteration
@@ -135,6 +135,9 @@ class PipelineRun:
     replaced: Any = None  # the pipeline's own scheduler while a FlexdiffScheduler stands in for it (restored on disable)
     owner: threading.Thread | None = None  # the thread whose run is in progress: one run at a time
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.enabled = self.enabled or self.schedule
 
     def start(self, positions: list[int]) -> None:
         """A new run (``set_timesteps``) in this thread; refused while another live thread's run is in progress: the
@@ -156,9 +159,8 @@ class PipelineRun:
         """The schedule a call on the scheduler's ``grid`` runs: the enabled one at its own step count; at another, a
         searched schedule's genome re-expanded there (:func:`~flexdiff.schedule.for_steps`; a plan without one is a
         one-line refusal), its executors rebuilt on the same hooks."""
-        enabled = self.enabled or self.schedule
-        plan = enabled if len(grid) == enabled.T else for_steps(enabled, grid)
-        if plan.key != self.schedule.key or plan.timesteps != self.schedule.timesteps:
+        plan = self.enabled if len(grid) == self.enabled.T else for_steps(self.enabled, grid)
+        if plan.key != self.schedule.key:  # the key holds the steps, the timesteps and the sampler
             self.schedule = plan
             for part in self.parts:
                 part.executor = part.executor.with_schedule(plan)
@@ -448,7 +450,7 @@ class DiffusersPipelineIntegration(Integration):
             raise FlexdiffError(f"{type(scheduler).__name__} with null steps in {schedule.name or 'the schedule'}",
                                 "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch), or DDIM with set_alpha_to_one=True",
                                 "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")
-        run = PipelineRun(schedule, [], scheduler, enabled=schedule, replaced=original if scheduler is not original else None)
+        run = PipelineRun(schedule, [], scheduler, replaced=original if scheduler is not original else None)
         try:
             for attr, denoiser in denoisers:
                 layout, state = apply_partial_steps(denoiser)
@@ -491,15 +493,14 @@ class DiffusersPipelineIntegration(Integration):
 
         def deepcopy(memo: dict[int, Any]) -> Any:
             copied = self._suspended(pipe, lambda: copy.deepcopy(pipe, memo))
-            self.enable(copied, run.enabled or run.schedule)
+            self.enable(copied, run.enabled)
             return copied
 
         vars(pipe).update(progress_bar=progress_bar, save_pretrained=save_pretrained, __deepcopy__=deepcopy)
 
     def _suspended(self, pipe: Any, action: Any) -> Any:
         """``action()`` on the plain pipeline: the schedule off for it, on again after (a fresh run state)."""
-        run = getattr(pipe, ATTR)
-        schedule = run.enabled or run.schedule
+        schedule = getattr(pipe, ATTR).enabled
         self.disable(pipe)
         try:
             return action()

@@ -312,17 +312,6 @@ def check_call_options(options: dict[str, Any] | None, pipeline_driven: bool, na
                             "drop them: this model's size is its config's sample_size")
 
 
-def set_call_options(model: DiffusionModel, options: dict[str, Any]) -> None:
-    """Every later call of the model's pipeline gets ``options`` (height, width, num_frames, ...); its latent shape
-    follows them. Only for a model its pipeline's own call drives."""
-    if not options:
-        return
-    check_call_options(options, model.pipeline_only, model.name)
-    merged = {**model.call_options, **options}
-    model.sample_shape = latent_shape(pipeline_of(model), merged) if type(model.denoiser).__name__ not in LOOP_UNETS else model.sample_shape
-    model.call_options, model.replay = merged, LazyReplay(model)
-
-
 def probe_call(pipe: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The smallest call of ``pipe`` that reaches its denoiser: the empty prompt, two steps, latents out, and the
     user's ``options`` (height, width, num_frames, ...)."""
