@@ -1,5 +1,6 @@
 """One search for every step count, measured: a schedule searched at T0 steps, re-expanded at other step counts
-(``flexdiff.schedule.for_steps``: the genome's segments keep their place, intervals scale with T/T0), against a
+(``flexdiff.schedule.for_steps``: segments of the searched length in steps, round(S T / T0) of them, each with the
+searched plan's active share over its part of the trajectory: the MACs share is kept), against a
 search run at each T and against the best baseline of that search (DDIM-k, DeepCache), on a built-in teacher.
 
 At every T of ``--steps``: a full search at T (the demo's settings: 256 images, 120 trials, budget 1/3, the default

@@ -47,13 +47,13 @@ def assert_no_schedule_evaluated_twice(study: optuna.Study) -> None:
 def test_search_writes_artefacts_and_resumes(tiny_model_dir: Path, tmp_path: Path, strategy: str, spacings: str) -> None:
     runner = CliRunner()
     out = tmp_path / "run"
-    result = runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy, "--spacings", spacings))
+    result = runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy, "--spacings", spacings, "--all-baselines"))
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert len(results["trials"]["searched"]) == 6
     spaced = {"@" in r["genome"] for r in results["trials"]["searched"]}
     assert spaced == ({False, True} if spacings == "1,2" else {False})  # the spacing gene is searched only when asked
-    families = {r["family"] for r in results["trials"]["baselines"]}
+    families = {r["family"] for r in results["trials"]["baselines"]}  # DDIM-5 of 6 steps is above the budget: --all-baselines
     assert families == {"teacher", "ddim", "deepcache"}
     assert (out / "best.json").is_file() and list((out / "schedules").glob("*.json"))
     assert json.loads((out / "best.json").read_text())["meta"]["bound_to"]["branches"]  # the file records its model
@@ -63,10 +63,10 @@ def test_search_writes_artefacts_and_resumes(tiny_model_dir: Path, tmp_path: Pat
     assert_no_schedule_evaluated_twice(baselines)
     # the same command again resumes: nothing new is evaluated
     before = len(searched.get_trials())
-    assert runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy, "--spacings", spacings)).exit_code == 0
+    assert runner.invoke(app, search_args(tiny_model_dir, out, 6, "--strategy", strategy, "--spacings", spacings, "--all-baselines")).exit_code == 0
     assert len(evaluated(studies(out)[0])) == 6 and len(studies(out)[0].get_trials()) == before
     # more trials extend the same study
-    assert runner.invoke(app, search_args(tiny_model_dir, out, 9, "--strategy", strategy, "--spacings", spacings)).exit_code == 0
+    assert runner.invoke(app, search_args(tiny_model_dir, out, 9, "--strategy", strategy, "--spacings", spacings, "--all-baselines")).exit_code == 0
     assert len(evaluated(studies(out)[0])) == 9
 
 
@@ -238,6 +238,7 @@ def test_solver_runs_the_searched_schedules_and_a_second_set_of_baselines(tiny_m
         (["--validate-top", "0"], "--validate-top 0"),
         (["--storage", "sqlite://"], "in-memory"),
         (["--peers", "nope"], "'nope'"),
+        (["--objective", "fid"], "--objective fid"),
         (["--peers", "taylorseer"], "--peers on"),  # diffusers' block caches need transformer blocks, not a UNet
     ],
 )
@@ -245,6 +246,35 @@ def test_bad_search_input(tiny_model_dir: Path, tmp_path: Path, extra: list[str]
     result = CliRunner().invoke(app, search_args(tiny_model_dir, tmp_path / "run", 2, *extra))
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr
+
+
+def test_a_paired_objective_search_minimises_the_paired_distance(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``--objective paired`` (few noises): the study's second objective is each row's paired distance, the study is
+    its own (named for it), and best.json is the validated row with the lowest paired distance within the budget."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, search_args(tiny_model_dir, out, 4, "--objective", "paired", "--n", "4"))
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    searched, baselines = studies(out)
+    assert searched.study_name.endswith("b2x") and "-paired-" in searched.study_name
+    for study in (searched, baselines):
+        assert all(t.values[1] == pytest.approx(t.user_attrs["result"]["paired"]) for t in evaluated(study))
+    within = [r for r in results["validated"] if r["macs"] <= results["budget_macs"]]
+    assert results["best"]["name"] == min(within, key=lambda r: (r["paired"], r["macs"]))["name"]
+
+
+def test_baselines_costlier_than_every_budget_are_not_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A baseline above the largest budget can be neither a pick nor a parent: skipped (the teacher's plan aside);
+    ``--all-baselines`` scores them too, for context."""
+    runs = {}
+    for name, extra in (("default", ()), ("all", ("--all-baselines",))):
+        out = tmp_path / name
+        assert CliRunner().invoke(app, search_args(tiny_model_dir, out, 2, *extra)).exit_code == 0
+        runs[name] = json.loads((out / "results.json").read_text())
+    budget = runs["default"]["budget_macs"]
+    assert all(r["macs"] <= budget for r in runs["default"]["trials"]["baselines"] if r["family"] != "teacher")
+    above = [r["name"] for r in runs["all"]["trials"]["baselines"] if r["macs"] > budget and r["family"] != "teacher"]
+    assert above and {r["name"] for r in runs["default"]["trials"]["baselines"]} == {r["name"] for r in runs["all"]["trials"]["baselines"]} - set(above)
 
 
 def test_resuming_with_another_setup_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:

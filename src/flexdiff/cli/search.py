@@ -76,7 +76,8 @@ def search(
     solver: str | None = typer.Option(None, "--solver", help=f"sampler the searched schedules run with on the teacher's steps (default: --sampler; one of {', '.join(sampler_names())}; ddim-2m = DDIM corrected to the teacher's error where it skips steps); DDIM-k and DeepCache are then also scored under it"),
     speedup: float = typer.Option(3.0, "--speedup", help="target MACs speed-up: the budget is teacher MACs / X"),
     max_macs: float | None = typer.Option(None, "--max-macs", help="budget in MACs per sample (overrides --speedup)"),
-    n: int = typer.Option(256, "--n", help="images per rFID evaluation during the search"),
+    n: int = typer.Option(256, "--n", help="images (noises) each schedule is scored on during the search"),
+    objective: str = typer.Option("rfid", "--objective", help="what the search minimises on its --n images: rfid (Flexiffusion's), or paired (mean feature distance of each image to the teacher's from the same noise: unbiased at a few noises)"),
     trials: int = typer.Option(100, "--trials", help="searched schedules to evaluate (baselines come on top)"),
     strategy: str = typer.Option("evolution", "--strategy", help=STRATEGY_HELP),
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL shared by workers (default: sqlite in OUT)"),
@@ -94,6 +95,7 @@ def search(
     validate_n: int = typer.Option(1000, "--validate-n", help="images per schedule in the final validation"),
     validate_top: int = typer.Option(6, "--validate-top", help="Pareto schedules re-scored in the final validation"),
     baseline_branches: str | None = typer.Option(None, "--baseline-branches", help="DeepCache baseline branches (default: all)"),
+    all_baselines: bool = typer.Option(False, "--all-baselines", help="also score the baselines costlier than the budget (rows for context; by default they are skipped: neither a pick nor a parent)"),
     features: str = SEARCH_FEATURES,
     batch_size: int | None = typer.Option(None, "--batch-size"),
     prompts: Path | None = PROMPTS,
@@ -120,12 +122,12 @@ def search(
     from flexdiff.search.table import print_results
 
     config = SearchConfig(
-        out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n,
+        out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n, objective=objective,
         trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=ints(segments, "--segments", 1, steps, "segment counts") if segments else default_segments(steps),
         spacings=floats(spacings, "--spacings"), forecast=forecast, peers=peer_names(peers),
         fidelity=rungs(fidelity, n), **({"prune_margin": prune_margin} if prune_margin is not None else {}), reuse=reuse, reuse_mb=reuse_mb,
         features=auto_features(features, clip, inception), validate_n=validate_n, validate_top=validate_top, batch_size=batch_size, device=device, torch_dtype=dtype, variant=variant,
-        baseline_branches=ints(baseline_branches, "--baseline-branches", 0, None, "branches") if baseline_branches else None,
+        baseline_branches=ints(baseline_branches, "--baseline-branches", 0, None, "branches") if baseline_branches else None, all_baselines=all_baselines,
         features_path=str(p) if (p := features_path(features, clip, inception, feature_weights)) else None, prompts=str(prompts) if prompts else None,
         negative_prompt=negative_prompt, guidance=guidance, labels=labels, control_images=str(control_images) if control_images else None,
         call_options=call_options(height, width, frames, pipeline_kwargs),

@@ -115,24 +115,42 @@ class Genome:
 
 def for_steps(schedule: Schedule, timesteps: Sequence[float]) -> Schedule:
     """``schedule`` on a teacher of ``len(timesteps)`` steps of the same scheduler: itself at its own T; a searched
-    schedule (its file carries its genome) re-expanded at the new T. The genome's segments are fractions of the
-    trajectory, so they keep their place; each segment's interval scales with the step count (``round(i T' / T)``,
-    at least 1, at most the segment), so the schedule keeps its share of the teacher's network calls: a plan searched
-    for 1/3 of a 50-step teacher is about 1/3 of a 20- or a 100-step one. The origin is recorded in ``meta``
-    (``searched_at``). A plan without a genome (hand-made, a baseline, a peer) has no rule to stretch by: refused."""
+    schedule (its file carries its genome) re-expanded at the new T so that it keeps its share of the teacher's MACs.
+    The segments keep their length in steps: T' steps take ``round(S T' / T)`` segments (:func:`moved_genome`), each
+    with the share of active steps the searched plan has over the same part of the trajectory, so the shares of full
+    and of partial steps stay as searched: a plan searched for 1/3 of a
+    50-step teacher is about 1/3 of a 20- or a 100-step one. (Stretching the S segments themselves kept the share of
+    network calls but not of MACs: S full steps at any T, benchmarks/results/step_transfer.json.) The origin is
+    recorded in ``meta`` (``searched_at``). A plan without a genome (hand-made, a baseline, a peer) has no rule to
+    stretch by: refused."""
     if len(timesteps) == schedule.T:
         return schedule if list(timesteps) == list(schedule.timesteps) else Schedule(schedule.steps, tuple(timesteps), schedule.sampler, schedule.name, schedule.meta)
     text = schedule.meta.get("genome")
     if not isinstance(text, str):
         raise FlexdiffError(f"{schedule.name or 'schedule'} (T = {schedule.T}) at {len(timesteps)} steps", "a schedule made for this step count, or a searched one that carries its genome",
                             f"make one for {len(timesteps)} steps (flexdiff schedule ... --steps {len(timesteps)}), or run it at {schedule.T} steps")
-    origin = schedule.meta.get("searched_at") or {"T": schedule.T, "genome": text}  # always stretched from where it was searched
+    origin = schedule.meta.get("searched_at") or {"T": schedule.T, "genome": text}  # always re-expanded from where it was searched
     genome, T, new = Genome.parse(str(origin["genome"])), int(origin["T"]), len(timesteps)
-    if len(genome.segments) > new:
-        raise FlexdiffError(f"{schedule.name or 'genome'} ({len(genome.segments)} segments) at {new} steps", f"at least as many steps as segments ({len(genome.segments)})",
-                            f"run it at {len(genome.segments)} steps or more")
-    lengths = Genome.segment_lengths(new, len(genome.segments), genome.spacing)
-    segments = tuple(Segment(s.branch, min(max(1, round(s.interval * new / T)), length), s.forecast) for s, length in zip(genome.segments, lengths))
-    stretched = Genome(segments, genome.spacing).expand(timesteps, schedule.sampler)
-    meta = {k: v for k, v in schedule.meta.items() if k not in ("genome", "family", "searched_at")} | stretched.meta | ({"searched_at": origin} if new != T else {})
-    return Schedule(stretched.steps, stretched.timesteps, stretched.sampler, stretched.name, meta)
+    moved = moved_genome(genome, T, new).expand(timesteps, schedule.sampler)
+    meta = {k: v for k, v in schedule.meta.items() if k not in ("genome", "family", "searched_at")} | moved.meta | ({"searched_at": origin} if new != T else {})
+    return Schedule(moved.steps, moved.timesteps, moved.sampler, moved.name, meta)
+
+
+def moved_genome(genome: Genome, T: int, new: int) -> Genome:
+    """``genome`` (searched at ``T`` steps) for ``new`` steps with segments of the same length in steps:
+    ``round(S new / T)`` of them (1 to ``new``). New segment ``[a, b)`` covers searched steps ``[a T / new, b T / new)``:
+    its interval is its length times the mean over that range of each step's segment's active share (interval /
+    length, so a new segment inside one searched segment keeps that segment's share), rounded, 1 to its length; its
+    branch and forecast gene those of the searched segment at the range's middle step."""
+    lengths = Genome.segment_lengths(T, len(genome.segments), genome.spacing)
+    owner = [i for i, length in enumerate(lengths) for _ in range(length)]  # searched step -> its segment
+    share_of = [genome.segments[i].interval / length for i, length in enumerate(lengths) for _ in range(length)]  # searched step -> its segment's active share
+    count = min(new, max(1, round(len(genome.segments) * new / T)))
+    segments, start = [], 0
+    for length in Genome.segment_lengths(new, count, genome.spacing):
+        lo, hi = start * T // new, max(start * T // new + 1, (start + length) * T // new)
+        gene = genome.segments[owner[(lo + hi - 1) // 2]]
+        share = sum(share_of[lo:hi]) / (hi - lo)
+        segments.append(Segment(gene.branch, min(length, max(1, round(share * length))), gene.forecast))
+        start += length
+    return Genome(tuple(segments), genome.spacing)

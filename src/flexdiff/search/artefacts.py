@@ -12,6 +12,7 @@ from typing import Any
 
 from flexdiff.provenance import run_provenance
 from flexdiff.schedule import Schedule, Step, bind
+from flexdiff.search.config import objective_of
 from flexdiff.search.context import SearchContext
 from flexdiff.utils.io import folder_as_unit, read_json_or_none, write_json
 from flexdiff.utils.pareto import pareto_front
@@ -81,18 +82,18 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
     early on the rungs, listed only;
     ``phases``: this process's wall seconds per phase, beside the estimate's phases)."""
     c, out = ctx.config, ctx.config.out
-    budget = ctx.max_macs
+    budget, objective = ctx.max_macs, c.objective
     within = [r for r in validated if r["macs"] <= budget]
-    best = min(within, key=lambda r: (r["rfid"], r["macs"])) if within else None
+    best = min(within, key=lambda r: (objective_of(r, objective), r["macs"])) if within else None
     everything = baselines + searched
-    front = [everything[i] for i in pareto_front([(r["macs"], r["rfid"]) for r in everything])]
+    front = [everything[i] for i in pareto_front([(r["macs"], objective_of(r, objective)) for r in everything])]
     # The artefacts describe this run's front and budget only, and are written as a unit: results.json, best.json and
     # schedules/ are staged beside OUT and swapped in together (utils.io.folder_as_unit), so a failure anywhere (a
     # full disk) leaves the previous complete set. Files of schedules/ that flexdiff wrote (the previous results.json's
     # manifest) and that this front no longer holds are dropped; any other file there is a user's and is kept.
     files = _front_files([row for row in front if row.get("steps")])  # a peer's row has no plan to write
     planned = [r for r in within if r.get("steps")]
-    best_plan = min(planned, key=lambda r: (r["rfid"], r["macs"])) if planned else None  # what enable() can apply, where a peer is best
+    best_plan = min(planned, key=lambda r: (objective_of(r, objective), r["macs"])) if planned else None  # what enable() can apply, where a peer is best
     written = sorted(files) + ([BEST] if best_plan is not None else [])
     results = {
         # a storage URL's password never reaches a file (the report shows these; the config a worker gets keeps it)

@@ -32,6 +32,7 @@ class SearchConfig:
     max_macs: float | None = None
     elite_speedups: tuple[float, ...] = ()  # further budgets the evolution keeps an elite for (benchmarks over several budgets)
     n: int = 256
+    objective: str = "rfid"  # what the search minimises on its n images: rfid, or paired (the mean distance to each image's teacher twin; unbiased at few images)
     trials: int = 100
     strategy: str = "evolution"
     storage: str | None = None
@@ -57,6 +58,7 @@ class SearchConfig:
     reference: str | None = None  # real images for FID; default: the built-in model's held-out set
     baseline_intervals: tuple[int, ...] = (2, 3, 4, 5, 6)
     baseline_branches: tuple[int, ...] | None = None  # None = every branch
+    all_baselines: bool = False  # also the baselines costlier than every budget (context rows; search/context.py: affordable)
     ddim_ks: tuple[int, ...] = (5, 8, 10, 13, 17, 20, 25)
     batch_size: int | None = None
     device: str = "cpu"
@@ -93,6 +95,17 @@ class SearchConfig:
         return cls(**{**fields, "out": Path(data["out"]), **overrides})
 
 
+#: what a search may minimise (``--objective``): rFID (Flexiffusion's; a Fréchet distance, biased at small n) or the
+#: paired distance (mean per-image feature distance to the teacher's image from the same noise: BudCache's setting
+#: of a few noises, since a mean over images is unbiased at any n)
+OBJECTIVES = ("rfid", "paired")
+
+
+def objective_of(row: dict[str, Any], objective: str) -> float:
+    """A scored row's value of ``objective`` (rows hold both rFID and the paired distance)."""
+    return float(row[objective])
+
+
 def default_segments(steps: int) -> tuple[int, ...]:
     """The segment counts a genome may use by default for ``steps`` teacher steps: 4..25, capped at ``steps``."""
     return tuple(n for n in SearchConfig.segments if n <= steps) or (max(1, steps),)
@@ -109,6 +122,8 @@ def check_config(config: SearchConfig, connect: bool = True) -> None:
         if PIPELINE in (config.sampler, config.solver) and config.solver != config.sampler:
             raise FlexdiffError(f"--sampler {config.sampler} --solver {config.solver}", f"with {PIPELINE}, the teacher and the searched schedules in the same (pipeline's) loop", "drop --solver")
     STRATEGIES.get(config.strategy)
+    if config.objective not in OBJECTIVES:
+        raise FlexdiffError(f"--objective {config.objective}", f"one of {', '.join(OBJECTIVES)}", "pass --objective rfid (Flexiffusion's) or paired (few noises)")
     if config.peers:
         from flexdiff.search.peers import PEERS
 

@@ -84,7 +84,8 @@ class SearchContext:
         solver = f"-{c.candidate_sampler}" if c.candidate_sampler != c.sampler else ""
         sampler = self.key.sampler.replace(":", "-")  # the sampler; for the pipeline's loop with its scheduler's digest
         rungs = f"-f{'.'.join(map(str, c.fidelity))}" if c.fidelity else ""  # a multi-fidelity search is its own study
-        return c.study or f"flexdiff-{self.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}{rungs}-seed{c.seed}-{c.strategy}-{self.budget_name}"
+        objective = f"-{c.objective}" if c.objective != "rfid" else ""  # as is one minimising another objective
+        return c.study or f"flexdiff-{self.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}{rungs}{objective}-seed{c.seed}-{c.strategy}-{self.budget_name}"
 
     @property
     def budget_name(self) -> str:
@@ -104,6 +105,7 @@ class SearchContext:
         solver = {"solver": self.config.candidate_sampler} if self.config.candidate_sampler != k.sampler else {}  # absent without --solver, as before
         solver |= {"forecast": True} if self.space.forecast else {}  # absent without --forecast, as before
         solver |= {"fidelity": list(self.config.fidelity)} if self.config.fidelity else {}  # absent without --fidelity, as before
+        solver |= {"objective": self.config.objective} if self.config.objective != "rfid" else {}  # absent for rFID, as before
         budgets = {"budgets": sorted(round(b, 1) for b in self.budgets)}  # an explicit --study for another budget is refused (study.LATER_KEYS)
         return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.space.segment_counts),
                 **spacings, **solver, **latent, **budgets}
@@ -168,7 +170,7 @@ class SearchContext:
     def _score(self, feats: torch.Tensor, macs: float, wall: float, sampler: str) -> dict[str, Any]:
         return {
             "sampler": sampler, "macs": macs, "macs_speedup": round(self.costs.full * len(self.timesteps) / max(macs, 1), 4), "wall_seconds": round(wall, 4),
-            "rfid": round(rfid(feats, self.reference.features), 5), "paired": round(paired_distance(feats, self.reference.features), 5),
+            "rfid": round(rfid(feats, self.reference.features), 5), "paired": round(paired_distance(feats, self.reference.features), 5), "objective": self.config.objective,
         }
 
     def propose(self, trial: Any) -> Schedule:
@@ -225,6 +227,15 @@ def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, co
     return [full(timesteps, sampler), *classic, *under_solver]
 
 
+def affordable(baselines: list[Schedule], costs: Any, limit: float) -> list[Schedule]:
+    """The baselines worth their images: the teacher's plan (the reference's own row) and those within the largest
+    budget. One costlier than every budget is neither a pick nor a parent (the evolution keeps its children within
+    the largest budget), yet the DeepCache grid over every branch made most of a search's images where it was run
+    (benchmarks/results/search_cost_at_scale.json before this rule: 39,245 of FLUX.1-dev's 44,438 teacher-image
+    equivalents)."""
+    return [s for s in baselines if s.meta.get("family") == "teacher" or costs.schedule(s) <= limit]
+
+
 def _under(schedule: Schedule, sampler: str) -> Schedule:
     """The same step plan run with ``sampler``, named so tables tell the two apart."""
     meta = {**schedule.meta, "family": f"{schedule.meta['family']}+{sampler}"}
@@ -277,6 +288,7 @@ def build_context(config: SearchConfig, reference: bool = True) -> SearchContext
         print(f"{model.scheduler_class} takes no custom timesteps: schedules without null steps only (no DDIM-k baselines)")
     ctx = SearchContext(config, model, timesteps, net, costs, space, None)
     ctx.baselines = baseline_schedules(timesteps, config.sampler, num_branches, config, null_steps=nulls)
+    ctx.baselines = ctx.baselines if config.all_baselines else affordable(ctx.baselines, costs, max(ctx.budgets))
     ctx.peers = peer_runs(len(timesteps), config.peers) if config.peers else []
     ctx.trajectories = TrajectoryStore(config.reuse_mb * 2**20) if config.reuse else None
     if reference:

@@ -232,7 +232,7 @@ def describe(item: Schedule | PeerRun) -> dict[str, Any]:
 def record(trial: Trial, item: Schedule | PeerRun, result: dict[str, Any]) -> tuple[float, float]:
     """Store what was evaluated and its measurements as one user attribute (one storage write per trial)."""
     trial.set_user_attr("result", {**describe(item), **result})
-    return float(result["macs"]), float(result["rfid"])
+    return float(result["macs"]), float(result[result.get("objective", "rfid")])  # the search's objective (SearchConfig.objective)
 
 
 def answer(trial: Trial, study: optuna.Study, schedule: Schedule, evaluate: Evaluate, known: Mapping[str, tuple[float, float]]) -> tuple[float, float]:

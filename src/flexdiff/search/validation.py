@@ -11,6 +11,7 @@ from flexdiff.data import REAL_REFERENCE, load_images
 from flexdiff.generation import schedule_images, teacher_images
 from flexdiff.metrics import frechet_distance, paired_distance, psnr, rfid, ssim
 from flexdiff.search.artefacts import schedule_of_row
+from flexdiff.search.config import objective_of
 from flexdiff.search.context import SearchContext
 from flexdiff.search.peers import PeerRun
 from flexdiff.utils.pareto import pareto_front
@@ -70,13 +71,13 @@ def finite(value: float, digits: int) -> float | None:
 def choose_for_validation(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The Pareto schedules (searched, nearest the budget first, ``validate_top`` of them) and, per baseline family,
     the best baseline within the budget."""
-    budget = ctx.max_macs
-    front = [searched[i] for i in pareto_front([(r["macs"], r["rfid"]) for r in searched])]
+    budget, objective = ctx.max_macs, ctx.config.objective
+    front = [searched[i] for i in pareto_front([(r["macs"], objective_of(r, objective)) for r in searched])]
     within = sorted([r for r in front if r["macs"] <= budget], key=lambda r: -r["macs"])
     beyond = sorted([r for r in front if r["macs"] > budget], key=lambda r: r["macs"])
     picked = (within + beyond)[: ctx.config.validate_top]
     for family in sorted({r["family"] for r in baselines} - {"teacher"}):
         candidates = [r for r in baselines if r["family"] == family and r["macs"] <= budget]
         if candidates:
-            picked.append(min(candidates, key=lambda r: r["rfid"]))
+            picked.append(min(candidates, key=lambda r: objective_of(r, objective)))
     return picked

@@ -1,0 +1,164 @@
+"""The cost-quality frontier of search methods, measured on a built-in teacher: what each search costs (teacher-image
+equivalents: images x their MACs / the teacher's, measured from its studies) and how good its picks are on 1000
+noises no search saw.
+
+Methods (every one searches the budgets 1/2 and the elite budgets 1/3, 1/4, 1/5 in one study, ``--trials`` searched
+schedules, the baselines within the largest budget; the search's own final validation is skipped, its cost left out):
+
+- ``rfid-256``: the search as `make demo` ran it before this benchmark: rFID on 256 images, rungs 16/64 with the front
+  pruner, trajectory reuse, every baseline scored (``all_baselines``, as it was) at branch 0.
+- ``paired-N``: BudCache's setting: N noises (16, 4), the paired distance as objective (a mean over images, unbiased
+  at any N, where rFID on N images is not), no rungs, reuse.
+- ``paired-16-nsga2``: the same objective with ECAD's NSGA-II (Optuna's sampler) instead of the evolution.
+- ``paired-16-one-budget``: OTCache's idea: one search at the tightest budget (1/5), the other budgets' plans moved
+  from its pick by :func:`flexdiff.schedule.genome.moved_genome`'s rule (more segments of the same genes, at the same
+  length: the MACs share scales with the segment count), the largest count within each budget.
+
+Per budget a method's pick is its lowest objective within the budget on its own N images (searched or baseline
+row: what `best.json` would hold). Every pick of every method is then scored on the same ``--validate-n`` noises
+of the seed's stream after image 256 (after every method's search images): rFID and paired distance against the
+teacher's images from the same noise, FID against the held-out digits. ``--seeds`` repeats everything.
+
+    cd benchmarks && python search_frontier.py --model builtin:digits --sampler ddim --solver ddim-2m --steps 50 --out results/search_frontier_unet.json
+    cd benchmarks && python search_frontier.py --model builtin:digits-dit --sampler flow-euler --steps 20 --out results/search_frontier_dit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from common import BUDGETS, write_result
+
+from flexdiff.schedule import Genome
+from flexdiff.schedule.genome import moved_genome
+from flexdiff.search.config import SearchConfig, default_segments, objective_of
+from flexdiff.search.context import build_context
+from flexdiff.search.run import search, trial_rows
+from flexdiff.search.validation import validate
+
+#: name -> SearchConfig overrides (on top of the shared settings in :func:`main`)
+METHODS: dict[str, dict[str, Any]] = {
+    "rfid-256": {"n": 256, "objective": "rfid", "fidelity": (16, 64), "all_baselines": True, "baseline_branches": (0,)},
+    "paired-16": {"n": 16, "objective": "paired"},
+    "paired-4": {"n": 4, "objective": "paired"},
+    "paired-16-nsga2": {"n": 16, "objective": "paired", "strategy": "nsga2"},
+    "paired-16-one-budget": {"n": 16, "objective": "paired", "speedup": float(max(BUDGETS)), "elite_speedups": ()},
+}
+#: validation noises start here in every seed's stream: after the largest search's images
+VALIDATION_START = 256
+
+
+def picks(method: str, ctx: Any, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher_macs: float) -> dict[str, dict[str, Any]]:
+    """Budget name -> the method's pick there (lowest objective within the budget on its own images)."""
+    objective = ctx.config.objective
+    rows = [r for r in baselines + searched if r.get("steps") and r.get("family") != "teacher"]
+    out: dict[str, dict[str, Any]] = {}
+    for fraction in BUDGETS:
+        within = [r for r in rows if r["macs"] <= teacher_macs / fraction]
+        if within:
+            out[f"1/{fraction}"] = min(within, key=lambda r: (objective_of(r, objective), r["macs"]))
+    if method.endswith("one-budget"):  # the tightest budget's pick, moved to the others by more segments of its genes
+        origin = out.get(f"1/{max(BUDGETS)}")
+        genome = Genome.parse(origin["genome"]) if origin and origin.get("genome") else None
+        for fraction in BUDGETS[:-1]:
+            out.pop(f"1/{fraction}", None)
+            if genome is None:
+                continue
+            T = len(ctx.timesteps)
+            for count in range(T, len(genome.segments) - 1, -1):  # the most segments within the budget
+                plan = _scaled(genome, count, T).expand(ctx.timesteps, ctx.config.candidate_sampler)
+                macs = ctx.costs.schedule(plan)
+                if macs <= teacher_macs / fraction:
+                    out[f"1/{fraction}"] = {"kind": "searched", "name": plan.name, "family": "genome", "genome": plan.meta["genome"], "macs": macs,
+                                            "macs_speedup": round(teacher_macs / macs, 4), "steps": [str(s) for s in plan.steps], "sampler": plan.sampler,
+                                            "rfid": float("nan"), "paired": None}
+                    break
+    return out
+
+
+def _scaled(genome: Genome, count: int, T: int) -> Genome:
+    """``genome`` with ``count`` segments of its genes over the same ``T`` steps: :func:`moved_genome` from a
+    notional step count at which ``count`` segments keep the searched segments' share (the same mapping)."""
+    notional = max(len(genome.segments), round(T * len(genome.segments) / count))
+    return moved_genome(genome, notional, T) if notional != T else genome
+
+
+def run_method(method: str, base: SearchConfig, root: Path) -> dict[str, Any]:
+    config = replace(base, **METHODS[method], out=root / method)
+    start = time.perf_counter()
+    results = search(config)
+    wall = time.perf_counter() - start
+    ctx = build_context(replace(config, progress=False), reference=False)
+    baselines, searched = trial_rows(ctx)
+    spent = results["teacher_image_equivalents"]
+    return {"ctx": ctx, "picks": picks(method, ctx, baselines, searched, ctx.costs.full * len(ctx.timesteps)), "wall_seconds": round(wall, 1),
+            "teacher_image_equivalents": {k: v for k, v in spent.items() if k != "validation"}, "search_cost": round(sum(v for k, v in spent.items() if k != "validation"), 1),
+            "trials": len(searched)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="builtin:digits")
+    parser.add_argument("--sampler", default="ddim")
+    parser.add_argument("--solver", default=None)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--trials", type=int, default=120)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--validate-n", type=int, default=1000)
+    parser.add_argument("--run-dir", type=Path, default=Path("/tmp/flexdiff-search-frontier"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    methods = args.methods.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        base = SearchConfig(out=args.run_dir, model=args.model, sampler=args.sampler, solver=args.solver, steps=args.steps, segments=default_segments(args.steps),
+                            trials=args.trials, speedup=float(BUDGETS[0]), elite_speedups=tuple(float(b) for b in BUDGETS[1:]), reuse=True, validate_n=2, validate_top=1,
+                            features="digits", seed=seed)
+        root = args.run_dir / f"{Path(args.model).name.replace(':', '-')}-T{args.steps}-seed{seed}"
+        done = {m: run_method(m, base, root) for m in methods}
+        ctx = next(iter(done.values()))["ctx"]
+        ctx = replace(ctx, config=replace(ctx.config, n=VALIDATION_START, validate_n=args.validate_n, progress=True))
+        unique = {(row["name"], row.get("sampler")): row for d in done.values() for row in d["picks"].values()}
+        teacher, validated = validate(ctx, [dict(row, kind=row.get("kind", "searched")) for row in unique.values()])
+        scored = {(r["name"], r["sampler"]): r for r in validated}
+        for method, d in done.items():
+            entry = {"method": method, "seed": seed, "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in METHODS[method].items()}, "trials": d["trials"],
+                     "wall_seconds": d["wall_seconds"], "teacher_image_equivalents": d["teacher_image_equivalents"], "search_cost": d["search_cost"], "budgets": {}}
+            for budget, row in d["picks"].items():
+                v = scored[(row["name"], row.get("sampler"))]
+                entry["budgets"][budget] = {"name": row["name"], "kind": row.get("kind"), "macs_speedup": v["macs_speedup"], "search_objective": row.get(METHODS[method].get("objective", "rfid")),
+                                            "rfid": v["rfid"], "paired": v["paired"], "fid": v["fid"]}
+            runs.append(entry)
+            print(f"seed {seed} {method}: cost {entry['search_cost']:,.0f} TIE, {entry['wall_seconds']:.0f} s; " +
+                  "; ".join(f"{b} {e['macs_speedup']:.2f}x rFID {e['rfid']:.3f} FID {e['fid']:.2f}" for b, e in entry["budgets"].items()))
+        runs.append({"method": "teacher", "seed": seed, "fid": teacher["fid"], "noise_images": teacher["noise_images"]})
+    write_result(args.out, {"model": args.model, "sampler": args.sampler, "solver": args.solver, "steps": args.steps, "trials": args.trials, "seeds": seeds,
+                            "validate_n": args.validate_n, "validation_start": VALIDATION_START, "budgets": [f"1/{b}" for b in BUDGETS], "runs": runs,
+                            "summary": summary(runs, methods)})
+
+
+def summary(runs: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    """Per method: mean search cost, and per budget mean / min / max over seeds of the validated rFID and FID."""
+    out: dict[str, Any] = {}
+    for method in methods:
+        mine = [r for r in runs if r["method"] == method]
+        per: dict[str, Any] = {}
+        for budget in sorted({b for r in mine for b in r["budgets"]}):
+            cells = [r["budgets"][budget] for r in mine if budget in r["budgets"]]
+            per[budget] = {metric: {"mean": round(statistics.mean(c[metric] for c in cells), 4), "min": min(c[metric] for c in cells), "max": max(c[metric] for c in cells)}
+                           for metric in ("rfid", "fid", "macs_speedup")} | {"seeds": len(cells)}
+        out[method] = {"search_cost_mean": round(statistics.mean(r["search_cost"] for r in mine), 1), "wall_seconds_mean": round(statistics.mean(r["wall_seconds"] for r in mine), 1),
+                       "budgets": per}
+    return out
+
+
+if __name__ == "__main__":
+    main()
