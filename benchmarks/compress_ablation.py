@@ -162,7 +162,7 @@ def part_c(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
     student_dir = Path(dynamic["student"]["path"])
     ratio = dynamic["student"]["macs_ratio"]
     speedup = args.total_speedup * ratio  # schedule speed-up on the student that gives the total
-    config = SearchConfig(out=args.run_dir / ("combined" + (f"-{args.solver}" if args.solver else "")), model=str(student_dir), solver=args.solver, speedup=speedup, n=args.search_n, trials=args.trials, seed=args.seed,
+    config = SearchConfig(objective="rfid", all_baselines=True, out=args.run_dir / ("combined" + (f"-{args.solver}" if args.solver else "")), model=str(student_dir), solver=args.solver, speedup=speedup, n=args.search_n, trials=args.trials, seed=args.seed,
                           validate_n=args.fid_n, reference="builtin:digits-heldout", device="cpu")
     config.out.mkdir(parents=True, exist_ok=True)
     results = search(config)

@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import shlex
+import statistics
 import sys
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -787,18 +788,23 @@ def coverage_sweep(d: dict[str, Any]) -> str:
 
 
 def scale_cost_table(d: dict[str, Any]) -> str:
-    """The default search's teacher-image equivalents per phase on real-scale transformers (MACs of published configs)."""
+    """The default search's teacher-image equivalents per phase on real-scale transformers (MACs of published configs),
+    with today's defaults and those before the search frontier."""
+    rows = []
+    for name, by_setting in d["models"].items():
+        for setting, m in by_setting.items():
+            c = m["settings"]
+            what = (f"{c['objective']} on {c['n']} images, {c['trials']} trials, " + (f"rungs {', '.join(map(str, c['rungs']))}, " if c["rungs"] else "")
+                    + ("every baseline, " if c["all_baselines"] else "baselines within the budget, ") + f"validation {c['validate_n']} x {c['validate_top']}")
+            rows.append([name, f"{setting}: {what}", *(f"{m['teacher_image_equivalents'][k]:,.0f}" for k in ("reference", "baselines", "search", "validation")),
+                         f"**{m['total_teacher_image_equivalents']:,.0f}**", f"{m['total_pmacs']:,.0f}",
+                         f"{m['gpu_hours_at_assumed_seconds']:,.1f}" if m.get("gpu_hours_at_assumed_seconds") is not None else "–"])
     cfg = d["settings"]
-    rows = [[name, *(f"{m['teacher_image_equivalents'][k]:,.0f}" for k in ("reference", "baselines", "search", "validation")),
-             f"**{m['total_teacher_image_equivalents']:,.0f}**", f"{m['total_pmacs']:,.0f}",
-             f"{m['gpu_hours_at_assumed_seconds']:,.1f}" if m.get("gpu_hours_at_assumed_seconds") is not None else "–"]
-            for name, m in d["models"].items()]
-    return (f"`flexdiff search` at its defaults ({cfg['steps']} steps, {cfg['n']} images, {cfg['trials']} trials, budget 1/{cfg['speedup']:g}, rungs "
-            f"{', '.join(map(str, cfg['rungs']))}, {cfg['validate_n']} validation images) on a {d['resolution']} folder, in teacher-image equivalents "
-            "(images generated x their MACs / the teacher's MACs per image: what `search --dry-run` prints), from the published configs' MACs "
-            "(`transformer_cost.json`); nothing generated. GPU-hours convert them at an **assumed** "
-            f"{d['assumed_seconds_per_image']:g} s per FLUX.1-dev image ({d['assumption']}).\n\n"
-            + table(["model", "reference", "baselines", "search", "validation", "total", "PMACs", "GPU-hours (assumed s/image)"], rows))
+    return (f"`flexdiff search` at its defaults ({cfg['steps']} steps, budget 1/{cfg['speedup']:g}) on a {d['resolution']} folder, now and before the "
+            "search frontier was measured, in teacher-image equivalents (images generated x their MACs / the teacher's MACs per image: what "
+            "`search --dry-run` prints), from the published configs' MACs (`transformer_cost.json`); nothing generated. GPU-hours convert them at an "
+            f"**assumed** {d['assumed_seconds_per_image']:g} s per FLUX.1-dev image ({d['assumption']}).\n\n"
+            + table(["model", "defaults", "reference", "baselines", "search", "validation", "total", "PMACs", "GPU-hours (assumed s/image)"], rows))
 
 
 def step_transfer_table(d: dict[str, Any]) -> str:
@@ -823,10 +829,88 @@ def step_transfer_table(d: dict[str, Any]) -> str:
     return (f"`{d['model']}`, teacher `{d['sampler']}` at each T, candidates under `{d['solver']}`; every search with the demo's settings ({s['n']} images, "
             f"{s['trials']} trials, budget 1/{s['speedup']:g}, rungs {', '.join(map(str, s['rungs']))}, reuse); the picks by search rFID within the budget, "
             f"re-scored on {d['validate_n']} images no search saw. The schedule searched at T = {d['searched_at']} (`{d['origin']}`) moved to each T by "
-            "`flexdiff.schedule.for_steps` (segments keep their place, intervals scale with T / T0). "
-            f"**The rule keeps the share of network calls, not of MACs**: the moved plan runs at {min(speedups):.2f}x to {max(speedups):.2f}x (one full step "
-            "per segment at every T, more or fewer cheap partial steps), so it is no same-budget competitor yet. Per T: " + verdicts + ".\n\n"
+            "`flexdiff.schedule.for_steps` (segments of the searched length in steps, round(S T / T0) of them, each with the searched plan's share of "
+            f"active steps over its part of the trajectory: the MACs share is kept, to rounding): the moved plan runs at {min(speedups):.2f}x to "
+            f"{max(speedups):.2f}x. Per T: " + verdicts + ".\n\n"
             + table(["T", "schedule", "name", "MACs x", "rFID", "FID", "teacher FID"], rows))
+
+
+#: the search the frontier's methods are measured against: the demo's settings before the frontier was measured
+FRONTIER_REFERENCE = "rfid-256"
+
+
+def frontier_within(d: dict[str, Any], method: str, budget: str) -> bool | None:
+    """Whether ``method``'s mean validated rFID and FID at ``budget`` are no worse than the worst seed of the reference
+    search (within its 3-seed spread or better); None where either has no pick there."""
+    ref, mine = d["summary"].get(FRONTIER_REFERENCE, {}).get("budgets", {}).get(budget), d["summary"][method]["budgets"].get(budget)
+    if ref is None or mine is None:
+        return None
+    return all(round(mine[m]["mean"], 4) <= round(ref[m]["max"], 4) for m in ("rfid", "fid"))
+
+
+def search_frontier_table(d: dict[str, Any]) -> str:
+    """Each search method's cost (teacher-image equivalents) and its picks' validated rFID / FID per budget."""
+    summary, budgets = d["summary"], d["budgets"]
+    ref_cost = summary.get(FRONTIER_REFERENCE, {}).get("search_cost_mean")
+    teacher = [r["fid"] for r in d["runs"] if r["method"] == "teacher"]
+    rows = []
+    for method, m in summary.items():
+        cells = []
+        for b in budgets:
+            c = m["budgets"].get(b)
+            within = frontier_within(d, method, b)
+            mark = "" if within is None or method == FRONTIER_REFERENCE else (" ✓" if within else " ✗")
+            cells.append("–" if c is None else f"{c['macs_speedup']['mean']:.2f}x, rFID {c['rfid']['mean']:.2f} ({c['rfid']['min']:.2f}–{c['rfid']['max']:.2f}), "
+                                                  f"FID {c['fid']['mean']:.2f}{mark}")
+        share = f" (1/{ref_cost / m['search_cost_mean']:.1f})" if ref_cost and method != FRONTIER_REFERENCE else ""
+        rows.append([f"`{method}`", f"{m['search_cost_mean']:,.0f}{share}", f"{m['wall_seconds_mean']:.0f}", *cells])
+    return (f"`{d['model']}`, teacher `{d['sampler']}`-{d['steps']}" + (f", candidates under `{d['solver']}`" if d.get("solver") else "")
+            + f"; {d['trials']} searched schedules per search, seeds {', '.join(map(str, d['seeds']))}. Cost: teacher-image equivalents of the search "
+            "(reference + baselines + trials, its own validation left out), mean over seeds, and its share of the reference search's; wall: seconds on "
+            f"the machine below. Each pick re-scored on {d['validate_n']} noises no search saw (images {d['validation_start']} on of each seed's stream; "
+            f"teacher FID {min(teacher):.2f}–{max(teacher):.2f}): mean (min–max over seeds). ✓: mean rFID and FID no worse than `{FRONTIER_REFERENCE}`'s "
+            "worst seed at that budget; ✗: worse on one.\n\n"
+            + table(["method", "cost (TIE)", "wall s", *budgets], rows))
+
+
+def frontier_headline(d: dict[str, Any]) -> str:
+    """The README's compact frontier: per method its search cost and its picks' mean validated rFID / FID per budget."""
+    summary, budgets = d["summary"], d["budgets"]
+    rows = [[f"`{method}`", f"{m['search_cost_mean']:,.0f}",
+             *("–" if (c := m["budgets"].get(b)) is None else f"{c['rfid']['mean']:.2f} / {c['fid']['mean']:.1f}" + {True: " ✓", False: " ✗", None: ""}[
+                 None if method == FRONTIER_REFERENCE else frontier_within(d, method, b)] for b in budgets)] for method, m in summary.items()]
+    teacher = [r["fid"] for r in d["runs"] if r["method"] == "teacher"]
+    return (f"`{d['model']}` ({d['sampler']}-{d['steps']}), {len(d['seeds'])} seeds, each pick on {d['validate_n']} noises no search saw "
+            f"(teacher FID {statistics.mean(teacher):.1f}); cells: mean rFID / FID; ✓ no worse than `{FRONTIER_REFERENCE}`'s worst seed on both.\n\n"
+            + table(["search", "cost (TIE)", *budgets], rows))
+
+
+def real_width_headline(d: dict[str, Any]) -> str:
+    """The README's line on wall-clock at real width: wall / MACs of the searched mixes per model."""
+    parts = []
+    for key, m in d["models"].items():
+        searched = [r for r in d["summary"][key] if r["family"] == "searched"]
+        ratios = ", ".join(f"{r['budget']} {r['macs_speedup']:.2f}x MACs -> {r['predicted_wall_speedup']:.2f}x wall" for r in searched)
+        e2e = "; ".join(f"{e['macs_speedup']:.2f}x MACs measured {e['measured_wall_speedup']:.2f}x whole-loop" for e in m["end_to_end"])
+        parts.append(f"- {m['model'].split(' (')[0]}: {ratios} (per-kind sums; {e2e})")
+    return f"Searched step mixes at real width, random weights, {d['machine'].get('cpu', d['device'])} ({d['device']}):\n\n" + "\n".join(parts)
+
+
+def real_width_table(d: dict[str, Any]) -> str:
+    """Wall-clock against MACs speed-up of the searched step mixes on real-width models (random weights)."""
+    parts = []
+    for key, m in d["models"].items():
+        rows = [[f"`{r['mix']}`", r["family"], r["budget"] or "–", f"{r['macs_speedup']:.2f}x", f"{r['predicted_wall_speedup']:.2f}x", f"{r['wall_over_macs']:.2f}"]
+                for r in d["summary"][key]]
+        e2e = "; ".join(f"`{e['name']}`: measured {e['measured_wall_speedup']:.2f}x (paired median {e['measured_wall_speedup_paired_median']:.2f}x) against "
+                        f"{e['predicted_wall_speedup']:.2f}x predicted, MACs {e['macs_speedup']:.2f}x" for e in m["end_to_end"])
+        full = next(k for k in m["kinds"] if k["kind"] == "full")
+        parts.append(f"**{m['model']}** (`{m['class']}`, {m['parameters'] / 1e6:,.0f} M parameters, latent {'x'.join(map(str, m['latent_shape']))}, "
+                     f"{m['sampler']}-{m['T']}): a full step {m['full_step_gmacs']:,.1f} GMACs, {full['seconds_min']:.2f} s (best of {d['repeats']}). "
+                     f"Whole sampling loops, interleaved: {e2e}.\n\n" + table(["step mix", "family", "budget", "MACs x", "wall x (per-kind sum)", "wall / MACs"], rows))
+    return (f"Real-width denoisers built from published configs with random weights on `{d['device']}`: {d['timing']}. Mixes: the built-in teachers' "
+            f"searched schedules with their branches mapped to the real model ({d['mapping_rule']['unet']}; {d['mapping_rule']['transformer']}), and "
+            "uniform DeepCache / DDIM-k plans for context.\n\n" + "\n\n".join(parts))
 
 
 def sec_coverage(name: str, d: dict[str, Any]) -> str:
@@ -864,6 +948,8 @@ FAMILIES: list[tuple[str, str, Callable[[str], bool]]] = [
     ("coverage", "Which diffusers pipelines enable covers", lambda n: n == "coverage.json"),
     ("search_cost_at_scale", "What a search costs at real scale", lambda n: n == "search_cost_at_scale.json"),
     ("step_transfer", "One search for every step count", lambda n: n.startswith("step_transfer")),
+    ("search_frontier", "What a search costs against what it finds", lambda n: n.startswith("search_frontier")),
+    ("real_width_wall", "Wall-clock at real width", lambda n: n == "real_width_wall.json"),
 ]
 
 # preferred order inside a family; other files of the family follow, sorted by name
@@ -882,6 +968,8 @@ SUBTITLES = {
     "search_vs_peers_unet_forecast.json": "The built-in UNet with the forecast gene",
     "search_vs_peers_unet_reuse.json": "The built-in UNet, reuse only",
     "search_vs_peers_spread.json": "How much of the 1/2 margin is noise: five seeds",
+    "search_frontier_unet.json": "The built-in UNet (DDIM-50, candidates under DDIM-2M)",
+    "search_frontier_dit.json": "The built-in DiT (rectified flow, Euler-20)",
 }
 
 
@@ -947,6 +1035,10 @@ def render(results: Path = RESULTS) -> str:
         "them with the command shown in its section. Wall-clock figures on a shared CPU VM vary by a few percent "
         "from run to run; the scripts interleave and pair their repeats to cancel drift. Vocabulary: "
         "[concepts](concepts.md); how the search and compression work: [search](search.md), [compress](compress.md).",
+        "**Validation noise.** Since 2026-12-07 a search validates on noises after its own (`search_frontier_*`, `step_transfer`, "
+        "`real_width_wall` and the demo were run so). The search benchmarks dated earlier (`search_vs_*`, `seed_spread*` at seed 0, "
+        "`compress_combined`) validated on the seed's stream from its first image: their 1000 validation images "
+        "contain the 128 or 256 the search selected on, a bias in the searched rows' favour; read them with that in mind.",
     ]
     machines: dict[str, list[str]] = {}
     for n, d in docs.items():
@@ -1009,6 +1101,10 @@ def render(results: Path = RESULTS) -> str:
                 body.append(scale_cost_table(d) + "\n\n" + provenance(n, d))
             elif key == "step_transfer":
                 body.append(step_transfer_table(d) + "\n\n" + provenance(n, d))
+            elif key == "real_width_wall":
+                body.append(real_width_table(d) + "\n\n" + provenance(n, d))
+            elif key == "search_frontier":
+                body.append(search_frontier_table(d) + "\n\n" + provenance(n, d))
         if seed_docs:
             pooled = seed_union(seed_docs)
             if pooled:
@@ -1034,6 +1130,11 @@ EMBEDS: list[tuple[Path, str, Callable[[dict[str, Any]], str]]] = [
     (ROOT / "docs" / "transformers.md", "coverage", lambda d: coverage_table(d) + "\n\n" + coverage_sweep(d)),
     (ROOT / "docs" / "search.md", "search_cost_at_scale", scale_cost_table),
     (ROOT / "docs" / "search.md", "step_transfer", step_transfer_table),
+    (ROOT / "docs" / "search.md", "search_frontier_unet", search_frontier_table),
+    (ROOT / "README.md", "search_frontier_unet", frontier_headline),
+    (ROOT / "README.md", "search_frontier_dit", frontier_headline),
+    (ROOT / "README.md", "real_width_wall", real_width_headline),
+    (ROOT / "docs" / "search.md", "search_frontier_dit", search_frontier_table),
 ]
 
 

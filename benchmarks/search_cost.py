@@ -86,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
 
     seeds = [int(s) for s in args.search_seeds.split(",")]
-    base = SearchConfig(out=args.run_dir, model=args.model, sampler=args.sampler, solver=args.solver, steps=args.steps, n=args.n, trials=args.trials,
+    base = SearchConfig(objective="rfid", all_baselines=True, out=args.run_dir, model=args.model, sampler=args.sampler, solver=args.solver, steps=args.steps, n=args.n, trials=args.trials,
                         seed=0, speedup=3.0, elite_speedups=(2.0, 3.0, 4.0, 5.0), validate_n=args.search_validate_n, validate_top=2,
                         fidelity=tuple(int_ranges(args.record_rungs)), prune_margin=float("inf"),
                         baseline_branches=int_ranges(args.baseline_branches), segments=tuple(range(4, min(26, args.steps + 1))))

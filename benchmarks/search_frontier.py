@@ -26,6 +26,7 @@ teacher's images from the same noise, FID against the held-out digits. ``--seeds
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from dataclasses import replace
@@ -36,6 +37,7 @@ from common import BUDGETS, write_result
 
 from flexdiff.schedule import Genome
 from flexdiff.schedule.genome import moved_genome
+from flexdiff.search.artefacts import schedule_of_row
 from flexdiff.search.config import SearchConfig, default_segments, objective_of
 from flexdiff.search.context import build_context
 from flexdiff.search.run import search, trial_rows
@@ -63,8 +65,8 @@ def picks(method: str, ctx: Any, baselines: list[dict[str, Any]], searched: list
         if within:
             out[f"1/{fraction}"] = min(within, key=lambda r: (objective_of(r, objective), r["macs"]))
     if method.endswith("one-budget"):  # the tightest budget's pick, moved to the others by more segments of its genes
-        origin = out.get(f"1/{max(BUDGETS)}")
-        genome = Genome.parse(origin["genome"]) if origin and origin.get("genome") else None
+        origin = out.get(f"1/{max(BUDGETS)}")  # a baseline pick (DDIM-k) moves as its nearest genome
+        genome = ctx.space.nearest_genome(schedule_of_row(origin, ctx.timesteps, ctx.config.sampler)) if origin else None
         for fraction in BUDGETS[:-1]:
             out.pop(f"1/{fraction}", None)
             if genome is None:
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--validate-n", type=int, default=1000)
     parser.add_argument("--run-dir", type=Path, default=Path("/tmp/flexdiff-search-frontier"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--merge", action="store_true", help="keep the runs of the other methods already in --out (same settings, same validation noise)")
     args = parser.parse_args()
 
     methods = args.methods.split(",")
@@ -140,6 +143,10 @@ def main() -> None:
             print(f"seed {seed} {method}: cost {entry['search_cost']:,.0f} TIE, {entry['wall_seconds']:.0f} s; " +
                   "; ".join(f"{b} {e['macs_speedup']:.2f}x rFID {e['rfid']:.3f} FID {e['fid']:.2f}" for b, e in entry["budgets"].items()))
         runs.append({"method": "teacher", "seed": seed, "fid": teacher["fid"], "noise_images": teacher["noise_images"]})
+    if args.merge and args.out.exists():  # the other methods' runs, validated on the same noises (validation is deterministic per seed)
+        earlier = json.loads(args.out.read_text())
+        runs = [r for r in earlier["runs"] if r["method"] not in methods and r["method"] != "teacher"] + runs
+        methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
     write_result(args.out, {"model": args.model, "sampler": args.sampler, "solver": args.solver, "steps": args.steps, "trials": args.trials, "seeds": seeds,
                             "validate_n": args.validate_n, "validation_start": VALIDATION_START, "budgets": [f"1/{b}" for b in BUDGETS], "runs": runs,
                             "summary": summary(runs, methods)})

@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_vs_baselines.json"))
     args = parser.parse_args()
 
-    config = SearchConfig(out=args.run_dir, model=args.model, solver=args.solver, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
+    config = SearchConfig(objective="rfid", all_baselines=True, out=args.run_dir, model=args.model, solver=args.solver, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
                           speedup=args.speedup, elite_speedups=(2.0, 3.0, 4.0, 5.0), spacings=tuple(float(x) for x in args.spacings.split(",")), validate_n=args.validate_n, baseline_intervals=int_ranges(args.baseline_intervals), ddim_ks=int_ranges(args.ddim_ks),
                           baseline_branches=int_ranges(args.baseline_branches) if args.baseline_branches else None)
     config.out.mkdir(parents=True, exist_ok=True)

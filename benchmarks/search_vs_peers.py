@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--spread-families", default=None, help="families compared with the searched pick to re-score (default: all)")
     args = parser.parse_args()
 
-    config = SearchConfig(out=args.run_dir, model=args.model, sampler=args.sampler, steps=args.steps, n=args.n, trials=args.trials, seed=args.seed, speedup=3.0,
+    config = SearchConfig(objective="rfid", all_baselines=True, out=args.run_dir, model=args.model, sampler=args.sampler, steps=args.steps, n=args.n, trials=args.trials, seed=args.seed, speedup=3.0,
                           elite_speedups=(2.0, 3.0, 4.0, 5.0), validate_n=args.validate_n, baseline_intervals=int_ranges(args.baseline_intervals),
                           ddim_ks=tuple(k for k in int_ranges(args.ddim_ks) if k < args.steps), segments=tuple(range(3, args.steps + 1)), forecast=args.forecast,
                           peers=() if args.no_peers else tuple(PEERS.names()),

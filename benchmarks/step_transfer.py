@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_transfer.json"))
     args = parser.parse_args()
 
-    base = SearchConfig(out=args.run_dir, model=args.model, sampler=args.sampler, solver=args.solver, n=256, trials=120, speedup=3.0, baseline_branches=(0,),
+    base = SearchConfig(objective="rfid", out=args.run_dir, model=args.model, sampler=args.sampler, solver=args.solver, n=256, trials=120, speedup=3.0, baseline_branches=(0,),
                         fidelity=(16, 64), reuse=True, validate_n=2, validate_top=1, features="digits", seed=0)
     steps = sorted({int(s) for s in args.steps.split(",")} | {args.searched_at})
     searches = {T: run_search(base, T, args.run_dir) for T in steps}

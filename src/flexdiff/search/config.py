@@ -31,9 +31,11 @@ class SearchConfig:
     speedup: float | None = 3.0
     max_macs: float | None = None
     elite_speedups: tuple[float, ...] = ()  # further budgets the evolution keeps an elite for (benchmarks over several budgets)
-    n: int = 256
-    objective: str = "rfid"  # what the search minimises on its n images: rfid, or paired (the mean distance to each image's teacher twin; unbiased at few images)
-    trials: int = 100
+    # The defaults are the cheapest search measured to find what the earlier default (rFID on 256 images) found:
+    # 4 noises, the paired distance (benchmarks/results/search_frontier_*.json, docs/search.md)
+    n: int = 4
+    objective: str = "paired"  # what the search minimises on its n images: paired (the mean distance to each image's teacher twin; unbiased at few images), or rfid
+    trials: int = 120
     strategy: str = "evolution"
     storage: str | None = None
     study: str | None = None
@@ -53,8 +55,8 @@ class SearchConfig:
     negative_prompt: str | None = None
     guidance: float | None = None  # None: 7.5 with prompts, else 1 (no guidance)
     labels: str | None = None  # class labels "0,3,7" of a class-conditional UNet (default: round-robin)
-    validate_n: int = 1000
-    validate_top: int = 6
+    validate_n: int = 64
+    validate_top: int = 2
     reference: str | None = None  # real images for FID; default: the built-in model's held-out set
     baseline_intervals: tuple[int, ...] = (2, 3, 4, 5, 6)
     baseline_branches: tuple[int, ...] | None = None  # None = every branch
