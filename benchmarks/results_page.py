@@ -841,11 +841,16 @@ FRONTIER_REFERENCE = "rfid-256"
 
 def frontier_within(d: dict[str, Any], method: str, budget: str) -> bool | None:
     """Whether ``method``'s mean validated rFID and FID at ``budget`` are no worse than the worst seed of the reference
-    search (within its 3-seed spread or better); None where either has no pick there."""
+    search (within its 3-seed spread or better); None where either has no pick there at some seed."""
     ref, mine = d["summary"].get(FRONTIER_REFERENCE, {}).get("budgets", {}).get(budget), d["summary"][method]["budgets"].get(budget)
-    if ref is None or mine is None:
+    if ref is None or mine is None or mine["seeds"] != ref["seeds"]:  # a mean over other seeds is no comparison
         return None
     return all(round(mine[m]["mean"], 4) <= round(ref[m]["max"], 4) for m in ("rfid", "fid"))
+
+
+def fewer_seeds(d: dict[str, Any], cell: dict[str, Any]) -> str:
+    """A budget cell's note where some seeds' searches found nothing within it."""
+    return f" ({cell['seeds']} of {len(d['seeds'])} seeds)" if cell["seeds"] < len(d["seeds"]) else ""
 
 
 def search_frontier_table(d: dict[str, Any]) -> str:
@@ -861,12 +866,12 @@ def search_frontier_table(d: dict[str, Any]) -> str:
             within = frontier_within(d, method, b)
             mark = "" if within is None or method == FRONTIER_REFERENCE else (" ✓" if within else " ✗")
             cells.append("–" if c is None else f"{c['macs_speedup']['mean']:.2f}x, rFID {c['rfid']['mean']:.2f} ({c['rfid']['min']:.2f}–{c['rfid']['max']:.2f}), "
-                                                  f"FID {c['fid']['mean']:.2f}{mark}")
+                                                  f"FID {c['fid']['mean']:.2f}{mark}{fewer_seeds(d, c)}")
         share = f" (1/{ref_cost / m['search_cost_mean']:.1f})" if ref_cost and method != FRONTIER_REFERENCE else ""
         rows.append([f"`{method}`", f"{m['search_cost_mean']:,.0f}{share}", f"{m['wall_seconds_mean']:.0f}", *cells])
     return (f"`{d['model']}`, teacher `{d['sampler']}`-{d['steps']}" + (f", candidates under `{d['solver']}`" if d.get("solver") else "")
             + f"; {d['trials']} searched schedules per search, seeds {', '.join(map(str, d['seeds']))}. Cost: teacher-image equivalents of the search "
-            "(reference + baselines + trials, its own validation left out), mean over seeds, and its share of the reference search's; wall: seconds on "
+            "(reference + baselines + trials; its own validation left out, except the `-validated` methods' re-checks), mean over seeds, and its share of the reference search's; wall: seconds on "
             f"the machine below. Each pick re-scored on {d['validate_n']} noises no search saw (images {d['validation_start']} on of each seed's stream; "
             f"teacher FID {min(teacher):.2f}–{max(teacher):.2f}): mean (min–max over seeds). ✓: mean rFID and FID no worse than `{FRONTIER_REFERENCE}`'s "
             "worst seed at that budget; ✗: worse on one.\n\n"
@@ -878,7 +883,7 @@ def frontier_headline(d: dict[str, Any]) -> str:
     summary, budgets = d["summary"], d["budgets"]
     rows = [[f"`{method}`", f"{m['search_cost_mean']:,.0f}",
              *("–" if (c := m["budgets"].get(b)) is None else f"{c['rfid']['mean']:.2f} / {c['fid']['mean']:.1f}" + {True: " ✓", False: " ✗", None: ""}[
-                 None if method == FRONTIER_REFERENCE else frontier_within(d, method, b)] for b in budgets)] for method, m in summary.items()]
+                 None if method == FRONTIER_REFERENCE else frontier_within(d, method, b)] + fewer_seeds(d, c) for b in budgets)] for method, m in summary.items()]
     teacher = [r["fid"] for r in d["runs"] if r["method"] == "teacher"]
     return (f"`{d['model']}` ({d['sampler']}-{d['steps']}), {len(d['seeds'])} seeds, each pick on {d['validate_n']} noises no search saw "
             f"(teacher FID {statistics.mean(teacher):.1f}); cells: mean rFID / FID; ✓ no worse than `{FRONTIER_REFERENCE}`'s worst seed on both.\n\n"

@@ -14,13 +14,21 @@ schedules, the baselines within the largest budget; the search's own final valid
   from its pick by :func:`flexdiff.schedule.genome.moved_genome`'s rule (more segments of the same genes, at the same
   length: the MACs share scales with the segment count), the largest count within each budget.
 
-Per budget a method's pick is its lowest objective within the budget on its own N images (searched or baseline
-row: what `best.json` would hold). Every pick of every method is then scored on the same ``--validate-n`` noises
+- ``paired-N-validated``: the ``paired-N`` studies, each budget's pick chosen as `flexdiff search` chooses
+  best.json: the front's two schedules nearest the budget and each baseline family's best, re-scored on 64 noises
+  after the search's, the lowest paired distance (the re-checks' images are counted in its cost).
+
+Per budget a method's pick is otherwise its lowest objective within the budget on its own N images (searched or
+baseline row). Every pick of every method is then scored on the same ``--validate-n`` noises
 of the seed's stream after image 256 (after every method's search images): rFID and paired distance against the
 teacher's images from the same noise, FID against the held-out digits. ``--seeds`` repeats everything.
 
     cd benchmarks && python search_frontier.py --model builtin:digits --sampler ddim --solver ddim-2m --steps 50 --out results/search_frontier_unet.json
     cd benchmarks && python search_frontier.py --model builtin:digits-dit --sampler flow-euler --steps 20 --out results/search_frontier_dit.json
+
+(The committed JSONs: the first five methods, then ``--methods paired-16-one-budget,paired-4-validated,paired-16-validated
+--merge`` on the UNet and ``--methods paired-4-validated,paired-16-validated --merge`` on the DiT: a merge keeps the
+other methods' runs, validated on the same noises.)
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from flexdiff.search.artefacts import schedule_of_row
 from flexdiff.search.config import SearchConfig, default_segments, objective_of
 from flexdiff.search.context import build_context
 from flexdiff.search.run import search, trial_rows
-from flexdiff.search.validation import validate
+from flexdiff.search.validation import choose_for_validation, validate
 
 #: name -> SearchConfig overrides (on top of the shared settings in :func:`main`)
 METHODS: dict[str, dict[str, Any]] = {
@@ -50,7 +58,13 @@ METHODS: dict[str, dict[str, Any]] = {
     "paired-4": {"n": 4, "objective": "paired"},
     "paired-16-nsga2": {"n": 16, "objective": "paired", "strategy": "nsga2"},
     "paired-16-one-budget": {"n": 16, "objective": "paired", "speedup": float(max(BUDGETS)), "elite_speedups": ()},
+    # the same studies, each budget's pick then chosen as `flexdiff search` chooses best.json: its front's two schedules
+    # nearest the budget and each baseline family's best re-scored on RECHECK noises after the search's, lowest paired
+    "paired-4-validated": {"n": 4, "objective": "paired", "folder": "paired-4", "recheck": 64},
+    "paired-16-validated": {"n": 16, "objective": "paired", "folder": "paired-16", "recheck": 64},
 }
+#: settings of a method that are not SearchConfig fields: the run folder it shares, the re-check's noises
+EXTRA = ("folder", "recheck")
 #: validation noises start here in every seed's stream: after the largest search's images
 VALIDATION_START = 256
 
@@ -91,16 +105,40 @@ def _scaled(genome: Genome, count: int, T: int) -> Genome:
 
 
 def run_method(method: str, base: SearchConfig, root: Path) -> dict[str, Any]:
-    config = replace(base, **METHODS[method], out=root / method)
+    settings = METHODS[method]
+    config = replace(base, **{k: v for k, v in settings.items() if k not in EXTRA}, out=root / settings.get("folder", method))
     start = time.perf_counter()
     results = search(config)
     wall = time.perf_counter() - start
     ctx = build_context(replace(config, progress=False), reference=False)
     baselines, searched = trial_rows(ctx)
-    spent = results["teacher_image_equivalents"]
-    return {"ctx": ctx, "picks": picks(method, ctx, baselines, searched, ctx.costs.full * len(ctx.timesteps)), "wall_seconds": round(wall, 1),
-            "teacher_image_equivalents": {k: v for k, v in spent.items() if k != "validation"}, "search_cost": round(sum(v for k, v in spent.items() if k != "validation"), 1),
+    spent = {k: v for k, v in results["teacher_image_equivalents"].items() if k != "validation"}
+    chosen = picks(method, ctx, baselines, searched, ctx.costs.full * len(ctx.timesteps))
+    if "recheck" in settings:
+        start = time.perf_counter()
+        chosen, spent["validation"] = rechecked(ctx, baselines, searched, settings["recheck"])
+        wall += time.perf_counter() - start
+    return {"ctx": ctx, "picks": chosen, "wall_seconds": round(wall, 1), "teacher_image_equivalents": spent, "search_cost": round(sum(spent.values()), 1),
             "trials": len(searched)}
+
+
+def rechecked(ctx: Any, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], noises: int) -> tuple[dict[str, dict[str, Any]], float]:
+    """Per budget, best.json's choice: :func:`choose_for_validation` at that budget re-scored on ``noises`` noises after
+    the search's (:func:`validate` with ``validate_n`` = ``noises``, ``validate_top`` 2), the lowest paired distance;
+    and the teacher-image equivalents of those re-checks (the teacher's images once, then each row's)."""
+    teacher_macs = ctx.costs.full * len(ctx.timesteps)
+    chosen, images = {}, float(noises)
+    check = replace(ctx, config=replace(ctx.config, validate_n=noises, validate_top=2, progress=False))
+    for fraction in BUDGETS:
+        check.config = replace(check.config, max_macs=teacher_macs / fraction, speedup=None)
+        rows = [r for r in choose_for_validation(check, baselines, searched) if r["macs"] <= teacher_macs / fraction]
+        if not rows:
+            continue
+        _, scored = validate(check, rows)
+        images += noises * sum(r["macs"] / teacher_macs for r in rows)
+        best = min(scored, key=lambda r: (r["paired"], r["macs"]))
+        chosen[f"1/{fraction}"] = next(r for r in rows if r["name"] == best["name"] and r.get("sampler") == best["sampler"])
+    return chosen, round(images, 1)
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ def search(
     solver: str | None = typer.Option(None, "--solver", help=f"sampler the searched schedules run with on the teacher's steps (default: --sampler; one of {', '.join(sampler_names())}; ddim-2m = DDIM corrected to the teacher's error where it skips steps); DDIM-k and DeepCache are then also scored under it"),
     speedup: float = typer.Option(3.0, "--speedup", help="target MACs speed-up: the budget is teacher MACs / X"),
     max_macs: float | None = typer.Option(None, "--max-macs", help="budget in MACs per sample (overrides --speedup)"),
-    n: int = typer.Option(4, "--n", help="images (noises) each schedule is scored on during the search (default 4: measured, docs/search.md)"),
+    n: int | None = typer.Option(None, "--n", help="images (noises) each schedule is scored on during the search (default: 4, measured in docs/search.md, or one per prompt of --prompts if more)"),
     objective: str = typer.Option("paired", "--objective", help="what the search minimises on its --n images: paired (mean feature distance of each image to the teacher's from the same noise: unbiased at a few noises), or rfid (Flexiffusion's; use with --n 256)"),
     trials: int = typer.Option(120, "--trials", help="searched schedules to evaluate (baselines come on top)"),
     strategy: str = typer.Option("evolution", "--strategy", help=STRATEGY_HELP),
@@ -121,6 +121,10 @@ def search(
     from flexdiff.search.run import search as run_search
     from flexdiff.search.table import print_results
 
+    if n is None:  # every prompt of the file is seen at least once (image i takes prompt i mod P)
+        from flexdiff.models.conditioning import read_prompt_file
+
+        n = max(SearchConfig.n, len(read_prompt_file(prompts)) if prompts else 0)
     config = SearchConfig(
         out=out, model=model, sampler=sampler, steps=steps, solver=solver, speedup=None if max_macs is not None else speedup, max_macs=max_macs, n=n, objective=objective,
         trials=trials, strategy=strategy, storage=storage, study=study, workers=workers, seed=seed, segments=ints(segments, "--segments", 1, steps, "segment counts") if segments else default_segments(steps),
