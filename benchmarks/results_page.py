@@ -807,6 +807,12 @@ def scale_cost_table(d: dict[str, Any]) -> str:
             + table(["model", "defaults", "reference", "baselines", "search", "validation", "total", "PMACs", "GPU-hours (assumed s/image)"], rows))
 
 
+def scale_cost_headline(d: dict[str, Any]) -> str:
+    """The README's line: the default search's teacher-image equivalents at real scale, before and now."""
+    return "; ".join(f"{name}: {m['before']['total_teacher_image_equivalents']:,.0f} before, **{m['now']['total_teacher_image_equivalents']:,.0f}** now"
+                     for name, m in d["models"].items()) + f" teacher-image equivalents ({d['resolution']}, {d['settings']['steps']} steps, budget 1/{d['settings']['speedup']:g})."
+
+
 def step_transfer_table(d: dict[str, Any]) -> str:
     """A schedule searched at T0 moved to other step counts, beside a search at each and its best baseline."""
     labels = {"transferred": f"searched at T = {d['searched_at']}, moved", "searched_here": "searched at this T", "best_baseline": "best baseline at this T"}
@@ -1137,6 +1143,7 @@ EMBEDS: list[tuple[Path, str, Callable[[dict[str, Any]], str]]] = [
     (ROOT / "docs" / "search.md", "step_transfer", step_transfer_table),
     (ROOT / "docs" / "search.md", "search_frontier_unet", search_frontier_table),
     (ROOT / "README.md", "search_frontier_unet", frontier_headline),
+    (ROOT / "README.md", "search_cost_at_scale", scale_cost_headline),
     (ROOT / "README.md", "search_frontier_dit", frontier_headline),
     (ROOT / "README.md", "real_width_wall", real_width_headline),
     (ROOT / "docs" / "search.md", "search_frontier_dit", search_frontier_table),
