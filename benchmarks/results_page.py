@@ -827,8 +827,10 @@ def step_transfer_table(d: dict[str, Any]) -> str:
         if base is None:
             return "no baseline within the budget"
         cheaper, better = moved["macs_speedup"] >= base["macs_speedup"], moved["rfid"] < base["rfid"]
-        return ("the moved plan is cheaper and closer (rFID)" if cheaper and better else "**the baseline is cheaper and closer**" if not cheaper and not better
-                else f"not comparable: the moved plan runs at {moved['macs_speedup']:.2f}x against the baseline's {base['macs_speedup']:.2f}x")
+        if cheaper == better:
+            return "the moved plan is cheaper and closer (rFID)" if better else "**the baseline is cheaper and closer**"
+        return (f"the moved plan is cheaper ({moved['macs_speedup']:.2f}x against {base['macs_speedup']:.2f}x), **the baseline closer**" if cheaper
+                else f"the moved plan is closer, the baseline cheaper ({base['macs_speedup']:.2f}x against {moved['macs_speedup']:.2f}x)")
     verdicts = "; ".join(f"T = {e['T']}: {verdict(e)}" for e in d["steps"])
     speedups = [e["transferred"]["macs_speedup"] for e in d["steps"]]
     s = d["search_settings"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 import math
 from pathlib import Path
 
@@ -207,14 +208,18 @@ def test_a_searched_genome_re_expands_at_another_step_count(tmp_path: Path) -> N
         return kinds.count("full") / plan.T, len(plan.active_indices) / plan.T
 
     for T in (20, 30, 100):
-        moved = for_steps(searched, list(range(T - 1, -1, -1)))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            moved = for_steps(searched, list(range(T - 1, -1, -1)))
+        assert bool(caught) == (T < 25)  # below half the searched count: measured far from the teacher, said so
         assert moved.T == T and moved.sampler == "ddim" and moved.meta["searched_at"] == {"T": 50, "genome": genome}
         assert len(Genome.parse(moved.meta["genome"]).segments) == round(10 * T / 50)
         assert all(abs(a - b) <= 0.1 for a, b in zip(shares(moved), shares(searched)))  # full and active shares kept
         assert Genome.parse(moved.meta["genome"]).spacing == 1.5 and "forecast:2" in {str(s) for s in moved.steps}
         back = for_steps(Schedule.from_dict(json.loads(json.dumps(moved.to_dict()))), searched.timesteps)  # through a file
         assert back.steps == searched.steps and "searched_at" not in back.meta
-    assert for_steps(searched, [3, 2, 1]).T == 3  # fewer steps than segments: fewer segments
+    with pytest.warns(UserWarning, match="search at 3 steps"):
+        assert for_steps(searched, [3, 2, 1]).T == 3  # fewer steps than segments: fewer segments
     with pytest.raises(FlexdiffError, match="carries its genome") as err:
         for_steps(full(list(range(980, -1, -20))), list(range(20)))
     assert "\n" not in str(err.value)

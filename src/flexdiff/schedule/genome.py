@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -131,6 +132,10 @@ def for_steps(schedule: Schedule, timesteps: Sequence[float]) -> Schedule:
                             f"make one for {len(timesteps)} steps (flexdiff schedule ... --steps {len(timesteps)}), or run it at {schedule.T} steps")
     origin = schedule.meta.get("searched_at") or {"T": schedule.T, "genome": text}  # always re-expanded from where it was searched
     genome, T, new = Genome.parse(str(origin["genome"])), int(origin["T"]), len(timesteps)
+    if new < T / 2:  # measured far from the teacher there: benchmarks/results/step_transfer.json (50 -> 20 steps: rFID 53)
+        warnings.warn(f"{schedule.name or 'schedule'} searched at {T} steps, run at {new}: its partial steps then reuse features across steps "
+                      f"{T / new:.1f}x as long, measured far from the teacher below half the searched count; search at {new} steps for a plan made there",
+                      UserWarning, stacklevel=2)
     moved = moved_genome(genome, T, new).expand(timesteps, schedule.sampler)
     meta = {k: v for k, v in schedule.meta.items() if k not in ("genome", "family", "searched_at")} | moved.meta | ({"searched_at": origin} if new != T else {})
     return Schedule(moved.steps, moved.timesteps, moved.sampler, moved.name, meta)
