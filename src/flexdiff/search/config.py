@@ -31,8 +31,8 @@ class SearchConfig:
     speedup: float | None = 3.0
     max_macs: float | None = None
     elite_speedups: tuple[float, ...] = ()  # further budgets the evolution keeps an elite for (benchmarks over several budgets)
-    # The defaults are the cheapest search measured to find what the earlier default (rFID on 256 images) found:
-    # 4 noises, the paired distance (benchmarks/results/search_frontier_*.json, docs/search.md)
+    # 4 noises, the paired distance: within the earlier default's (rFID on 256 images) 3-seed spread on the built-in
+    # UNet at 1/14 of its cost, not on the built-in DiT at 1/3 and 1/4 (benchmarks/results/search_frontier_*.json)
     n: int = 4
     objective: str = "paired"  # what the search minimises on its n images: paired (the mean distance to each image's teacher twin; unbiased at few images), or rfid
     trials: int = 120
