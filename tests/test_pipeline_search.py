@@ -74,7 +74,7 @@ def test_the_search_scores_what_the_users_pipeline_makes(kind: str, scheduler: s
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     out = tmp_path / "search"
-    log = ok(invoke("search", "--model", folder, "--sampler", "pipeline", *SEARCH, "--speedup", "1.3", "--prompts", prompts, "--guidance", GUIDANCE, *(["--control-images", control] if control else []), "--features", "clip", "--clip", clip_dir, "--out", out))
+    log = ok(invoke("search", "--model", folder, "--sampler", "pipeline", *SEARCH, "--speedup", "1.3", "--all-baselines", "--prompts", prompts, "--guidance", GUIDANCE, *(["--control-images", control] if control else []), "--features", "clip", "--clip", clip_dir, "--out", out))
     assert ("takes no custom timesteps" in log) == (scheduler == "PNDMScheduler")  # PNDM: no null steps, no DDIM-k
     results = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in results["trials"]["baselines"]]
