@@ -7,8 +7,9 @@ schedules, the baselines within the largest budget; the search's own final valid
 
 - ``rfid-256``: the search as `make demo` ran it before this benchmark: rFID on 256 images, rungs 16/64 with the front
   pruner, trajectory reuse, every baseline scored (``all_baselines``, as it was) at branch 0.
-- ``paired-N``: BudCache's setting: N noises (16, 4), the paired distance as objective (a mean over images, unbiased
-  at any N, where rFID on N images is not), no rungs, reuse.
+- ``paired-N``: BudCache's setting: N noises (16, 8, 4), the paired distance as objective (a mean over images, unbiased
+  at any N, where rFID on N images is not), no rungs, reuse. ``paired-8-t60``: 8 noises, half the trials (the cost
+  of ``paired-4``, more noises per trial, fewer trials).
 - ``paired-16-nsga2``: the same objective with ECAD's NSGA-II (Optuna's sampler) instead of the evolution.
 - ``paired-16-one-budget``: OTCache's idea: one search at the tightest budget (1/5), the other budgets' plans moved
   from its pick by :func:`flexdiff.schedule.genome.moved_genome`'s rule (more segments of the same genes, at the same
@@ -55,6 +56,8 @@ from flexdiff.search.validation import choose_for_validation, validate
 METHODS: dict[str, dict[str, Any]] = {
     "rfid-256": {"n": 256, "objective": "rfid", "fidelity": (16, 64), "all_baselines": True, "baseline_branches": (0,)},
     "paired-16": {"n": 16, "objective": "paired"},
+    "paired-8": {"n": 8, "objective": "paired"},
+    "paired-8-t60": {"n": 8, "objective": "paired", "trials": 60},
     "paired-4": {"n": 4, "objective": "paired"},
     "paired-16-nsga2": {"n": 16, "objective": "paired", "strategy": "nsga2"},
     "paired-16-one-budget": {"n": 16, "objective": "paired", "speedup": float(max(BUDGETS)), "elite_speedups": ()},
@@ -62,6 +65,7 @@ METHODS: dict[str, dict[str, Any]] = {
     # nearest the budget and each baseline family's best re-scored on RECHECK noises after the search's, lowest paired
     "paired-4-validated": {"n": 4, "objective": "paired", "folder": "paired-4", "recheck": 64},
     "paired-16-validated": {"n": 16, "objective": "paired", "folder": "paired-16", "recheck": 64},
+    "paired-8-validated": {"n": 8, "objective": "paired", "folder": "paired-8", "recheck": 64},
 }
 #: settings of a method that are not SearchConfig fields: the run folder it shares, the re-check's noises
 EXTRA = ("folder", "recheck")

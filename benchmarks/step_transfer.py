@@ -10,6 +10,8 @@ searched schedules, and among the baselines; the T0 search's pick moved to T. Th
 rFID against the teacher's images from the same noise, FID against the held-out digits, the MACs speed-up.
 
     python benchmarks/step_transfer.py --out benchmarks/results/step_transfer.json        # the UNet, T0 = 50
+    python benchmarks/step_transfer.py --model builtin:digits-dit --sampler flow-euler --solver "" --searched-at 20 \
+        --out benchmarks/results/step_transfer_dit.json                                    # the DiT, T0 = 20
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="builtin:digits")
     parser.add_argument("--sampler", default="ddim")
-    parser.add_argument("--solver", default="ddim-2m")
+    parser.add_argument("--solver", default="ddim-2m", type=lambda s: s or None, help="the candidates' solver ('' for the sampler's own)")
     parser.add_argument("--searched-at", type=int, default=50, help="T0: the step count the transferred schedule is searched at")
     parser.add_argument("--steps", default="20,30,50,100", help="the step counts it is applied at")
     parser.add_argument("--validate-n", type=int, default=1000)
