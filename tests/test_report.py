@@ -235,7 +235,16 @@ def test_plots_draw_nothing_from_nothing() -> None:
     assert plots.search_progress([], [], 2.0) is None
     assert plots.schedule_strips([], 9) is None
     assert plots.loss_curves([{"step": 0}]) is None
-    assert plots.step_codes(["full", "partial:3", "null"]) == [1, 5, 0]
+
+
+
+def test_strips_colour_every_step_kind_by_its_properties() -> None:
+    """Forecast steps get their own colour and legend entry (they were drawn as null steps); partial branches shade."""
+    indices, legend = plots.strip_colours([["full", "partial:3", "null"], ["full", "forecast:1", "partial:0"]], 4)
+    texts = [text for _, text in legend]
+    assert texts == ["full", "partial, branch 0", "partial, branch 3", "null (skipped)", "forecast, branch 1"]
+    assert indices == [[0, 2, 3], [0, 4, 1]]
+    assert len({str(colour) for colour, _ in legend}) == len(legend)
 
 
 # --- headless Chromium ------------------------------------------------------------------------------------------------

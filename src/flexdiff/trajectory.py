@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from flexdiff.samplers import Denoise
-from flexdiff.schedule import FORECAST, FULL, Schedule
+from flexdiff.schedule import Schedule
 from flexdiff.utils.io import atomic_path, read_tensors
 
 #: the default bound of a store: 512 MiB
@@ -78,8 +78,8 @@ def plan_for(schedule: Schedule, source: StoredRun, k: int) -> Plan:
     """The replay of ``source`` for ``schedule`` sharing its first ``k`` teacher steps (see the module docstring)."""
     active = schedule.active_indices
     until = sum(1 for i in active if i < k)
-    fulls = [a for a, i in enumerate(active[:until]) if schedule.steps[i].kind == FULL]
-    forecasts = any(s.kind == FORECAST for s in schedule.steps[k:])
+    fulls = [a for a, i in enumerate(active[:until]) if schedule.steps[i].info.fills_cache]
+    forecasts = any(s.info.forecasts for s in schedule.steps[k:])
     return Plan(source, until, frozenset(fulls[-2:] if forecasts else fulls[-1:]))
 
 

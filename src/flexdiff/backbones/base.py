@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.schedule.kinds import FULL, NULL, PARTIAL
 from flexdiff.utils.registry import Registry
 
 
@@ -64,8 +63,6 @@ class Backbone(ABC):
     name: str = ""
     #: what a module of this family is, for error messages
     description: str = ""
-    #: the step kinds its hooks implement
-    step_kinds: tuple[str, ...] = (FULL, PARTIAL, NULL)
     #: what a partial step reuses for its deep units (the hook technique, :mod:`flexdiff.hooks`): "output" (each
     #: deep unit replays its cached output: DeepCache) or "residual" (the deep range adds the residual it added at
     #: the latest full step: DBCache)

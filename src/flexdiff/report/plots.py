@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
@@ -21,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator
 
+from flexdiff.schedule import STEP_KINDS, Step
 from flexdiff.utils.pareto import pareto_front
 
 Row = dict[str, Any]
@@ -40,7 +42,6 @@ FAMILY_STYLE: dict[str, dict[str, Any]] = {
 }
 _SPARE = [("P", "tab:purple"), ("X", "tab:brown"), ("h", "tab:pink"), ("<", "tab:cyan"), (">", "tab:gray"), ("p", "tab:red")]
 CHOSEN = {"marker": "*", "s": 340, "facecolors": "none", "edgecolors": "red", "linewidths": 1.8, "zorder": 6}
-FULL_COLOUR, NULL_COLOUR = "#1f3b73", "#eeeeee"
 
 
 def style(family: str) -> dict[str, Any]:
@@ -237,34 +238,33 @@ def search_progress(searched: Sequence[Row], baselines: Sequence[Row], run_budge
     return to_png(fig)
 
 
-def step_codes(steps: Sequence[str]) -> list[int]:
-    """0 = null, 1 = full, 2 + b = partial at branch b (the colour index of the strip)."""
-    out = []
-    for s in steps:
-        if s == "full":
-            out.append(1)
-        elif s.startswith("partial:") and s[8:].isdigit():
-            out.append(2 + int(s[8:]))
-        else:
-            out.append(0)
-    return out
+def strip_colours(steps_of: Sequence[Sequence[str]], num_branches: int | None) -> tuple[list[list[int]], list[tuple[Any, str]]]:
+    """Per strip the colour index of each step, and the (colour, legend text) of every index used: a kind without a
+    branch is its own :attr:`StepKind.colour`; a kind with one takes its colormap's shade per branch (darker = deeper)."""
+    parsed = [[Step.parse(s) for s in steps] for steps in steps_of]
+    branches = max([num_branches or 0, 1] + [s.branch + 1 for steps in parsed for s in steps if s.branch is not None])
+    colours: dict[tuple[str, int | None], int] = {}
+    legend: list[tuple[Any, str]] = []
+    for name, kind in STEP_KINDS.items():  # registry order: full, partial, null, forecast, then any registered later
+        for b in range(branches) if kind.takes_branch else [None]:
+            if any(s.kind == name and s.branch == b for steps in parsed for s in steps):
+                colours[(name, b)] = len(legend)
+                shade = colormaps[kind.colour](0.25 + 0.65 * b / max(branches - 1, 1)) if b is not None else kind.colour
+                legend.append((shade, f"{kind.label or name}, branch {b}" if b is not None else kind.label or name))
+    return [[colours[(s.kind, s.branch)] for s in steps] for steps in parsed], legend
 
 
 def schedule_strips(strips: Sequence[tuple[str, Sequence[str]]], num_branches: int | None) -> bytes | None:
-    """One row per schedule, one cell per teacher step: full (dark), partial (orange, darker = deeper branch), null (light)."""
+    """One row per schedule, one cell per teacher step, coloured by step kind (:func:`strip_colours`)."""
     strips = [(label, steps) for label, steps in strips if steps]
     if not strips:
         return None
     T = max(len(s) for _, s in strips)
-    codes = np.zeros((len(strips), T), dtype=int)
-    for i, (_, steps) in enumerate(strips):
-        codes[i, : len(steps)] = step_codes(steps)
-    branches = max(num_branches or 0, int(codes.max()) - 1, 1)
-    from matplotlib import colormaps
-
-    oranges = colormaps["Oranges"]
-    partial = [oranges(0.25 + 0.65 * b / max(branches - 1, 1)) for b in range(branches)]
-    cmap = ListedColormap([NULL_COLOUR, FULL_COLOUR, *partial])
+    indices, legend = strip_colours([steps for _, steps in strips], num_branches)
+    codes = np.full((len(strips), T), len(legend), dtype=int)  # past a short strip's end: white
+    for i, row in enumerate(indices):
+        codes[i, : len(row)] = row
+    cmap = ListedColormap([colour for colour, _ in legend] + ["white"])
     fig = Figure(figsize=(11.5, 0.42 * len(strips) + 1.9), layout="constrained")
     ax = fig.subplots()
     ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=len(cmap.colors) - 0.5, aspect="auto", interpolation="nearest")
@@ -276,9 +276,7 @@ def schedule_strips(strips: Sequence[tuple[str, Sequence[str]]], num_branches: i
     ax.set_xticks(np.arange(0, T, step))
     ax.set_yticks(np.arange(len(strips)), [label for label, _ in strips], fontsize=9)
     ax.set_xlabel("teacher step (0 = noisiest; each cell is one of the T sampler steps)")
-    used = sorted({int(c) for c in codes.flat})
-    handles = [Patch(color=FULL_COLOUR, label="full"), Patch(facecolor=NULL_COLOUR, edgecolor="0.6", label="null (skipped)")]
-    handles += [Patch(color=partial[c - 2], label=f"partial, branch {c - 2}") for c in used if c >= 2]
+    handles = [Patch(facecolor=colour, edgecolor="0.6", label=text) for colour, text in legend]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=9, frameon=False)
     return to_png(fig)
 

@@ -15,6 +15,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.report import grids, plots
 from flexdiff.report.html import Section, absent, esc, img, para, table
 from flexdiff.report.load import RunData
+from flexdiff.schedule import STEP_KINDS, count_steps
 from flexdiff.utils.text import mask_password
 
 Row = dict[str, Any]
@@ -148,11 +149,10 @@ def strips(data: RunData) -> str:
                   "over the timestep).", "caption")]
     if png:
         parts.append(img(png, "Schedule strips: step types of the chosen and validated schedules"))
-    rows = []
-    for role, row in entries:
-        steps = row["steps"]
-        rows.append([grids.label(row, role), row.get("genome") or row.get("name"), sum(s == "full" for s in steps), sum(s.startswith("partial") for s in steps), sum(s == "null" for s in steps)])
-    parts.append(table(["strip", "schedule (a genome: branch:interval per segment)", "full", "partial", "null"], rows, 2))
+    counts = [count_steps(row["steps"]) for _, row in entries]
+    kinds = [k for k in STEP_KINDS.names() if any(k in c for c in counts)]
+    rows = [[grids.label(row, role), row.get("genome") or row.get("name"), *(c.get(k, 0) for k in kinds)] for (role, row), c in zip(entries, counts)]
+    parts.append(table(["strip", "schedule (a genome: branch:interval per segment)", *kinds], rows, 2))
     return "\n".join(parts)
 
 

@@ -19,11 +19,12 @@ from flexdiff.schedule.kinds import (
     STEP_KINDS,
     Step,
     StepKind,
+    count_steps,
     register_step_kind,
 )
 from flexdiff.schedule.schedule import FORMAT, VERSION, Schedule
 
 __all__ = [
-    "Binding", "bind", "check_binding", "FORECAST", "FORMAT", "FULL", "NULL", "PARTIAL", "STEP_KINDS", "VERSION", "Genome", "Schedule", "Segment", "Step", "StepKind", "check_range", "check_spacing",
+    "Binding", "bind", "check_binding", "FORECAST", "FORMAT", "FULL", "NULL", "PARTIAL", "STEP_KINDS", "VERSION", "Genome", "Schedule", "Segment", "Step", "StepKind", "check_range", "check_spacing", "count_steps",
     "ddim_k", "deepcache_nonuniform", "deepcache_uniform", "for_steps", "full", "nonuniform_full_indices", "register_step_kind",
 ]

@@ -44,6 +44,11 @@ class Segment:
     def partial(self) -> Step:
         return Step(FORECAST if self.forecast else PARTIAL, self.branch)
 
+    def steps(self, length: int) -> tuple[Step, ...]:
+        """The segment's ``length`` teacher steps: one full step, ``interval - 1`` partial ones, then nulls."""
+        check_range("interval", self.interval, 1, length)
+        return (Step(FULL),) + (self.partial,) * (self.interval - 1) + (Step(NULL),) * (length - self.interval)
+
 
 @dataclass(frozen=True)
 class Genome:
@@ -79,8 +84,7 @@ class Genome:
         lengths = self.segment_lengths(len(timesteps), len(self.segments), self.spacing)
         steps: list[Step] = []
         for seg, length in zip(self.segments, lengths):
-            check_range("interval", seg.interval, 1, length)
-            steps += [Step(FULL)] + [seg.partial] * (seg.interval - 1) + [Step(NULL)] * (length - seg.interval)
+            steps += seg.steps(length)
         meta = {"family": "genome", "genome": str(self)}
         return Schedule(tuple(steps), tuple(timesteps), sampler, self.key, meta)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from flexdiff.errors import FlexdiffError, output_folder, unwritable
 from flexdiff.samplers import check_sampler
-from flexdiff.schedule.kinds import FULL, NULL, PARTIAL, STEP_KINDS, Step
+from flexdiff.schedule.kinds import STEP_KINDS, Step, count_steps
 from flexdiff.utils.io import read_json, write_text
 
 FORMAT = "flexdiff.schedule"
@@ -84,8 +84,7 @@ class Schedule:
 
     def counts(self) -> dict[str, int]:
         """Steps per kind: full, partial and null always, any other kind where the schedule has one."""
-        counts = {kind: sum(s.kind == kind for s in self.steps) for kind in STEP_KINDS.names()}
-        return {kind: n for kind, n in counts.items() if n or kind in (FULL, PARTIAL, NULL)}
+        return count_steps(self.steps)
 
     def check_timesteps(self, noise: Any, where: object = None) -> None:
         """The teacher grid must be one of the model's noise schedule (integer timesteps in its training range, or

@@ -12,16 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.schedule import (
-    FORECAST,
-    FULL,
-    NULL,
-    PARTIAL,
-    Genome,
-    Schedule,
-    Segment,
-    check_spacing,
-)
+from flexdiff.schedule import Genome, Schedule, Segment, check_spacing
 from flexdiff.utils.text import shorten
 
 
@@ -134,12 +125,11 @@ class GenomeSpace:
             for length in self.lengths(n, spacing):
                 steps = schedule.steps[start:start + length]
                 start += length
-                active = sum(1 for s in steps if s.kind != NULL)
-                branches, kinds = {s.branch for s in steps[1:active]}, {s.kind for s in steps[1:active]}
-                shaped = steps[0].kind == FULL and kinds <= {PARTIAL, FORECAST} and all(s.kind == NULL for s in steps[active:])
-                if not shaped or len(branches) > 1 or len(kinds) > 1 or (FORECAST in kinds and not self.forecast):
+                active = sum(1 for s in steps if s.info.calls_network)
+                segment = Segment(steps[active - 1].branch or 0, active, steps[active - 1].info.forecasts) if active else None
+                if segment is None or tuple(steps) != segment.steps(length) or (segment.forecast and not self.forecast):
                     break
-                segments.append(Segment(branches.pop() if branches else 0, active, FORECAST in kinds))
+                segments.append(segment)
             else:
                 return Genome(tuple(segments), spacing)
         return None
@@ -153,16 +143,16 @@ class GenomeSpace:
         exact = self.genome_of(schedule)
         if exact is not None:
             return exact
-        starts = [i for i, step in enumerate(schedule.steps) if step.kind == FULL]
+        starts = [i for i, step in enumerate(schedule.steps) if step.info.fills_cache]
         if not starts or starts[0] != 0 or len(starts) not in self.segment_counts:
             return None
         segments, old_lengths = [], [b - a for a, b in zip(starts, starts[1:] + [len(schedule.steps)])]
         for start, length in zip(starts, old_lengths):
             steps = schedule.steps[start:start + length]
-            partial = [s for s in steps[1:] if s.kind in (PARTIAL, FORECAST)]
+            partial = [s for s in steps[1:] if s.info.replays]
             branch = max(sorted({s.branch for s in partial}), key=[s.branch for s in partial].count) if partial else 0
-            forecast = self.forecast and 2 * sum(1 for s in partial if s.kind == FORECAST) > len(partial)
-            segments.append(Segment(branch, sum(1 for s in steps if s.kind != NULL), forecast))
+            forecast = self.forecast and 2 * sum(1 for s in partial if s.info.forecasts) > len(partial)
+            segments.append(Segment(branch, sum(1 for s in steps if s.info.calls_network), forecast))
         spacing = 1.0 if 1.0 in self.spacings else self.spacings[0]
         return self._fit(Genome(self._rescaled(segments, old_lengths, self.lengths(len(starts), spacing)), spacing))
 
