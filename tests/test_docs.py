@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,48 @@ def test_generated_blocks_are_current():
         text = page.read_text(encoding="utf-8")
         assert f"<!-- generated:{key} -->" in text, f"{page.name} lost its generated {key} block"
         assert module.embedded(text, key, render_block) == text, f"{page.name}'s {key} block is stale: run python benchmarks/results_page.py"
+
+
+def test_every_result_json_has_a_page(tmp_path, monkeypatch):
+    """Every benchmarks/results/*.json and reproduced/*.json is claimed by exactly one page module in benchmarks/pages/: a file
+    without one (or with two) is reported and stops the page, instead of being published under a placeholder."""
+    module = _results_page_module()
+    results = ROOT / "benchmarks" / "results"
+    names = sorted(p.relative_to(results).as_posix() for p in [*results.glob("*.json"), *results.glob("*/*.json")])
+    assert names and module.unclaimed(names) == {}, f"result files without exactly one page in benchmarks/pages/: {module.unclaimed(names)}"
+    # the check can fail: a new benchmark's file and a rerun of a new kind are reported, and render() refuses them
+    fakes = ["no_such_benchmark.json", "reproduced/no_such_rerun.json"]
+    assert module.unclaimed([*names, *fakes]) == {n: [] for n in fakes}
+    (tmp_path / "no_such_benchmark.json").write_text("{}")
+    with pytest.raises(ValueError, match="no_such_benchmark.json"):
+        module.render(tmp_path)
+    # ... and so is a file two pages claim
+    first = module.SECTIONS[0]
+    monkeypatch.setattr(module, "SECTIONS", [*module.SECTIONS, first])
+    assert module.unclaimed(names) == {n: [first.key, first.key] for n in names if first.owns(n)} != {}
+
+
+def test_growing_families_need_no_new_page(tmp_path):
+    """A second teacher's step_transfer file and new search-frontier methods render without touching the pages: the
+    step_transfer page owns step_transfer*.json, heading each by its model; the frontier tables list every summary method."""
+    module = _results_page_module()
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results)
+    transfer = json.loads((results / "step_transfer.json").read_text())
+    transfer.update(model="builtin:digits-dit", sampler="flow-euler", solver=None)  # step_transfer.py --solver '' writes None
+    (results / "step_transfer_dit.json").write_text(json.dumps(transfer))
+    frontier = json.loads((results / "search_frontier_unet.json").read_text())
+    frontier["summary"]["paired-8-t60"] = frontier["summary"]["paired-4"]
+    (results / "search_frontier_unet.json").write_text(json.dumps(frontier))
+    page = module.render(results)
+    assert '<a id="step_transfer_dit"></a>' in page
+    assert "### `builtin:digits-dit`, teacher `flow-euler` (`step_transfer_dit.json`)" in page
+    assert "### `builtin:digits`, teacher `ddim` (`step_transfer.json`)" in page
+    assert "candidates under the sampler's own steps" in page
+    assert "| `paired-8-t60` |" in page
+    for page_path, key, render_block in module.EMBEDS:
+        if key == "search_frontier_unet":
+            assert "`paired-8-t60`" in module.embedded(page_path.read_text(encoding="utf-8"), key, render_block, results)
 
 
 def test_relative_links_resolve():

@@ -1,0 +1,81 @@
+"""What a search costs against what it finds (``benchmarks/search_frontier.py``): per search method (whatever methods the
+file's ``summary`` holds) its cost in teacher-image equivalents and its picks' validated rFID / FID per budget, marked
+against the reference search's worst seed. One file per teacher; docs/search.md carries the tables, the README headlines."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from ._format import ROOT, Doc, Docs, provenance, table
+from ._section import Embed, Section
+
+TITLES = {
+    "search_frontier_unet.json": "The built-in UNet (DDIM-50, candidates under DDIM-2M)",
+    "search_frontier_dit.json": "The built-in DiT (rectified flow, Euler-20)",
+}
+
+FRONTIER_REFERENCE = "rfid-256"
+
+
+def frontier_within(d: Doc, method: str, budget: str) -> bool | None:
+    """Whether ``method``'s mean validated rFID and FID at ``budget`` are no worse than the worst seed of the reference
+    search (within its 3-seed spread or better); None where either has no pick there at some seed."""
+    ref, mine = d["summary"].get(FRONTIER_REFERENCE, {}).get("budgets", {}).get(budget), d["summary"][method]["budgets"].get(budget)
+    if ref is None or mine is None or mine["seeds"] != ref["seeds"]:  # a mean over other seeds is no comparison
+        return None
+    return all(round(mine[m]["mean"], 4) <= round(ref[m]["max"], 4) for m in ("rfid", "fid"))
+
+
+def fewer_seeds(d: Doc, cell: dict[str, Any]) -> str:
+    """A budget cell's note where some seeds' searches found nothing within it."""
+    return f" ({cell['seeds']} of {len(d['seeds'])} seeds)" if cell["seeds"] < len(d["seeds"]) else ""
+
+
+def search_frontier_table(d: Doc) -> str:
+    """Each search method's cost (teacher-image equivalents) and its picks' validated rFID / FID per budget."""
+    summary, budgets = d["summary"], d["budgets"]
+    ref_cost = summary.get(FRONTIER_REFERENCE, {}).get("search_cost_mean")
+    teacher = [r["fid"] for r in d["runs"] if r["method"] == "teacher"]
+    rows = []
+    for method, m in summary.items():
+        cells = []
+        for b in budgets:
+            c = m["budgets"].get(b)
+            within = frontier_within(d, method, b)
+            mark = "" if within is None or method == FRONTIER_REFERENCE else (" ✓" if within else " ✗")
+            cells.append("–" if c is None else f"{c['macs_speedup']['mean']:.2f}x, rFID {c['rfid']['mean']:.2f} ({c['rfid']['min']:.2f}–{c['rfid']['max']:.2f}), "
+                                                  f"FID {c['fid']['mean']:.2f}{mark}{fewer_seeds(d, c)}")
+        share = f" (1/{ref_cost / m['search_cost_mean']:.1f})" if ref_cost and method != FRONTIER_REFERENCE else ""
+        rows.append([f"`{method}`", f"{m['search_cost_mean']:,.0f}{share}", f"{m['wall_seconds_mean']:.0f}", *cells])
+    return (f"`{d['model']}`, teacher `{d['sampler']}`-{d['steps']}" + (f", candidates under `{d['solver']}`" if d.get("solver") else "")
+            + f"; {d['trials']} searched schedules per search, seeds {', '.join(map(str, d['seeds']))}. Cost: teacher-image equivalents of the search "
+            "(reference + baselines + trials; its own validation left out, except the `-validated` methods' re-checks), mean over seeds, and its share of the reference search's; wall: seconds on "
+            f"the machine below. Each pick re-scored on {d['validate_n']} noises no search saw (images {d['validation_start']} on of each seed's stream; "
+            f"teacher FID {min(teacher):.2f}–{max(teacher):.2f}): mean (min–max over seeds). ✓: mean rFID and FID no worse than `{FRONTIER_REFERENCE}`'s "
+            "worst seed at that budget; ✗: worse on one.\n\n"
+            + table(["method", "cost (TIE)", "wall s", *budgets], rows))
+
+
+def frontier_headline(d: Doc) -> str:
+    """The README's compact frontier: per method its search cost and its picks' mean validated rFID / FID per budget."""
+    summary, budgets = d["summary"], d["budgets"]
+    rows = [[f"`{method}`", f"{m['search_cost_mean']:,.0f}",
+             *("–" if (c := m["budgets"].get(b)) is None else f"{c['rfid']['mean']:.2f} / {c['fid']['mean']:.1f}" + {True: " ✓", False: " ✗", None: ""}[
+                 None if method == FRONTIER_REFERENCE else frontier_within(d, method, b)] + fewer_seeds(d, c) for b in budgets)] for method, m in summary.items()]
+    teacher = [r["fid"] for r in d["runs"] if r["method"] == "teacher"]
+    return (f"`{d['model']}` ({d['sampler']}-{d['steps']}), {len(d['seeds'])} seeds, each pick on {d['validate_n']} noises no search saw "
+            f"(teacher FID {statistics.mean(teacher):.1f}); cells: mean rFID / FID; ✓ no worse than `{FRONTIER_REFERENCE}`'s worst seed on both.\n\n"
+            + table(["search", "cost (TIE)", *budgets], rows))
+
+
+def render(name: str, d: Doc, docs: Docs) -> str:
+    return search_frontier_table(d) + "\n\n" + provenance(name, d)
+
+
+SECTIONS = [Section("search_frontier", "What a search costs against what it finds", 170, ("search_frontier*.json",), render,
+                    subtitle=lambda name, d: TITLES.get(name) or f"`{d['model']}`")]
+EMBEDS = [Embed(ROOT / "docs" / "search.md", "search_frontier_unet", search_frontier_table),
+          Embed(ROOT / "docs" / "search.md", "search_frontier_dit", search_frontier_table),
+          Embed(ROOT / "README.md", "search_frontier_unet", frontier_headline),
+          Embed(ROOT / "README.md", "search_frontier_dit", frontier_headline)]
