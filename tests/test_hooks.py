@@ -26,6 +26,7 @@ from flexdiff.schedule import (
     deepcache_uniform,
     full,
 )
+from flexdiff.utils.diffusers_private import hook_registry
 
 
 def tiny_conditional_model() -> DiffusionModel:
@@ -81,7 +82,7 @@ def test_all_full_schedule_is_bit_identical_and_removal_restores(model: Diffusio
     for plan in _step_type_schedules(ts, sampler, unet_layout(model.denoiser).num_branches).values():
         assert not torch.equal(_run(model, ts, sampler, plan), plain)  # the schedule really changed something
         assert torch.equal(_run(model, ts, sampler), plain)  # ... and leaving `with` restored the model exactly
-    assert all(getattr(m, "_diffusers_hook", None) is None or m._diffusers_hook.get_hook(HOOK_NAME) is None for _, m in unet_layout(model.denoiser).units)
+    assert all(hook_registry(m) is None or hook_registry(m).get_hook(HOOK_NAME) is None for _, m in unet_layout(model.denoiser).units)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)

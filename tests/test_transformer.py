@@ -34,6 +34,7 @@ from flexdiff.schedule import (
     deepcache_uniform,
     full,
 )
+from flexdiff.utils.diffusers_private import hook_registry
 
 
 def _g(seed: int = 1) -> torch.Generator:
@@ -126,7 +127,7 @@ def test_all_full_is_bit_identical_partial_changes_and_removal_restores(transfor
     for branch in range(layout_of(module).num_branches):
         assert not torch.equal(_run(module, x, kwargs, deepcache_uniform(grid, 3, branch, "flow-euler")), plain)
     assert torch.equal(_run(module, x, kwargs, None), plain)
-    assert all(getattr(u, "_diffusers_hook", None) is None or u._diffusers_hook.get_hook(RESIDUAL_HOOK_NAME) is None for _, u in layout_of(module).units)
+    assert all(hook_registry(u) is None or hook_registry(u).get_hook(RESIDUAL_HOOK_NAME) is None for _, u in layout_of(module).units)
 
 
 def test_null_steps_make_no_call_and_partial_steps_skip_the_middle_blocks(transformer) -> None:

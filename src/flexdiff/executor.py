@@ -23,6 +23,7 @@ from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DiffusionModel
 from flexdiff.samplers import Denoise
 from flexdiff.schedule import Schedule, check_binding
+from flexdiff.utils.diffusers_private import compiled_call
 
 
 def record_range(schedule: Schedule, layout: Layout) -> range:
@@ -43,7 +44,7 @@ def step_types(schedule: Schedule) -> set[tuple[str, int | None]]:
 
 def is_compiled(module: object) -> bool:
     """Whether ``module`` runs under ``torch.compile`` (``torch.compile(m)`` wraps it; ``m.compile()`` compiles in place)."""
-    return type(module).__name__ == "OptimizedModule" or getattr(module, "_compiled_call_impl", None) is not None
+    return type(module).__name__ == "OptimizedModule" or compiled_call(module) is not None
 
 
 def allow_recompiles(schedule: Schedule, warn: bool = True) -> None:

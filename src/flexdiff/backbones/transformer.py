@@ -2,8 +2,9 @@
 Qwen-Image, HunyuanVideo, LTX, CogVideoX, Mochi, Sana, CogView4, Chroma, ...), found by structure, not by a list.
 
 **Finding the blocks.** The model's top-level ``nn.ModuleList`` children named as diffusers' own hooks name block lists
-(``diffusers.hooks._common``'s identifiers: ``blocks``, ``transformer_blocks``, ``single_transformer_blocks``,
-``layers``, ...) or as dual-stream models name theirs (``joint_transformer_blocks``, ``double_stream_blocks``, ...),
+(diffusers' block identifiers, :func:`~flexdiff.utils.diffusers_private.block_identifiers`: ``blocks``,
+``transformer_blocks``, ``single_transformer_blocks``, ``layers``, ...) or as dual-stream models name theirs
+(``joint_transformer_blocks``, ``double_stream_blocks``, ...),
 in the order the model defines them, which is the order its ``forward`` runs them (Flux: ``transformer_blocks`` then
 ``single_transformer_blocks``). Refiner lists (``noise_refiner``, ``refiner_blocks``) are not block lists: they run on
 one stream before the main stack. Interleaved spatial / temporal lists (Latte) are refused in one line: their blocks
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,6 +41,13 @@ from torch import nn
 
 from flexdiff.backbones.base import Backbone, Branch, Layout, register_backbone
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils.diffusers_private import (
+    block_identifiers,
+    block_metadata_for,
+    registered_block_classes,
+    registered_block_metadata,
+    unwrap_compiled,
+)
 
 #: F and B values of deep models (L > 8): every depth up to 4, then roughly geometric.
 _COARSE_DEPTHS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48)
@@ -78,22 +86,19 @@ INTERLEAVED_LISTS = ("temporal_transformer_blocks",)
 def block_metadata(block: nn.Module) -> Any:
     """diffusers' ``TransformerBlockMetadata`` of a block class (argument names, output indices of both streams), or
     the one built from :data:`OWN_BLOCKS`; None for a class neither knows."""
-    from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
-
     try:
-        return _named_as_called(TransformerBlockRegistry.get(type(block)), type(block))
+        return _named_as_called(registered_block_metadata(type(block)), type(block))
     except ValueError:
         pass
-    TransformerBlockRegistry._register()
     # a model module's own copy of a registered class ("Copied from diffusers...": ChronoEdit's and Wan Animate's
     # WanTransformerBlock) has its layout: the registered class of that name with the same forward signature
-    twin = next((m for cls, m in TransformerBlockRegistry._registry.items() if cls.__name__ == type(block).__name__ and _same_signature(cls, type(block))), None)
+    twin = next((m for cls, m in registered_block_classes() if cls.__name__ == type(block).__name__ and _same_signature(cls, type(block))), None)
     entry = OWN_BLOCKS.get(own_name(block))
     if twin is None and entry is None:
         return None
-    metadata = replace(twin, _cached_parameter_indices=None) if twin is not None else TransformerBlockMetadata(return_hidden_states_index=entry[0], return_encoder_hidden_states_index=entry[1])
-    metadata._cls = type(block)
-    return metadata
+    if twin is not None:
+        return block_metadata_for(type(block), twin)
+    return block_metadata_for(type(block), return_hidden_states_index=entry[0], return_encoder_hidden_states_index=entry[1])
 
 
 def _named_as_called(metadata: Any, cls: type) -> Any:
@@ -102,9 +107,7 @@ def _named_as_called(metadata: Any, cls: type) -> Any:
     names = list(inspect.signature(cls.forward).parameters)[1:]
     if metadata.hidden_states_argument_name in names or not names:
         return metadata
-    fixed = replace(metadata, hidden_states_argument_name=names[0], _cached_parameter_indices=None)
-    fixed._cls = cls
-    return fixed
+    return block_metadata_for(cls, metadata, hidden_states_argument_name=names[0])
 
 
 def own_name(block: nn.Module) -> str:
@@ -119,16 +122,14 @@ def _same_signature(a: type, b: type) -> bool:
 
 
 def unwrapped(module: nn.Module) -> nn.Module:
-    """The model itself under a ``torch.compile(model)`` wrapper (whose only child is ``_orig_mod``)."""
-    return getattr(module, "_orig_mod", module)
+    """The model itself under a ``torch.compile(model)`` wrapper (whose only child is the compiled model)."""
+    return unwrap_compiled(module)
 
 
 def block_lists(module: nn.Module) -> list[tuple[str, nn.ModuleList]]:
     """The model's top-level block lists, in definition (= execution) order: children named as diffusers' hooks name
     transformer block lists, or as dual-stream models do (:data:`STREAM_LISTS`)."""
-    from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
-
-    names = {*_ALL_TRANSFORMER_BLOCK_IDENTIFIERS, *STREAM_LISTS}
+    names = {*block_identifiers(), *STREAM_LISTS}
     return [(name, child) for name, child in unwrapped(module).named_children() if name in names and isinstance(child, nn.ModuleList) and len(child) > 0]
 
 

@@ -20,13 +20,15 @@ from flexdiff.hooks.state import (
     extrapolate,
     register_technique,
 )
+from flexdiff.utils.diffusers_private import CACHE_HOOK_PREFIXES, enabled_cache_config, hook_registry
 from flexdiff.utils.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
 
-#: Hook names of diffusers' caches (its ``hooks/``: PAB, FasterCache, FirstBlockCache, MagCache, TaylorSeer, SeaCache).
-OTHER_CACHE_HOOKS = ("pyramid_attention_broadcast", "faster_cache", "fbc_", "mag_cache", "taylorseer_cache", "sea_cache")
+#: Hook-name prefixes of diffusers' caches (its ``hooks/``: PAB, FasterCache, FirstBlockCache, MagCache, TaylorSeer,
+#: SeaCache); the values of private diffusers constants, so they live (and are checked) in ``utils.diffusers_private``.
+OTHER_CACHE_HOOKS = CACHE_HOOK_PREFIXES
 
 
 def other_cache(module: torch.nn.Module) -> str | None:
@@ -35,9 +37,9 @@ def other_cache(module: torch.nn.Module) -> str | None:
     if getattr(module, "_is_cached", False):
         return "cache-dit"
     if getattr(module, "is_cache_enabled", False):
-        return f"diffusers {type(module._cache_config).__name__}"
+        return f"diffusers {type(enabled_cache_config(module)).__name__}"
     for sub in module.modules():
-        registry = getattr(sub, "_diffusers_hook", None)
+        registry = hook_registry(sub)
         for name in getattr(registry, "hooks", {}):
             if name.startswith(OTHER_CACHE_HOOKS):
                 return f"diffusers hook {name}"
@@ -66,7 +68,7 @@ def apply_partial_steps(module: torch.nn.Module, state: StepState | None = None)
 def remove_partial_steps(module: torch.nn.Module) -> None:
     """Take every flexdiff hook off; the model then computes exactly as before they were applied."""
     for _, unit in backbone_of(module).layout(module).units:
-        registry = getattr(unit, "_diffusers_hook", None)
+        registry = hook_registry(unit)
         if registry is not None:
             for _, technique in TECHNIQUES.items():
                 registry.remove_hook(technique.hook_name, recurse=False)

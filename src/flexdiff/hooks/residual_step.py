@@ -29,6 +29,7 @@ from flexdiff.hooks.state import (
     extrapolate,
     register_technique,
 )
+from flexdiff.utils.diffusers_private import parameter_from_args_kwargs
 
 HOOK_NAME = "flexdiff.residual_step"
 
@@ -69,10 +70,10 @@ class ResidualStepHook(StepHook):
 
     def _inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         m = self.metadata
-        hidden = m._get_parameter_from_args_kwargs(m.hidden_states_argument_name, args, kwargs)
+        hidden = parameter_from_args_kwargs(m, m.hidden_states_argument_name, args, kwargs)
         encoder = None
         if m.return_encoder_hidden_states_index is not None:
-            encoder = m._get_parameter_from_args_kwargs(m.encoder_hidden_states_argument_name, args, kwargs)
+            encoder = parameter_from_args_kwargs(m, m.encoder_hidden_states_argument_name, args, kwargs)
         return hidden, encoder
 
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:

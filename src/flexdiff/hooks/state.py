@@ -12,6 +12,7 @@ from diffusers.hooks import ModelHook
 
 from flexdiff.backbones import Branch
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils.diffusers_private import stateful_hook
 from flexdiff.utils.registry import Registry
 
 
@@ -78,11 +79,10 @@ def extrapolate(last: Any, before: Any, factor: torch.Tensor) -> Any:
     return last
 
 
+@stateful_hook
 class StepHook(ModelHook):
     """What every technique's hook shares: the unit's index in the layout and the executor's :class:`StepState`
     (stateful: diffusers' ``reset_stateful_hooks`` empties the cache)."""
-
-    _is_stateful = True
 
     def __init__(self, index: int, state: StepState) -> None:
         super().__init__()

@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
-from diffusers.hooks.hooks import BaseState, CacheContext, StateManager
 
 from flexdiff.backbones import backbone_of
 from flexdiff.errors import FlexdiffError
@@ -54,6 +53,17 @@ from flexdiff.models.pipelines import DENOISER_ATTRS, denoiser_of, denoisers_of 
 from flexdiff.noise import FLOW_SCHEDULERS, FlowSchedule, scheduler_fingerprint
 from flexdiff.schedule import Binding, Schedule, for_steps
 from flexdiff.schedule.binding import KEY
+from flexdiff.utils.diffusers_private import (
+    BaseState,
+    CacheContext,
+    StateManager,
+    compiled_call,
+    ensure_own_hook_registry,
+    hook_registry,
+    is_compile_wrapper,
+    set_compiled_call,
+    stateful_hook,
+)
 
 CLOCK_HOOK = "flexdiff.pipeline_clock"
 ATTR = "_flexdiff_enabled"
@@ -278,10 +288,9 @@ class _CacheContextName(StateManager):
         self.part.context = None
 
 
+@stateful_hook  # so that diffusers' cache_context reaches its _CacheContextName
 class _ClockHook(ModelHook):
     """Before each call of the denoiser: :meth:`PipelineRun.before_call`."""
-
-    _is_stateful = True  # so that diffusers' cache_context reaches its _CacheContextName
 
     def __init__(self, run: PipelineRun, part: Hooked) -> None:
         super().__init__()
@@ -300,14 +309,15 @@ class _ClockHook(ModelHook):
 def _attach_clock(denoiser: torch.nn.Module, run: PipelineRun, part: Hooked) -> None:
     """The clock runs before every denoiser call, *outside* any compiled region: its counters and the timestep it
     reads would otherwise be dynamo guards (a recompile per step) and a graph break (``Tensor.item``). A denoiser
-    compiled in place (``unet.compile()``) calls its ``_compiled_call_impl``: the clock wraps that; otherwise (plain,
-    or ``torch.compile(unet)`` before enable) it is a diffusers hook on the module's own ``forward``."""
-    compiled = getattr(denoiser, "_compiled_call_impl", None)
+    compiled in place (``unet.compile()``) runs the call that compile installed
+    (:func:`~flexdiff.utils.diffusers_private.compiled_call`): the clock wraps that; otherwise (plain, or
+    ``torch.compile(unet)`` before enable) it is a diffusers hook on the module's own ``forward``."""
+    compiled = compiled_call(denoiser)
     if compiled is None:
-        if hasattr(denoiser, "_orig_mod") and "_diffusers_hook" not in vars(denoiser):
+        if is_compile_wrapper(denoiser):
             # torch.compile's wrapper forwards attribute reads to the module it compiled: without a registry of its
             # own the clock would join that module's registry, inside the compiled region
-            denoiser._diffusers_hook = HookRegistry(denoiser)
+            ensure_own_hook_registry(denoiser)
         HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(_ClockHook(run, part), CLOCK_HOOK)
         return
 
@@ -317,14 +327,14 @@ def _attach_clock(denoiser: torch.nn.Module, run: PipelineRun, part: Hooked) -> 
         return compiled(*args, **kwargs)
 
     clocked.__flexdiff_compiled__ = compiled  # type: ignore[attr-defined]
-    denoiser._compiled_call_impl = clocked
+    set_compiled_call(denoiser, clocked)
 
 
 def _detach_clock(denoiser: torch.nn.Module) -> None:
-    compiled = getattr(denoiser, "_compiled_call_impl", None)
+    compiled = compiled_call(denoiser)
     if compiled is not None and hasattr(compiled, "__flexdiff_compiled__"):
-        denoiser._compiled_call_impl = compiled.__flexdiff_compiled__
-    registry = getattr(denoiser, "_diffusers_hook", None)
+        set_compiled_call(denoiser, compiled.__flexdiff_compiled__)
+    registry = hook_registry(denoiser)
     if registry is not None:
         registry.remove_hook(CLOCK_HOOK, recurse=False)
 

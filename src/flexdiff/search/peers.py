@@ -30,6 +30,14 @@ from flexdiff.cost import count_macs
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DiffusionModel
 from flexdiff.sampling import generate
+from flexdiff.utils.diffusers_private import (
+    first_block_cache_hook_names,
+    forget_child_registries,
+    mag_cache_hook_names,
+    pyramid_attention_broadcast_hook_names,
+    set_cache_context,
+    taylorseer_hook_names,
+)
 from flexdiff.utils.registry import Registry
 
 
@@ -82,12 +90,12 @@ def _diffusers_hooks(apply: Callable[[torch.nn.Module, Any], None], hook_names: 
     def attach(module: torch.nn.Module, config: Any) -> Callable[[], None]:
         registry = HookRegistry.check_if_exists_or_initialize(module)
         apply(module, config)
-        registry._child_registries_cache = None  # diffusers caches the list of hooked submodules once; this peer added others
+        forget_child_registries(registry)  # diffusers caches the list of hooked submodules once; this peer added others
 
         def detach() -> None:
             for name in hook_names():
                 registry.remove_hook(name, recurse=True)
-            registry._child_registries_cache = None
+            forget_child_registries(registry)
 
         return detach
 
@@ -100,25 +108,13 @@ def _diffusers_hooks(apply: Callable[[torch.nn.Module, Any], None], hook_names: 
 def _fbc() -> PeerFamily:
     from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
 
-    def names() -> tuple[str, ...]:
-        from diffusers.hooks.first_block_cache import (
-            _FBC_BLOCK_HOOK,
-            _FBC_LEADER_BLOCK_HOOK,
-        )
-
-        return (_FBC_LEADER_BLOCK_HOOK, _FBC_BLOCK_HOOK)
-
     return PeerFamily("first-block-cache", "skip the remaining blocks while the first block's residual changes less than the threshold (relative L1)",
-                      lambda T: [0.02, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8], lambda s, m, g, clock, extra: FirstBlockCacheConfig(threshold=s), **_diffusers_hooks(apply_first_block_cache, names))
+                      lambda T: [0.02, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8], lambda s, m, g, clock, extra: FirstBlockCacheConfig(threshold=s),
+                      **_diffusers_hooks(apply_first_block_cache, first_block_cache_hook_names))
 
 
 def _taylorseer() -> PeerFamily:
     from diffusers.hooks import TaylorSeerCacheConfig, apply_taylorseer_cache
-
-    def names() -> tuple[str, ...]:
-        from diffusers.hooks.taylorseer_cache import _TAYLORSEER_CACHE_HOOK
-
-        return (_TAYLORSEER_CACHE_HOOK,)
 
     def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> Any:
         # a full step every `cache_interval` steps after two warm-up steps (a first-order factor needs two), first-order
@@ -128,7 +124,7 @@ def _taylorseer() -> PeerFamily:
                                      cache_identifiers=[r"(single_)?transformer_blocks\.\d+\.(attn\d*|ff|ff_context|proj_mlp|proj_out)"])
 
     return PeerFamily("taylorseer", "full steps every N steps, first-order Taylor forecasts of every block's output between (TaylorSeer)",
-                      lambda T: [n for n in (2, 3, 4, 5, 6, 8, 10) if n < T], config, **_diffusers_hooks(apply_taylorseer_cache, names))
+                      lambda T: [n for n in (2, 3, 4, 5, 6, 8, 10) if n < T], config, **_diffusers_hooks(apply_taylorseer_cache, taylorseer_hook_names))
 
 
 def _pab() -> PeerFamily:
@@ -137,37 +133,23 @@ def _pab() -> PeerFamily:
         apply_pyramid_attention_broadcast,
     )
 
-    def names() -> tuple[str, ...]:
-        from diffusers.hooks.pyramid_attention_broadcast import (
-            _PYRAMID_ATTENTION_BROADCAST_HOOK,
-        )
-
-        return (_PYRAMID_ATTENTION_BROADCAST_HOOK,)
-
     def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> Any:
         # attention outputs reused for N - 1 of every N calls while the timestep is in (100, 800), as its default
         return PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=int(s), spatial_attention_timestep_skip_range=(100, 800), current_timestep_callback=clock)
 
     return PeerFamily("pyramid-attention-broadcast", "self-attention outputs broadcast for N - 1 of every N steps in the middle timesteps (PAB)",
-                      lambda T: [2, 3, 4, 6], config, **_diffusers_hooks(apply_pyramid_attention_broadcast, names))
+                      lambda T: [2, 3, 4, 6], config, **_diffusers_hooks(apply_pyramid_attention_broadcast, pyramid_attention_broadcast_hook_names))
 
 
 def _magcache() -> PeerFamily:
     from diffusers.hooks import MagCacheConfig, apply_mag_cache
 
-    def names() -> tuple[str, ...]:
-        from diffusers.hooks.mag_cache import (
-            _MAG_CACHE_BLOCK_HOOK,
-            _MAG_CACHE_LEADER_BLOCK_HOOK,
-        )
-
-        return (_MAG_CACHE_LEADER_BLOCK_HOOK, _MAG_CACHE_BLOCK_HOOK)
-
     def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> Any:
         return MagCacheConfig(threshold=s, max_skip_steps=3, retention_ratio=0.2, num_inference_steps=len(g), mag_ratios=extra["mag_ratios"])
 
     return PeerFamily("magcache", "skip the blocks while the accumulated magnitude-ratio error stays below the threshold (MagCache, calibrated)",
-                      lambda T: [0.01, 0.03, 0.06, 0.1, 0.16, 0.24, 0.4], config, **_diffusers_hooks(apply_mag_cache, names), calibrate=_magcache_ratios)
+                      lambda T: [0.01, 0.03, 0.06, 0.1, 0.16, 0.24, 0.4], config, **_diffusers_hooks(apply_mag_cache, mag_cache_hook_names),
+                      calibrate=_magcache_ratios)
 
 
 def peer_runs(T: int, families: Sequence[str] | None = None) -> list[PeerRun]:
@@ -188,7 +170,7 @@ def _applied(model: DiffusionModel, family: PeerFamily, config: Any) -> Iterator
 
 def _denoise(model: DiffusionModel, family: PeerFamily, config: Any, grid: Sequence[float], clock: list[float]) -> Callable[[], Callable[[torch.Tensor, float, int], torch.Tensor]]:
     """Per batch: the peer's state reset, then each call inside a ``CacheContext`` like a pipeline's loop."""
-    from diffusers.hooks.hooks import CacheContext, _set_cache_context
+    from flexdiff.utils.diffusers_private import CacheContext
 
     module = model.denoiser
 
@@ -198,11 +180,11 @@ def _denoise(model: DiffusionModel, family: PeerFamily, config: Any, grid: Seque
         def denoise(x: torch.Tensor, t: float, i: int) -> torch.Tensor:
             clock[0] = model.noise.model_timestep(t)
             sigma = float(t) if model.noise.kind == "flow" else None
-            _set_cache_context(module, CacheContext("cond", step_index=i, num_inference_steps=len(grid), timestep=clock[0], sigma=sigma))
+            set_cache_context(module, CacheContext("cond", step_index=i, num_inference_steps=len(grid), timestep=clock[0], sigma=sigma))
             try:
                 return model.eps(x, t)
             finally:
-                _set_cache_context(module, None)
+                set_cache_context(module, None)
 
         return denoise
 
