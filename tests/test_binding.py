@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_unet
+from flexdiff.testing.tiny import tiny_unet
 from test_pipelines import invoke, ok, one_line_error, sd_dir  # noqa: F401 - sd_dir is a session fixture
 
 import flexdiff

@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 import torch
-from conftest import tiny_unet
+from flexdiff.testing.tiny import tiny_unet
 from test_pipelines import ldm_dir, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
 
 import flexdiff

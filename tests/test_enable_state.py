@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_unet
+from flexdiff.testing.tiny import tiny_unet
 from test_pipelines import sd_dir  # noqa: F401 - session fixture
 
 import flexdiff

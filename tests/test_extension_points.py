@@ -1,8 +1,10 @@
-"""Adding a sampler, a step kind, a backbone, a strategy or an integration is adding one file.
+"""Adding a sampler, a step kind, a backbone, a hook technique, a feature network, a strategy or an integration is
+adding one file.
 
 Each test writes a toy entry as a module of its own (in a temporary folder, as it would be a new file in the package),
-imports it, and runs it through the rest of flexdiff with no other change; then takes it off the registry again.
-docs/architecture.md quotes the file counts these tests measure.
+with the fixture its contract suite needs declared in the same file (``flexdiff.testing.fixture_for``), imports it,
+runs it through the rest of flexdiff with no other change, and sees every contract suite of ``flexdiff.testing`` pick
+it up and pass; then takes it off the registry again. docs/architecture.md quotes the file counts these tests measure.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from flexdiff.noise import NoiseSchedule
 from flexdiff.samplers import SAMPLERS
 from flexdiff.schedule import STEP_KINDS
 from flexdiff.search.strategies import STRATEGIES
+from flexdiff.testing import contract_cases, run_contract
+
+
+def suites_on(name: str) -> set[str]:
+    """The contract suites that list ``name`` among their entries."""
+    return {label for label, entry, _ in contract_cases() if entry == name}
 
 
 @pytest.fixture()
@@ -53,11 +61,14 @@ def files_touched(tmp_path: Path) -> int:
 
 TOY_SAMPLER = '''
     """DDIM written through x0-hat, eta = 0, no clipping: a second implementation of the same first-order step."""
+    from flexdiff.errors import FlexdiffError
     from flexdiff.samplers import check_timesteps, register_sampler
 
 
     @register_sampler("toy-x0", spacing="leading", deterministic=True)
     def toy_x0(x, timesteps, noise, *, eta=0.0, generator=None, grid=None, noise_sampler=None):
+        if eta:  # deterministic: the contract suite checks that eta is refused, not ignored
+            raise FlexdiffError(eta, "eta = 0 for toy-x0", "drop --eta")
         ts = check_timesteps(timesteps, noise.num_train_timesteps)
         for i, t in enumerate(ts):
             eps = yield x, t, i
@@ -85,6 +96,8 @@ def test_a_sampler_is_one_file(plugin, tmp_path: Path, tiny_model_dir: Path) -> 
         torch.testing.assert_close(ours, ddim, rtol=0, atol=1e-5)
         result = CliRunner().invoke(app, ["sample", "--model", str(tiny_model_dir), "--sampler", "toy-x0", "--steps", "4", "--n", "2", "--out", str(tmp_path / "o")])
         assert result.exit_code == 0, result.output
+        assert suites_on("toy-x0") == {"sampler"}
+        run_contract("sampler", "toy-x0")
         assert files_touched(tmp_path) == 1
     finally:
         SAMPLERS.unregister("toy-x0")
@@ -117,6 +130,8 @@ def test_a_step_kind_is_one_file(plugin, tmp_path: Path, tiny_model) -> None:
             got = flexdiff.generate(tiny_model, noise, all_recompute.active_timesteps, "ddim", denoise=run.start)
         torch.testing.assert_close(got, flexdiff.generate(tiny_model, noise, ts, "ddim"), rtol=0, atol=0)
         flexdiff.sample(tiny_model, 3, seed=0, schedule=plan)  # a replay after a recompute uses the full step's cache
+        assert suites_on("recompute") == {"step kind"}
+        run_contract("step kind", "recompute")  # on every backbone's tiny models, counted and drawn by the report
         assert files_touched(tmp_path) == 1
     finally:
         STEP_KINDS.unregister("recompute")
@@ -128,6 +143,9 @@ TOY_BACKBONE = '''
     from torch import nn
 
     from flexdiff.backbones import Backbone, Branch, Layout, register_backbone
+    from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
+    from flexdiff.noise import NoiseSchedule
+    from flexdiff.testing import fixture_for
 
 
     class ToyNet(nn.Module):
@@ -160,6 +178,16 @@ TOY_BACKBONE = '''
 
 
     register_backbone(ToyBackbone())
+    BUILT = []
+
+
+    @fixture_for("backbone", "toy")
+    def tiny_models():
+        """The contract suites' tiny model of the family (counted, so the test sees every suite use it)."""
+        def factory():
+            BUILT.append(1)
+            return DiffusionModel(ToyNet().eval().requires_grad_(False), NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG), (1, 8, 8), "toy")
+        return [factory]
 '''
 
 
@@ -184,12 +212,65 @@ def test_a_backbone_is_one_file_and_its_tiny_model(plugin, tmp_path: Path) -> No
             handle.remove()
         assert len(calls) == 2 and not torch.equal(cached, plain.clamp(-1, 1))  # block2 runs in the two full steps only
         assert torch.equal(flexdiff.generate(model, noise, ts, "ddim"), plain)  # the hooks came off
-        from test_backbones import TINY_MODELS
-
-        assert "toy" not in TINY_MODELS  # the second file: a tiny model for the contract suite, which refuses a backbone without one
+        assert suites_on("toy") == {"backbone"}
+        run_contract("backbone", "toy")
+        built = len(toy.BUILT)
+        run_contract("hook technique", "output")  # the technique it reuses with, and every step kind, run on it too
+        run_contract("step kind", "partial", "runs_on_every_backbone_as_its_properties_say")
+        assert len(toy.BUILT) >= built + 2
         assert files_touched(tmp_path) == 1
     finally:
         BACKBONES.unregister("toy")
+
+
+TOY_TECHNIQUE = '''
+    """DeepCache's replay under a hook name of its own, for UNets (declared: no backbone reuses with it by default)."""
+    from flexdiff.hooks import PartialStepHook, Technique, register_technique
+    from flexdiff.testing import fixture_for
+
+    register_technique(Technique("toy-replay", "toy_replay", lambda index, state, layout: PartialStepHook(index, state)))
+    fixture_for("technique", "toy-replay")(lambda: ["unet"])
+'''
+
+
+def test_a_hook_technique_is_one_file(plugin, tmp_path: Path) -> None:
+    from flexdiff.hooks import TECHNIQUES
+
+    plugin("toy_technique", TOY_TECHNIQUE)
+    try:
+        assert suites_on("toy-replay") == {"hook technique"}
+        run_contract("hook technique", "toy-replay")  # hooks on every unit of each tiny UNet, replays exact, off by name
+        assert files_touched(tmp_path) == 1
+    finally:
+        TECHNIQUES.unregister("toy-replay")
+
+
+TOY_FEATURES = '''
+    """Per-channel mean and standard deviation of each image: a feature network of 6 numbers."""
+    import torch
+
+    from flexdiff.features import FeatureNetwork, register_feature_network
+
+
+    @register_feature_network("toy-moments")
+    def moments(device, path=None):
+        return FeatureNetwork("toy-moments", lambda x: torch.cat([x.mean((2, 3)), x.std((2, 3))], 1), 6, device)
+'''
+
+
+def test_a_feature_network_is_one_file(plugin, tmp_path: Path) -> None:
+    from flexdiff.features import FEATURE_NETWORKS
+    from flexdiff.metrics import fid
+
+    plugin("toy_features", TOY_FEATURES)
+    try:
+        a, b = (torch.rand(64, 3, 8, 8, generator=torch.Generator().manual_seed(seed)) for seed in (0, 1))
+        assert 0 < fid(a, b, features="toy-moments") < fid(a, b * 0.5, features="toy-moments")  # as --features toy-moments scores
+        assert suites_on("toy-moments") == {"feature network"}
+        run_contract("feature network", "toy-moments")
+        assert files_touched(tmp_path) == 1
+    finally:
+        FEATURE_NETWORKS.unregister("toy-moments")
 
 
 TOY_STRATEGY = '''
@@ -216,6 +297,8 @@ def test_a_strategy_is_one_file(plugin, tmp_path: Path, tiny_model_dir: Path) ->
                               validate_top=1, baseline_branches=(0,), speedup=2.0, progress=False)
         results = search(config)
         assert len(results["trials"]["searched"]) == 3 and results["config"]["strategy"] == "toy-tpe"
+        assert suites_on("toy-tpe") == {"strategy"}
+        run_contract("strategy", "toy-tpe")
         assert files_touched(tmp_path) == 1
     finally:
         STRATEGIES.unregister("toy-tpe")
@@ -225,8 +308,11 @@ TOY_INTEGRATION = '''
     """A sampler object of the user's: `holder.run(n)` samples its model, under the schedule enabled on it."""
     from dataclasses import dataclass
 
+    from flexdiff.errors import FlexdiffError
     from flexdiff.integrations import Integration, register_integration
     from flexdiff.generation import sample
+    from flexdiff.testing import fixture_for
+    from flexdiff.testing.integrations import Target
 
 
     @dataclass
@@ -235,7 +321,7 @@ TOY_INTEGRATION = '''
         schedule: object = None
 
         def run(self, n):
-            return sample(self.model, n, seed=0, schedule=self.schedule)
+            return sample(self.model, n, seed=0, steps=6, schedule=self.schedule)
 
 
     class HolderIntegration(Integration):
@@ -245,6 +331,8 @@ TOY_INTEGRATION = '''
             return isinstance(obj, Holder)
 
         def enable(self, obj, schedule):
+            if obj.schedule is not None:
+                raise FlexdiffError("Holder", "a Holder without a schedule", "disable the schedule on it first")
             obj.schedule = schedule
 
         def disable(self, obj):
@@ -252,6 +340,14 @@ TOY_INTEGRATION = '''
 
 
     register_integration(HolderIntegration())
+
+
+    @fixture_for("integration", "toy-holder")
+    def holder():
+        """A Holder of a tiny UNet, called for two images; its teacher grid is the model's own DDIM grid."""
+        from flexdiff.sampling import teacher_timesteps
+        from flexdiff.testing.tiny import tiny_plain_model
+        return Target(Holder(tiny_plain_model()), lambda h: h.run(2), lambda h: teacher_timesteps(h.model, "ddim", 6), "ddim")
 '''
 
 
@@ -267,6 +363,8 @@ def test_an_integration_is_one_file(plugin, tmp_path: Path, tiny_model) -> None:
             got = holder.run(2)
         assert torch.equal(got, flexdiff.sample(tiny_model, 2, seed=0, schedule=plan)) and not torch.equal(got, plain)
         assert torch.equal(holder.run(2), plain)
+        assert suites_on("toy-holder") == {"integration"}
+        run_contract("integration", "toy-holder")
         assert files_touched(tmp_path) == 1
     finally:
         INTEGRATIONS.unregister("toy-holder")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_unet
+from flexdiff.testing.tiny import tiny_unet
 from nas.test_compress import kill_during, same_student
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_unet
+from flexdiff.testing.tiny import tiny_unet
 
 import flexdiff
 from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler

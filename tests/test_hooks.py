@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_unet
+from flexdiff.testing.tiny import tiny_conditional_model, tiny_plain_model, tiny_unet
 
 from flexdiff.backbones import unet_layout
 from flexdiff.cost import count_macs, measure_macs
@@ -27,25 +27,6 @@ from flexdiff.schedule import (
     full,
 )
 from flexdiff.utils.diffusers_private import hook_registry
-
-
-def tiny_conditional_model() -> DiffusionModel:
-    """A tiny UNet2DConditionModel with encoder states and classifier-free guidance (scale 3)."""
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(4, 8), layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=2, cross_attention_dim=6, attention_head_dim=2,
-    ).eval().requires_grad_(False)
-    g = torch.Generator().manual_seed(1)
-    cond = Conditioning(torch.randn(1, 3, 6, generator=g), torch.randn(1, 3, 6, generator=g), guidance_scale=3.0)
-    return DiffusionModel(unet, NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG), (1, 8, 8), "tiny-cond", conditioning=cond)
-
-
-def tiny_plain_model() -> DiffusionModel:
-    return DiffusionModel(tiny_unet(), NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG), (1, 8, 8), "tiny")
 
 
 MODELS = {"unet2d": tiny_plain_model, "unet2d-condition-cfg": tiny_conditional_model}

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import tiny_unet
+from flexdiff.testing.tiny import tiny_unet
 from typer.testing import CliRunner
 
 from flexdiff.cli import app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_unet
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from flexdiff.errors import FlexdiffError
@@ -18,42 +17,12 @@ from flexdiff.samplers import (
     teacher_error_share,
     uniform_timesteps,
 )
-
-BASE = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02}
-
+from flexdiff.testing.samplers import BASE, Network, denoise_of
+from flexdiff.testing.tiny import tiny_unet
 
 @pytest.fixture(scope="module")
 def unet():
     return tiny_unet(seed=1)
-
-
-class Network:
-    """A well-scaled test network: the exact eps-predictor for data ~ N(0, 0.25 I), perturbed by a tiny UNet.
-
-    (A bare random UNet makes x0-hat explode to |x| ~ 100, where float32 round-off alone exceeds 1e-5.) It answers in
-    the model's ``prediction_type`` so diffusers' schedulers and our conversion to eps are both exercised.
-    """
-
-    def __init__(self, unet, noise: NoiseSchedule) -> None:
-        self.unet, self.noise = unet, noise
-
-    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        a = float(self.noise.alphas_cumprod[int(t)])
-        with torch.no_grad():
-            eps = (1 - a) ** 0.5 * x / (0.25 * a + 1 - a) + 0.1 * torch.tanh(self.unet(x, t).sample)
-        if self.noise.prediction_type == "v_prediction":
-            x0 = (x - (1 - a) ** 0.5 * eps) / a**0.5
-            return a**0.5 * eps - (1 - a) ** 0.5 * x0
-        return eps
-
-
-def _denoise(unet, noise: NoiseSchedule):
-    net = Network(unet, noise)
-
-    def fn(x: torch.Tensor, t: int, i: int) -> torch.Tensor:
-        return noise.to_eps(net(x, t), x, t)
-
-    return fn
 
 
 def _reference(scheduler, unet, x: torch.Tensor, **step_kwargs) -> torch.Tensor:
@@ -75,7 +44,7 @@ def test_ddim_matches_diffusers(unet, steps: int, spacing: str, clip_sample: boo
     ts = uniform_timesteps(1000, steps, spacing)
     assert ts == scheduler.timesteps.tolist()
     x = initial_noise(3, (1, 8, 8), seed=0)
-    ours = ddim(_denoise(unet, noise), x, ts, noise)
+    ours = ddim(denoise_of(unet, noise), x, ts, noise)
     theirs = _reference(scheduler, unet, x, eta=0.0)
     assert (ours - theirs).abs().max() < 1e-5
 
@@ -86,10 +55,10 @@ def test_ddim_eta_matches_diffusers(unet) -> None:
     scheduler.set_timesteps(20)
     noise = NoiseSchedule.from_scheduler_config(config)
     x = initial_noise(3, (1, 8, 8), seed=0)
-    ours = ddim(_denoise(unet, noise), x, scheduler.timesteps.tolist(), noise, eta=1.0, generator=torch.Generator().manual_seed(7))
+    ours = ddim(denoise_of(unet, noise), x, scheduler.timesteps.tolist(), noise, eta=1.0, generator=torch.Generator().manual_seed(7))
     theirs = _reference(scheduler, unet, x, eta=1.0, generator=torch.Generator().manual_seed(7))
     assert (ours - theirs).abs().max() < 1e-5
-    deterministic = ddim(_denoise(unet, noise), x, scheduler.timesteps.tolist(), noise)
+    deterministic = ddim(denoise_of(unet, noise), x, scheduler.timesteps.tolist(), noise)
     assert (ours - deterministic).abs().max() > 1e-2  # eta really adds noise
 
 
@@ -103,7 +72,7 @@ def test_dpmpp_2m_matches_diffusers(unet, steps: int, prediction_type: str) -> N
     ts = uniform_timesteps(1000, steps, "linspace")
     assert ts == scheduler.timesteps.tolist()
     x = initial_noise(3, (1, 8, 8), seed=0)
-    ours = dpmpp_2m(_denoise(unet, noise), x, ts, noise)
+    ours = dpmpp_2m(denoise_of(unet, noise), x, ts, noise)
     theirs = _reference(scheduler, unet, x)
     assert (ours - theirs).abs().max() < 1e-5
 
@@ -115,10 +84,10 @@ def test_ddim_dropping_a_timestep_equals_reusing_the_noise_prediction(unet) -> N
     dropped = {3, 4, 7}
     x = initial_noise(2, (1, 8, 8), seed=3)
     active = [t for i, t in enumerate(ts) if i not in dropped]
-    jumped = ddim(_denoise(unet, noise), x, active, noise)
+    jumped = ddim(denoise_of(unet, noise), x, active, noise)
 
     cache: dict[str, torch.Tensor] = {}
-    plain = _denoise(unet, noise)
+    plain = denoise_of(unet, noise)
 
     def reuse(xt: torch.Tensor, t: int, i: int) -> torch.Tensor:
         if i not in dropped:
@@ -151,9 +120,9 @@ def test_ddim_2m_on_the_teacher_grid_is_ddim(unet, clip_sample: bool) -> None:
     noise = NoiseSchedule.from_scheduler_config({**BASE, "clip_sample": clip_sample})
     ts = uniform_timesteps(1000, 20, "leading")
     x = initial_noise(3, (1, 8, 8), seed=0)
-    teacher = ddim(_denoise(unet, noise), x, ts, noise)
-    assert torch.equal(ddim_2m(_denoise(unet, noise), x, ts, noise, grid=ts), teacher)
-    assert torch.equal(ddim_2m(_denoise(unet, noise), x, ts, noise), teacher)  # no grid: the active steps are the grid
+    teacher = ddim(denoise_of(unet, noise), x, ts, noise)
+    assert torch.equal(ddim_2m(denoise_of(unet, noise), x, ts, noise, grid=ts), teacher)
+    assert torch.equal(ddim_2m(denoise_of(unet, noise), x, ts, noise), teacher)  # no grid: the active steps are the grid
 
 
 def test_teacher_error_share() -> None:
@@ -179,7 +148,7 @@ def test_ddim_2m_lands_nearer_the_teacher_than_ddim_or_dpmpp_on_the_same_steps(u
     grid = uniform_timesteps(1000, 50, "leading")
     active = grid[::every]
     x = initial_noise(4, (1, 8, 8), seed=2)
-    fn = _denoise(unet, noise)
+    fn = denoise_of(unet, noise)
     teacher = ddim(fn, x, grid, noise)
     gap = {name: float((sampler(fn, x, active, noise, grid=grid) - teacher).norm()) for name, sampler in
            {"ddim": ddim, "dpmpp-2m": dpmpp_2m, "ddim-2m": ddim_2m}.items()}
@@ -194,7 +163,7 @@ def test_same_trajectory_says_when_ddim_2m_is_ddim(unet, dropped: tuple[int, ...
     grid = uniform_timesteps(1000, 10, "leading")
     active = [t for i, t in enumerate(grid) if i not in dropped]
     x = initial_noise(2, (1, 8, 8), seed=4)
-    equal = torch.equal(ddim(_denoise(unet, noise), x, active, noise), ddim_2m(_denoise(unet, noise), x, active, noise, grid=grid))
+    equal = torch.equal(ddim(denoise_of(unet, noise), x, active, noise), ddim_2m(denoise_of(unet, noise), x, active, noise, grid=grid))
     assert same_trajectory("ddim", "ddim-2m", active, grid) == equal == (dropped in {(), (9,), (1,), (1, 9)})
     assert same_trajectory("ddim", "ddim", active, grid) and not same_trajectory("ddim", "dpmpp-2m", active, grid)
 
@@ -222,102 +191,3 @@ def test_initial_noise_is_the_documented_draw() -> None:
     assert torch.equal(initial_noise(5, (1, 16, 16), 11), expected)
 
 
-# --- the contract every registered sampler keeps (a new sampler module is tested by being registered) -------------
-
-
-def _registered() -> list[str]:
-    from flexdiff.samplers import sampler_names
-
-    return sampler_names()
-
-
-def _noise(info):
-    """The noise schedule of the sampler's kind: DDPM's alpha-bars, or SD3-style rectified flow (shift 3)."""
-    from flexdiff.noise import FlowSchedule
-
-    return FlowSchedule(shift=3.0) if info.noise_kind == "flow" else NoiseSchedule.from_scheduler_config(BASE)
-
-
-def _grid(info, noise, steps: int) -> list:
-    return noise.sigmas(steps) if info.noise_kind == "flow" else uniform_timesteps(1000, steps, info.spacing)
-
-
-def _contract_denoise(unet, noise):
-    """eps-hat of the well-scaled network, or for flow the exact velocity of data ~ N(0, 0.25 I) perturbed by the UNet."""
-    if noise.kind != "flow":
-        return _denoise(unet, noise)
-
-    def velocity(x: torch.Tensor, s: float, i: int) -> torch.Tensor:
-        # x = (1 - s) x0 + s eps with x0 ~ N(0, 0.25): E[eps - x0 | x] = x (s - 0.25 (1 - s)) / ((1 - s)^2 0.25 + s^2)
-        with torch.no_grad():
-            bump = 0.01 * unet(x, torch.full((len(x),), s * 1000)).sample
-        return x * (s - 0.25 * (1 - s)) / (0.25 * (1 - s) ** 2 + s**2) + bump
-
-    return velocity
-
-
-@pytest.mark.parametrize("name", _registered())
-def test_contract_calls_denoise_once_per_active_step_in_order(unet, name: str) -> None:
-    from flexdiff.samplers import sampler_info
-
-    info = sampler_info(name)
-    noise = _noise(info)
-    grid = _grid(info, noise, 10)
-    active = [t for i, t in enumerate(grid) if i not in (3, 4, 7)]  # null steps dropped: the sampler jumps over them
-    seen = []
-    inner = _contract_denoise(unet, noise)
-
-    def spy(x: torch.Tensor, t: int, i: int) -> torch.Tensor:
-        seen.append((t, i, tuple(x.shape)))
-        return inner(x, t, i)
-
-    x = initial_noise(3, (1, 8, 8), 0)
-    out = info.fn(spy, x, active, noise, grid=grid)
-    assert seen == [(t, i, (3, 1, 8, 8)) for i, t in enumerate(active)]
-    assert out.shape == x.shape and torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize("name", _registered())
-def test_contract_images_do_not_depend_on_the_batch(unet, name: str) -> None:
-    from flexdiff.samplers import sampler_info
-
-    info = sampler_info(name)
-    noise = _noise(info)
-    ts = _grid(info, noise, 6)
-    x = initial_noise(4, (1, 8, 8), 1)
-    whole = info.fn(_contract_denoise(unet, noise), x, ts, noise, grid=ts)
-    halves = torch.cat([info.fn(_contract_denoise(unet, noise), x[i:i + 2], ts, noise, grid=ts) for i in (0, 2)])
-    torch.testing.assert_close(whole, halves, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", _registered())
-def test_contract_deterministic_samplers_refuse_eta_and_the_others_use_it(unet, name: str) -> None:
-    from flexdiff.samplers import sampler_info
-
-    info = sampler_info(name)
-    noise = _noise(info)
-    ts = _grid(info, noise, 4)
-    x = initial_noise(2, (1, 8, 8), 2)
-    if info.deterministic:
-        with pytest.raises(FlexdiffError):
-            info.fn(_contract_denoise(unet, noise), x, ts, noise, eta=0.5)
-    else:
-        plain = info.fn(_contract_denoise(unet, noise), x, ts, noise)
-        noisy = info.fn(_contract_denoise(unet, noise), x, ts, noise, eta=1.0, noise_sampler=lambda i: torch.randn(x.shape, generator=torch.Generator().manual_seed(i)))
-        assert not torch.equal(plain, noisy)
-
-
-@pytest.mark.parametrize("name", _registered())
-def test_contract_refuses_bad_timesteps_and_follows_its_declared_twin(unet, name: str) -> None:
-    from flexdiff.samplers import sampler_info
-
-    info = sampler_info(name)
-    noise = _noise(info)
-    with pytest.raises(FlexdiffError):
-        info.fn(_contract_denoise(unet, noise), initial_noise(1, (1, 8, 8), 0), [10, 10], noise)
-    if info.same_on_grid_as is not None:  # wherever every corrected step is one of the grid's own, it is its twin exactly
-        twin = sampler_info(info.same_on_grid_as)
-        grid = _grid(info, noise, 8)
-        x = initial_noise(2, (1, 8, 8), 3)
-        assert same_trajectory(name, twin.name, grid, grid)
-        assert torch.equal(info.fn(_contract_denoise(unet, noise), x, grid, noise, grid=grid), twin.fn(_contract_denoise(unet, noise), x, grid, noise, grid=grid))

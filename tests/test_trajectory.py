@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_unet
-from test_transformer import tiny_dit_model
+from flexdiff.testing.tiny import tiny_unet
+from flexdiff.testing.tiny import tiny_dit_model
 
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule

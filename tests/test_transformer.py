@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import tiny_unet
+from flexdiff.testing.tiny import tiny_dit_model, tiny_pixart_model, tiny_unet
 from diffusers import (
     DiTTransformer2DModel,
     FluxTransformer2DModel,
@@ -228,23 +228,6 @@ def test_cfg_as_one_batched_call_keeps_both_halves_in_the_cache(name: str) -> No
 
 
 # --- flexdiff's own loop on transformer models (also the backbone contract's tiny models: tests/test_backbones.py) ---
-
-
-def tiny_dit_model() -> DiffusionModel:
-    """A class-conditional pixel DiT with a rectified-flow schedule, like builtin:digits-dit (3 blocks, 1x8x8)."""
-    torch.manual_seed(0)
-    net = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=1, out_channels=1, num_layers=3, sample_size=8, patch_size=2,
-                                num_embeds_ada_norm=10, norm_num_groups=1).eval().requires_grad_(False)
-    return DiffusionModel(net, FlowSchedule(), (1, 8, 8), "tiny-dit", conditioning=Conditioning(labels=torch.arange(10)))
-
-
-def tiny_pixart_model() -> DiffusionModel:
-    """A text-conditional PixArt with DDPM noise and classifier-free guidance (both halves in one call)."""
-    torch.manual_seed(0)
-    net = PixArtTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=1, out_channels=2, num_layers=3, sample_size=8, patch_size=2,
-                                   cross_attention_dim=16, caption_channels=12, norm_num_groups=1).eval().requires_grad_(False)
-    cond = Conditioning(torch.randn((1, 5, 12), generator=_g(4)), torch.randn((1, 5, 12), generator=_g(5)), guidance_scale=3.0)
-    return DiffusionModel(net, NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG), (1, 8, 8), "tiny-pixart", conditioning=cond)
 
 
 def test_dit_in_flexdiffs_loop_null_steps_and_partial_steps() -> None:

@@ -219,7 +219,7 @@ def _sd_call(**extra: Any) -> dict[str, Any]:
 
 
 def ddpm() -> Case:
-    from conftest import tiny_unet
+    from flexdiff.testing.tiny import tiny_unet
 
     pipe = diffusers.DDPMPipeline(unet=tiny_unet(), scheduler=diffusers.DDPMScheduler())
     return Case(pipe, dict(batch_size=2))

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_unet
+from flexdiff.testing.tiny import tiny_unet
 
 from flexdiff.backbones import unet_layout
 from flexdiff.cost import count_macs

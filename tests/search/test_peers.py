@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_transformer import tiny_dit_model
+from flexdiff.testing.tiny import tiny_dit_model
 
 from flexdiff.cost import count_macs
 from flexdiff.sampling import generate, teacher_timesteps

@@ -46,8 +46,9 @@ def other_cache(module: torch.nn.Module) -> str | None:
     return None
 
 
-def apply_partial_steps(module: torch.nn.Module, state: StepState | None = None) -> tuple[Layout, StepState]:
-    """Attach the backbone's step hook to every unit of ``module``; raises if flexdiff hooks, or another cache, are
+def apply_partial_steps(module: torch.nn.Module, state: StepState | None = None, technique: str | None = None) -> tuple[Layout, StepState]:
+    """Attach the backbone's step hook (or the registered ``technique``'s: the hook-technique contract suite runs each
+    technique on the models it is for) to every unit of ``module``; raises if flexdiff hooks, or another cache, are
     already on it."""
     backbone = backbone_of(module)
     cache = other_cache(module)
@@ -55,13 +56,13 @@ def apply_partial_steps(module: torch.nn.Module, state: StepState | None = None)
         raise FlexdiffError(f"{type(module).__name__} with {cache} active", "a denoiser without another step cache (the schedule is flexdiff's cache)",
                             "disable the other cache first (pipe.transformer.disable_cache(), cache_dit.disable_cache(pipe))")
     layout = backbone.layout(module)
-    technique = TECHNIQUES.get(backbone.reuse)
+    hook = TECHNIQUES.get(technique or backbone.reuse)
     state = state or StepState()
     backbone.check_hookable(module)
     if any(HookRegistry.check_if_exists_or_initialize(layout.units[0][1]).get_hook(t.hook_name) is not None for _, t in TECHNIQUES.items()):
         raise FlexdiffError(type(module).__name__, "a model without flexdiff hooks", "remove the active schedule first (leave its `with` block)")
     for index, (_, unit) in enumerate(layout.units):
-        HookRegistry.check_if_exists_or_initialize(unit).register_hook(technique.make_hook(index, state, layout), technique.hook_name)
+        HookRegistry.check_if_exists_or_initialize(unit).register_hook(hook.make_hook(index, state, layout), hook.hook_name)
     return layout, state
 
 
