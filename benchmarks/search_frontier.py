@@ -27,6 +27,10 @@ teacher's images from the same noise, FID against the held-out digits. ``--seeds
     cd benchmarks && python search_frontier.py --model builtin:digits --sampler ddim --solver ddim-2m --steps 50 --out results/search_frontier_unet.json
     cd benchmarks && python search_frontier.py --model builtin:digits-dit --sampler flow-euler --steps 20 --out results/search_frontier_dit.json
 
+``--resummarise`` recomputes a file's summary and ``verdict`` (each budget cell ``within_reference``: picks at as many
+seeds, mean rFID and FID no worse than ``rfid-256``'s worst seed; the cheapest method within it at every budget, or the
+closest) from its runs.
+
 (The committed JSONs: the first five methods, then ``--methods paired-16-one-budget,paired-4-validated,paired-16-validated
 --merge`` on the UNet and ``--methods paired-4-validated,paired-16-validated --merge`` on the DiT: a merge keeps the
 other methods' runs, validated on the same noises.)
@@ -158,7 +162,14 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("/tmp/flexdiff-search-frontier"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--merge", action="store_true", help="keep the runs of the other methods already in --out (same settings, same validation noise)")
+    parser.add_argument("--resummarise", action="store_true", help="only recompute --out's summary and verdict from its runs (nothing is searched)")
     args = parser.parse_args()
+    if args.resummarise:
+        d = json.loads(args.out.read_text())
+        d["summary"] = summary(d["runs"], [m for m in METHODS if any(r["method"] == m for r in d["runs"])])
+        d["verdict"] = verdict(d["summary"])
+        args.out.write_text(json.dumps(d, indent=2) + "\n")
+        return
 
     methods = args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -191,7 +202,37 @@ def main() -> None:
         methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
     write_result(args.out, {"model": args.model, "sampler": args.sampler, "solver": args.solver, "steps": args.steps, "trials": args.trials, "seeds": seeds,
                             "validate_n": args.validate_n, "validation_start": VALIDATION_START, "budgets": [f"1/{b}" for b in BUDGETS], "runs": runs,
-                            "summary": summary(runs, methods)})
+                            "summary": (table := summary(runs, methods)), "verdict": verdict(table)})
+
+
+#: the search every method is compared with: the demo's settings before this benchmark
+REFERENCE = "rfid-256"
+
+
+def within_reference(cell: dict[str, Any], ref: dict[str, Any] | None) -> bool:
+    """A method's budget cell is within the reference's spread: picks at as many seeds, mean validated rFID and FID no
+    worse than the reference's worst seed (4 decimals: the JSON's rounding)."""
+    return ref is not None and cell["seeds"] == ref["seeds"] and all(round(cell[m]["mean"], 4) <= round(ref[m]["max"], 4) for m in ("rfid", "fid"))
+
+
+def verdict(out: dict[str, Any]) -> dict[str, Any]:
+    """Marks every method's budget cells ``within_reference`` and says which method is the cheapest within the
+    reference's spread at every budget the reference has (``best``, None if none), else the one out at the fewest
+    budgets, cheaper first (``closest``), with each method's cost share and budgets out of spread."""
+    ref = out.get(REFERENCE)
+    if ref is None:
+        return {}
+    methods = {}
+    for method, m in out.items():
+        if method == REFERENCE:
+            continue
+        for budget, cell in m["budgets"].items():
+            cell["within_reference"] = within_reference(cell, ref["budgets"].get(budget))
+        missing = [b for b in ref["budgets"] if not m["budgets"].get(b, {}).get("within_reference")]
+        methods[method] = {"cost_share": round(m["search_cost_mean"] / ref["search_cost_mean"], 4), "out_of_spread": missing}
+    ranked = sorted(methods, key=lambda k: (len(methods[k]["out_of_spread"]), methods[k]["cost_share"]))
+    best = next((k for k in ranked if not methods[k]["out_of_spread"]), None)
+    return {"reference": REFERENCE, "best": best, "closest": ranked[0] if ranked and best is None else None, "methods": methods}
 
 
 def summary(runs: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
