@@ -228,7 +228,7 @@ def real_plans(rows: list[dict[str, Any]], mapping: dict[int, int], ts: list[flo
 
 def partial_kinds(plans: list[Schedule]) -> list[Step]:
     """The distinct network-calling steps other than ``full`` the plans use (the kinds to time), sorted."""
-    return sorted({s for p in plans for s in p.steps if s.info.calls_network and s.kind != FULL})
+    return sorted({s for p in plans for s in p.steps if s.info.calls_network and not s.info.fills_cache})
 
 
 # ---------------------------------------------------------------------------------------------- timing

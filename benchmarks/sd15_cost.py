@@ -188,7 +188,7 @@ def reachable(costs: StepCosts, full_s: float, partial_s: list[float], steps: in
     ts = uniform_timesteps(1000, steps, sampler_info("ddim").spacing)
 
     def wall(plan: Schedule) -> float:
-        seconds = sum(full_s if s.kind == FULL else partial_s[s.branch] if s.kind == PARTIAL else 0.0 for s in plan.steps)
+        seconds = sum(full_s if s.info.fills_cache else partial_s[s.branch] if s.info.replays else 0.0 for s in plan.steps)
         return full_s * plan.T / seconds
 
     plans = [deepcache_uniform(ts, n, b) for n in range(2, 11) for b in range(len(costs.partial))] + [ddim_k(ts, k) for k in (5, 10, 17, 25)]

@@ -140,3 +140,30 @@ def test_entry_points_import(name: str) -> None:
     import importlib
 
     importlib.import_module(name)
+
+
+#: a step kind named in a comparison: ``s.kind == FULL``, ``x != "null"``, ``"partial" in ...``, ``s.startswith("partial")``
+KIND_NAME_COMPARISON = re.compile(
+    r"""(==|!=)\s*(FULL|NULL|PARTIAL|FORECAST|"(full|partial|null|forecast)")(?![\w"])"""
+    r"""|\b(FULL|NULL|PARTIAL|FORECAST)\s*(==|!=|in\b)|"(full|partial|null|forecast)"\s*(==|!=|in\b)"""
+    r"""|startswith\(\(?"(full|partial|null|forecast)|\bin\s*[({\[]\s*(FULL|NULL|PARTIAL|FORECAST)\b"""
+)
+
+
+def test_the_pattern_finds_kind_name_comparisons() -> None:
+    for line in ('if s.kind == FULL:', 'x = s != "null"', 'if "partial" in kinds:', 's.startswith(("partial", "forecast"))', 'k in (PARTIAL, FORECAST)'):
+        assert KIND_NAME_COMPARISON.search(line), line
+    for line in ('if model.noise.kind == "flow":', 'Step(FULL)', 'return "full"', 'if s.info.fills_cache:', 'mode == "fullscreen"'):
+        assert not KIND_NAME_COMPARISON.search(line), line
+
+
+def test_only_the_step_kinds_module_compares_kind_names() -> None:
+    """Everything else reads a kind's properties (StepKind), so a new kind is one registration, not a hunt for names."""
+    found = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]):
+        if path == PACKAGE / "schedule" / "kinds.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if KIND_NAME_COMPARISON.search(line.split("#")[0]):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "step kinds compared by name (read StepKind properties instead):\n" + "\n".join(found)

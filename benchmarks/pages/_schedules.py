@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flexdiff.schedule import Step
+
 from ._format import Doc, code
 
 
@@ -24,10 +26,9 @@ def parse_genome_name(name: str) -> list[tuple[int, int]] | None:
 
 
 def step_counts(steps: list[str]) -> tuple[int, int, int]:
-    full = sum(1 for s in steps if s == "full")
-    partial = sum(1 for s in steps if s.startswith(("partial", "forecast")))
-    null = sum(1 for s in steps if s == "null")
-    return full, partial, null
+    """(cache-filling, replaying, skipped) steps, by the step kinds' properties (forecast steps replay)."""
+    kinds = [Step.parse(s).info for s in steps]
+    return sum(k.fills_cache for k in kinds), sum(k.replays for k in kinds), sum(not k.calls_network for k in kinds)
 
 
 def counts_text(row: dict[str, Any]) -> str:

@@ -3,6 +3,8 @@ to follow MACs, so the searched step mixes are timed on real-width denoisers (ra
 
 from __future__ import annotations
 
+from flexdiff.schedule import Step
+
 from ._format import ROOT, Doc, Docs, provenance, table
 from ._section import Embed, Section
 
@@ -26,7 +28,7 @@ def real_width_table(d: Doc) -> str:
                 for r in d["summary"][key]]
         e2e = "; ".join(f"`{e['name']}`: measured {e['measured_wall_speedup']:.2f}x (paired median {e['measured_wall_speedup_paired_median']:.2f}x) against "
                         f"{e['predicted_wall_speedup']:.2f}x predicted, MACs {e['macs_speedup']:.2f}x" for e in m["end_to_end"])
-        full = next(k for k in m["kinds"] if k["kind"] == "full")
+        full = next(k for k in m["kinds"] if Step.parse(k["kind"]).info.fills_cache)
         parts.append(f"**{m['model']}** (`{m['class']}`, {m['parameters'] / 1e6:,.0f} M parameters, latent {'x'.join(map(str, m['latent_shape']))}, "
                      f"{m['sampler']}-{m['T']}): a full step {m['full_step_gmacs']:,.1f} GMACs, {full['seconds_min']:.2f} s (best of {d['repeats']}). "
                      f"Whole sampling loops, interleaved: {e2e}.\n\n" + table(["step mix", "family", "budget", "MACs x", "wall x (per-kind sum)", "wall / MACs"], rows))

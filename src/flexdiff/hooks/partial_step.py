@@ -45,12 +45,12 @@ class PartialStepHook(StepHook):
 
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         state = self.state
-        if state.mode == "partial" and self.index in state.deep:
+        if state.reuses(self.index):
             if self.index in state.hollow:
                 return _hollow_view(state.cached(self.index))
             return state.reused(self.index)  # replayed, or forecast (only the last deep unit's value is ever read)
         output = self.fn_ref.original_forward(*args, **kwargs)
-        if state.mode == "full" and self.index in state.record:
+        if state.records(self.index):
             state.cache[self.index] = output
         return output
 

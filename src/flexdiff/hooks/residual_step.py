@@ -78,7 +78,7 @@ class ResidualStepHook(StepHook):
 
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         state = self.state
-        if state.mode == "partial" and self.index in state.deep:
+        if state.reuses(self.index):
             hidden, encoder = self._inputs(args, kwargs)
             last = state.deep[-1]
             like = state.cached(("out", self.index))
@@ -92,7 +92,7 @@ class ResidualStepHook(StepHook):
                 encoder = None
             return _layout(self.metadata, hidden, encoder, like)
         output = self.fn_ref.original_forward(*args, **kwargs)
-        if state.mode == "full" and self.index in state.record:
+        if state.records(self.index):
             state.cache[("in", self.index)] = self._inputs(args, kwargs)
             state.cache[("out", self.index)] = output
         return output

@@ -16,6 +16,10 @@ from flexdiff.utils.diffusers_private import stateful_hook
 from flexdiff.utils.registry import Registry
 
 
+#: what the units do in the next call: the executor sets it from the step kind's properties (fills_cache, takes_branch)
+OFF, COMPUTE, REUSE = "off", "compute", "reuse"
+
+
 @dataclass
 class StepState:
     """Set by the executor before every network call. ``deep`` holds the unit indices that reuse the cache.
@@ -27,7 +31,7 @@ class StepState:
     (TaylorSeer's first order, Liu et al. 2025, eq. 7). ``None`` replays ``f2`` as it is.
     """
 
-    mode: str = "off"  # off (plain model) | full (compute, record `record`) | partial (reuse `deep`)
+    mode: str = "off"  # OFF (plain model) | COMPUTE (compute, record `record`) | REUSE (reuse `deep`)
     deep: range = range(0)
     hollow: frozenset[int] = frozenset()  # deep units that may replay a zero-channel view (hooks/partial_step.py)
     record: Collection[int] = range(0)
@@ -40,19 +44,27 @@ class StepState:
         starts a new, empty cache (the last one becomes ``previous``): what the steps after it reuse is what it
         records, and under ``torch.compile`` every recording step then meets the same (empty) cache, one graph for all
         of them. A step that records nothing (``record`` empty) leaves the caches to the steps after it."""
-        self.mode, self.record, self.deep, self.hollow, self.forecast = "full", record, range(0), frozenset(), None
+        self.mode, self.record, self.deep, self.hollow, self.forecast = COMPUTE, record, range(0), frozenset(), None
         if record:
             self.previous, self.cache = self.cache, {}
 
     def enter_partial(self, branch: Branch, hollow: bool = True, forecast: torch.Tensor | None = None) -> None:
         """The next call reuses ``branch``'s deep units (``hollow=False``: always the real cached tensors); with
         ``forecast`` (see the class docstring) extrapolated from the last two full steps instead of replayed."""
-        self.mode, self.deep, self.hollow, self.forecast = "partial", branch.deep, branch.hollow if hollow else frozenset(), forecast
+        self.mode, self.deep, self.hollow, self.forecast = REUSE, branch.deep, branch.hollow if hollow else frozenset(), forecast
 
     def reset(self) -> None:
-        self.mode, self.deep, self.hollow, self.record, self.forecast = "off", range(0), frozenset(), range(0), None
+        self.mode, self.deep, self.hollow, self.record, self.forecast = OFF, range(0), frozenset(), range(0), None
         self.cache.clear()
         self.previous.clear()
+
+    def reuses(self, index: int) -> bool:
+        """Unit ``index`` reuses the cache in this call (it is deep in a replaying step) instead of computing."""
+        return self.mode == REUSE and index in self.deep
+
+    def records(self, index: int) -> bool:
+        """Unit ``index`` computes and its output goes into the cache in this call (a cache-filling step)."""
+        return self.mode == COMPUTE and index in self.record
 
     def cached(self, key: Any) -> Any:
         """The latest full step's entry ``key``, or a one-line error when no full step recorded it."""

@@ -243,15 +243,16 @@ def strip_colours(steps_of: Sequence[Sequence[str]], num_branches: int | None) -
     branch is its own :attr:`StepKind.colour`; a kind with one takes its colormap's shade per branch (darker = deeper)."""
     parsed = [[Step.parse(s) for s in steps] for steps in steps_of]
     branches = max([num_branches or 0, 1] + [s.branch + 1 for steps in parsed for s in steps if s.branch is not None])
-    colours: dict[tuple[str, int | None], int] = {}
+    used = {s for steps in parsed for s in steps}
+    colours: dict[Step, int] = {}
     legend: list[tuple[Any, str]] = []
     for name, kind in STEP_KINDS.items():  # registry order: full, partial, null, forecast, then any registered later
         for b in range(branches) if kind.takes_branch else [None]:
-            if any(s.kind == name and s.branch == b for steps in parsed for s in steps):
-                colours[(name, b)] = len(legend)
+            if Step(name, b) in used:
+                colours[Step(name, b)] = len(legend)
                 shade = colormaps[kind.colour](0.25 + 0.65 * b / max(branches - 1, 1)) if b is not None else kind.colour
                 legend.append((shade, f"{kind.label or name}, branch {b}" if b is not None else kind.label or name))
-    return [[colours[(s.kind, s.branch)] for s in steps] for steps in parsed], legend
+    return [[colours[s] for s in steps] for steps in parsed], legend
 
 
 def schedule_strips(strips: Sequence[tuple[str, Sequence[str]]], num_branches: int | None) -> bytes | None:
