@@ -22,7 +22,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(FLEX) search --model builtin:digits --sampler ddim --solver ddim-2m --steps 50 --speedup 3 --validate-n 1000 --seed 0 --out $(DEMO)
 
+# the linter and the formatter first (pinned in the test extra: one version, one formatting), then every test
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 # the fast lane: everything but the end-to-end runs (under a minute)

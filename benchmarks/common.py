@@ -43,7 +43,9 @@ def write_result(path: Path, payload: dict[str, Any]) -> None:
 BUDGETS = (2, 3, 4, 5)  # fractions of the teacher's MACs every search benchmark compares at
 
 
-def budget_plan(searched: list[dict[str, Any]], baselines: list[dict[str, Any]], teacher_macs: float, candidates: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+def budget_plan(
+    searched: list[dict[str, Any]], baselines: list[dict[str, Any]], teacher_macs: float, candidates: int
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """Stage 1 (search-size rFID): per budget 1/f the ``candidates`` searched schedules with the lowest rFID within it,
     and per baseline family the best ``candidates`` of equal or higher cost within the budget plus the cheapest above
     it. Returns the plan and every picked row by name (to re-score with more images; picks are then made by that
@@ -71,7 +73,9 @@ def budget_plan(searched: list[dict[str, Any]], baselines: list[dict[str, Any]],
     return plan, picks
 
 
-def budget_summary(plan: list[dict[str, Any]], scored: dict[str, dict[str, Any]], verdicts: dict[str, tuple[str, ...] | None] | None = None) -> list[dict[str, Any]]:
+def budget_summary(
+    plan: list[dict[str, Any]], scored: dict[str, dict[str, Any]], verdicts: dict[str, tuple[str, ...] | None] | None = None
+) -> list[dict[str, Any]]:
     """Stage 2: per budget the searched schedule with the lowest validated rFID, against each family's best of equal
     or higher cost (within the budget, else its cheapest above: ``within_budget`` False), with FID and rFID margins.
     ``verdicts``: name -> families (None: every family compared); ``name`` (True/False): the searched schedule wins on
@@ -92,8 +96,11 @@ def budget_summary(plan: list[dict[str, Any]], scored: dict[str, dict[str, Any]]
             if b is None:
                 continue
             result["comparisons"][family] = {
-                "baseline": b, "fid_margin": round(b["fid"] - s["fid"], 4), "rfid_margin": round(b["rfid"] - s["rfid"], 5),
-                "searched_wins": b["fid"] > s["fid"] and b["rfid"] > s["rfid"], "within_budget": b["macs"] <= entry["budget_macs"],
+                "baseline": b,
+                "fid_margin": round(b["fid"] - s["fid"], 4),
+                "rfid_margin": round(b["rfid"] - s["rfid"], 5),
+                "searched_wins": b["fid"] > s["fid"] and b["rfid"] > s["rfid"],
+                "within_budget": b["macs"] <= entry["budget_macs"],
             }
         for key, required in verdicts.items():
             compared = [c for f, c in result["comparisons"].items() if required is None or f in required]
@@ -110,12 +117,20 @@ def headline(rows: list[dict[str, Any]], teacher: dict[str, Any], macs: float = 
     if not fast:
         return None
     h = min(fast, key=lambda r: r["rfid"])
-    return {"schedule": h["name"], "macs_speedup": h["macs_speedup"], "wall_speedup": h["wall_speedup"], "rfid": h["rfid"], "fid": h["fid"],
-            "teacher_fid": teacher["fid"], "fid_ratio": round(h["fid"] / teacher["fid"], 4), "within_5_percent": h["fid"] <= 1.05 * teacher["fid"]}
+    return {
+        "schedule": h["name"],
+        "macs_speedup": h["macs_speedup"],
+        "wall_speedup": h["wall_speedup"],
+        "rfid": h["rfid"],
+        "fid": h["fid"],
+        "teacher_fid": teacher["fid"],
+        "fid_ratio": round(h["fid"] / teacher["fid"], 4),
+        "within_5_percent": h["fid"] <= 1.05 * teacher["fid"],
+    }
 
 
 def int_ranges(text: str) -> tuple[int, ...]:
-    """"2-8,10" -> (2, 3, 4, 5, 6, 7, 8, 10) (the benchmarks' list options)."""
+    """ "2-8,10" -> (2, 3, 4, 5, 6, 7, 8, 10) (the benchmarks' list options)."""
     out: list[int] = []
     for part in text.split(","):
         low, dash, high = part.partition("-")
@@ -135,4 +150,6 @@ def print_budgets(summary: list[dict[str, Any]], teacher: dict[str, Any]) -> Non
         for family, c in r["comparisons"].items():
             b = c["baseline"]
             where = "" if c.get("within_budget", True) else "  (above the budget: the family's cheapest setting)"
-            print(f"    {family:28s} {b['name']:36s} {b['macs_speedup']:.2f}x FID {b['fid']:.2f} ({c['fid_margin']:+.2f}) rFID {b['rfid']:.3f} ({c['rfid_margin']:+.3f}){where}")
+            print(
+                f"    {family:28s} {b['name']:36s} {b['macs_speedup']:.2f}x FID {b['fid']:.2f} ({c['fid_margin']:+.2f}) rFID {b['rfid']:.3f} ({c['rfid_margin']:+.3f}){where}"
+            )

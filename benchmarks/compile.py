@@ -55,7 +55,11 @@ def measure(model: Any, plan: Schedule, x: torch.Tensor, t: int, rounds: int, de
         for _ in range(rounds):
             seconds, outputs = run_round(model, run, x, t, device)
             per_round.append(seconds)
-    return {"first_round_seconds": [round(s, 4) for s in per_round[0]], "best_seconds": [round(min(r[i] for r in per_round[1:]), 4) for i in range(plan.T)], "outputs": outputs}
+    return {
+        "first_round_seconds": [round(s, 4) for s in per_round[0]],
+        "best_seconds": [round(min(r[i] for r in per_round[1:]), 4) for i in range(plan.T)],
+        "outputs": outputs,
+    }
 
 
 def main() -> None:
@@ -89,19 +93,38 @@ def main() -> None:
     steps = []
     for i, label in enumerate(labels):
         e, c = eager["best_seconds"][i], compiled["best_seconds"][i]
-        steps.append({"step": label, "eager_seconds": e, "compiled_seconds": c, "compile_speedup": round(e / c, 3),
-                      "compile_seconds": round(compiled["first_round_seconds"][i] - c, 2),
-                      "max_abs_diff_vs_eager": float((compiled["outputs"][i] - eager["outputs"][i]).abs().max()),
-                      "eager_vs_full": round(e / eager["best_seconds"][0], 3), "compiled_vs_full": round(c / compiled["best_seconds"][0], 3)})
+        steps.append(
+            {
+                "step": label,
+                "eager_seconds": e,
+                "compiled_seconds": c,
+                "compile_speedup": round(e / c, 3),
+                "compile_seconds": round(compiled["first_round_seconds"][i] - c, 2),
+                "max_abs_diff_vs_eager": float((compiled["outputs"][i] - eager["outputs"][i]).abs().max()),
+                "eager_vs_full": round(e / eager["best_seconds"][0], 3),
+                "compiled_vs_full": round(c / compiled["best_seconds"][0], 3),
+            }
+        )
     payload = {
         "model": "Stable Diffusion v1.5 UNet2DConditionModel (published config, random weights)" + (" -- SMOKE: 1/10 channels, 16x16" if args.smoke else ""),
-        "unet_config": SD15_UNET_CONFIG, "latent_shape": list(model.sample_shape), "batch": 1, "backend": args.backend, "device": args.device,
-        "schedule": plan.to_dict(), "step_types": len(step_types(plan)), "unique_graphs": graphs, "graph_breaks": breaks,
-        "one_graph_per_step_type": graphs == len(step_types(plan)), "rounds": args.rounds, "steps": steps,
+        "unet_config": SD15_UNET_CONFIG,
+        "latent_shape": list(model.sample_shape),
+        "batch": 1,
+        "backend": args.backend,
+        "device": args.device,
+        "schedule": plan.to_dict(),
+        "step_types": len(step_types(plan)),
+        "unique_graphs": graphs,
+        "graph_breaks": breaks,
+        "one_graph_per_step_type": graphs == len(step_types(plan)),
+        "rounds": args.rounds,
+        "steps": steps,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     for s in steps:
-        print(f"{s['step']:>28}: eager {s['eager_seconds']:.3f} s, compiled {s['compiled_seconds']:.3f} s ({s['compile_speedup']:.2f}x), compile {s['compile_seconds']:.0f} s, diff {s['max_abs_diff_vs_eager']:.1e}")
+        print(
+            f"{s['step']:>28}: eager {s['eager_seconds']:.3f} s, compiled {s['compiled_seconds']:.3f} s ({s['compile_speedup']:.2f}x), compile {s['compile_seconds']:.0f} s, diff {s['max_abs_diff_vs_eager']:.1e}"
+        )
     print(f"graphs {graphs} for {len(step_types(plan))} step types, graph breaks {breaks}")
     write_result(args.out, payload)
 

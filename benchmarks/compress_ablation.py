@@ -64,10 +64,16 @@ SHARED = ("records.safetensors", "blocks", "scores.json", "search.json", "state.
 def _summary(results: dict[str, Any]) -> dict[str, Any]:
     t, s = results["teacher"], results["student"]
     return {
-        "student_fid": s["fid"], "teacher_fid": t["fid"], "fid_ratio": round(s["fid"] / t["fid"], 4) if s["fid"] and t["fid"] else None,
-        "macs_ratio": s["macs_ratio"], "params_ratio": s["params_ratio"], "blocks": [{k: b[k] for k in ("block", "choice", "loss")} for b in results["blocks"]],
-        "retrain_steps": results["config"]["retrain_steps"], "final_loss": results["retrain"]["history"][-1] if results["retrain"]["history"] else None,
-        "seconds": results["seconds"], "student_path": s["path"],
+        "student_fid": s["fid"],
+        "teacher_fid": t["fid"],
+        "fid_ratio": round(s["fid"] / t["fid"], 4) if s["fid"] and t["fid"] else None,
+        "macs_ratio": s["macs_ratio"],
+        "params_ratio": s["params_ratio"],
+        "blocks": [{k: b[k] for k in ("block", "choice", "loss")} for b in results["blocks"]],
+        "retrain_steps": results["config"]["retrain_steps"],
+        "final_loss": results["retrain"]["history"][-1] if results["retrain"]["history"] else None,
+        "seconds": results["seconds"],
+        "student_path": s["path"],
     }
 
 
@@ -92,8 +98,17 @@ def part_a(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
     cfg = dynamic["config"]
     arms = {}
     for alpha in args.alphas.split():
-        config = CompressConfig(out=_arm(args, arm_folder(alpha)), minutes=args.minutes, seed=args.seed, alpha=alpha, fid_n=args.fid_n, macs_ratio=args.macs_ratio,
-                                distill_steps=cfg["distill_steps_per_block"], retrain_steps=cfg["retrain_steps"], device="cpu")
+        config = CompressConfig(
+            out=_arm(args, arm_folder(alpha)),
+            minutes=args.minutes,
+            seed=args.seed,
+            alpha=alpha,
+            fid_n=args.fid_n,
+            macs_ratio=args.macs_ratio,
+            distill_steps=cfg["distill_steps_per_block"],
+            retrain_steps=cfg["retrain_steps"],
+            device="cpu",
+        )
         arms[alpha] = _summary(compress(config))
     return {"base_alpha": args.base_alpha, "base": _summary(dynamic), "arms": arms}
 
@@ -129,8 +144,17 @@ def _global_choice(run: Run, records: Any, supernets: dict[str, Any], samples: i
 
 def part_b(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
     cfg = dynamic["config"]
-    config = CompressConfig(out=_arm(args, "global"), minutes=args.minutes, seed=args.seed, alpha=args.base_alpha, fid_n=args.fid_n, macs_ratio=args.macs_ratio,
-                            distill_steps=cfg["distill_steps_per_block"], retrain_steps=cfg["retrain_steps"], device="cpu")
+    config = CompressConfig(
+        out=_arm(args, "global"),
+        minutes=args.minutes,
+        seed=args.seed,
+        alpha=args.base_alpha,
+        fid_n=args.fid_n,
+        macs_ratio=args.macs_ratio,
+        distill_steps=cfg["distill_steps_per_block"],
+        retrain_steps=cfg["retrain_steps"],
+        device="cpu",
+    )
     run = prepare(config)
     records, record_key = phase_record(run)
     supernets, distill_key, _ = phase_distill(run, records, record_key)
@@ -147,9 +171,17 @@ def part_b(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
     teacher_macs, teacher_params = teacher_cost(run.teacher)
     return {
         "local": _summary(dynamic),
-        "global": {"student_fid": fids["student"], "teacher_fid": fids["teacher"], "macs_ratio": round(macs / teacher_macs, 4), "params_ratio": round(params / teacher_params, 4),
-                   "architecture": arch.to_json(), "ranking_seconds": round(ranking_seconds, 1), "samples": len(ranked), "top5": ranked[:5],
-                   "final_loss": history[-1] if history else None},
+        "global": {
+            "student_fid": fids["student"],
+            "teacher_fid": fids["teacher"],
+            "macs_ratio": round(macs / teacher_macs, 4),
+            "params_ratio": round(params / teacher_params, 4),
+            "architecture": arch.to_json(),
+            "ranking_seconds": round(ranking_seconds, 1),
+            "samples": len(ranked),
+            "top5": ranked[:5],
+            "final_loss": history[-1] if history else None,
+        },
         "local_search_scoring_seconds": json.loads((run.out / "scores.json").read_text()).get("seconds"),
         "local_summed_block_loss": local_summary["summed_loss"],
     }
@@ -162,24 +194,54 @@ def part_c(args: argparse.Namespace, dynamic: dict[str, Any]) -> dict[str, Any]:
     student_dir = Path(dynamic["student"]["path"])
     ratio = dynamic["student"]["macs_ratio"]
     speedup = args.total_speedup * ratio  # schedule speed-up on the student that gives the total
-    config = SearchConfig(objective="rfid", all_baselines=True, out=args.run_dir / ("combined" + (f"-{args.solver}" if args.solver else "")), model=str(student_dir), solver=args.solver, speedup=speedup, n=args.search_n, trials=args.trials, seed=args.seed,
-                          validate_n=args.fid_n, reference="builtin:digits-heldout", device="cpu")
+    config = SearchConfig(
+        objective="rfid",
+        all_baselines=True,
+        out=args.run_dir / ("combined" + (f"-{args.solver}" if args.solver else "")),
+        model=str(student_dir),
+        solver=args.solver,
+        speedup=speedup,
+        n=args.search_n,
+        trials=args.trials,
+        seed=args.seed,
+        validate_n=args.fid_n,
+        reference="builtin:digits-heldout",
+        device="cpu",
+    )
     config.out.mkdir(parents=True, exist_ok=True)
     results = search(config)
     teacher_macs = dynamic["teacher"]["macs"] * 50  # the teacher's DDIM-50: 50 full steps
     teacher_fid = dynamic["teacher"]["fid"]
     rows = []
     for row in results["validated"]:
-        rows.append({"name": row["name"], "kind": row["kind"], "family": row["family"], "sampler": row["sampler"], "student_macs": row["macs"], "total_speedup": round(teacher_macs / max(row["macs"], 1), 3),
-                     "fid": row["fid"], "fid_ratio": round(row["fid"] / teacher_fid, 4) if row["fid"] and teacher_fid else None, "rfid_vs_student": row["rfid"]})
+        rows.append(
+            {
+                "name": row["name"],
+                "kind": row["kind"],
+                "family": row["family"],
+                "sampler": row["sampler"],
+                "student_macs": row["macs"],
+                "total_speedup": round(teacher_macs / max(row["macs"], 1), 3),
+                "fid": row["fid"],
+                "fid_ratio": round(row["fid"] / teacher_fid, 4) if row["fid"] and teacher_fid else None,
+                "rfid_vs_student": row["rfid"],
+            }
+        )
     # picked as the search picks (lowest validated rFID against the student's own DDIM-50), never by FID
     meeting = [r for r in rows if r["total_speedup"] >= args.total_speedup]
     searched = [r for r in meeting if r["kind"] == "searched"]
     best = min(searched, key=lambda r: r["rfid_vs_student"]) if searched else None
     best_baseline = min((r for r in meeting if r["kind"] == "baseline"), key=lambda r: r["rfid_vs_student"], default=None)
-    return {"schedule_speedup_on_student": round(speedup, 3), "student_macs_ratio": ratio, "teacher_fid": teacher_fid, "rows": rows, "best": best,
-            "best_baseline": best_baseline, "target": {"total_speedup": args.total_speedup, "fid_ratio_max": 1.1},
-            "met": bool(best and best["fid_ratio"] is not None and best["fid_ratio"] <= 1.1)}
+    return {
+        "schedule_speedup_on_student": round(speedup, 3),
+        "student_macs_ratio": ratio,
+        "teacher_fid": teacher_fid,
+        "rows": rows,
+        "best": best,
+        "best_baseline": best_baseline,
+        "target": {"total_speedup": args.total_speedup, "fid_ratio_max": 1.1},
+        "met": bool(best and best["fid_ratio"] is not None and best["fid_ratio"] <= 1.1),
+    }
 
 
 def main() -> None:
@@ -197,14 +259,25 @@ def main() -> None:
     parser.add_argument("--solver", default=None, help="(c) sampler of the searched schedules on the student's DDIM grid, e.g. dpmpp-2m (default: DDIM)")
     parser.add_argument("--search-n", type=int, default=256, help="(c) images per rFID in the search")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/compress_ablation"))
-    parser.add_argument("--base", type=Path, default=None, help="folder of the base compress run (default: RUN_DIR/dynamic), resumed with --minutes/--base-alpha/--seed")
+    parser.add_argument(
+        "--base", type=Path, default=None, help="folder of the base compress run (default: RUN_DIR/dynamic), resumed with --minutes/--base-alpha/--seed"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/compress_ablation.json"))
     args = parser.parse_args()
     parts = set(args.parts.split(","))
 
     args.base = args.base or args.run_dir / "dynamic"
-    dynamic = compress(CompressConfig(out=args.base, minutes=args.minutes, seed=args.seed, alpha=args.base_alpha, fid_n=args.fid_n, macs_ratio=args.macs_ratio, device="cpu"))
-    payload: dict[str, Any] = {"base_run": str(args.base), "base_alpha": args.base_alpha, "minutes": args.minutes, "macs_ratio": args.macs_ratio, "seed": args.seed, "fid_n": args.fid_n}
+    dynamic = compress(
+        CompressConfig(out=args.base, minutes=args.minutes, seed=args.seed, alpha=args.base_alpha, fid_n=args.fid_n, macs_ratio=args.macs_ratio, device="cpu")
+    )
+    payload: dict[str, Any] = {
+        "base_run": str(args.base),
+        "base_alpha": args.base_alpha,
+        "minutes": args.minutes,
+        "macs_ratio": args.macs_ratio,
+        "seed": args.seed,
+        "fid_n": args.fid_n,
+    }
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for key in ("a_alpha", "b_search", "c_combined"):  # parts run earlier are kept
         if key in previous:

@@ -47,8 +47,31 @@ def main() -> None:
     runs = []
     for repeat in range(args.repeats):
         out = root / f"run{repeat}"
-        command = [FLEXDIFF, "search", "--model", str(model), "--steps", "6", "--n", "8", "--trials", str(args.trials), "--validate-n", "8",
-                   "--segments", "2,3", "--baseline-branches", "0", "--speedup", "2", "--seed", str(repeat), "--no-report", "--out", str(out)]
+        command = [
+            FLEXDIFF,
+            "search",
+            "--model",
+            str(model),
+            "--steps",
+            "6",
+            "--n",
+            "8",
+            "--trials",
+            str(args.trials),
+            "--validate-n",
+            "8",
+            "--segments",
+            "2,3",
+            "--baseline-branches",
+            "0",
+            "--speedup",
+            "2",
+            "--seed",
+            str(repeat),
+            "--no-report",
+            "--out",
+            str(out),
+        ]
         began = time.perf_counter()
         procs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
         errors = [p.communicate(timeout=900)[1] for p in procs]
@@ -58,9 +81,14 @@ def main() -> None:
         studies = {n: optuna.load_study(study_name=n, storage=storage) for n in names}
         twice = {n: sorted(k for k, c in Counter(t.user_attrs["key"] for t in evaluated(s)).items() if c > 1) for n, s in studies.items()}
         searched = next(s for n, s in studies.items() if not n.endswith(":baselines"))
-        row = {"repeat": repeat, "exit_codes": [p.returncode for p in procs], "searched_trials": len(evaluated(searched)),
-               "evaluated_twice": sum(len(v) for v in twice.values()), "wall_seconds": round(wall, 1),
-               "errors": [e.strip().splitlines()[-1] for e in errors if e.strip() and any(p.returncode for p in procs)]}
+        row = {
+            "repeat": repeat,
+            "exit_codes": [p.returncode for p in procs],
+            "searched_trials": len(evaluated(searched)),
+            "evaluated_twice": sum(len(v) for v in twice.values()),
+            "wall_seconds": round(wall, 1),
+            "errors": [e.strip().splitlines()[-1] for e in errors if e.strip() and any(p.returncode for p in procs)],
+        }
         row["ok"] = row["exit_codes"] == [0, 0] and row["searched_trials"] == args.trials and row["evaluated_twice"] == 0
         runs.append(row)
         print(row, flush=True)

@@ -38,8 +38,13 @@ def measure(name: str) -> dict[str, object]:
     pipe.set_progress_bar_config(disable=True)
     plain, grid, owners = plain_run(case)
     sampler = "flow-euler" if is_flow_scheduler(pipe.scheduler) else "ddim"
-    row: dict[str, object] = {"pipeline": type(pipe).__name__, "denoisers": {a: type(m).__name__ for a, m in denoisers_of(pipe)}, "scheduler": type(pipe.scheduler).__name__,
-                              "video": case.video, "steps": len(grid)}
+    row: dict[str, object] = {
+        "pipeline": type(pipe).__name__,
+        "denoisers": {a: type(m).__name__ for a, m in denoisers_of(pipe)},
+        "scheduler": type(pipe.scheduler).__name__,
+        "video": case.video,
+        "steps": len(grid),
+    }
     with counting_linears() as full_calls, flexdiff.enabled(pipe, flexdiff.full(grid, sampler)):
         row["all_full_equal"] = torch.equal(case(), plain)
     with counting_linears() as cached_calls, flexdiff.enabled(pipe, caching_schedule(grid, owners, sampler)):
@@ -72,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = measure(name)
         print(name, rows[name], flush=True)
     verdicts = sweep()
-    write_result(args.out, {"diffusers": diffusers.__version__, "seconds": round(time.time() - started, 1), "pipelines": rows, "sweep": verdicts, "families": FAMILIES})
+    write_result(
+        args.out, {"diffusers": diffusers.__version__, "seconds": round(time.time() - started, 1), "pipelines": rows, "sweep": verdicts, "families": FAMILIES}
+    )
     return 0
 
 

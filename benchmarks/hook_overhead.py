@@ -51,11 +51,20 @@ def main() -> None:
     ratios = [h / p for p, h in zip(plain[1:], hooked[1:])]
     overhead = statistics.median(ratios) - 1
     print(f"hook overhead per call (median of {len(ratios)} paired rounds): {overhead:+.2%}")
-    write_result(args.out, {
-        "model": args.model, "batch": args.batch, "calls_per_round": args.calls, "rounds": args.rounds,
-        "plain_seconds": [round(v, 4) for v in plain], "hooked_seconds": [round(v, 4) for v in hooked],
-        "hook_overhead_median": round(overhead, 4), "hook_overhead_min": round(min(ratios) - 1, 4), "hook_overhead_max": round(max(ratios) - 1, 4),
-    })
+    write_result(
+        args.out,
+        {
+            "model": args.model,
+            "batch": args.batch,
+            "calls_per_round": args.calls,
+            "rounds": args.rounds,
+            "plain_seconds": [round(v, 4) for v in plain],
+            "hooked_seconds": [round(v, 4) for v in hooked],
+            "hook_overhead_median": round(overhead, 4),
+            "hook_overhead_min": round(min(ratios) - 1, 4),
+            "hook_overhead_max": round(max(ratios) - 1, 4),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -103,11 +103,23 @@ PIXART_SIGMA_CONFIG: dict[str, Any] = {
 #: 1000 steps, epsilon prediction; the learned-sigma half of the output is dropped as the pipeline does). Only the noise
 #: schedule is read here; the solver options of the published file are not needed and not written out.
 PIXART_SCHEDULER_CONFIG: dict[str, Any] = {
-    "_class_name": "DPMSolverMultistepScheduler", "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
+    "_class_name": "DPMSolverMultistepScheduler",
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
 }
 PIXART_CAPTION_TOKENS = 120  # PixArt-Sigma's T5 max length is 300; 120 is a long prompt's worth
 #: --tiny: the same families, narrow and shallow (12 blocks: still > 8, so the coarse (F, B) depths are exercised)
-TINY_PIXART: dict[str, Any] = {"num_layers": 12, "num_attention_heads": 2, "attention_head_dim": 8, "cross_attention_dim": 16, "caption_channels": 32, "sample_size": 16}
+TINY_PIXART: dict[str, Any] = {
+    "num_layers": 12,
+    "num_attention_heads": 2,
+    "attention_head_dim": 8,
+    "cross_attention_dim": 16,
+    "caption_channels": 32,
+    "sample_size": 16,
+}
 TINY_CAPTION_TOKENS = 8
 
 LATENT_256PX = 32  # 256 px / the VAE's factor 8
@@ -171,10 +183,22 @@ def pixart_condition(model: DiffusionModel, tiny: bool, seed: int) -> Conditioni
 
 
 MODELS: dict[str, RealModel] = {
-    "sd15": RealModel("sd15", "Stable Diffusion v1.5 UNet2DConditionModel (published config, random weights), 256x256 px",
-                      RESULTS / "search_vs_baselines_ddim2m.json", "ddim-2m", build_sd15, sd15_condition),
-    "pixart": RealModel("pixart", "PixArt-Sigma XL/2 PixArtTransformer2DModel (published config, random weights), 256x256 px",
-                        RESULTS / "search_vs_peers.json", "dpmpp-2m", build_pixart, pixart_condition),
+    "sd15": RealModel(
+        "sd15",
+        "Stable Diffusion v1.5 UNet2DConditionModel (published config, random weights), 256x256 px",
+        RESULTS / "search_vs_baselines_ddim2m.json",
+        "ddim-2m",
+        build_sd15,
+        sd15_condition,
+    ),
+    "pixart": RealModel(
+        "pixart",
+        "PixArt-Sigma XL/2 PixArtTransformer2DModel (published config, random weights), 256x256 px",
+        RESULTS / "search_vs_peers.json",
+        "dpmpp-2m",
+        build_pixart,
+        pixart_condition,
+    ),
 }
 
 
@@ -216,8 +240,12 @@ def real_plans(rows: list[dict[str, Any]], mapping: dict[int, int], ts: list[flo
     plans: list[tuple[Schedule, dict[str, Any]]] = []
     for row in rows:
         builtin = Genome.parse(row["genome"]).expand(list(range(len(ts), 0, -1)))  # its step kinds (timesteps unused)
-        info = {"family": "searched", "budget": row["budget"], "builtin": {k: row[k] for k in ("name", "genome", "macs_speedup", "wall_speedup", "rfid", "fid") if k in row},
-                "builtin_genome_matches_recorded_steps": [str(s) for s in builtin.steps] == row["steps"]}
+        info = {
+            "family": "searched",
+            "budget": row["budget"],
+            "builtin": {k: row[k] for k in ("name", "genome", "macs_speedup", "wall_speedup", "rfid", "fid") if k in row},
+            "builtin_genome_matches_recorded_steps": [str(s) for s in builtin.steps] == row["steps"],
+        }
         plans.append((mapped_genome(row["genome"], mapping).expand(ts, sampler), info))
     T = len(ts)
     plans.append((deepcache_uniform(ts, 3, 0, sampler), {"family": "deepcache"}))
@@ -279,7 +307,7 @@ def time_kinds(model: DiffusionModel, kinds: list[Step], ts: list[float], sample
         for r in range(repeats):
             row = {"full": timed(call(1))}
             order = list(range(len(kinds)))
-            for j in order[r % max(len(kinds), 1):] + order[: r % max(len(kinds), 1)]:
+            for j in order[r % max(len(kinds), 1) :] + order[: r % max(len(kinds), 1)]:
                 row[str(kinds[j])] = timed(call(2 + j))
             row["sampler_step"] = timed(lambda: loop(lambda xt, tt, i: eps, x, ts, model.noise, grid=ts)) / len(ts)
             rounds.append(row)
@@ -318,8 +346,13 @@ def kind_rows(kinds: list[Step], macs: dict[str, int], rounds: list[dict[str, fl
     for key in ["full", *map(str, kinds)]:
         step = Step.parse(key)
         values = [r[key] for r in rounds]
-        row = {"kind": key, "branch_label": layout.branches[step.branch].label if step.branch is not None else None, "macs": macs[key],
-               "macs_share": round(macs[key] / macs["full"], 5), **summary(values)}
+        row = {
+            "kind": key,
+            "branch_label": layout.branches[step.branch].label if step.branch is not None else None,
+            "macs": macs[key],
+            "macs_share": round(macs[key] / macs["full"], 5),
+            **summary(values),
+        }
         row["wall_share_min"] = round(min(values) / min(r["full"] for r in rounds), 5)
         row["wall_share_paired_median"] = round(statistics.median(r[key] / r["full"] for r in rounds), 5)
         rows.append(row)
@@ -332,21 +365,39 @@ def mix_row(plan: Schedule, info: dict[str, Any], costs: StepCosts, best: dict[s
     macs = costs.speedup(plan)
     wall_min = predicted_seconds(teacher, best) / predicted_seconds(plan, best)
     wall_median = predicted_seconds(teacher, median) / predicted_seconds(plan, median)
-    return {"name": plan.name, **info, "genome": plan.meta.get("genome"), "steps": [str(s) for s in plan.steps], "counts": plan.counts(),
-            "macs_speedup": round(macs, 4), "predicted_wall_speedup_min": round(wall_min, 4), "predicted_wall_speedup_median": round(wall_median, 4),
-            "wall_over_macs": round(wall_min / macs, 4), "wall_over_macs_median": round(wall_median / macs, 4),
-            "predicted_seconds_min": round(predicted_seconds(plan, best), 4), "teacher_predicted_seconds_min": round(predicted_seconds(teacher, best), 4)}
+    return {
+        "name": plan.name,
+        **info,
+        "genome": plan.meta.get("genome"),
+        "steps": [str(s) for s in plan.steps],
+        "counts": plan.counts(),
+        "macs_speedup": round(macs, 4),
+        "predicted_wall_speedup_min": round(wall_min, 4),
+        "predicted_wall_speedup_median": round(wall_median, 4),
+        "wall_over_macs": round(wall_min / macs, 4),
+        "wall_over_macs_median": round(wall_median / macs, 4),
+        "predicted_seconds_min": round(predicted_seconds(plan, best), 4),
+        "teacher_predicted_seconds_min": round(predicted_seconds(teacher, best), 4),
+    }
 
 
 def e2e_row(plan: Schedule, rounds: list[dict[str, float]], predicted: dict[str, Any]) -> dict[str, Any]:
     """Measured whole-loop speed-up (best-of-rounds and paired median) against the per-kind prediction."""
     measured = min(r["teacher"] for r in rounds) / min(r["schedule"] for r in rounds)
-    return {"name": plan.name, "rounds": [{k: round(v, 4) for k, v in r.items()} for r in rounds],
-            "teacher_seconds_min": round(min(r["teacher"] for r in rounds), 4), "schedule_seconds_min": round(min(r["schedule"] for r in rounds), 4),
-            "teacher_predicted_seconds_min": predicted["teacher_predicted_seconds_min"], "schedule_predicted_seconds_min": predicted["predicted_seconds_min"],
-            "measured_wall_speedup": round(measured, 4), "measured_wall_speedup_paired_median": round(statistics.median(r["teacher"] / r["schedule"] for r in rounds), 4),
-            "predicted_wall_speedup": predicted["predicted_wall_speedup_min"], "measured_over_predicted": round(measured / predicted["predicted_wall_speedup_min"], 4),
-            "macs_speedup": predicted["macs_speedup"], "measured_wall_over_macs": round(measured / predicted["macs_speedup"], 4)}
+    return {
+        "name": plan.name,
+        "rounds": [{k: round(v, 4) for k, v in r.items()} for r in rounds],
+        "teacher_seconds_min": round(min(r["teacher"] for r in rounds), 4),
+        "schedule_seconds_min": round(min(r["schedule"] for r in rounds), 4),
+        "teacher_predicted_seconds_min": predicted["teacher_predicted_seconds_min"],
+        "schedule_predicted_seconds_min": predicted["predicted_seconds_min"],
+        "measured_wall_speedup": round(measured, 4),
+        "measured_wall_speedup_paired_median": round(statistics.median(r["teacher"] / r["schedule"] for r in rounds), 4),
+        "predicted_wall_speedup": predicted["predicted_wall_speedup_min"],
+        "measured_over_predicted": round(measured / predicted["predicted_wall_speedup_min"], 4),
+        "macs_speedup": predicted["macs_speedup"],
+        "measured_wall_over_macs": round(measured / predicted["macs_speedup"], 4),
+    }
 
 
 def run_model(spec: RealModel, args: argparse.Namespace) -> dict[str, Any]:
@@ -378,15 +429,39 @@ def run_model(spec: RealModel, args: argparse.Namespace) -> dict[str, Any]:
             checks.append(e2e_row(plan, end_to_end(model, plan, ts, args.repeats), next(m for m in mixes if m["name"] == plan.name)))
 
     out = {
-        "model": spec.title, "class": type(model.denoiser).__name__, "config": config, "parameters": model.num_parameters,
-        "latent_shape": list(model.sample_shape), "text_states": list(model.conditioning.cond.shape[1:]), "batch": 1, "guidance": "none (batch 1)", "dtype": "float32",
-        "sampler": spec.sampler, "T": T, "teacher_timesteps": ts, "searched_on": {"model": builtin_spec, "results": str(spec.results.relative_to(RESULTS.parent.parent))},
-        "branch_mapping": [{"builtin_branch": b, "builtin_label": builtin.branches[b].label, "builtin_macs_share": round(builtin_shares[b], 4),
-                            "real_branch": mapping[b], "real_label": layout.branches[mapping[b]].label,
-                            "real_macs_share": round(partial[mapping[b]] / macs["full"], 4) if mapping[b] in partial else None} for b in used],
-        "full_step_gmacs": round(macs["full"] / 1e9, 3), "kinds": kind_rows(kinds, macs, rounds, layout),
-        "sampler_step": summary([r["sampler_step"] for r in rounds]), "null_step_seconds": 0.0, "rounds": [{k: round(v, 6) for k, v in r.items()} for r in rounds],
-        "mixes": mixes, "end_to_end": checks, "build_seconds": round(built, 1), "total_seconds": round(time.perf_counter() - started, 1),
+        "model": spec.title,
+        "class": type(model.denoiser).__name__,
+        "config": config,
+        "parameters": model.num_parameters,
+        "latent_shape": list(model.sample_shape),
+        "text_states": list(model.conditioning.cond.shape[1:]),
+        "batch": 1,
+        "guidance": "none (batch 1)",
+        "dtype": "float32",
+        "sampler": spec.sampler,
+        "T": T,
+        "teacher_timesteps": ts,
+        "searched_on": {"model": builtin_spec, "results": str(spec.results.relative_to(RESULTS.parent.parent))},
+        "branch_mapping": [
+            {
+                "builtin_branch": b,
+                "builtin_label": builtin.branches[b].label,
+                "builtin_macs_share": round(builtin_shares[b], 4),
+                "real_branch": mapping[b],
+                "real_label": layout.branches[mapping[b]].label,
+                "real_macs_share": round(partial[mapping[b]] / macs["full"], 4) if mapping[b] in partial else None,
+            }
+            for b in used
+        ],
+        "full_step_gmacs": round(macs["full"] / 1e9, 3),
+        "kinds": kind_rows(kinds, macs, rounds, layout),
+        "sampler_step": summary([r["sampler_step"] for r in rounds]),
+        "null_step_seconds": 0.0,
+        "rounds": [{k: round(v, 6) for k, v in r.items()} for r in rounds],
+        "mixes": mixes,
+        "end_to_end": checks,
+        "build_seconds": round(built, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
     }
     print_model(out)
     return out
@@ -398,9 +473,13 @@ def print_model(out: dict[str, Any]) -> None:
         print(f"    {k['kind']:12s} {k['branch_label'] or '':18s} MACs {k['macs_share']:7.2%}  wall {k['wall_share_min']:7.2%}")
     print(f"    {'mix':70s} {'MACs x':>7s} {'wall x':>7s} {'wall/MACs':>9s}")
     for m in out["mixes"]:
-        print(f"    {(m.get('budget') or '') + ' ' + m['name'][:64]:70s} {m['macs_speedup']:7.2f} {m['predicted_wall_speedup_min']:7.2f} {m['wall_over_macs']:9.3f}")
+        print(
+            f"    {(m.get('budget') or '') + ' ' + m['name'][:64]:70s} {m['macs_speedup']:7.2f} {m['predicted_wall_speedup_min']:7.2f} {m['wall_over_macs']:9.3f}"
+        )
     for c in out["end_to_end"]:
-        print(f"    end-to-end {c['name'][:50]}: measured {c['measured_wall_speedup']:.2f}x, predicted {c['predicted_wall_speedup']:.2f}x, MACs {c['macs_speedup']:.2f}x")
+        print(
+            f"    end-to-end {c['name'][:50]}: measured {c['measured_wall_speedup']:.2f}x, predicted {c['predicted_wall_speedup']:.2f}x, MACs {c['macs_speedup']:.2f}x"
+        )
 
 
 def main() -> None:
@@ -411,7 +490,9 @@ def main() -> None:
     parser.add_argument("--e2e", default="1/3", help="budgets whose searched mix also runs end to end against the teacher (comma list, e.g. 1/2,1/3; 'none')")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_width_wall.json"))
-    parser.add_argument("--tiny", action="store_true", help="narrow, shallow models: checks the script in seconds (numbers meaningless; writes to /tmp unless --out is given)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="narrow, shallow models: checks the script in seconds (numbers meaningless; writes to /tmp unless --out is given)"
+    )
     args = parser.parse_args()
     args.e2e = set() if args.e2e == "none" else set(args.e2e.split(","))
     if args.tiny and args.out == parser.get_default("out"):
@@ -423,18 +504,36 @@ def main() -> None:
     for key in args.models.split(","):
         results[key] = run_model(MODELS[key], args)
         gc.collect()
-    write_result(args.out, {
-        "question": "at real width, is the wall-clock speed-up of the searched schedules' step mixes close to their MACs speed-up?",
-        "tiny": args.tiny, "device": str(torch.device(args.device)), "repeats": args.repeats, "seed": args.seed,
-        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "flexdiff": flexdiff.__version__},
-        "mapping_rule": MAPPING_RULE,
-        "timing": "per kind: min (best of rounds) and median over interleaved rounds; predicted mix seconds = sum of its steps' per-kind seconds "
-                  "+ the sampler's arithmetic per active step; a null step is dropped from the trajectory (0 s)",
-        "models": results,
-        "summary": {k: [{"mix": m["name"], "family": m["family"], "budget": m.get("budget"), "macs_speedup": m["macs_speedup"],
-                         "predicted_wall_speedup": m["predicted_wall_speedup_min"], "wall_over_macs": m["wall_over_macs"]} for m in v["mixes"]] for k, v in results.items()},
-        "total_seconds": round(time.perf_counter() - started, 1),
-    })
+    write_result(
+        args.out,
+        {
+            "question": "at real width, is the wall-clock speed-up of the searched schedules' step mixes close to their MACs speed-up?",
+            "tiny": args.tiny,
+            "device": str(torch.device(args.device)),
+            "repeats": args.repeats,
+            "seed": args.seed,
+            "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "flexdiff": flexdiff.__version__},
+            "mapping_rule": MAPPING_RULE,
+            "timing": "per kind: min (best of rounds) and median over interleaved rounds; predicted mix seconds = sum of its steps' per-kind seconds "
+            "+ the sampler's arithmetic per active step; a null step is dropped from the trajectory (0 s)",
+            "models": results,
+            "summary": {
+                k: [
+                    {
+                        "mix": m["name"],
+                        "family": m["family"],
+                        "budget": m.get("budget"),
+                        "macs_speedup": m["macs_speedup"],
+                        "predicted_wall_speedup": m["predicted_wall_speedup_min"],
+                        "wall_over_macs": m["wall_over_macs"],
+                    }
+                    for m in v["mixes"]
+                ]
+                for k, v in results.items()
+            },
+            "total_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
 
 
 if __name__ == "__main__":

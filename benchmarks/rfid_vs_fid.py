@@ -66,20 +66,39 @@ def main() -> None:
             t1 = time.perf_counter()
             f = frechet_distance(real, net(generate_scheduled(model, plan, large)))
             t2 = time.perf_counter()
-            rows.append({"genome": str(g), "macs_speedup": round(costs.speedup(plan), 3), "rfid": round(r, 4), "fid": round(f, 4),
-                         "rfid_seconds": round(t1 - t0, 2), "fid_seconds": round(t2 - t1, 2)})
+            rows.append(
+                {
+                    "genome": str(g),
+                    "macs_speedup": round(costs.speedup(plan), 3),
+                    "rfid": round(r, 4),
+                    "fid": round(f, 4),
+                    "rfid_seconds": round(t1 - t0, 2),
+                    "fid_seconds": round(t2 - t1, 2),
+                }
+            )
             advance()
     tau, p_value = kendalltau([r["rfid"] for r in rows], [r["fid"] for r in rows])
     rfid_time = sum(r["rfid_seconds"] for r in rows)
     fid_time = sum(r["fid_seconds"] for r in rows)
-    write_result(args.out, {
-        "model": args.model, "teacher": f"ddim-{args.steps}", "n_rfid": args.n, "n_fid": args.fid_n, "n_real_reference": len(real), "seed": args.seed,
-        "kendall_tau": round(float(tau), 4), "p_value": float(p_value), "acceptance_tau_min": 0.7,
-        "rfid_eval_seconds_total": round(rfid_time, 1), "fid_eval_seconds_total": round(fid_time, 1),
-        "teacher_reference_seconds_once": round(teacher_seconds, 1),
-        "time_saved_fraction": round(1 - (rfid_time + teacher_seconds) / fid_time, 4),
-        "schedules": rows,
-    })
+    write_result(
+        args.out,
+        {
+            "model": args.model,
+            "teacher": f"ddim-{args.steps}",
+            "n_rfid": args.n,
+            "n_fid": args.fid_n,
+            "n_real_reference": len(real),
+            "seed": args.seed,
+            "kendall_tau": round(float(tau), 4),
+            "p_value": float(p_value),
+            "acceptance_tau_min": 0.7,
+            "rfid_eval_seconds_total": round(rfid_time, 1),
+            "fid_eval_seconds_total": round(fid_time, 1),
+            "teacher_reference_seconds_once": round(teacher_seconds, 1),
+            "time_saved_fraction": round(1 - (rfid_time + teacher_seconds) / fid_time, 4),
+            "schedules": rows,
+        },
+    )
     print(f"Kendall tau(rFID@{args.n}, FID@{args.fid_n}) = {tau:.3f}; evaluation time {rfid_time + teacher_seconds:.0f} s vs {fid_time:.0f} s")
 
 

@@ -37,7 +37,7 @@ from flexdiff.executor import apply_schedule
 from flexdiff.models import Conditioning, DiffusionModel
 from flexdiff.noise import NoiseSchedule
 from flexdiff.samplers import sampler_info, uniform_timesteps
-from flexdiff.schedule import FULL, PARTIAL, Schedule, Step, ddim_k, deepcache_uniform
+from flexdiff.schedule import FULL, Schedule, Step, ddim_k, deepcache_uniform
 
 #: runwayml/stable-diffusion-v1-5, unet/config.json (diffusers format), as published.
 SD15_UNET_CONFIG: dict[str, Any] = {
@@ -62,8 +62,16 @@ SD15_UNET_CONFIG: dict[str, Any] = {
 }
 #: scheduler/scheduler_config.json of the same pipeline (its noise schedule: scaled_linear betas).
 SD15_SCHEDULER_CONFIG: dict[str, Any] = {
-    "_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
-    "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "clip_sample": False, "prediction_type": "epsilon",
+    "_class_name": "PNDMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "clip_sample": False,
+    "prediction_type": "epsilon",
 }
 PUBLISHED_GMACS = 338.8  # per UNet call at 64x64 latents, batch 1 (as cited by DeepCache / Flexiffusion)
 # The published figure comes from module-based counters (Conv2d and Linear layers); they do not see the attention
@@ -85,7 +93,9 @@ def build_model(seed: int, smoke: bool = False, device: str = "cpu") -> Diffusio
     with torch.device(device):
         unet = UNet2DConditionModel.from_config(config).eval().requires_grad_(False)
     size = config["sample_size"]
-    return DiffusionModel(unet, NoiseSchedule.from_scheduler_config(SD15_SCHEDULER_CONFIG), (4, size, size), "sd15-random", scheduler_config=SD15_SCHEDULER_CONFIG)
+    return DiffusionModel(
+        unet, NoiseSchedule.from_scheduler_config(SD15_SCHEDULER_CONFIG), (4, size, size), "sd15-random", scheduler_config=SD15_SCHEDULER_CONFIG
+    )
 
 
 def conditioning(model: DiffusionModel, guided: bool, seed: int) -> Conditioning:
@@ -205,13 +215,28 @@ def macs_only(args: argparse.Namespace) -> None:
     full, families = counted["full_macs"], counted["macs_by_op_family_full_step"]
     modules_only = sum(v for k, v in families.items() if not k.startswith("attention products"))
     out = args.out.with_name(args.out.stem + "-macs.json")
-    write_result(out, {
-        "model": "Stable Diffusion v1.5 UNet2DConditionModel (published config, meta device: shapes only)", "parameters": model.num_parameters,
-        "full_step_gmacs": round(full / 1e9, 3), "published_gmacs": PUBLISHED_GMACS, "full_step_vs_published": round(full / 1e9 / PUBLISHED_GMACS - 1, 4),
-        "full_step_gmacs_by_op_family": {k: round(v / 1e9, 3) for k, v in families.items()},
-        "full_step_gmacs_conv_and_linear_only": round(modules_only / 1e9, 3), "conv_and_linear_only_vs_published": round(modules_only / 1e9 / PUBLISHED_GMACS - 1, 4),
-        "branches": [{"branch": b.index, "skip": b.label, "partial_macs": counted["partial_macs"][b.index], "macs_ratio": round(counted["partial_macs"][b.index] / full, 4)} for b in layout.branches],
-    })
+    write_result(
+        out,
+        {
+            "model": "Stable Diffusion v1.5 UNet2DConditionModel (published config, meta device: shapes only)",
+            "parameters": model.num_parameters,
+            "full_step_gmacs": round(full / 1e9, 3),
+            "published_gmacs": PUBLISHED_GMACS,
+            "full_step_vs_published": round(full / 1e9 / PUBLISHED_GMACS - 1, 4),
+            "full_step_gmacs_by_op_family": {k: round(v / 1e9, 3) for k, v in families.items()},
+            "full_step_gmacs_conv_and_linear_only": round(modules_only / 1e9, 3),
+            "conv_and_linear_only_vs_published": round(modules_only / 1e9 / PUBLISHED_GMACS - 1, 4),
+            "branches": [
+                {
+                    "branch": b.index,
+                    "skip": b.label,
+                    "partial_macs": counted["partial_macs"][b.index],
+                    "macs_ratio": round(counted["partial_macs"][b.index] / full, 4),
+                }
+                for b in layout.branches
+            ],
+        },
+    )
 
 
 def main() -> None:
@@ -249,39 +274,59 @@ def main() -> None:
     rows = []
     for b in all_branches:
         row = {
-            "branch": b, "skip": layout.branches[b].label, "partial_macs": partial_macs[b], "macs_ratio": round(macs_ratio[b], 4),
-            "batch1_partial_seconds": single["partial_seconds_min"][b], "batch1_wall_ratio": single["wall_ratio"][b],
+            "branch": b,
+            "skip": layout.branches[b].label,
+            "partial_macs": partial_macs[b],
+            "macs_ratio": round(macs_ratio[b], 4),
+            "batch1_partial_seconds": single["partial_seconds_min"][b],
+            "batch1_wall_ratio": single["wall_ratio"][b],
             "batch1_wall_vs_macs": round(single["wall_ratio"][b] / macs_ratio[b] - 1, 4),
         }
         if b in cfg_branches:
             i = cfg_branches.index(b)
-            row.update(batch2_partial_seconds=guided["partial_seconds_min"][i], batch2_wall_ratio=guided["wall_ratio"][i], batch2_wall_vs_macs=round(guided["wall_ratio"][i] / macs_ratio[b] - 1, 4))
+            row.update(
+                batch2_partial_seconds=guided["partial_seconds_min"][i],
+                batch2_wall_ratio=guided["wall_ratio"][i],
+                batch2_wall_vs_macs=round(guided["wall_ratio"][i] / macs_ratio[b] - 1, 4),
+            )
         row["within_15pct"] = all(abs(row[k]) <= 0.15 for k in ("batch1_wall_vs_macs", "batch2_wall_vs_macs") if k in row)
         rows.append(row)
     full_gmacs = full_macs / 1e9
     families = {k: round(v / 1e9, 3) for k, v in sorted(single["macs_by_op_family_full_step"].items(), key=lambda kv: -kv[1])}
     modules_only = sum(v for k, v in single["macs_by_op_family_full_step"].items() if not k.startswith("attention products")) / 1e9
-    write_result(args.out, {
-        "model": "Stable Diffusion v1.5 UNet2DConditionModel (published config, random weights)", "unet_config": SD15_UNET_CONFIG,
-        "latent_shape": [4, 64, 64], "encoder_states": [77, 768], "parameters": params, "published_parameters": PUBLISHED_PARAMS,
-        "full_step_gmacs": round(full_gmacs, 3), "published_gmacs": PUBLISHED_GMACS, "full_step_vs_published": round(full_gmacs / PUBLISHED_GMACS - 1, 4),
-        "full_step_gmacs_by_op_family": families,
-        "full_step_gmacs_conv_and_linear_only": round(modules_only, 3), "conv_and_linear_only_vs_published": round(modules_only / PUBLISHED_GMACS - 1, 4),
-        "full_step_gmacs_cfg_batch2": round(2 * full_gmacs, 3),
-        "batch1": {k: v for k, v in single.items() if k not in ("macs_by_op_family_full_step",)},
-        "batch2_cfg": guided,
-        "branches": rows,
-        "all_within_15pct": all(r["within_15pct"] for r in rows),
-        "reachable_speedups_batch1": reachable(costs, single["full_seconds_min"], single["partial_seconds_min"], args.steps),
-        "total_seconds": round(time.perf_counter() - started, 1),
-    })
+    write_result(
+        args.out,
+        {
+            "model": "Stable Diffusion v1.5 UNet2DConditionModel (published config, random weights)",
+            "unet_config": SD15_UNET_CONFIG,
+            "latent_shape": [4, 64, 64],
+            "encoder_states": [77, 768],
+            "parameters": params,
+            "published_parameters": PUBLISHED_PARAMS,
+            "full_step_gmacs": round(full_gmacs, 3),
+            "published_gmacs": PUBLISHED_GMACS,
+            "full_step_vs_published": round(full_gmacs / PUBLISHED_GMACS - 1, 4),
+            "full_step_gmacs_by_op_family": families,
+            "full_step_gmacs_conv_and_linear_only": round(modules_only, 3),
+            "conv_and_linear_only_vs_published": round(modules_only / PUBLISHED_GMACS - 1, 4),
+            "full_step_gmacs_cfg_batch2": round(2 * full_gmacs, 3),
+            "batch1": {k: v for k, v in single.items() if k not in ("macs_by_op_family_full_step",)},
+            "batch2_cfg": guided,
+            "branches": rows,
+            "all_within_15pct": all(r["within_15pct"] for r in rows),
+            "reachable_speedups_batch1": reachable(costs, single["full_seconds_min"], single["partial_seconds_min"], args.steps),
+            "total_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
     print(f"full step: {full_gmacs:.1f} GMACs (published {PUBLISHED_GMACS}: {full_gmacs / PUBLISHED_GMACS - 1:+.1%}); by op family: {families}")
     print(f"conv + linear only (what module-based counters see): {modules_only:.1f} GMACs ({modules_only / PUBLISHED_GMACS - 1:+.2%} vs published)")
     print(f"full step wall: {single['full_seconds_min']:.2f} s (batch 1), {guided['full_seconds_min']:.2f} s (batch 2, CFG)")
     print(f"{'branch':>6} {'skip':<18}{'GMACs':>8}{'MACs %':>8}{'wall % b1':>10}{'gap b1':>8}{'wall % b2':>10}{'gap b2':>8}")
     for r in rows:
         b2 = f"{r['batch2_wall_ratio']:>10.1%}{r['batch2_wall_vs_macs']:>+8.1%}" if "batch2_wall_ratio" in r else ""
-        print(f"{r['branch']:>6} {r['skip']:<18}{r['partial_macs'] / 1e9:>8.1f}{r['macs_ratio']:>8.1%}{r['batch1_wall_ratio']:>10.1%}{r['batch1_wall_vs_macs']:>+8.1%}{b2}")
+        print(
+            f"{r['branch']:>6} {r['skip']:<18}{r['partial_macs'] / 1e9:>8.1f}{r['macs_ratio']:>8.1%}{r['batch1_wall_ratio']:>10.1%}{r['batch1_wall_vs_macs']:>+8.1%}{b2}"
+        )
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

@@ -44,11 +44,10 @@ from typing import Any
 
 from common import int_ranges, write_result
 
-from flexdiff.search.fidelity import DEFAULT_MARGIN, DEFAULT_RUNGS, dominated
-
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.context import build_context
 from flexdiff.search.estimate import estimate
+from flexdiff.search.fidelity import DEFAULT_MARGIN, DEFAULT_RUNGS, dominated
 from flexdiff.search.run import search, trial_rows
 from flexdiff.search.validation import validate
 
@@ -71,25 +70,51 @@ def main() -> None:
     parser.add_argument("--record-rungs", default="8,16,32,64,128", help="the rungs the exhaustive search records (nothing stopped) for the pruner replay")
     parser.add_argument("--prune-margin", type=float, default=DEFAULT_MARGIN)
     parser.add_argument("--margins", default="0.05,0.07,0.1,0.15,0.2", help="margins replayed over the exhaustive studies")
-    parser.add_argument("--ladders", default="16,64;8,64;16,32;32,128;16,64,128", help="rung ladders replayed over the exhaustive studies (';' between ladders)")
+    parser.add_argument(
+        "--ladders", default="16,64;8,64;16,32;32,128;16,64,128", help="rung ladders replayed over the exhaustive studies (';' between ladders)"
+    )
     parser.add_argument("--search-seeds", default="0,1,2", help="each search is run once per seed, in both modes: the spread of what a search finds")
     parser.add_argument("--validate-n", type=int, default=1000)
     parser.add_argument("--validate-seeds", default="100", help="the noise the picks are re-scored on (apart from every search's own noise)")
     parser.add_argument("--search-validate-n", type=int, default=256, help="the searches' own final validation")
     parser.add_argument("--baseline-branches", default="0,1")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/search_cost"))
-    parser.add_argument("--modes", default="exhaustive,fast", help="the searches to run now (every search seed); the others' timings and studies are read from "
-                        "their run folders (an earlier invocation on this machine with the same settings), so the two can run at different times")
+    parser.add_argument(
+        "--modes",
+        default="exhaustive,fast",
+        help="the searches to run now (every search seed); the others' timings and studies are read from "
+        "their run folders (an earlier invocation on this machine with the same settings), so the two can run at different times",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_cost.json"))
-    parser.add_argument("--refresh-estimates", action="store_true", help="only take each run's --dry-run estimate again (after a change to the estimate) and "
-                        "update it in --out beside the recorded wall time; nothing is searched or validated")
+    parser.add_argument(
+        "--refresh-estimates",
+        action="store_true",
+        help="only take each run's --dry-run estimate again (after a change to the estimate) and "
+        "update it in --out beside the recorded wall time; nothing is searched or validated",
+    )
     args = parser.parse_args()
 
     seeds = [int(s) for s in args.search_seeds.split(",")]
-    base = SearchConfig(objective="rfid", all_baselines=True, out=args.run_dir, model=args.model, sampler=args.sampler, solver=args.solver, steps=args.steps, n=args.n, trials=args.trials,
-                        seed=0, speedup=3.0, elite_speedups=(2.0, 3.0, 4.0, 5.0), validate_n=args.search_validate_n, validate_top=2,
-                        fidelity=tuple(int_ranges(args.record_rungs)), prune_margin=float("inf"),
-                        baseline_branches=int_ranges(args.baseline_branches), segments=tuple(range(4, min(26, args.steps + 1))))
+    base = SearchConfig(
+        objective="rfid",
+        all_baselines=True,
+        out=args.run_dir,
+        model=args.model,
+        sampler=args.sampler,
+        solver=args.solver,
+        steps=args.steps,
+        n=args.n,
+        trials=args.trials,
+        seed=0,
+        speedup=3.0,
+        elite_speedups=(2.0, 3.0, 4.0, 5.0),
+        validate_n=args.search_validate_n,
+        validate_top=2,
+        fidelity=tuple(int_ranges(args.record_rungs)),
+        prune_margin=float("inf"),
+        baseline_branches=int_ranges(args.baseline_branches),
+        segments=tuple(range(4, min(26, args.steps + 1))),
+    )
     modes = {"exhaustive": base, "fast": replace(base, fidelity=tuple(int_ranges(args.fidelity)), prune_margin=args.prune_margin, reuse=True)}
     configs = {(mode, seed): replace(config, out=args.run_dir / f"{mode}-seed{seed}", seed=seed) for mode, config in modes.items() for seed in seeds}
     if args.refresh_estimates:
@@ -115,10 +140,18 @@ def main() -> None:
         start = time.perf_counter()
         results = search(config)
         wall = time.perf_counter() - start
-        runs[key] = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "seed": key[1],
-                     "wall_seconds": round(wall, 1), **estimate_fields(expected, wall), "phase_seconds": results["phase_seconds"],
-                     "searched": len(results["trials"]["searched"]), "pruned": len(results["trials"]["pruned"]), "reuse": results.get("reuse"),
-                     "evaluations_seconds": round(sum(r.get("wall_seconds", 0.0) for r in results["trials"]["searched"] + results["trials"]["pruned"]), 1)}
+        runs[key] = {
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "seed": key[1],
+            "wall_seconds": round(wall, 1),
+            **estimate_fields(expected, wall),
+            "phase_seconds": results["phase_seconds"],
+            "searched": len(results["trials"]["searched"]),
+            "pruned": len(results["trials"]["pruned"]),
+            "reuse": results.get("reuse"),
+            "evaluations_seconds": round(sum(r.get("wall_seconds", 0.0) for r in results["trials"]["searched"] + results["trials"]["pruned"]), 1),
+        }
         (config.out / RECORD).write_text(json.dumps(runs[key], indent=1))
         print(f"{name(key)}: {wall:.0f} s (estimate {expected.total:.0f} s), {runs[key]['searched']} searched, {runs[key]['pruned']} pruned")
     if missing:
@@ -133,8 +166,11 @@ def main() -> None:
     # answers: best.json may be a baseline), "searched" among the searched schedules only
     picks = {key: {kind: best_within(rows[key], teacher_macs, kind) for kind in KINDS} for key in contexts}
     ladders = [tuple(int_ranges(ladder)) for ladder in args.ladders.split(";")]
-    calibration = [replay_all([(rows[("exhaustive", s)], picks[("exhaustive", s)]["searched"]) for s in seeds], float(m), args.n, ladder, ctx.budgets)
-                   for ladder in ladders for m in args.margins.split(",")]
+    calibration = [
+        replay_all([(rows[("exhaustive", s)], picks[("exhaustive", s)]["searched"]) for s in seeds], float(m), args.n, ladder, ctx.budgets)
+        for ladder in ladders
+        for m in args.margins.split(",")
+    ]
     unique = {row["key"]: row for key in picks for kind in KINDS for row in picks[key][kind].values()}
     scores: dict[str, list[dict[str, float]]] = {k: [] for k in unique}
     for seed in (int(s) for s in args.validate_seeds.split(",")):  # every picked schedule once per validation seed, however many picks it is
@@ -147,25 +183,53 @@ def main() -> None:
     wall = {mode: sum(runs[(mode, s)]["wall_seconds"] for s in seeds) for mode in modes}
     speedup = wall["exhaustive"] / wall["fast"]
     per_seed = {str(s): round(runs[("exhaustive", s)]["wall_seconds"] / runs[("fast", s)]["wall_seconds"], 3) for s in seeds}
-    phases = {p: round(sum(runs[("exhaustive", s)]["phase_seconds"][p] for s in seeds) / max(sum(runs[("fast", s)]["phase_seconds"][p] for s in seeds), 1e-9), 3)
-              for p in runs[("fast", seeds[0])]["phase_seconds"]}
-    write_result(args.out, {
-        "model": args.model, "sampler": args.sampler, "solver": args.solver, "T": args.steps, "n": args.n, "trials": args.trials, "fidelity": args.fidelity,
-        "prune_margin": args.prune_margin, "record_rungs": args.record_rungs, "search_seeds": seeds, "validate_n": args.validate_n, "validate_seeds": args.validate_seeds,
-        "runs": {name(key): runs[key] for key in sorted(runs)}, "wall_seconds": {m: round(w, 1) for m, w in wall.items()},
-        "wall_speedup": round(speedup, 3), "wall_speedup_per_seed": per_seed, "phase_speedups": phases, "pruner_replay": calibration, "budgets": budgets,
-        "three_times_cheaper": speedup >= 3.0, "three_times_cheaper_every_seed": all(v >= 3.0 for v in per_seed.values()),
-        "all_within_spread": {kind: all(b[kind] is not None and all(b[kind]["within_spread"].values()) for b in budgets) for kind in KINDS},
-        "estimates_within_25_percent": {name(key): abs(r["estimate_error"]) <= 0.25 for key, r in sorted(runs.items())},
-    })
+    phases = {
+        p: round(sum(runs[("exhaustive", s)]["phase_seconds"][p] for s in seeds) / max(sum(runs[("fast", s)]["phase_seconds"][p] for s in seeds), 1e-9), 3)
+        for p in runs[("fast", seeds[0])]["phase_seconds"]
+    }
+    write_result(
+        args.out,
+        {
+            "model": args.model,
+            "sampler": args.sampler,
+            "solver": args.solver,
+            "T": args.steps,
+            "n": args.n,
+            "trials": args.trials,
+            "fidelity": args.fidelity,
+            "prune_margin": args.prune_margin,
+            "record_rungs": args.record_rungs,
+            "search_seeds": seeds,
+            "validate_n": args.validate_n,
+            "validate_seeds": args.validate_seeds,
+            "runs": {name(key): runs[key] for key in sorted(runs)},
+            "wall_seconds": {m: round(w, 1) for m, w in wall.items()},
+            "wall_speedup": round(speedup, 3),
+            "wall_speedup_per_seed": per_seed,
+            "phase_speedups": phases,
+            "pruner_replay": calibration,
+            "budgets": budgets,
+            "three_times_cheaper": speedup >= 3.0,
+            "three_times_cheaper_every_seed": all(v >= 3.0 for v in per_seed.values()),
+            "all_within_spread": {kind: all(b[kind] is not None and all(b[kind]["within_spread"].values()) for b in budgets) for kind in KINDS},
+            "estimates_within_25_percent": {name(key): abs(r["estimate_error"]) <= 0.25 for key, r in sorted(runs.items())},
+        },
+    )
     print(f"wall speed-up {speedup:.2f}x over {len(seeds)} seeds (per seed {per_seed}); per phase {phases}")
     for row in calibration:
-        print(f"rungs {row['rungs']} margin {row['margin']}: stops {row['stopped']} of {row['candidates']} ({row['image_share']:.0%} of the images) and "
-              f"{row['baselines_stopped']} of {row['baselines']} baselines ({row['baseline_image_share']:.0%}), {row['false_stops']} false stops {row['false_stops_per_seed']}")
+        print(
+            f"rungs {row['rungs']} margin {row['margin']}: stops {row['stopped']} of {row['candidates']} ({row['image_share']:.0%} of the images) and "
+            f"{row['baselines_stopped']} of {row['baselines']} baselines ({row['baseline_image_share']:.0%}), {row['false_stops']} false stops {row['false_stops_per_seed']}"
+        )
     for b in budgets:
         for kind in KINDS:
             if b[kind] is not None:
-                print(b["budget"], kind, {m: (b[kind][m]["rfid"]["mean"], b[kind][m]["rfid"]["std"], b[kind][m]["fid"]["mean"]) for m in modes}, b[kind]["within_spread"])
+                print(
+                    b["budget"],
+                    kind,
+                    {m: (b[kind][m]["rfid"]["mean"], b[kind][m]["rfid"]["std"], b[kind][m]["fid"]["mean"]) for m in modes},
+                    b[kind]["within_spread"],
+                )
 
 
 def name(key: tuple[str, int]) -> str:
@@ -177,7 +241,9 @@ def stats(values: list[float]) -> dict[str, Any]:
     return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "values": values}
 
 
-def compare(budget: str, picks: dict[tuple[str, int], dict[str, dict[str, dict[str, Any]]]], scores: dict[str, list[dict[str, float]]], seeds: list[int]) -> dict[str, Any]:
+def compare(
+    budget: str, picks: dict[tuple[str, int], dict[str, dict[str, dict[str, Any]]]], scores: dict[str, list[dict[str, float]]], seeds: list[int]
+) -> dict[str, Any]:
     """Per kind, each mode's picks within ``budget`` over the search seeds (re-scored: the mean over the validation
     seeds), their mean and spread; the fast search is *within the seed spread* of the exhaustive one when its mean
     over the search seeds is at most the exhaustive mean plus two standard deviations of the exhaustive picks (rFID
@@ -189,10 +255,21 @@ def compare(budget: str, picks: dict[tuple[str, int], dict[str, dict[str, dict[s
             found = [(s, row) for s in seeds if (row := picks[(mode, s)][kind].get(budget)) is not None]
             if not found:
                 break
-            per_seed = [{"seed": s, "schedule": row["name"], "macs_speedup": row["macs_speedup"], "search_rfid": row["rfid"],
-                         **{m: round(statistics.mean(x[m] for x in scores[row["key"]]), 4) for m in ("rfid", "fid")}} for s, row in found]
-            side[mode] = {"picks": per_seed, "seeds_without": [s for s in seeds if picks[(mode, s)][kind].get(budget) is None],
-                          **{m: stats([p[m] for p in per_seed]) for m in ("rfid", "fid")}}
+            per_seed = [
+                {
+                    "seed": s,
+                    "schedule": row["name"],
+                    "macs_speedup": row["macs_speedup"],
+                    "search_rfid": row["rfid"],
+                    **{m: round(statistics.mean(x[m] for x in scores[row["key"]]), 4) for m in ("rfid", "fid")},
+                }
+                for s, row in found
+            ]
+            side[mode] = {
+                "picks": per_seed,
+                "seeds_without": [s for s in seeds if picks[(mode, s)][kind].get(budget) is None],
+                **{m: stats([p[m] for p in per_seed]) for m in ("rfid", "fid")},
+            }
         else:
             side["within_spread"] = {m: side["fast"][m]["mean"] <= side["exhaustive"][m]["mean"] + 2 * side["exhaustive"][m]["std"] for m in ("rfid", "fid")}
             entry[kind] = side
@@ -206,8 +283,13 @@ def estimate_fields(expected: Any, wall: float) -> dict[str, Any]:
     every candidate stopped at the first rung .. none stopped), the relative error and the phases."""
     rest = expected.total - expected.phases["search"]
     low, high = (rest + expected.search_low, rest + expected.search_high) if expected.search_low is not None else (expected.total, expected.total)
-    return {"estimate_seconds": round(expected.total, 1), "estimate_low_seconds": round(low, 1), "estimate_high_seconds": round(high, 1),
-            "estimate_error": round((expected.total - wall) / wall, 4), "estimate_phases": {k: round(v, 1) for k, v in expected.phases.items()}}
+    return {
+        "estimate_seconds": round(expected.total, 1),
+        "estimate_low_seconds": round(low, 1),
+        "estimate_high_seconds": round(high, 1),
+        "estimate_error": round((expected.total - wall) / wall, 4),
+        "estimate_phases": {k: round(v, 1) for k, v in expected.phases.items()},
+    }
 
 
 def refresh_estimates(out: Path, configs: dict[tuple[str, int], SearchConfig]) -> None:
@@ -243,8 +325,15 @@ def best_within(rows: tuple[list[dict[str, Any]], list[dict[str, Any]]], teacher
     return picks
 
 
-def replay_pruner(baselines: list[dict[str, Any]], searched: list[dict[str, Any]], margin: float, n: int, picks: dict[str, dict[str, Any]],
-                  rungs: tuple[int, ...], budgets: list[float]) -> dict[str, Any]:
+def replay_pruner(
+    baselines: list[dict[str, Any]],
+    searched: list[dict[str, Any]],
+    margin: float,
+    n: int,
+    picks: dict[str, dict[str, Any]],
+    rungs: tuple[int, ...],
+    budgets: list[float],
+) -> dict[str, Any]:
     """The front pruner at ``margin`` on the ladder ``rungs`` replayed over a study that recorded its rungs without
     stopping anything: the plan baselines in their order (cheapest first; the teacher's never stopped), then the trials
     in theirs, each compared at every rung with the rows before it that it would not have stopped, within the search's
@@ -268,22 +357,42 @@ def replay_pruner(baselines: list[dict[str, Any]], searched: list[dict[str, Any]
                 false += any(all(not (r["macs"] <= b and r["rfid"] <= row["rfid"]) for r in done) for b in limits)
             images[kind] += at or n
     plans = [r for r in baselines if r.get("kind") != "peer"]
-    return {"margin": margin, "rungs": list(rungs), "candidates": len(searched), "stopped": sum(1 for r in searched if r["name"] in stopped),
-            "baselines": len(plans), "baselines_stopped": sum(1 for r in plans if r["name"] in stopped),
-            "stopped_at": {str(m): sum(1 for r in searched if stopped.get(r["name"]) == m) for m in rungs},
-            "image_share": round(images["searched"] / max(1, n * len(searched)), 4), "baseline_image_share": round(images["baselines"] / max(1, n * len(plans)), 4),
-            "false_stops": false, "stops_picks": sorted(b for b, r in picks.items() if r["name"] in stopped)}
+    return {
+        "margin": margin,
+        "rungs": list(rungs),
+        "candidates": len(searched),
+        "stopped": sum(1 for r in searched if r["name"] in stopped),
+        "baselines": len(plans),
+        "baselines_stopped": sum(1 for r in plans if r["name"] in stopped),
+        "stopped_at": {str(m): sum(1 for r in searched if stopped.get(r["name"]) == m) for m in rungs},
+        "image_share": round(images["searched"] / max(1, n * len(searched)), 4),
+        "baseline_image_share": round(images["baselines"] / max(1, n * len(plans)), 4),
+        "false_stops": false,
+        "stops_picks": sorted(b for b, r in picks.items() if r["name"] in stopped),
+    }
 
 
-def replay_all(studies: list[tuple[tuple[list[dict[str, Any]], list[dict[str, Any]]], dict[str, dict[str, Any]]]], margin: float, n: int,
-               rungs: tuple[int, ...], budgets: list[float]) -> dict[str, Any]:
+def replay_all(
+    studies: list[tuple[tuple[list[dict[str, Any]], list[dict[str, Any]]], dict[str, dict[str, Any]]]],
+    margin: float,
+    n: int,
+    rungs: tuple[int, ...],
+    budgets: list[float],
+) -> dict[str, Any]:
     """:func:`replay_pruner` over each exhaustive study (one per search seed, with its picks), summed: the counts
     added, the image shares averaged, the false stops and stopped picks also per seed."""
     each = [replay_pruner(*rows, margin, n, picks, rungs, budgets) for rows, picks in studies]
     total = {k: sum(r[k] for r in each) for k in ("candidates", "stopped", "baselines", "baselines_stopped", "false_stops")}
-    return {"margin": margin, "rungs": list(rungs), **total, "stopped_at": {str(m): sum(r["stopped_at"][str(m)] for r in each) for m in rungs},
-            "image_share": round(statistics.mean(r["image_share"] for r in each), 4), "baseline_image_share": round(statistics.mean(r["baseline_image_share"] for r in each), 4),
-            "false_stops_per_seed": [r["false_stops"] for r in each], "stops_picks_per_seed": [r["stops_picks"] for r in each]}
+    return {
+        "margin": margin,
+        "rungs": list(rungs),
+        **total,
+        "stopped_at": {str(m): sum(r["stopped_at"][str(m)] for r in each) for m in rungs},
+        "image_share": round(statistics.mean(r["image_share"] for r in each), 4),
+        "baseline_image_share": round(statistics.mean(r["baseline_image_share"] for r in each), 4),
+        "false_stops_per_seed": [r["false_stops"] for r in each],
+        "stops_picks_per_seed": [r["stops_picks"] for r in each],
+    }
 
 
 if __name__ == "__main__":

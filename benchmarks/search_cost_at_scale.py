@@ -35,15 +35,31 @@ STEPS = 50
 
 
 #: the settings compared: the defaults now, and those before the search frontier (benchmarks/search_frontier.py)
-SETTINGS: dict[str, dict[str, Any]] = {"now": {}, "before": {"n": 256, "objective": "rfid", "trials": 100, "validate_n": 1000, "validate_top": 6, "all_baselines": True}}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "now": {},
+    "before": {"n": 256, "objective": "rfid", "trials": 100, "validate_n": 1000, "validate_top": 6, "all_baselines": True},
+}
 
 
 def defaults(**settings: Any) -> SearchConfig:
     """The CLI's defaults (flexdiff/cli/search.py, SearchConfig's) on a pipeline folder, its own scheduler (which takes
     custom sigmas), with ``settings`` over them."""
     n = settings.get("n", SearchConfig.n)
-    return SearchConfig(**{"out": Path("unused"), "model": "folder", "sampler": "pipeline", "steps": STEPS, "speedup": 3.0, "segments": default_segments(STEPS), "spacings": (1.0,),
-                           "fidelity": tuple(m for m in DEFAULT_RUNGS if m < n), "reuse": True, "progress": False, **settings})
+    return SearchConfig(
+        **{
+            "out": Path("unused"),
+            "model": "folder",
+            "sampler": "pipeline",
+            "steps": STEPS,
+            "speedup": 3.0,
+            "segments": default_segments(STEPS),
+            "spacings": (1.0,),
+            "fidelity": tuple(m for m in DEFAULT_RUNGS if m < n),
+            "reuse": True,
+            "progress": False,
+            **settings,
+        }
+    )
 
 
 def search_images(name: str, costs: dict[str, Any], config: SearchConfig) -> dict[str, float]:
@@ -51,8 +67,14 @@ def search_images(name: str, costs: dict[str, Any], config: SearchConfig) -> dic
     labels = layout_of(build(name, "meta")).labels  # the branch order the genome's branch genes index
     step = StepCosts(int(costs["full_step_macs"]), tuple(int(costs["partial_step_macs"][label]["macs"]) for label in labels))
     timesteps = [1.0 - i / STEPS for i in range(STEPS)]  # a flow grid: only the positions matter to the MACs
-    space = GenomeSpace(STEPS, tuple(sorted(set(config.segments))), len(labels), config.spacings, null_steps=True,
-                        cost=lambda genome: step.schedule(genome.expand(timesteps, config.candidate_sampler)))
+    space = GenomeSpace(
+        STEPS,
+        tuple(sorted(set(config.segments))),
+        len(labels),
+        config.spacings,
+        null_steps=True,
+        cost=lambda genome: step.schedule(genome.expand(timesteps, config.candidate_sampler)),
+    )
     ctx = SearchContext(config, None, timesteps, None, step, space, None)  # no model, no feature network: MACs only
     ctx.baselines = baseline_schedules(timesteps, config.sampler, len(labels), config, null_steps=True)
     ctx.baselines = ctx.baselines if config.all_baselines else affordable(ctx.baselines, step, max(ctx.budgets))
@@ -63,7 +85,9 @@ def search_images(name: str, costs: dict[str, Any], config: SearchConfig) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--costs", type=Path, default=Path("results/transformer_cost.json"))
-    parser.add_argument("--seconds-per-image", type=float, default=10.0, help="a 1024-px teacher image's seconds on the target GPU (an assumption, not measured here)")
+    parser.add_argument(
+        "--seconds-per-image", type=float, default=10.0, help="a 1024-px teacher image's seconds on the target GPU (an assumption, not measured here)"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/search_cost_at_scale.json"))
     args = parser.parse_args()
     measured = json.loads(args.costs.read_text())["models"]
@@ -74,17 +98,33 @@ def main() -> None:
             images = search_images(name, costs, config)
             total = sum(images.values())
             models.setdefault(name, {})[setting] = {
-                "settings": {"n": config.n, "objective": config.objective, "trials": config.trials, "rungs": list(config.fidelity), "validate_n": config.validate_n,
-                             "validate_top": config.validate_top, "all_baselines": config.all_baselines},
-                "teacher_image_equivalents": {k: round(v, 1) for k, v in images.items()}, "total_teacher_image_equivalents": round(total, 1),
-                "teacher_macs_per_image": int(costs["full_step_macs"]) * STEPS, "total_pmacs": round(total * int(costs["full_step_macs"]) * STEPS / 1e15, 1),
+                "settings": {
+                    "n": config.n,
+                    "objective": config.objective,
+                    "trials": config.trials,
+                    "rungs": list(config.fidelity),
+                    "validate_n": config.validate_n,
+                    "validate_top": config.validate_top,
+                    "all_baselines": config.all_baselines,
+                },
+                "teacher_image_equivalents": {k: round(v, 1) for k, v in images.items()},
+                "total_teacher_image_equivalents": round(total, 1),
+                "teacher_macs_per_image": int(costs["full_step_macs"]) * STEPS,
+                "total_pmacs": round(total * int(costs["full_step_macs"]) * STEPS / 1e15, 1),
                 # the assumed seconds are FLUX.1-dev's: no other model's figure is converted with them
                 "gpu_hours_at_assumed_seconds": round(total * args.seconds_per_image / 3600, 2) if name == "flux1-dev" else None,
             }
             print(f"{name} ({setting}): {total:,.0f} teacher-image equivalents ({', '.join(f'{k} {v:,.0f}' for k, v in images.items())})")
-    write_result(args.out, {"settings": {"steps": STEPS, "speedup": 3.0, "segments": "default (4-25)"}, "resolution": "1024x1024",
-                            "assumed_seconds_per_image": args.seconds_per_image,
-                            "assumption": "seconds per image not measured here: the issue's figure for FLUX.1-dev on one H100", "models": models})
+    write_result(
+        args.out,
+        {
+            "settings": {"steps": STEPS, "speedup": 3.0, "segments": "default (4-25)"},
+            "resolution": "1024x1024",
+            "assumed_seconds_per_image": args.seconds_per_image,
+            "assumption": "seconds per image not measured here: the issue's figure for FLUX.1-dev on one H100",
+            "models": models,
+        },
+    )
 
 
 if __name__ == "__main__":

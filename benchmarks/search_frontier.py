@@ -98,9 +98,18 @@ def picks(method: str, ctx: Any, baselines: list[dict[str, Any]], searched: list
                 plan = _scaled(genome, count, T).expand(ctx.timesteps, ctx.config.candidate_sampler)
                 macs = ctx.costs.schedule(plan)
                 if macs <= teacher_macs / fraction:
-                    out[f"1/{fraction}"] = {"kind": "searched", "name": plan.name, "family": "genome", "genome": plan.meta["genome"], "macs": macs,
-                                            "macs_speedup": round(teacher_macs / macs, 4), "steps": [str(s) for s in plan.steps], "sampler": plan.sampler,
-                                            "rfid": float("nan"), "paired": None}
+                    out[f"1/{fraction}"] = {
+                        "kind": "searched",
+                        "name": plan.name,
+                        "family": "genome",
+                        "genome": plan.meta["genome"],
+                        "macs": macs,
+                        "macs_speedup": round(teacher_macs / macs, 4),
+                        "steps": [str(s) for s in plan.steps],
+                        "sampler": plan.sampler,
+                        "rfid": float("nan"),
+                        "paired": None,
+                    }
                     break
     return out
 
@@ -126,8 +135,14 @@ def run_method(method: str, base: SearchConfig, root: Path) -> dict[str, Any]:
         start = time.perf_counter()
         chosen, spent["validation"] = rechecked(ctx, baselines, searched, settings["recheck"])
         wall += time.perf_counter() - start
-    return {"ctx": ctx, "picks": chosen, "wall_seconds": round(wall, 1), "teacher_image_equivalents": spent, "search_cost": round(sum(spent.values()), 1),
-            "trials": len(searched)}
+    return {
+        "ctx": ctx,
+        "picks": chosen,
+        "wall_seconds": round(wall, 1),
+        "teacher_image_equivalents": spent,
+        "search_cost": round(sum(spent.values()), 1),
+        "trials": len(searched),
+    }
 
 
 def rechecked(ctx: Any, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], noises: int) -> tuple[dict[str, dict[str, Any]], float]:
@@ -175,9 +190,22 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     runs: list[dict[str, Any]] = []
     for seed in seeds:
-        base = SearchConfig(out=args.run_dir, model=args.model, sampler=args.sampler, solver=args.solver, steps=args.steps, segments=default_segments(args.steps),
-                            trials=args.trials, speedup=float(BUDGETS[0]), elite_speedups=tuple(float(b) for b in BUDGETS[1:]), reuse=True, validate_n=2, validate_top=1,
-                            features="digits", seed=seed)
+        base = SearchConfig(
+            out=args.run_dir,
+            model=args.model,
+            sampler=args.sampler,
+            solver=args.solver,
+            steps=args.steps,
+            segments=default_segments(args.steps),
+            trials=args.trials,
+            speedup=float(BUDGETS[0]),
+            elite_speedups=tuple(float(b) for b in BUDGETS[1:]),
+            reuse=True,
+            validate_n=2,
+            validate_top=1,
+            features="digits",
+            seed=seed,
+        )
         root = args.run_dir / f"{Path(args.model).name.replace(':', '-')}-T{args.steps}-seed{seed}"
         done = {m: run_method(m, base, root) for m in methods}
         ctx = next(iter(done.values()))["ctx"]
@@ -186,23 +214,54 @@ def main() -> None:
         teacher, validated = validate(ctx, [dict(row, kind=row.get("kind", "searched")) for row in unique.values()])
         scored = {(r["name"], r["sampler"]): r for r in validated}
         for method, d in done.items():
-            entry = {"method": method, "seed": seed, "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in METHODS[method].items()}, "trials": d["trials"],
-                     "wall_seconds": d["wall_seconds"], "teacher_image_equivalents": d["teacher_image_equivalents"], "search_cost": d["search_cost"], "budgets": {}}
+            entry = {
+                "method": method,
+                "seed": seed,
+                "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in METHODS[method].items()},
+                "trials": d["trials"],
+                "wall_seconds": d["wall_seconds"],
+                "teacher_image_equivalents": d["teacher_image_equivalents"],
+                "search_cost": d["search_cost"],
+                "budgets": {},
+            }
             for budget, row in d["picks"].items():
                 v = scored[(row["name"], row.get("sampler"))]
-                entry["budgets"][budget] = {"name": row["name"], "kind": row.get("kind"), "macs_speedup": v["macs_speedup"], "search_objective": row.get(METHODS[method].get("objective", "rfid")),
-                                            "rfid": v["rfid"], "paired": v["paired"], "fid": v["fid"]}
+                entry["budgets"][budget] = {
+                    "name": row["name"],
+                    "kind": row.get("kind"),
+                    "macs_speedup": v["macs_speedup"],
+                    "search_objective": row.get(METHODS[method].get("objective", "rfid")),
+                    "rfid": v["rfid"],
+                    "paired": v["paired"],
+                    "fid": v["fid"],
+                }
             runs.append(entry)
-            print(f"seed {seed} {method}: cost {entry['search_cost']:,.0f} TIE, {entry['wall_seconds']:.0f} s; " +
-                  "; ".join(f"{b} {e['macs_speedup']:.2f}x rFID {e['rfid']:.3f} FID {e['fid']:.2f}" for b, e in entry["budgets"].items()))
+            print(
+                f"seed {seed} {method}: cost {entry['search_cost']:,.0f} TIE, {entry['wall_seconds']:.0f} s; "
+                + "; ".join(f"{b} {e['macs_speedup']:.2f}x rFID {e['rfid']:.3f} FID {e['fid']:.2f}" for b, e in entry["budgets"].items())
+            )
         runs.append({"method": "teacher", "seed": seed, "fid": teacher["fid"], "noise_images": teacher["noise_images"]})
     if args.merge and args.out.exists():  # the other methods' runs, validated on the same noises (validation is deterministic per seed)
         earlier = json.loads(args.out.read_text())
         runs = [r for r in earlier["runs"] if r["method"] not in methods and r["method"] != "teacher"] + runs
         methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
-    write_result(args.out, {"model": args.model, "sampler": args.sampler, "solver": args.solver, "steps": args.steps, "trials": args.trials, "seeds": seeds,
-                            "validate_n": args.validate_n, "validation_start": VALIDATION_START, "budgets": [f"1/{b}" for b in BUDGETS], "runs": runs,
-                            "summary": (table := summary(runs, methods)), "verdict": verdict(table)})
+    write_result(
+        args.out,
+        {
+            "model": args.model,
+            "sampler": args.sampler,
+            "solver": args.solver,
+            "steps": args.steps,
+            "trials": args.trials,
+            "seeds": seeds,
+            "validate_n": args.validate_n,
+            "validation_start": VALIDATION_START,
+            "budgets": [f"1/{b}" for b in BUDGETS],
+            "runs": runs,
+            "summary": (table := summary(runs, methods)),
+            "verdict": verdict(table),
+        },
+    )
 
 
 #: the search every method is compared with: the demo's settings before this benchmark
@@ -243,10 +302,19 @@ def summary(runs: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
         per: dict[str, Any] = {}
         for budget in sorted({b for r in mine for b in r["budgets"]}):
             cells = [r["budgets"][budget] for r in mine if budget in r["budgets"]]
-            per[budget] = {metric: {"mean": round(statistics.mean(c[metric] for c in cells), 4), "min": min(c[metric] for c in cells), "max": max(c[metric] for c in cells)}
-                           for metric in ("rfid", "fid", "macs_speedup")} | {"seeds": len(cells)}
-        out[method] = {"search_cost_mean": round(statistics.mean(r["search_cost"] for r in mine), 1), "wall_seconds_mean": round(statistics.mean(r["wall_seconds"] for r in mine), 1),
-                       "budgets": per}
+            per[budget] = {
+                metric: {
+                    "mean": round(statistics.mean(c[metric] for c in cells), 4),
+                    "min": min(c[metric] for c in cells),
+                    "max": max(c[metric] for c in cells),
+                }
+                for metric in ("rfid", "fid", "macs_speedup")
+            } | {"seeds": len(cells)}
+        out[method] = {
+            "search_cost_mean": round(statistics.mean(r["search_cost"] for r in mine), 1),
+            "wall_seconds_mean": round(statistics.mean(r["wall_seconds"] for r in mine), 1),
+            "budgets": per,
+        }
     return out
 
 

@@ -51,17 +51,38 @@ def main() -> None:
     parser.add_argument("--baseline-branches", default=None, help="DeepCache branches, e.g. 0,1,2,3 (default: all)")
     parser.add_argument("--baseline-intervals", default="2-8,10", help="DeepCache intervals N")
     parser.add_argument("--ddim-ks", default="4-25", help="DDIM-k baselines (every k: the comparison at a budget is the nearest k of equal or higher cost)")
-    parser.add_argument("--solver", default=None, help="sampler of the searched schedules on the teacher's DDIM grid (ddim-2m or dpmpp-2m); DDIM-k and DeepCache are then scored under both")
-    parser.add_argument("--spacings", default=",".join(f"{x:g}" for x in SearchConfig.spacings), help="segment-boundary powers of the genome (1 = equal segments only)")
+    parser.add_argument(
+        "--solver",
+        default=None,
+        help="sampler of the searched schedules on the teacher's DDIM grid (ddim-2m or dpmpp-2m); DDIM-k and DeepCache are then scored under both",
+    )
+    parser.add_argument(
+        "--spacings", default=",".join(f"{x:g}" for x in SearchConfig.spacings), help="segment-boundary powers of the genome (1 = equal segments only)"
+    )
     parser.add_argument("--speedup", type=float, default=3.0, help="the budget the evolution's elite is drawn from (the front covers the rest)")
     parser.add_argument("--candidates", type=int, default=3, help="per budget and family: candidates re-scored with --validate-n images")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/search_vs_baselines"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_vs_baselines.json"))
     args = parser.parse_args()
 
-    config = SearchConfig(objective="rfid", all_baselines=True, out=args.run_dir, model=args.model, solver=args.solver, n=args.n, trials=args.trials, strategy=args.strategy, seed=args.seed,
-                          speedup=args.speedup, elite_speedups=(2.0, 3.0, 4.0, 5.0), spacings=tuple(float(x) for x in args.spacings.split(",")), validate_n=args.validate_n, baseline_intervals=int_ranges(args.baseline_intervals), ddim_ks=int_ranges(args.ddim_ks),
-                          baseline_branches=int_ranges(args.baseline_branches) if args.baseline_branches else None)
+    config = SearchConfig(
+        objective="rfid",
+        all_baselines=True,
+        out=args.run_dir,
+        model=args.model,
+        solver=args.solver,
+        n=args.n,
+        trials=args.trials,
+        strategy=args.strategy,
+        seed=args.seed,
+        speedup=args.speedup,
+        elite_speedups=(2.0, 3.0, 4.0, 5.0),
+        spacings=tuple(float(x) for x in args.spacings.split(",")),
+        validate_n=args.validate_n,
+        baseline_intervals=int_ranges(args.baseline_intervals),
+        ddim_ks=int_ranges(args.ddim_ks),
+        baseline_branches=int_ranges(args.baseline_branches) if args.baseline_branches else None,
+    )
     config.out.mkdir(parents=True, exist_ok=True)
     ctx = build_context(config)
     work(config, ctx)
@@ -72,11 +93,26 @@ def main() -> None:
     plan, picks = budget_plan(searched, baselines, teacher_macs, args.candidates)
     teacher, rows = validate(ctx, list(picks.values()))
     summary = budget_summary(plan, {r["name"]: r for r in rows}, {"beats_classic_baselines": ("ddim", "deepcache")})
-    write_result(args.out, {"headline": headline(rows, teacher),
-        "model": args.model, "teacher": teacher, "n_search": args.n, "trials": args.trials, "strategy": args.strategy, "solver": config.candidate_sampler, "spacings": list(config.spacings), "validate_n": args.validate_n,
-        "seed": args.seed, "study": ctx.study_name, "evaluated": {"baselines": len(baselines), "searched": len(searched)}, "budgets": summary,
-    })
+    write_result(
+        args.out,
+        {
+            "headline": headline(rows, teacher),
+            "model": args.model,
+            "teacher": teacher,
+            "n_search": args.n,
+            "trials": args.trials,
+            "strategy": args.strategy,
+            "solver": config.candidate_sampler,
+            "spacings": list(config.spacings),
+            "validate_n": args.validate_n,
+            "seed": args.seed,
+            "study": ctx.study_name,
+            "evaluated": {"baselines": len(baselines), "searched": len(searched)},
+            "budgets": summary,
+        },
+    )
     print_budgets(summary, teacher)
+
 
 if __name__ == "__main__":
     main()

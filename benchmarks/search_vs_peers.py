@@ -81,11 +81,26 @@ def main() -> None:
     parser.add_argument("--spread-families", default=None, help="families compared with the searched pick to re-score (default: all)")
     args = parser.parse_args()
 
-    config = SearchConfig(objective="rfid", all_baselines=True, out=args.run_dir, model=args.model, sampler=args.sampler, steps=args.steps, n=args.n, trials=args.trials, seed=args.seed, speedup=3.0,
-                          elite_speedups=(2.0, 3.0, 4.0, 5.0), validate_n=args.validate_n, baseline_intervals=int_ranges(args.baseline_intervals),
-                          ddim_ks=tuple(k for k in int_ranges(args.ddim_ks) if k < args.steps), segments=tuple(range(3, args.steps + 1)), forecast=args.forecast,
-                          peers=() if args.no_peers else tuple(PEERS.names()),
-                          baseline_branches=int_ranges(args.baseline_branches) if args.baseline_branches else None)
+    config = SearchConfig(
+        objective="rfid",
+        all_baselines=True,
+        out=args.run_dir,
+        model=args.model,
+        sampler=args.sampler,
+        steps=args.steps,
+        n=args.n,
+        trials=args.trials,
+        seed=args.seed,
+        speedup=3.0,
+        elite_speedups=(2.0, 3.0, 4.0, 5.0),
+        validate_n=args.validate_n,
+        baseline_intervals=int_ranges(args.baseline_intervals),
+        ddim_ks=tuple(k for k in int_ranges(args.ddim_ks) if k < args.steps),
+        segments=tuple(range(3, args.steps + 1)),
+        forecast=args.forecast,
+        peers=() if args.no_peers else tuple(PEERS.names()),
+        baseline_branches=int_ranges(args.baseline_branches) if args.baseline_branches else None,
+    )
     config.out.mkdir(parents=True, exist_ok=True)
     if args.spread_from is not None:
         return spread(config, args)
@@ -102,12 +117,28 @@ def main() -> None:
     # the acceptance's baselines (item 5): every family but flexdiff's own uniform forecast plans (`forecast`)
     peer_families = tuple(sorted({r["family"] for r in baselines + peers} - {"teacher", "forecast"}))
     summary = budget_summary(plan, {r["name"]: r for r in rows}, {"beats_baselines": None, "beats_peers": peer_families})
-    write_result(args.out, {
-        "headline": headline(rows, teacher), "model": args.model, "sampler": args.sampler, "T": T, "teacher": teacher, "n_search": args.n, "trials": args.trials,
-        "forecast": args.forecast, "validate_n": args.validate_n, "seed": args.seed, "study": ctx.study_name, "search_wall_seconds": round(search_wall, 1),
-        "evaluated": {"baselines": len(baselines), "searched": len(searched), "peers": len(peers)}, "peers": peers, "budgets": summary,
-    })
+    write_result(
+        args.out,
+        {
+            "headline": headline(rows, teacher),
+            "model": args.model,
+            "sampler": args.sampler,
+            "T": T,
+            "teacher": teacher,
+            "n_search": args.n,
+            "trials": args.trials,
+            "forecast": args.forecast,
+            "validate_n": args.validate_n,
+            "seed": args.seed,
+            "study": ctx.study_name,
+            "search_wall_seconds": round(search_wall, 1),
+            "evaluated": {"baselines": len(baselines), "searched": len(searched), "peers": len(peers)},
+            "peers": peers,
+            "budgets": summary,
+        },
+    )
     print_budgets(summary, teacher)
+
 
 def spread(config: SearchConfig, args: argparse.Namespace) -> None:
     """The picks of ``--spread-budgets`` in ``--spread-from``, validated again on each of ``--spread-seeds``."""
@@ -134,12 +165,26 @@ def spread(config: SearchConfig, args: argparse.Namespace) -> None:
         print(f"seed {seed}: " + ", ".join(f"{r['name']} FID {r['fid']:.2f} rFID {r['rfid']:.3f}" for r in scored), flush=True)
 
     def stats(values: list[float]) -> dict[str, float]:
-        return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "values": [round(v, 4) for v in values]}
+        return {
+            "mean": round(statistics.mean(values), 4),
+            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "values": [round(v, 4) for v in values],
+        }
 
     differences = {f"{a} - {b}": {m: stats([x - y for x, y in zip(scores[a][m], scores[b][m])]) for m in ("fid", "rfid")} for a, b in pairs}
-    write_result(args.out, {"model": config.model, "from": str(args.spread_from), "budgets": args.spread_budgets, "seeds": seeds, "n": args.validate_n,
-                            "schedules": {name: {m: stats(v) for m, v in s.items() if v} for name, s in scores.items()}, "differences": differences,
-                            "searched_lower_on_mean": {k: v["fid"]["mean"] < 0 and v["rfid"]["mean"] < 0 for k, v in differences.items()}})
+    write_result(
+        args.out,
+        {
+            "model": config.model,
+            "from": str(args.spread_from),
+            "budgets": args.spread_budgets,
+            "seeds": seeds,
+            "n": args.validate_n,
+            "schedules": {name: {m: stats(v) for m, v in s.items() if v} for name, s in scores.items()},
+            "differences": differences,
+            "searched_lower_on_mean": {k: v["fid"]["mean"] < 0 and v["rfid"]["mean"] < 0 for k, v in differences.items()},
+        },
+    )
     for k, v in differences.items():
         print(f"{k}: dFID {v['fid']['mean']:+.2f} +- {v['fid']['std']:.2f}, drFID {v['rfid']['mean']:+.3f} +- {v['rfid']['std']:.3f}")
 

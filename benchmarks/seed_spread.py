@@ -91,20 +91,44 @@ def main() -> None:
                 fid[key].append(frechet_distance(real, feats))
                 rf[key].append(rfid(feats, teacher))
                 advance()
-    per_schedule = {key: {**({"budget": budget_of[key]} if key in budget_of else {}), "macs_speedup": rows[key]["macs_speedup"] if key in rows else 1.0, "fid": [round(v, 4) for v in fid[key]], "fid_spread": _spread(fid[key]),
-                          **({"rfid": [round(v, 4) for v in rf[key]], "rfid_spread": _spread(rf[key])} if key in rf else {})} for key in fid}
+    per_schedule = {
+        key: {
+            **({"budget": budget_of[key]} if key in budget_of else {}),
+            "macs_speedup": rows[key]["macs_speedup"] if key in rows else 1.0,
+            "fid": [round(v, 4) for v in fid[key]],
+            "fid_spread": _spread(fid[key]),
+            **({"rfid": [round(v, 4) for v in rf[key]], "rfid_spread": _spread(rf[key])} if key in rf else {}),
+        }
+        for key in fid
+    }
     pairs = {}
     for s in searched:
         for key in schedules:
             if key not in searched and budget_of[key] == budget_of[s]:
                 pairs[f"{s} - {key}"] = {"fid": _spread([a - b for a, b in zip(fid[s], fid[key])]), "rfid": _spread([a - b for a, b in zip(rf[s], rf[key])])}
         pairs[f"{s} - teacher"] = {"fid": _spread([a - b for a, b in zip(fid[s], fid["teacher"])])}
-    write_result(args.out, {"model": model_name, "budget": args.budget, "n": args.n, "seeds": seeds, "results": [str(p) for p in args.results],
-                            "schedules": per_schedule, "differences": pairs})
+    write_result(
+        args.out,
+        {
+            "model": model_name,
+            "budget": args.budget,
+            "n": args.n,
+            "seeds": seeds,
+            "results": [str(p) for p in args.results],
+            "schedules": per_schedule,
+            "differences": pairs,
+        },
+    )
     for key, v in per_schedule.items():
-        print(f"{key[:60]:60s} FID {v['fid_spread']['mean']:.2f} ± {v['fid_spread']['std']:.2f}" + (f"  rFID {v['rfid_spread']['mean']:.3f} ± {v['rfid_spread']['std']:.3f}" if "rfid_spread" in v else ""))
+        print(
+            f"{key[:60]:60s} FID {v['fid_spread']['mean']:.2f} ± {v['fid_spread']['std']:.2f}"
+            + (f"  rFID {v['rfid_spread']['mean']:.3f} ± {v['rfid_spread']['std']:.3f}" if "rfid_spread" in v else "")
+        )
     for key, v in pairs.items():
-        print(f"{key[:110]:110s} dFID {v['fid']['mean']:+.2f} ± {v['fid']['std']:.2f}" + (f"  drFID {v['rfid']['mean']:+.3f} ± {v['rfid']['std']:.3f}" if "rfid" in v else ""))
+        print(
+            f"{key[:110]:110s} dFID {v['fid']['mean']:+.2f} ± {v['fid']['std']:.2f}"
+            + (f"  drFID {v['rfid']['mean']:+.3f} ± {v['rfid']['std']:.3f}" if "rfid" in v else "")
+        )
 
 
 if __name__ == "__main__":

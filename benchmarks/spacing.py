@@ -49,12 +49,29 @@ def main() -> None:
                 schedule = Genome((Segment(0, 1),) * k, p).expand(timesteps)
                 start = time.perf_counter()
                 feats = net(generate_scheduled(model, schedule, noise))
-                rows.append({"k": k, "spacing": p, "active": schedule.active_indices, "fid": round(frechet_distance(real, feats), 4),
-                             "rfid": round(frechet_distance(teacher, feats), 4), "seconds": round(time.perf_counter() - start, 1)})
+                rows.append(
+                    {
+                        "k": k,
+                        "spacing": p,
+                        "active": schedule.active_indices,
+                        "fid": round(frechet_distance(real, feats), 4),
+                        "rfid": round(frechet_distance(teacher, feats), 4),
+                        "seconds": round(time.perf_counter() - start, 1),
+                    }
+                )
                 advance()
     best = {k: min((r for r in rows if r["k"] == k), key=lambda r: r["fid"])["spacing"] for k in ks}
-    write_result(args.out, {"model": args.model, "n": args.n, "seed": args.seed, "teacher_fid": round(frechet_distance(real, teacher), 4),
-                            "rows": rows, "best_spacing_by_fid": best})
+    write_result(
+        args.out,
+        {
+            "model": args.model,
+            "n": args.n,
+            "seed": args.seed,
+            "teacher_fid": round(frechet_distance(real, teacher), 4),
+            "rows": rows,
+            "best_spacing_by_fid": best,
+        },
+    )
     for r in rows:
         print(f"DDIM-{r['k']} p={r['spacing']:g}: FID {r['fid']:.2f} rFID {r['rfid']:.2f}")
 

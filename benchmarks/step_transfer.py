@@ -62,8 +62,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_transfer.json"))
     args = parser.parse_args()
 
-    base = SearchConfig(objective="rfid", out=args.run_dir, model=args.model, sampler=args.sampler, solver=args.solver, n=256, trials=120, speedup=3.0, baseline_branches=(0,),
-                        fidelity=(16, 64), reuse=True, validate_n=2, validate_top=1, features="digits", seed=0)
+    base = SearchConfig(
+        objective="rfid",
+        out=args.run_dir,
+        model=args.model,
+        sampler=args.sampler,
+        solver=args.solver,
+        n=256,
+        trials=120,
+        speedup=3.0,
+        baseline_branches=(0,),
+        fidelity=(16, 64),
+        reuse=True,
+        validate_n=2,
+        validate_top=1,
+        features="digits",
+        seed=0,
+    )
     steps = sorted({int(s) for s in args.steps.split(",")} | {args.searched_at})
     searches = {T: run_search(base, T, args.run_dir) for T in steps}
     ctx0, _, searched0, _ = searches[args.searched_at]
@@ -78,25 +93,65 @@ def main() -> None:
         moved = for_steps(plan0, ctx.timesteps)
         macs = ctx.costs.schedule(moved)
         rows = {
-            "transferred": {"kind": "transferred", "name": f"{plan0.name} @T{T}", "family": "genome", "genome": moved.meta["genome"],
-                            "steps": [str(s) for s in moved.steps], "sampler": moved.sampler, "macs": macs,
-                            "macs_speedup": round(ctx.costs.full * T / macs, 4), "rfid": None},
+            "transferred": {
+                "kind": "transferred",
+                "name": f"{plan0.name} @T{T}",
+                "family": "genome",
+                "genome": moved.meta["genome"],
+                "steps": [str(s) for s in moved.steps],
+                "sampler": moved.sampler,
+                "macs": macs,
+                "macs_speedup": round(ctx.costs.full * T / macs, 4),
+                "rfid": None,
+            },
             "searched_here": pick(searched, ctx.max_macs),
             "best_baseline": pick(baselines, ctx.max_macs),
         }
         rows = {k: v for k, v in rows.items() if v is not None}
         teacher, validated = validate(ctx, [dict(row, name=key) for key, row in rows.items()])
         scored = {row["name"]: row for row in validated}
-        entry = {"T": T, "search_wall_seconds": round(wall, 1), "teacher_fid": teacher["fid"], "noise_images": teacher["noise_images"],
-                 **{key: {"name": rows[key]["name"], "genome": rows[key].get("genome"), "macs_speedup": scored[key]["macs_speedup"], "rfid": scored[key]["rfid"],
-                          "fid": scored[key]["fid"], "psnr": scored[key]["psnr"], "ssim": scored[key]["ssim"]} for key in rows}}
+        entry = {
+            "T": T,
+            "search_wall_seconds": round(wall, 1),
+            "teacher_fid": teacher["fid"],
+            "noise_images": teacher["noise_images"],
+            **{
+                key: {
+                    "name": rows[key]["name"],
+                    "genome": rows[key].get("genome"),
+                    "macs_speedup": scored[key]["macs_speedup"],
+                    "rfid": scored[key]["rfid"],
+                    "fid": scored[key]["fid"],
+                    "psnr": scored[key]["psnr"],
+                    "ssim": scored[key]["ssim"],
+                }
+                for key in rows
+            },
+        }
         entry["transfer_beats_baseline_rfid"] = "best_baseline" in rows and entry["transferred"]["rfid"] < entry["best_baseline"]["rfid"]
         table.append(entry)
         print(f"T = {T}: " + "; ".join(f"{k} {entry[k]['macs_speedup']:.2f}x rFID {entry[k]['rfid']:.3f} FID {entry[k]['fid']:.2f}" for k in rows))
-    write_result(args.out, {"model": args.model, "sampler": args.sampler, "solver": args.solver, "searched_at": args.searched_at, "origin": origin["name"],
-                            "origin_genome": origin.get("genome"), "search_settings": {"n": base.n, "trials": base.trials, "speedup": base.speedup,
-                                                                                       "rungs": list(base.fidelity), "reuse": base.reuse, "baseline_branches": list(base.baseline_branches)},
-                            "validate_n": args.validate_n, "steps": table})
+    write_result(
+        args.out,
+        {
+            "model": args.model,
+            "sampler": args.sampler,
+            "solver": args.solver,
+            "searched_at": args.searched_at,
+            "origin": origin["name"],
+            "origin_genome": origin.get("genome"),
+            "search_settings": {
+                "n": base.n,
+                "trials": base.trials,
+                "speedup": base.speedup,
+                "rungs": list(base.fidelity),
+                "reuse": base.reuse,
+                "baseline_branches": list(base.baseline_branches),
+            },
+            "validate_n": args.validate_n,
+            "steps": table,
+        },
+    )
 
 
 if __name__ == "__main__":

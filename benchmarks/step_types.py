@@ -67,27 +67,47 @@ def main() -> None:
         macs_speedup = costs.speedup(plan)
         wall_speedup = statistics.median(p / w for p, w in zip(walls["plain"], walls[plan.name]))  # paired per repeat
         feats = net(images[plan.name])
-        rows.append({
-            "schedule": plan.name, "counts": plan.counts(), "macs_per_sample": costs.schedule(plan),
-            "macs_speedup": round(macs_speedup, 3), "wall_seconds": round(wall, 3), "wall_seconds_all": [round(w, 3) for w in walls[plan.name]],
-            "wall_speedup": round(wall_speedup, 3), "wall_vs_macs_gap": round(abs(wall_speedup / macs_speedup - 1), 4),
-            "within_15pct": abs(wall_speedup / macs_speedup - 1) <= 0.15,
-            "rfid_vs_teacher": round(frechet_distance(feats_teacher, feats), 3), "fid_vs_heldout": round(frechet_distance(feats_heldout, feats), 3),
-        })
+        rows.append(
+            {
+                "schedule": plan.name,
+                "counts": plan.counts(),
+                "macs_per_sample": costs.schedule(plan),
+                "macs_speedup": round(macs_speedup, 3),
+                "wall_seconds": round(wall, 3),
+                "wall_seconds_all": [round(w, 3) for w in walls[plan.name]],
+                "wall_speedup": round(wall_speedup, 3),
+                "wall_vs_macs_gap": round(abs(wall_speedup / macs_speedup - 1), 4),
+                "within_15pct": abs(wall_speedup / macs_speedup - 1) <= 0.15,
+                "rfid_vs_teacher": round(frechet_distance(feats_teacher, feats), 3),
+                "fid_vs_heldout": round(frechet_distance(feats_heldout, feats), 3),
+            }
+        )
     # paired per repeat (plain and all-full run back to back), so slow drift of the machine cancels
     overhead = statistics.median(f / p for f, p in zip(walls[schedules[0].name], walls["plain"])) - 1
-    write_result(args.out, {
-        "model": args.model, "n": args.n, "teacher": f"ddim-{args.steps}", "seed": args.seed, "repeats": args.repeats,
-        "full_step_macs_per_sample": costs.full, "partial_step_macs_per_sample": list(costs.partial),
-        "step_latency": latency.to_dict(),
-        "plain_loop_wall_seconds": round(plain, 3), "plain_loop_wall_seconds_all": [round(w, 3) for w in walls["plain"]],
-        "hook_overhead_all_full": round(overhead, 4), "hook_overhead_under_3pct": overhead < 0.03,
-        "fid_teacher_vs_heldout": round(frechet_distance(feats_heldout, feats_teacher), 3),
-        "schedules": rows,
-    })
+    write_result(
+        args.out,
+        {
+            "model": args.model,
+            "n": args.n,
+            "teacher": f"ddim-{args.steps}",
+            "seed": args.seed,
+            "repeats": args.repeats,
+            "full_step_macs_per_sample": costs.full,
+            "partial_step_macs_per_sample": list(costs.partial),
+            "step_latency": latency.to_dict(),
+            "plain_loop_wall_seconds": round(plain, 3),
+            "plain_loop_wall_seconds_all": [round(w, 3) for w in walls["plain"]],
+            "hook_overhead_all_full": round(overhead, 4),
+            "hook_overhead_under_3pct": overhead < 0.03,
+            "fid_teacher_vs_heldout": round(frechet_distance(feats_heldout, feats_teacher), 3),
+            "schedules": rows,
+        },
+    )
     print(f"{'schedule':<18}{'MACs x':>8}{'wall x':>8}{'gap':>7}{'rFID':>8}{'FID':>8}")
     for row in rows:
-        print(f"{row['schedule']:<18}{row['macs_speedup']:>8.2f}{row['wall_speedup']:>8.2f}{row['wall_vs_macs_gap']:>7.1%}{row['rfid_vs_teacher']:>8.2f}{row['fid_vs_heldout']:>8.2f}")
+        print(
+            f"{row['schedule']:<18}{row['macs_speedup']:>8.2f}{row['wall_speedup']:>8.2f}{row['wall_vs_macs_gap']:>7.1%}{row['rfid_vs_teacher']:>8.2f}{row['fid_vs_heldout']:>8.2f}"
+        )
     print(f"hook overhead on an all-full schedule: {overhead:+.2%}")
 
 

@@ -1,7 +1,7 @@
 """Quality of the built-in teacher: FID(teacher samples, held-out) against FID(train images, held-out) at equal n.
 
-    python benchmarks/teacher_quality.py --n 1000 --out benchmarks/results/teacher_quality.json
-    python benchmarks/teacher_quality.py --model builtin:digits-dit --sampler flow-euler --n 1000 --out benchmarks/results/teacher_quality_dit.json
+python benchmarks/teacher_quality.py --n 1000 --out benchmarks/results/teacher_quality.json
+python benchmarks/teacher_quality.py --model builtin:digits-dit --sampler flow-euler --n 1000 --out benchmarks/results/teacher_quality_dit.json
 """
 
 from __future__ import annotations
@@ -33,12 +33,23 @@ def main() -> None:
     heldout = digits("heldout")[0]
     fid_teacher = flexdiff.fid(images, heldout)
     fid_real = flexdiff.fid(digits("train")[0][: args.n], heldout)
-    write_result(args.out, {
-        "model": args.model, "sampler": args.sampler, "steps": args.steps, "n": args.n, "seed": args.seed, "features": "digits",
-        "n_reference": len(heldout), "sampling_wall_seconds": round(wall, 2),
-        "fid_teacher_vs_heldout": round(fid_teacher, 3), "fid_train_vs_heldout": round(fid_real, 3),
-        "ratio": round(fid_teacher / fid_real, 3), "acceptance_ratio_max": 1.3,
-    })
+    write_result(
+        args.out,
+        {
+            "model": args.model,
+            "sampler": args.sampler,
+            "steps": args.steps,
+            "n": args.n,
+            "seed": args.seed,
+            "features": "digits",
+            "n_reference": len(heldout),
+            "sampling_wall_seconds": round(wall, 2),
+            "fid_teacher_vs_heldout": round(fid_teacher, 3),
+            "fid_train_vs_heldout": round(fid_real, 3),
+            "ratio": round(fid_teacher / fid_real, 3),
+            "acceptance_ratio_max": 1.3,
+        },
+    )
     print(f"FID teacher {fid_teacher:.2f}  real-vs-real {fid_real:.2f}  ratio {fid_teacher / fid_real:.3f}")
 
 

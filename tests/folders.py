@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from typer.testing import CliRunner
+
+from flexdiff.cli import app
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 MERGES = ["c a", "ca t</w>", "d o", "do g</w>"]
@@ -39,8 +42,18 @@ def write_tokenizer(folder: Path) -> dict[str, int]:
 
 def text_config(vocab: dict[str, int], hidden: int = 8) -> dict[str, Any]:
     eos = vocab["<|endoftext|>"]
-    return dict(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=MAX_TOKENS,
-                projection_dim=hidden, bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos)
+    return dict(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=MAX_TOKENS,
+        projection_dim=hidden,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
 
 
 def t5_tokenizer() -> Any:
@@ -80,8 +93,18 @@ def _vae(latent_channels: int, flow: bool = False) -> Any:
 
     torch.manual_seed(1)
     extra = dict(shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False, use_post_quant_conv=False) if flow else {}
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(4, 8),
-                         layers_per_block=1, norm_num_groups=2, latent_channels=latent_channels, sample_size=16, **extra).eval()
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=2,
+        latent_channels=latent_channels,
+        sample_size=16,
+        **extra,
+    ).eval()
 
 
 def flux(root: Path) -> Path:
@@ -89,12 +112,29 @@ def flux(root: Path) -> Path:
     import diffusers
 
     torch.manual_seed(0)
-    transformer = diffusers.FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=2, num_single_layers=2, attention_head_dim=8, num_attention_heads=2,
-                                                   joint_attention_dim=16, pooled_projection_dim=8, axes_dims_rope=[2, 2, 4])
+    transformer = diffusers.FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        pooled_projection_dim=8,
+        axes_dims_rope=[2, 2, 4],
+    )
     clip, tokenizer = clip_encoder(8, projection=False)
-    pipe = diffusers.FluxPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=4,
-                                                                                      max_image_seq_len=256),
-                                  vae=_vae(4, flow=True), text_encoder=clip, tokenizer=tokenizer, text_encoder_2=t5_encoder(16), tokenizer_2=t5_tokenizer(), transformer=transformer.eval())
+    pipe = diffusers.FluxPipeline(
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(
+            use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=4, max_image_seq_len=256
+        ),
+        vae=_vae(4, flow=True),
+        text_encoder=clip,
+        tokenizer=tokenizer,
+        text_encoder_2=t5_encoder(16),
+        tokenizer_2=t5_tokenizer(),
+        transformer=transformer.eval(),
+    )
     pipe.save_pretrained(root, safe_serialization=True)
     return root
 
@@ -105,13 +145,31 @@ def sd3(root: Path, t5: bool = False) -> Path:
     import diffusers
 
     torch.manual_seed(0)
-    transformer = diffusers.SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=2, caption_projection_dim=16,
-                                                  joint_attention_dim=16, pooled_projection_dim=16, out_channels=4)
+    transformer = diffusers.SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=1,
+        in_channels=4,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        caption_projection_dim=16,
+        joint_attention_dim=16,
+        pooled_projection_dim=16,
+        out_channels=4,
+    )
     clip, tokenizer = clip_encoder(8, projection=True)
     clip_2, tokenizer_2 = clip_encoder(8, seed=3, projection=True)
-    pipe = diffusers.StableDiffusion3Pipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_vae(4, flow=True), text_encoder=clip, tokenizer=tokenizer,
-                                              text_encoder_2=clip_2, tokenizer_2=tokenizer_2, text_encoder_3=t5_encoder(16) if t5 else None,
-                                              tokenizer_3=t5_tokenizer() if t5 else None, transformer=transformer.eval())
+    pipe = diffusers.StableDiffusion3Pipeline(
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_vae(4, flow=True),
+        text_encoder=clip,
+        tokenizer=tokenizer,
+        text_encoder_2=clip_2,
+        tokenizer_2=tokenizer_2,
+        text_encoder_3=t5_encoder(16) if t5 else None,
+        tokenizer_3=t5_tokenizer() if t5 else None,
+        transformer=transformer.eval(),
+    )
     pipe.save_pretrained(root, safe_serialization=True)
     return root
 
@@ -121,11 +179,26 @@ def pixart_sigma(root: Path) -> Path:
     import diffusers
 
     torch.manual_seed(0)
-    transformer = diffusers.PixArtTransformer2DModel(sample_size=8, num_layers=2, patch_size=2, attention_head_dim=8, num_attention_heads=3, caption_channels=16,
-                                                     in_channels=4, cross_attention_dim=24, out_channels=8, attention_bias=True, activation_fn="gelu-approximate",
-                                                     num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6)
-    pipe = diffusers.PixArtSigmaPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(16), vae=_vae(4), transformer=transformer.eval(),
-                                         scheduler=diffusers.DPMSolverMultistepScheduler())
+    transformer = diffusers.PixArtTransformer2DModel(
+        sample_size=8,
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=16,
+        in_channels=4,
+        cross_attention_dim=24,
+        out_channels=8,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    pipe = diffusers.PixArtSigmaPipeline(
+        tokenizer=t5_tokenizer(), text_encoder=t5_encoder(16), vae=_vae(4), transformer=transformer.eval(), scheduler=diffusers.DPMSolverMultistepScheduler()
+    )
     pipe.save_pretrained(root, safe_serialization=True)
     return root
 
@@ -135,12 +208,29 @@ def wan(root: Path) -> Path:
     import diffusers
 
     torch.manual_seed(0)
-    transformer = diffusers.WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16, text_dim=16,
-                                                  freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    transformer = diffusers.WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,
+        out_channels=16,
+        text_dim=16,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
     torch.manual_seed(1)
     vae = diffusers.AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
-    pipe = diffusers.WanPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(16, umt5=True), transformer=transformer.eval(), vae=vae.eval(),
-                                 scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=7.0))
+    pipe = diffusers.WanPipeline(
+        tokenizer=t5_tokenizer(),
+        text_encoder=t5_encoder(16, umt5=True),
+        transformer=transformer.eval(),
+        vae=vae.eval(),
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=7.0),
+    )
     pipe.save_pretrained(root, safe_serialization=True)
     return root
 
@@ -165,17 +255,51 @@ def qwen_image(root: Path) -> Path:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(0)
-    transformer = diffusers.QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=3,
-                                                        joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4))
-    vae = diffusers.AutoencoderKLQwenImage(base_dim=24, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    text = {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 300, "rope_theta": 1e6,
-            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}, "bos_token_id": 256, "eos_token_id": 256}
-    config = Qwen2_5_VLConfig(text_config=text, vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16}, hidden_size=16,
-                              vocab_size=300, vision_end_token_id=290, vision_start_token_id=291, vision_token_id=292, bos_token_id=256, eos_token_id=256)
+    transformer = diffusers.QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=3,
+        joint_attention_dim=16,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 4, 4),
+    )
+    vae = diffusers.AutoencoderKLQwenImage(
+        base_dim=24, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4
+    )
+    text = {
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "vocab_size": 300,
+        "rope_theta": 1e6,
+        "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+        "bos_token_id": 256,
+        "eos_token_id": 256,
+    }
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
+        hidden_size=16,
+        vocab_size=300,
+        vision_end_token_id=290,
+        vision_start_token_id=291,
+        vision_token_id=292,
+        bos_token_id=256,
+        eos_token_id=256,
+    )
     torch.manual_seed(1)
     encoder = Qwen2_5_VLForConditionalGeneration(config).eval()
-    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256, max_image_seq_len=8192)
-    diffusers.QwenImagePipeline(scheduler=scheduler, vae=vae.eval(), text_encoder=encoder, tokenizer=qwen_tokenizer(), transformer=transformer.eval()).save_pretrained(root, safe_serialization=True)
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256, max_image_seq_len=8192
+    )
+    diffusers.QwenImagePipeline(
+        scheduler=scheduler, vae=vae.eval(), text_encoder=encoder, tokenizer=qwen_tokenizer(), transformer=transformer.eval()
+    ).save_pretrained(root, safe_serialization=True)
     return root
 
 
@@ -188,3 +312,47 @@ FOLDERS: dict[str, tuple[Callable[[Path], Path], dict[str, Any]]] = {
     "qwen-image": (qwen_image, {"height": 32, "width": 32, "max_sequence_length": 16}),
     "wan": (wan, {"height": 16, "width": 16, "num_frames": 5}),
 }
+
+
+# --- the CLI and pipeline-folder helpers the end-to-end tests share ------------------------------------------------
+
+runner = CliRunner()
+SEARCH = ["--steps", "6", "--n", "4", "--trials", "2", "--segments", "2,3", "--validate-n", "4", "--validate-top", "1", "--baseline-branches", "0"]
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def ok(result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def one_line_error(result, needle: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+
+
+def tiny_vae(kind: str):
+    from diffusers import AutoencoderKL, VQModel
+
+    torch.manual_seed(1)
+    common = dict(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=2,
+        sample_size=16,
+    )
+    if kind == "kl":
+        return AutoencoderKL(latent_channels=4, **common)
+    return VQModel(latent_channels=3, num_vq_embeddings=16, vq_embed_dim=3, **common)
+
+
+def write_index(root: Path, pipeline: str, **parts: list) -> None:
+    (root / "model_index.json").write_text(json.dumps({"_class_name": pipeline, "_diffusers_version": "0.35.0", **parts}))

@@ -54,7 +54,7 @@ GRAPH = {name: imports_of(name) for name in MODULES}
 def layers() -> dict[str, int]:
     """unit -> layer, from the table in docs/architecture.md (rows ``| N | `unit`, `unit` | ... |``)."""
     text = DOC.read_text()
-    table = text[text.index("<!-- layers"):]
+    table = text[text.index("<!-- layers") :]
     out: dict[str, int] = {}
     for line in table.splitlines()[1:]:
         m = re.match(r"\|\s*(\d+)\s*\|([^|]*)\|", line)
@@ -109,7 +109,9 @@ def test_no_import_cycle() -> None:
 
 def test_every_unit_has_a_layer() -> None:
     units = {unit_of(n) for n in MODULES} - {None}
-    assert units == set(layers()), f"units without a layer in docs/architecture.md: {sorted(units - set(layers()))}; layers without a unit: {sorted(set(layers()) - units)}"
+    assert units == set(layers()), (
+        f"units without a layer in docs/architecture.md: {sorted(units - set(layers()))}; layers without a unit: {sorted(set(layers()) - units)}"
+    )
 
 
 def test_no_module_imports_a_higher_layer_or_a_sibling_of_its_layer() -> None:
@@ -151,9 +153,9 @@ KIND_NAME_COMPARISON = re.compile(
 
 
 def test_the_pattern_finds_kind_name_comparisons() -> None:
-    for line in ('if s.kind == FULL:', 'x = s != "null"', 'if "partial" in kinds:', 's.startswith(("partial", "forecast"))', 'k in (PARTIAL, FORECAST)'):
+    for line in ("if s.kind == FULL:", 'x = s != "null"', 'if "partial" in kinds:', 's.startswith(("partial", "forecast"))', "k in (PARTIAL, FORECAST)"):
         assert KIND_NAME_COMPARISON.search(line), line
-    for line in ('if model.noise.kind == "flow":', 'Step(FULL)', 'return "full"', 'if s.info.fills_cache:', 'mode == "fullscreen"'):
+    for line in ('if model.noise.kind == "flow":', "Step(FULL)", 'return "full"', "if s.info.fills_cache:", 'mode == "fullscreen"'):
         assert not KIND_NAME_COMPARISON.search(line), line
 
 

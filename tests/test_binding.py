@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
-from test_pipelines import invoke, ok, one_line_error, sd_dir  # noqa: F401 - sd_dir is a session fixture
+from folders import invoke, ok, one_line_error
 
 import flexdiff
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG
 from flexdiff.schedule import bind
+from flexdiff.testing.tiny import tiny_unet
 
 
 def test_a_schedule_file_records_its_model_and_the_digits_one_is_refused_on_an_sd_folder(sd_dir: Path, tmp_path: Path) -> None:

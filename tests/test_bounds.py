@@ -100,8 +100,9 @@ def test_available_bytes_reads_meminfo() -> None:
         (["--n", "2000", "--batch-size", "1"], r"--n 2000: expected a sampling run .* pass --n (\d+) or less"),
     ],
 )
-def test_sample_counts_beyond_free_memory_are_refused_before_sampling(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                        no_sampling: None, args: list[str], needle: str) -> None:
+def test_sample_counts_beyond_free_memory_are_refused_before_sampling(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_sampling: None, args: list[str], needle: str
+) -> None:
     pretend_free(monkeypatch, 512 * 1024)
     line = one_line_error(invoke("sample", "--model", tiny_model_dir, "--steps", "2", *args, "--out", tmp_path / "o"))
     match = re.search(needle, line)
@@ -110,19 +111,47 @@ def test_sample_counts_beyond_free_memory_are_refused_before_sampling(tiny_model
     option = "--batch-size" if needle.startswith("--batch-size") else "--n"
     given = dict(zip(args[::2], args[1::2])) | {option: match.group(1)}
     with pytest.raises(Reached):  # the value it names passes the check: the run gets as far as sampling
-        run_sample(SampleConfig(out=tmp_path / "o", model=str(tiny_model_dir), steps=2, n=int(given["--n"]),
-                                batch_size=int(given["--batch-size"]) if "--batch-size" in given else None, device="cpu"))
+        run_sample(
+            SampleConfig(
+                out=tmp_path / "o",
+                model=str(tiny_model_dir),
+                steps=2,
+                n=int(given["--n"]),
+                batch_size=int(given["--batch-size"]) if "--batch-size" in given else None,
+                device="cpu",
+            )
+        )
 
 
 def test_search_counts_beyond_free_memory_are_refused_before_the_teacher_runs(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The search generates --n (and --validate-n) images per candidate: the same bound as sample, before the
     teacher's reference images."""
+
     def sentinel(*a: object, **k: object) -> None:
         raise Reached("the teacher reference started")
 
     monkeypatch.setattr("flexdiff.search.context.SearchContext.load_reference", sentinel)
     pretend_free(monkeypatch, 512 * 1024)
-    line = one_line_error(invoke("search", "--model", tiny_model_dir, "--steps", "10", "--segments", "2-3", "--n", "64", "--validate-n", "64", "--trials", "1", "--no-report", "--out", tmp_path / "o"))
+    line = one_line_error(
+        invoke(
+            "search",
+            "--model",
+            tiny_model_dir,
+            "--steps",
+            "10",
+            "--segments",
+            "2-3",
+            "--n",
+            "64",
+            "--validate-n",
+            "64",
+            "--trials",
+            "1",
+            "--no-report",
+            "--out",
+            tmp_path / "o",
+        )
+    )
     assert "--batch-size (all 64 images at once)" in line and not (tmp_path / "o").exists()
 
 
@@ -140,8 +169,11 @@ def test_compress_counts_beyond_free_memory_are_refused_before_recording(tmp_pat
 
     monkeypatch.setattr("flexdiff.nas.compress.phase_record", sentinel)
     pretend_free(monkeypatch, 256 * 2**20)
-    line = one_line_error(invoke("compress", *args, "--distill-steps", "2", "--retrain-steps", "2", "--minutes", "1", "--no-report", "--device", "cpu",
-                                 "--out", tmp_path / "X"), f"{option} ", "expected a compress run that fits")
+    line = one_line_error(
+        invoke("compress", *args, "--distill-steps", "2", "--retrain-steps", "2", "--minutes", "1", "--no-report", "--device", "cpu", "--out", tmp_path / "X"),
+        f"{option} ",
+        "expected a compress run that fits",
+    )
     assert re.search(rf"pass {option} \d+ or less", line), line
     assert not (tmp_path / "X").exists()
 
@@ -158,7 +190,9 @@ def test_compress_counts_beyond_free_memory_are_refused_before_recording(tmp_pat
     ],
 )
 @pytest.mark.parametrize("command", ["sample", "schedule"])
-def test_steps_that_repeat_a_timestep_are_refused_up_front(tiny_model_dir: Path, tmp_path: Path, no_sampling: None, command: str, sampler: str, steps: int, needle: str) -> None:
+def test_steps_that_repeat_a_timestep_are_refused_up_front(
+    tiny_model_dir: Path, tmp_path: Path, no_sampling: None, command: str, sampler: str, steps: int, needle: str
+) -> None:
     where = ["sample", "--n", "1", "--out", tmp_path / "o"] if command == "sample" else ["schedule", "full", "--out", tmp_path / "o.json"]
     one_line_error(invoke(*where, "--model", tiny_model_dir, "--sampler", sampler, "--steps", steps), f"--steps {steps}", needle)
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.json").exists()
@@ -209,8 +243,14 @@ def _unblock_later(fifo: Path, after: float = 3.0) -> None:
 @pytest.mark.skipif(not Path("/dev/zero").exists() or not hasattr(os, "mkfifo"), reason="POSIX special files")
 @pytest.mark.parametrize(
     "kind, needle",
-    [("fifo", "(a FIFO)"), ("dev_zero", "(a device)"), ("dev_null", "(a device)"), ("link_to_dev_zero", "(a device)"), ("folder", "(a folder)"),
-     ("oversize", "of at most 16,777,216 bytes")],
+    [
+        ("fifo", "(a FIFO)"),
+        ("dev_zero", "(a device)"),
+        ("dev_null", "(a device)"),
+        ("link_to_dev_zero", "(a device)"),
+        ("folder", "(a folder)"),
+        ("oversize", "of at most 16,777,216 bytes"),
+    ],
 )
 def test_special_files_as_schedule_are_refused_without_reading(tiny_model_dir: Path, tmp_path: Path, no_sampling: None, kind: str, needle: str) -> None:
     path = tmp_path / "s.json"
@@ -250,7 +290,11 @@ def test_out_at_a_dangling_symlink_or_a_loop_is_refused_before_sampling(tiny_mod
     else:
         link.symlink_to(tmp_path / "missing")
     out = link / "sub" if kind == "dangling_parent" else link
-    one_line_error(invoke("sample", "--model", tiny_model_dir, "--steps", "2", "--n", "1", "--out", out), f"--out {out}", f"{link} is a symlink to a missing place or a loop")
+    one_line_error(
+        invoke("sample", "--model", tiny_model_dir, "--steps", "2", "--n", "1", "--out", out),
+        f"--out {out}",
+        f"{link} is a symlink to a missing place or a loop",
+    )
     assert not (tmp_path / "missing").exists() and link.is_symlink()
     with pytest.raises(FlexdiffError, match="symlink to a missing place"):  # every command's --out check: the one helper
         output_folder(out)

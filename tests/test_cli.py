@@ -90,7 +90,9 @@ def test_bad_input_is_one_line_and_exit_code_2(args: list[str], needle: str, tmp
 @pytest.mark.slow
 def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("flexdiff")
-    proc = subprocess.run([str(exe), "sample", "--model", str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [str(exe), "sample", "--model", str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
@@ -161,8 +163,14 @@ def test_schedule_then_sample(tiny_model_dir: Path, tmp_path: Path, kind: str, e
     "setup, needle",
     [
         (lambda p: p.write_text("{oops"), "does not parse"),
-        (lambda p: p.write_text(json.dumps({"format": "flexdiff.schedule", "version": 1, "T": 2, "timesteps": [900, 100], "steps": ["null", "full"]})), "first step"),
-        (lambda p: p.write_text(json.dumps({"format": "flexdiff.schedule", "version": 1, "T": 2, "timesteps": [900, 100], "steps": ["full", "partial:6"]})), "branch in [0, 5]"),
+        (
+            lambda p: p.write_text(json.dumps({"format": "flexdiff.schedule", "version": 1, "T": 2, "timesteps": [900, 100], "steps": ["null", "full"]})),
+            "first step",
+        ),
+        (
+            lambda p: p.write_text(json.dumps({"format": "flexdiff.schedule", "version": 1, "T": 2, "timesteps": [900, 100], "steps": ["full", "partial:6"]})),
+            "branch in [0, 5]",
+        ),
         (lambda p: None, "existing schedule"),
     ],
 )
@@ -205,6 +213,7 @@ def test_running_out_of_memory_is_one_line_exit_2(capsys: pytest.CaptureFixture[
     def fails(exc: BaseException):
         def command() -> None:
             raise exc
+
         return guard(command)
 
     for exc in (MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1024000000000 bytes")):

@@ -8,14 +8,13 @@ import warnings
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
-from test_pipelines import sd_dir  # noqa: F401 - session fixture
 
 import flexdiff
 from flexdiff.executor import step_types
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule
 from flexdiff.schedule import FULL, PARTIAL, Schedule, Step
+from flexdiff.testing.tiny import tiny_unet
 
 
 @pytest.fixture()
@@ -67,10 +66,23 @@ def test_a_users_compiled_pipeline_under_enable(how: str, dynamo, sd_dir) -> Non
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
     ts = flexdiff.pipeline_timesteps(pipe, 8)
-    plan = Schedule((Step(FULL), Step(PARTIAL, 0), Step(PARTIAL, 1), Step(FULL), Step(PARTIAL, 1), Step(PARTIAL, 0), Step(FULL), Step(PARTIAL, 2)), tuple(ts), "ddim", "mixed")
+    plan = Schedule(
+        (Step(FULL), Step(PARTIAL, 0), Step(PARTIAL, 1), Step(FULL), Step(PARTIAL, 1), Step(PARTIAL, 0), Step(FULL), Step(PARTIAL, 2)),
+        tuple(ts),
+        "ddim",
+        "mixed",
+    )
 
     def call() -> torch.Tensor:
-        out = pipe(prompt=["a cat", "a dog"], guidance_scale=3.0, num_inference_steps=8, height=16, width=16, generator=torch.Generator().manual_seed(0), output_type="np")
+        out = pipe(
+            prompt=["a cat", "a dog"],
+            guidance_scale=3.0,
+            num_inference_steps=8,
+            height=16,
+            width=16,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        )
         return torch.from_numpy(out.images)
 
     with flexdiff.enabled(pipe, plan):
@@ -92,8 +104,17 @@ def test_more_step_types_than_the_recompile_limit_are_still_compiled(dynamo) -> 
     from diffusers import UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(4, 4, 4, 4), layers_per_block=2, norm_num_groups=2,
-                       down_block_types=("DownBlock2D",) * 4, up_block_types=("UpBlock2D",) * 4, add_attention=False)
+    unet = UNet2DModel(
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(4, 4, 4, 4),
+        layers_per_block=2,
+        norm_num_groups=2,
+        down_block_types=("DownBlock2D",) * 4,
+        up_block_types=("UpBlock2D",) * 4,
+        add_attention=False,
+    )
     model = DiffusionModel(unet, NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG), (1, 16, 16), "twelve")
     assert model.layout.num_branches == 12
     plan = _every_branch(flexdiff.uniform_timesteps(1000, 24), 12)

@@ -52,8 +52,14 @@ def test_transformer_block_registry_names_exist() -> None:
     registry._register()
     assert isinstance(registry._registry, dict) and registry._registry, "TransformerBlockRegistry._registry is gone or empty"
     fields = {f.name for f in dataclasses.fields(metadata_cls)}
-    assert {"_cls", "_cached_parameter_indices", "return_hidden_states_index", "return_encoder_hidden_states_index",
-            "hidden_states_argument_name", "encoder_hidden_states_argument_name"} <= fields
+    assert {
+        "_cls",
+        "_cached_parameter_indices",
+        "return_hidden_states_index",
+        "return_encoder_hidden_states_index",
+        "hidden_states_argument_name",
+        "encoder_hidden_states_argument_name",
+    } <= fields
     assert callable(metadata_cls._get_parameter_from_args_kwargs)
 
 
@@ -200,8 +206,17 @@ def test_cache_context_reaches_stateful_hooks_only() -> None:
 def test_cache_config_and_compiled_call_accessors() -> None:
     from diffusers import FirstBlockCacheConfig, FluxTransformer2DModel
 
-    model = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
-                                   joint_attention_dim=8, pooled_projection_dim=8, axes_dims_rope=(2, 2, 4))
+    model = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=8,
+        pooled_projection_dim=8,
+        axes_dims_rope=(2, 2, 4),
+    )
     model.enable_cache(FirstBlockCacheConfig(threshold=0.1))
     assert isinstance(dp.enabled_cache_config(model), FirstBlockCacheConfig)
     assert any(name.startswith(dp.CACHE_HOOK_PREFIXES) for m in model.modules() if dp.hook_registry(m) for name in dp.hook_registry(m).hooks)
@@ -245,12 +260,24 @@ def test_the_private_name_check_can_fail() -> None:
         'getattr(module, "_compiled_call_impl", None)',
         "from diffusers.hooks.taylorseer_cache import _TAYLORSEER_CACHE_HOOK",
         "from diffusers.hooks.hooks import CacheContext, _set_cache_context",
-        "_FBC_LEADER_BLOCK_HOOK,", "_MAG_CACHE_BLOCK_HOOK,", "_PYRAMID_ATTENTION_BROADCAST_HOOK,",
-        'registry = getattr(sub, "_diffusers_hook", None)', "registry._child_registries_cache = None", "_is_stateful = True",
-        'return getattr(module, "_orig_mod", module)', "type(module._cache_config).__name__", "metadata._cls = type(block)",
-        "TransformerBlockRegistry._register()", "replace(twin, _cached_parameter_indices=None)",
+        "_FBC_LEADER_BLOCK_HOOK,",
+        "_MAG_CACHE_BLOCK_HOOK,",
+        "_PYRAMID_ATTENTION_BROADCAST_HOOK,",
+        'registry = getattr(sub, "_diffusers_hook", None)',
+        "registry._child_registries_cache = None",
+        "_is_stateful = True",
+        'return getattr(module, "_orig_mod", module)',
+        "type(module._cache_config).__name__",
+        "metadata._cls = type(block)",
+        "TransformerBlockRegistry._register()",
+        "replace(twin, _cached_parameter_indices=None)",
     ]
     assert len(offenders({"before.py": "\n".join(before)})) == len(before)
-    fine = ["from flexdiff.search.strategies._registry import register_strategy", "counts.most_common(1)", "def _diffusers_hooks(apply):",
-            "from diffusers.hooks import HookRegistry, ModelHook", "TransformerBlockRegistry.get(cls)"]
+    fine = [
+        "from flexdiff.search.strategies._registry import register_strategy",
+        "counts.most_common(1)",
+        "def _diffusers_hooks(apply):",
+        "from diffusers.hooks import HookRegistry, ModelHook",
+        "TransformerBlockRegistry.get(cls)",
+    ]
     assert offenders({"fine.py": "\n".join(fine)}) == []

@@ -59,8 +59,7 @@ def test_results_page_is_current():
     module = _results_page_module()
     page = DOCS / "results.md"
     assert page.exists(), "docs/results.md is missing: run python benchmarks/results_page.py"
-    assert page.read_text(encoding="utf-8") == module.render(), (
-        "docs/results.md differs from benchmarks/results/*.json: run python benchmarks/results_page.py")
+    assert page.read_text(encoding="utf-8") == module.render(), "docs/results.md differs from benchmarks/results/*.json: run python benchmarks/results_page.py"
 
 
 def test_generated_blocks_are_current():

@@ -8,13 +8,12 @@ import inspect
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
-from test_pipelines import ldm_dir, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
 
 import flexdiff
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule
+from flexdiff.testing.tiny import tiny_unet
 
 #: scheduler kind -> (diffusers class name, extra config); PNDM (PLMS warm-up) and Heun evaluate some timesteps twice
 SCHEDULERS = {
@@ -222,7 +221,9 @@ def test_img2img_starts_part_way_through_the_schedule(request: pytest.FixtureReq
     image = torch.rand(1, 3, 16, 16)
 
     def call() -> torch.Tensor:
-        out = pipe(prompt="a cat", image=image, strength=0.5, num_inference_steps=T, guidance_scale=3.0, generator=torch.Generator().manual_seed(0), output_type="np")
+        out = pipe(
+            prompt="a cat", image=image, strength=0.5, num_inference_steps=T, guidance_scale=3.0, generator=torch.Generator().manual_seed(0), output_type="np"
+        )
         return torch.from_numpy(out.images)
 
     plain = call()

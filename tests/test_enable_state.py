@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
-from test_pipelines import sd_dir  # noqa: F401 - session fixture
 
 import flexdiff
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG
+from flexdiff.testing.tiny import tiny_unet
 
 T = 6
 

@@ -39,51 +39,163 @@ def _g(seed: int) -> torch.Generator:
 
 def _vae(blocks: int = 1) -> AutoencoderKL:
     torch.manual_seed(0)
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4 if blocks == 1 else 16, block_out_channels=(8,) * blocks, down_block_types=("DownEncoderBlock2D",) * blocks,
-                         up_block_types=("UpDecoderBlock2D",) * blocks, norm_num_groups=4, sample_size=16, shift_factor=0.0, scaling_factor=1.0).eval()
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4 if blocks == 1 else 16,
+        block_out_channels=(8,) * blocks,
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        norm_num_groups=4,
+        sample_size=16,
+        shift_factor=0.0,
+        scaling_factor=1.0,
+    ).eval()
 
 
 def _dit() -> tuple[Any, Callable[..., Any], dict[str, Any]]:
     torch.manual_seed(0)
-    tr = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=3, sample_size=8, patch_size=2, num_embeds_ada_norm=1000, norm_num_groups=1)
+    tr = DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=3,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=1000,
+        norm_num_groups=1,
+    )
     pipe = DiTPipeline(transformer=tr.eval(), vae=_vae(), scheduler=DDIMScheduler(), id2label={0: "zero", 1: "one"})
     return pipe, lambda **kw: pipe(class_labels=[0, 1], num_inference_steps=STEPS, generator=_g(0), output_type="np", guidance_scale=4.0, **kw).images, {}
 
 
 def _pixart() -> tuple[Any, Callable[..., Any], dict[str, Any]]:
     torch.manual_seed(0)
-    tr = PixArtTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=3, sample_size=8, patch_size=2, cross_attention_dim=16,
-                                  caption_channels=12, norm_num_groups=1)
+    tr = PixArtTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=3,
+        sample_size=8,
+        patch_size=2,
+        cross_attention_dim=16,
+        caption_channels=12,
+        norm_num_groups=1,
+    )
     pipe = PixArtSigmaPipeline(tokenizer=None, text_encoder=None, vae=_vae(), transformer=tr.eval(), scheduler=DPMSolverMultistepScheduler())
     emb, neg = torch.randn((1, 5, 12), generator=_g(1)), torch.randn((1, 5, 12), generator=_g(2))
     mask = torch.ones((1, 5), dtype=torch.long)
-    return pipe, lambda **kw: pipe(negative_prompt=None, prompt_embeds=emb, prompt_attention_mask=mask, negative_prompt_embeds=neg, negative_prompt_attention_mask=mask, num_inference_steps=STEPS,
-                                   height=16, width=16, use_resolution_binning=False, generator=_g(0), output_type="np", guidance_scale=3.0, **kw).images, {}
+    return (
+        pipe,
+        lambda **kw: (
+            pipe(
+                negative_prompt=None,
+                prompt_embeds=emb,
+                prompt_attention_mask=mask,
+                negative_prompt_embeds=neg,
+                negative_prompt_attention_mask=mask,
+                num_inference_steps=STEPS,
+                height=16,
+                width=16,
+                use_resolution_binning=False,
+                generator=_g(0),
+                output_type="np",
+                guidance_scale=3.0,
+                **kw,
+            ).images
+        ),
+        {},
+    )
 
 
 def _sd3() -> tuple[Any, Callable[..., Any], dict[str, Any]]:
     torch.manual_seed(0)
-    tr = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=16, num_layers=3, attention_head_dim=8, num_attention_heads=2, joint_attention_dim=12,
-                               caption_projection_dim=16, pooled_projection_dim=10, out_channels=16, pos_embed_max_size=16)
-    pipe = StableDiffusion3Pipeline(transformer=tr.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_vae(2), text_encoder=None, tokenizer=None,
-                                    text_encoder_2=None, tokenizer_2=None, text_encoder_3=None, tokenizer_3=None)
+    tr = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=16,
+        num_layers=3,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=12,
+        caption_projection_dim=16,
+        pooled_projection_dim=10,
+        out_channels=16,
+        pos_embed_max_size=16,
+    )
+    pipe = StableDiffusion3Pipeline(
+        transformer=tr.eval(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_vae(2),
+        text_encoder=None,
+        tokenizer=None,
+        text_encoder_2=None,
+        tokenizer_2=None,
+        text_encoder_3=None,
+        tokenizer_3=None,
+    )
     emb, pooled = torch.randn((1, 5, 12), generator=_g(1)), torch.randn((1, 10), generator=_g(2))
     nemb, npooled = torch.randn((1, 5, 12), generator=_g(3)), torch.randn((1, 10), generator=_g(4))
-    return pipe, lambda **kw: pipe(prompt_embeds=emb, pooled_prompt_embeds=pooled, negative_prompt_embeds=nemb, negative_pooled_prompt_embeds=npooled, num_inference_steps=STEPS,
-                                   height=16, width=16, generator=_g(0), output_type="np", guidance_scale=3.0, **kw).images, {}
+    return (
+        pipe,
+        lambda **kw: (
+            pipe(
+                prompt_embeds=emb,
+                pooled_prompt_embeds=pooled,
+                negative_prompt_embeds=nemb,
+                negative_pooled_prompt_embeds=npooled,
+                num_inference_steps=STEPS,
+                height=16,
+                width=16,
+                generator=_g(0),
+                output_type="np",
+                guidance_scale=3.0,
+                **kw,
+            ).images
+        ),
+        {},
+    )
 
 
 def _flux() -> tuple[Any, Callable[..., Any], dict[str, Any]]:
     torch.manual_seed(0)
-    tr = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=2, num_single_layers=2, attention_head_dim=8, num_attention_heads=2, joint_attention_dim=12,
-                                pooled_projection_dim=10, axes_dims_rope=(2, 2, 4))
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
+    tr = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=12,
+        pooled_projection_dim=10,
+        axes_dims_rope=(2, 2, 4),
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096
+    )
     pipe = FluxPipeline(scheduler=scheduler, vae=_vae(2), text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, transformer=tr.eval())
     emb, pooled = torch.randn((1, 5, 12), generator=_g(1)), torch.randn((1, 10), generator=_g(2))
     # what FluxPipeline passes its scheduler: its own sigmas and the dynamic shift of its sequence length
     sigmas, mu = list(np.linspace(1.0, 1 / STEPS, STEPS)), calculate_shift(16, 256, 4096, 0.5, 1.15)  # 16 packed latent tokens at 16x16
-    return pipe, lambda **kw: pipe(prompt_embeds=emb, pooled_prompt_embeds=pooled, num_inference_steps=STEPS, height=16, width=16, generator=_g(0), output_type="np",
-                                   max_sequence_length=5, **kw).images, {"sigmas": sigmas, "mu": mu}
+    return (
+        pipe,
+        lambda **kw: (
+            pipe(
+                prompt_embeds=emb,
+                pooled_prompt_embeds=pooled,
+                num_inference_steps=STEPS,
+                height=16,
+                width=16,
+                generator=_g(0),
+                output_type="np",
+                max_sequence_length=5,
+                **kw,
+            ).images
+        ),
+        {"sigmas": sigmas, "mu": mu},
+    )
 
 
 PIPELINES = {"dit": _dit, "pixart-sigma": _pixart, "sd3": _sd3, "flux": _flux}

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 import flexdiff.models
 from flexdiff.cli import app
-from flexdiff.utils.text import escape
 from flexdiff.errors import FlexdiffError
+from flexdiff.utils.text import escape
 
 runner = CliRunner()
 
@@ -31,6 +31,7 @@ FAULTS = {
 def _raising(exc: BaseException):
     def load_model(*args: object, **kwargs: object):
         raise exc
+
     return load_model
 
 
@@ -165,8 +166,9 @@ def test_a_full_disk_mid_sample_keeps_the_previous_set(tmp_path: Path, monkeypat
 def test_a_full_disk_while_a_search_writes_keeps_the_previous_set(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC as a rerun writes results.json: the earlier results.json, best.json and schedules/ stay, as a set; every
     finished trial stays in the study; no staging folder is left; the rerun after it completes the set again."""
-    import flexdiff.search.artefacts
     from search.test_search import search_args
+
+    import flexdiff.search.artefacts
 
     out = tmp_path / "run"
     assert runner.invoke(app, search_args(tiny_model_dir, out, 2)).exit_code == 0

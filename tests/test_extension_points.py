@@ -94,7 +94,9 @@ def test_a_sampler_is_one_file(plugin, tmp_path: Path, tiny_model_dir: Path) -> 
         ours = flexdiff.sample(model, 4, seed=0, schedule=plan)
         ddim = flexdiff.sample(model, 4, seed=0, schedule=flexdiff.ddim_k(ts, 3, "ddim"))
         torch.testing.assert_close(ours, ddim, rtol=0, atol=1e-5)
-        result = CliRunner().invoke(app, ["sample", "--model", str(tiny_model_dir), "--sampler", "toy-x0", "--steps", "4", "--n", "2", "--out", str(tmp_path / "o")])
+        result = CliRunner().invoke(
+            app, ["sample", "--model", str(tiny_model_dir), "--sampler", "toy-x0", "--steps", "4", "--n", "2", "--out", str(tmp_path / "o")]
+        )
         assert result.exit_code == 0, result.output
         assert suites_on("toy-x0") == {"sampler"}
         run_contract("sampler", "toy-x0")
@@ -118,8 +120,14 @@ def test_a_step_kind_is_one_file(plugin, tmp_path: Path, tiny_model) -> None:
     plugin("toy_step_kind", TOY_STEP_KIND)
     try:
         ts = flexdiff.teacher_timesteps(tiny_model, "ddim", 6)
-        data = {"format": "flexdiff.schedule", "version": 1, "T": 6, "timesteps": ts, "sampler": "ddim",
-                "steps": ["full", "recompute", "partial:0", "recompute", "null", "recompute"]}
+        data = {
+            "format": "flexdiff.schedule",
+            "version": 1,
+            "T": 6,
+            "timesteps": ts,
+            "sampler": "ddim",
+            "steps": ["full", "recompute", "partial:0", "recompute", "null", "recompute"],
+        }
         plan = Schedule.from_dict(data)  # parsed and validated like any schedule file
         assert plan.counts()["recompute"] == 3 and plan.active_indices == [0, 1, 2, 3, 5]
         costs = measure_macs(tiny_model)
@@ -293,8 +301,20 @@ def test_a_strategy_is_one_file(plugin, tmp_path: Path, tiny_model_dir: Path) ->
 
     plugin("toy_strategy", TOY_STRATEGY)
     try:
-        config = SearchConfig(out=tmp_path / "run", model=str(tiny_model_dir), steps=6, n=8, trials=3, strategy="toy-tpe", segments=(2, 3), validate_n=8,
-                              validate_top=1, baseline_branches=(0,), speedup=2.0, progress=False)
+        config = SearchConfig(
+            out=tmp_path / "run",
+            model=str(tiny_model_dir),
+            steps=6,
+            n=8,
+            trials=3,
+            strategy="toy-tpe",
+            segments=(2, 3),
+            validate_n=8,
+            validate_top=1,
+            baseline_branches=(0,),
+            speedup=2.0,
+            progress=False,
+        )
         results = search(config)
         assert len(results["trials"]["searched"]) == 3 and results["config"]["strategy"] == "toy-tpe"
         assert suites_on("toy-tpe") == {"strategy"}

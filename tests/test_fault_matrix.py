@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
 from nas.test_compress import kill_during, same_student
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -36,15 +35,32 @@ from typer.testing import CliRunner
 
 from flexdiff.cli import app
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, save_model
+from flexdiff.testing.tiny import tiny_unet
 
 pytestmark = pytest.mark.slow  # end-to-end runs of search and compress
 
 runner = CliRunner()
 DAMAGES = ("truncated", "garbage", "empty", "wrong key", "wrong shape")
-COMPRESS = ["--record-n", "32", "--val-n", "8", "--distill-steps", "3", "--retrain-steps", "4", "--fid-n", "0", "--minutes", "5",
-            "--device", "cpu", "--no-report", "--seed", "3"]
-SEARCH = ["--steps", "6", "--n", "8", "--trials", "3", "--validate-n", "8", "--segments", "2,3", "--baseline-branches", "0",
-          "--speedup", "2", "--seed", "0"]
+COMPRESS = [
+    "--record-n",
+    "32",
+    "--val-n",
+    "8",
+    "--distill-steps",
+    "3",
+    "--retrain-steps",
+    "4",
+    "--fid-n",
+    "0",
+    "--minutes",
+    "5",
+    "--device",
+    "cpu",
+    "--no-report",
+    "--seed",
+    "3",
+]
+SEARCH = ["--steps", "6", "--n", "8", "--trials", "3", "--validate-n", "8", "--segments", "2,3", "--baseline-branches", "0", "--speedup", "2", "--seed", "0"]
 
 
 def invoke(*args: object):
@@ -159,7 +175,17 @@ def _schedule(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, 
 
 def _weights(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, list[object]]:
     shutil.copytree(tiny_model_dir, tmp / "model")
-    return tmp / "model" / "unet" / "diffusion_pytorch_model.safetensors", ["sample", "--model", tmp / "model", "--steps", "2", "--n", "2", "--out", tmp / "out"]
+    return tmp / "model" / "unet" / "diffusion_pytorch_model.safetensors", [
+        "sample",
+        "--model",
+        tmp / "model",
+        "--steps",
+        "2",
+        "--n",
+        "2",
+        "--out",
+        tmp / "out",
+    ]
 
 
 def _config(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, list[object]]:
@@ -184,8 +210,12 @@ def _results(search_run: Path, tiny_model_dir: Path, tmp: Path) -> tuple[Path, l
 
 
 INPUTS: dict[str, Callable[[Path, Path, Path], tuple[Path, list[object]]]] = {
-    "schedule file": _schedule, "model weights": _weights, "model config": _config, "image set": _images,
-    "study database": _study, "results.json": _results,
+    "schedule file": _schedule,
+    "model weights": _weights,
+    "model config": _config,
+    "image set": _images,
+    "study database": _study,
+    "results.json": _results,
 }
 # damages an input kind answers otherwise than with a refusal, by its documented contract (checked, not skipped)
 NOT_A_TENSOR_FILE = {("study database", "wrong key"), ("study database", "wrong shape")}  # another study: test_error_net
@@ -212,7 +242,9 @@ def test_a_damaged_input_is_refused_in_one_line(kind: str, how: str, search_run:
         pytest.skip("a database has no tensor to rename or reshape; a study made for other settings is refused in test_error_net")
     path, args = INPUTS[kind](search_run, tiny_model_dir, tmp_path)
     if kind == "image set" and how in ("wrong key", "wrong shape"):  # an .npz's 'images', or its only array
-        np.savez(path, pictures=np.zeros((4, 1, 16, 16), np.float32), labels=np.zeros(4)) if how == "wrong key" else np.savez(path, images=np.zeros((4, 16), np.float32))
+        np.savez(path, pictures=np.zeros((4, 1, 16, 16), np.float32), labels=np.zeros(4)) if how == "wrong key" else np.savez(
+            path, images=np.zeros((4, 16), np.float32)
+        )
     else:
         damage(path, how)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
@@ -242,7 +274,8 @@ def _fail_on(target: str, exc: BaseException, monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize("fault, code", [(OSError(errno.ENOSPC, "No space left on device"), 2), (KeyboardInterrupt(), 130)], ids=["ENOSPC", "SIGINT"])
 @pytest.mark.parametrize("target", ["up1.safetensors", "checkpoint.safetensors"])
 def test_a_fault_mid_phase_keeps_finished_phases_and_the_rerun_ends_equal(
-        fault: BaseException, code: int, target: str, compress_run: Path, teacher16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fault: BaseException, code: int, target: str, compress_run: Path, teacher16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "run"
     _fail_on(target, fault, monkeypatch)
     line = assert_one_line(invoke("compress", "--model", teacher16, "--out", folder, *COMPRESS), code)
@@ -269,7 +302,9 @@ WRITERS = {
 
 
 @pytest.mark.parametrize("command", list(WRITERS))
-def test_a_read_only_out_is_refused_before_any_work(command: str, search_run: Path, tiny_model_dir: Path, teacher16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_read_only_out_is_refused_before_any_work(
+    command: str, search_run: Path, tiny_model_dir: Path, teacher16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
     real = os.access
@@ -282,7 +317,8 @@ def test_a_read_only_out_is_refused_before_any_work(command: str, search_run: Pa
 
 # --- a full disk in the middle of a search trial ------------------------------------------------------------------
 def test_a_full_disk_mid_trial_keeps_finished_trials_and_the_rerun_equals_an_uninterrupted_search(
-        search_run: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    search_run: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ENOSPC raised inside the second searched evaluation (where the study's database writes): one line, exit 2; the
     first trial stays in the study; the rerun ends with exactly the uninterrupted search's trials and results."""
     from search.test_search import _searched_sequence

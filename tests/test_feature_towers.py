@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_pipelines import invoke, ok, one_line_error
+from folders import invoke, ok, one_line_error
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import get_feature_network

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
 
 import flexdiff
 from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
@@ -14,6 +13,7 @@ from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule
 from flexdiff.samplers import sampler_names
 from flexdiff.schedule import bind
+from flexdiff.testing.tiny import tiny_unet
 
 T = 8
 
@@ -272,7 +272,13 @@ def test_a_flow_solver_reads_custom_sigmas_and_timesteps_as_flow_match_euler_doe
     theirs = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
     ours = FlexdiffScheduler.from_scheduler(theirs, "flow-euler")
     sigmas = [1.0, 0.8, 0.55, 0.3, 0.1]
-    kwargs = {"sigmas": sigmas} if given == "sigmas" else {"timesteps": [s * 1000 for s in sigmas]} if given == "timesteps" else {"sigmas": sigmas, "timesteps": [s * 1000 for s in sigmas]}
+    kwargs = (
+        {"sigmas": sigmas}
+        if given == "sigmas"
+        else {"timesteps": [s * 1000 for s in sigmas]}
+        if given == "timesteps"
+        else {"sigmas": sigmas, "timesteps": [s * 1000 for s in sigmas]}
+    )
     theirs.set_timesteps(**kwargs)
     ours.set_timesteps(**kwargs)
     torch.testing.assert_close(ours.sigmas, theirs.sigmas.float(), rtol=0, atol=1e-6)

@@ -18,8 +18,15 @@ from flexdiff.samplers import (
 )
 
 SD3 = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0}
-FLUX = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15,
-        "base_image_seq_len": 256, "max_image_seq_len": 4096}
+FLUX = {
+    "_class_name": "FlowMatchEulerDiscreteScheduler",
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+}
 CONFIGS = {"sd3": (SD3, None), "flux": (FLUX, 1024)}
 
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 import torch
-from folders import FOLDERS
+from folders import FOLDERS, SEARCH, invoke, ok, one_line_error
 from safetensors.torch import load_file
-from test_pipelines import SEARCH, clip_dir, invoke, ok, one_line_error, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
 
 import flexdiff
 from flexdiff.features import get_feature_network
@@ -50,8 +49,15 @@ def user_pipeline(folder: Path) -> Any:
 
 
 def user_call(pipe: Any, noise: torch.Tensor, steps: int, options: dict[str, Any]) -> torch.Tensor:
-    out = pipe(prompt=[PROMPTS[i % len(PROMPTS)] for i in range(N)], guidance_scale=GUIDANCE, num_inference_steps=steps, latents=noise,
-               generator=[torch.Generator().manual_seed(image_seed(0, i)) for i in range(N)], output_type="np", **options)
+    out = pipe(
+        prompt=[PROMPTS[i % len(PROMPTS)] for i in range(N)],
+        guidance_scale=GUIDANCE,
+        num_inference_steps=steps,
+        latents=noise,
+        generator=[torch.Generator().manual_seed(image_seed(0, i)) for i in range(N)],
+        output_type="np",
+        **options,
+    )
     return torch.as_tensor(out.frames if hasattr(out, "frames") else out.images).movedim(-1, -3) * 2 - 1
 
 
@@ -70,8 +76,28 @@ def test_search_on_a_users_folder_scores_what_its_pipeline_makes(family: tuple[s
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     out = tmp_path / "search"
-    ok(invoke("search", "--model", folder, *SEARCH, "--speedup", "1.3", "--prompts", prompts, "--guidance", GUIDANCE, "--features", "clip", "--clip", clip_dir,
-              "--no-report", "--out", out, *option_args(options)))
+    ok(
+        invoke(
+            "search",
+            "--model",
+            folder,
+            *SEARCH,
+            "--speedup",
+            "1.3",
+            "--prompts",
+            prompts,
+            "--guidance",
+            GUIDANCE,
+            "--features",
+            "clip",
+            "--clip",
+            clip_dir,
+            "--no-report",
+            "--out",
+            out,
+            *option_args(options),
+        )
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["sampler"] == "pipeline"  # auto: the folder's own call and scheduler are the teacher
     assert all(r["psnr"] > 0 and 0 < r["ssim"] <= 1 for r in results["validated"] if r["macs_speedup"] > 1)  # the paired metrics beside rFID
@@ -109,11 +135,14 @@ def test_a_null_component_loads_absent(tmp_path: Path) -> None:
     assert model.pipeline.text_encoder_3 is None and model.pipeline_only and model.sample_shape == (4, 8, 8)
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--pipeline-kwargs", "[1, 2]"], "a JSON object"),
-    (["--pipeline-kwargs", '{"latents": 1}'], "'latents'"),
-    (["--pipeline-kwargs", '{"no_such_keyword": 1}'], "a call the pipeline accepts"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--pipeline-kwargs", "[1, 2]"], "a JSON object"),
+        (["--pipeline-kwargs", '{"latents": 1}'], "'latents'"),
+        (["--pipeline-kwargs", '{"no_such_keyword": 1}'], "a call the pipeline accepts"),
+    ],
+)
 def test_bad_pipeline_options_are_one_line_errors(args: list[str], needle: str, tmp_path: Path) -> None:
     build, options = FOLDERS["sd3"]
     folder = build(tmp_path / "sd3")
@@ -152,10 +181,33 @@ def test_a_flux_schedule_made_at_one_resolution_applies_at_others(clip_dir: Path
     kept = [float(s) for i, s in enumerate(torch.linspace(1.0, 1 / steps, steps).tolist()) if i not in dropped]  # Flux's own unshifted grid
 
     def call(size: int, **extra: Any) -> torch.Tensor:
-        return pipe(prompt="a cat", height=size, width=size, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="latent", **extra).images
+        return pipe(
+            prompt="a cat", height=size, width=size, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="latent", **extra
+        ).images
 
-    ok(invoke("search", "--model", folder, *SEARCH, "--steps", str(steps), "--speedup", "1.3", "--features", "clip", "--clip", clip_dir, "--no-report",
-              "--height", "64", "--width", "64", "--out", tmp_path / "search"))
+    ok(
+        invoke(
+            "search",
+            "--model",
+            folder,
+            *SEARCH,
+            "--steps",
+            str(steps),
+            "--speedup",
+            "1.3",
+            "--features",
+            "clip",
+            "--clip",
+            clip_dir,
+            "--no-report",
+            "--height",
+            "64",
+            "--width",
+            "64",
+            "--out",
+            tmp_path / "search",
+        )
+    )
     for size in (32, 128):
         plain = call(size)
         with flexdiff.enabled(pipe, tmp_path / "search" / "best.json"):  # the searched plan runs at this size too

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_conditional_model, tiny_plain_model, tiny_unet
 
 from flexdiff.backbones import unet_layout
 from flexdiff.cost import count_macs, measure_macs
@@ -12,7 +11,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.executor import apply_schedule
 from flexdiff.generation import sample
 from flexdiff.hooks import HOOK_NAME, apply_partial_steps, remove_partial_steps
-from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, Conditioning, DiffusionModel
+from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule, initial_noise
 from flexdiff.samplers import sampler_names
 from flexdiff.sampling import generate, teacher_timesteps
@@ -26,8 +25,8 @@ from flexdiff.schedule import (
     deepcache_uniform,
     full,
 )
+from flexdiff.testing.tiny import tiny_conditional_model, tiny_plain_model, tiny_unet
 from flexdiff.utils.diffusers_private import hook_registry
-
 
 MODELS = {"unet2d": tiny_plain_model, "unet2d-condition-cfg": tiny_conditional_model}
 SAMPLERS = sampler_names("alpha_bar")  # every registered sampler of the UNets' noise kind (flow samplers: tests/test_transformer.py)
@@ -193,4 +192,3 @@ def test_costs_are_measured_on_a_model_with_few_training_timesteps() -> None:
     config = {**DEFAULT_SCHEDULER_CONFIG, "num_train_timesteps": 400, "prediction_type": "v_prediction"}
     model = DiffusionModel(tiny_unet(), NoiseSchedule.from_scheduler_config(config), (1, 8, 8), "tiny-400")
     assert measure_macs(model).full == measure_macs(tiny_plain_model()).full
-

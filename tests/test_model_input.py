@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_pipelines import invoke, ok, one_line_error, sd_dir, sdxl_dir  # noqa: F401 - session fixtures
+from folders import invoke, ok, one_line_error
 
 import flexdiff
 from flexdiff.errors import FlexdiffError

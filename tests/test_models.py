@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
 from typer.testing import CliRunner
 
 from flexdiff.cli import app
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import BUILTIN_MODELS, WEIGHTS_NAME, load_model
 from flexdiff.models.files import sample_shape
+from flexdiff.testing.tiny import tiny_unet
 
 
 def test_pipeline_folder_loads_bit_identical(tiny_model_dir: Path) -> None:
@@ -45,8 +45,14 @@ def _conditional_folder(root: Path) -> Path:
     from diffusers import UNet2DConditionModel
 
     unet = UNet2DConditionModel(
-        block_out_channels=(4, 8), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        norm_num_groups=2, cross_attention_dim=8, sample_size=8, layers_per_block=1, attention_head_dim=2,
+        block_out_channels=(4, 8),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=2,
+        cross_attention_dim=8,
+        sample_size=8,
+        layers_per_block=1,
+        attention_head_dim=2,
     )
     unet.save_pretrained(root, safe_serialization=True)
     return root
@@ -123,7 +129,9 @@ def test_bad_sample_size_is_one_line(tmp_path: Path) -> None:
     _one_line_error(root, str(path), "sample_size 'big'")
 
 
-@pytest.mark.parametrize("size, shape", [(8, (1, 8, 8)), ([8, 12], (1, 8, 12)), ("big", None), ([8], None), (None, None), (True, None), ([8, 0], None), (10**6, None)])
+@pytest.mark.parametrize(
+    "size, shape", [(8, (1, 8, 8)), ([8, 12], (1, 8, 12)), ("big", None), ([8], None), (None, None), (True, None), ([8, 0], None), (10**6, None)]
+)
 def test_sample_shape_of_pixel_and_latent_unets(size: object, shape: tuple[int, int, int] | None) -> None:
     """One helper serves bare/pixel folders (models.py) and LDM/SD pipelines (pipelines.py)."""
     unet = SimpleNamespace(config=SimpleNamespace(sample_size=size, in_channels=1))
@@ -133,3 +141,13 @@ def test_sample_shape_of_pixel_and_latent_unets(size: object, shape: tuple[int, 
     with pytest.raises(FlexdiffError, match="unet/config.json: sample_size") as info:
         sample_shape(unet, Path("unet/config.json"))
     assert "\n" not in str(info.value)
+
+
+def test_a_pipeline_loop_refuses_class_labels_in_one_line() -> None:
+    """The pipeline's own loop takes prompts, not the class labels flexdiff holds (this path raised NameError once)."""
+    from flexdiff.models.pipelines import pipeline_call_args
+    from flexdiff.testing.tiny import tiny_dit_model
+
+    model = tiny_dit_model()
+    with pytest.raises(FlexdiffError, match="class labels with sampler pipeline"):
+        pipeline_call_args(lambda prompt=None, num_inference_steps=1: None, model, model.initial_noise(1, 0), 2, [0], 0)

@@ -57,7 +57,9 @@ def test_a_missing_extra_is_one_line_with_exit_code_2(tmp_path: Path) -> None:
 
 def test_import_flexdiff_is_light() -> None:
     """The public API is imported on first use: `import flexdiff` loads neither torch nor diffusers nor optuna."""
-    result = run_python("import sys, flexdiff\nprint(sorted(m for m in ('torch', 'diffusers', 'optuna', 'matplotlib') if m in sys.modules))\nprint(flexdiff.__version__)")
+    result = run_python(
+        "import sys, flexdiff\nprint(sorted(m for m in ('torch', 'diffusers', 'optuna', 'matplotlib') if m in sys.modules))\nprint(flexdiff.__version__)"
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split()
     assert lines[0] == "[]"

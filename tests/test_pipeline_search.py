@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from folders import SEARCH, invoke, ok
 from safetensors.torch import load_file
-from test_pipelines import (  # noqa: F401 - session fixtures
-    SEARCH,
-    clip_dir,
-    controlnet_dir,
-    invoke,
-    ok,
-    sd_dir,
-    sdxl_dir,
-)
 
 import flexdiff
 from flexdiff.features import get_feature_network
@@ -54,13 +46,24 @@ def _user_call(pipe, noise: torch.Tensor, control: Path | None = None) -> torch.
 
         files = sorted(control.glob("*.png"))
         extra["image"] = [Image.open(files[i % len(files)]) for i in range(N)]
-    out = pipe(prompt=[PROMPTS[i % len(PROMPTS)] for i in range(N)], guidance_scale=GUIDANCE, num_inference_steps=T, latents=noise, height=16, width=16,
-               generator=[torch.Generator().manual_seed(image_seed(0, i)) for i in range(N)], output_type="np", **extra)
+    out = pipe(
+        prompt=[PROMPTS[i % len(PROMPTS)] for i in range(N)],
+        guidance_scale=GUIDANCE,
+        num_inference_steps=T,
+        latents=noise,
+        height=16,
+        width=16,
+        generator=[torch.Generator().manual_seed(image_seed(0, i)) for i in range(N)],
+        output_type="np",
+        **extra,
+    )
     return torch.from_numpy(out.images).permute(0, 3, 1, 2) * 2 - 1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, scheduler", [("sd", "PNDMScheduler"), ("sd", "EulerDiscreteScheduler"), ("sdxl", "EulerDiscreteScheduler"), ("controlnet", "PNDMScheduler")])
+@pytest.mark.parametrize(
+    "kind, scheduler", [("sd", "PNDMScheduler"), ("sd", "EulerDiscreteScheduler"), ("sdxl", "EulerDiscreteScheduler"), ("controlnet", "PNDMScheduler")]
+)
 def test_the_search_scores_what_the_users_pipeline_makes(kind: str, scheduler: str, request: pytest.FixtureRequest, clip_dir: Path, tmp_path: Path) -> None:
     import diffusers
 
@@ -74,7 +77,30 @@ def test_the_search_scores_what_the_users_pipeline_makes(kind: str, scheduler: s
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     out = tmp_path / "search"
-    log = ok(invoke("search", "--model", folder, "--sampler", "pipeline", *SEARCH, "--speedup", "1.3", "--all-baselines", "--prompts", prompts, "--guidance", GUIDANCE, *(["--control-images", control] if control else []), "--features", "clip", "--clip", clip_dir, "--out", out))
+    log = ok(
+        invoke(
+            "search",
+            "--model",
+            folder,
+            "--sampler",
+            "pipeline",
+            *SEARCH,
+            "--speedup",
+            "1.3",
+            "--all-baselines",
+            "--prompts",
+            prompts,
+            "--guidance",
+            GUIDANCE,
+            *(["--control-images", control] if control else []),
+            "--features",
+            "clip",
+            "--clip",
+            clip_dir,
+            "--out",
+            out,
+        )
+    )
     assert ("takes no custom timesteps" in log) == (scheduler == "PNDMScheduler")  # PNDM: no null steps, no DDIM-k
     results = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in results["trials"]["baselines"]]

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from folders import text_config, write_tokenizer
+from folders import SEARCH, invoke, ok, one_line_error, write_index
 from typer.testing import CliRunner
 
-from flexdiff.cli import app
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, load_model, save_model
 
@@ -29,166 +28,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def one_line_error(result, needle: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
-
-
-# --- tiny components ---------------------------------------------------------------------------------------------
-
-
-def tiny_vae(kind: str):
-    from diffusers import AutoencoderKL, VQModel
-
-    torch.manual_seed(1)
-    common = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                  block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2, sample_size=16)
-    if kind == "kl":
-        return AutoencoderKL(latent_channels=4, **common)
-    return VQModel(latent_channels=3, num_vq_embeddings=16, vq_embed_dim=3, **common)
-
-
-def write_index(root: Path, pipeline: str, **parts: list) -> None:
-    (root / "model_index.json").write_text(json.dumps({"_class_name": pipeline, "_diffusers_version": "0.35.0", **parts}))
-
-
-@pytest.fixture(scope="session")
-def sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Stable Diffusion layout: unet (UNet2DConditionModel), vae (AutoencoderKL), text_encoder, tokenizer, scheduler."""
-    from diffusers import PNDMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    root = tmp_path_factory.mktemp("sd") / "pipeline"
-    torch.manual_seed(0)
-    UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=8, attention_head_dim=2,
-    ).save_pretrained(root / "unet", safe_serialization=True)
-    tiny_vae("kl").save_pretrained(root / "vae", safe_serialization=True)
-    vocab = write_tokenizer(root / "tokenizer")
-    torch.manual_seed(2)
-    CLIPTextModel(CLIPTextConfig(**text_config(vocab))).save_pretrained(str(root / "text_encoder"))
-    PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1).save_pretrained(root / "scheduler")
-    write_index(root, "StableDiffusionPipeline", unet=["diffusers", "UNet2DConditionModel"], vae=["diffusers", "AutoencoderKL"],
-                text_encoder=["transformers", "CLIPTextModel"], tokenizer=["transformers", "CLIPTokenizer"], scheduler=["diffusers", "PNDMScheduler"],
-                safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False)
-    return root
-
-
-@pytest.fixture(scope="session")
-def sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Stable Diffusion XL layout: a UNet with added text-time conditions, two text encoders and tokenizers."""
-    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    root = tmp_path_factory.mktemp("sdxl") / "pipeline"
-    torch.manual_seed(0)
-    UNet2DConditionModel(  # cross attention = both encoders' states (8 + 8); added embedding = 6 time ids x 4 + the pooled 8
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16, attention_head_dim=2,
-        addition_embed_type="text_time", addition_time_embed_dim=4, projection_class_embeddings_input_dim=6 * 4 + 8,
-    ).save_pretrained(root / "unet", safe_serialization=True)
-    tiny_vae("kl").save_pretrained(root / "vae", safe_serialization=True)
-    vocab = write_tokenizer(root / "tokenizer")
-    write_tokenizer(root / "tokenizer_2")
-    torch.manual_seed(2)
-    CLIPTextModel(CLIPTextConfig(**text_config(vocab))).save_pretrained(str(root / "text_encoder"))
-    CLIPTextModelWithProjection(CLIPTextConfig(**text_config(vocab))).save_pretrained(str(root / "text_encoder_2"))
-    EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1).save_pretrained(root / "scheduler")
-    write_index(root, "StableDiffusionXLPipeline", unet=["diffusers", "UNet2DConditionModel"], vae=["diffusers", "AutoencoderKL"],
-                text_encoder=["transformers", "CLIPTextModel"], tokenizer=["transformers", "CLIPTokenizer"],
-                text_encoder_2=["transformers", "CLIPTextModelWithProjection"], tokenizer_2=["transformers", "CLIPTokenizer"],
-                scheduler=["diffusers", "EulerDiscreteScheduler"], force_zeros_for_empty_prompt=True)
-    return root
-
-
-@pytest.fixture(scope="session")
-def controlnet_dir(sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(a StableDiffusionControlNetPipeline folder saved by diffusers, a folder of two 16x16 control images). The
-    ControlNet's zero-initialised output convolutions get random weights, so its residuals change the images."""
-    from diffusers import (
-        ControlNetModel,
-        StableDiffusionControlNetPipeline,
-        StableDiffusionPipeline,
-    )
-    from PIL import Image
-
-    base = StableDiffusionPipeline.from_pretrained(sd_dir, safety_checker=None, requires_safety_checker=False)
-    controlnet = ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(4, 8))
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
-            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.3)
-    root = tmp_path_factory.mktemp("controlnet")
-    StableDiffusionControlNetPipeline(**base.components, controlnet=controlnet).save_pretrained(root / "pipeline", safe_serialization=True)
-    images = root / "control"
-    images.mkdir()
-    for k in range(2):
-        pixels = torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(10 + k))
-        Image.fromarray((pixels.numpy() * 255).astype(np.uint8)).save(images / f"{k}.png")
-    return root / "pipeline", images
-
-
-@pytest.fixture(scope="session")
-def ldm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """LDMPipeline layout: vqvae (VQModel), unet (latent UNet2DModel), scheduler (DDIM)."""
-    from diffusers import DDIMScheduler, UNet2DModel
-
-    root = tmp_path_factory.mktemp("ldm") / "pipeline"
-    torch.manual_seed(0)
-    UNet2DModel(
-        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"), attention_head_dim=4,
-    ).save_pretrained(root / "unet", safe_serialization=True)
-    tiny_vae("vq").save_pretrained(root / "vqvae", safe_serialization=True)
-    DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False).save_pretrained(root / "scheduler")
-    write_index(root, "LDMPipeline", vqvae=["diffusers", "VQModel"], unet=["diffusers", "UNet2DModel"], scheduler=["diffusers", "DDIMScheduler"])
-    return root
-
-
-@pytest.fixture(scope="session")
-def class_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A class-conditional pixel UNet2DModel (3 classes) in a DDPM pipeline folder."""
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=3)
-    root = tmp_path_factory.mktemp("class") / "pipeline"
-    save_model(unet, root, DEFAULT_SCHEDULER_CONFIG)
-    return root
-
-
-@pytest.fixture(scope="session")
-def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny CLIPModel (both towers, 16x16 images) with its tokenizer, as transformers saves it."""
-    from transformers import CLIPConfig, CLIPModel
-
-    root = tmp_path_factory.mktemp("clip") / "clip"
-    vocab = write_tokenizer(root)
-    torch.manual_seed(3)
-    vision = dict(image_size=16, patch_size=8, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2)
-    CLIPModel(CLIPConfig(text_config=text_config(vocab), vision_config=vision, projection_dim=8)).save_pretrained(str(root))
-    return root
-
-
-@pytest.fixture(scope="session")
-def prompt_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("prompts") / "prompts.txt"
-    path.write_text("a cat\n\n7\ta dog\nthe cat and the dog\n")
-    return path
 
 
 def images_of(folder: Path) -> np.ndarray:
@@ -268,8 +107,29 @@ def test_sd_inspect_schedule_sample_guidance_off_and_on(sd_dir: Path, prompt_fil
     assert images_of(tmp_path / "off").shape == (3, 3, 16, 16)
     assert json.loads((tmp_path / "off" / "run.json").read_text())["conditioning"]["guidance"] == 1.0
 
-    out = ok(invoke("sample", "--model", sd_dir, "--steps", "4", "--n", "3", "--batch-size", "2", "--prompts", prompt_file, "--guidance", "3",
-                    "--negative-prompt", "dog", "--clip", clip_dir, "--out", tmp_path / "on"))
+    out = ok(
+        invoke(
+            "sample",
+            "--model",
+            sd_dir,
+            "--steps",
+            "4",
+            "--n",
+            "3",
+            "--batch-size",
+            "2",
+            "--prompts",
+            prompt_file,
+            "--guidance",
+            "3",
+            "--negative-prompt",
+            "dog",
+            "--clip",
+            clip_dir,
+            "--out",
+            tmp_path / "on",
+        )
+    )
     run = json.loads((tmp_path / "on" / "run.json").read_text())
     assert "CLIP score" in out and 0 <= run["clip_score"] <= 100
     assert run["conditioning"]["prompts"] == ["a cat", "a dog", "the cat and the dog"] and run["conditioning"]["seeds"] == [None, 7, None]
@@ -277,22 +137,37 @@ def test_sd_inspect_schedule_sample_guidance_off_and_on(sd_dir: Path, prompt_fil
 
     out = ok(invoke("sample", "--model", sd_dir, "--schedule", plan, "--n", "2", "--prompts", prompt_file, "--guidance", "3", "--out", tmp_path / "plan"))
     assert "MACs speed-up" in out and images_of(tmp_path / "plan").shape == (2, 3, 16, 16)
-    fid = json.loads(ok(invoke("eval", "--samples", tmp_path / "on" / "samples.npz", "--reference", tmp_path / "off" / "samples.npz",
-                               "--features", "clip", "--clip", clip_dir, "--json")))
+    fid = json.loads(
+        ok(
+            invoke(
+                "eval",
+                "--samples",
+                tmp_path / "on" / "samples.npz",
+                "--reference",
+                tmp_path / "off" / "samples.npz",
+                "--features",
+                "clip",
+                "--clip",
+                clip_dir,
+                "--json",
+            )
+        )
+    )
     assert fid["features"] == "clip" and fid["fid"] >= 0
-
-
-SEARCH = ["--steps", "6", "--n", "4", "--trials", "2", "--segments", "2,3", "--validate-n", "4", "--validate-top", "1", "--baseline-branches", "0"]
 
 
 @pytest.mark.slow
 def test_sd_search_with_guidance_then_without_rebuilds_the_reference(sd_dir: Path, prompt_file: Path, clip_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "search"
-    first = ok(invoke("search", "--model", sd_dir, *SEARCH, "--prompts", prompt_file, "--guidance", "3", "--features", "clip", "--clip", clip_dir, "--out", out))
+    first = ok(
+        invoke("search", "--model", sd_dir, *SEARCH, "--prompts", prompt_file, "--guidance", "3", "--features", "clip", "--clip", clip_dir, "--out", out)
+    )
     assert "teacher reference built" in first
     results = json.loads((out / "results.json").read_text())
     assert results["validated"] and (out / "schedules").is_dir()
-    again = ok(invoke("search", "--model", sd_dir, *SEARCH, "--prompts", prompt_file, "--guidance", "1", "--features", "clip", "--clip", clip_dir, "--out", out))
+    again = ok(
+        invoke("search", "--model", sd_dir, *SEARCH, "--prompts", prompt_file, "--guidance", "1", "--features", "clip", "--clip", clip_dir, "--out", out)
+    )
     assert "rebuilt: conditioning differs" in again  # guidance is part of the teacher reference key
     assert json.loads((out / "results.json").read_text())["study"] != results["study"]
 
@@ -333,9 +208,27 @@ def _without(src: Path, dst: Path, *drop: str) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("case", ["bad-seed", "tab-no-prompt", "empty-file", "missing-clip", "clip-without-path", "no-vae", "no-vqvae",
-                                  "pickled-text-encoder", "sdxl", "transformer", "prompts-on-pixel", "labels-on-sd", "clip-without-prompts"])
-def test_bad_input_is_one_line_and_exit_2(case: str, sd_dir: Path, ldm_dir: Path, clip_dir: Path, tiny_model_dir: Path, prompt_file: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize(
+    "case",
+    [
+        "bad-seed",
+        "tab-no-prompt",
+        "empty-file",
+        "missing-clip",
+        "clip-without-path",
+        "no-vae",
+        "no-vqvae",
+        "pickled-text-encoder",
+        "sdxl",
+        "transformer",
+        "prompts-on-pixel",
+        "labels-on-sd",
+        "clip-without-prompts",
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    case: str, sd_dir: Path, ldm_dir: Path, clip_dir: Path, tiny_model_dir: Path, prompt_file: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     bad_prompts = tmp_path / "prompts.txt"
     out = tmp_path / "o"
     sample = lambda model, *extra: invoke("sample", "--model", model, "--steps", "2", "--n", "1", *extra, "--out", out)  # noqa: E731
@@ -416,7 +309,12 @@ def test_prompt_file_bom_crlf_and_unicode_line_separators(tmp_path: Path) -> Non
     # a BOM (Windows Notepad) before SEED<TAB>; CRLF endings; U+2028, NEL and form feed inside prompts are no line breaks
     path.write_bytes("\ufeff5\ta cat\r\na dog\u2028in a hat\r\n\r\nred\x85blue\x0cgreen\nlast".encode())
     entries = read_prompt_file(path)
-    assert [(e.prompt, e.seed, e.line) for e in entries] == [("a cat", 5, 1), ("a dog\u2028in a hat", None, 2), ("red\x85blue\x0cgreen", None, 4), ("last", None, 5)]
+    assert [(e.prompt, e.seed, e.line) for e in entries] == [
+        ("a cat", 5, 1),
+        ("a dog\u2028in a hat", None, 2),
+        ("red\x85blue\x0cgreen", None, 4),
+        ("last", None, 5),
+    ]
     path.write_bytes("a\u2028b\nseven\tc\n".encode())
     with pytest.raises(FlexdiffError, match=r"prompts\.txt:2"):  # line numbers as an editor counts them
         read_prompt_file(path)
@@ -426,11 +324,23 @@ def test_huge_labels_on_a_timestep_class_unet_are_one_line(tmp_path: Path) -> No
     from diffusers import UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), class_embed_type="timestep")
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=2,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        class_embed_type="timestep",
+    )
     save_model(unet, tmp_path / "ts", DEFAULT_SCHEDULER_CONFIG)
     # no class count to bound them: 10**20 gave "Overflow when unpacking long long" from torch
-    one_line_error(invoke("sample", "--model", tmp_path / "ts", "--steps", "2", "--n", "1", "--labels=100000000000000000000", "--out", tmp_path / "o"), "--labels 100000000000000000000")
+    one_line_error(
+        invoke("sample", "--model", tmp_path / "ts", "--steps", "2", "--n", "1", "--labels=100000000000000000000", "--out", tmp_path / "o"),
+        "--labels 100000000000000000000",
+    )
     assert not (tmp_path / "o").exists()
     ok(invoke("sample", "--model", tmp_path / "ts", "--steps", "2", "--n", "1", "--labels", str(2**63 - 1), "--out", tmp_path / "o"))
 

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from search.test_search import search_args
 from typer.testing import CliRunner
 
 from flexdiff.cli import app
 from flexdiff.errors import FlexdiffError
 from flexdiff.search.study import check_storage_url, open_storage
 from flexdiff.utils.text import mask_password, safe_file_stem
-from search.test_search import search_args
 
 runner = CliRunner()
 
@@ -184,8 +184,15 @@ def test_the_documented_postgresql_form_opens_with_the_shipped_driver() -> None:
     assert SECRET not in str(err.value) and "ImportError" not in str(err.value) and "OperationalError" in str(err.value)
 
 
-@pytest.mark.parametrize("url, package", [("postgresql://u@h/db", "psycopg2-binary"), ("postgresql+psycopg://u@h/db", "psycopg[binary]"),
-                                          ("mysql://u@h/db", "mysqlclient"), ("mysql+pymysql://u@h/db", "PyMySQL")])
+@pytest.mark.parametrize(
+    "url, package",
+    [
+        ("postgresql://u@h/db", "psycopg2-binary"),
+        ("postgresql+psycopg://u@h/db", "psycopg[binary]"),
+        ("mysql://u@h/db", "mysqlclient"),
+        ("mysql+pymysql://u@h/db", "PyMySQL"),
+    ],
+)
 def test_a_missing_driver_names_the_package_to_install(url: str, package: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for module in ("psycopg2", "psycopg", "MySQLdb", "pymysql"):
         monkeypatch.setitem(sys.modules, module, None)  # not installed (an import raises ImportError)

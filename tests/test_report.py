@@ -87,8 +87,34 @@ def one_thread() -> Iterator[None]:
 def search_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real search of the built-in digits model, run as a user runs it (a subprocess), without the report."""
     out = tmp_path_factory.mktemp("report") / "run"
-    args = ["search", "--model", "builtin:digits", "--n", "16", "--trials", "3", "--validate-n", "16", "--validate-top", "1", "--baseline-branches", "0",
-            "--segments", "5,10", "--steps", "10", "--speedup", "2", "--seed", "0", "--device", "cpu", "--out", str(out), "--no-report"]
+    args = [
+        "search",
+        "--model",
+        "builtin:digits",
+        "--n",
+        "16",
+        "--trials",
+        "3",
+        "--validate-n",
+        "16",
+        "--validate-top",
+        "1",
+        "--baseline-branches",
+        "0",
+        "--segments",
+        "5,10",
+        "--steps",
+        "10",
+        "--speedup",
+        "2",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-report",
+    ]
     proc = subprocess.run([FLEXDIFF, *args], env=ENV, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (out / "report.html").exists(), "--no-report must skip the report"
@@ -153,7 +179,13 @@ def test_empty_run_renders_every_section_and_says_what_is_absent(search_run: Pat
     text, page = parse(write_report(_variant(search_run, tmp_path, empty)))
     assert page.sections == list(SECTIONS) and page.images == []
     notes = " | ".join(absent_notes(text))
-    for phrase in ("no evaluated schedules", "no validated schedules", "no validated schedule to show", "no chosen or validated schedule", "no searched trials"):
+    for phrase in (
+        "no evaluated schedules",
+        "no validated schedules",
+        "no validated schedule to show",
+        "no chosen or validated schedule",
+        "no searched trials",
+    ):
         assert phrase in notes
     assert "Command rebuilt from the run" in text and "did not record its environment" in text
 
@@ -165,8 +197,24 @@ def compress_results(**drop: bool) -> dict:
         "config": {"model": "builtin:digits", "seed": 0},
         "teacher": {"macs": 36_200_000, "params": 1_010_657, "fid": 45.0},
         "student": {"macs": 20_100_000, "params": 600_000, "fid": None},
-        "blocks": [{"block": f"down_blocks.{i}", "choice": "half-width", "macs": 1_000_000 + i, "params": 5_000, "teacher_macs": 2_000_000, "teacher_params": 10_000, "loss": 0.01 * (i + 1)} for i in range(3)],
-        "retrain": {"history": [{"step": s, "alpha": min(1.0, s / 50), "lr": 1e-3, "loss": 1.0 / (s + 1), "feature": 0.5 / (s + 1), "output": 0.2 / (s + 2)} for s in range(0, 100, 5)]},
+        "blocks": [
+            {
+                "block": f"down_blocks.{i}",
+                "choice": "half-width",
+                "macs": 1_000_000 + i,
+                "params": 5_000,
+                "teacher_macs": 2_000_000,
+                "teacher_params": 10_000,
+                "loss": 0.01 * (i + 1),
+            }
+            for i in range(3)
+        ],
+        "retrain": {
+            "history": [
+                {"step": s, "alpha": min(1.0, s / 50), "lr": 1e-3, "loss": 1.0 / (s + 1), "feature": 0.5 / (s + 1), "output": 0.2 / (s + 2)}
+                for s in range(0, 100, 5)
+            ]
+        },
     }
     for key in drop:
         results.pop(key)
@@ -220,8 +268,27 @@ def test_cli_report_and_bad_input(search_run: Path, tmp_path: Path) -> None:
 def test_search_writes_its_report_by_default(tiny_model_dir: Path, tmp_path: Path) -> None:
     """A model without a real-data reference: FID is absent and the report says so."""
     out = tmp_path / "run"
-    args = ["search", "--model", str(tiny_model_dir), "--steps", "6", "--n", "8", "--trials", "2", "--validate-n", "8", "--segments", "2,3",
-            "--baseline-branches", "0", "--speedup", "2", "--out", str(out)]
+    args = [
+        "search",
+        "--model",
+        str(tiny_model_dir),
+        "--steps",
+        "6",
+        "--n",
+        "8",
+        "--trials",
+        "2",
+        "--validate-n",
+        "8",
+        "--segments",
+        "2,3",
+        "--baseline-branches",
+        "0",
+        "--speedup",
+        "2",
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     text, page = parse(out / "report.html")
@@ -235,7 +302,6 @@ def test_plots_draw_nothing_from_nothing() -> None:
     assert plots.search_progress([], [], 2.0) is None
     assert plots.schedule_strips([], 9) is None
     assert plots.loss_curves([{"step": 0}]) is None
-
 
 
 def test_strips_colour_every_step_kind_by_its_properties() -> None:

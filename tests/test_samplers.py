@@ -20,6 +20,7 @@ from flexdiff.samplers import (
 from flexdiff.testing.samplers import BASE, Network, denoise_of
 from flexdiff.testing.tiny import tiny_unet
 
+
 @pytest.fixture(scope="module")
 def unet():
     return tiny_unet(seed=1)
@@ -150,8 +151,10 @@ def test_ddim_2m_lands_nearer_the_teacher_than_ddim_or_dpmpp_on_the_same_steps(u
     x = initial_noise(4, (1, 8, 8), seed=2)
     fn = denoise_of(unet, noise)
     teacher = ddim(fn, x, grid, noise)
-    gap = {name: float((sampler(fn, x, active, noise, grid=grid) - teacher).norm()) for name, sampler in
-           {"ddim": ddim, "dpmpp-2m": dpmpp_2m, "ddim-2m": ddim_2m}.items()}
+    gap = {
+        name: float((sampler(fn, x, active, noise, grid=grid) - teacher).norm())
+        for name, sampler in {"ddim": ddim, "dpmpp-2m": dpmpp_2m, "ddim-2m": ddim_2m}.items()
+    }
     factor = 1.0 if clip_sample else 0.5
     assert gap["ddim-2m"] < factor * gap["ddim"] and gap["ddim-2m"] < factor * gap["dpmpp-2m"], gap
 
@@ -189,5 +192,3 @@ def test_bad_step_counts_are_rejected(steps: int) -> None:
 def test_initial_noise_is_the_documented_draw() -> None:
     expected = torch.randn((5, 1, 16, 16), generator=torch.Generator().manual_seed(11))
     assert torch.equal(initial_noise(5, (1, 16, 16), 11), expected)
-
-

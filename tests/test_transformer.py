@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_dit_model, tiny_pixart_model, tiny_unet
 from diffusers import (
     DiTTransformer2DModel,
     FluxTransformer2DModel,
@@ -20,7 +19,7 @@ from flexdiff.backbones import layout_of
 from flexdiff.cost import count_macs, measure_macs
 from flexdiff.executor import ScheduleExecutor, apply_schedule
 from flexdiff.hooks import RESIDUAL_HOOK_NAME, apply_partial_steps, remove_partial_steps
-from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, Conditioning, DiffusionModel
+from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import FlowSchedule, NoiseSchedule
 from flexdiff.samplers import flow_euler
 from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
@@ -34,6 +33,7 @@ from flexdiff.schedule import (
     deepcache_uniform,
     full,
 )
+from flexdiff.testing.tiny import tiny_dit_model, tiny_unet
 from flexdiff.utils.diffusers_private import hook_registry
 
 
@@ -43,34 +43,87 @@ def _g(seed: int = 1) -> torch.Generator:
 
 def _dit() -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
     torch.manual_seed(0)
-    m = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, num_layers=4, sample_size=8, patch_size=2,
-                              num_embeds_ada_norm=10, norm_num_groups=1)
+    m = DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        num_layers=4,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=10,
+        norm_num_groups=1,
+    )
     return m, torch.randn((2, 4, 8, 8), generator=_g()), {"class_labels": torch.tensor([1, 2])}
 
 
 def _pixart() -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
     torch.manual_seed(0)
-    m = PixArtTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=4, sample_size=8, patch_size=2,
-                                 cross_attention_dim=16, caption_channels=12, norm_num_groups=1)
-    return m, torch.randn((2, 4, 8, 8), generator=_g()), {"encoder_hidden_states": torch.randn((2, 5, 12), generator=_g(2)),
-                                                         "added_cond_kwargs": {"resolution": None, "aspect_ratio": None}}
+    m = PixArtTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=4,
+        sample_size=8,
+        patch_size=2,
+        cross_attention_dim=16,
+        caption_channels=12,
+        norm_num_groups=1,
+    )
+    return (
+        m,
+        torch.randn((2, 4, 8, 8), generator=_g()),
+        {"encoder_hidden_states": torch.randn((2, 5, 12), generator=_g(2)), "added_cond_kwargs": {"resolution": None, "aspect_ratio": None}},
+    )
 
 
 def _sd3() -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
     torch.manual_seed(0)
-    m = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=4, attention_head_dim=8, num_attention_heads=2, joint_attention_dim=12,
-                              caption_projection_dim=16, pooled_projection_dim=10, out_channels=4, pos_embed_max_size=16)
-    return m, torch.randn((2, 4, 8, 8), generator=_g()), {"encoder_hidden_states": torch.randn((2, 5, 12), generator=_g(2)),
-                                                         "pooled_projections": torch.randn((2, 10), generator=_g(3))}
+    m = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=4,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=12,
+        caption_projection_dim=16,
+        pooled_projection_dim=10,
+        out_channels=4,
+        pos_embed_max_size=16,
+    )
+    return (
+        m,
+        torch.randn((2, 4, 8, 8), generator=_g()),
+        {"encoder_hidden_states": torch.randn((2, 5, 12), generator=_g(2)), "pooled_projections": torch.randn((2, 10), generator=_g(3))},
+    )
 
 
 def _flux() -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
     """Double-stream blocks, then single-stream ones: 2 + 3 blocks, packed latents (N, 16 tokens, 16)."""
     torch.manual_seed(0)
-    m = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=2, num_single_layers=3, attention_head_dim=8, num_attention_heads=2,
-                               joint_attention_dim=12, pooled_projection_dim=10, axes_dims_rope=(2, 2, 4))
-    return m, torch.randn((2, 16, 16), generator=_g()), {"encoder_hidden_states": torch.randn((2, 5, 12), generator=_g(2)),
-                                                        "pooled_projections": torch.randn((2, 10), generator=_g(3)), "img_ids": torch.zeros(16, 3), "txt_ids": torch.zeros(5, 3)}
+    m = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=2,
+        num_single_layers=3,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=12,
+        pooled_projection_dim=10,
+        axes_dims_rope=(2, 2, 4),
+    )
+    return (
+        m,
+        torch.randn((2, 16, 16), generator=_g()),
+        {
+            "encoder_hidden_states": torch.randn((2, 5, 12), generator=_g(2)),
+            "pooled_projections": torch.randn((2, 10), generator=_g(3)),
+            "img_ids": torch.zeros(16, 3),
+            "txt_ids": torch.zeros(5, 3),
+        },
+    )
 
 
 TRANSFORMERS: dict[str, Callable[[], tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]]] = {"dit": _dit, "pixart": _pixart, "sd3": _sd3, "flux": _flux}
@@ -137,7 +190,9 @@ def test_null_steps_make_no_call_and_partial_steps_skip_the_middle_blocks(transf
     branch = layout.branches[-1]  # the most blocks computed
     plan = Schedule((Step(FULL), Step(NULL), Step(PARTIAL, branch.index), Step(NULL), Step(FULL), Step(PARTIAL, 0)), tuple(grid), "flow-euler")
     computed = {k: 0 for k in range(len(layout.units))}  # a block's first submodule runs only when the block computes
-    handles = [next(unit.children()).register_forward_pre_hook(lambda *a, k=k: computed.__setitem__(k, computed[k] + 1)) for k, (_, unit) in enumerate(layout.units)]
+    handles = [
+        next(unit.children()).register_forward_pre_hook(lambda *a, k=k: computed.__setitem__(k, computed[k] + 1)) for k, (_, unit) in enumerate(layout.units)
+    ]
     calls: list[int] = []
     try:
         _run(module, x, kwargs, plan, calls)
@@ -239,7 +294,11 @@ def test_dit_in_flexdiffs_loop_null_steps_and_partial_steps() -> None:
     calls = []
     handle = model.denoiser.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
-        plan = Schedule((Step(FULL), Step(NULL), Step(PARTIAL, 0), Step(FORECAST, 0), Step(FULL), Step(NULL), Step(FORECAST, 2), Step(PARTIAL, 1)), tuple(grid), "flow-euler")
+        plan = Schedule(
+            (Step(FULL), Step(NULL), Step(PARTIAL, 0), Step(FORECAST, 0), Step(FULL), Step(NULL), Step(FORECAST, 2), Step(PARTIAL, 1)),
+            tuple(grid),
+            "flow-euler",
+        )
         out = generate_scheduled(model, plan, noise)
     finally:
         handle.remove()

@@ -98,8 +98,10 @@ def machine_text(m: dict[str, Any] | None) -> str:
     if not m:
         return "not recorded in this file"
     gpu = f"GPU {m['cuda']}" if m.get("cuda") else "no GPU"
-    return (f"{m.get('cores_visible')}-core {m.get('cpu')} CPU, {gpu}, torch {m.get('torch')} "
-            f"(torch threads: {m.get('torch_threads')}), Python {m.get('python')}, {m.get('platform')}")
+    return (
+        f"{m.get('cores_visible')}-core {m.get('cpu')} CPU, {gpu}, torch {m.get('torch')} "
+        f"(torch threads: {m.get('torch_threads')}), Python {m.get('python')}, {m.get('platform')}"
+    )
 
 
 def provenance(name: str, d: Doc, machine_note: str | None = None) -> str:

@@ -17,7 +17,7 @@ def parse_genome_name(name: str) -> list[tuple[int, int]] | None:
     """'genome-b0i3_b2i1f' -> [(0, 3), (2, 1)] (``f``: forecast partial steps); None for a baseline name."""
     if not name.startswith("genome-"):
         return None
-    body = name[len("genome-"):].split("@")[0]
+    body = name[len("genome-") :].split("@")[0]
     segs = []
     for part in body.split("_"):
         b, i = part[1:].split("i")
@@ -56,8 +56,10 @@ def schedule_label(name: str, sampler: str | None = None, bold: bool = True) -> 
 
 def winner(fid_margin: float, rfid_margin: float) -> str:
     """Margins are baseline minus searched: positive means the searched schedule is better."""
+
     def side(m: float) -> str:
         return "searched" if m > 0 else ("baseline" if m < 0 else "tie")
+
     f, r = side(fid_margin), side(rfid_margin)
     if f == r:
         return f"**{f}** (both)" if f == "baseline" else f"{f} (both)"
@@ -70,7 +72,7 @@ def classic(family: str) -> bool:
 
 def teacher_name(name: str) -> str:
     """'teacher (ddim-50)' -> '`ddim-50`'."""
-    inner = name[len("teacher ("):-1] if name.startswith("teacher (") and name.endswith(")") else name
+    inner = name[len("teacher (") : -1] if name.startswith("teacher (") and name.endswith(")") else name
     return code(inner)
 
 

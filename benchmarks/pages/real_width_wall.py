@@ -24,17 +24,26 @@ def real_width_table(d: Doc) -> str:
     """Wall-clock against MACs speed-up of the searched step mixes on real-width models (random weights)."""
     parts = []
     for key, m in d["models"].items():
-        rows = [[f"`{r['mix']}`", r["family"], r["budget"] or "–", f"{r['macs_speedup']:.2f}x", f"{r['predicted_wall_speedup']:.2f}x", f"{r['wall_over_macs']:.2f}"]
-                for r in d["summary"][key]]
-        e2e = "; ".join(f"`{e['name']}`: measured {e['measured_wall_speedup']:.2f}x (paired median {e['measured_wall_speedup_paired_median']:.2f}x) against "
-                        f"{e['predicted_wall_speedup']:.2f}x predicted, MACs {e['macs_speedup']:.2f}x" for e in m["end_to_end"])
+        rows = [
+            [f"`{r['mix']}`", r["family"], r["budget"] or "–", f"{r['macs_speedup']:.2f}x", f"{r['predicted_wall_speedup']:.2f}x", f"{r['wall_over_macs']:.2f}"]
+            for r in d["summary"][key]
+        ]
+        e2e = "; ".join(
+            f"`{e['name']}`: measured {e['measured_wall_speedup']:.2f}x (paired median {e['measured_wall_speedup_paired_median']:.2f}x) against "
+            f"{e['predicted_wall_speedup']:.2f}x predicted, MACs {e['macs_speedup']:.2f}x"
+            for e in m["end_to_end"]
+        )
         full = next(k for k in m["kinds"] if Step.parse(k["kind"]).info.fills_cache)
-        parts.append(f"**{m['model']}** (`{m['class']}`, {m['parameters'] / 1e6:,.0f} M parameters, latent {'x'.join(map(str, m['latent_shape']))}, "
-                     f"{m['sampler']}-{m['T']}): a full step {m['full_step_gmacs']:,.1f} GMACs, {full['seconds_min']:.2f} s (best of {d['repeats']}). "
-                     f"Whole sampling loops, interleaved: {e2e}.\n\n" + table(["step mix", "family", "budget", "MACs x", "wall x (per-kind sum)", "wall / MACs"], rows))
-    return (f"Real-width denoisers built from published configs with random weights on `{d['device']}`: {d['timing']}. Mixes: the built-in teachers' "
-            f"searched schedules with their branches mapped to the real model ({d['mapping_rule']['unet']}; {d['mapping_rule']['transformer']}), and "
-            "uniform DeepCache / DDIM-k plans for context.\n\n" + "\n\n".join(parts))
+        parts.append(
+            f"**{m['model']}** (`{m['class']}`, {m['parameters'] / 1e6:,.0f} M parameters, latent {'x'.join(map(str, m['latent_shape']))}, "
+            f"{m['sampler']}-{m['T']}): a full step {m['full_step_gmacs']:,.1f} GMACs, {full['seconds_min']:.2f} s (best of {d['repeats']}). "
+            f"Whole sampling loops, interleaved: {e2e}.\n\n" + table(["step mix", "family", "budget", "MACs x", "wall x (per-kind sum)", "wall / MACs"], rows)
+        )
+    return (
+        f"Real-width denoisers built from published configs with random weights on `{d['device']}`: {d['timing']}. Mixes: the built-in teachers' "
+        f"searched schedules with their branches mapped to the real model ({d['mapping_rule']['unet']}; {d['mapping_rule']['transformer']}), and "
+        "uniform DeepCache / DDIM-k plans for context.\n\n" + "\n\n".join(parts)
+    )
 
 
 def render(name: str, d: Doc, docs: Docs) -> str:

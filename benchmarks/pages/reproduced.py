@@ -14,22 +14,33 @@ from ._format import Doc, Docs, anchor, integer, num, pct, provenance, table, ti
 from ._schedules import seed_label
 from ._section import Section
 
-INTRO = ("The same commands rerun on the restructured package (`reproduced/`), beside the committed figures. MACs and "
-         "image-quality figures are deterministic (one seed); wall-clock is one shared-VM timing of each and moves "
-         "with the machine's load.")
+INTRO = (
+    "The same commands rerun on the restructured package (`reproduced/`), beside the committed figures. MACs and "
+    "image-quality figures are deterministic (one seed); wall-clock is one shared-VM timing of each and moves "
+    "with the machine's load."
+)
 
 
 def step_types_rows(new: Doc, old: Doc) -> str:
     """MACs, teacher FID, hook overhead and each schedule's rFID / FID / wall speed-up, committed against rerun."""
-    rows = [["full-step MACs", integer(old["full_step_macs_per_sample"]), integer(new["full_step_macs_per_sample"])],
-            ["partial-step MACs, branches 0..8", "same" if old["partial_step_macs_per_sample"] == new["partial_step_macs_per_sample"] else "differ",
-             ", ".join(integer(v) for v in new["partial_step_macs_per_sample"])],
-            ["teacher FID vs held-out", num(old["fid_teacher_vs_heldout"], 3), num(new["fid_teacher_vs_heldout"], 3)],
-            ["hook overhead, all-full schedule", pct(old["hook_overhead_all_full"]), pct(new["hook_overhead_all_full"])]]
+    rows = [
+        ["full-step MACs", integer(old["full_step_macs_per_sample"]), integer(new["full_step_macs_per_sample"])],
+        [
+            "partial-step MACs, branches 0..8",
+            "same" if old["partial_step_macs_per_sample"] == new["partial_step_macs_per_sample"] else "differ",
+            ", ".join(integer(v) for v in new["partial_step_macs_per_sample"]),
+        ],
+        ["teacher FID vs held-out", num(old["fid_teacher_vs_heldout"], 3), num(new["fid_teacher_vs_heldout"], 3)],
+        ["hook overhead, all-full schedule", pct(old["hook_overhead_all_full"]), pct(new["hook_overhead_all_full"])],
+    ]
     for o, n in zip(old["schedules"], new["schedules"]):
-        rows.append([f"{o['schedule']}: rFID / FID / wall speed-up",
-                     f"{num(o['rfid_vs_teacher'])} / {num(o['fid_vs_heldout'], 3)} / {times(o['wall_speedup'])}",
-                     f"{num(n['rfid_vs_teacher'])} / {num(n['fid_vs_heldout'], 3)} / {times(n['wall_speedup'])}"])
+        rows.append(
+            [
+                f"{o['schedule']}: rFID / FID / wall speed-up",
+                f"{num(o['rfid_vs_teacher'])} / {num(o['fid_vs_heldout'], 3)} / {times(o['wall_speedup'])}",
+                f"{num(n['rfid_vs_teacher'])} / {num(n['fid_vs_heldout'], 3)} / {times(n['wall_speedup'])}",
+            ]
+        )
     return table(["figure", "committed (`step_types.json`)", "rerun"], rows)
 
 
@@ -43,8 +54,15 @@ def seed_spread_rows(new: Doc, old: Doc) -> str:
                 continue
             by_seed = dict(zip(old["seeds"], before.get(metric, [])))
             for seed, value in zip(new["seeds"], entry[metric]):
-                rows.append([seed_label(key, entry), metric.replace("rfid", "rFID").replace("fid", "FID"), str(seed),
-                             num(by_seed[seed], 4) if seed in by_seed else "–", num(value, 4)])
+                rows.append(
+                    [
+                        seed_label(key, entry),
+                        metric.replace("rfid", "rFID").replace("fid", "FID"),
+                        str(seed),
+                        num(by_seed[seed], 4) if seed in by_seed else "–",
+                        num(value, 4),
+                    ]
+                )
     return table(["schedule", "metric", "seed", "committed (`seed_spread_confirm.json`)", "rerun"], rows)
 
 

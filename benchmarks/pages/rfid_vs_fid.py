@@ -21,17 +21,18 @@ def render(name: str, d: Doc, docs: Docs) -> str:
         ["time to score all by FID", f"{num(d['fid_eval_seconds_total'], 1)} s"],
         ["evaluation time saved", f"**{pct(d['time_saved_fraction'], 0)}**"],
     ]
-    rows = [[code(x["genome"]), times(x["macs_speedup"]), num(x["rfid"]), num(x["fid"])]
-            for x in sorted(s, key=lambda x: (x["rfid"], x["genome"]))]
-    return "\n\n".join([
-        f"Does rFID rank schedules like FID against real data? rFID on {d['n_rfid']} images (the search's sample "
-        f"size) against the {d['teacher']} teacher's images from the same noise; FID on {d['n_fid']} images against "
-        f"{d['n_real_reference']} held-out real digits; both with the `digits` features, seed {d['seed']}.",
-        provenance(name, d),
-        table(["measurement", "value"], summary),
-        "The schedules, by rFID:",
-        table(["genome", "MACs x", "rFID", "FID"], rows),
-    ])
+    rows = [[code(x["genome"]), times(x["macs_speedup"]), num(x["rfid"]), num(x["fid"])] for x in sorted(s, key=lambda x: (x["rfid"], x["genome"]))]
+    return "\n\n".join(
+        [
+            f"Does rFID rank schedules like FID against real data? rFID on {d['n_rfid']} images (the search's sample "
+            f"size) against the {d['teacher']} teacher's images from the same noise; FID on {d['n_fid']} images against "
+            f"{d['n_real_reference']} held-out real digits; both with the `digits` features, seed {d['seed']}.",
+            provenance(name, d),
+            table(["measurement", "value"], summary),
+            "The schedules, by rFID:",
+            table(["genome", "MACs x", "rFID", "FID"], rows),
+        ]
+    )
 
 
 SECTIONS = [Section("rfid_vs_fid", "rFID ranks schedules like FID", 30, ("rfid_vs_fid.json",), render)]

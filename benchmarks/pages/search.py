@@ -29,16 +29,28 @@ PEER_TITLES = {
 def sec_peers_spread(name: str, d: Doc) -> str:
     """search_vs_peers.py --spread-from: the picks of a budget re-scored on more seeds, paired differences."""
     seeds = ", ".join(map(str, d["seeds"]))
-    rows = [[code(n), f"{num(v['fid']['mean'])} ± {num(v['fid']['std'])}", f"{num(v['rfid']['mean'], 3)} ± {num(v['rfid']['std'], 3)}" if "rfid" in v else ""]
-            for n, v in d["schedules"].items()]
-    diffs = [[code(k), f"{signed(v['fid']['mean'])} ± {num(v['fid']['std'])}", f"{signed(v['rfid']['mean'], 3)} ± {num(v['rfid']['std'], 3)}",
-              yes(d["searched_lower_on_mean"][k])] for k, v in d["differences"].items()]
-    return "\n\n".join([
-        f"The picks of budget {d['budgets']} in `{Path(d['from']).name}` re-scored on {d['n']} fresh images for each of seeds "
-        f"{seeds} (seed 0: the noise the benchmark validated on); the same noise for every row, so the differences are paired.",
-        provenance(name, d),
-        table(["schedule", "FID (mean ± std)", "rFID (mean ± std)"], rows),
-        table(["searched minus", "FID difference", "rFID difference", "searched lower on both means"], diffs)])
+    rows = [
+        [code(n), f"{num(v['fid']['mean'])} ± {num(v['fid']['std'])}", f"{num(v['rfid']['mean'], 3)} ± {num(v['rfid']['std'], 3)}" if "rfid" in v else ""]
+        for n, v in d["schedules"].items()
+    ]
+    diffs = [
+        [
+            code(k),
+            f"{signed(v['fid']['mean'])} ± {num(v['fid']['std'])}",
+            f"{signed(v['rfid']['mean'], 3)} ± {num(v['rfid']['std'], 3)}",
+            yes(d["searched_lower_on_mean"][k]),
+        ]
+        for k, v in d["differences"].items()
+    ]
+    return "\n\n".join(
+        [
+            f"The picks of budget {d['budgets']} in `{Path(d['from']).name}` re-scored on {d['n']} fresh images for each of seeds "
+            f"{seeds} (seed 0: the noise the benchmark validated on); the same noise for every row, so the differences are paired.",
+            provenance(name, d),
+            table(["schedule", "FID (mean ± std)", "rFID (mean ± std)"], rows),
+            table(["searched minus", "FID difference", "rFID difference", "searched lower on both means"], diffs),
+        ]
+    )
 
 
 def sec_search(name: str, d: Doc) -> str:
@@ -59,16 +71,18 @@ def sec_search(name: str, d: Doc) -> str:
             f"The searched schedules run `{solver}` over their active steps of the teacher's grid; the teacher, its "
             "reference images and the classic baselines (families `ddim`, `deepcache`) keep DDIM. Families ending in "
             f"`+{solver}` are the same step plans run under `{solver}`: not classic baselines, shown so that the "
-            "solver's own share of the gain is visible.")
+            "solver's own share of the gain is visible."
+        )
     if solver == "ddim-2m":
-        parts.append("A plan without null steps (DeepCache) runs exactly as DDIM under `ddim-2m`, so those "
-                     "`+ddim-2m` rows repeat the DDIM rows.")
+        parts.append("A plan without null steps (DeepCache) runs exactly as DDIM under `ddim-2m`, so those `+ddim-2m` rows repeat the DDIM rows.")
     if d.get("peers") is not None:
-        parts.append("Peers (kind `peer`: diffusers' and cache-dit's caches run from their own code, MACs counted from "
-                     "what they computed) are compared like the baselines; a row marked *above the budget* is a family's "
-                     "cheapest setting where none reaches the budget. `beats_peers`: against every family but "
-                     "flexdiff's own uniform `forecast` plans; `..._at_budget`: only against families with a setting "
-                     "within the budget.")
+        parts.append(
+            "Peers (kind `peer`: diffusers' and cache-dit's caches run from their own code, MACs counted from "
+            "what they computed) are compared like the baselines; a row marked *above the budget* is a family's "
+            "cheapest setting where none reaches the budget. `beats_peers`: against every family but "
+            "flexdiff's own uniform `forecast` plans; `..._at_budget`: only against families with a setting "
+            "within the budget."
+        )
     parts.append(provenance(name, d))
     h = d.get("headline")
     script = "search_vs_peers.py" if name.startswith("search_vs_peers") else "search_vs_baselines.py"
@@ -76,8 +90,10 @@ def sec_search(name: str, d: Doc) -> str:
         f"`headline` (the benchmark's acceptance pick, defined in `benchmarks/{script}`): "
         f"{schedule_label(h['schedule'])}, **{times(h['macs_speedup'])} MACs, {times(h['wall_speedup'])} wall-clock, "
         f"FID {num(h['fid'])}** against the teacher's {num(h['teacher_fid'])} ({rel(h['fid_ratio'])}), rFID "
-        f"{num(h['rfid'])}; `within_5_percent`: {yes(h['within_5_percent'])}." if h else
-        f"`headline` (defined in `benchmarks/{script}`): no searched schedule reached it.")
+        f"{num(h['rfid'])}; `within_5_percent`: {yes(h['within_5_percent'])}."
+        if h
+        else f"`headline` (defined in `benchmarks/{script}`): no searched schedule reached it."
+    )
     rows: list[list[str]] = []
     genomes: list[str] = []
     summary: list[str] = []
@@ -91,9 +107,21 @@ def sec_search(name: str, d: Doc) -> str:
         def cell(v: float, best: float) -> str:
             return f"**{num(v)}**" if v == best else num(v)
 
-        rows.append([b["budget"], schedule_label(s["name"]), s.get("sampler", "ddim"), counts_text(s),
-                     times(s["macs_speedup"]), times(s["wall_speedup"]), cell(s["fid"], best_fid),
-                     cell(s["rfid"], best_rfid), "", "", ""])
+        rows.append(
+            [
+                b["budget"],
+                schedule_label(s["name"]),
+                s.get("sampler", "ddim"),
+                counts_text(s),
+                times(s["macs_speedup"]),
+                times(s["wall_speedup"]),
+                cell(s["fid"], best_fid),
+                cell(s["rfid"], best_rfid),
+                "",
+                "",
+                "",
+            ]
+        )
         seen: dict[tuple[float, float], str] = {}
         classic_notes = []
         for fam, c in comps.items():
@@ -109,19 +137,33 @@ def sec_search(name: str, d: Doc) -> str:
                 label += " (solver plan)"
             if not c.get("within_budget", True):
                 label += " (above the budget)"
-            rows.append(["", label, r.get("sampler", "ddim"), counts_text(r), times(r["macs_speedup"]),
-                         times(r["wall_speedup"]), cell(r["fid"], best_fid), cell(r["rfid"], best_rfid),
-                         signed(c["fid_margin"]), signed(c["rfid_margin"]), w])
+            rows.append(
+                [
+                    "",
+                    label,
+                    r.get("sampler", "ddim"),
+                    counts_text(r),
+                    times(r["macs_speedup"]),
+                    times(r["wall_speedup"]),
+                    cell(r["fid"], best_fid),
+                    cell(r["rfid"], best_rfid),
+                    signed(c["fid_margin"]),
+                    signed(c["rfid_margin"]),
+                    w,
+                ]
+            )
             if classic(fam):
                 classic_notes.append(f"{code(r['name'])}: {winner(c['fid_margin'], c['rfid_margin']).replace('**', '')}")
         genomes.append(f"- {b['budget']}: `{s['genome']}` (`{s['name']}`)")
-        line = f"- {b['budget']}: against the {'baselines and peers' if d.get('peers') is not None else 'classic baselines'}, winner " + "; ".join(classic_notes)
+        line = f"- {b['budget']}: against the {'baselines and peers' if d.get('peers') is not None else 'classic baselines'}, winner " + "; ".join(
+            classic_notes
+        )
         line += "".join(f". `{k}`: {yes(v)}" for k, v in b.items() if k.startswith("beats_"))
         summary.append(line + ".")
-    parts.append(table(["budget", "schedule", "sampler", "full / partial / null", "MACs x", "wall x", "FID", "rFID",
-                        "FID margin", "rFID margin", "winner"], rows))
-    parts.append("Bold: the lowest FID and the lowest rFID of each budget. Summary (read from the margins):\n\n"
-                 + "\n".join(summary))
+    parts.append(
+        table(["budget", "schedule", "sampler", "full / partial / null", "MACs x", "wall x", "FID", "rFID", "FID margin", "rFID margin", "winner"], rows)
+    )
+    parts.append("Bold: the lowest FID and the lowest rFID of each budget. Summary (read from the margins):\n\n" + "\n".join(summary))
     parts.append("Searched genomes (segment `branch:interval`, in order):\n\n" + "\n".join(genomes))
     return "\n\n".join(parts)
 
@@ -132,10 +174,21 @@ def render_peers(name: str, d: Doc, docs: Docs) -> str:
 
 
 SECTIONS = [
-    Section("search_vs_baselines", "Searched schedules against the baselines", 40, ("search_vs_baselines*.json",),
-            lambda name, d, docs: sec_search(name, d),
-            subtitle=lambda name, d: SEARCH_TITLES.get(d.get("solver"), f"`--solver {d.get('solver')}`"),
-            first=("search_vs_baselines.json", "search_vs_baselines_dpmpp.json", "search_vs_baselines_ddim2m.json")),
-    Section("search_vs_peers", "Searched schedules against the caching peers", 50, ("search_vs_peers*.json",), render_peers,
-            subtitle=lambda name, d: PEER_TITLES.get(name)),
+    Section(
+        "search_vs_baselines",
+        "Searched schedules against the baselines",
+        40,
+        ("search_vs_baselines*.json",),
+        lambda name, d, docs: sec_search(name, d),
+        subtitle=lambda name, d: SEARCH_TITLES.get(d.get("solver"), f"`--solver {d.get('solver')}`"),
+        first=("search_vs_baselines.json", "search_vs_baselines_dpmpp.json", "search_vs_baselines_ddim2m.json"),
+    ),
+    Section(
+        "search_vs_peers",
+        "Searched schedules against the caching peers",
+        50,
+        ("search_vs_peers*.json",),
+        render_peers,
+        subtitle=lambda name, d: PEER_TITLES.get(name),
+    ),
 ]

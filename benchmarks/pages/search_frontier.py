@@ -34,8 +34,10 @@ def frontier_verdict(d: Doc) -> str:
         return f"Cheapest within `{FRONTIER_REFERENCE}`'s spread at every budget: `{v['best']}`, at 1/{1 / methods[v['best']]['cost_share']:.1f} of its cost."
     if v.get("closest"):
         c = methods[v["closest"]]
-        return (f"No method is within `{FRONTIER_REFERENCE}`'s spread at every budget; the closest, `{v['closest']}` (1/{1 / c['cost_share']:.1f} of its "
-                f"cost), is out at {', '.join(c['out_of_spread'])}.")
+        return (
+            f"No method is within `{FRONTIER_REFERENCE}`'s spread at every budget; the closest, `{v['closest']}` (1/{1 / c['cost_share']:.1f} of its "
+            f"cost), is out at {', '.join(c['out_of_spread'])}."
+        )
     return ""
 
 
@@ -56,38 +58,71 @@ def search_frontier_table(d: Doc) -> str:
             c = m["budgets"].get(b)
             within = frontier_within(d, method, b)
             mark = "" if within is None or method == FRONTIER_REFERENCE else (" ✓" if within else " ✗")
-            cells.append("–" if c is None else f"{c['macs_speedup']['mean']:.2f}x, rFID {c['rfid']['mean']:.2f} ({c['rfid']['min']:.2f}–{c['rfid']['max']:.2f}), "
-                                                  f"FID {c['fid']['mean']:.2f}{mark}{fewer_seeds(d, c)}")
+            cells.append(
+                "–"
+                if c is None
+                else f"{c['macs_speedup']['mean']:.2f}x, rFID {c['rfid']['mean']:.2f} ({c['rfid']['min']:.2f}–{c['rfid']['max']:.2f}), "
+                f"FID {c['fid']['mean']:.2f}{mark}{fewer_seeds(d, c)}"
+            )
         share = f" (1/{ref_cost / m['search_cost_mean']:.1f})" if ref_cost and method != FRONTIER_REFERENCE else ""
         rows.append([f"`{method}`", f"{m['search_cost_mean']:,.0f}{share}", f"{m['wall_seconds_mean']:.0f}", *cells])
-    return (f"`{d['model']}`, teacher `{d['sampler']}`-{d['steps']}" + (f", candidates under `{d['solver']}`" if d.get("solver") else "")
-            + f"; {d['trials']} searched schedules per search, seeds {', '.join(map(str, d['seeds']))}. Cost: teacher-image equivalents of the search "
-            "(reference + baselines + trials; its own validation left out, except the `-validated` methods' re-checks), mean over seeds, and its share of the reference search's; wall: seconds on "
-            f"the machine below. Each pick re-scored on {d['validate_n']} noises no search saw (images {d['validation_start']} on of each seed's stream; "
-            f"teacher FID {min(teacher):.2f}–{max(teacher):.2f}): mean (min–max over seeds). ✓: mean rFID and FID no worse than `{FRONTIER_REFERENCE}`'s "
-            "worst seed at that budget (with picks at as many seeds); ✗: worse on one, or fewer seeds found a pick.\n\n"
-            + table(["method", "cost (TIE)", "wall s", *budgets], rows) + ("\n\n" + frontier_verdict(d) if d.get("verdict") else ""))
+    return (
+        f"`{d['model']}`, teacher `{d['sampler']}`-{d['steps']}"
+        + (f", candidates under `{d['solver']}`" if d.get("solver") else "")
+        + f"; {d['trials']} searched schedules per search, seeds {', '.join(map(str, d['seeds']))}. Cost: teacher-image equivalents of the search "
+        "(reference + baselines + trials; its own validation left out, except the `-validated` methods' re-checks), mean over seeds, and its share of the reference search's; wall: seconds on "
+        f"the machine below. Each pick re-scored on {d['validate_n']} noises no search saw (images {d['validation_start']} on of each seed's stream; "
+        f"teacher FID {min(teacher):.2f}–{max(teacher):.2f}): mean (min–max over seeds). ✓: mean rFID and FID no worse than `{FRONTIER_REFERENCE}`'s "
+        "worst seed at that budget (with picks at as many seeds); ✗: worse on one, or fewer seeds found a pick.\n\n"
+        + table(["method", "cost (TIE)", "wall s", *budgets], rows)
+        + ("\n\n" + frontier_verdict(d) if d.get("verdict") else "")
+    )
 
 
 def frontier_headline(d: Doc) -> str:
     """The README's compact frontier: per method its search cost and its picks' mean validated rFID / FID per budget."""
     summary, budgets = d["summary"], d["budgets"]
-    rows = [[f"`{method}`", f"{m['search_cost_mean']:,.0f}",
-             *("–" if (c := m["budgets"].get(b)) is None else f"{c['rfid']['mean']:.2f} / {c['fid']['mean']:.1f}" + {True: " ✓", False: " ✗", None: ""}[
-                 None if method == FRONTIER_REFERENCE else frontier_within(d, method, b)] + fewer_seeds(d, c) for b in budgets)] for method, m in summary.items()]
+    rows = [
+        [
+            f"`{method}`",
+            f"{m['search_cost_mean']:,.0f}",
+            *(
+                "–"
+                if (c := m["budgets"].get(b)) is None
+                else f"{c['rfid']['mean']:.2f} / {c['fid']['mean']:.1f}"
+                + {True: " ✓", False: " ✗", None: ""}[None if method == FRONTIER_REFERENCE else frontier_within(d, method, b)]
+                + fewer_seeds(d, c)
+                for b in budgets
+            ),
+        ]
+        for method, m in summary.items()
+    ]
     teacher = [r["fid"] for r in d["runs"] if r["method"] == "teacher"]
-    return (f"`{d['model']}` ({d['sampler']}-{d['steps']}), {len(d['seeds'])} seeds, each pick on {d['validate_n']} noises no search saw "
-            f"(teacher FID {statistics.mean(teacher):.1f}); cells: mean rFID / FID; ✓ no worse than `{FRONTIER_REFERENCE}`'s worst seed on both.\n\n"
-            + table(["search", "cost (TIE)", *budgets], rows) + ("\n\n" + frontier_verdict(d) if d.get("verdict") else ""))
+    return (
+        f"`{d['model']}` ({d['sampler']}-{d['steps']}), {len(d['seeds'])} seeds, each pick on {d['validate_n']} noises no search saw "
+        f"(teacher FID {statistics.mean(teacher):.1f}); cells: mean rFID / FID; ✓ no worse than `{FRONTIER_REFERENCE}`'s worst seed on both.\n\n"
+        + table(["search", "cost (TIE)", *budgets], rows)
+        + ("\n\n" + frontier_verdict(d) if d.get("verdict") else "")
+    )
 
 
 def render(name: str, d: Doc, docs: Docs) -> str:
     return search_frontier_table(d) + "\n\n" + provenance(name, d)
 
 
-SECTIONS = [Section("search_frontier", "What a search costs against what it finds", 170, ("search_frontier*.json",), render,
-                    subtitle=lambda name, d: TITLES.get(name) or f"`{d['model']}`")]
-EMBEDS = [Embed(ROOT / "docs" / "search.md", "search_frontier_unet", search_frontier_table),
-          Embed(ROOT / "docs" / "search.md", "search_frontier_dit", search_frontier_table),
-          Embed(ROOT / "README.md", "search_frontier_unet", frontier_headline),
-          Embed(ROOT / "README.md", "search_frontier_dit", frontier_headline)]
+SECTIONS = [
+    Section(
+        "search_frontier",
+        "What a search costs against what it finds",
+        170,
+        ("search_frontier*.json",),
+        render,
+        subtitle=lambda name, d: TITLES.get(name) or f"`{d['model']}`",
+    )
+]
+EMBEDS = [
+    Embed(ROOT / "docs" / "search.md", "search_frontier_unet", search_frontier_table),
+    Embed(ROOT / "docs" / "search.md", "search_frontier_dit", search_frontier_table),
+    Embed(ROOT / "README.md", "search_frontier_unet", frontier_headline),
+    Embed(ROOT / "README.md", "search_frontier_dit", frontier_headline),
+]

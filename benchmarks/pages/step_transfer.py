@@ -19,6 +19,7 @@ def step_transfer_table(d: Doc) -> str:
             r = e.get(key)
             if r is not None:
                 rows.append([str(e["T"]), label, f"`{r['name']}`", f"{r['macs_speedup']:.2f}x", num(r["rfid"], 3), num(r["fid"], 2), num(e["teacher_fid"], 2)])
+
     def verdict(e: dict[str, Any]) -> str:
         moved, base = e["transferred"], e.get("best_baseline")
         if base is None:
@@ -26,25 +27,38 @@ def step_transfer_table(d: Doc) -> str:
         cheaper, better = moved["macs_speedup"] >= base["macs_speedup"], moved["rfid"] < base["rfid"]
         if cheaper == better:
             return "the moved plan is cheaper and closer (rFID)" if better else "**the baseline is cheaper and closer**"
-        return (f"the moved plan is cheaper ({moved['macs_speedup']:.2f}x against {base['macs_speedup']:.2f}x), **the baseline closer**" if cheaper
-                else f"the moved plan is closer, the baseline cheaper ({base['macs_speedup']:.2f}x against {moved['macs_speedup']:.2f}x)")
+        return (
+            f"the moved plan is cheaper ({moved['macs_speedup']:.2f}x against {base['macs_speedup']:.2f}x), **the baseline closer**"
+            if cheaper
+            else f"the moved plan is closer, the baseline cheaper ({base['macs_speedup']:.2f}x against {moved['macs_speedup']:.2f}x)"
+        )
+
     verdicts = "; ".join(f"T = {e['T']}: {verdict(e)}" for e in d["steps"])
     speedups = [e["transferred"]["macs_speedup"] for e in d["steps"]]
     s = d["search_settings"]
     solver = f"`{d['solver']}`" if d.get("solver") else "the sampler's own steps"  # '' / None: --solver '' (the DiT)
-    return (f"`{d['model']}`, teacher `{d['sampler']}` at each T, candidates under {solver}; every search with the demo's settings ({s['n']} images, "
-            f"{s['trials']} trials, budget 1/{s['speedup']:g}, rungs {', '.join(map(str, s['rungs']))}, reuse); the picks by search rFID within the budget, "
-            f"re-scored on {d['validate_n']} images no search saw. The schedule searched at T = {d['searched_at']} (`{d['origin']}`) moved to each T by "
-            "`flexdiff.schedule.for_steps` (segments of the searched length in steps, round(S T / T0) of them, each with the searched plan's share of "
-            f"active steps over its part of the trajectory: the MACs share is kept, to rounding): the moved plan runs at {min(speedups):.2f}x to "
-            f"{max(speedups):.2f}x. Per T: " + verdicts + ".\n\n"
-            + table(["T", "schedule", "name", "MACs x", "rFID", "FID", "teacher FID"], rows))
+    return (
+        f"`{d['model']}`, teacher `{d['sampler']}` at each T, candidates under {solver}; every search with the demo's settings ({s['n']} images, "
+        f"{s['trials']} trials, budget 1/{s['speedup']:g}, rungs {', '.join(map(str, s['rungs']))}, reuse); the picks by search rFID within the budget, "
+        f"re-scored on {d['validate_n']} images no search saw. The schedule searched at T = {d['searched_at']} (`{d['origin']}`) moved to each T by "
+        "`flexdiff.schedule.for_steps` (segments of the searched length in steps, round(S T / T0) of them, each with the searched plan's share of "
+        f"active steps over its part of the trajectory: the MACs share is kept, to rounding): the moved plan runs at {min(speedups):.2f}x to "
+        f"{max(speedups):.2f}x. Per T: " + verdicts + ".\n\n" + table(["T", "schedule", "name", "MACs x", "rFID", "FID", "teacher FID"], rows)
+    )
 
 
 def render(name: str, d: Doc, docs: Docs) -> str:
     return step_transfer_table(d) + "\n\n" + provenance(name, d)
 
 
-SECTIONS = [Section("step_transfer", "One search for every step count", 160, ("step_transfer*.json",), render,
-                    subtitle=lambda name, d: f"`{d['model']}`, teacher `{d['sampler']}`")]
+SECTIONS = [
+    Section(
+        "step_transfer",
+        "One search for every step count",
+        160,
+        ("step_transfer*.json",),
+        render,
+        subtitle=lambda name, d: f"`{d['model']}`, teacher `{d['sampler']}`",
+    )
+]
 EMBEDS = [Embed(ROOT / "docs" / "search.md", "step_transfer", step_transfer_table)]

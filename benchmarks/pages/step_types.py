@@ -11,8 +11,18 @@ from ._section import Section
 def render(name: str, d: Doc, docs: Docs) -> str:
     rows = []
     for s in d["schedules"]:
-        rows.append([code(s["schedule"]), counts_text(s), times(s["macs_speedup"]), times(s["wall_speedup"]),
-                     pct(s["wall_vs_macs_gap"]), yes(s["within_15pct"]), num(s["rfid_vs_teacher"]), num(s["fid_vs_heldout"])])
+        rows.append(
+            [
+                code(s["schedule"]),
+                counts_text(s),
+                times(s["macs_speedup"]),
+                times(s["wall_speedup"]),
+                pct(s["wall_vs_macs_gap"]),
+                yes(s["within_15pct"]),
+                num(s["rfid_vs_teacher"]),
+                num(s["fid_vs_heldout"]),
+            ]
+        )
     full = d["full_step_macs_per_sample"]
     lat = d["step_latency"]
     brows = []
@@ -26,7 +36,8 @@ def render(name: str, d: Doc, docs: Docs) -> str:
         "against real data is noisy, which is why the search scores rFID).",
         provenance(name, d),
         f"Plain loop: {num(d['plain_loop_wall_seconds'], 1)} s (median; all: "
-        + ", ".join(num(x, 1) for x in d["plain_loop_wall_seconds_all"]) + " s). Hook overhead of an all-full schedule: "
+        + ", ".join(num(x, 1) for x in d["plain_loop_wall_seconds_all"])
+        + " s). Hook overhead of an all-full schedule: "
         f"**{signed(100 * d['hook_overhead_all_full'], 1)} %** (`hook_overhead_under_3pct`: {yes(d['hook_overhead_under_3pct'])}). "
         f"Teacher FID at this n: {num(d['fid_teacher_vs_heldout'])}. The gap is `wall_vs_macs_gap` "
         "(1 - wall speed-up / MACs speed-up); `within_15pct` is the benchmark's own check.",

@@ -15,12 +15,14 @@ def render(name: str, d: Doc, docs: Docs) -> str:
         ["acceptance: ratio at most", num(d["acceptance_ratio_max"])],
         ["sampling wall-clock", f"{num(d['sampling_wall_seconds'], 1)} s"],
     ]
-    return "\n\n".join([
-        f"How good is the built-in teacher `{d['model']}`? FID of its samples against the held-out digits, beside the FID of as many "
-        f"real training images against the same held-out set (`{d['features']}` features, seed {d['seed']}).",
-        provenance(name, d),
-        table(["measurement", "value"], rows),
-    ])
+    return "\n\n".join(
+        [
+            f"How good is the built-in teacher `{d['model']}`? FID of its samples against the held-out digits, beside the FID of as many "
+            f"real training images against the same held-out set (`{d['features']}` features, seed {d['seed']}).",
+            provenance(name, d),
+            table(["measurement", "value"], rows),
+        ]
+    )
 
 
 SECTIONS = [Section("teacher_quality", "The built-in teachers", 10, ("teacher_quality*.json",), render)]

@@ -66,7 +66,9 @@ class Clip:
     @torch.no_grad()
     def text_features(self, prompts: list[str]) -> torch.Tensor:
         if self.text is None or self.tokenizer is None:
-            raise FlexdiffError("--clip", "a CLIPModel folder with its text tower and tokenizer (for the CLIP score)", "pass a full CLIP folder, not a vision-only one")
+            raise FlexdiffError(
+                "--clip", "a CLIPModel folder with its text tower and tokenizer (for the CLIP score)", "pass a full CLIP folder, not a vision-only one"
+            )
         max_length = min(int(self.tokenizer.model_max_length), 77)
         ids = self.tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt").input_ids
         return F.normalize(self.text(ids.to(self.device)), dim=-1)
@@ -96,8 +98,11 @@ def model_folder(spec: str | Path, what: str) -> Path:
         try:
             return Path(snapshot_download(text, local_files_only=True))
         except Exception:  # not in the cache (huggingface_hub raises several types)
-            raise FlexdiffError(text, f"{what}: a local folder, or the repo id of one in your Hugging Face cache",
-                                f"download it once (`hf download {text}`) or pass its folder; flexdiff never downloads") from None
+            raise FlexdiffError(
+                text,
+                f"{what}: a local folder, or the repo id of one in your Hugging Face cache",
+                f"download it once (`hf download {text}`) or pass its folder; flexdiff never downloads",
+            ) from None
     raise FlexdiffError(path, f"{what}: an existing local folder or a Hugging Face repo id", "check the path; flexdiff never downloads weights")
 
 
@@ -106,7 +111,11 @@ def _transformers_folder(path: Path, what: str, model_types: tuple[str, ...]) ->
     if not (path / "config.json").is_file():
         raise FlexdiffError(path, what, "check the path; flexdiff never downloads weights")
     if not (path / "model.safetensors").is_file() and not (path / "model.safetensors.index.json").is_file():
-        raise FlexdiffError(path / "model.safetensors", f"{what.split(' (')[0]} weights in safetensors format", "convert the weights to safetensors (flexdiff never unpickles weights)")
+        raise FlexdiffError(
+            path / "model.safetensors",
+            f"{what.split(' (')[0]} weights in safetensors format",
+            "convert the weights to safetensors (flexdiff never unpickles weights)",
+        )
     config = read_json_object(path / "config.json", "a readable JSON config", "restore the folder")
     model_type = config.get("model_type")
     if model_type not in model_types:
@@ -138,14 +147,18 @@ def load_tower(kind: str, spec: str | Path | None, device: torch.device | str = 
     try:
         model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
     except Exception as exc:  # transformers raises many types; one line for the user
-        raise FlexdiffError(path, f"a loadable {kind} folder", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise FlexdiffError(
+            path, f"a loadable {kind} folder", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})"
+        ) from None
     model.eval().requires_grad_(False).to(device)
     tower = getattr(model, "vision_model", model)
     config = getattr(model.config, "vision_config", model.config)
     vision = lambda pixels: tower(pixel_values=pixels).pooler_output  # noqa: E731 - SigLIP's pooled head; DINOv2's normed CLS
     mean, std = _normalisation(path / "preprocessor_config.json", (mean_default, std_default))
     size = _crop_size(path / "preprocessor_config.json", int(config.image_size))
-    return Clip(vision, None, None, size, torch.tensor(mean), torch.tensor(std), int(config.hidden_size), weights_hash(model), device, normalise=kind == "siglip")
+    return Clip(
+        vision, None, None, size, torch.tensor(mean), torch.tensor(std), int(config.hidden_size), weights_hash(model), device, normalise=kind == "siglip"
+    )
 
 
 def _crop_size(file: Path, default: int) -> int:
@@ -182,7 +195,9 @@ def load_clip(path: Path | None, device: torch.device | str = "cpu") -> Clip:
             vision_config, text, dim = model.config, None, int(model.config.projection_dim)
             vision = lambda pixels: model(pixel_values=pixels).image_embeds  # noqa: E731
     except Exception as exc:  # transformers raises many types; one line for the user
-        raise FlexdiffError(path, "a loadable CLIP folder", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise FlexdiffError(
+            path, "a loadable CLIP folder", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})"
+        ) from None
     model.eval().requires_grad_(False).to(device)
     tokenizer = None
     tokenizer_files = [path / f for f in ("tokenizer.json", "vocab.json") if (path / f).is_file()]
@@ -191,12 +206,18 @@ def load_clip(path: Path | None, device: torch.device | str = "cpu") -> Clip:
             tokenizer = transformers.CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
         except Exception as exc:  # a corrupt vocab.json, a missing merges.txt ...: transformers raises many types
             detail = (str(exc).splitlines() or [""])[0][:120]
-            raise FlexdiffError(tokenizer_files[0], "a loadable CLIP tokenizer (vocab.json + merges.txt, or tokenizer.json)", f"restore the CLIP folder's tokenizer files ({exc.__class__.__name__}: {detail})") from None
+            raise FlexdiffError(
+                tokenizer_files[0],
+                "a loadable CLIP tokenizer (vocab.json + merges.txt, or tokenizer.json)",
+                f"restore the CLIP folder's tokenizer files ({exc.__class__.__name__}: {detail})",
+            ) from None
     mean, std = _normalisation(path / "preprocessor_config.json")
     return Clip(vision, text, tokenizer, int(vision_config.image_size), torch.tensor(mean), torch.tensor(std), dim, weights_hash(model), device)
 
 
-def _normalisation(file: Path, defaults: tuple[tuple[float, ...], tuple[float, ...]] = (OPENAI_MEAN, OPENAI_STD)) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _normalisation(
+    file: Path, defaults: tuple[tuple[float, ...], tuple[float, ...]] = (OPENAI_MEAN, OPENAI_STD)
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The image mean / std of a ``preprocessor_config.json`` (``defaults``, OpenAI's, when the file or a key is
     absent); a corrupt file, or values that are not three numbers each, is a one-line error naming the file."""
     if not file.is_file():
@@ -208,5 +229,9 @@ def _normalisation(file: Path, defaults: tuple[tuple[float, ...], tuple[float, .
     except (TypeError, ValueError) as exc:
         raise FlexdiffError(file, what, f"restore the file or delete it to use the model's defaults ({exc.__class__.__name__})") from None
     if len(mean) != 3 or len(std) != 3 or not all(v > 0 for v in std):
-        raise FlexdiffError(file, f"image_mean and image_std of three numbers each, std > 0 (found {list(mean)}, {list(std)})", "restore the file or delete it to use the model's defaults")
+        raise FlexdiffError(
+            file,
+            f"image_mean and image_std of three numbers each, std > 0 (found {list(mean)}, {list(std)})",
+            "restore the file or delete it to use the model's defaults",
+        )
     return mean, std

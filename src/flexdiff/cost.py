@@ -70,7 +70,9 @@ def full_step_macs(model: DiffusionModel) -> int:
     return count_macs(lambda: model.eps(x, t))
 
 
-def _each_step_type(model: DiffusionModel, run: ScheduleExecutor, x: torch.Tensor, t: int, measure: Callable[[Callable[[], object]], object]) -> tuple[object, list[object]]:
+def _each_step_type(
+    model: DiffusionModel, run: ScheduleExecutor, x: torch.Tensor, t: int, measure: Callable[[Callable[[], object]], object]
+) -> tuple[object, list[object]]:
     """Measure a full step, then a partial step at each branch (each after a full step that fills its cache)."""
     full = measure(lambda: (run.set_step(0), model.eps(x, t)))
     partial = []

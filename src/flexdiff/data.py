@@ -83,7 +83,9 @@ def _load_npz(path: Path) -> torch.Tensor:
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):  # np.load reads a .npy too, but that is not a documented format
-            raise FlexdiffError(path, "an .npz archive (np.savez), an image folder or a builtin:digits-* set, not a .npy array", "save it with np.savez(path, images=array)")
+            raise FlexdiffError(
+                path, "an .npz archive (np.savez), an image folder or a builtin:digits-* set, not a .npy array", "save it with np.savez(path, images=array)"
+            )
         with loaded as archive:
             keys = list(archive.keys())
             key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
@@ -173,7 +175,7 @@ def save_grid(path: Path, images: torch.Tensor, nrow: int | None = None, scale: 
     grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, dtype=np.uint8)
     for i in range(n):
         r, col = divmod(i, nrow)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = arr[i]
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = arr[i]
     image = Image.fromarray(grid[..., 0] if c == 1 else grid)
     image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)

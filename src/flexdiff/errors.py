@@ -38,15 +38,22 @@ def output_folder(path: Path, create: bool = True, staged: bool = False) -> Path
     writable as well."""
     dangling = next((p for p in (path, *path.parents) if os.path.lexists(p) and not p.exists()), None)
     if dangling is not None:  # a link to nowhere, or a loop: the write at the end would fail after all the work
-        raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out, or remove the link ({dangling} is a symlink to a missing place or a loop)")
+        raise FlexdiffError(
+            f"--out {path}",
+            "a folder (existing or creatable)",
+            f"choose another --out, or remove the link ({dangling} is a symlink to a missing place or a loop)",
+        )
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise FlexdiffError(f"--out {path}", "a folder (existing or creatable)", f"choose another --out ({existing} is a file)")
     holder = path.parent if staged and existing == path else None
     for place in (existing, holder):  # a read-only place: refused before the work, not after it
         if place is not None and not os.access(place, os.W_OK | os.X_OK):
-            raise FlexdiffError(f"--out {path}", "a folder this user can write" + (" in a folder it can write" if place is holder else ""),
-                                f"choose another --out ({place} is not writable)")
+            raise FlexdiffError(
+                f"--out {path}",
+                "a folder this user can write" + (" in a folder it can write" if place is holder else ""),
+                f"choose another --out ({place} is not writable)",
+            )
     if not create:
         return path
     try:

@@ -59,8 +59,11 @@ def allow_recompiles(schedule: Schedule, warn: bool = True) -> None:
     if needed > current:
         dynamo_config.recompile_limit = needed
         if warn:
-            warnings.warn(f"flexdiff: raised torch._dynamo.config.recompile_limit from {current} to {needed}, the step types of "
-                          f"{schedule.name or 'the schedule'} (one compiled graph each)", stacklevel=3)
+            warnings.warn(
+                f"flexdiff: raised torch._dynamo.config.recompile_limit from {current} to {needed}, the step types of "
+                f"{schedule.name or 'the schedule'} (one compiled graph each)",
+                stacklevel=3,
+            )
 
 
 def hollow_replay_safe(pipeline: object) -> bool:
@@ -136,8 +139,11 @@ def apply_schedule(model: DiffusionModel, schedule: Schedule, strict: bool = Tru
     yields drives flexdiff's own sampling loop (its ``start`` is the samplers' ``denoise``); a user's pipeline object is
     refused here (it would run its own loop without the clock): ``flexdiff.enable(pipe, schedule)`` is for those."""
     if not isinstance(model, DiffusionModel):
-        raise FlexdiffError(type(model).__name__, "a model from flexdiff.load_model (apply_schedule drives flexdiff's own sampling loop)",
-                            "for your own pipeline object use flexdiff.enable(pipe, schedule) or `with flexdiff.enabled(pipe, schedule):`")
+        raise FlexdiffError(
+            type(model).__name__,
+            "a model from flexdiff.load_model (apply_schedule drives flexdiff's own sampling loop)",
+            "for your own pipeline object use flexdiff.enable(pipe, schedule) or `with flexdiff.enabled(pipe, schedule):`",
+        )
     check_binding(schedule, lambda: model.binding(schedule.sampler), strict=strict)  # a schedule file made for another model is refused
     layout, state = apply_partial_steps(model.denoiser)
     try:

@@ -34,9 +34,19 @@ class DigitsClassifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (32, 8, 8)
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (64, 4, 4)
-            nn.Flatten(), nn.Linear(64 * 16, self.feature_dim), nn.ReLU(),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # (32, 8, 8)
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # (64, 4, 4)
+            nn.Flatten(),
+            nn.Linear(64 * 16, self.feature_dim),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.feature_dim, 10))
 
@@ -144,7 +154,11 @@ for _kind in ("siglip", "dinov2"):
 def _inception(device: torch.device, path: Path | None = None) -> FeatureNetwork:
     """torch-fidelity's FID Inception-v3 (pool3, 2048-d) from a local weights file (it never downloads here)."""
     if path is None:
-        raise FlexdiffError("--features inception", "a local FID Inception weights file given with --inception PATH", "pass the file (pt_inception-2015-12-05), or use --features clip --clip DIR")
+        raise FlexdiffError(
+            "--features inception",
+            "a local FID Inception weights file given with --inception PATH",
+            "pass the file (pt_inception-2015-12-05), or use --features clip --clip DIR",
+        )
     if not path.is_file():
         raise FlexdiffError(path, "an existing FID Inception weights file", "check --inception; flexdiff never downloads weights")
     try:
@@ -152,7 +166,11 @@ def _inception(device: torch.device, path: Path | None = None) -> FeatureNetwork
             FeatureExtractorInceptionV3,
         )
     except Exception:  # not installed, or installed without a working torchvision
-        raise FlexdiffError("torch-fidelity", "the optional package torch-fidelity, importable (the inception feature network)", "install torch-fidelity where it imports, or use --features clip --clip DIR") from None
+        raise FlexdiffError(
+            "torch-fidelity",
+            "the optional package torch-fidelity, importable (the inception feature network)",
+            "install torch-fidelity where it imports, or use --features clip --clip DIR",
+        ) from None
     net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)).eval().to(device)
 
     def features(images: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Any
 
 import torch
 
@@ -52,7 +51,11 @@ def image_seed(seed: int, i: int) -> int:
 def teacher_grid(model: DiffusionModel, sampler: str, steps: int) -> list[int]:
     """The teacher's ``steps`` timesteps: the pipeline scheduler's own grid, or flexdiff's sampler's spacing."""
     if model.pipeline_only and sampler != PIPELINE:
-        raise FlexdiffError(f"--sampler {sampler} on {model.name}", f"--sampler {PIPELINE} ({type(model.denoiser).__name__} runs through its pipeline's own call)", f"pass --sampler {PIPELINE}")
+        raise FlexdiffError(
+            f"--sampler {sampler} on {model.name}",
+            f"--sampler {PIPELINE} ({type(model.denoiser).__name__} runs through its pipeline's own call)",
+            f"pass --sampler {PIPELINE}",
+        )
     if sampler == PIPELINE:
         pipe = pipeline_of(model)
         if type(model.denoiser).__name__ in LOOP_UNETS:
@@ -82,8 +85,17 @@ def takes_null_steps(model: DiffusionModel, sampler: str) -> bool:
     return sampler != PIPELINE or accepts_custom_timesteps(pipeline_of(model).scheduler)
 
 
-def teacher_images(model: DiffusionModel, noise: torch.Tensor, timesteps: Sequence[int], sampler: str, *, eta: float = 0.0, seed: int = 0,
-                   batch_size: int | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+def teacher_images(
+    model: DiffusionModel,
+    noise: torch.Tensor,
+    timesteps: Sequence[int],
+    sampler: str,
+    *,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> torch.Tensor:
     """The teacher's images in ``[-1, 1]`` from ``noise``: every step full, no hooks (the plain ``pipe(...)`` call)."""
     if sampler == PIPELINE:
         _check_eta(eta)
@@ -96,9 +108,20 @@ def _check_eta(eta: float) -> None:
         raise FlexdiffError(f"eta={eta:g} with sampler {PIPELINE}", "eta 0 (the pipeline's scheduler draws its own noise)", "drop --eta")
 
 
-def schedule_images(model: DiffusionModel, schedule: Schedule, noise: torch.Tensor, *, eta: float = 0.0, seed: int = 0, batch_size: int | None = None,
-                    on_step: Callable[[], None] | None = None, strict: bool = True, cuts: Sequence[int] = (),
-                    on_batch: Callable[[int, torch.Tensor], None] | None = None, trajectories: TrajectoryStore | None = None) -> torch.Tensor:
+def schedule_images(
+    model: DiffusionModel,
+    schedule: Schedule,
+    noise: torch.Tensor,
+    *,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int | None = None,
+    on_step: Callable[[], None] | None = None,
+    strict: bool = True,
+    cuts: Sequence[int] = (),
+    on_batch: Callable[[int, torch.Tensor], None] | None = None,
+    trajectories: TrajectoryStore | None = None,
+) -> torch.Tensor:
     """Images in ``[-1, 1]`` from ``noise`` under ``schedule``, in the loop its sampler names. ``cuts`` / ``on_batch``:
     see :func:`flexdiff.sampling.generate` (the pipeline's own loop runs whole and reports once, at the end);
     ``trajectories``: :func:`flexdiff.sampling.generate_scheduled` (flexdiff's loop only)."""
@@ -108,12 +131,32 @@ def schedule_images(model: DiffusionModel, schedule: Schedule, noise: torch.Tens
         if on_batch is not None:
             on_batch(len(noise), images)
         return images
-    return generate_scheduled(model, schedule, noise, eta=eta, seed=seed, batch_size=batch_size, on_step=on_step, strict=strict, cuts=cuts, on_batch=on_batch,
-                              trajectories=trajectories)
+    return generate_scheduled(
+        model,
+        schedule,
+        noise,
+        eta=eta,
+        seed=seed,
+        batch_size=batch_size,
+        on_step=on_step,
+        strict=strict,
+        cuts=cuts,
+        on_batch=on_batch,
+        trajectories=trajectories,
+    )
 
 
-def _pipeline_images(model: DiffusionModel, noise: torch.Tensor, steps: int, schedule: Schedule | None, *, seed: int, batch_size: int | None,
-                     on_step: Callable[[], None] | None, strict: bool = True) -> torch.Tensor:
+def _pipeline_images(
+    model: DiffusionModel,
+    noise: torch.Tensor,
+    steps: int,
+    schedule: Schedule | None,
+    *,
+    seed: int,
+    batch_size: int | None,
+    on_step: Callable[[], None] | None,
+    strict: bool = True,
+) -> torch.Tensor:
     """``pipe(...)`` over ``noise`` in batches (under ``schedule`` when given); images in ``[-1, 1]``, (N, C, H, W), or
     (N, F, C, H, W) for a video pipeline."""
     pipe = pipeline_of(model)

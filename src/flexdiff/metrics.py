@@ -58,7 +58,11 @@ def paired_distance(candidate: torch.Tensor, teacher: torch.Tensor) -> float:
 def _pairs(candidate: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, C, H, W) or videos (N, F, C, H, W) in [-1, 1] from the same noise, as float64 frames."""
     if candidate.shape != teacher.shape:
-        raise FlexdiffError(f"{tuple(candidate.shape)} vs {tuple(teacher.shape)}", "candidate and teacher images of one shape (the same noise)", "generate both from the same noise")
+        raise FlexdiffError(
+            f"{tuple(candidate.shape)} vs {tuple(teacher.shape)}",
+            "candidate and teacher images of one shape (the same noise)",
+            "generate both from the same noise",
+        )
     return candidate.double().flatten(0, -4), teacher.double().flatten(0, -4)
 
 

@@ -69,9 +69,13 @@ class NoiseSchedule:
                 clip_sample_range=float(scheduler.config.clip_sample_range),
             )
         except Exception as exc:  # a field not checked above; diffusers / torch raise many types
-            raise FlexdiffError(source, "a diffusers scheduler config", f"fix the config ({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:120]})") from None
+            raise FlexdiffError(
+                source, "a diffusers scheduler config", f"fix the config ({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:120]})"
+            ) from None
         if betas.numel() == 0 or not torch.isfinite(betas).all() or (betas < 0).any() or (betas > 1).any():  # alpha-bar would leave [0, 1]
-            raise FlexdiffError(f"{source}: beta_start/beta_end/trained_betas", "betas in [0, 1] at every timestep", "restore the schedule the model was trained with")
+            raise FlexdiffError(
+                f"{source}: beta_start/beta_end/trained_betas", "betas in [0, 1] at every timestep", "restore the schedule the model was trained with"
+            )
         return schedule
 
     def identity(self) -> bytes:
@@ -91,10 +95,17 @@ class NoiseSchedule:
     def check_grid(self, grid: Any, where: object) -> None:
         """A teacher grid for this schedule: integer timesteps in ``[0, num_train_timesteps)``."""
         if any(isinstance(t, bool) or not isinstance(t, int) for t in grid):
-            raise FlexdiffError(f"{where} timesteps", "integer timesteps (an alpha-bar noise schedule)", "write the schedule for this model with `flexdiff schedule --model ...`")
+            raise FlexdiffError(
+                f"{where} timesteps",
+                "integer timesteps (an alpha-bar noise schedule)",
+                "write the schedule for this model with `flexdiff schedule --model ...`",
+            )
         if grid[0] >= self.num_train_timesteps or grid[-1] < 0:
-            raise FlexdiffError(f"{where} timesteps {grid[0]}..{grid[-1]}", f"timesteps in [0, {self.num_train_timesteps}) for this model",
-                                "write the schedule for this model with `flexdiff schedule --model ...`")
+            raise FlexdiffError(
+                f"{where} timesteps {grid[0]}..{grid[-1]}",
+                f"timesteps in [0, {self.num_train_timesteps}) for this model",
+                "write the schedule for this model with `flexdiff schedule --model ...`",
+            )
 
     def to_prediction(self, output: torch.Tensor, x: torch.Tensor, t: float) -> torch.Tensor:
         """What the samplers of this kind integrate: epsilon-hat (:meth:`to_eps`)."""
@@ -137,14 +148,20 @@ class FlowSchedule:
     prediction_type = "flow_prediction"  # diffusers' name for the velocity eps - x0
 
     @classmethod
-    def from_scheduler_config(cls, config: dict[str, Any], source: object = "scheduler config", image_seq_len: int | None = None, mu: float | None = None) -> "FlowSchedule":
+    def from_scheduler_config(
+        cls, config: dict[str, Any], source: object = "scheduler config", image_seq_len: int | None = None, mu: float | None = None
+    ) -> "FlowSchedule":
         """Read a ``FlowMatch*`` scheduler config; with ``use_dynamic_shifting`` ``mu`` is the one given (what a
         pipeline passes its scheduler), else the config's linear map of ``image_seq_len`` (diffusers'
         ``calculate_shift``: ``base_shift`` at ``base_image_seq_len`` .. ``max_shift`` at ``max_image_seq_len``).
         Karras / exponential / beta sigmas and ``shift_terminal`` are refused (not implemented)."""
         for name in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "shift_terminal", "invert_sigmas", "stochastic_sampling"):
             if config.get(name):
-                raise FlexdiffError(f"{source}: {name} {config[name]!r}", "a flow-matching config with plain (shifted) sigmas", f"drop {name}, or run this model's own pipeline with --sampler pipeline")
+                raise FlexdiffError(
+                    f"{source}: {name} {config[name]!r}",
+                    "a flow-matching config with plain (shifted) sigmas",
+                    f"drop {name}, or run this model's own pipeline with --sampler pipeline",
+                )
         steps = config.get("num_train_timesteps", 1000)
         shift = config.get("shift", 1.0)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -209,7 +226,9 @@ class FlowSchedule:
     def check_grid(self, grid: Any, where: object) -> None:
         """A teacher grid for this schedule: sigmas (numbers) in (0, 1]."""
         if any(isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 1 for s in grid):
-            raise FlexdiffError(f"{where} timesteps", "sigmas in (0, 1] (a flow-matching model)", "write the schedule for this model with `flexdiff schedule --model ...`")
+            raise FlexdiffError(
+                f"{where} timesteps", "sigmas in (0, 1] (a flow-matching model)", "write the schedule for this model with `flexdiff schedule --model ...`"
+            )
 
     def to_prediction(self, output: torch.Tensor, x: torch.Tensor, t: float) -> torch.Tensor:
         """What the flow samplers integrate: the velocity the network predicts, as it is."""

@@ -23,8 +23,29 @@ from flexdiff.utils.text import mask_password
 PACKAGES = ("flexdiff", "torch", "diffusers", "optuna", "torchmetrics", "numpy", "matplotlib")
 
 #: search config fields that are ``flexdiff search`` options (the rest are internal defaults).
-SEARCH_OPTIONS = ("model", "sampler", "steps", "solver", "speedup", "max_macs", "n", "trials", "strategy", "storage", "study", "workers", "seed", "segments",
-                  "validate_n", "validate_top", "baseline_branches", "features", "batch_size", "device", "out")
+SEARCH_OPTIONS = (
+    "model",
+    "sampler",
+    "steps",
+    "solver",
+    "speedup",
+    "max_macs",
+    "n",
+    "trials",
+    "strategy",
+    "storage",
+    "study",
+    "workers",
+    "seed",
+    "segments",
+    "validate_n",
+    "validate_top",
+    "baseline_branches",
+    "features",
+    "batch_size",
+    "device",
+    "out",
+)
 
 
 def _version(package: str) -> str | None:
@@ -50,8 +71,13 @@ def environment() -> dict[str, Any]:
 
     cuda = torch.cuda.is_available()
     machine = {
-        "platform": platform.platform(), "python": platform.python_version(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "cuda": torch.version.cuda if cuda else None, "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if cuda else None,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
     }
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return {"date": date, "versions": {p: _version(p) for p in PACKAGES}, "machine": machine}

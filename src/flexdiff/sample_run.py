@@ -13,14 +13,13 @@ from flexdiff.cost import measure_macs
 from flexdiff.data import save_grid, save_npz
 from flexdiff.errors import FlexdiffError, output_folder
 from flexdiff.generation import check_sample_memory, default_sampler, sample, teacher_grid
-from flexdiff.sampling import check_batch_size, check_image_count
 from flexdiff.models import DiffusionModel, condition, conditioning_summary, image_prompts, load_model
 from flexdiff.provenance import run_provenance
 from flexdiff.samplers import AUTO, PIPELINE, check_eta, check_sampler
 from flexdiff.samplers.timesteps import check_steps
+from flexdiff.sampling import check_batch_size, check_image_count
 from flexdiff.schedule import Schedule, check_binding, for_steps
 from flexdiff.utils.io import folder_as_unit, write_json
-
 
 #: the sampler's steps without a schedule file (diffusers' usual 50)
 DEFAULT_STEPS = 50
@@ -58,8 +57,11 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
         stretches = isinstance(plan.meta.get("genome"), str)  # a searched plan re-expands at another --steps (for_steps)
         for option, given, own in (("--sampler", c.sampler, plan.sampler), ("--steps", None if stretches else c.steps, plan.T)):
             if given not in (None, AUTO, own):
-                raise FlexdiffError(f"{option} {given} with --schedule {c.schedule}", f"the schedule's own {option.lstrip('-')} ({own}) or none",
-                                    f"drop {option} (the schedule file sets it), or write a schedule for it")
+                raise FlexdiffError(
+                    f"{option} {given} with --schedule {c.schedule}",
+                    f"the schedule's own {option.lstrip('-')} ({own}) or none",
+                    f"drop {option} (the schedule file sets it), or write a schedule for it",
+                )
     sampler = plan.sampler if plan else c.sampler
     steps = c.steps if c.steps is not None else plan.T if plan else DEFAULT_STEPS
     check_sampler(sampler, auto=True)
@@ -87,10 +89,22 @@ def run_sample(config: SampleConfig) -> dict[str, Any]:
     check_sample_memory(model, c.n, c.batch_size, c.eta)
     output_folder(c.out, create=False, staged=True)  # a file in the way is refused now; the folder is made once there are samples
     start = time.perf_counter()
-    images = sample(model, c.n, sampler=sampler, steps=steps, seed=c.seed, eta=c.eta, batch_size=c.batch_size, schedule=plan, progress=True, strict=False)  # checked above
+    images = sample(
+        model, c.n, sampler=sampler, steps=steps, seed=c.seed, eta=c.eta, batch_size=c.batch_size, schedule=plan, progress=True, strict=False
+    )  # checked above
     wall = time.perf_counter() - start
-    run: dict[str, Any] = {"command": "sample", "model": c.model, "sampler": sampler, "steps": steps, "n": c.n, "seed": c.seed, "eta": c.eta,
-                           "batch_size": c.batch_size, "device": str(model.device), "wall_seconds": round(wall, 3)}
+    run: dict[str, Any] = {
+        "command": "sample",
+        "model": c.model,
+        "sampler": sampler,
+        "steps": steps,
+        "n": c.n,
+        "seed": c.seed,
+        "eta": c.eta,
+        "batch_size": c.batch_size,
+        "device": str(model.device),
+        "wall_seconds": round(wall, 3),
+    }
     if model.conditioning is not None:
         run["conditioning"] = conditioning_summary(model)
     if scorer is not None:

@@ -39,7 +39,9 @@ MAX_IMAGES = 1_000_000
 def check_image_count(n: int, option: str = "--n", least: int = 1) -> None:
     """An image count in ``[least, MAX_IMAGES]``, checked before any work."""
     if not least <= n <= MAX_IMAGES:
-        raise FlexdiffError(f"{option} {n}", f"an image count in [{least}, {MAX_IMAGES:,}]", f"pass a smaller {option}" if n > MAX_IMAGES else f"pass {option} >= {least}")
+        raise FlexdiffError(
+            f"{option} {n}", f"an image count in [{least}, {MAX_IMAGES:,}]", f"pass a smaller {option}" if n > MAX_IMAGES else f"pass {option} >= {least}"
+        )
 
 
 def check_batch_size(batch_size: int | None) -> None:
@@ -139,8 +141,20 @@ def generate_scheduled(
         if trajectories is not None:
             denoise = replaying(run.start, run.set_step, schedule, trajectories.plan(schedule, bounds), captured, trajectories.count_saved)
         try:
-            x0 = generate(model, noise, schedule.active_timesteps, schedule.sampler, eta=eta, seed=seed, batch_size=batch_size, denoise=denoise, on_step=on_step,
-                          grid=schedule.timesteps, cuts=cuts, on_batch=seen)
+            x0 = generate(
+                model,
+                noise,
+                schedule.active_timesteps,
+                schedule.sampler,
+                eta=eta,
+                seed=seed,
+                batch_size=batch_size,
+                denoise=denoise,
+                on_step=on_step,
+                grid=schedule.timesteps,
+                cuts=cuts,
+                on_batch=seen,
+            )
         finally:  # a run stopped early (on the rungs) still leaves its finished batches
             if trajectories is not None:
                 trajectories.add(finished(schedule, bounds, captured))

@@ -35,6 +35,7 @@ from flexdiff.utils.training import ema_update, warmup_cosine
 def _ddpm_noise() -> NoiseSchedule:
     return NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG)
 
+
 #: Architecture of ``builtin:digits``: two downsamplings (16 -> 8 -> 4), attention at 8x8 and 4x4, two resnets per
 #: down block (so partial steps have 3 x 3 = 9 skip branches), about 1.0 M parameters.
 #: The 16x16 level is kept narrow (16 channels): it dominates the convolution cost on a CPU.
@@ -108,8 +109,11 @@ class TeacherRecipe:
     def check_images(self, images: torch.Tensor, where: object = "--data") -> None:
         """Training images of the architecture's shape, checked before any training (a convolution error otherwise)."""
         if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape or len(images) < 1:
-            raise FlexdiffError(f"{where} (images {tuple(images.shape[1:])})", f"images of shape {self.image_shape} for --arch {self.arch}",
-                                "resize or convert the training set (the built-in teachers are 16x16 greyscale)")
+            raise FlexdiffError(
+                f"{where} (images {tuple(images.shape[1:])})",
+                f"images of shape {self.image_shape} for --arch {self.arch}",
+                "resize or convert the training set (the built-in teachers are 16x16 greyscale)",
+            )
 
 
 def _ddpm_loss(net: torch.nn.Module, x0: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, device: torch.device | str) -> torch.Tensor:
@@ -156,7 +160,11 @@ def train_teacher(
     recipe.check_images(images, "training images")
     if recipe.arch == "dit":
         if labels is None:
-            raise FlexdiffError("--data without labels", "class labels for the class-conditional DiT (the built-in digits have them)", "train --arch dit on builtin:digits-train")
+            raise FlexdiffError(
+                "--data without labels",
+                "class labels for the class-conditional DiT (the built-in digits have them)",
+                "train --arch dit on builtin:digits-train",
+            )
         architecture, net, loss_fn, scheduler_config = DIT_TEACHER_CONFIG, DiTTransformer2DModel(**DIT_TEACHER_CONFIG), _flow_loss, FLOW_SCHEDULER_CONFIG
     else:
         architecture, net, loss_fn, scheduler_config = TEACHER_CONFIG, UNet2DModel(**TEACHER_CONFIG), _ddpm_loss, DEFAULT_SCHEDULER_CONFIG
@@ -183,7 +191,9 @@ def train_teacher(
         if on_step is not None:
             on_step(step, losses[-1])
     if step == 0:  # the cap ran out before the first step: saving the random initialisation would pass for a model
-        raise FlexdiffError(f"--minutes {recipe.minutes}", "a wall-time cap long enough for at least one optimizer step (0 steps ran)", "raise --minutes or drop it")
+        raise FlexdiffError(
+            f"--minutes {recipe.minutes}", "a wall-time cap long enough for at least one optimizer step (0 steps ran)", "raise --minutes or drop it"
+        )
     tail = losses[-500:]
     stats = {"steps": step, "wall_seconds": round(time.monotonic() - start, 1), "final_loss": round(sum(tail) / max(len(tail), 1), 5)}
     save_model(ema.eval().cpu(), out, scheduler_config)
@@ -203,7 +213,8 @@ def check_model_out(out: Path) -> None:
         raise unwritable(out, "a place this user can write to", exc) from None
     if foreign:
         raise FlexdiffError(
-            f"--out {out}", "a new or empty folder, or a model folder (model_index.json) to retrain; this one holds other files",
+            f"--out {out}",
+            "a new or empty folder, or a model folder (model_index.json) to retrain; this one holds other files",
             "choose another --out (retraining replaces model_index.json, unet/, scheduler/ and training.json and keeps the rest)",
         )
     output_folder(out.parent)

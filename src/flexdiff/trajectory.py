@@ -129,8 +129,14 @@ class TrajectoryStore:
             self.runs.popitem(last=False)
 
 
-def replaying(start: Callable[[], Denoise], set_step: Callable[[int], None], schedule: Schedule, plans: Sequence[Plan | None],
-              captured: list[list[torch.Tensor]], on_saved: Callable[[int], None]) -> Callable[[], Denoise]:
+def replaying(
+    start: Callable[[], Denoise],
+    set_step: Callable[[int], None],
+    schedule: Schedule,
+    plans: Sequence[Plan | None],
+    captured: list[list[torch.Tensor]],
+    on_saved: Callable[[int], None],
+) -> Callable[[], Denoise]:
     """A per-batch ``denoise`` factory for :func:`flexdiff.sampling.generate`: ``start()`` (the executor's) wrapped so
     that the steps ``plans[batch]`` replays return the stored outputs (the executor told of each step by
     ``set_step``; ``on_saved(images)`` told of each network call skipped), and every output is captured

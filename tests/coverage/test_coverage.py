@@ -132,7 +132,7 @@ def test_calls_named_by_diffusers_cache_context_keep_their_own_cache() -> None:
         pipe.scheduler.set_timesteps(STEPS)
         for i, t in enumerate(pipe.scheduler.timesteps):
             pred = {}
-            for name in (("uncond", "cond") if swap and i % 2 else ("cond", "uncond")):
+            for name in ("uncond", "cond") if swap and i % 2 else ("cond", "uncond"):
                 with tr.cache_context(name):
                     pred[name] = tr(latents, t.expand(1), prompts[name], return_dict=False)[0]
             latents = pipe.scheduler.step(pred["uncond"] + 5.0 * (pred["cond"] - pred["uncond"]), t, latents).prev_sample
@@ -158,7 +158,10 @@ def test_each_denoiser_of_a_two_expert_pipeline_is_hooked_with_its_own_cache() -
         assert not torch.equal(case(), plain)
     boundary = owners.index("transformer_2")
     kinds = ["full" if i == 0 else "partial:1" for i in range(len(grid))]
-    with flexdiff.enabled(case.pipe, Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), "flow-euler")), pytest.raises(flexdiff.FlexdiffError, match="transformer_2 takes over") as err:
+    with (
+        flexdiff.enabled(case.pipe, Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), "flow-euler")),
+        pytest.raises(flexdiff.FlexdiffError, match="transformer_2 takes over") as err,
+    ):
         case()
     assert f"step {boundary}" in str(err.value) and "\n" not in str(err.value)
     for _, module in denoisers_of(case.pipe):
@@ -220,8 +223,16 @@ def test_a_unet_whose_blocks_are_not_diffusers_per_layer_ones_is_refused_at_enab
     import diffusers
 
     torch.manual_seed(0)
-    unet = diffusers.Kandinsky3UNet(in_channels=4, time_embedding_dim=4, groups=2, attention_head_dim=4, layers_per_block=3, block_out_channels=(32, 64), cross_attention_dim=4,
-                                    encoder_hid_dim=32).eval()
+    unet = diffusers.Kandinsky3UNet(
+        in_channels=4,
+        time_embedding_dim=4,
+        groups=2,
+        attention_head_dim=4,
+        layers_per_block=3,
+        block_out_channels=(32, 64),
+        cross_attention_dim=4,
+        encoder_hid_dim=32,
+    ).eval()
     pipe = diffusers.Kandinsky3Pipeline(tokenizer=None, text_encoder=None, unet=unet, scheduler=diffusers.DDPMScheduler(), movq=None)
     with pytest.raises(flexdiff.FlexdiffError, match="Kandinsky3DownSampleBlock") as err:
         flexdiff.enable(pipe, flexdiff.full(flexdiff.pipeline_timesteps(pipe, STEPS)))
@@ -244,8 +255,14 @@ def test_residual_partial_steps_equal_cache_dits_dbcache_with_the_same_static_ma
     mask = [1, 0, 1, 0, 0, 1]
     labels = layout_of(case.pipe.transformer).labels
     for front, back in [(1, 0), (1, 1), (2, 0)]:
-        config = cache_dit.DBCacheConfig(Fn_compute_blocks=front, Bn_compute_blocks=back, steps_computation_mask=mask, steps_computation_policy="static", max_warmup_steps=1,
-                                         num_inference_steps=STEPS)
+        config = cache_dit.DBCacheConfig(
+            Fn_compute_blocks=front,
+            Bn_compute_blocks=back,
+            steps_computation_mask=mask,
+            steps_computation_policy="static",
+            max_warmup_steps=1,
+            num_inference_steps=STEPS,
+        )
         cache_dit.enable_cache(case.pipe, cache_config=config)
         try:
             theirs = case()
@@ -275,7 +292,10 @@ def test_image_to_image_starts_where_the_plain_pipeline_starts(name: str) -> Non
     with flexdiff.enabled(case.pipe, Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), "flow-euler")):
         assert not torch.equal(case(), plain)
     kinds[start] = "partial:1"
-    with flexdiff.enabled(case.pipe, Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), "flow-euler")), pytest.raises(flexdiff.FlexdiffError, match="where the pipeline's loop starts") as err:
+    with (
+        flexdiff.enabled(case.pipe, Schedule(tuple(Step.parse(k) for k in kinds), tuple(grid), "flow-euler")),
+        pytest.raises(flexdiff.FlexdiffError, match="where the pipeline's loop starts") as err,
+    ):
         case()
     assert "\n" not in str(err.value)
 

@@ -10,16 +10,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
 from typer.testing import CliRunner
 
 from flexdiff.cli import app
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, save_model
+from flexdiff.testing.tiny import tiny_unet
 
 pytestmark = pytest.mark.slow  # end-to-end runs: `pytest -m "not slow"` leaves them out
 
 runner = CliRunner()
-FAST = ["--record-n", "32", "--val-n", "8", "--distill-steps", "3", "--retrain-steps", "4", "--fid-n", "6", "--reference", "builtin:digits-heldout", "--minutes", "5", "--device", "cpu", "--no-report"]
+FAST = [
+    "--record-n",
+    "32",
+    "--val-n",
+    "8",
+    "--distill-steps",
+    "3",
+    "--retrain-steps",
+    "4",
+    "--fid-n",
+    "6",
+    "--reference",
+    "builtin:digits-heldout",
+    "--minutes",
+    "5",
+    "--device",
+    "cpu",
+    "--no-report",
+]
 RESULT_KEYS = {"kind", "config", "command", "blocks", "teacher", "student", "retrain", "seconds"}
 BLOCK_KEYS = {"block", "choice", "macs", "params", "teacher_macs", "teacher_params", "loss"}
 
@@ -123,7 +141,7 @@ def kill_during(folder: Path, phase: str, lost: list[str]) -> None:
     state = json.loads((folder / "state.json").read_text())
     phases = list(state["phases"])
     state["phases"][phase]["done"] = False
-    for later in phases[phases.index(phase) + 1:]:
+    for later in phases[phases.index(phase) + 1 :]:
         del state["phases"][later]
     (folder / "state.json").write_text(json.dumps(state))
 
@@ -131,8 +149,16 @@ def kill_during(folder: Path, phase: str, lost: list[str]) -> None:
 @pytest.mark.parametrize(
     "phase, lost, kept",
     [
-        ("distill", ["blocks/up0.safetensors", "blocks/up1.safetensors", "scores.json", "search.json", "retrain", "student", "fid.json", "results.json"], ["records.safetensors", "blocks/down0.safetensors", "blocks/mid.safetensors"]),
-        ("retrain", ["student", "fid.json", "results.json"], ["records.safetensors", "blocks/up1.safetensors", "scores.json", "retrain/checkpoint.safetensors"]),
+        (
+            "distill",
+            ["blocks/up0.safetensors", "blocks/up1.safetensors", "scores.json", "search.json", "retrain", "student", "fid.json", "results.json"],
+            ["records.safetensors", "blocks/down0.safetensors", "blocks/mid.safetensors"],
+        ),
+        (
+            "retrain",
+            ["student", "fid.json", "results.json"],
+            ["records.safetensors", "blocks/up1.safetensors", "scores.json", "retrain/checkpoint.safetensors"],
+        ),
     ],
 )
 def test_killed_run_resumes_its_phase(run_dir: Path, teacher_dir: Path, tmp_path: Path, phase: str, lost: list[str], kept: list[str]) -> None:
@@ -157,7 +183,9 @@ def test_a_damaged_record_file_is_recorded_again_on_resume(run_dir: Path, teache
     student of the undamaged run (the recording is seeded)."""
     folder = tmp_path / "damaged"
     shutil.copytree(run_dir, folder)
-    kill_during(folder, "distill", ["blocks/up0.safetensors", "blocks/up1.safetensors", "scores.json", "search.json", "retrain", "student", "fid.json", "results.json"])
+    kill_during(
+        folder, "distill", ["blocks/up0.safetensors", "blocks/up1.safetensors", "scores.json", "search.json", "retrain", "student", "fid.json", "results.json"]
+    )
     path = folder / "records.safetensors"
     data = path.read_bytes()
     path.write_bytes({"truncated": data[: len(data) // 3], "garbage": b"not safetensors" * 50, "empty": b""}[how])

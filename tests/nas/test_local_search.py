@@ -23,7 +23,9 @@ def test_pareto_front_keeps_exactly_the_non_dominated() -> None:
     cands = _blocks(0, 1, 30)[0]
     front = pareto_front(cands)
     for c in cands:
-        dominated = any(o.macs <= c.macs and o.params <= c.params and o.loss <= c.loss and (o.macs, o.params, o.loss) != (c.macs, c.params, c.loss) for o in cands)
+        dominated = any(
+            o.macs <= c.macs and o.params <= c.params and o.loss <= c.loss and (o.macs, o.params, o.loss) != (c.macs, c.params, c.loss) for o in cands
+        )
         assert (c in front) == (not dominated) or any((o.macs, o.params, o.loss) == (c.macs, c.params, c.loss) for o in front)
 
 

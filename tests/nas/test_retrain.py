@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG
@@ -18,6 +17,7 @@ from flexdiff.nas.retrain import AlphaSchedule, Checkpoint, RetrainConfig, retra
 from flexdiff.nas.space import random_architecture
 from flexdiff.nas.supernet import BlockSupernet
 from flexdiff.noise import NoiseSchedule
+from flexdiff.testing.tiny import tiny_unet
 
 from .conftest import tiny_images
 
@@ -38,7 +38,9 @@ def test_constant_alpha_does_not_change() -> None:
     assert str(alpha) == "constant:0.3"
 
 
-@pytest.mark.parametrize("text", ["constant:1.5", "constant:x", "cosine", "constant:", "constant:-0.1", "dynamic:", "dynamic:0.5", "dynamic:0.2,0.6", "dynamic:1,x", "dynamic:1.5,0"])
+@pytest.mark.parametrize(
+    "text", ["constant:1.5", "constant:x", "cosine", "constant:", "constant:-0.1", "dynamic:", "dynamic:0.5", "dynamic:0.2,0.6", "dynamic:1,x", "dynamic:1.5,0"]
+)
 def test_bad_alpha_is_a_one_line_error(text: str) -> None:
     with pytest.raises(FlexdiffError, match="--alpha"):
         AlphaSchedule.parse(text)

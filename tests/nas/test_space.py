@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
 
 from flexdiff.backbones import unet_layout
 from flexdiff.cost import count_macs
@@ -26,6 +25,7 @@ from flexdiff.nas.phases import assemble
 from flexdiff.nas.space import random_architecture
 from flexdiff.nas.supernet import BlockSupernet, unit_costs
 from flexdiff.nas.units import SlimmableResnet
+from flexdiff.testing.tiny import tiny_unet
 
 
 def _supernets(unet):
@@ -148,9 +148,20 @@ def test_incompatible_models_are_one_line_errors() -> None:
     from diffusers import UNet2DConditionModel
 
     from flexdiff.errors import FlexdiffError
+
     torch.manual_seed(0)
-    cond = UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2, cross_attention_dim=8, attention_head_dim=2,
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+    cond = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=2,
+        cross_attention_dim=8,
+        attention_head_dim=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    )
     with pytest.raises(FlexdiffError, match="UNet2DModel"):
         block_specs(cond)
     bad = copy.deepcopy(tiny_unet())

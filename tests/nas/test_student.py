@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_unet
 
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, load_model
@@ -16,6 +15,7 @@ from flexdiff.nas.phases import assemble
 from flexdiff.nas.space import random_architecture
 from flexdiff.nas.student import save_student
 from flexdiff.nas.supernet import BlockSupernet
+from flexdiff.testing.tiny import tiny_unet
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

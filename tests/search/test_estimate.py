@@ -15,8 +15,20 @@ from flexdiff.search.estimate import estimate
 
 @pytest.mark.slow
 def test_teacher_image_equivalents_count_every_phase(tiny_model_dir: Path, tmp_path: Path) -> None:
-    config = SearchConfig(out=tmp_path / "run", model=str(tiny_model_dir), steps=10, n=8, trials=6, segments=(2, 3), validate_n=12, validate_top=2,
-                          baseline_branches=(0,), fidelity=(), reuse=False, progress=False)
+    config = SearchConfig(
+        out=tmp_path / "run",
+        model=str(tiny_model_dir),
+        steps=10,
+        n=8,
+        trials=6,
+        segments=(2, 3),
+        validate_n=12,
+        validate_top=2,
+        baseline_branches=(0,),
+        fidelity=(),
+        reuse=False,
+        progress=False,
+    )
     ctx = build_context(config, reference=False)
     images = estimate(ctx, reference_cached=False).images
     teacher = ctx.costs.full * len(ctx.timesteps)
@@ -41,9 +53,38 @@ def test_a_search_records_and_prints_what_it_generated(tiny_model_dir: Path, tmp
     from flexdiff.cli import app
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["search", "--model", str(tiny_model_dir), "--steps", "10", "--n", "8", "--trials", "4", "--segments", "2,3", "--validate-n", "8",
-                                      "--validate-top", "1", "--baseline-branches", "0", "--fidelity", "none", "--no-reuse", "--features", "digits", "--speedup", "1.5",
-                                      "--no-report", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--model",
+            str(tiny_model_dir),
+            "--steps",
+            "10",
+            "--n",
+            "8",
+            "--trials",
+            "4",
+            "--segments",
+            "2,3",
+            "--validate-n",
+            "8",
+            "--validate-top",
+            "1",
+            "--baseline-branches",
+            "0",
+            "--fidelity",
+            "none",
+            "--no-reuse",
+            "--features",
+            "digits",
+            "--speedup",
+            "1.5",
+            "--no-report",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     spent, expected = results["teacher_image_equivalents"], results["expected_teacher_image_equivalents"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from flexdiff.testing.tiny import tiny_dit_model
 
 from flexdiff.cost import count_macs
 from flexdiff.sampling import generate, teacher_timesteps
 from flexdiff.search.peers import PEERS, PeerRun, calibrate, peer_images, peer_runs
+from flexdiff.testing.tiny import tiny_dit_model
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,30 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def search_args(model_dir: Path, out: Path, trials: int = 6, *extra: str) -> list[str]:
-    return ["search", "--model", str(model_dir), "--steps", "6", "--n", "8", "--trials", str(trials), "--validate-n", "8",
-            "--segments", "2,3", "--baseline-branches", "0", "--speedup", "2", "--seed", "0", "--out", str(out), *extra]
+    return [
+        "search",
+        "--model",
+        str(model_dir),
+        "--steps",
+        "6",
+        "--n",
+        "8",
+        "--trials",
+        str(trials),
+        "--validate-n",
+        "8",
+        "--segments",
+        "2,3",
+        "--baseline-branches",
+        "0",
+        "--speedup",
+        "2",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def studies(out: Path, storage: str | None = None) -> tuple[optuna.Study, optuna.Study]:
@@ -80,8 +102,9 @@ def _finished_searched_trials(db: Path) -> int:
         return 0
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0) as con:
-            row = con.execute("SELECT COUNT(*) FROM trials t JOIN studies s ON t.study_id = s.study_id "
-                              "WHERE s.study_name NOT LIKE '%:baselines' AND t.state = 'COMPLETE'").fetchone()
+            row = con.execute(
+                "SELECT COUNT(*) FROM trials t JOIN studies s ON t.study_id = s.study_id WHERE s.study_name NOT LIKE '%:baselines' AND t.state = 'COMPLETE'"
+            ).fetchone()
     except sqlite3.Error:  # tables not created yet, or locked for a moment
         return 0
     return int(row[0])
@@ -120,8 +143,11 @@ def _searched_sequence(out: Path) -> list[tuple[str, str, tuple[float, ...] | No
     caught between Optuna creating it and flexdiff tagging it (no worker, no schedule: it evaluated nothing and counts
     for nothing) is left out too: it stays RUNNING until Optuna's heartbeat would fail it."""
     study = studies(out)[0]
-    return [(t.state.name, t.user_attrs.get("key"), tuple(t.values) if t.values else None) for t in study.get_trials()
-            if t.state != optuna.trial.TrialState.FAIL and not (t.state == optuna.trial.TrialState.RUNNING and not t.user_attrs)]
+    return [
+        (t.state.name, t.user_attrs.get("key"), tuple(t.values) if t.values else None)
+        for t in study.get_trials()
+        if t.state != optuna.trial.TrialState.FAIL and not (t.state == optuna.trial.TrialState.RUNNING and not t.user_attrs)
+    ]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
@@ -152,8 +178,10 @@ def test_two_searches_started_at_once_on_a_new_folder_share_it(tiny_model_dir: P
     are created once), no schedule evaluated twice, exactly --trials searched trials. Then the storage alone, 10 times
     over: two processes creating a new SQLite storage at once both succeed."""
     out = tmp_path / "run"
-    procs = [subprocess.Popen([FLEXDIFF, *search_args(tiny_model_dir, out, 6, "--no-report")], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([FLEXDIFF, *search_args(tiny_model_dir, out, 6, "--no-report")], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     errors = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
     searched, baselines = studies(out)
@@ -218,7 +246,9 @@ def test_solver_runs_the_searched_schedules_and_a_second_set_of_baselines(tiny_m
     teacher_grid = teacher_timesteps(load_model(str(tiny_model_dir), "cpu"), "ddim", 6)
     assert best["sampler"] == results["best"]["sampler"] and best["timesteps"] == teacher_grid
     assert solver in studies(out)[0].study_name and results["teacher"]["name"] == "teacher (ddim-6)"
-    replay = CliRunner().invoke(app, ["sample", "--model", str(tiny_model_dir), "--schedule", str(out / "best.json"), "--n", "2", "--out", str(tmp_path / "replay")])
+    replay = CliRunner().invoke(
+        app, ["sample", "--model", str(tiny_model_dir), "--schedule", str(out / "best.json"), "--n", "2", "--out", str(tmp_path / "replay")]
+    )
     assert replay.exit_code == 0, replay.output
     assert json.loads((tmp_path / "replay" / "run.json").read_text())["sampler"] == best["sampler"]
 
@@ -342,8 +372,32 @@ def test_peers_are_baselines_of_the_same_study_and_table(tmp_path: Path) -> None
     steps), its family's best within the budget is validated from the peer's own code, best.json stays a schedule, and
     a rerun evaluates none of them again."""
     out = tmp_path / "run"
-    args = ["search", "--model", "builtin:digits-dit", "--steps", "6", "--n", "8", "--trials", "2", "--validate-n", "8", "--segments", "2,3",
-            "--baseline-branches", "0", "--speedup", "1.5", "--seed", "0", "--peers", "taylorseer", "--no-report", "--out", str(out)]
+    args = [
+        "search",
+        "--model",
+        "builtin:digits-dit",
+        "--steps",
+        "6",
+        "--n",
+        "8",
+        "--trials",
+        "2",
+        "--validate-n",
+        "8",
+        "--segments",
+        "2,3",
+        "--baseline-branches",
+        "0",
+        "--speedup",
+        "1.5",
+        "--seed",
+        "0",
+        "--peers",
+        "taylorseer",
+        "--no-report",
+        "--out",
+        str(out),
+    ]
     runner = CliRunner()
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -157,8 +157,14 @@ def test_stopped_candidates_are_parents_with_the_rfid_their_paired_distance_pred
     assert predict is not None and abs(predict(3.0) - law(3.0)) < 1e-9
     assert rfid_from_paired([(2.0, 1.0), (2.0, 3.0)]) is None  # one paired distance: no line
     stopped = {"genome": "1:2", "macs": 5.0, "pruned_at": 16, "paired_rungs": {"16": 3.0}}
-    trials = [create_trial(state=TrialState.PRUNED, params={"segments": 4}, distributions={"segments": optuna.distributions.IntDistribution(1, 30)},
-                           user_attrs={"key": "k", "result": stopped})]
+    trials = [
+        create_trial(
+            state=TrialState.PRUNED,
+            params={"segments": 4},
+            distributions={"segments": optuna.distributions.IntDistribution(1, 30)},
+            user_attrs={"key": "k", "result": stopped},
+        )
+    ]
     sampler = EvolutionSampler(SPACE, str)
     assert sampler._stopped(trials, []) == []  # nothing to fit on yet: not a parent
     members = [Member(f"0:{i + 1}", 10.0 + i, law(p), paired=p) for i, p in enumerate((1.0, 2.0, 4.0))]

@@ -56,6 +56,7 @@ def _counting_evaluate(calls: list[str]):
     def evaluate(schedule: Schedule, trial: object = None) -> dict:
         calls.append(schedule.key)
         return {"macs": float(len(calls)), "rfid": 1.0 / len(calls)}
+
     return evaluate
 
 

@@ -31,8 +31,33 @@ def test_noise_streams_continue_without_repeating_a_row() -> None:
 @pytest.mark.slow
 def test_validation_rescores_on_images_the_search_never_saw(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["search", "--model", str(tiny_model_dir), "--steps", "6", "--n", "16", "--validate-n", "16", "--trials", "3", "--segments", "2,3",
-                                      "--baseline-branches", "0", "--speedup", "1.5", "--features", "digits", "--no-report", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--model",
+            str(tiny_model_dir),
+            "--steps",
+            "6",
+            "--n",
+            "16",
+            "--validate-n",
+            "16",
+            "--trials",
+            "3",
+            "--segments",
+            "2,3",
+            "--baseline-branches",
+            "0",
+            "--speedup",
+            "1.5",
+            "--features",
+            "digits",
+            "--no-report",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["teacher"]["noise_images"] == [16, 32]  # after the search's 16

@@ -24,4 +24,18 @@ from flexdiff.backbones.transformer import (  # noqa: E402 - after discovery
 )
 from flexdiff.backbones.unet import UNetBackbone, UNetBranch, unet_layout  # noqa: E402
 
-__all__ = ["BACKBONES", "Backbone", "Branch", "Layout", "TransformerBackbone", "TransformerBranch", "UNetBackbone", "UNetBranch", "backbone_of", "layout_of", "register_backbone", "transformer_layout", "unet_layout"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "Branch",
+    "Layout",
+    "TransformerBackbone",
+    "TransformerBranch",
+    "UNetBackbone",
+    "UNetBranch",
+    "backbone_of",
+    "layout_of",
+    "register_backbone",
+    "transformer_layout",
+    "unet_layout",
+]

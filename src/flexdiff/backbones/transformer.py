@@ -153,12 +153,19 @@ def transformer_layout(module: nn.Module) -> Layout:
     name = type(unwrapped(module)).__name__
     interleaved = [n for n, _ in block_lists(module) if n in INTERLEAVED_LISTS]
     if interleaved:
-        raise FlexdiffError(f"{name} with {', '.join(interleaved)}", "block lists that run one after the other", "this model interleaves its spatial and temporal blocks: not supported")
+        raise FlexdiffError(
+            f"{name} with {', '.join(interleaved)}",
+            "block lists that run one after the other",
+            "this model interleaves its spatial and temporal blocks: not supported",
+        )
     units = transformer_blocks(module)
     unknown = sorted({type(b).__name__ for _, b in units if block_metadata(b) is None})
     if unknown:
-        raise FlexdiffError(f"{name} blocks {', '.join(unknown)}", "transformer blocks whose stream layout diffusers' TransformerBlockRegistry or flexdiff's OWN_BLOCKS describes",
-                            "add a one-line OWN_BLOCKS entry for the class (flexdiff/backbones/transformer.py)")
+        raise FlexdiffError(
+            f"{name} blocks {', '.join(unknown)}",
+            "transformer blocks whose stream layout diffusers' TransformerBlockRegistry or flexdiff's OWN_BLOCKS describes",
+            "add a one-line OWN_BLOCKS entry for the class (flexdiff/backbones/transformer.py)",
+        )
     n = len(units)
     if n < 2:
         raise FlexdiffError(f"{name} with {n} block(s)", "at least 2 transformer blocks (a partial step reuses the middle ones)", "use a deeper model")
@@ -226,7 +233,11 @@ class TransformerBackbone(Backbone):
     def call(self, module: nn.Module, x: torch.Tensor, t: torch.Tensor, **conditioning: Any) -> torch.Tensor:
         name = type(unwrapped(module)).__name__
         if name not in CALLS:
-            raise FlexdiffError(name, f"a transformer flexdiff's own loop can call ({', '.join(CALLS)})", "run it through its pipeline: flexdiff.enable(pipe, schedule), or --sampler pipeline")
+            raise FlexdiffError(
+                name,
+                f"a transformer flexdiff's own loop can call ({', '.join(CALLS)})",
+                "run it through its pipeline: flexdiff.enable(pipe, schedule), or --sampler pipeline",
+            )
         return CALLS[name](module, x, t, **conditioning)
 
 

@@ -41,8 +41,11 @@ def _blocks(unet: nn.Module) -> tuple[Any, Any, Any]:
         raise FlexdiffError(type(unet).__name__, "UNet blocks without skip_conv (Skip*Block2D is not supported)", "use a UNet with standard down/up blocks")
     odd = sorted({type(b).__name__ for b in [*unet.down_blocks, *unet.up_blocks] if not isinstance(getattr(b, "resnets", None), nn.ModuleList)})
     if odd:  # Kandinsky 3's blocks: resnets_in / resnets_out, one skip per block: not diffusers' per-layer skips
-        raise FlexdiffError(f"{type(unet).__name__} blocks {', '.join(odd)}", "down / up blocks with diffusers' per-layer resnets and skip connections",
-                            "this UNet's skip layout is not supported for partial steps")
+        raise FlexdiffError(
+            f"{type(unet).__name__} blocks {', '.join(odd)}",
+            "down / up blocks with diffusers' per-layer resnets and skip connections",
+            "this UNet's skip layout is not supported for partial steps",
+        )
     return unet.down_blocks, getattr(unet, "mid_block", None), unet.up_blocks
 
 
@@ -76,7 +79,9 @@ def unet_layout(unet: nn.Module) -> Layout:
         for k, sampler in enumerate(getattr(block, "upsamplers", None) or []):
             units.append((f"up{u}.upsample{k}", sampler))
     if len(consumers) != len(producers):
-        raise FlexdiffError(type(unet).__name__, f"as many up resnets ({len(consumers)}) as skip connections ({len(producers)})", "this UNet layout is not supported")
+        raise FlexdiffError(
+            type(unet).__name__, f"as many up resnets ({len(consumers)}) as skip connections ({len(producers)})", "this UNet layout is not supported"
+        )
     # the up path consumes skips last-in first-out: consumers[k] takes producers[B - 1 - k]
     consumer_of = {producer: consumers[len(producers) - 1 - j] for j, (_, producer) in enumerate(producers)}
     branches = []
@@ -86,8 +91,6 @@ def unet_layout(unet: nn.Module) -> Layout:
         hollow = frozenset(k for k in range(producer + 1, consumer - 1) if consumer_of.get(k, producer + 1) in range(producer + 1, consumer))
         branches.append(UNetBranch(b, label, range(producer + 1, consumer), hollow, producer, consumer))
     return Layout(tuple(units), tuple(branches))
-
-
 
 
 class UNetBackbone(Backbone):
@@ -103,7 +106,9 @@ class UNetBackbone(Backbone):
     def check_hookable(self, module: nn.Module) -> None:
         freeu = [i for i, block in enumerate(module.up_blocks) if any(getattr(block, k, None) for k in ("s1", "s2", "b1", "b2"))]
         if freeu:  # FreeU rescales up-block features in place, between units: it would rewrite the cache (and the hollow views)
-            raise FlexdiffError(f"FreeU on up_blocks {freeu}", "a UNet without FreeU for partial steps (it edits cached features in place)", "call unet.disable_freeu() first")
+            raise FlexdiffError(
+                f"FreeU on up_blocks {freeu}", "a UNet without FreeU for partial steps (it edits cached features in place)", "call unet.disable_freeu() first"
+            )
 
     def call(self, module: nn.Module, x: torch.Tensor, t: torch.Tensor, **conditioning: Any) -> torch.Tensor:
         return module(x, t, **conditioning).sample

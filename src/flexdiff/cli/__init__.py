@@ -22,9 +22,12 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
-          debug: bool = typer.Option(False, "--debug", help="show the traceback of a failure that is not a bad input (also FLEXDIFF_DEBUG=1)")) -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of a failure that is not a bad input (also FLEXDIFF_DEBUG=1)"),
+) -> None:
     DEBUG["on"] = debug or os.environ.get("FLEXDIFF_DEBUG", "") not in ("", "0")  # the app's help is _app.HELP
+
 
 def main() -> None:
     """The ``flexdiff`` entry point. Usage errors (an unknown option, ``--n abc``, a missing ``--out``) end in one line

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import typer
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.utils.text import escape, mask_password, shorten
 from flexdiff.features import feature_network_names
 from flexdiff.samplers import AUTO, DEFAULT_SAMPLERS, PIPELINE, sampler_names
+from flexdiff.utils.text import escape, mask_password, shorten
 
 HELP = "flexdiff: make pretrained diffusion models faster at the same quality. Every bad input ends in one line on stderr and exit code 2."
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=HELP)
@@ -32,21 +32,36 @@ PROMPTS = typer.Option(None, "--prompts", help="prompt file of a text-to-image p
 NEGATIVE_PROMPT = typer.Option(None, "--negative-prompt", help="negative prompt: the unconditional half of classifier-free guidance (default: empty)")
 GUIDANCE = typer.Option(None, "--guidance", help="classifier-free guidance scale (default: 7.5 with --prompts, else 1 = none)")
 LABELS = typer.Option(None, "--labels", help="class labels of a class-conditional UNet, e.g. 0,3,7, cycled over the images (default: round-robin)")
-CONTROL_IMAGES = typer.Option(None, "--control-images", help="a ControlNet pipeline's conditioning images: an image folder or .npz; image i takes control image i mod K")
-HEIGHT = typer.Option(None, "--height", min=1, help="image height in pixels, for a pipeline its own call drives (transformers, video, SDXL); default: the pipeline's")
+CONTROL_IMAGES = typer.Option(
+    None, "--control-images", help="a ControlNet pipeline's conditioning images: an image folder or .npz; image i takes control image i mod K"
+)
+HEIGHT = typer.Option(
+    None, "--height", min=1, help="image height in pixels, for a pipeline its own call drives (transformers, video, SDXL); default: the pipeline's"
+)
 WIDTH = typer.Option(None, "--width", min=1, help="image width in pixels (as --height)")
 FRAMES = typer.Option(None, "--frames", min=1, help="frames of a video pipeline (its num_frames); default: the pipeline's")
-PIPELINE_KWARGS = typer.Option(None, "--pipeline-kwargs", help='more keywords of the pipeline\'s call as a JSON object, e.g. \'{"max_sequence_length": 128}\'')
+PIPELINE_KWARGS = typer.Option(None, "--pipeline-kwargs", help="more keywords of the pipeline's call as a JSON object, e.g. '{\"max_sequence_length\": 128}'")
 CLIP = typer.Option(None, "--clip", help="local CLIP folder (transformers CLIPModel, safetensors) for --features clip and the CLIP score")
-FEATURE_WEIGHTS = typer.Option(None, "--feature-weights", help="a local folder, or the repo id of a model in your Hugging Face cache (never downloaded), of the "
-                                "--features network: siglip, dinov2 (or clip)")
+FEATURE_WEIGHTS = typer.Option(
+    None,
+    "--feature-weights",
+    help="a local folder, or the repo id of a model in your Hugging Face cache (never downloaded), of the --features network: siglip, dinov2 (or clip)",
+)
 INCEPTION = typer.Option(None, "--inception", help="local FID Inception weights file for --features inception (needs torch-fidelity)")
 
 
-SAMPLER = typer.Option(AUTO, "--sampler", help=f"sampler: {', '.join(sampler_names())} (flexdiff's loop), {PIPELINE} (the folder's own scheduler, through the diffusers pipeline's own call), or {AUTO}: {' / '.join(DEFAULT_SAMPLERS.values())} by the model's noise schedule")
+SAMPLER = typer.Option(
+    AUTO,
+    "--sampler",
+    help=f"sampler: {', '.join(sampler_names())} (flexdiff's loop), {PIPELINE} (the folder's own scheduler, through the diffusers pipeline's own call), or {AUTO}: {' / '.join(DEFAULT_SAMPLERS.values())} by the model's noise schedule",
+)
 FEATURES = typer.Option("digits", "--features", help=f"feature network of FID / rFID: {', '.join(feature_network_names())}")
-SEARCH_FEATURES = typer.Option(AUTO, "--features", help=f"feature network of rFID / FID: {', '.join(feature_network_names())}, or {AUTO}: clip with --clip, "
-                               "inception with --inception, digits for grey images (the built-ins), else a one-line refusal")
+SEARCH_FEATURES = typer.Option(
+    AUTO,
+    "--features",
+    help=f"feature network of rFID / FID: {', '.join(feature_network_names())}, or {AUTO}: clip with --clip, "
+    "inception with --inception, digits for grey images (the built-ins), else a one-line refusal",
+)
 TEACHER_STEPS = typer.Option(50, "--steps", help="T, the teacher's number of steps")
 
 
@@ -74,8 +89,10 @@ def guard(fn: F) -> F:
         except FlexdiffError as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
-            print("interrupted: what had finished is kept (a search's finished trials, a compress run's finished phases); rerun the same command to resume",
-                  file=sys.stderr)
+            print(
+                "interrupted: what had finished is kept (a search's finished trials, a compress run's finished phases); rerun the same command to resume",
+                file=sys.stderr,
+            )
             raise typer.Exit(INTERRUPTED) from None
         except Exception as exc:
             if DEBUG["on"]:
@@ -96,7 +113,9 @@ def describe_failure(exc: BaseException) -> str:
         where = f"{exc.filename}: " if exc.filename else ""
         reason = exc.strerror or str(exc) or type(exc).__name__
         space = getattr(exc, "errno", None) == errno.ENOSPC
-        fix = "free space on that disk (or choose another --out) and rerun" if space else "check the path and its permissions (or choose another --out) and rerun"
+        fix = (
+            "free space on that disk (or choose another --out) and rerun" if space else "check the path and its permissions (or choose another --out) and rerun"
+        )
         return f"{where}{reason}: expected a path this command can read and write; {fix}"
     if isinstance(exc, RecursionError):
         return "an input nested too deeply to read (Python's recursion limit): expected a flat schedule, config or JSON file; fix the file"
@@ -119,8 +138,6 @@ def command(fn: F) -> F:
     return app.command()(guard(fn))  # type: ignore[return-value]
 
 
-
-
 def choices(names: list[str]) -> str:
     """A registry's names for ``--help`` ("ddim, ddim-2m or dpmpp-2m")."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
@@ -134,8 +151,11 @@ def features_path(features: str, clip: Path | None, inception: Path | None, weig
         features = auto_features(features, clip, inception)
     if weights is not None:
         if features in ("digits", AUTO) or clip is not None or inception is not None:
-            raise FlexdiffError(f"--feature-weights {weights}", "a --features network that loads weights (siglip, dinov2, clip, inception), and no --clip / --inception beside it",
-                                "pass e.g. --features dinov2 --feature-weights facebook/dinov2-small")
+            raise FlexdiffError(
+                f"--feature-weights {weights}",
+                "a --features network that loads weights (siglip, dinov2, clip, inception), and no --clip / --inception beside it",
+                "pass e.g. --features dinov2 --feature-weights facebook/dinov2-small",
+            )
         return weights
     for option, path, name in (("--clip", clip, "clip"), ("--inception", inception, "inception")):
         if path is not None and features != name:
@@ -160,7 +180,11 @@ def call_options(height: int | None, width: int | None, frames: int | None, pipe
         except ValueError:
             extra = None
         if not isinstance(extra, dict):
-            raise FlexdiffError(f"--pipeline-kwargs {shorten(pipeline_kwargs)}", "a JSON object of the pipeline call's keywords", 'fix it, e.g. \'{"max_sequence_length": 128}\'')
+            raise FlexdiffError(
+                f"--pipeline-kwargs {shorten(pipeline_kwargs)}",
+                "a JSON object of the pipeline call's keywords",
+                "fix it, e.g. '{\"max_sequence_length\": 128}'",
+            )
     named = {k: v for k, v in (("height", height), ("width", width), ("num_frames", frames)) if v is not None}
     return {**extra, **named}
 
@@ -195,7 +219,9 @@ def ints(text: str, option: str, low: int | None = None, high: int | None = None
             raise FlexdiffError(f"{option} {shorten(text)}", f"comma-separated {what} or ranges, e.g. 5,10,25 or 4-25", f"fix {option}") from None
         if b < a or (low is not None and a < low) or (high is not None and b > high):
             example = f" (e.g. {option} {low}-{high})" if low is not None and high is not None and low < high else ""
-            raise FlexdiffError(f"{option} {shorten(part)}", f"{what} {bounds}" + (", a range low-high with low first" if b < a else ""), f"fix {option}{example}")
+            raise FlexdiffError(
+                f"{option} {shorten(part)}", f"{what} {bounds}" + (", a range low-high with low first" if b < a else ""), f"fix {option}{example}"
+            )
         parts.append((a, b))
     if sum(b - a + 1 for a, b in parts) > MAX_INTS:
         raise FlexdiffError(f"{option} {shorten(text)}", f"at most {MAX_INTS} {what} in all", f"fix {option}")

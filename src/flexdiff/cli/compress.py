@@ -19,7 +19,9 @@ def compress(
     params_ratio: float | None = typer.Option(None, "--params-ratio", help="parameter budget as a share of the teacher's (default: --macs-ratio)"),
     minutes: float = typer.Option(40.0, "--minutes", help="wall-time budget of the whole run; phases get shares of it"),
     seed: int = SEED,
-    alpha: str = typer.Option("dynamic", "--alpha", help="retraining weight of the block loss: dynamic (cosine 1 -> 0), dynamic:START,END (cosine START -> END) or constant:X"),
+    alpha: str = typer.Option(
+        "dynamic", "--alpha", help="retraining weight of the block loss: dynamic (cosine 1 -> 0), dynamic:START,END (cosine START -> END) or constant:X"
+    ),
     fid_n: int = typer.Option(1000, "--fid-n", help="images per FID (DDIM-50, teacher and student); 0 skips FID"),
     reference: str | None = typer.Option(None, "--reference", help="real images for FID (default: held-out digits for builtin:digits)"),
     record_n: int = typer.Option(4096, "--record-n", help="noised training images whose teacher block features train the blocks"),
@@ -40,9 +42,22 @@ def compress(
     from flexdiff.nas.report import print_summary
 
     config = CompressConfig(
-        out=out, model=model, data=data, macs_ratio=macs_ratio, params_ratio=params_ratio, minutes=minutes, seed=seed, alpha=alpha,
-        fid_n=fid_n, reference=reference, record_n=record_n, val_n=val_n, distill_steps=distill_steps, retrain_steps=retrain_steps,
-        device=device, command=tuple(["flexdiff", *sys.argv[1:]]),
+        out=out,
+        model=model,
+        data=data,
+        macs_ratio=macs_ratio,
+        params_ratio=params_ratio,
+        minutes=minutes,
+        seed=seed,
+        alpha=alpha,
+        fid_n=fid_n,
+        reference=reference,
+        record_n=record_n,
+        val_n=val_n,
+        distill_steps=distill_steps,
+        retrain_steps=retrain_steps,
+        device=device,
+        command=tuple(["flexdiff", *sys.argv[1:]]),
     )
     print_summary(run_compress(config, prepare(config)))
     if not no_report:

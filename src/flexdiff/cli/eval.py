@@ -34,8 +34,11 @@ def eval(  # noqa: A001 - the command is called eval
         raise FlexdiffError(n, "--n >= 2 (FID needs two images per side)", "pass a larger --n or drop it")
     a, b = load_images(samples)[:n], load_images(reference)
     if a.shape[1:] != b.shape[1:]:  # the feature network would resize either, and FID would measure the mismatch
-        raise FlexdiffError(f"--samples {samples} (images {tuple(a.shape[1:])})", f"images of the reference's shape {tuple(b.shape[1:])} ({reference})",
-                            "compare sets of the same kind: resize or convert the samples, or pass a --reference of their shape")
+        raise FlexdiffError(
+            f"--samples {samples} (images {tuple(a.shape[1:])})",
+            f"images of the reference's shape {tuple(b.shape[1:])} ({reference})",
+            "compare sets of the same kind: resize or convert the samples, or pass a --reference of their shape",
+        )
     value = frechet_distance(net(b), net(a))
     result = {"fid": round(value, 4), "n_samples": len(a), "n_reference": len(b), "features": features}
     print(json.dumps(result) if as_json else f"FID {value:.3f}  ({len(a)} samples vs {len(b)} reference, {features} features)")

@@ -11,16 +11,16 @@ from flexdiff.cli._app import (
     CONTROL_IMAGES,
     DEVICE,
     DTYPE,
+    FRAMES,
     GUIDANCE,
+    HEIGHT,
     LABELS,
     MODEL,
     NEGATIVE_PROMPT,
+    PIPELINE_KWARGS,
     PROMPTS,
     SAMPLER,
     SEED,
-    FRAMES,
-    HEIGHT,
-    PIPELINE_KWARGS,
     VARIANT,
     WIDTH,
     call_options,
@@ -34,12 +34,18 @@ def sample(
     out: Path = typer.Option(..., "--out", help="folder for samples.npz, grid.png and run.json"),
     model: str = MODEL,
     sampler: str = SAMPLER,
-    steps: int | None = typer.Option(None, "--steps", help="number of uniform sampler steps (default 50; with --schedule, the schedule's: a searched one re-expands its genome at another --steps)"),
+    steps: int | None = typer.Option(
+        None,
+        "--steps",
+        help="number of uniform sampler steps (default 50; with --schedule, the schedule's: a searched one re-expands its genome at another --steps)",
+    ),
     n: int = typer.Option(64, "--n", help="number of images"),
     seed: int = SEED,
     batch_size: int | None = typer.Option(None, "--batch-size", help="images per UNet call (default: all)"),
     eta: float = typer.Option(0.0, "--eta", help="DDIM stochasticity (0 = deterministic)"),
-    schedule: Path | None = typer.Option(None, "--schedule", help="schedule JSON (flexdiff schedule ...); sets sampler and steps (another --sampler or --steps is refused)"),
+    schedule: Path | None = typer.Option(
+        None, "--schedule", help="schedule JSON (flexdiff schedule ...); sets sampler and steps (another --sampler or --steps is refused)"
+    ),
     prompts: Path | None = PROMPTS,
     negative_prompt: str | None = NEGATIVE_PROMPT,
     guidance: float | None = GUIDANCE,
@@ -62,9 +68,30 @@ def sample(
     """
     from flexdiff.sample_run import SampleConfig, run_sample
 
-    run = run_sample(SampleConfig(out=out, model=model, sampler=sampler, steps=steps, n=n, seed=seed, batch_size=batch_size, eta=eta, schedule=schedule,
-                                  prompts=prompts, negative_prompt=negative_prompt, guidance=guidance, labels=labels, control_images=str(control_images) if control_images else None, clip=clip, strict=not ignore_binding, device=device, torch_dtype=dtype, variant=variant,
-                                  call_options=call_options(height, width, frames, pipeline_kwargs)))
+    run = run_sample(
+        SampleConfig(
+            out=out,
+            model=model,
+            sampler=sampler,
+            steps=steps,
+            n=n,
+            seed=seed,
+            batch_size=batch_size,
+            eta=eta,
+            schedule=schedule,
+            prompts=prompts,
+            negative_prompt=negative_prompt,
+            guidance=guidance,
+            labels=labels,
+            control_images=str(control_images) if control_images else None,
+            clip=clip,
+            strict=not ignore_binding,
+            device=device,
+            torch_dtype=dtype,
+            variant=variant,
+            call_options=call_options(height, width, frames, pipeline_kwargs),
+        )
+    )
     if "clip_score" in run:
         print(f"CLIP score {run['clip_score']:.2f} ({n} images vs their prompts)")
     if "schedule" in run:

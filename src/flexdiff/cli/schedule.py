@@ -74,7 +74,10 @@ def schedule_full(out: str = SCHEDULE_OUT, model: str = MODEL, sampler: str = SA
 @_schedule_command
 def schedule_ddim(
     k: int = typer.Option(..., "--k", help="number of active (full) steps, evenly spread"),
-    out: str = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
+    out: str = SCHEDULE_OUT,
+    model: str = MODEL,
+    sampler: str = SAMPLER,
+    steps: int = TEACHER_STEPS,
 ) -> None:
     """DDIM-k: k evenly spread full steps, the rest null (the sampler jumps over them)."""
     from flexdiff.schedule import ddim_k
@@ -89,7 +92,10 @@ def schedule_deepcache(
     branch: int = typer.Option(0, "--branch", help="skip branch of the partial steps (0 = shallowest)"),
     center: int | None = typer.Option(None, "--center", help="non-uniform: full steps cluster around this step"),
     power: float = typer.Option(1.4, "--power", help="non-uniform: clustering power p"),
-    out: str = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
+    out: str = SCHEDULE_OUT,
+    model: str = MODEL,
+    sampler: str = SAMPLER,
+    steps: int = TEACHER_STEPS,
 ) -> None:
     """DeepCache 1:N, uniform (default) or non-uniform (--center)."""
     from flexdiff.schedule import deepcache_nonuniform, deepcache_uniform
@@ -101,8 +107,13 @@ def schedule_deepcache(
 
 @_schedule_command
 def schedule_genome(
-    segments: str = typer.Option(..., "--segments", help="per segment BRANCH:INTERVAL, comma-separated, e.g. 0:3,1:2,0:4; append @POWER for unequal segments (e.g. 0:3,1:2,0:4@1.5)"),
-    out: str = SCHEDULE_OUT, model: str = MODEL, sampler: str = SAMPLER, steps: int = TEACHER_STEPS,
+    segments: str = typer.Option(
+        ..., "--segments", help="per segment BRANCH:INTERVAL, comma-separated, e.g. 0:3,1:2,0:4; append @POWER for unequal segments (e.g. 0:3,1:2,0:4@1.5)"
+    ),
+    out: str = SCHEDULE_OUT,
+    model: str = MODEL,
+    sampler: str = SAMPLER,
+    steps: int = TEACHER_STEPS,
 ) -> None:
     """A Flexiffusion genome: T cut into segments (equal, or at a spacing power), each full -> (interval - 1) partials -> nulls."""
     from flexdiff.schedule import Genome

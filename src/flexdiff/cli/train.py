@@ -31,7 +31,9 @@ def train(
     steps: int = typer.Option(8000, "--steps", help="optimizer steps; the learning rate decays to zero over them (with --minutes: whichever ends first)"),
     data: str = typer.Option("builtin:digits-train", "--data", help="training images (.npz, folder or builtin set)"),
     device: str = DEVICE,
-    arch: str = typer.Option("unet", "--arch", help="unet: the DDPM UNet of builtin:digits; dit: the rectified-flow DiT of builtin:digits-dit (class-conditional)"),
+    arch: str = typer.Option(
+        "unet", "--arch", help="unet: the DDPM UNet of builtin:digits; dit: the rectified-flow DiT of builtin:digits-dit (class-conditional)"
+    ),
     lr: float = typer.Option(None, "--lr", help="peak learning rate (default: 1e-3 for unet, 5e-4 for dit)"),
 ) -> None:
     """Train a built-in digits teacher (DDPM UNet or rectified-flow DiT, EMA weights) reproducibly from a seed."""

@@ -53,8 +53,11 @@ def apply_partial_steps(module: torch.nn.Module, state: StepState | None = None,
     backbone = backbone_of(module)
     cache = other_cache(module)
     if cache is not None:
-        raise FlexdiffError(f"{type(module).__name__} with {cache} active", "a denoiser without another step cache (the schedule is flexdiff's cache)",
-                            "disable the other cache first (pipe.transformer.disable_cache(), cache_dit.disable_cache(pipe))")
+        raise FlexdiffError(
+            f"{type(module).__name__} with {cache} active",
+            "a denoiser without another step cache (the schedule is flexdiff's cache)",
+            "disable the other cache first (pipe.transformer.disable_cache(), cache_dit.disable_cache(pipe))",
+        )
     layout = backbone.layout(module)
     hook = TECHNIQUES.get(technique or backbone.reuse)
     state = state or StepState()
@@ -76,6 +79,15 @@ def remove_partial_steps(module: torch.nn.Module) -> None:
 
 
 __all__ = [
-    "HOOK_NAME", "RESIDUAL_HOOK_NAME", "TECHNIQUES", "PartialStepHook", "ResidualStepHook", "StepState", "Technique", "apply_partial_steps", "extrapolate",
-    "register_technique", "remove_partial_steps",
+    "HOOK_NAME",
+    "RESIDUAL_HOOK_NAME",
+    "TECHNIQUES",
+    "PartialStepHook",
+    "ResidualStepHook",
+    "StepState",
+    "Technique",
+    "apply_partial_steps",
+    "extrapolate",
+    "register_technique",
+    "remove_partial_steps",
 ]

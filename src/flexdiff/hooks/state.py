@@ -15,7 +15,6 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.utils.diffusers_private import stateful_hook
 from flexdiff.utils.registry import Registry
 
-
 #: what the units do in the next call: the executor sets it from the step kind's properties (fills_cache, takes_branch)
 OFF, COMPUTE, REUSE = "off", "compute", "reuse"
 

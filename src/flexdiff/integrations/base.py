@@ -72,16 +72,22 @@ def integration_for(obj: Any) -> Integration:
         if integration.matches(obj):
             return integration
     supported = "; ".join(f"{i.name}: {i.description}" for _, i in INTEGRATIONS.items())
-    raise FlexdiffError(type(obj).__name__, f"an object flexdiff can enable a schedule on ({supported})",
-                        "for a model from flexdiff.load_model use flexdiff.sample(model, schedule=...) or flexdiff.apply_schedule")
+    raise FlexdiffError(
+        type(obj).__name__,
+        f"an object flexdiff can enable a schedule on ({supported})",
+        "for a model from flexdiff.load_model use flexdiff.sample(model, schedule=...) or flexdiff.apply_schedule",
+    )
 
 
 def _schedule(schedule: Schedule | str | Path) -> Schedule:
     if isinstance(schedule, Schedule):
         return schedule
     if not isinstance(schedule, (str, Path)):
-        raise FlexdiffError(f"schedule {type(schedule).__name__} {str(schedule)[:60]!r}", "a flexdiff.Schedule or the path of a schedule file",
-                            "pass e.g. flexdiff.deepcache_uniform(flexdiff.pipeline_timesteps(pipe, 50), 3, 0) or 'best.json'")
+        raise FlexdiffError(
+            f"schedule {type(schedule).__name__} {str(schedule)[:60]!r}",
+            "a flexdiff.Schedule or the path of a schedule file",
+            "pass e.g. flexdiff.deepcache_uniform(flexdiff.pipeline_timesteps(pipe, 50), 3, 0) or 'best.json'",
+        )
     return Schedule.load(schedule)
 
 

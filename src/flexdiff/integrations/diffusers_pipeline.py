@@ -155,9 +155,11 @@ class PipelineRun:
         with self.lock:
             me = threading.current_thread()
             if self.owner is not None and self.owner is not me and self.owner.is_alive():
-                raise FlexdiffError(f"a call of the enabled pipeline from thread {me.name!r} while thread {self.owner.name!r} runs it",
-                                    "one call at a time per enabled pipeline (the schedule's cache and clock are the pipeline's)",
-                                    "wait for the other call, or give each thread its own pipeline (copy.deepcopy(pipe) is enabled too)")
+                raise FlexdiffError(
+                    f"a call of the enabled pipeline from thread {me.name!r} while thread {self.owner.name!r} runs it",
+                    "one call at a time per enabled pipeline (the schedule's cache and clock are the pipeline's)",
+                    "wait for the other call, or give each thread its own pipeline (copy.deepcopy(pipe) is enabled too)",
+                )
             self.owner = me
         self.started, self.step, self.slot, self.offset, self.positions = True, 0, 0, 0, positions
         for part in self.parts:
@@ -180,14 +182,20 @@ class PipelineRun:
 
     def check_thread(self) -> None:
         if self.owner is not threading.current_thread():
-            raise FlexdiffError(f"a denoiser or scheduler call from thread {threading.current_thread().name!r}", "the thread that started the run with set_timesteps",
-                                "call the enabled pipeline from one thread at a time")
+            raise FlexdiffError(
+                f"a denoiser or scheduler call from thread {threading.current_thread().name!r}",
+                "the thread that started the run with set_timesteps",
+                "call the enabled pipeline from one thread at a time",
+            )
 
     def before_call(self, timestep: Any, part: Hooked) -> None:
         """A call of ``part``'s denoiser at ``timestep`` is about to run: the schedule step it belongs to sets its hooks."""
         if not self.started:
-            raise FlexdiffError("a denoiser call before scheduler.set_timesteps", "the pipeline's own denoising loop (set_timesteps, then model and step calls)",
-                                "call the pipeline as usual; flexdiff schedules only its denoising loop")
+            raise FlexdiffError(
+                "a denoiser call before scheduler.set_timesteps",
+                "the pipeline's own denoising loop (set_timesteps, then model and step calls)",
+                "call the pipeline as usual; flexdiff schedules only its denoising loop",
+            )
         self.check_thread()
         if self.step == 0 and self.slot == 0:
             self.offset = self._first_position(timestep)
@@ -195,16 +203,26 @@ class PipelineRun:
         active = self.schedule.active_indices
         position = self.offset + self.step
         if position >= len(self.positions):
-            raise FlexdiffError(f"denoiser call {position + 1}", f"at most the scheduler grid's {len(self.positions)} positions", "make the schedule for this pipeline's num_inference_steps")
+            raise FlexdiffError(
+                f"denoiser call {position + 1}",
+                f"at most the scheduler grid's {len(self.positions)} positions",
+                "make the schedule for this pipeline's num_inference_steps",
+            )
         index = active[self.positions[position]]
         if self.step == 0 and not self.schedule.steps[index].info.fills_cache:
-            raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]}",
-                                "a full step where the pipeline's loop starts (img2img's strength skips the steps before it)", "make that step full")
+            raise FlexdiffError(
+                f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]}",
+                "a full step where the pipeline's loop starts (img2img's strength skips the steps before it)",
+                "make that step full",
+            )
         fills = self.schedule.steps[index].info.fills_cache
         key = self.slot if part.context is None else part.context
         if not fills and not part.filled:
-            raise FlexdiffError(f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]} on pipe.{part.attr}",
-                                f"a full step where pipe.{part.attr} takes over (its partial steps reuse its own full step's features)", "make that step full")
+            raise FlexdiffError(
+                f"{self.schedule.name or 'schedule'} step {index} = {self.schedule.steps[index]} on pipe.{part.attr}",
+                f"a full step where pipe.{part.attr} takes over (its partial steps reuse its own full step's features)",
+                "make that step full",
+            )
         part.filled = part.filled or fills
         self.slot += 1
         if not fills and key not in part.caches:  # a call the full steps did not make (SD3's skip-layer-guidance pass,
@@ -230,7 +248,9 @@ class PipelineRun:
         found = grid_position(grid, value, (1.0, float(self.scheduler.config.get("num_train_timesteps", 1000))))
         if found is not None:
             return found
-        raise FlexdiffError(f"a denoiser call at timestep {value:g}", f"a timestep of the scheduler's grid {[round(t, 3) for t in grid]}", "call the pipeline as usual")
+        raise FlexdiffError(
+            f"a denoiser call at timestep {value:g}", f"a timestep of the scheduler's grid {[round(t, 3) for t in grid]}", "call the pipeline as usual"
+        )
 
     def after_step(self) -> None:
         self.check_thread()
@@ -249,8 +269,11 @@ class PipelineRun:
         start = self.positions[position] if position < len(self.positions) else len(active)
         if position > 0 and len(active) != self.schedule.T and (start >= len(active) or active[start] != start):
             dropped = sum(1 for i in range(min(start, self.schedule.T)) if i not in active)
-            raise FlexdiffError(f"img2img starting at step {start} of {self.schedule.T} under {self.schedule.name or 'a schedule'} with {dropped} null step(s) before it",
-                                "a schedule whose null steps all come after the step where the strength starts the run", "use strength=1.0, or a schedule without null steps before that step")
+            raise FlexdiffError(
+                f"img2img starting at step {start} of {self.schedule.T} under {self.schedule.name or 'a schedule'} with {dropped} null step(s) before it",
+                "a schedule whose null steps all come after the step where the strength starts the run",
+                "use strength=1.0, or a schedule without null steps before that step",
+            )
 
     def check_parts(self, pipe: Any) -> None:
         """The denoisers and scheduler are still the ones enable hooked: a swap after enable would run the new one
@@ -259,8 +282,11 @@ class PipelineRun:
         now = dict(denoisers_of(pipe), scheduler=getattr(pipe, "scheduler", None))
         for attr, module in mine + [(a, None) for a in now if a not in dict(mine)]:
             if now.get(attr) is not module:
-                raise FlexdiffError(f"pipe.{attr} replaced after flexdiff.enable (now {type(now.get(attr)).__name__}, enabled on {type(module).__name__})",
-                                    "the components the schedule was enabled on", "call flexdiff.disable(pipe) before swapping components, then enable again")
+                raise FlexdiffError(
+                    f"pipe.{attr} replaced after flexdiff.enable (now {type(now.get(attr)).__name__}, enabled on {type(module).__name__})",
+                    "the components the schedule was enabled on",
+                    "call flexdiff.disable(pipe) before swapping components, then enable again",
+                )
 
 
 def call_timestep(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -376,16 +402,22 @@ def _wrap_scheduler(run: PipelineRun) -> None:
         steps = int(getattr(scheduler, "num_inference_steps", None) or len(merged))
         if len(merged) != steps:  # timesteps between the nominal ones (PNDM's Runge-Kutta warm-up, KDPM2's midpoints)
             hint = "set skip_prk_steps=True (Stable Diffusion's PNDM setting)" if name == "PNDMScheduler" else "pick another scheduler"
-            raise FlexdiffError(f"{name} grid of {len(grid)} timesteps for num_inference_steps={steps}", "the schedule's timesteps, each possibly repeated (a step evaluated more than once)", hint)
+            raise FlexdiffError(
+                f"{name} grid of {len(grid)} timesteps for num_inference_steps={steps}",
+                "the schedule's timesteps, each possibly repeated (a step evaluated more than once)",
+                hint,
+            )
         schedule = run.plan_for(merged)  # another num_inference_steps: a searched schedule's genome, re-expanded
         # a dynamically shifted flow model (Flux, Qwen-Image, SD3.5 ...) shifts the same T positions by each call's
         # resolution: its schedules bind to the positions (and to the scheduler config, in the binding), not to the
         # sigmas of the resolution they were made at
         by_position = is_flow_scheduler(scheduler) and bool(scheduler.config.get("use_dynamic_shifting")) and len(merged) == schedule.T
         if not same_grid(merged, list(schedule.timesteps)) and not by_position:
-            raise FlexdiffError(f"{name} {'sigmas' if sigmas else 'timesteps'} {merged[0]:g}..{merged[-1]:g} (num_inference_steps={steps})",
-                                f"the schedule's {'sigmas' if sigmas else 'timesteps'} {schedule.timesteps[0]:g}..{schedule.timesteps[-1]:g} (T = {schedule.T})",
-                                "make the schedule for this pipeline with flexdiff.pipeline_timesteps(pipe, num_inference_steps)")
+            raise FlexdiffError(
+                f"{name} {'sigmas' if sigmas else 'timesteps'} {merged[0]:g}..{merged[-1]:g} (num_inference_steps={steps})",
+                f"the schedule's {'sigmas' if sigmas else 'timesteps'} {schedule.timesteps[0]:g}..{schedule.timesteps[-1]:g} (T = {schedule.T})",
+                "make the schedule for this pipeline with flexdiff.pipeline_timesteps(pipe, num_inference_steps)",
+            )
         active = [merged[i] for i in schedule.active_indices]  # the grid points this call set, at the schedule's active positions
         if len(active) != schedule.T:  # null steps: the scheduler runs the active grid points only (checked at enable)
             rest = {k: v for k, v in kwargs.items() if k not in ("num_inference_steps", "sigmas", "timesteps")}
@@ -435,7 +467,9 @@ PIPELINE_WRAPPED = ("progress_bar", "save_pretrained", "__deepcopy__")
 
 class DiffusersPipelineIntegration(Integration):
     name = "diffusers-pipeline"
-    description = "a diffusers pipeline object with a unet or a transformer and a scheduler (DDPM, DDIM, LDM, Stable Diffusion, SDXL, ControlNet; DiT, PixArt, SD3, Flux)"
+    description = (
+        "a diffusers pipeline object with a unet or a transformer and a scheduler (DDPM, DDIM, LDM, Stable Diffusion, SDXL, ControlNet; DiT, PixArt, SD3, Flux)"
+    )
 
     def matches(self, obj: Any) -> bool:
         from diffusers import DiffusionPipeline
@@ -457,9 +491,11 @@ class DiffusersPipelineIntegration(Integration):
             scheduler = FlexdiffScheduler.from_scheduler(original, solver)
             scheduler.grid = list(schedule.timesteps)
         elif len(schedule.active_indices) != schedule.T and not (accepts_custom_timesteps(scheduler) or is_flow_scheduler(scheduler)):
-            raise FlexdiffError(f"{type(scheduler).__name__} with null steps in {schedule.name or 'the schedule'}",
-                                "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch), or DDIM with set_alpha_to_one=True",
-                                "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler")
+            raise FlexdiffError(
+                f"{type(scheduler).__name__} with null steps in {schedule.name or 'the schedule'}",
+                "a scheduler whose set_timesteps accepts custom timesteps (DDPM, Euler, DPM-Solver++, LCM, FlowMatch), or DDIM with set_alpha_to_one=True",
+                "use a schedule without null steps with this scheduler, or switch the pipeline's scheduler",
+            )
         run = PipelineRun(schedule, [], scheduler, replaced=original if scheduler is not original else None)
         try:
             for attr, denoiser in denoisers:

@@ -34,8 +34,17 @@ from flexdiff.samplers import Steps, get_sampler, sampler_info, uniform_timestep
 
 #: The config fields of each noise kind copied from the pipeline's scheduler (:meth:`FlexdiffScheduler.from_scheduler`).
 NOISE_KEYS = {
-    "alpha_bar": ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type", "clip_sample", "clip_sample_range",
-                  "rescale_betas_zero_snr"),
+    "alpha_bar": (
+        "num_train_timesteps",
+        "beta_start",
+        "beta_end",
+        "beta_schedule",
+        "trained_betas",
+        "prediction_type",
+        "clip_sample",
+        "clip_sample_range",
+        "rescale_betas_zero_snr",
+    ),
     "flow": ("num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len", "time_shift_type"),
 }
 
@@ -62,11 +71,26 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
     order = 1
 
     @register_to_config
-    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02, beta_schedule: str = "linear",
-                 trained_betas: Any = None, prediction_type: str = "epsilon", clip_sample: bool = True, clip_sample_range: float = 1.0,
-                 rescale_betas_zero_snr: bool = False, shift: float = 1.0, use_dynamic_shifting: bool = False, base_shift: float = 0.5,
-                 max_shift: float = 1.15, base_image_seq_len: int = 256, max_image_seq_len: int = 4096, time_shift_type: str = "exponential",
-                 solver: str = "ddim") -> None:
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas: Any = None,
+        prediction_type: str = "epsilon",
+        clip_sample: bool = True,
+        clip_sample_range: float = 1.0,
+        rescale_betas_zero_snr: bool = False,
+        shift: float = 1.0,
+        use_dynamic_shifting: bool = False,
+        base_shift: float = 0.5,
+        max_shift: float = 1.15,
+        base_image_seq_len: int = 256,
+        max_image_seq_len: int = 4096,
+        time_shift_type: str = "exponential",
+        solver: str = "ddim",
+    ) -> None:
         get_sampler(solver, fix="pass solver= one of flexdiff's samplers")
         self.noise_kind = sampler_info(solver).noise_kind
         self.noise: NoiseSchedule | FlowSchedule | None = None if self.noise_kind == "flow" and use_dynamic_shifting else self._noise(None)
@@ -90,12 +114,22 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
         config = {k: self.config[k] for k in NOISE_KEYS[self.noise_kind]}
         if self.noise_kind == "flow":
             if config["use_dynamic_shifting"] and mu is None:
-                raise FlexdiffError("FlexdiffScheduler.set_timesteps without mu", "mu for a dynamically shifted flow config (the pipeline computes it from the image size)", "pass mu= as SD3's and Flux's pipelines do")
+                raise FlexdiffError(
+                    "FlexdiffScheduler.set_timesteps without mu",
+                    "mu for a dynamically shifted flow config (the pipeline computes it from the image size)",
+                    "pass mu= as SD3's and Flux's pipelines do",
+                )
             return FlowSchedule.from_scheduler_config(config, "FlexdiffScheduler config", mu=mu)
         return NoiseSchedule.from_scheduler_config(config, "FlexdiffScheduler config")  # diffusers' betas, zero-SNR rescaling included
 
-    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None, timesteps: list[float] | None = None,
-                      sigmas: list[float] | None = None, mu: float | None = None) -> None:
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        timesteps: list[float] | None = None,
+        sigmas: list[float] | None = None,
+        mu: float | None = None,
+    ) -> None:
         """The run's grid points: the given integer ``timesteps``; for a flow model the given ``sigmas`` (or ``timesteps``,
         sigma x T), shifted as ``FlowMatchEulerDiscreteScheduler`` shifts them (Flux passes its own sigmas and ``mu``,
         CogView4 both); else :attr:`grid` when it has ``num_inference_steps`` entries (the grid a schedule was made on, e.g. the
@@ -104,7 +138,9 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
         if flow:
             self.noise = self._noise(mu)
         elif sigmas is not None:
-            raise FlexdiffError("FlexdiffScheduler.set_timesteps(sigmas=...)", f"integer timesteps for solver {self.config.solver}", "pass timesteps= or num_inference_steps")
+            raise FlexdiffError(
+                "FlexdiffScheduler.set_timesteps(sigmas=...)", f"integer timesteps for solver {self.config.solver}", "pass timesteps= or num_inference_steps"
+            )
         if flow and (sigmas is not None or timesteps is not None):  # as FlowMatch: timesteps are sigma x T; both shifted
             import numpy as np
 
@@ -156,14 +192,27 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
         s = s.view((-1,) + (1,) * (sample.dim() - 1)).to(sample.dtype)
         return s * noise + (1.0 - s) * sample
 
-    def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, eta: float = 0.0, use_clipped_model_output: bool = False,
-             generator: torch.Generator | None = None, return_dict: bool = True, **_: Any) -> Any:
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: Any,
+        sample: torch.Tensor,
+        eta: float = 0.0,
+        use_clipped_model_output: bool = False,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+        **_: Any,
+    ) -> Any:
         """One step of the solver: the next sample from this step's model output. ``eta`` and ``generator`` (what a
         pipeline passes ``DDIMScheduler.step``) go to the solver at the run's first step: ``ddim`` uses them (its extra
         noise drawn as diffusers' DDIM draws it), a deterministic solver refuses ``eta > 0`` in one line."""
         run = self._run if self._run is not None else self._start(timestep, sample, eta, generator)
         if run.returned is not None and not torch.equal(sample, run.returned):
-            raise FlexdiffError("a pipeline that edits the latents between steps", "the sample FlexdiffScheduler returned, passed back unchanged", "use the pipeline's own scheduler with this pipeline")
+            raise FlexdiffError(
+                "a pipeline that edits the latents between steps",
+                "the sample FlexdiffScheduler returned, passed back unchanged",
+                "use the pipeline's own scheduler with this pipeline",
+            )
         prediction = self.noise.to_prediction(model_output.to(run.x.dtype), run.x, run.t)
         try:
             run.x, run.t, _ = run.steps.send(prediction)
@@ -181,7 +230,11 @@ class FlexdiffScheduler(SchedulerMixin, ConfigMixin):
         """A new run at the pipeline's first ``step``: from :attr:`begin_index`, or where ``timestep`` is in the grid."""
         begin = self._begin_index if self._begin_index is not None else grid_position(self.timesteps.tolist(), timestep_value(timestep, integer=False))
         if begin is None or not 0 <= begin < len(self.points):
-            raise FlexdiffError(f"FlexdiffScheduler.step at timestep {timestep_value(timestep, integer=False)}", f"a timestep of the grid set by set_timesteps ({len(self.points)} points)", "call set_timesteps first")
+            raise FlexdiffError(
+                f"FlexdiffScheduler.step at timestep {timestep_value(timestep, integer=False)}",
+                f"a timestep of the grid set by set_timesteps ({len(self.points)} points)",
+                "call set_timesteps first",
+            )
 
         def draw(i: int) -> torch.Tensor:  # diffusers' DDIM: randn_tensor(model_output.shape, generator, device, dtype)
             return randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)

@@ -19,6 +19,19 @@ from flexdiff.models.model import WEIGHTS_NAME, Conditioning, DiffusionModel, en
 from flexdiff.models.pipelines import model_from_pipeline, pipeline_of
 
 __all__ = [
-    "BUILTIN_MODELS", "Conditioning", "DEFAULT_SCHEDULER_CONFIG", "DiffusionModel", "WEIGHTS_NAME", "condition", "conditioning_summary",
-    "default_conditioning", "entry_rows", "image_prompts", "load_model", "model_from_pipeline", "pipeline_of", "read_prompt_file", "save_model",
+    "BUILTIN_MODELS",
+    "Conditioning",
+    "DEFAULT_SCHEDULER_CONFIG",
+    "DiffusionModel",
+    "WEIGHTS_NAME",
+    "condition",
+    "conditioning_summary",
+    "default_conditioning",
+    "entry_rows",
+    "image_prompts",
+    "load_model",
+    "model_from_pipeline",
+    "pipeline_of",
+    "read_prompt_file",
+    "save_model",
 ]

@@ -59,7 +59,9 @@ def read_prompt_file(path: str | Path) -> list[PromptEntry]:
             try:
                 seed = int(seed_text.strip())
             except ValueError:
-                raise FlexdiffError(f"{path}:{number}", f"SEED<TAB>prompt with an integer seed (found {seed_text.strip()!r})", "fix the seed, or drop it and the tab") from None
+                raise FlexdiffError(
+                    f"{path}:{number}", f"SEED<TAB>prompt with an integer seed (found {seed_text.strip()!r})", "fix the seed, or drop it and the tab"
+                ) from None
             if not 0 <= seed < 2**63:
                 raise FlexdiffError(f"{path}:{number}", f"a seed in [0, 2**63) (found {seed})", "fix the seed")
             if not line.strip():
@@ -92,7 +94,11 @@ def default_conditioning(model: DiffusionModel) -> Conditioning | None:
         return None
     embed_type = model.denoiser.config.get("class_embed_type")
     if embed_type not in (None, "timestep"):
-        raise FlexdiffError(f"class_embed_type {embed_type!r}", "integer class labels (num_class_embeds, or class_embed_type 'timestep')", "this class-conditional UNet is not supported")
+        raise FlexdiffError(
+            f"class_embed_type {embed_type!r}",
+            "integer class labels (num_class_embeds, or class_embed_type 'timestep')",
+            "this class-conditional UNet is not supported",
+        )
     count = class_count(model) or 1
     return Conditioning(labels=torch.arange(count, device=model.device), description={"labels": "round-robin"})
 
@@ -141,19 +147,33 @@ def condition(
     UNets: ``labels`` cycled over the images (default: round-robin over every class).
     """
     check_guidance(guidance)
-    text_options = [o for o, v in (("--prompts", prompts), ("--negative-prompt", negative_prompt), ("--guidance", guidance)) if v is not None and not (o == "--guidance" and v == 1)]
+    text_options = [
+        o
+        for o, v in (("--prompts", prompts), ("--negative-prompt", negative_prompt), ("--guidance", guidance))
+        if v is not None and not (o == "--guidance" and v == 1)
+    ]
     if model.prompt_encoder is None and text_options:
-        raise FlexdiffError(f"{text_options[0]} on {model.name}", "a text-to-image (Stable Diffusion) pipeline", f"drop {text_options[0]}: this model takes no prompts")
+        raise FlexdiffError(
+            f"{text_options[0]} on {model.name}", "a text-to-image (Stable Diffusion) pipeline", f"drop {text_options[0]}: this model takes no prompts"
+        )
     if labels is not None and not takes_labels(model.denoiser):
-        raise FlexdiffError(f"--labels on {model.name}", "a class-conditional UNet (num_class_embeds) or DiT", "drop --labels: this model takes no class labels")
+        raise FlexdiffError(
+            f"--labels on {model.name}", "a class-conditional UNet (num_class_embeds) or DiT", "drop --labels: this model takes no class labels"
+        )
     if model.prompt_encoder is not None:
         entries = read_prompt_file(prompts) if prompts is not None else [PromptEntry("", None, 0)]
         scale = guidance if guidance is not None else (DEFAULT_GUIDANCE if prompts is not None else 1.0)
         if negative_prompt is not None and scale == 1:
-            raise FlexdiffError("--negative-prompt", "a guidance scale != 1 (the negative prompt is the unconditional half of classifier-free guidance)", "pass --guidance, e.g. 7.5")
+            raise FlexdiffError(
+                "--negative-prompt",
+                "a guidance scale != 1 (the negative prompt is the unconditional half of classifier-free guidance)",
+                "pass --guidance, e.g. 7.5",
+            )
         texts = [e.prompt for e in entries]
         model.conditioning = Conditioning(
-            cond=model.prompt_encoder(texts), uncond=model.prompt_encoder([negative_prompt or ""]) if scale != 1 else None, guidance_scale=float(scale),
+            cond=model.prompt_encoder(texts),
+            uncond=model.prompt_encoder([negative_prompt or ""]) if scale != 1 else None,
+            guidance_scale=float(scale),
             seeds=tuple(e.seed for e in entries) if prompts is not None else None,
             description={"prompts": texts, "negative_prompt": negative_prompt, "prompt_file": str(prompts) if prompts is not None else None},
         )
@@ -162,8 +182,11 @@ def condition(
         model.conditioning = Conditioning(labels=torch.tensor(values, device=model.device), description={"labels": values})
     controlnet = getattr(model.pipeline, "controlnet", None) is not None
     if controlnet != (control_images is not None):
-        raise FlexdiffError(f"--control-images {control_images}" if control_images is not None else f"{model.name} without --control-images",
-                            "control images exactly for a ControlNet pipeline", "drop --control-images" if control_images is not None else "pass --control-images DIR (the ControlNet's conditioning images)")
+        raise FlexdiffError(
+            f"--control-images {control_images}" if control_images is not None else f"{model.name} without --control-images",
+            "control images exactly for a ControlNet pipeline",
+            "drop --control-images" if control_images is not None else "pass --control-images DIR (the ControlNet's conditioning images)",
+        )
     if controlnet:
         control = (load_images(control_images).float().clamp(-1, 1) + 1) / 2  # [-1, 1] -> [0, 1], what diffusers' control image processor takes
         if control.shape[1] == 1:

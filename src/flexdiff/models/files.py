@@ -31,8 +31,11 @@ def sample_shape(unet: torch.nn.Module, config_file: Path) -> tuple[int, int, in
     size = unet.config.sample_size
     hw = [size, size] if isinstance(size, int) else list(size) if isinstance(size, (list, tuple)) else None
     if hw is None or len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SAMPLE_SIDE for v in hw):
-        raise FlexdiffError(f"{config_file}: sample_size {size!r}", f"an integer in [1, {MAX_SAMPLE_SIDE}] or a pair of them [height, width]",
-                            "restore the resolution the UNet was trained at")
+        raise FlexdiffError(
+            f"{config_file}: sample_size {size!r}",
+            f"an integer in [1, {MAX_SAMPLE_SIDE}] or a pair of them [height, width]",
+            "restore the resolution the UNet was trained at",
+        )
     return int(unet.config.in_channels), hw[0], hw[1]
 
 
@@ -60,8 +63,13 @@ def load_component(folder: Path, classes: tuple[str, ...], fix: str, *, torch_dt
     if not weights.is_file():
         pickled = [p.name for p in folder.glob("*.bin")]
         others = sorted(p.name for p in folder.glob("diffusion_pytorch_model*.safetensors"))
-        hint = (f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)" if pickled
-                else f"pick the variant of one of {others}" if others else "restore the weights file")
+        hint = (
+            f"convert {pickled[0]} to safetensors (flexdiff never unpickles weights)"
+            if pickled
+            else f"pick the variant of one of {others}"
+            if others
+            else "restore the weights file"
+        )
         raise FlexdiffError(weights, f"{class_name} weights in safetensors format", hint)
     try:
         module = getattr(diffusers, class_name).from_config(config)
@@ -71,14 +79,20 @@ def load_component(folder: Path, classes: tuple[str, ...], fix: str, *, torch_dt
     except FlexdiffError:
         raise
     except Exception as exc:  # diffusers raises many types on a bad config; one line for the user
-        raise FlexdiffError(folder, f"a {class_name} config matching its safetensors weights", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise FlexdiffError(
+            folder,
+            f"a {class_name} config matching its safetensors weights",
+            f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})",
+        ) from None
     if missing or unexpected:
-        raise FlexdiffError(weights, f"weights for every parameter of the configured {class_name}", f"{len(missing)} missing, {len(unexpected)} unexpected keys; re-save the model")
+        raise FlexdiffError(
+            weights,
+            f"weights for every parameter of the configured {class_name}",
+            f"{len(missing)} missing, {len(unexpected)} unexpected keys; re-save the model",
+        )
     if torch_dtype is not None:
         torch.nn.Module.to(module, torch_dtype)  # diffusers' own .to warns about keep-in-fp32 modules these classes do not have
     return module.eval().requires_grad_(False)
-
-
 
 
 def safetensors_only(folder: Path, variant: str | None = None) -> str | None:

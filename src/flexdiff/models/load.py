@@ -57,8 +57,14 @@ def _unet_folder(root: Path) -> tuple[Path, Path | None]:
     )
 
 
-def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto", *, torch_dtype: torch.dtype | str | None = None, variant: str | None = None,
-               call_options: dict[str, Any] | None = None) -> DiffusionModel:
+def load_model(
+    spec: Any = "builtin:digits",
+    device: str | torch.device = "auto",
+    *,
+    torch_dtype: torch.dtype | str | None = None,
+    variant: str | None = None,
+    call_options: dict[str, Any] | None = None,
+) -> DiffusionModel:
     """Load ``builtin:digits``, a local diffusers folder, or wrap a diffusers pipeline object the user already holds.
 
     ``torch_dtype`` (e.g. ``torch.float16``) and ``variant`` (``"fp16"``: ``diffusion_pytorch_model.fp16.safetensors``)
@@ -90,9 +96,11 @@ def load_model(spec: Any = "builtin:digits", device: str | torch.device = "auto"
     check_call_options(call_options, False, text)
     unet_dir, scheduler_file = _unet_folder(root)
     unet = load_component(
-        unet_dir, ("UNet2DModel",),
+        unet_dir,
+        ("UNet2DModel",),
         "a bare UNet folder must hold a pixel UNet2DModel; a UNet2DConditionModel needs its Stable Diffusion pipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)",
-        torch_dtype=torch_dtype, variant=variant,
+        torch_dtype=torch_dtype,
+        variant=variant,
     )
     scheduler_config = read_config(scheduler_file) if scheduler_file else dict(DEFAULT_SCHEDULER_CONFIG)
     noise = NoiseSchedule.from_scheduler_config(scheduler_config, scheduler_file or "the default scheduler config")
@@ -114,8 +122,13 @@ def _load_pixel_transformer(root: Path, name: str, device: str | torch.device, t
     """A pixel-space transformer folder (``transformer/`` + ``scheduler/``, e.g. ``builtin:digits-dit``); a flow-matching
     scheduler config gives the rectified-flow noise schedule (with ``mu`` for the model's token count)."""
     folder = root / "transformer"
-    net = load_component(folder, PIXEL_TRANSFORMERS, "a pixel transformer folder holds a DiTTransformer2DModel; latent transformers load with their pipeline folder (vae/)",
-                         torch_dtype=torch_dtype, variant=variant)
+    net = load_component(
+        folder,
+        PIXEL_TRANSFORMERS,
+        "a pixel transformer folder holds a DiTTransformer2DModel; latent transformers load with their pipeline folder (vae/)",
+        torch_dtype=torch_dtype,
+        variant=variant,
+    )
     scheduler_file = root / "scheduler" / "scheduler_config.json"
     scheduler_config = read_config(scheduler_file) if scheduler_file.is_file() else dict(DEFAULT_SCHEDULER_CONFIG)
     shape = sample_shape(net, folder / "config.json")
@@ -139,5 +152,9 @@ def save_model(model_or_net: DiffusionModel | torch.nn.Module, out: Path, schedu
     (out / "scheduler").mkdir(parents=True, exist_ok=True)
     write_json(out / "scheduler" / "scheduler_config.json", scheduler_config)
     pipeline = "DDPMPipeline" if component == "unet" else "FlexdiffTransformerPipeline"
-    index = {"_class_name": pipeline, component: ["diffusers", type(net).__name__], "scheduler": ["diffusers", scheduler_config.get("_class_name", "DDPMScheduler")]}
+    index = {
+        "_class_name": pipeline,
+        component: ["diffusers", type(net).__name__],
+        "scheduler": ["diffusers", scheduler_config.get("_class_name", "DDPMScheduler")],
+    }
     write_json(out / "model_index.json", index)

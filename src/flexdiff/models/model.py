@@ -189,7 +189,11 @@ class DiffusionModel:
         a half-precision denoiser (``torch_dtype``) gets its input in its own dtype and returns float32."""
         if self.pipeline_only:  # the pipeline's first denoiser call, replayed: what a step costs, not a prediction
             if self.replay is None:
-                raise FlexdiffError(self.name, "a model flexdiff's own loop can drive", f"{type(self.denoiser).__name__} runs through its pipeline's own call: pass --sampler pipeline")
+                raise FlexdiffError(
+                    self.name,
+                    "a model flexdiff's own loop can drive",
+                    f"{type(self.denoiser).__name__} runs through its pipeline's own call: pass --sampler pipeline",
+                )
             return self.replay(x, t)
         n, c, backbone = x.shape[0], self.conditioning, self.backbone
         dtype = next(self.denoiser.parameters()).dtype

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from flexdiff.models.files import (
 )
 from flexdiff.models.model import DiffusionModel
 from flexdiff.noise import NoiseSchedule, pipeline_noise
+from flexdiff.samplers import PIPELINE
 from flexdiff.utils.device import resolve_device
 from flexdiff.utils.optional import require_transformers
 
@@ -76,7 +77,9 @@ def is_latent_or_text_pipeline(root: Path) -> bool:
 def _component(root: Path, name: str, what: str) -> Path:
     folder = root / name
     if not (folder / "config.json").is_file() and not (name == "tokenizer" and folder.is_dir()):
-        raise FlexdiffError(folder, f"the {what} of this pipeline ({name}/ with its config and safetensors weights)", f"restore {name}/ from the original pipeline folder")
+        raise FlexdiffError(
+            folder, f"the {what} of this pipeline ({name}/ with its config and safetensors weights)", f"restore {name}/ from the original pipeline folder"
+        )
     return folder
 
 
@@ -127,21 +130,40 @@ def load_prompt_encoder(text_encoder_dir: Path, tokenizer_dir: Path, *, torch_dt
     transformers = require_transformers("text encoders of Stable Diffusion pipelines")
     config = read_config(text_encoder_dir / "config.json")
     if config.get("model_type") != "clip_text_model":
-        raise FlexdiffError(text_encoder_dir / "config.json", f"a CLIPTextModel (model_type clip_text_model, found {config.get('model_type')!r})", "flexdiff runs Stable Diffusion 1.x/2.x pipelines with CLIP text encoders")
+        raise FlexdiffError(
+            text_encoder_dir / "config.json",
+            f"a CLIPTextModel (model_type clip_text_model, found {config.get('model_type')!r})",
+            "flexdiff runs Stable Diffusion 1.x/2.x pipelines with CLIP text encoders",
+        )
     variant = safetensors_only(text_encoder_dir, variant)
     try:
-        encoder = transformers.CLIPTextModel.from_pretrained(str(text_encoder_dir), local_files_only=True, use_safetensors=True, variant=variant, torch_dtype=torch_dtype)
+        encoder = transformers.CLIPTextModel.from_pretrained(
+            str(text_encoder_dir), local_files_only=True, use_safetensors=True, variant=variant, torch_dtype=torch_dtype
+        )
     except Exception as exc:  # transformers raises many types; the user needs one line
-        raise FlexdiffError(text_encoder_dir, "a loadable CLIPTextModel folder", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise FlexdiffError(
+            text_encoder_dir, "a loadable CLIPTextModel folder", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})"
+        ) from None
     try:
         tokenizer = transformers.CLIPTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
     except Exception as exc:
-        raise FlexdiffError(tokenizer_dir, "a CLIPTokenizer folder (vocab.json + merges.txt, or tokenizer.json)", f"restore it ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise FlexdiffError(
+            tokenizer_dir,
+            "a CLIPTokenizer folder (vocab.json + merges.txt, or tokenizer.json)",
+            f"restore it ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})",
+        ) from None
     return PromptEncoder(tokenizer, encoder.eval().requires_grad_(False))
 
 
-def load_pipeline(root: Path, name: str, device: str | torch.device = "auto", *, torch_dtype: torch.dtype | None = None, variant: str | None = None,
-                  call_options: dict[str, Any] | None = None) -> DiffusionModel:
+def load_pipeline(
+    root: Path,
+    name: str,
+    device: str | torch.device = "auto",
+    *,
+    torch_dtype: torch.dtype | None = None,
+    variant: str | None = None,
+    call_options: dict[str, Any] | None = None,
+) -> DiffusionModel:
     """An LDM or Stable Diffusion pipeline folder as a :class:`DiffusionModel` with its decoder (and text encoder)."""
     options = {"torch_dtype": torch_dtype, "variant": variant}
     index = components(root)
@@ -150,8 +172,11 @@ def load_pipeline(root: Path, name: str, device: str | torch.device = "auto", *,
         if any(attr in index for attr in DENOISER_ATTRS):  # a transformer pipeline: its own call drives it
             return load_own_call_pipeline(root, name, device, torch_dtype=torch_dtype, variant=variant, call_options=call_options)
         found = ", ".join(sorted(index)) or "none"
-        raise FlexdiffError(root, f"a diffusers pipeline folder with a denoiser ({', '.join(f'{a}/' for a in DENOISER_ATTRS)}; components found: {found})",
-                            "point --model to the folder that holds model_index.json")
+        raise FlexdiffError(
+            root,
+            f"a diffusers pipeline folder with a denoiser ({', '.join(f'{a}/' for a in DENOISER_ATTRS)}; components found: {found})",
+            "point --model to the folder that holds model_index.json",
+        )
     unet_class = read_config(unet_config).get("_class_name")
     video_unet = isinstance(unet_class, str) and unet_class.startswith("UNet") and unet_class not in LOOP_UNETS  # AnimateDiff, SVD, ModelScope
     if "text_encoder_2" in index or "controlnet" in index or video_unet:  # SDXL, ControlNet, video UNets: their own call drives them
@@ -165,7 +190,9 @@ def load_pipeline(root: Path, name: str, device: str | torch.device = "auto", *,
         vae_name = next((v for v in VAE_NAMES if v in index or (root / v).is_dir()), "vqvae")
         vae_dir, folders = _component(root, vae_name, "VQModel or AutoencoderKL"), {}
     else:
-        raise FlexdiffError(unet_config, f"a UNet2DModel or UNet2DConditionModel (found {unet_class!r})", "pass a DDPM, LDM or Stable Diffusion pipeline folder")
+        raise FlexdiffError(
+            unet_config, f"a UNet2DModel or UNet2DConditionModel (found {unet_class!r})", "pass a DDPM, LDM or Stable Diffusion pipeline folder"
+        )
     scheduler_file = root / "scheduler" / "scheduler_config.json"
     if not scheduler_file.is_file():
         raise FlexdiffError(scheduler_file, "the pipeline's scheduler config (its noise schedule)", "restore scheduler/ from the original pipeline folder")
@@ -174,12 +201,20 @@ def load_pipeline(root: Path, name: str, device: str | torch.device = "auto", *,
         raise FlexdiffError(unet_config, "a Stable Diffusion 1.x/2.x UNet (no added or class embeddings)", "SDXL, upscaler and unCLIP UNets are not supported")
     vae = load_component(vae_dir, ("AutoencoderKL", "VQModel"), "the VAE of a latent pipeline must be an AutoencoderKL or a VQModel", **options)
     if int(vae.config.latent_channels) != int(unet.config.in_channels):
-        raise FlexdiffError(vae_dir / "config.json", f"latent_channels = the UNet's in_channels ({unet.config.in_channels}), found {vae.config.latent_channels}", "the VAE and the UNet come from different pipelines")
+        raise FlexdiffError(
+            vae_dir / "config.json",
+            f"latent_channels = the UNet's in_channels ({unet.config.in_channels}), found {vae.config.latent_channels}",
+            "the VAE and the UNet come from different pipelines",
+        )
     prompt_encoder = None
     if folders:
         prompt_encoder = load_prompt_encoder(folders["text_encoder"], folders["tokenizer"], **options)
         if prompt_encoder.dim != int(unet.config.cross_attention_dim):
-            raise FlexdiffError(folders["text_encoder"], f"hidden_size = the UNet's cross_attention_dim ({unet.config.cross_attention_dim}), found {prompt_encoder.dim}", "the text encoder and the UNet come from different pipelines")
+            raise FlexdiffError(
+                folders["text_encoder"],
+                f"hidden_size = the UNet's cross_attention_dim ({unet.config.cross_attention_dim}), found {prompt_encoder.dim}",
+                "the text encoder and the UNet come from different pipelines",
+            )
     scheduler_config = read_config(scheduler_file)
     noise = NoiseSchedule.from_scheduler_config(scheduler_config, scheduler_file)
     shape = sample_shape(unet, unet_config)
@@ -188,8 +223,14 @@ def load_pipeline(root: Path, name: str, device: str | torch.device = "auto", *,
         if module is not None:
             module.to(target)
     model = DiffusionModel(
-        denoiser=unet, noise=noise, sample_shape=shape,
-        name=name, path=root, scheduler_config=scheduler_config, decoder=LatentDecoder(vae), prompt_encoder=prompt_encoder,
+        denoiser=unet,
+        noise=noise,
+        sample_shape=shape,
+        name=name,
+        path=root,
+        scheduler_config=scheduler_config,
+        decoder=LatentDecoder(vae),
+        prompt_encoder=prompt_encoder,
     )
     model.conditioning = default_conditioning(model)
     pipeline_of(model)  # now: a pipeline's constructor may rewrite its scheduler's config (SD's clip_sample), which schedule files bind to
@@ -232,8 +273,16 @@ class PipelinePromptEncoder:
     def __call__(self, prompts: list[str]) -> torch.Tensor:
         params = inspect.signature(self.pipe.encode_prompt).parameters
         # SD3 and Flux take their other encoders' prompts positionally (None: the same prompt); PixArt would clean captions with bs4
-        wanted = {"prompt": prompts, "prompt_2": None, "prompt_3": None, "device": self.pipe.device, "num_images_per_prompt": 1, "num_videos_per_prompt": 1,
-                  "do_classifier_free_guidance": False, "clean_caption": False}
+        wanted = {
+            "prompt": prompts,
+            "prompt_2": None,
+            "prompt_3": None,
+            "device": self.pipe.device,
+            "num_images_per_prompt": 1,
+            "num_videos_per_prompt": 1,
+            "do_classifier_free_guidance": False,
+            "clean_caption": False,
+        }
         out = self.pipe.encode_prompt(**{k: v for k, v in wanted.items() if k in params})
         return out[0] if isinstance(out, tuple) else out  # the prompt embeddings come first in every diffusers pipeline
 
@@ -243,8 +292,12 @@ def needs_own_call(pipe: Any) -> bool:
     every denoiser other than the UNets of DDPM, LDM and Stable Diffusion (transformers, video UNets: each pipeline
     prepares its own inputs, packing, rotary ids and guidance)."""
     unet = getattr(pipe, "unet", None)
-    return (getattr(pipe, "text_encoder_2", None) is not None or bool(getattr(getattr(unet, "config", None), "addition_embed_type", None))
-            or getattr(pipe, "controlnet", None) is not None or type(denoiser_of(pipe)).__name__ not in LOOP_UNETS)
+    return (
+        getattr(pipe, "text_encoder_2", None) is not None
+        or bool(getattr(getattr(unet, "config", None), "addition_embed_type", None))
+        or getattr(pipe, "controlnet", None) is not None
+        or type(denoiser_of(pipe)).__name__ not in LOOP_UNETS
+    )
 
 
 class _FirstCall(Exception):
@@ -280,8 +333,11 @@ def first_denoiser_call(pipe: Any, call: dict[str, Any], prompts: dict[str, Any]
     except FlexdiffError:
         raise
     except Exception as exc:  # a pipeline refusing its inputs (an image-to-video one without its image): one line
-        raise FlexdiffError(f"{type(pipe).__name__}({', '.join(sorted(call))})", "a call the pipeline accepts",
-                            f"pass the inputs it needs with --pipeline-kwargs ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        raise FlexdiffError(
+            f"{type(pipe).__name__}({', '.join(sorted(call))})",
+            "a call the pipeline accepts",
+            f"pass the inputs it needs with --pipeline-kwargs ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
+        ) from None
     finally:
         vars(pipe).pop("prepare_latents", None)
         for handle in handles:
@@ -297,8 +353,22 @@ def latent_shape(pipe: Any, options: dict[str, Any]) -> tuple[int, ...]:
 
 
 #: the call's keywords flexdiff sets itself (from --prompts, --guidance, --seed, the noise, --steps): not call options
-OWN_KEYWORDS = ("prompt", "negative_prompt", "guidance_scale", "latents", "generator", "num_inference_steps", "output_type", "return_dict", "batch_size",
-                "num_images_per_prompt", "image", "timesteps", "sigmas", "callback_on_step_end")
+OWN_KEYWORDS = (
+    "prompt",
+    "negative_prompt",
+    "guidance_scale",
+    "latents",
+    "generator",
+    "num_inference_steps",
+    "output_type",
+    "return_dict",
+    "batch_size",
+    "num_images_per_prompt",
+    "image",
+    "timesteps",
+    "sigmas",
+    "callback_on_step_end",
+)
 
 
 def check_call_options(options: dict[str, Any] | None, pipeline_driven: bool, name: str) -> None:
@@ -306,10 +376,17 @@ def check_call_options(options: dict[str, Any] | None, pipeline_driven: bool, na
     never a keyword flexdiff sets from its own options."""
     taken = sorted(set(options or {}) & set(OWN_KEYWORDS))
     if taken:
-        raise FlexdiffError(f"pipeline option {taken[0]!r}", "keywords flexdiff does not set itself", "use --prompts, --negative-prompt, --guidance, --steps, --seed or --control-images for it")
+        raise FlexdiffError(
+            f"pipeline option {taken[0]!r}",
+            "keywords flexdiff does not set itself",
+            "use --prompts, --negative-prompt, --guidance, --steps, --seed or --control-images for it",
+        )
     if options and not pipeline_driven:
-        raise FlexdiffError(f"pipeline options {sorted(options)} on {name}", "a pipeline its own call drives (transformers, video, SDXL, ControlNet)",
-                            "drop them: this model's size is its config's sample_size")
+        raise FlexdiffError(
+            f"pipeline options {sorted(options)} on {name}",
+            "a pipeline its own call drives (transformers, video, SDXL, ControlNet)",
+            "drop them: this model's size is its config's sample_size",
+        )
 
 
 def probe_call(pipe: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -331,7 +408,11 @@ def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, st
     args: dict[str, Any] = {"num_inference_steps": steps, "generator": [torch.Generator().manual_seed(s) for s in seeds], "output_type": "np"}
     c = model.conditioning
     if c is not None and c.labels is not None:
-        raise FlexdiffError(f"class labels with sampler {PIPELINE}", "a pipeline that takes the conditioning flexdiff holds (prompts)", "use flexdiff's own loop (--sampler ddim) for class-conditional models")
+        raise FlexdiffError(
+            f"class labels with sampler {PIPELINE}",
+            "a pipeline that takes the conditioning flexdiff holds (prompts)",
+            "use flexdiff's own loop (--sampler ddim) for class-conditional models",
+        )
     if c is not None and c.cond is not None:
         if "prompt" not in params:
             raise FlexdiffError(type(pipe).__name__, "a text-to-image pipeline that takes prompts", "use flexdiff's own loop (--sampler ddim)")
@@ -339,7 +420,11 @@ def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, st
         args["prompt"] = [texts[(start + i) % len(texts)] for i in range(n)]
         if c.guided:
             if c.guidance_scale <= 1:
-                raise FlexdiffError(f"--guidance {c.guidance_scale:g} with sampler {PIPELINE}", "a guidance scale > 1 (diffusers' pipelines skip guidance at or below 1)", "pass --guidance > 1, or 1 for none")
+                raise FlexdiffError(
+                    f"--guidance {c.guidance_scale:g} with sampler {PIPELINE}",
+                    "a guidance scale > 1 (diffusers' pipelines skip guidance at or below 1)",
+                    "pass --guidance > 1, or 1 for none",
+                )
             args["guidance_scale"] = c.guidance_scale
             if c.description.get("negative_prompt") is not None:  # else the pipeline's own default (SDXL: zeros, SD: "")
                 args["negative_prompt"] = [c.description["negative_prompt"]] * n
@@ -347,7 +432,9 @@ def pipeline_call_args(pipe: Any, model: DiffusionModel, noise: torch.Tensor, st
             args["guidance_scale"] = 1.0
     if getattr(pipe, "controlnet", None) is not None:  # its conditioning images: image i takes control image i mod K
         if c is None or c.control is None:
-            raise FlexdiffError(type(pipe).__name__, "control images for the ControlNet", "pass --control-images DIR (Python: flexdiff.condition(model, control_images=DIR))")
+            raise FlexdiffError(
+                type(pipe).__name__, "control images for the ControlNet", "pass --control-images DIR (Python: flexdiff.condition(model, control_images=DIR))"
+            )
         args["image"] = c.control[[(start + i) % len(c.control) for i in range(n)]].to(pipe.device)
     if "latents" in params:
         dtype = next(denoiser_of(pipe).parameters()).dtype
@@ -368,8 +455,9 @@ def captured_denoiser_call(model: DiffusionModel) -> Callable[[torch.Tensor, int
     own timestep, and its own sample where ``x`` is not shaped like it: SVD concatenates the image latents)."""
     pipe = pipeline_of(model)
     with model.for_images(0, 1):
-        _, args, kwargs = first_denoiser_call(pipe, {**pipeline_call_args(pipe, model, model.initial_noise(1, 0), 2, [0], start=0), "output_type": "latent"},
-                                              model.prompt_embeddings)
+        _, args, kwargs = first_denoiser_call(
+            pipe, {**pipeline_call_args(pipe, model, model.initial_noise(1, 0), 2, [0], start=0), "output_type": "latent"}, model.prompt_embeddings
+        )
     args = list(args)
     name = next((k for k in ("sample", "hidden_states") if isinstance(kwargs.get(k), torch.Tensor)), None)
     sample = kwargs[name] if name else args[0]
@@ -412,7 +500,13 @@ def prompts_encoded_once(pipe: Any, cache: dict[str, Any]) -> Iterator[None]:
         if key not in cache:
             cache[key] = original(*args, **kwargs)
         out = cache[key]
-        return tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in out) if isinstance(out, tuple) else out.clone() if isinstance(out, torch.Tensor) else out
+        return (
+            tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in out)
+            if isinstance(out, tuple)
+            else out.clone()
+            if isinstance(out, torch.Tensor)
+            else out
+        )
 
     pipe.encode_prompt = encode_prompt
     try:
@@ -456,9 +550,17 @@ def model_from_pipeline(pipe: Any, name: str | None = None, path: Path | None = 
     check_call_options(call_options, own_call, kind)
     shape = sample_shape(unet, Path(f"{kind}.unet.config")) if loop_unet else latent_shape(pipe, call_options or {})
     model = DiffusionModel(
-        denoiser=unet, noise=pipeline_noise(config, f"{kind}.scheduler.config"), sample_shape=shape,
-        name=name or kind, path=path, scheduler_config=config, decoder=LatentDecoder(vae) if vae is not None and loop_unet else None, prompt_encoder=encoder, pipeline=pipe,
-        pipeline_only=own_call, call_options=dict(call_options or {}),
+        denoiser=unet,
+        noise=pipeline_noise(config, f"{kind}.scheduler.config"),
+        sample_shape=shape,
+        name=name or kind,
+        path=path,
+        scheduler_config=config,
+        decoder=LatentDecoder(vae) if vae is not None and loop_unet else None,
+        prompt_encoder=encoder,
+        pipeline=pipe,
+        pipeline_only=own_call,
+        call_options=dict(call_options or {}),
     )
     model.replay = LazyReplay(model) if own_call else None
     model.conditioning = default_conditioning(model)
@@ -478,8 +580,15 @@ def _transformers_bars_off() -> Callable[[], None]:
     return transformers_logging.enable_progress_bar
 
 
-def load_own_call_pipeline(root: Path, name: str, device: str | torch.device = "auto", *, torch_dtype: torch.dtype | None = None, variant: str | None = None,
-                           call_options: dict[str, Any] | None = None) -> DiffusionModel:
+def load_own_call_pipeline(
+    root: Path,
+    name: str,
+    device: str | torch.device = "auto",
+    *,
+    torch_dtype: torch.dtype | None = None,
+    variant: str | None = None,
+    call_options: dict[str, Any] | None = None,
+) -> DiffusionModel:
     """A pipeline folder its own call drives (SDXL, ControlNet, transformers, video), loaded by diffusers itself
     (safetensors only, local files only) as a ``pipeline_only`` model: the components and their conditioning inputs
     are the pipeline's own. A component ``model_index.json`` lists as null (SD3 without its T5 encoder, as diffusers
@@ -492,9 +601,15 @@ def load_own_call_pipeline(root: Path, name: str, device: str | torch.device = "
     quiet = _transformers_bars_off()
     try:
         absent = {k: None for k, v in read_config(root / "model_index.json").items() if not k.startswith("_") and v == [None, None]}
-        pipe = diffusers.DiffusionPipeline.from_pretrained(root, use_safetensors=True, local_files_only=True, torch_dtype=torch_dtype, variant=variant, **absent)
+        pipe = diffusers.DiffusionPipeline.from_pretrained(
+            root, use_safetensors=True, local_files_only=True, torch_dtype=torch_dtype, variant=variant, **absent
+        )
     except Exception as exc:  # diffusers raises many types on a bad folder; the user needs one line
-        raise FlexdiffError(root, "a loadable diffusers pipeline folder with safetensors weights", f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise FlexdiffError(
+            root,
+            "a loadable diffusers pipeline folder with safetensors weights",
+            f"the folder is inconsistent ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})",
+        ) from None
     finally:
         if bars:
             diffusers_logging.enable_progress_bar()
@@ -532,7 +647,11 @@ def pipeline_of(model: DiffusionModel) -> Any:
     try:
         pipe = pipeline_class(**{k: v for k, v in parts.items() if k in accepted})
     except TypeError as exc:
-        raise FlexdiffError(f"{pipeline_name} from {model.path}", "a pipeline of a UNet, a scheduler and (for latent pipelines) a VAE and a text encoder", f"this pipeline kind is not supported ({str(exc)[:100]})") from None
+        raise FlexdiffError(
+            f"{pipeline_name} from {model.path}",
+            "a pipeline of a UNet, a scheduler and (for latent pipelines) a VAE and a text encoder",
+            f"this pipeline kind is not supported ({str(exc)[:100]})",
+        ) from None
     pipe.set_progress_bar_config(disable=True)
     model.pipeline = pipe
     return pipe

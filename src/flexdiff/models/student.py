@@ -109,7 +109,9 @@ def block_specs(unet: nn.Module) -> tuple[BlockSpec, ...]:
         for i, block in enumerate(blocks):
             label = "mid" if kind == "mid" else f"{kind}{i}"
             if type(block).__name__ not in SUPPORTED_BLOCKS:
-                raise FlexdiffError(f"{label}: {type(block).__name__}", f"one of {', '.join(SUPPORTED_BLOCKS)}", "compress supports these diffusers blocks only")
+                raise FlexdiffError(
+                    f"{label}: {type(block).__name__}", f"one of {', '.join(SUPPORTED_BLOCKS)}", "compress supports these diffusers blocks only"
+                )
             for j, resnet in enumerate(block.resnets):
                 check_resnet(resnet, f"{label}.resnets.{j}")
             attentions = [a for a in (getattr(block, "attentions", None) or []) if a is not None]
@@ -143,7 +145,9 @@ class Architecture:
         for s in specs:
             c = blocks[s.name]
             if len(c.widths) != len(s.groups) or any(not 0 <= w <= g for w, g in zip(c.widths, s.groups)) or (c.attention and not s.has_attention):
-                raise FlexdiffError(f"{where}: {s.name}", f"{len(s.groups)} widths within 0..{list(s.groups)} groups", "re-save the student from the same teacher config")
+                raise FlexdiffError(
+                    f"{where}: {s.name}", f"{len(s.groups)} widths within 0..{list(s.groups)} groups", "re-save the student from the same teacher config"
+                )
         return cls(tuple((s.name, blocks[s.name]) for s in specs))
 
     @classmethod
@@ -209,7 +213,11 @@ def check_resnet(resnet: nn.Module, where: str) -> None:
         and resnet.conv1.out_channels == resnet.conv2.in_channels == resnet.norm2.num_channels
     )
     if not ok:
-        raise FlexdiffError(where, "a ResnetBlock2D with the default time-embedding norm, no up/down sampling", "compress supports UNet2DModel blocks DownBlock2D / AttnDownBlock2D / UNetMidBlock2D / UpBlock2D / AttnUpBlock2D")
+        raise FlexdiffError(
+            where,
+            "a ResnetBlock2D with the default time-embedding norm, no up/down sampling",
+            "compress supports UNet2DModel blocks DownBlock2D / AttnDownBlock2D / UNetMidBlock2D / UpBlock2D / AttnUpBlock2D",
+        )
 
 
 class SlimResnet(nn.Module):
@@ -219,7 +227,17 @@ class SlimResnet(nn.Module):
     the teacher's key layout and the step hooks of :mod:`flexdiff.hooks` treat it like any unit.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, groups: int, channels_per_group: int, mid_groups: int, eps: float, output_scale_factor: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        temb_channels: int,
+        groups: int,
+        channels_per_group: int,
+        mid_groups: int,
+        eps: float,
+        output_scale_factor: float = 1.0,
+    ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.mid_groups = in_channels, out_channels, mid_groups
         self.mid_channels = mid_groups * channels_per_group
@@ -238,8 +256,14 @@ class SlimResnet(nn.Module):
         """An (untrained) slim layer with ``resnet``'s input/output shapes and ``mid_groups`` internal groups."""
         groups_out = resnet.norm2.num_groups
         return cls(
-            resnet.conv1.in_channels, resnet.conv2.out_channels, resnet.time_emb_proj.in_features, resnet.norm1.num_groups,
-            resnet.norm2.num_channels // groups_out, mid_groups, resnet.norm2.eps, float(resnet.output_scale_factor),
+            resnet.conv1.in_channels,
+            resnet.conv2.out_channels,
+            resnet.time_emb_proj.in_features,
+            resnet.norm1.num_groups,
+            resnet.norm2.num_channels // groups_out,
+            mid_groups,
+            resnet.norm2.eps,
+            float(resnet.output_scale_factor),
         )
 
     def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -258,8 +282,6 @@ class NoAttention(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return hidden_states
-
-
 
 
 def apply_student(unet: nn.Module, folder: Path) -> None:

@@ -51,7 +51,7 @@ def input_keys(unet: nn.Module, spec: BlockSpec) -> tuple[str, list[str]]:
     stack = skip_keys(unet)
     for u in range(spec.index):
         stack = stack[: -len(unet.up_blocks[u].resnets)]
-    consumed = stack[-len(unet.up_blocks[spec.index].resnets):]
+    consumed = stack[-len(unet.up_blocks[spec.index].resnets) :]
     return ("mid" if spec.index == 0 else f"up{spec.index - 1}"), consumed
 
 
@@ -65,7 +65,9 @@ def run_block(block: nn.Module, spec: BlockSpec, hidden: torch.Tensor, skips: li
     return [block(hidden, tuple(skips), emb)]
 
 
-def block_inputs(unet: nn.Module, spec: BlockSpec, data: dict[str, torch.Tensor], index: Any = slice(None)) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+def block_inputs(
+    unet: nn.Module, spec: BlockSpec, data: dict[str, torch.Tensor], index: Any = slice(None)
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """(hidden, skips, emb) of ``spec``'s block for the rows ``index`` of a capture dict."""
     hidden_key, skip_names = input_keys(unet, spec)
     return data[hidden_key][index], [data[k][index] for k in skip_names], data["emb"][index]

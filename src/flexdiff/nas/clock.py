@@ -82,11 +82,22 @@ def prepare(config: CompressConfig) -> Run:
         raise FlexdiffError(config.model, "an unconditional pixel UNet2DModel", "compress supports unconditional pixel models")
     images = load_images(config.data)
     if tuple(images.shape[1:]) != tuple(teacher.sample_shape):
-        raise FlexdiffError(f"--data {config.data}", f"images shaped {tuple(teacher.sample_shape)} like the model's samples (got {tuple(images.shape[1:])})", "pass training images of the model's size and channels")
+        raise FlexdiffError(
+            f"--data {config.data}",
+            f"images shaped {tuple(teacher.sample_shape)} like the model's samples (got {tuple(images.shape[1:])})",
+            "pass training images of the model's size and channels",
+        )
     floor_macs, floor_params, teacher_macs, teacher_params = smallest_student(teacher.denoiser, specs, teacher.sample_shape, teacher.noise.num_train_timesteps)
-    for option, what, ratio, floor, full in (("--macs-ratio", "MACs", config.macs_ratio, floor_macs, teacher_macs), ("--params-ratio", "parameters", config.max_params_ratio, floor_params, teacher_params)):
+    for option, what, ratio, floor, full in (
+        ("--macs-ratio", "MACs", config.macs_ratio, floor_macs, teacher_macs),
+        ("--params-ratio", "parameters", config.max_params_ratio, floor_params, teacher_params),
+    ):
         if ratio * full < floor:
-            raise FlexdiffError(f"{option} {ratio}", f"at least {floor / full:.3f}: the smallest student of the search space has {floor / full:.1%} of the teacher's {what}", f"raise {option}")
+            raise FlexdiffError(
+                f"{option} {ratio}",
+                f"at least {floor / full:.3f}: the smallest student of the search space has {floor / full:.1%} of the teacher's {what}",
+                f"raise {option}",
+            )
     reference = 0
     if config.fid_n and config.reference_set is not None:
         reference = len(load_images(config.reference_set))

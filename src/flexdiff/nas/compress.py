@@ -56,15 +56,28 @@ def compress(config: CompressConfig, run: Run | None = None) -> dict[str, Any]:
     phases = run.state.get("phases", {})
     results = {
         "kind": "compress",
-        "config": {k: v for k, v in c.to_json().items() if k not in ("progress", "command")} | {"distill_steps_per_block": phases.get("distill", {}).get("steps"), "retrain_steps": phases.get("retrain", {}).get("steps"), "params_ratio": c.max_params_ratio, "reference": c.reference_set},
+        "config": {k: v for k, v in c.to_json().items() if k not in ("progress", "command")}
+        | {
+            "distill_steps_per_block": phases.get("distill", {}).get("steps"),
+            "retrain_steps": phases.get("retrain", {}).get("steps"),
+            "params_ratio": c.max_params_ratio,
+            "reference": c.reference_set,
+        },
         **run_provenance(c.out / "results.json", list(c.command) or current_command()),  # command(s), versions, machine
-        "blocks": [{k: r[k] for k in ("block", "choice", "macs", "params", "teacher_macs", "teacher_params", "loss", "widths", "attention")} for r in summary["blocks"]],
+        "blocks": [
+            {k: r[k] for k in ("block", "choice", "macs", "params", "teacher_macs", "teacher_params", "loss", "widths", "attention")} for r in summary["blocks"]
+        ],
         "stem": summary["stem"],
         "teacher": {"macs": summary["teacher"]["macs"], "params": summary["teacher"]["params"], "fid": fids["teacher"]},
         "student": {
-            "macs": student_macs, "params": student_params, "fid": fids["student"], "path": str(student_dir),
-            "macs_ratio": round(student_macs / summary["teacher"]["macs"], 4), "params_ratio": round(student_params / summary["teacher"]["params"], 4),
-            "predicted_macs": summary["predicted"]["macs"], "predicted_params": summary["predicted"]["params"],
+            "macs": student_macs,
+            "params": student_params,
+            "fid": fids["student"],
+            "path": str(student_dir),
+            "macs_ratio": round(student_macs / summary["teacher"]["macs"], 4),
+            "params_ratio": round(student_params / summary["teacher"]["params"], 4),
+            "predicted_macs": summary["predicted"]["macs"],
+            "predicted_params": summary["predicted"]["params"],
         },
         "search": {"summed_loss": summary["summed_loss"], "front_sizes": {r["block"]: r["front_size"] for r in summary["blocks"]}},
         "distill": {"history": histories},

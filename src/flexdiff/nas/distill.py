@@ -37,8 +37,14 @@ def _device(module: nn.Module) -> torch.device:
 
 
 def train_supernet(
-    supernet: BlockSupernet, unet: nn.Module, records: Records, steps: int, gen: torch.Generator,
-    lr: float = 5e-4, batch_size: int = 64, on_step: Callable[[int, float], None] | None = None,
+    supernet: BlockSupernet,
+    unet: nn.Module,
+    records: Records,
+    steps: int,
+    gen: torch.Generator,
+    lr: float = 5e-4,
+    batch_size: int = 64,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Train ``supernet`` for ``steps`` steps on the training rows; returns the per-step losses."""
     spec = supernet.spec
@@ -69,7 +75,11 @@ def train_supernet(
 
 @torch.no_grad()
 def score_candidates(
-    supernet: BlockSupernet, unet: nn.Module, records: Records, choices: list[BlockChoice], batch_size: int = 512,
+    supernet: BlockSupernet,
+    unet: nn.Module,
+    records: Records,
+    choices: list[BlockChoice],
+    batch_size: int = 512,
     on_choice: Callable[[], None] | None = None,
 ) -> list[float]:
     """Relative distillation loss of every candidate on the held-out recorded rows (the same rows for all)."""

@@ -57,10 +57,11 @@ def combine(fronts: list[list[Candidate]], max_macs: float, max_params: float) -
         )
     states: list[tuple[int, int, float, tuple[Candidate, ...]]] = [(0, 0, 0.0, ())]
     for b, front in enumerate(fronts):
-        rest_macs, rest_params = sum(cheapest_macs[b + 1:]), sum(cheapest_params[b + 1:])
+        rest_macs, rest_params = sum(cheapest_macs[b + 1 :]), sum(cheapest_params[b + 1 :])
         grown = [
             (m + c.macs, p + c.params, loss + c.loss, picked + (c,))
-            for m, p, loss, picked in states for c in front
+            for m, p, loss, picked in states
+            for c in front
             if m + c.macs + rest_macs <= max_macs and p + c.params + rest_params <= max_params
         ]
         states = _prune(grown)

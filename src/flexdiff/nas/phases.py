@@ -110,10 +110,12 @@ def phase_distill(run: Run, records: Records, record_key: str) -> tuple[dict[str
         started = time.monotonic()
         gen = torch.Generator().manual_seed((c.seed * 1000 + 17 + b) % 2**64)  # per block: a resumed block draws the same rows (any 64-bit --seed)
         with progress_bar(f"2/5 distilling {spec.name}", steps, enabled=c.progress) as advance:
-            losses = train_supernet(supernets[spec.name], unet, records, steps, gen, c.distill_lr, c.batch_size, on_step=lambda s, loss: advance(1, f"loss {loss:.4f}"))
+            losses = train_supernet(
+                supernets[spec.name], unet, records, steps, gen, c.distill_lr, c.batch_size, on_step=lambda s, loss: advance(1, f"loss {loss:.4f}")
+            )
         with atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in supernets[spec.name].state_dict().items()}, str(tmp), metadata={"key": key})
-        histories[spec.name] = [round(sum(losses[i:i + 25]) / len(losses[i:i + 25]), 5) for i in range(0, len(losses), 25)]
+        histories[spec.name] = [round(sum(losses[i : i + 25]) / len(losses[i : i + 25]), 5) for i in range(0, len(losses), 25)]
         seconds += time.monotonic() - started
         run.mark("distill", key, seconds, done=False, histories=histories, steps=steps)
     run.mark("distill", key, seconds, histories=histories, steps=steps)
@@ -152,7 +154,13 @@ def phase_search(run: Run, records: Records, supernets: dict[str, BlockSupernet]
                 choices = spec.choices()
                 losses = score_candidates(supernets[spec.name], unet, records, choices, on_choice=advance)
                 blocks[spec.name] = [
-                    {"widths": list(ch.widths), "attention": ch.attention, "macs": costs[spec.name].macs(ch, spec), "params": costs[spec.name].params(ch, spec), "loss": round(loss, 6)}
+                    {
+                        "widths": list(ch.widths),
+                        "attention": ch.attention,
+                        "macs": costs[spec.name].macs(ch, spec),
+                        "params": costs[spec.name].params(ch, spec),
+                        "loss": round(loss, 6),
+                    }
                     for ch, loss in zip(choices, losses)
                 ]
         scores = {"key": distill_key, "blocks": blocks, "seconds": round(time.monotonic() - started, 2)}
@@ -163,15 +171,36 @@ def phase_search(run: Run, records: Records, supernets: dict[str, BlockSupernet]
     stem_params = teacher_params - sum(r["params"] for r in full.values())
     fronts = [pareto_front([Candidate(s.name, i, r["macs"], r["params"], r["loss"]) for i, r in enumerate(scores["blocks"][s.name])]) for s in run.specs]
     picked = combine(fronts, c.macs_ratio * teacher_macs - stem_macs, c.max_params_ratio * teacher_params - stem_params)
-    arch = Architecture(tuple((s.name, BlockChoice(tuple(scores["blocks"][s.name][p.index]["widths"]), scores["blocks"][s.name][p.index]["attention"])) for s, p in zip(run.specs, picked)))
+    arch = Architecture(
+        tuple(
+            (s.name, BlockChoice(tuple(scores["blocks"][s.name][p.index]["widths"]), scores["blocks"][s.name][p.index]["attention"]))
+            for s, p in zip(run.specs, picked)
+        )
+    )
     rows = []
     for s, p in zip(run.specs, picked):
         r = scores["blocks"][s.name][p.index]
-        rows.append({"block": s.name, "choice": arch[s.name].label(s), "widths": r["widths"], "attention": r["attention"], "macs": r["macs"], "params": r["params"], "teacher_macs": full[s.name]["macs"], "teacher_params": full[s.name]["params"], "loss": r["loss"], "front_size": len(fronts[run.specs.index(s)])})
+        rows.append(
+            {
+                "block": s.name,
+                "choice": arch[s.name].label(s),
+                "widths": r["widths"],
+                "attention": r["attention"],
+                "macs": r["macs"],
+                "params": r["params"],
+                "teacher_macs": full[s.name]["macs"],
+                "teacher_params": full[s.name]["params"],
+                "loss": r["loss"],
+                "front_size": len(fronts[run.specs.index(s)]),
+            }
+        )
     summary = {
-        "blocks": rows, "stem": {"macs": stem_macs, "params": stem_params}, "teacher": {"macs": teacher_macs, "params": teacher_params},
+        "blocks": rows,
+        "stem": {"macs": stem_macs, "params": stem_params},
+        "teacher": {"macs": teacher_macs, "params": teacher_params},
         "predicted": {"macs": stem_macs + sum(r["macs"] for r in rows), "params": stem_params + sum(r["params"] for r in rows)},
-        "summed_loss": round(sum(r["loss"] for r in rows), 6), "architecture": arch.to_json(),
+        "summed_loss": round(sum(r["loss"] for r in rows), 6),
+        "architecture": arch.to_json(),
     }
     key = digest("search", distill_key, c.macs_ratio, c.max_params_ratio)
     write_json(run.out / "search.json", {"key": key, **summary})
@@ -211,7 +240,9 @@ def _retrain_steps(run: Run, student: nn.Module, scales: dict[str, float], searc
     return run.step_count("retrain_steps", c.retrain_steps, given, measure)
 
 
-def phase_retrain(run: Run, records: Records, supernets: dict[str, BlockSupernet], arch: Architecture, search_key: str) -> tuple[Path, list[dict[str, Any]], str, bool]:
+def phase_retrain(
+    run: Run, records: Records, supernets: dict[str, BlockSupernet], arch: Architecture, search_key: str
+) -> tuple[Path, list[dict[str, Any]], str, bool]:
     c = run.config
     scales = {k[6:]: float(v) for k, v in records.data.items() if k.startswith("scale.")}
     reserve = run.state.get("plan", {}).get("fid_reserve_seconds")
@@ -231,12 +262,26 @@ def phase_retrain(run: Run, records: Records, supernets: dict[str, BlockSupernet
     with progress_bar("4/5 retraining student", steps, enabled=c.progress) as advance:
         advance(done_before)
         ema, history, cut = retrain(
-            student, run.teacher.denoiser, run.specs, run.teacher.noise, run.images, scales, config, checkpoint, {"key": key},
+            student,
+            run.teacher.denoiser,
+            run.specs,
+            run.teacher.noise,
+            run.images,
+            scales,
+            config,
+            checkpoint,
+            {"key": key},
             on_step=lambda s, row: advance(1, f"loss {row['loss']:.4f} alpha {row['alpha']:.2f}"),
             deadline=None if c.retrain_steps else run.deadline - reserve - MARGIN_SECONDS / 3,  # explicit --retrain-steps: exactly that many
             on_checkpoint=lambda step: run.mark("retrain", key, before + time.monotonic() - started, done=False, step=step, steps=steps),
         )
-    card = {"teacher": c.model, "method": "DiffNAS block-wise distillation + dynamic joint loss (flexdiff compress)", "alpha": str(alpha), "retrain_steps": steps, "seed": c.seed}
+    card = {
+        "teacher": c.model,
+        "method": "DiffNAS block-wise distillation + dynamic joint loss (flexdiff compress)",
+        "alpha": str(alpha),
+        "retrain_steps": steps,
+        "seed": c.seed,
+    }
     save_student(ema.cpu(), arch, student_dir, run.teacher.scheduler_config, card)
     run.mark("retrain", key, before + time.monotonic() - started, history=history, cut=cut, steps=steps)
     return student_dir, history, key, cut

@@ -49,8 +49,11 @@ class Records:
         from safetensors.torch import save_file
 
         with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in self.data.items()}, str(tmp),
-                      metadata={**metadata, "n_train": str(self.n_train), "n_val": str(self.n_val), "names": json.dumps(sorted(self.data))})
+            save_file(
+                {k: v.contiguous() for k, v in self.data.items()},
+                str(tmp),
+                metadata={**metadata, "n_train": str(self.n_train), "n_val": str(self.n_val), "names": json.dumps(sorted(self.data))},
+            )
 
     @classmethod
     def read(cls, path: Path, key: str, n_train: int, n_val: int) -> tuple["Records | None", str]:
@@ -64,12 +67,15 @@ class Records:
             return None, "recorded for other settings"
         if (meta.get("n_train"), meta.get("n_val")) != (str(n_train), str(n_val)):
             return None, f"{meta.get('n_train')} + {meta.get('n_val')} rows recorded, expected {n_train} + {n_val}"
-        bad = sorted(k for k, v in data.items() if not v.is_floating_point() or not torch.isfinite(v).all()
-                     or (not k.startswith("scale.") and (v.ndim < 1 or v.shape[0] != n_train + n_val)))
+        bad = sorted(
+            k
+            for k, v in data.items()
+            if not v.is_floating_point() or not torch.isfinite(v).all() or (not k.startswith("scale.") and (v.ndim < 1 or v.shape[0] != n_train + n_val))
+        )
         if not data or bad:
             return None, f"tensors of the wrong shape or values: {', '.join(bad[:3]) or 'none at all'}"
         features = {k for k in data if not k.startswith("scale.")}
-        unpaired = sorted(features ^ {k[len("scale."):] for k in data if k.startswith("scale.")})
+        unpaired = sorted(features ^ {k[len("scale.") :] for k in data if k.startswith("scale.")})
         if unpaired or ("names" in meta and meta["names"] != json.dumps(sorted(data))):
             return None, f"tensors of other names than recorded: {', '.join(unpaired[:3]) or 'renamed'}"
         return cls(data, n_train, n_val), "whole"
@@ -87,7 +93,12 @@ def noised_rows(model: DiffusionModel, images: torch.Tensor, n: int, seed: int) 
 
 @torch.no_grad()
 def record_teacher(
-    model: DiffusionModel, images: torch.Tensor, n_train: int, n_val: int, seed: int, batch_size: int = 256,
+    model: DiffusionModel,
+    images: torch.Tensor,
+    n_train: int,
+    n_val: int,
+    seed: int,
+    batch_size: int = 256,
     on_batch: Callable[[int], None] | None = None,
 ) -> Records:
     """Run the teacher on ``n_train + n_val`` noised images (drawn from ``seed``) and capture every block."""

@@ -13,7 +13,13 @@ def print_summary(results: dict[str, Any]) -> None:
 
     table = Table("block", "choice", "MACs", "params", "block loss")
     for row in results["blocks"]:
-        table.add_row(row["block"], row["choice"], f"{row['macs'] / max(row['teacher_macs'], 1):.0%}", f"{row['params'] / max(row['teacher_params'], 1):.0%}", f"{row['loss']:.4f}")
+        table.add_row(
+            row["block"],
+            row["choice"],
+            f"{row['macs'] / max(row['teacher_macs'], 1):.0%}",
+            f"{row['params'] / max(row['teacher_params'], 1):.0%}",
+            f"{row['loss']:.4f}",
+        )
     stdout.print(table)
     t, s = results["teacher"], results["student"]
     fid = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731

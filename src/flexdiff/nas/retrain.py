@@ -75,7 +75,9 @@ class AlphaSchedule:
                 return cls("dynamic", values[0], values[1])
             if kind == "constant" and len(values) == 1:
                 return cls("constant", values[0], values[0])
-        raise FlexdiffError(f"--alpha {text}", "dynamic, dynamic:START,END (1 >= START >= END >= 0) or constant:X (X in [0, 1])", "e.g. --alpha dynamic or --alpha constant:0.5")
+        raise FlexdiffError(
+            f"--alpha {text}", "dynamic, dynamic:START,END (1 >= START >= END >= 0) or constant:X (X in [0, 1])", "e.g. --alpha dynamic or --alpha constant:0.5"
+        )
 
     def __call__(self, s: float) -> float:
         if self.kind == "constant":
@@ -111,7 +113,16 @@ class Checkpoint:
     def exists(self) -> bool:
         return self.tensors.is_file() and self.meta.is_file()
 
-    def save(self, student: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, step: int, history: list[dict[str, Any]], fingerprint: dict[str, Any]) -> None:
+    def save(
+        self,
+        student: nn.Module,
+        ema: nn.Module,
+        opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+        step: int,
+        history: list[dict[str, Any]],
+        fingerprint: dict[str, Any],
+    ) -> None:
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -128,7 +139,9 @@ class Checkpoint:
             save_file(tensors, str(tmp))
             tmp_meta.write_text(json.dumps(meta) + "\n")
 
-    def load(self, student: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, fingerprint: dict[str, Any]) -> tuple[tuple[int, list[dict[str, Any]]] | None, str]:
+    def load(
+        self, student: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, fingerprint: dict[str, Any]
+    ) -> tuple[tuple[int, list[dict[str, Any]]] | None, str]:
         """Restore into the given objects: ``((step, history), "")``; ``(None, "")`` when there is no checkpoint of this
         very retraining (or a kill fell between its two writes); ``(None, why)`` when it is damaged (unreadable,
         tensors of other names or shapes). Everything is checked before anything is restored, so a refused
@@ -152,11 +165,19 @@ class Checkpoint:
                 _, i, name = k.split(".", 2)
                 state["state"].setdefault(int(i) if i.isdigit() else -1, {})[name] = v.reshape(()) if name == "step" else v
         moments = {f"opt.{i}.{name}": (v, params[i]) for i, s in state["state"].items() if 0 <= i < len(params) for name, v in s.items() if name != "step"}
-        why = (state_mismatch(student.state_dict(), student_state) or state_mismatch(ema.state_dict(), ema_state)
-               or ("optimiser state of other parameters" if any(not 0 <= i < len(params) for i in state["state"])
-                   or any(v.shape != p.shape for v, p in moments.values()) or not _same_groups(state["param_groups"], opt) else "")
-               or ("history that is not a list" if not isinstance(meta.get("history"), list) else "")
-               or ("random state of another size" if "rng" not in tensors or tensors["rng"].shape != gen.get_state().shape else ""))
+        why = (
+            state_mismatch(student.state_dict(), student_state)
+            or state_mismatch(ema.state_dict(), ema_state)
+            or (
+                "optimiser state of other parameters"
+                if any(not 0 <= i < len(params) for i in state["state"])
+                or any(v.shape != p.shape for v, p in moments.values())
+                or not _same_groups(state["param_groups"], opt)
+                else ""
+            )
+            or ("history that is not a list" if not isinstance(meta.get("history"), list) else "")
+            or ("random state of another size" if "rng" not in tensors or tensors["rng"].shape != gen.get_state().shape else "")
+        )
         if why:
             return None, why
         student.load_state_dict(student_state)
@@ -168,8 +189,11 @@ class Checkpoint:
 
 def _same_groups(groups: Any, opt: torch.optim.Optimizer) -> bool:
     """Saved ``param_groups`` that ``opt.load_state_dict`` accepts: as many groups, each with as many parameters."""
-    return isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups) \
+    return (
+        isinstance(groups, list)
+        and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
         and [len(g["params"]) for g in groups] == [len(g["params"]) for g in opt.param_groups]
+    )
 
 
 def denoising_target(prediction_type: str, x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -186,9 +210,17 @@ def denoising_target(prediction_type: str, x0: torch.Tensor, eps: torch.Tensor, 
 
 
 def retrain(
-    student: nn.Module, teacher: nn.Module, specs: tuple[BlockSpec, ...], noise: NoiseSchedule, images: torch.Tensor,
-    scales: dict[str, float], config: RetrainConfig, checkpoint: Checkpoint | None, fingerprint: dict[str, Any],
-    on_step: Callable[[int, dict[str, float]], None] | None = None, deadline: float | None = None,
+    student: nn.Module,
+    teacher: nn.Module,
+    specs: tuple[BlockSpec, ...],
+    noise: NoiseSchedule,
+    images: torch.Tensor,
+    scales: dict[str, float],
+    config: RetrainConfig,
+    checkpoint: Checkpoint | None,
+    fingerprint: dict[str, Any],
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    deadline: float | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]], bool]:
     """Retrain ``student`` in place; returns (EMA student, history, whether the deadline cut it short)."""
@@ -224,7 +256,9 @@ def retrain(
             with torch.no_grad():
                 eps_teacher = teacher(x_t, t).sample
             eps_student = student(x_t, t).sample
-            feature = torch.stack([relative_loss([s_out[k] for k in keys[s.name]], [t_out[k] for k in keys[s.name]], [scales[k] for k in keys[s.name]]) for s in specs]).mean()
+            feature = torch.stack(
+                [relative_loss([s_out[k] for k in keys[s.name]], [t_out[k] for k in keys[s.name]], [scales[k] for k in keys[s.name]]) for s in specs]
+            ).mean()
             output = F.mse_loss(eps_student, eps_teacher)
             data = F.mse_loss(eps_student, denoising_target(noise.prediction_type, x0.to(device), eps, a.to(device)))
             loss = alpha * feature + (1 - alpha) * (output + data) if alpha < 1 else feature
@@ -242,7 +276,9 @@ def retrain(
                 window.clear()
             if on_step is not None:
                 on_step(step, {"loss": float(loss.detach()), "alpha": alpha})
-            if checkpoint is not None and step % config.log_every == 0 and time.monotonic() - last_save > config.checkpoint_seconds:  # at log rows: resumes log the same history
+            if (
+                checkpoint is not None and step % config.log_every == 0 and time.monotonic() - last_save > config.checkpoint_seconds
+            ):  # at log rows: resumes log the same history
                 checkpoint.save(student, ema, opt, gen, step, history, fingerprint)
                 last_save = time.monotonic()
                 if on_checkpoint is not None:

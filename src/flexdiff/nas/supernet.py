@@ -115,7 +115,6 @@ def unit_costs(supernet: BlockSupernet, teacher_block: nn.Module, example: tuple
     return UnitCosts(full_macs, num_parameters(teacher_block), tuple(resnet_macs), tuple(resnet_params), attention_macs, attention_params)
 
 
-
 @torch.no_grad()
 def smallest_student(unet: nn.Module, specs: tuple[BlockSpec, ...], sample_shape: tuple[int, int, int], num_train_timesteps: int) -> tuple[int, int, int, int]:
     """(MACs, params) per sample of the smallest student of the space, then of the teacher, before any training.

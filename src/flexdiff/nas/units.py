@@ -97,7 +97,16 @@ class SlimmableResnet(nn.Module):
 
     def extract(self, mid_groups: int) -> nn.Module:
         """A stand-alone layer with the first ``mid_groups`` groups: the diffusers layer itself at full width."""
-        slim = SlimResnet(self.norm1.num_channels, self.conv2.out_channels, self.time_emb_proj.in_features, self.norm1.num_groups, self.per_group, mid_groups, self.eps, self.output_scale_factor)
+        slim = SlimResnet(
+            self.norm1.num_channels,
+            self.conv2.out_channels,
+            self.time_emb_proj.in_features,
+            self.norm1.num_groups,
+            self.per_group,
+            mid_groups,
+            self.eps,
+            self.output_scale_factor,
+        )
         k = mid_groups * self.per_group
         with torch.no_grad():
             if slim.conv_shortcut is not None:

@@ -79,7 +79,10 @@ def write_run_report(run_dir: Path, *, device: str = "cpu", progress: bool = Tru
     try:
         path = write_report(run_dir, device=device, progress=progress)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        print(f"warning: report not written ({exc.__class__.__name__}: {escape(shorten(str(exc), 300))}); run `flexdiff report {escape(str(run_dir))}`", file=sys.stderr)
+        print(
+            f"warning: report not written ({exc.__class__.__name__}: {escape(shorten(str(exc), 300))}); run `flexdiff report {escape(str(run_dir))}`",
+            file=sys.stderr,
+        )
         return None
     if progress:
         print(f"report -> {path}")

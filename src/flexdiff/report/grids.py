@@ -68,7 +68,11 @@ def pick_rows(results: dict[str, Any]) -> tuple[list[tuple[str, Row]], str | Non
     trials = results.get("trials") or {}
     out = [("chosen", chosen)]
     macs = chosen.get("macs") or 0
-    baselines = [r for r in trials.get("baselines") or [] if r.get("family") not in ("teacher", chosen.get("family")) and r.get("steps") and r.get("name") != chosen.get("name")]
+    baselines = [
+        r
+        for r in trials.get("baselines") or []
+        if r.get("family") not in ("teacher", chosen.get("family")) and r.get("steps") and r.get("name") != chosen.get("name")
+    ]
     if baselines:
         same = [r for r in baselines if r.get("macs", 0) <= macs * SAME_COST]
         rival = min(same, key=lambda r: r.get("rfid", float("inf"))) if same else min(baselines, key=lambda r: abs(r.get("macs", 0) - macs))
@@ -84,7 +88,14 @@ def pick_rows(results: dict[str, Any]) -> tuple[list[tuple[str, Row]], str | Non
 def load_run_model(config: dict[str, Any], device: str) -> Any:
     """The run's model, conditioned as the search conditioned it (prompts, guidance, labels), so the seeds match."""
     model = load_model(config["model"], device, torch_dtype=config.get("torch_dtype"), variant=config.get("variant"))
-    condition(model, prompts=config.get("prompts"), negative_prompt=config.get("negative_prompt"), guidance=config.get("guidance"), labels=config.get("labels"), control_images=config.get("control_images"))
+    condition(
+        model,
+        prompts=config.get("prompts"),
+        negative_prompt=config.get("negative_prompt"),
+        guidance=config.get("guidance"),
+        labels=config.get("labels"),
+        control_images=config.get("control_images"),
+    )
     return model
 
 
@@ -92,7 +103,9 @@ def generate_panels(config: dict[str, Any], rows: Sequence[tuple[str, Row]], n: 
     """The teacher's ``n`` images and each row's, from the run's seed (raises FlexdiffError if the model cannot load)."""
     missing = [k for k in ("model", "sampler", "steps", "seed") if config.get(k) is None]
     if missing:
-        raise FlexdiffError(f"results.json config without {', '.join(missing)}", "the model, sampler, steps and seed of the run", "rerun the search with this flexdiff")
+        raise FlexdiffError(
+            f"results.json config without {', '.join(missing)}", "the model, sampler, steps and seed of the run", "rerun the search with this flexdiff"
+        )
     sampler, steps, seed = str(config["sampler"]), int(config["steps"]), int(config["seed"])
     model = load_run_model(config, device)
     timesteps = teacher_grid(model, sampler, steps)
@@ -122,7 +135,7 @@ def _mosaic(rows: Sequence[np.ndarray], pad: int = 1) -> np.ndarray:
     out = np.ones((len(rows) * (h + pad) + pad, n * (w + pad) + pad, 3))
     for r, cells in enumerate(rows):
         for i in range(n):
-            out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + i * (w + pad): pad + i * (w + pad) + w] = cells[i]
+            out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + i * (w + pad) : pad + i * (w + pad) + w] = cells[i]
     return out
 
 

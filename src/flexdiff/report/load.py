@@ -48,7 +48,9 @@ def load_run(run_dir: str | Path) -> RunData:
         raise FlexdiffError(run_dir, "an existing run folder (the --out of `flexdiff search` or `flexdiff compress`)", "check the path")
     own_path = run_dir / "results.json"
     if not own_path.is_file():
-        raise FlexdiffError(own_path, "the results.json of a finished search or compress run", "run `flexdiff search --out DIR` to the end first, then `flexdiff report DIR`")
+        raise FlexdiffError(
+            own_path, "the results.json of a finished search or compress run", "run `flexdiff search --out DIR` to the end first, then `flexdiff report DIR`"
+        )
     own = read_results(own_path)
     if own.get("kind") == COMPRESS:
         nested = run_dir / "search" / "results.json"

@@ -83,8 +83,16 @@ def _scatter(ax: Any, rows: Sequence[Row], x_key: str, y_key: str) -> None:
         if pts:
             st = style(fam)
             xs, ys = zip(*pts)
-            ax.scatter(xs, ys, marker=st["marker"], color=st["color"], s=46 if fam != "genome" else 30, alpha=0.85 if fam != "genome" else 0.6,
-                       edgecolors="none" if st["marker"] not in ("x", "+") else None, zorder=4 if fam != "genome" else 3)
+            ax.scatter(
+                xs,
+                ys,
+                marker=st["marker"],
+                color=st["color"],
+                s=46 if fam != "genome" else 30,
+                alpha=0.85 if fam != "genome" else 0.6,
+                edgecolors="none" if st["marker"] not in ("x", "+") else None,
+                zorder=4 if fam != "genome" else 3,
+            )
 
 
 def _num(v: Any) -> bool:
@@ -142,7 +150,10 @@ def pareto_search(trials: Sequence[Row], budget: float | None, chosen: str | Non
     axes = fig.subplots(1, 2, sharey=True)
     size = f"{n} images" if n else "search images"
     extra: list[Any] = []
-    for ax, key, label in ((axes[0], "macs_speedup", "MACs speed-up over the teacher (x)"), (axes[1], "wall_speedup", "wall-clock speed-up over the teacher (x), measured in the search")):
+    for ax, key, label in (
+        (axes[0], "macs_speedup", "MACs speed-up over the teacher (x)"),
+        (axes[1], "wall_speedup", "wall-clock speed-up over the teacher (x), measured in the search"),
+    ):
         _scatter(ax, rows, key, "rfid")
         front = _front([(r[key], r["rfid"]) for r in rows if _num(r.get(key))])
         if front:
@@ -170,7 +181,9 @@ def pareto_validated(teacher: Row | None, validated: Sequence[Row], budget: floa
     if not rows:
         return None
     if teacher is not None:
-        rows.insert(0, {"family": "teacher", "name": teacher.get("name", "teacher"), "macs_speedup": 1.0, "wall_speedup": 1.0, "rfid": 0.0, "fid": teacher.get("fid")})
+        rows.insert(
+            0, {"family": "teacher", "name": teacher.get("name", "teacher"), "macs_speedup": 1.0, "wall_speedup": 1.0, "rfid": 0.0, "fid": teacher.get("fid")}
+        )
     metrics = [("rfid", f"rFID vs teacher ({n} images)" if n else "rFID vs teacher")]
     if any(_val(r.get("fid")) for r in rows):
         metrics.append(("fid", f"FID vs real data ({n} images)" if n else "FID vs real data"))
@@ -178,7 +191,9 @@ def pareto_validated(teacher: Row | None, validated: Sequence[Row], budget: floa
     axes = np.atleast_2d(fig.subplots(len(metrics), 2, sharex="col", squeeze=False))
     budget_handle = None
     for i, (metric, ylabel) in enumerate(metrics):
-        for j, (key, xlabel) in enumerate((("macs_speedup", "MACs speed-up over the teacher (x)"), ("wall_speedup", "wall-clock speed-up over the teacher (x), measured"))):
+        for j, (key, xlabel) in enumerate(
+            (("macs_speedup", "MACs speed-up over the teacher (x)"), ("wall_speedup", "wall-clock speed-up over the teacher (x), measured"))
+        ):
             ax = axes[i, j]
             for fam in _family_order(rows):
                 pts = [(r[key], r[metric]) for r in rows if _family(r) == fam and _num(r.get(key)) and _val(r.get(metric))]
@@ -226,7 +241,11 @@ def search_progress(searched: Sequence[Row], baselines: Sequence[Row], run_budge
             ys.append(best if math.isfinite(best) else np.nan)
         tag = " (run budget)" if run_budget and abs(b - run_budget) < 1e-3 else ""
         handles.append(ax.step(x, ys, where="post", color=colour, lw=1.8, label=f"searched, >= {b:.2f}x MACs{tag}")[0])
-        base = [r["rfid"] for r in baselines if r.get("family") != "teacher" and _num(r.get("macs_speedup")) and r["macs_speedup"] >= b - 1e-9 and _val(r.get("rfid"))]
+        base = [
+            r["rfid"]
+            for r in baselines
+            if r.get("family") != "teacher" and _num(r.get("macs_speedup")) and r["macs_speedup"] >= b - 1e-9 and _val(r.get("rfid"))
+        ]
         if base:
             handles.append(ax.axhline(min(base), color=colour, ls=":", lw=1.3, label=f"best baseline, >= {b:.2f}x MACs"))
     ax.set_xlabel("searched schedules evaluated (trial order)")

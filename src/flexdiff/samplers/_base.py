@@ -18,8 +18,8 @@ contract tests run for every registered sampler. On uniform grids ``ddim`` and `
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -100,8 +100,18 @@ def whole_loop(make_steps: SamplerSteps) -> Sampler:
     """The whole-loop function of a sampler generator: ``fn(denoise, x, timesteps, noise, ..., callback=...)``."""
 
     @functools.wraps(make_steps)
-    def sample(denoise: Denoise, x: torch.Tensor, timesteps: Sequence[int], noise: NoiseSchedule, *, eta: float = 0.0, generator: torch.Generator | None = None,
-               callback: Callable[[int], None] | None = None, grid: Sequence[int] | None = None, noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+    def sample(
+        denoise: Denoise,
+        x: torch.Tensor,
+        timesteps: Sequence[int],
+        noise: NoiseSchedule,
+        *,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        callback: Callable[[int], None] | None = None,
+        grid: Sequence[int] | None = None,
+        noise_sampler: NoiseSampler | None = None,
+    ) -> torch.Tensor:
         return run_steps(make_steps(x, timesteps, noise, eta=eta, generator=generator, grid=grid, noise_sampler=noise_sampler), denoise, callback)
 
     return sample
@@ -172,7 +182,9 @@ class SamplerInfo:
 SAMPLERS: Registry[SamplerInfo] = Registry("a sampler", "pick one with --sampler")
 
 
-def register_sampler(name: str, *, spacing: str, deterministic: bool, same_on_grid_as: str | None = None, noise_kind: str = "alpha_bar") -> Callable[[SamplerSteps], SamplerSteps]:
+def register_sampler(
+    name: str, *, spacing: str, deterministic: bool, same_on_grid_as: str | None = None, noise_kind: str = "alpha_bar"
+) -> Callable[[SamplerSteps], SamplerSteps]:
     """Decorator: make a sampler generator available as ``--sampler name`` (and to schedules, the search, the report,
     and :class:`~flexdiff.integrations.flexdiff_scheduler.FlexdiffScheduler`)."""
 
@@ -224,8 +236,11 @@ def sampler_names(noise_kind: str | None = None) -> list[str]:
 def check_sampler_for(name: str, noise_kind: str, where: object = "--sampler") -> None:
     """A one-line error when sampler ``name`` integrates another noise-schedule kind than the model's."""
     if name != PIPELINE and sampler_info(name).noise_kind != noise_kind:
-        raise FlexdiffError(f"{where} {name}", f"a sampler for this model's {noise_kind.replace('_', '-')} noise schedule ({', '.join(sampler_names(noise_kind))})",
-                            f"pick one of those, e.g. --sampler {sampler_names(noise_kind)[0]}")
+        raise FlexdiffError(
+            f"{where} {name}",
+            f"a sampler for this model's {noise_kind.replace('_', '-')} noise schedule ({', '.join(sampler_names(noise_kind))})",
+            f"pick one of those, e.g. --sampler {sampler_names(noise_kind)[0]}",
+        )
 
 
 def same_trajectory(a: str, b: str, active: Sequence[int], grid: Sequence[int]) -> bool:

@@ -38,7 +38,6 @@ def teacher_error_share(grid: Sequence[int], start: int, stop: int, noise: Noise
     return 1.0 - sum(x * x for x in h) / sum(h) ** 2
 
 
-
 @register_sampler("ddim-2m", spacing="leading", deterministic=True, same_on_grid_as="ddim")
 def ddim_2m_steps(
     x: torch.Tensor,

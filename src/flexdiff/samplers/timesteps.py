@@ -31,7 +31,11 @@ def check_steps(num_train_timesteps: int, steps: object, spacing: str = "leading
         raise FlexdiffError(f"--steps {steps}", f"a number of steps in [1, {n}] (the model has {n} training timesteps)", f"pass e.g. --steps {min(50, n)}")
     if len(set(_grid(n, steps, spacing))) < steps:
         most = next(k for k in range(steps - 1, 0, -1) if len(set(_grid(n, k, spacing))) == k)
-        raise FlexdiffError(f"--steps {steps}", f"at most {most} steps: {spacing} spacing over {n} training timesteps repeats a timestep beyond", f"pass --steps {most} or fewer")
+        raise FlexdiffError(
+            f"--steps {steps}",
+            f"at most {most} steps: {spacing} spacing over {n} training timesteps repeats a timestep beyond",
+            f"pass --steps {most} or fewer",
+        )
 
 
 def uniform_timesteps(num_train_timesteps: int, steps: int, spacing: str = "leading") -> list[int]:

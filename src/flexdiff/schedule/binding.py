@@ -57,5 +57,8 @@ def check_binding(schedule: Schedule, found: Binding | None | Callable[[], Bindi
     if differs:
         what = {"model": "weights", "branches": "branch layout", "noise": "noise schedule", "scheduler": "scheduler"}
         detail = ", ".join(f"{what[f]} {recorded.get(f)!r:.40} here {mine[f]!r:.40}" for f in differs)
-        raise FlexdiffError(f"{name}: made for another model ({detail})", "a schedule made for this model and scheduler",
-                            "search or write one for it (flexdiff search / flexdiff schedule --model ...), or pass --ignore-binding (strict=False) to apply it anyway")
+        raise FlexdiffError(
+            f"{name}: made for another model ({detail})",
+            "a schedule made for this model and scheduler",
+            "search or write one for it (flexdiff search / flexdiff schedule --model ...), or pass --ignore-binding (strict=False) to apply it anyway",
+        )

@@ -104,7 +104,9 @@ class Genome:
             forecast = interval.endswith("f")
             interval = interval.removesuffix("f")
             if not (sep and _digits(branch) and _digits(interval)):
-                raise FlexdiffError(repr(part), "a segment BRANCH:INTERVAL with non-negative integers, optionally f for forecast (e.g. 0:3 or 0:3f)", "fix --segments")
+                raise FlexdiffError(
+                    repr(part), "a segment BRANCH:INTERVAL with non-negative integers, optionally f for forecast (e.g. 0:3 or 0:3f)", "fix --segments"
+                )
             segments.append(Segment(int(branch), int(interval), forecast))
         return cls(tuple(segments), spacing)
 
@@ -129,17 +131,27 @@ def for_steps(schedule: Schedule, timesteps: Sequence[float]) -> Schedule:
     recorded in ``meta`` (``searched_at``). A plan without a genome (hand-made, a baseline, a peer) has no rule to
     stretch by: refused."""
     if len(timesteps) == schedule.T:
-        return schedule if list(timesteps) == list(schedule.timesteps) else Schedule(schedule.steps, tuple(timesteps), schedule.sampler, schedule.name, schedule.meta)
+        return (
+            schedule
+            if list(timesteps) == list(schedule.timesteps)
+            else Schedule(schedule.steps, tuple(timesteps), schedule.sampler, schedule.name, schedule.meta)
+        )
     text = schedule.meta.get("genome")
     if not isinstance(text, str):
-        raise FlexdiffError(f"{schedule.name or 'schedule'} (T = {schedule.T}) at {len(timesteps)} steps", "a schedule made for this step count, or a searched one that carries its genome",
-                            f"make one for {len(timesteps)} steps (flexdiff schedule ... --steps {len(timesteps)}), or run it at {schedule.T} steps")
+        raise FlexdiffError(
+            f"{schedule.name or 'schedule'} (T = {schedule.T}) at {len(timesteps)} steps",
+            "a schedule made for this step count, or a searched one that carries its genome",
+            f"make one for {len(timesteps)} steps (flexdiff schedule ... --steps {len(timesteps)}), or run it at {schedule.T} steps",
+        )
     origin = schedule.meta.get("searched_at") or {"T": schedule.T, "genome": text}  # always re-expanded from where it was searched
     genome, T, new = Genome.parse(str(origin["genome"])), int(origin["T"]), len(timesteps)
     if new < T / 2:  # measured far from the teacher there: benchmarks/results/step_transfer.json (50 -> 20 steps: rFID 53)
-        warnings.warn(f"{schedule.name or 'schedule'} searched at {T} steps, run at {new}: its partial steps then reuse features across steps "
-                      f"{T / new:.1f}x as long, measured far from the teacher below half the searched count; search at {new} steps for a plan made there",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{schedule.name or 'schedule'} searched at {T} steps, run at {new}: its partial steps then reuse features across steps "
+            f"{T / new:.1f}x as long, measured far from the teacher below half the searched count; search at {new} steps for a plan made there",
+            UserWarning,
+            stacklevel=2,
+        )
     moved = moved_genome(genome, T, new).expand(timesteps, schedule.sampler)
     meta = {k: v for k, v in schedule.meta.items() if k not in ("genome", "family", "searched_at")} | moved.meta | ({"searched_at": origin} if new != T else {})
     return Schedule(moved.steps, moved.timesteps, moved.sampler, moved.name, meta)

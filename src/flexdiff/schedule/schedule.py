@@ -46,18 +46,31 @@ class Schedule:
     def __post_init__(self) -> None:
         where = self.name or "schedule"
         if len(self.steps) != len(self.timesteps):
-            raise FlexdiffError(f"{where} with {len(self.steps)} steps", f"one step per teacher timestep ({len(self.timesteps)})", "regenerate the schedule for this T")
+            raise FlexdiffError(
+                f"{where} with {len(self.steps)} steps", f"one step per teacher timestep ({len(self.timesteps)})", "regenerate the schedule for this T"
+            )
         if not self.steps or not self.steps[0].valid() or not self.steps[0].info.fills_cache:
-            raise FlexdiffError(f"{where} step 0 = {self.steps[0] if self.steps else 'nothing'}", "the first step to be 'full' (it fills the cache)", "make step 0 full")
-        bad = next((t for t in self.timesteps if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 <= t <= MAX_TIMESTEP), None)  # NaN fails both bounds
+            raise FlexdiffError(
+                f"{where} step 0 = {self.steps[0] if self.steps else 'nothing'}", "the first step to be 'full' (it fills the cache)", "make step 0 full"
+            )
+        bad = next(
+            (t for t in self.timesteps if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 <= t <= MAX_TIMESTEP), None
+        )  # NaN fails both bounds
         if bad is not None:
-            raise FlexdiffError(f"{where} timestep {bad!r:.40}", f"finite timesteps in [0, {MAX_TIMESTEP:,}] (integer timesteps, or flow-matching sigmas)",
-                                "regenerate the schedule with `flexdiff schedule --model ...`")
+            raise FlexdiffError(
+                f"{where} timestep {bad!r:.40}",
+                f"finite timesteps in [0, {MAX_TIMESTEP:,}] (integer timesteps, or flow-matching sigmas)",
+                "regenerate the schedule with `flexdiff schedule --model ...`",
+            )
         if any(b >= a for a, b in zip(self.timesteps, self.timesteps[1:])):
             raise FlexdiffError(f"{where} timesteps", "strictly decreasing timesteps", "list them from noisy to clean")
         for i, step in enumerate(self.steps):
             if not step.valid():
-                raise FlexdiffError(f"{where} step {i} = {step}", f"a step kind in {{{', '.join(STEP_KINDS.names())}}}, with a branch >= 0 where the kind takes one", "fix that entry")
+                raise FlexdiffError(
+                    f"{where} step {i} = {step}",
+                    f"a step kind in {{{', '.join(STEP_KINDS.names())}}}, with a branch >= 0 where the kind takes one",
+                    "fix that entry",
+                )
 
     @property
     def T(self) -> int:  # noqa: N802 - the papers' name for the number of teacher steps
@@ -116,7 +129,7 @@ class Schedule:
     @classmethod
     def from_dict(cls, data: Any, where: object = "schedule") -> "Schedule":
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise FlexdiffError(where, f"a JSON object with \"format\": \"{FORMAT}\"", "write it with `flexdiff schedule`")
+            raise FlexdiffError(where, f'a JSON object with "format": "{FORMAT}"', "write it with `flexdiff schedule`")
         if data.get("version") != VERSION:
             raise FlexdiffError(f"{where} version {data.get('version')!r}", f"schedule format version {VERSION}", "regenerate it with this flexdiff")
         steps, timesteps = data.get("steps"), data.get("timesteps")
@@ -131,8 +144,11 @@ class Schedule:
             raise FlexdiffError(f"{where} meta", "a JSON object (or no 'meta' field)", "fix or drop the 'meta' field")
         size = len(json.dumps(meta, default=str))
         if size > MAX_META_BYTES:
-            raise FlexdiffError(f"{where} meta of {size:,} bytes", f"at most {MAX_META_BYTES:,} bytes of meta (it is copied into every run.json made with the schedule)",
-                                "drop the large entries from the 'meta' field")
+            raise FlexdiffError(
+                f"{where} meta of {size:,} bytes",
+                f"at most {MAX_META_BYTES:,} bytes of meta (it is copied into every run.json made with the schedule)",
+                "drop the large entries from the 'meta' field",
+            )
         sampler = str(data.get("sampler", "ddim"))
         check_sampler(sampler, fix=f"fix the 'sampler' field of {where}")
         check_bound_sampler(sampler, meta.get(BINDING_KEY), where)
@@ -169,5 +185,8 @@ def check_bound_sampler(sampler: str, binding: Any, where: object) -> None:
         return
     own = scheduler.removeprefix("flexdiff:")
     if sampler != own:
-        raise FlexdiffError(f"{where} sampler {sampler!r} bound to scheduler {scheduler!r:.60}", f"the sampler its binding records ({own})",
-                            "regenerate the file with `flexdiff schedule` / `flexdiff search`, or restore its 'sampler' field")
+        raise FlexdiffError(
+            f"{where} sampler {sampler!r} bound to scheduler {scheduler!r:.60}",
+            f"the sampler its binding records ({own})",
+            "regenerate the file with `flexdiff schedule` / `flexdiff search`, or restore its 'sampler' field",
+        )

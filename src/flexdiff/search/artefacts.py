@@ -18,7 +18,6 @@ from flexdiff.utils.io import folder_as_unit, read_json_or_none, write_json
 from flexdiff.utils.pareto import pareto_front
 from flexdiff.utils.text import mask_password, safe_file_stem
 
-
 #: what a search writes in OUT: the results (written last: it marks the set complete), the best plan, the front's plans
 RESULTS, BEST, SCHEDULES = "results.json", "best.json", "schedules"
 
@@ -57,8 +56,13 @@ def _front_files(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return files
 
 
-def spent_images(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], validated: list[dict[str, Any]],
-                 pruned: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, float]:
+def spent_images(
+    ctx: SearchContext,
+    baselines: list[dict[str, Any]],
+    searched: list[dict[str, Any]],
+    validated: list[dict[str, Any]],
+    pruned: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+) -> dict[str, float]:
     """What the search generated, per phase, in teacher-image equivalents (images x their MACs per image / the
     teacher's), counted from the studies (every worker's and every resumed run's evaluations; a candidate stopped on
     a rung counts the images it made) and the validation: the measured counterpart of the estimate's
@@ -76,8 +80,15 @@ def spent_images(ctx: SearchContext, baselines: list[dict[str, Any]], searched: 
     }
 
 
-def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched: list[dict[str, Any]], teacher: dict[str, Any], validated: list[dict[str, Any]],
-                  pruned: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []), phases: dict[str, float] | None = None) -> dict[str, Any]:
+def write_results(
+    ctx: SearchContext,
+    baselines: list[dict[str, Any]],
+    searched: list[dict[str, Any]],
+    teacher: dict[str, Any],
+    validated: list[dict[str, Any]],
+    pruned: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []),
+    phases: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """``results.json`` and the schedule files of the front (``pruned``: plan baselines and searched candidates stopped
     early on the rungs, listed only;
     ``phases``: this process's wall seconds per phase, beside the estimate's phases)."""
@@ -97,10 +108,17 @@ def write_results(ctx: SearchContext, baselines: list[dict[str, Any]], searched:
     written = sorted(files) + ([BEST] if best_plan is not None else [])
     results = {
         # a storage URL's password never reaches a file (the report shows these; the config a worker gets keeps it)
-        "config": {**c.to_json(), "storage": mask_password(c.storage) if c.storage else None}, "study": ctx.study_name, "storage": mask_password(c.storage_url), "teacher": teacher,
-        "full_step_macs": ctx.costs.full, "partial_step_macs": list(ctx.costs.partial), "budget_macs": budget,
+        "config": {**c.to_json(), "storage": mask_password(c.storage) if c.storage else None},
+        "study": ctx.study_name,
+        "storage": mask_password(c.storage_url),
+        "teacher": teacher,
+        "full_step_macs": ctx.costs.full,
+        "partial_step_macs": list(ctx.costs.partial),
+        "budget_macs": budget,
         "budget_speedup": round(ctx.costs.full * len(ctx.timesteps) / budget, 4),
-        "best": best, "validated": validated, "pareto": [{k: r[k] for k in ("kind", "name", "macs", "macs_speedup", "rfid", "paired")} for r in front],
+        "best": best,
+        "validated": validated,
+        "pareto": [{k: r[k] for k in ("kind", "name", "macs", "macs_speedup", "rfid", "paired")} for r in front],
         "trials": {"baselines": baselines, "searched": searched, "pruned": list(pruned[1]), "pruned_baselines": list(pruned[0])},
         # --reuse: image x active steps this process did not compute, and the bytes its stored runs hold at the end
         "phase_seconds": phases,

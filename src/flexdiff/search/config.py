@@ -34,7 +34,9 @@ class SearchConfig:
     # 4 noises, the paired distance: within the earlier default's (rFID on 256 images) 3-seed spread on the built-in
     # UNet at 1/14 of its cost, not on the built-in DiT at 1/3 and 1/4 (benchmarks/results/search_frontier_*.json)
     n: int = 4
-    objective: str = "paired"  # what the search minimises on its n images: paired (the mean distance to each image's teacher twin; unbiased at few images), or rfid
+    objective: str = (
+        "paired"  # what the search minimises on its n images: paired (the mean distance to each image's teacher twin; unbiased at few images), or rfid
+    )
     trials: int = 120
     strategy: str = "evolution"
     storage: str | None = None
@@ -43,7 +45,9 @@ class SearchConfig:
     seed: int = 0
     segments: tuple[int, ...] = tuple(range(4, 26))  # every count from 4 to 25: DDIM-k (k in range) are genomes; fine cost steps
     forecast: bool = False  # a reuse/forecast gene per segment (forecast partial steps: TaylorSeer's first order)
-    fidelity: tuple[int, ...] = ()  # rungs (image counts < n) of the multi-fidelity evaluation; () = every candidate on all n (search/fidelity.py; the CLI's default: DEFAULT_RUNGS)
+    fidelity: tuple[
+        int, ...
+    ] = ()  # rungs (image counts < n) of the multi-fidelity evaluation; () = every candidate on all n (search/fidelity.py; the CLI's default: DEFAULT_RUNGS)
     prune_margin: float = DEFAULT_MARGIN  # relative paired-distance margin of the front pruner at 64 images; inf: the rungs recorded, nothing stopped
     reuse: bool = False  # exact trajectory reuse: a candidate starts where the stored run sharing its longest prefix was (flexdiff/trajectory.py)
     reuse_mb: int = 512  # bound of the stored runs (per worker process)
@@ -122,10 +126,16 @@ def check_config(config: SearchConfig, connect: bool = True) -> None:
     if config.solver is not None:
         check_sampler(config.solver, fix="pick one with --solver")
         if PIPELINE in (config.sampler, config.solver) and config.solver != config.sampler:
-            raise FlexdiffError(f"--sampler {config.sampler} --solver {config.solver}", f"with {PIPELINE}, the teacher and the searched schedules in the same (pipeline's) loop", "drop --solver")
+            raise FlexdiffError(
+                f"--sampler {config.sampler} --solver {config.solver}",
+                f"with {PIPELINE}, the teacher and the searched schedules in the same (pipeline's) loop",
+                "drop --solver",
+            )
     STRATEGIES.get(config.strategy)
     if config.objective not in OBJECTIVES:
-        raise FlexdiffError(f"--objective {config.objective}", f"one of {', '.join(OBJECTIVES)}", "pass --objective rfid (Flexiffusion's) or paired (few noises)")
+        raise FlexdiffError(
+            f"--objective {config.objective}", f"one of {', '.join(OBJECTIVES)}", "pass --objective rfid (Flexiffusion's) or paired (few noises)"
+        )
     if config.peers:
         from flexdiff.search.peers import PEERS
 
@@ -142,7 +152,11 @@ def check_config(config: SearchConfig, connect: bool = True) -> None:
         raise FlexdiffError(config.trials, "--trials >= 0", "pass the number of schedules to evaluate")
     cores = os.cpu_count() or 1
     if not 1 <= config.workers <= cores:  # more processes than cores only slow each other down (and can exhaust the machine)
-        raise FlexdiffError(f"--workers {config.workers}", f"1 to {cores} worker processes (this machine's cores)", "pass a smaller --workers, or start workers on other machines with --storage")
+        raise FlexdiffError(
+            f"--workers {config.workers}",
+            f"1 to {cores} worker processes (this machine's cores)",
+            "pass a smaller --workers, or start workers on other machines with --storage",
+        )
     if config.speedup is not None and not 1 <= config.speedup < math.inf:  # written so that NaN fails too
         raise FlexdiffError(f"--speedup {config.speedup}", "a target speed-up >= 1", "pass e.g. --speedup 3")
     if config.max_macs is not None and not 0 < config.max_macs < math.inf:
@@ -152,8 +166,11 @@ def check_config(config: SearchConfig, connect: bool = True) -> None:
     GenomeSpace(config.steps, config.segments, 1, config.spacings)  # segment counts in [1, T], positive spacings
     reachable = config.steps / min(config.segments)  # the cheapest searched schedule: one full step per segment, nothing else
     if config.speedup is not None and config.speedup > reachable:
-        raise FlexdiffError(f"--speedup {config.speedup}", f"at most {reachable:g}x, the cheapest searched schedule at --steps {config.steps} (one full step in each of "
-                            f"{min(config.segments)} segments)", "pass a smaller --speedup, or more --steps / fewer --segments")
+        raise FlexdiffError(
+            f"--speedup {config.speedup}",
+            f"at most {reachable:g}x, the cheapest searched schedule at --steps {config.steps} (one full step in each of {min(config.segments)} segments)",
+            "pass a smaller --speedup, or more --steps / fewer --segments",
+        )
     if config.features != AUTO:  # auto: decided by the model's images (flexdiff.search.context.resolve_features)
         get_feature_network(config.features, path=config.features_path)
     check_conditioning_options(config)
@@ -169,8 +186,12 @@ def check_budget(config: SearchConfig, full_step_macs: float) -> None:
     otherwise the whole search runs and ends with no schedule within the budget. Needs the model's full-step MACs."""
     cheapest = full_step_macs * min(config.segments)
     if config.max_macs is not None and config.max_macs < cheapest:
-        raise FlexdiffError(f"--max-macs {config.max_macs:g}", f"at least {cheapest:.0f} MACs per sample, the cheapest searched schedule at --steps {config.steps} "
-                            f"(one full step of {full_step_macs:.0f} MACs in each of {min(config.segments)} segments)", "pass a larger --max-macs, or fewer --segments")
+        raise FlexdiffError(
+            f"--max-macs {config.max_macs:g}",
+            f"at least {cheapest:.0f} MACs per sample, the cheapest searched schedule at --steps {config.steps} "
+            f"(one full step of {full_step_macs:.0f} MACs in each of {min(config.segments)} segments)",
+            "pass a larger --max-macs, or fewer --segments",
+        )
 
 
 def check_conditioning_options(config: SearchConfig) -> None:

@@ -85,7 +85,10 @@ class SearchContext:
         sampler = self.key.sampler.replace(":", "-")  # the sampler; for the pipeline's loop with its scheduler's digest
         rungs = f"-f{'.'.join(map(str, c.fidelity))}" if c.fidelity else ""  # a multi-fidelity search is its own study
         objective = f"-{c.objective}" if c.objective != "rfid" else ""  # as is one minimising another objective
-        return c.study or f"flexdiff-{self.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}{rungs}{objective}-seed{c.seed}-{c.strategy}-{self.budget_name}"
+        return (
+            c.study
+            or f"flexdiff-{self.key.model[:10]}{conditioned}-{sampler}{c.steps}{solver}-n{c.n}{rungs}{objective}-seed{c.seed}-{c.strategy}-{self.budget_name}"
+        )
 
     @property
     def budget_name(self) -> str:
@@ -107,8 +110,19 @@ class SearchContext:
         solver |= {"fidelity": list(self.config.fidelity)} if self.config.fidelity else {}  # absent without --fidelity, as before
         solver |= {"objective": self.config.objective} if self.config.objective != "rfid" else {}  # absent for rFID, as before
         budgets = {"budgets": sorted(round(b, 1) for b in self.budgets)}  # an explicit --study for another budget is refused (study.LATER_KEYS)
-        return {"model": k.model, "sampler": k.sampler, "T": len(k.timesteps), "seed": k.seed, "n": k.n, "features": k.features, "segments": list(self.space.segment_counts),
-                **spacings, **solver, **latent, **budgets}
+        return {
+            "model": k.model,
+            "sampler": k.sampler,
+            "T": len(k.timesteps),
+            "seed": k.seed,
+            "n": k.n,
+            "features": k.features,
+            "segments": list(self.space.segment_counts),
+            **spacings,
+            **solver,
+            **latent,
+            **budgets,
+        }
 
     def evaluate(self, schedule: Schedule, trial: Trial | None = None) -> dict[str, Any]:
         """Generate from the reference noise with ``schedule``; rFID and the paired distance to the teacher.
@@ -138,13 +152,31 @@ class SearchContext:
             if stoppable and stop in rungs:
                 report(trial, stop, paired[str(stop)])
                 if should_prune(trial, self.pruner):
-                    trial.set_user_attr("result", {**describe(schedule), "sampler": schedule.sampler, "macs": macs, "pruned_at": stop, "rungs": dict(scores),
-                                                   "paired_rungs": dict(paired), "wall_seconds": round(time.perf_counter() - start, 4)})
+                    trial.set_user_attr(
+                        "result",
+                        {
+                            **describe(schedule),
+                            "sampler": schedule.sampler,
+                            "macs": macs,
+                            "pruned_at": stop,
+                            "rungs": dict(scores),
+                            "paired_rungs": dict(paired),
+                            "wall_seconds": round(time.perf_counter() - start, 4),
+                        },
+                    )
                     raise optuna.TrialPruned(f"off the front at {stop} images")
 
         start = time.perf_counter()
-        schedule_images(self.model, schedule, self.reference.noise, seed=self.config.seed, batch_size=self.config.batch_size, cuts=self.config.cuts if cut else (),
-                        on_batch=seen, trajectories=self.trajectories)
+        schedule_images(
+            self.model,
+            schedule,
+            self.reference.noise,
+            seed=self.config.seed,
+            batch_size=self.config.batch_size,
+            cuts=self.config.cuts if cut else (),
+            on_batch=seen,
+            trajectories=self.trajectories,
+        )
         wall = time.perf_counter() - start
         return self._score(torch.cat(feats), macs, wall, schedule.sampler) | ({"rungs": scores, "paired_rungs": paired} if rungs else {})
 
@@ -152,12 +184,16 @@ class SearchContext:
         """Generate from the reference noise with a caching peer over the teacher's grid; its MACs are what it computed
         (counted over the run, per image), its scores as a schedule's."""
         start = time.perf_counter()
-        images, macs = peer_images(self.model, run, self.reference.noise, self.timesteps, self.config.sampler, batch_size=self.config.batch_size, extra=self.peer_extra())
+        images, macs = peer_images(
+            self.model, run, self.reference.noise, self.timesteps, self.config.sampler, batch_size=self.config.batch_size, extra=self.peer_extra()
+        )
         return self._score(self.net(images), macs, time.perf_counter() - start, self.config.sampler)
 
     def peer_generator(self, run: PeerRun) -> Callable[[torch.Tensor], torch.Tensor]:
         """``noise -> images`` of a peer (validation re-scores it on its own noise; no MACs counted)."""
-        return lambda noise: peer_images(self.model, run, noise, self.timesteps, self.config.sampler, batch_size=self.config.batch_size, extra=self.peer_extra(), count=False)[0]
+        return lambda noise: peer_images(
+            self.model, run, noise, self.timesteps, self.config.sampler, batch_size=self.config.batch_size, extra=self.peer_extra(), count=False
+        )[0]
 
     def peer_extra(self) -> dict[str, Any]:
         """What the requested peers' configs need from a calibration run (MagCache's ratios), run once per process on
@@ -169,8 +205,13 @@ class SearchContext:
 
     def _score(self, feats: torch.Tensor, macs: float, wall: float, sampler: str) -> dict[str, Any]:
         return {
-            "sampler": sampler, "macs": macs, "macs_speedup": round(self.costs.full * len(self.timesteps) / max(macs, 1), 4), "wall_seconds": round(wall, 4),
-            "rfid": round(rfid(feats, self.reference.features), 5), "paired": round(paired_distance(feats, self.reference.features), 5), "objective": self.config.objective,
+            "sampler": sampler,
+            "macs": macs,
+            "macs_speedup": round(self.costs.full * len(self.timesteps) / max(macs, 1), 4),
+            "wall_seconds": round(wall, 4),
+            "rfid": round(rfid(feats, self.reference.features), 5),
+            "paired": round(paired_distance(feats, self.reference.features), 5),
+            "objective": self.config.objective,
         }
 
     def propose(self, trial: Any) -> Schedule:
@@ -184,8 +225,20 @@ class SearchContext:
         keep = build and self.trajectories is not None and c.sampler != PIPELINE
         n_batches = len(batch_bounds(c.n, c.batch_size, c.cuts if keep else ()))
         with progress_bar("teacher reference", len(self.timesteps) * n_batches, enabled=c.progress and build) as advance:
-            reference, status = load_or_build_reference(self.model, c.sampler, self.timesteps, c.seed, c.n, self.net, c.out, c.batch_size, on_step=advance, build=build,
-                                                        key=self.key, images_of=(lambda noise: self._teacher_run(noise, advance)) if keep else None)
+            reference, status = load_or_build_reference(
+                self.model,
+                c.sampler,
+                self.timesteps,
+                c.seed,
+                c.n,
+                self.net,
+                c.out,
+                c.batch_size,
+                on_step=advance,
+                build=build,
+                key=self.key,
+                images_of=(lambda noise: self._teacher_run(noise, advance)) if keep else None,
+            )
         if build and status.startswith(DAMAGED):  # never silent: the user may want to know what happened to the file
             print(f"warning: {c.out / CACHE_NAME}: {status}", file=sys.stderr)
         elif c.progress and build and status != "reused":
@@ -257,8 +310,11 @@ def resolve_features(features: str, model: DiffusionModel) -> str:
         return features
     if image_channels(model) == 1:
         return "digits"
-    raise FlexdiffError(f"--features {AUTO} on {model.name} ({image_channels(model)}-channel images)", "a real-image feature network for a model other than the grey-digits built-ins",
-                        "pass --features clip --clip CLIP_FOLDER (a local transformers CLIPModel) or --features inception --inception WEIGHTS")
+    raise FlexdiffError(
+        f"--features {AUTO} on {model.name} ({image_channels(model)}-channel images)",
+        "a real-image feature network for a model other than the grey-digits built-ins",
+        "pass --features clip --clip CLIP_FOLDER (a local transformers CLIPModel) or --features inception --inception WEIGHTS",
+    )
 
 
 def build_context(config: SearchConfig, reference: bool = True) -> SearchContext:
@@ -267,9 +323,19 @@ def build_context(config: SearchConfig, reference: bool = True) -> SearchContext
     model = load_model(config.model, config.device, torch_dtype=config.torch_dtype, variant=config.variant, call_options=config.call_options)
     config = replace(config, sampler=default_sampler(model, config.sampler))
     if config.peers and model.backbone.name != "transformer":  # before any work
-        raise FlexdiffError(f"--peers on {config.model} ({model.backbone.name} backbone)", "a transformer (diffusers' and cache-dit's block caches hook transformer blocks)",
-                            "drop --peers, or search a DiT, PixArt, SD3 or Flux model")
-    condition(model, prompts=config.prompts, negative_prompt=config.negative_prompt, guidance=config.guidance, labels=config.labels, control_images=config.control_images)
+        raise FlexdiffError(
+            f"--peers on {config.model} ({model.backbone.name} backbone)",
+            "a transformer (diffusers' and cache-dit's block caches hook transformer blocks)",
+            "drop --peers, or search a DiT, PixArt, SD3 or Flux model",
+        )
+    condition(
+        model,
+        prompts=config.prompts,
+        negative_prompt=config.negative_prompt,
+        guidance=config.guidance,
+        labels=config.labels,
+        control_images=config.control_images,
+    )
     check_sample_memory(model, max(config.n, config.validate_n), config.batch_size)  # the teacher's images first: before any of them
     timesteps = teacher_grid(model, config.sampler, config.steps)
     config = replace(config, features=resolve_features(config.features, model))
@@ -277,13 +343,23 @@ def build_context(config: SearchConfig, reference: bool = True) -> SearchContext
     num_branches = model.layout.num_branches
     unknown = sorted(b for b in config.baseline_branches or () if not 0 <= b < num_branches)
     if unknown:  # before any work: they would silently be no baselines at all
-        raise FlexdiffError(f"--baseline-branches {','.join(map(str, unknown))}", f"branches of {config.model} (0 to {num_branches - 1}; see `flexdiff inspect`)",
-                            "pass branches the model has, or drop --baseline-branches for all of them")
+        raise FlexdiffError(
+            f"--baseline-branches {','.join(map(str, unknown))}",
+            f"branches of {config.model} (0 to {num_branches - 1}; see `flexdiff inspect`)",
+            "pass branches the model has, or drop --baseline-branches for all of them",
+        )
     nulls = takes_null_steps(model, config.sampler)
     costs = measure_macs(model)
     check_budget(config, costs.full)  # --max-macs below every schedule: refused before any work (it needs the MACs)
-    space = GenomeSpace(len(timesteps), tuple(sorted(set(config.segments))), num_branches, tuple(sorted(set(config.spacings))), null_steps=nulls, forecast=config.forecast,
-                        cost=lambda genome: costs.schedule(genome.expand(timesteps, config.candidate_sampler)))
+    space = GenomeSpace(
+        len(timesteps),
+        tuple(sorted(set(config.segments))),
+        num_branches,
+        tuple(sorted(set(config.spacings))),
+        null_steps=nulls,
+        forecast=config.forecast,
+        cost=lambda genome: costs.schedule(genome.expand(timesteps, config.candidate_sampler)),
+    )
     if not nulls and config.progress:
         print(f"{model.scheduler_class} takes no custom timesteps: schedules without null steps only (no DDIM-k baselines)")
     ctx = SearchContext(config, model, timesteps, net, costs, space, None)

@@ -70,8 +70,10 @@ class Estimate:
         text = f"estimated wall time: {_clock(self.total)} ({parts}) on this machine"
         if self.search_low is not None and self.search_high is not None:
             rest = self.total - self.phases["search"]
-            text += (f"; the pruner's stops assumed as measured on the built-in model: from {_clock(rest + self.search_low)} (every candidate stopped at "
-                     f"the first rung) to {_clock(rest + self.search_high)} (none stopped)")
+            text += (
+                f"; the pruner's stops assumed as measured on the built-in model: from {_clock(rest + self.search_low)} (every candidate stopped at "
+                f"the first rung) to {_clock(rest + self.search_high)} (none stopped)"
+            )
         if not self.images:
             return [text]
         shares = ", ".join(f"{name} {v:,.0f}" for name, v in self.images.items())
@@ -185,7 +187,12 @@ def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 
     if rung:
         later = c.cuts[1] if len(c.cuts) > 1 else c.n
         low = c.trials * (per_candidate(rung) + fixed)
-        search = c.trials * (STOPPED_AT_FIRST_RUNG * per_candidate(rung) + STOPPED_LATER * per_candidate(later) + (1 - STOPPED_AT_FIRST_RUNG - STOPPED_LATER) * per_candidate(c.n) + fixed)
+        search = c.trials * (
+            STOPPED_AT_FIRST_RUNG * per_candidate(rung)
+            + STOPPED_LATER * per_candidate(later)
+            + (1 - STOPPED_AT_FIRST_RUNG - STOPPED_LATER) * per_candidate(c.n)
+            + fixed
+        )
         stoppable = [s for s in plans if s.meta.get("family") != "teacher"]
         baselines -= BASELINES_STOPPED * sum(cost(s, c.n) - cost(s, rung) for s in stoppable)
     slope, intercept = _line([(m, per_image(s)) for m, s in zip(macs, schedules)])
@@ -194,11 +201,18 @@ def estimate(ctx: SearchContext, reference_cached: bool, setup_seconds: float = 
         "reference": 0.0 if reference_cached else c.n * teacher,
         "baselines": baselines,
         "search": search,
-        "validation": c.validate_n * (teacher + validated * (slope * ctx.max_macs + intercept)) + fixed * validated,  # the teacher once (its images are also its timing run)
+        "validation": c.validate_n * (teacher + validated * (slope * ctx.max_macs + intercept))
+        + fixed * validated,  # the teacher once (its images are also its timing run)
     }
     images = equivalents(ctx, reference_cached, random_mean)
-    probe = {"batch": batch, "full_step_seconds_per_image": seconds.full, "feature_seconds_per_image": feature, "seconds_per_mac": slope,
-             "per_candidate_seconds_per_image": per_candidate(c.n) / c.n, "fixed_seconds_per_evaluation": fixed}
+    probe = {
+        "batch": batch,
+        "full_step_seconds_per_image": seconds.full,
+        "feature_seconds_per_image": feature,
+        "seconds_per_mac": slope,
+        "per_candidate_seconds_per_image": per_candidate(c.n) / c.n,
+        "fixed_seconds_per_evaluation": fixed,
+    }
     if rung:
         probe["first_rung_full_step_seconds_per_image"] = small.full
     return Estimate(phases, low, full_search if rung else None, probe, images)
@@ -231,8 +245,10 @@ def equivalents(ctx: SearchContext, reference_cached: bool, random_mean: float) 
 
     replayed = c.reuse and c.sampler != PIPELINE
     plans = [s for s in ctx.baselines if not (replayed and s.meta.get("family") == "teacher")]
-    baselines = sum((c.n if s.meta.get("family") == "teacher" else c.n - BASELINES_STOPPED * (c.n - kept(c.n) if rung else 0)) * ctx.costs.schedule(s) / teacher
-                    for s in plans) + c.n * len(ctx.peers)
+    baselines = sum(
+        (c.n if s.meta.get("family") == "teacher" else c.n - BASELINES_STOPPED * (c.n - kept(c.n) if rung else 0)) * ctx.costs.schedule(s) / teacher
+        for s in plans
+    ) + c.n * len(ctx.peers)
     initial = min(c.trials, INITIAL)
     at_budgets = sum(ctx.budgets) / len(ctx.budgets)
     candidate = (initial * random_mean + (c.trials - initial) * at_budgets) / max(c.trials, 1) / teacher

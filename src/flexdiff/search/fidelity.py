@@ -60,7 +60,11 @@ def check_rungs(rungs: Sequence[int], n: int) -> tuple[int, ...]:
     """Rungs are increasing image counts in [2, n); the last rung is always ``n`` itself (not listed)."""
     bad = [m for m in rungs if not 2 <= m < n]
     if bad or list(rungs) != sorted(set(rungs)):
-        raise FlexdiffError(f"--fidelity {','.join(map(str, rungs))}", f"increasing image counts in [2, --n={n})", "pass e.g. --fidelity 16,64 (or none: every candidate on all --n images)")
+        raise FlexdiffError(
+            f"--fidelity {','.join(map(str, rungs))}",
+            f"increasing image counts in [2, --n={n})",
+            "pass e.g. --fidelity 16,64 (or none: every candidate on all --n images)",
+        )
     return tuple(rungs)
 
 
@@ -94,7 +98,9 @@ def dominated(rows: Sequence[dict[str, Any]], macs: float, step: int, value: flo
     row of no higher cost did. Also replayed over a recorded study (``benchmarks/search_cost.py``)."""
     limits = [b for b in budgets if b >= macs] if budgets else [macs]
     factor = 1 + margin_at(margin, step)
-    return all(any(r["macs"] <= limit and (v := (r.get("paired_rungs") or {}).get(str(step))) is not None and v * factor < value for r in rows) for limit in limits)
+    return all(
+        any(r["macs"] <= limit and (v := (r.get("paired_rungs") or {}).get(str(step))) is not None and v * factor < value for r in rows) for limit in limits
+    )
 
 
 def rfid_from_paired(pairs: Sequence[tuple[float, float]]) -> Callable[[float], float] | None:

@@ -108,9 +108,13 @@ def _diffusers_hooks(apply: Callable[[torch.nn.Module, Any], None], hook_names: 
 def _fbc() -> PeerFamily:
     from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
 
-    return PeerFamily("first-block-cache", "skip the remaining blocks while the first block's residual changes less than the threshold (relative L1)",
-                      lambda T: [0.02, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8], lambda s, m, g, clock, extra: FirstBlockCacheConfig(threshold=s),
-                      **_diffusers_hooks(apply_first_block_cache, first_block_cache_hook_names))
+    return PeerFamily(
+        "first-block-cache",
+        "skip the remaining blocks while the first block's residual changes less than the threshold (relative L1)",
+        lambda T: [0.02, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8],
+        lambda s, m, g, clock, extra: FirstBlockCacheConfig(threshold=s),
+        **_diffusers_hooks(apply_first_block_cache, first_block_cache_hook_names),
+    )
 
 
 def _taylorseer() -> PeerFamily:
@@ -120,11 +124,21 @@ def _taylorseer() -> PeerFamily:
         # a full step every `cache_interval` steps after two warm-up steps (a first-order factor needs two), first-order
         # Taylor forecasts of each block's attention and feed-forward outputs between, as the paper caches them. The
         # default identifiers (`...attn` by full match) miss DiT's and PixArt's `attn1` / `attn2`: named explicitly.
-        return TaylorSeerCacheConfig(cache_interval=int(s), disable_cache_before_step=2, max_order=1, taylor_factors_dtype=torch.float32,
-                                     cache_identifiers=[r"(single_)?transformer_blocks\.\d+\.(attn\d*|ff|ff_context|proj_mlp|proj_out)"])
+        return TaylorSeerCacheConfig(
+            cache_interval=int(s),
+            disable_cache_before_step=2,
+            max_order=1,
+            taylor_factors_dtype=torch.float32,
+            cache_identifiers=[r"(single_)?transformer_blocks\.\d+\.(attn\d*|ff|ff_context|proj_mlp|proj_out)"],
+        )
 
-    return PeerFamily("taylorseer", "full steps every N steps, first-order Taylor forecasts of every block's output between (TaylorSeer)",
-                      lambda T: [n for n in (2, 3, 4, 5, 6, 8, 10) if n < T], config, **_diffusers_hooks(apply_taylorseer_cache, taylorseer_hook_names))
+    return PeerFamily(
+        "taylorseer",
+        "full steps every N steps, first-order Taylor forecasts of every block's output between (TaylorSeer)",
+        lambda T: [n for n in (2, 3, 4, 5, 6, 8, 10) if n < T],
+        config,
+        **_diffusers_hooks(apply_taylorseer_cache, taylorseer_hook_names),
+    )
 
 
 def _pab() -> PeerFamily:
@@ -135,10 +149,17 @@ def _pab() -> PeerFamily:
 
     def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> Any:
         # attention outputs reused for N - 1 of every N calls while the timestep is in (100, 800), as its default
-        return PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=int(s), spatial_attention_timestep_skip_range=(100, 800), current_timestep_callback=clock)
+        return PyramidAttentionBroadcastConfig(
+            spatial_attention_block_skip_range=int(s), spatial_attention_timestep_skip_range=(100, 800), current_timestep_callback=clock
+        )
 
-    return PeerFamily("pyramid-attention-broadcast", "self-attention outputs broadcast for N - 1 of every N steps in the middle timesteps (PAB)",
-                      lambda T: [2, 3, 4, 6], config, **_diffusers_hooks(apply_pyramid_attention_broadcast, pyramid_attention_broadcast_hook_names))
+    return PeerFamily(
+        "pyramid-attention-broadcast",
+        "self-attention outputs broadcast for N - 1 of every N steps in the middle timesteps (PAB)",
+        lambda T: [2, 3, 4, 6],
+        config,
+        **_diffusers_hooks(apply_pyramid_attention_broadcast, pyramid_attention_broadcast_hook_names),
+    )
 
 
 def _magcache() -> PeerFamily:
@@ -147,9 +168,14 @@ def _magcache() -> PeerFamily:
     def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> Any:
         return MagCacheConfig(threshold=s, max_skip_steps=3, retention_ratio=0.2, num_inference_steps=len(g), mag_ratios=extra["mag_ratios"])
 
-    return PeerFamily("magcache", "skip the blocks while the accumulated magnitude-ratio error stays below the threshold (MagCache, calibrated)",
-                      lambda T: [0.01, 0.03, 0.06, 0.1, 0.16, 0.24, 0.4], config, **_diffusers_hooks(apply_mag_cache, mag_cache_hook_names),
-                      calibrate=_magcache_ratios)
+    return PeerFamily(
+        "magcache",
+        "skip the blocks while the accumulated magnitude-ratio error stays below the threshold (MagCache, calibrated)",
+        lambda T: [0.01, 0.03, 0.06, 0.1, 0.16, 0.24, 0.4],
+        config,
+        **_diffusers_hooks(apply_mag_cache, mag_cache_hook_names),
+        calibrate=_magcache_ratios,
+    )
 
 
 def peer_runs(T: int, families: Sequence[str] | None = None) -> list[PeerRun]:
@@ -168,7 +194,9 @@ def _applied(model: DiffusionModel, family: PeerFamily, config: Any) -> Iterator
         detach()
 
 
-def _denoise(model: DiffusionModel, family: PeerFamily, config: Any, grid: Sequence[float], clock: list[float]) -> Callable[[], Callable[[torch.Tensor, float, int], torch.Tensor]]:
+def _denoise(
+    model: DiffusionModel, family: PeerFamily, config: Any, grid: Sequence[float], clock: list[float]
+) -> Callable[[], Callable[[torch.Tensor, float, int], torch.Tensor]]:
     """Per batch: the peer's state reset, then each call inside a ``CacheContext`` like a pipeline's loop."""
     from flexdiff.utils.diffusers_private import CacheContext
 
@@ -218,8 +246,18 @@ def _magcache_ratios(model: DiffusionModel, family: PeerFamily, grid: Sequence[f
     return {"mag_ratios": [float(v) for v in ast.literal_eval(lists[-1].strip())]}
 
 
-def peer_images(model: DiffusionModel, run: PeerRun, noise: torch.Tensor, grid: Sequence[float], sampler: str, *, batch_size: int | None = None,
-                extra: dict[str, Any] | None = None, on_step: Callable[[], None] | None = None, count: bool = True) -> tuple[torch.Tensor, float]:
+def peer_images(
+    model: DiffusionModel,
+    run: PeerRun,
+    noise: torch.Tensor,
+    grid: Sequence[float],
+    sampler: str,
+    *,
+    batch_size: int | None = None,
+    extra: dict[str, Any] | None = None,
+    on_step: Callable[[], None] | None = None,
+    count: bool = True,
+) -> tuple[torch.Tensor, float]:
     """Images in ``[-1, 1]`` of ``run`` from ``noise`` over the teacher's ``grid`` (all steps active), and the MACs per
     image it computed (counted over the whole run; 0 with ``count=False``)."""
     family = PEERS.get(run.family)
@@ -249,7 +287,11 @@ def _cache_dit(calibrator: str | None) -> PeerFamily:
 
     def config(s: float, m: DiffusionModel, g: Sequence[float], clock: Callable[[], float], extra: dict[str, Any]) -> dict[str, Any]:
         lib = cache_dit()
-        options = {"cache_config": lib.DBCacheConfig(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=s, max_warmup_steps=2, num_inference_steps=len(g))}
+        options = {
+            "cache_config": lib.DBCacheConfig(
+                Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=s, max_warmup_steps=2, num_inference_steps=len(g)
+            )
+        }
         return options | ({"calibrator_config": lib.TaylorSeerCalibratorConfig(taylorseer_order=1)} if calibrator else {})
 
     def attach(module: torch.nn.Module, options: dict[str, Any]) -> Callable[[], None]:
@@ -258,8 +300,14 @@ def _cache_dit(calibrator: str | None) -> PeerFamily:
 
     name = "cache-dit-dbcache" + (f"-{calibrator}" if calibrator else "")
     what = "cache-dit's DBCache F1B0: the other blocks' residual reused while the first block's changes less than the threshold"
-    return PeerFamily(name, what + (" and forecast by its TaylorSeer calibrator" if calibrator else ""), lambda T: [0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8],
-                      config, attach, lambda module, options: cache_dit().refresh_context(module, **options))
+    return PeerFamily(
+        name,
+        what + (" and forecast by its TaylorSeer calibrator" if calibrator else ""),
+        lambda T: [0.05, 0.08, 0.12, 0.2, 0.3, 0.5, 0.8],
+        config,
+        attach,
+        lambda module, options: cache_dit().refresh_context(module, **options),
+    )
 
 
 for _factory in (_fbc, _taylorseer, _pab, _magcache):

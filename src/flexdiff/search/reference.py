@@ -109,7 +109,12 @@ def read_reference(path: Path, key: ReferenceKey) -> tuple[tuple[torch.Tensor, t
 def reference_key(model: DiffusionModel, sampler: str, timesteps: list[int], seed: int, n: int, net: FeatureNetwork) -> ReferenceKey:
     """The key of the teacher reference these settings make (hashes the weights: compute it once)."""
     return ReferenceKey(
-        model_hash(model), reference_sampler(model, sampler), tuple(int(t) for t in timesteps), seed, n, net.key,
+        model_hash(model),
+        reference_sampler(model, sampler),
+        tuple(int(t) for t in timesteps),
+        seed,
+        n,
+        net.key,
         decoder=decoder_hash(model.decoder) if isinstance(model.decoder, torch.nn.Module) else "",
         conditioning=model.conditioning.key() if model.conditioning is not None else "",
     )

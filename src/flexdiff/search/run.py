@@ -70,8 +70,10 @@ def work(config: SearchConfig, context: SearchContext | None = None, phases: dic
         complete = run_search(study, config.trials, ctx.propose, ctx.evaluate, on_done=advance, known=known)
     phases["search"] = time.perf_counter() - began
     if not complete and config.progress:
-        print(f"search stopped at {spent(study)} of {config.trials} trials: the {config.strategy} strategy proposed only schedules already "
-              f"evaluated (or baselines) {EXHAUSTED_AFTER} times in a row; the space of --steps/--segments/--spacings holds no more for it")
+        print(
+            f"search stopped at {spent(study)} of {config.trials} trials: the {config.strategy} strategy proposed only schedules already "
+            f"evaluated (or baselines) {EXHAUSTED_AFTER} times in a row; the space of --steps/--segments/--spacings holds no more for it"
+        )
 
 
 def cheapest_first(ctx: SearchContext) -> list[Schedule]:
@@ -128,8 +130,13 @@ def pruned_rows(ctx: SearchContext) -> tuple[list[dict[str, Any]], list[dict[str
     """The partial scores (``pruned_at``, ``rungs``, ``paired_rungs``) of every candidate the multi-fidelity pruner
     stopped: (plan baselines, searched candidates)."""
     storage = open_storage(ctx.config.storage_url)
-    return tuple([{"trial": t.number, "kind": "pruned", "key": t.user_attrs["key"], **t.user_attrs["result"]} for t in pruned(open_study(storage, name, None, ctx.fingerprint()))]
-                 for name in (ctx.study_name + ":baselines", ctx.study_name))
+    return tuple(
+        [
+            {"trial": t.number, "kind": "pruned", "key": t.user_attrs["key"], **t.user_attrs["result"]}
+            for t in pruned(open_study(storage, name, None, ctx.fingerprint()))
+        ]
+        for name in (ctx.study_name + ":baselines", ctx.study_name)
+    )
 
 
 def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
@@ -145,9 +152,16 @@ def search(config: SearchConfig, dry_run: bool = False) -> dict[str, Any]:
     if config.progress or dry_run:
         print("\n".join(expected.lines()))
     if dry_run:
-        return {"estimate": {"seconds": round(expected.total, 1), "phases": {k: round(v, 1) for k, v in expected.phases.items()},
-                             "search_low_seconds": expected.search_low, "search_high_seconds": expected.search_high, "probe": expected.probe,
-                             "teacher_image_equivalents": ctx.expected_images}}
+        return {
+            "estimate": {
+                "seconds": round(expected.total, 1),
+                "phases": {k: round(v, 1) for k, v in expected.phases.items()},
+                "search_low_seconds": expected.search_low,
+                "search_high_seconds": expected.search_high,
+                "probe": expected.probe,
+                "teacher_image_equivalents": ctx.expected_images,
+            }
+        }
     output_folder(config.out)
     check_studies(ctx)  # a study made for other settings is refused before the teacher cache could be rebuilt over another run's
     phases = {"setup": time.perf_counter() - began}  # this process's wall seconds per phase (a resumed run: what it did this time)

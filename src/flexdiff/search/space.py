@@ -36,7 +36,11 @@ class GenomeSpace:
         bad = [n for n in self.segment_counts if not 1 <= n <= self.T]
         if bad or not self.segment_counts:
             shown = shorten(",".join(map(str, bad[:20])))  # the bad ones, and only the first few: a list of millions is no error line
-            raise FlexdiffError(f"segment counts {shown or 'none'}" + (f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""), f"counts in [1, T={self.T}]", "pick e.g. --segments 5,7,10")
+            raise FlexdiffError(
+                f"segment counts {shown or 'none'}" + (f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""),
+                f"counts in [1, T={self.T}]",
+                "pick e.g. --segments 5,7,10",
+            )
         if self.num_branches < 1:
             raise FlexdiffError(self.num_branches, "a model with at least one skip branch", "use a UNet with skip connections")
         if not self.spacings:
@@ -77,8 +81,15 @@ class GenomeSpace:
     def from_params(self, params: dict[str, float | int]) -> Genome:
         n, spacing = int(params["segments"]), float(params.get("spacing", 1.0))
         lengths = self.lengths(n, spacing)
-        return self._fit(Genome(tuple(Segment(int(params[f"branch{s}"]), 1 + round(float(params[f"active{s}"]) * (length - 1)), bool(params.get(f"forecast{s}", 0)))
-                                      for s, length in enumerate(lengths)), spacing))
+        return self._fit(
+            Genome(
+                tuple(
+                    Segment(int(params[f"branch{s}"]), 1 + round(float(params[f"active{s}"]) * (length - 1)), bool(params.get(f"forecast{s}", 0)))
+                    for s, length in enumerate(lengths)
+                ),
+                spacing,
+            )
+        )
 
     def suggest(self, trial: object) -> Genome:
         """Ask an Optuna trial for a genome (every strategy goes through here; evolution answers for itself).
@@ -104,7 +115,11 @@ class GenomeSpace:
 
     def random_genome(self, rng: random.Random, n_segments: int | None = None) -> Genome:
         n, spacing = n_segments or rng.choice(self.segment_counts), self._spacing(rng)
-        return self._fit(Genome(tuple(Segment(rng.randrange(self.num_branches), rng.randint(1, length), self._forecast(rng)) for length in self.lengths(n, spacing)), spacing))
+        return self._fit(
+            Genome(
+                tuple(Segment(rng.randrange(self.num_branches), rng.randint(1, length), self._forecast(rng)) for length in self.lengths(n, spacing)), spacing
+            )
+        )
 
     def _forecast(self, rng: random.Random) -> bool:
         """A random forecast gene; no draw in a space without one (its runs keep the random stream they always had)."""
@@ -123,7 +138,7 @@ class GenomeSpace:
         for spacing, n in ((p, n) for p in self.spacings for n in self.segment_counts):
             segments, start = [], 0
             for length in self.lengths(n, spacing):
-                steps = schedule.steps[start:start + length]
+                steps = schedule.steps[start : start + length]
                 start += length
                 active = sum(1 for s in steps if s.info.calls_network)
                 segment = Segment(steps[active - 1].branch or 0, active, steps[active - 1].info.forecasts) if active else None
@@ -148,7 +163,7 @@ class GenomeSpace:
             return None
         segments, old_lengths = [], [b - a for a, b in zip(starts, starts[1:] + [len(schedule.steps)])]
         for start, length in zip(starts, old_lengths):
-            steps = schedule.steps[start:start + length]
+            steps = schedule.steps[start : start + length]
             partial = [s for s in steps[1:] if s.info.replays]
             branch = max(sorted({s.branch for s in partial}), key=[s.branch for s in partial].count) if partial else 0
             forecast = self.forecast and 2 * sum(1 for s in partial if s.info.forecasts) > len(partial)

@@ -64,9 +64,20 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 #: the pip package that installs each database driver module SQLAlchemy may ask for (a missing one is named exactly)
-DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "pg8000": "pg8000", "asyncpg": "asyncpg", "MySQLdb": "mysqlclient",
-                   "pymysql": "PyMySQL", "mysql": "mysql-connector-python", "mariadb": "mariadb", "pyodbc": "pyodbc", "pymssql": "pymssql",
-                   "oracledb": "oracledb", "cx_Oracle": "cx_Oracle"}
+DRIVER_PACKAGES = {
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "psycopg[binary]",
+    "pg8000": "pg8000",
+    "asyncpg": "asyncpg",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+    "mysql": "mysql-connector-python",
+    "mariadb": "mariadb",
+    "pyodbc": "pyodbc",
+    "pymssql": "pymssql",
+    "oracledb": "oracledb",
+    "cx_Oracle": "cx_Oracle",
+}
 
 
 def check_storage_url(url: str) -> str:
@@ -82,8 +93,11 @@ def check_storage_url(url: str) -> str:
     if "://" not in url:
         raise FlexdiffError(shown, form, "pass --storage URL (scheme://...)")
     if url.rstrip("/") == "sqlite:" or ":memory:" in url:
-        raise FlexdiffError(shown, "a storage on disk or on a server (an in-memory SQLite database is not shared with the heartbeat, other workers or a resumed run)",
-                            "pass --storage sqlite:///FILE.db, or omit --storage for OUT/study.db")
+        raise FlexdiffError(
+            shown,
+            "a storage on disk or on a server (an in-memory SQLite database is not shared with the heartbeat, other workers or a resumed run)",
+            "pass --storage sqlite:///FILE.db, or omit --storage for OUT/study.db",
+        )
     try:
         parsed = make_url(url)
         dialect = parsed.get_dialect()
@@ -128,7 +142,9 @@ def open_storage(url: str) -> RDBStorage:
         return _retried(lambda: RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS))
     except Exception as exc:  # sqlalchemy raises many kinds; the user needs one line
         detail = mask_password(" ".join(str(exc).split()))  # masked whole, then cut: a cut first could split a password from its mask
-        raise FlexdiffError(shorten(mask_password(url)), "a reachable Optuna RDB storage", f"check the URL and the server ({exc.__class__.__name__}: {shorten(detail, 120)})") from None
+        raise FlexdiffError(
+            shorten(mask_password(url)), "a reachable Optuna RDB storage", f"check the URL and the server ({exc.__class__.__name__}: {shorten(detail, 120)})"
+        ) from None
 
 
 #: what a database says when another process created the same table or row a moment before (or holds its lock)
@@ -193,7 +209,11 @@ def open_study(storage: RDBStorage, name: str, sampler: optuna.samplers.BaseSamp
         return study
     differs = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k) and not (k in LATER_KEYS and k not in stored))
     if differs:
-        raise FlexdiffError(f"study {name!r}", f"the setup it was created with (differs in {', '.join(differs)})", "use another --study or --out, or repeat the original options")
+        raise FlexdiffError(
+            f"study {name!r}",
+            f"the setup it was created with (differs in {', '.join(differs)})",
+            "use another --study or --out, or repeat the original options",
+        )
     return study
 
 
@@ -253,7 +273,9 @@ def answer(trial: Trial, study: optuna.Study, schedule: Schedule, evaluate: Eval
     return record(trial, schedule, evaluate(schedule, trial))
 
 
-def optimize(study: optuna.Study, objective: Callable[[Trial], tuple[float, float]], callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
+def optimize(
+    study: optuna.Study, objective: Callable[[Trial], tuple[float, float]], callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()
+) -> None:
     """``study.optimize``, carried on when a trial of this worker was failed as stale by another worker while it was
     still evaluating (no heartbeat for ``GRACE_SECONDS``: a suspended or starved process). Optuna then refuses to
     record the result ("Cannot tell a FAIL trial"); the schedule is free again for any worker, so the result is
@@ -265,7 +287,11 @@ def optimize(study: optuna.Study, objective: Callable[[Trial], tuple[float, floa
         except ValueError as exc:
             if not str(exc).startswith("Cannot tell a FAIL trial"):
                 raise
-            warnings.warn(f"a trial of this worker was failed as stale by another worker while it ran (no heartbeat for {GRACE_SECONDS} s); its result is dropped", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"a trial of this worker was failed as stale by another worker while it ran (no heartbeat for {GRACE_SECONDS} s); its result is dropped",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def evaluated(study: optuna.Study) -> list[FrozenTrial]:
@@ -288,8 +314,13 @@ def _stopped(t: FrozenTrial) -> bool:
 
 def _in_flight(t: FrozenTrial, own: int | None) -> bool:
     """A running trial (other than number ``own``) evaluating a schedule it claimed: it will count towards ``--trials``."""
-    return (t.state == TrialState.RUNNING and t.number != own and t.user_attrs.get("key") is not None and t.user_attrs.get("duplicate_of") is None
-            and not t.user_attrs.get("idle"))
+    return (
+        t.state == TrialState.RUNNING
+        and t.number != own
+        and t.user_attrs.get("key") is not None
+        and t.user_attrs.get("duplicate_of") is None
+        and not t.user_attrs.get("idle")
+    )
 
 
 class Interrupt:
@@ -384,7 +415,9 @@ def committed(study: optuna.Study, trial: Trial | None = None) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if _evaluated(t) or _stopped(t) or _in_flight(t, own))
 
 
-def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], evaluate: Callable[[Any, Trial], dict[str, Any]], on_done: Callable[[], None] | None = None) -> None:
+def run_baselines(
+    study: optuna.Study, baselines: Sequence[Schedule | PeerRun], evaluate: Callable[[Any, Trial], dict[str, Any]], on_done: Callable[[], None] | None = None
+) -> None:
     """Evaluate every baseline (a schedule, or a caching peer at one setting) once in ``study``, in the given order
     (several workers share the list; waits for others' in-flight ones). ``evaluate(baseline, trial)`` may stop a plan
     baseline off the front on the rungs (``TrialPruned``; search/fidelity.py): it is done, as pruned."""
@@ -423,8 +456,14 @@ def run_baselines(study: optuna.Study, baselines: Sequence[Schedule | PeerRun], 
             time.sleep(1 + random.random())  # jitter: workers that stepped aside together do not retry in lockstep
 
 
-def run_search(study: optuna.Study, trials: int, propose: Callable[[Trial], Schedule], evaluate: Evaluate, on_done: Callable[[], None] | None = None,
-               known: Mapping[str, tuple[float, float]] | None = None) -> bool:
+def run_search(
+    study: optuna.Study,
+    trials: int,
+    propose: Callable[[Trial], Schedule],
+    evaluate: Evaluate,
+    on_done: Callable[[], None] | None = None,
+    known: Mapping[str, tuple[float, float]] | None = None,
+) -> bool:
     """Run the strategy until ``trials`` schedules have been evaluated (or pruned) in the study (resumes where it stopped).
 
     ``known``: schedule key -> (MACs, rFID) of the evaluated baselines, answered from memory. Returns False when it

@@ -27,13 +27,25 @@ def print_results(results: dict[str, Any]) -> None:
         mark = " *" if best is not None and row["name"] == best["name"] else ""
         solver = row.get("sampler", results["config"]["sampler"])
         kind = row["kind"] if solver == results["config"]["sampler"] else f"{row['kind']} ({solver})"  # a --solver search
-        table.add_row(shown(str(row["name"])) + mark, shown(str(kind)), f"{row['macs_speedup']:.2f}x", f"{row['wall_speedup']:.2f}x", f"{row['rfid']:.3f}", f"{row['paired']:.3f}", _fmt(row["fid"], ".3f"))
+        table.add_row(
+            shown(str(row["name"])) + mark,
+            shown(str(kind)),
+            f"{row['macs_speedup']:.2f}x",
+            f"{row['wall_speedup']:.2f}x",
+            f"{row['rfid']:.3f}",
+            f"{row['paired']:.3f}",
+            _fmt(row["fid"], ".3f"),
+        )
     stdout.print(table)
     stopped = results["trials"].get("pruned") or []
     if stopped:
-        stdout.print(f"{len(stopped)} of {len(stopped) + len(results['trials']['searched'])} searched candidates stopped early on the rungs {','.join(map(str, results['config']['fidelity']))} (off the front)")
+        stdout.print(
+            f"{len(stopped)} of {len(stopped) + len(results['trials']['searched'])} searched candidates stopped early on the rungs {','.join(map(str, results['config']['fidelity']))} (off the front)"
+        )
     if stopped_baselines := results["trials"].get("pruned_baselines") or []:
-        stdout.print(f"{len(stopped_baselines)} of {len(stopped_baselines) + len(results['trials']['baselines'])} baselines stopped early on the rungs (off the front)")
+        stdout.print(
+            f"{len(stopped_baselines)} of {len(stopped_baselines) + len(results['trials']['baselines'])} baselines stopped early on the rungs (off the front)"
+        )
     spent = results.get("teacher_image_equivalents")
     if spent:
         expected = results.get("expected_teacher_image_equivalents") or {}

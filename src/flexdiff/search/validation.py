@@ -36,9 +36,14 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
         teacher_feats = ctx.net(teacher_out)
         teacher_wall = time.perf_counter() - start
         advance()
-        teacher = {"name": f"teacher ({c.sampler}-{len(ctx.timesteps)})", "wall_seconds": round(teacher_wall, 3), "macs": ctx.costs.full * len(ctx.timesteps),
-                   "noise_images": [first, first + c.validate_n],  # of the seed's stream; the search scored images 0 .. n - 1
-                   "fid": round(frechet_distance(real, teacher_feats), 4) if real is not None else None, "real_reference": real_source}
+        teacher = {
+            "name": f"teacher ({c.sampler}-{len(ctx.timesteps)})",
+            "wall_seconds": round(teacher_wall, 3),
+            "macs": ctx.costs.full * len(ctx.timesteps),
+            "noise_images": [first, first + c.validate_n],  # of the seed's stream; the search scored images 0 .. n - 1
+            "fid": round(frechet_distance(real, teacher_feats), 4) if real is not None else None,
+            "real_reference": real_source,
+        }
         out = []
         for row in rows:
             own = ctx.peer_generator(PeerRun(row["family"], row["setting"])) if row["kind"] == "peer" else None
@@ -47,11 +52,22 @@ def validate(ctx: SearchContext, rows: list[dict[str, Any]]) -> tuple[dict[str, 
             images = own(noise) if own is not None else schedule_images(ctx.model, schedule, noise, seed=c.seed, batch_size=c.batch_size)
             wall = time.perf_counter() - start
             feats = ctx.net(images)
-            out.append({**{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")}, "sampler": schedule.sampler if schedule is not None else c.sampler,
-                        "search_rfid": row["rfid"], "search_paired": row.get("paired"), "rfid": round(rfid(feats, teacher_feats), 5), "paired": round(paired_distance(feats, teacher_feats), 5),
-                        "psnr": finite(psnr(images, teacher_out), 3), "ssim": finite(ssim(images, teacher_out), 5),
-                        "fid": round(frechet_distance(real, feats), 4) if real is not None else None,
-                        "wall_seconds": round(wall, 3), "wall_speedup": round(teacher_wall / wall, 4), "steps": row.get("steps")})
+            out.append(
+                {
+                    **{k: row[k] for k in ("kind", "name", "family", "genome", "macs", "macs_speedup")},
+                    "sampler": schedule.sampler if schedule is not None else c.sampler,
+                    "search_rfid": row["rfid"],
+                    "search_paired": row.get("paired"),
+                    "rfid": round(rfid(feats, teacher_feats), 5),
+                    "paired": round(paired_distance(feats, teacher_feats), 5),
+                    "psnr": finite(psnr(images, teacher_out), 3),
+                    "ssim": finite(ssim(images, teacher_out), 5),
+                    "fid": round(frechet_distance(real, feats), 4) if real is not None else None,
+                    "wall_seconds": round(wall, 3),
+                    "wall_speedup": round(teacher_wall / wall, 4),
+                    "steps": row.get("steps"),
+                }
+            )
             advance()
     return teacher, out
 

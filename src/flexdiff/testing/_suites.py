@@ -44,6 +44,9 @@ def fixture(label: str, name: str, default: Callable[[], Any] | None = None) -> 
     """What entry ``name`` declared with :func:`fixture_for` (built), else ``default()``; a one-line error if neither."""
     factory = _FIXTURES.get((label, name), default)
     if factory is None:
-        raise FlexdiffError(f"{label} {name!r}", "a fixture its contract suite runs on",
-                            f"declare one in the entry's module with @flexdiff.testing.fixture_for({label!r}, {name!r})")
+        raise FlexdiffError(
+            f"{label} {name!r}",
+            "a fixture its contract suite runs on",
+            f"declare one in the entry's module with @flexdiff.testing.fixture_for({label!r}, {name!r})",
+        )
     return factory()

@@ -81,5 +81,8 @@ def a_partial_step_on_the_full_steps_input_reproduces_it(name: str) -> None:
             torch.testing.assert_close(again, reference, rtol=1e-5, atol=1e-5, msg=lambda m: f"{model.name} branch {branch}: {m}")
 
 
-register_suite("backbone", BACKBONES, [layout_units_and_branches, hooks_come_off_bit_identically_and_all_full_is_the_model,
-                                       a_partial_step_on_the_full_steps_input_reproduces_it])
+register_suite(
+    "backbone",
+    BACKBONES,
+    [layout_units_and_branches, hooks_come_off_bit_identically_and_all_full_is_the_model, a_partial_step_on_the_full_steps_input_reproduces_it],
+)

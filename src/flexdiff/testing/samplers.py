@@ -115,8 +115,9 @@ def deterministic_samplers_refuse_eta_and_the_others_use_it(name: str) -> None:
             return
         raise AssertionError(f"{name} is registered deterministic but took eta=0.5 without a one-line error")
     plain = info.fn(contract_denoise(_unet(), noise), x, ts, noise)
-    noisy = info.fn(contract_denoise(_unet(), noise), x, ts, noise, eta=1.0,
-                    noise_sampler=lambda i: torch.randn(x.shape, generator=torch.Generator().manual_seed(i)))
+    noisy = info.fn(
+        contract_denoise(_unet(), noise), x, ts, noise, eta=1.0, noise_sampler=lambda i: torch.randn(x.shape, generator=torch.Generator().manual_seed(i))
+    )
     assert not torch.equal(plain, noisy), f"{name} is registered stochastic but eta=1 changed nothing"
 
 
@@ -138,5 +139,13 @@ def refuses_bad_timesteps_and_follows_its_declared_twin(name: str) -> None:
         assert torch.equal(ours, twin.fn(contract_denoise(_unet(), noise), x, grid, noise, grid=grid)), f"{name} differs from its twin {twin.name} on the grid"
 
 
-register_suite("sampler", SAMPLERS, [calls_denoise_once_per_active_step_in_order, images_do_not_depend_on_the_batch,
-                                     deterministic_samplers_refuse_eta_and_the_others_use_it, refuses_bad_timesteps_and_follows_its_declared_twin])
+register_suite(
+    "sampler",
+    SAMPLERS,
+    [
+        calls_denoise_once_per_active_step_in_order,
+        images_do_not_depend_on_the_batch,
+        deterministic_samplers_refuse_eta_and_the_others_use_it,
+        refuses_bad_timesteps_and_follows_its_declared_twin,
+    ],
+)

@@ -57,7 +57,9 @@ def runs_on_every_backbone_as_its_properties_say(name: str) -> None:
             teacher = Schedule((Step(FULL),) * 6, tuple(ts), sampler)
             (reference, full_calls), (out, calls) = (_counted(model, p, noise) for p in (teacher, plan))
             per_step = full_calls // 6  # 2 where guidance calls the network once per half
-            assert calls == per_step * len(plan.active_indices) == per_step * (2 + 4 * kind.calls_network), f"{model.name}: {calls} network calls for {plan.counts()}"
+            assert calls == per_step * len(plan.active_indices) == per_step * (2 + 4 * kind.calls_network), (
+                f"{model.name}: {calls} network calls for {plan.counts()}"
+            )
             assert torch.isfinite(out).all() and torch.equal(out, generate_scheduled(model, plan, noise)), f"{model.name}: {step} is not finite and repeatable"
             if kind.calls_network and not kind.takes_branch:  # it computes every unit: the model's own trajectory
                 assert torch.equal(out, reference), f"{model.name}: {step} computes everything but is not the model"

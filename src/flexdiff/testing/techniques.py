@@ -48,7 +48,9 @@ def replays_the_full_step_and_comes_off_by_name(name: str) -> None:
             finally:
                 state.reset()
                 remove_partial_steps(model.denoiser)
-            assert all(hook_registry(m) is None or hook_registry(m).get_hook(technique.hook_name) is None for m in units), f"{model.name}: {name} hooks stayed on"
+            assert all(hook_registry(m) is None or hook_registry(m).get_hook(technique.hook_name) is None for m in units), (
+                f"{model.name}: {name} hooks stayed on"
+            )
             assert torch.equal(model.eps(x, t), reference), f"{model.name}: the model changed after {name} came off"
 
 

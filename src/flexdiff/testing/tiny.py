@@ -23,9 +23,21 @@ def tiny_unet(seed: int = 0, sample_size: int = 8, channels: int = 1) -> torch.n
     from diffusers import UNet2DModel
 
     torch.manual_seed(seed)
-    return UNet2DModel(sample_size=sample_size, in_channels=channels, out_channels=channels, block_out_channels=(4, 8), layers_per_block=2,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=2,
-                       attention_head_dim=4).eval().requires_grad_(False)
+    return (
+        UNet2DModel(
+            sample_size=sample_size,
+            in_channels=channels,
+            out_channels=channels,
+            block_out_channels=(4, 8),
+            layers_per_block=2,
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+            norm_num_groups=2,
+            attention_head_dim=4,
+        )
+        .eval()
+        .requires_grad_(False)
+    )
 
 
 def tiny_plain_model() -> DiffusionModel:
@@ -38,9 +50,22 @@ def tiny_conditional_model() -> DiffusionModel:
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(4, 8), layers_per_block=2,
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                                norm_num_groups=2, cross_attention_dim=6, attention_head_dim=2).eval().requires_grad_(False)
+    unet = (
+        UNet2DConditionModel(
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=(4, 8),
+            layers_per_block=2,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            norm_num_groups=2,
+            cross_attention_dim=6,
+            attention_head_dim=2,
+        )
+        .eval()
+        .requires_grad_(False)
+    )
     g = _generator(1)
     cond = Conditioning(torch.randn(1, 3, 6, generator=g), torch.randn(1, 3, 6, generator=g), guidance_scale=3.0)
     return DiffusionModel(unet, NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG), (1, 8, 8), "tiny-cond", conditioning=cond)
@@ -51,8 +76,21 @@ def tiny_dit_model() -> DiffusionModel:
     from diffusers import DiTTransformer2DModel
 
     torch.manual_seed(0)
-    net = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=1, out_channels=1, num_layers=3, sample_size=8, patch_size=2,
-                                num_embeds_ada_norm=10, norm_num_groups=1).eval().requires_grad_(False)
+    net = (
+        DiTTransformer2DModel(
+            num_attention_heads=2,
+            attention_head_dim=8,
+            in_channels=1,
+            out_channels=1,
+            num_layers=3,
+            sample_size=8,
+            patch_size=2,
+            num_embeds_ada_norm=10,
+            norm_num_groups=1,
+        )
+        .eval()
+        .requires_grad_(False)
+    )
     return DiffusionModel(net, FlowSchedule(), (1, 8, 8), "tiny-dit", conditioning=Conditioning(labels=torch.arange(10)))
 
 
@@ -61,8 +99,22 @@ def tiny_pixart_model() -> DiffusionModel:
     from diffusers import PixArtTransformer2DModel
 
     torch.manual_seed(0)
-    net = PixArtTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=1, out_channels=2, num_layers=3, sample_size=8, patch_size=2,
-                                   cross_attention_dim=16, caption_channels=12, norm_num_groups=1).eval().requires_grad_(False)
+    net = (
+        PixArtTransformer2DModel(
+            num_attention_heads=2,
+            attention_head_dim=8,
+            in_channels=1,
+            out_channels=2,
+            num_layers=3,
+            sample_size=8,
+            patch_size=2,
+            cross_attention_dim=16,
+            caption_channels=12,
+            norm_num_groups=1,
+        )
+        .eval()
+        .requires_grad_(False)
+    )
     cond = Conditioning(torch.randn((1, 5, 12), generator=_generator(4)), torch.randn((1, 5, 12), generator=_generator(5)), guidance_scale=3.0)
     return DiffusionModel(net, NoiseSchedule.from_scheduler_config(DEFAULT_SCHEDULER_CONFIG), (1, 8, 8), "tiny-pixart", conditioning=cond)
 

@@ -144,8 +144,7 @@ def check_memory(
             if fit is not None:
                 raise FlexdiffError(count.label(), expected, f"pass {count.option} {fit} or less (or free memory)")
         options = ", ".join(c.option for c in counts)
-        raise FlexdiffError(", ".join(c.label() for c in counts), expected,
-                            f"lower several of {options}, free memory or use a machine with more")
+        raise FlexdiffError(", ".join(c.label() for c in counts), expected, f"lower several of {options}, free memory or use a machine with more")
 
 
 def _key(t: torch.Tensor) -> int:

@@ -26,7 +26,14 @@ def progress_bar(description: str, total: float | None, enabled: bool = True) ->
     if not enabled:
         yield lambda *args, **kwargs: None
         return
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=stderr, transient=False) as bar:
         task = bar.add_task(description, total=total, info="")
 

@@ -62,4 +62,4 @@ def safe_file_stem(name: str, limit: int = 120) -> str:
     if stem == name and len(stem) <= limit:
         return stem
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"{stem[:limit - 13]}-{digest}"
+    return f"{stem[: limit - 13]}-{digest}"

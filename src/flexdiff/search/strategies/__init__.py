@@ -17,8 +17,9 @@ from flexdiff.utils.registry import import_submodules
 import_submodules(__name__, __path__)
 
 
-def make_sampler(strategy: str, space: Any, schedule_key: Callable[[Any], str], max_macs: float | Sequence[float] | None, seed: int,
-                 seeds: Sequence[tuple[Any, str]] = ()) -> BaseSampler:
+def make_sampler(
+    strategy: str, space: Any, schedule_key: Callable[[Any], str], max_macs: float | Sequence[float] | None, seed: int, seeds: Sequence[tuple[Any, str]] = ()
+) -> BaseSampler:
     """The Optuna sampler of ``strategy`` for ``space``; ``max_macs`` one budget or several (None: unbounded)."""
     budgets = None if max_macs is None else [float(max_macs)] if isinstance(max_macs, (int, float)) else [float(b) for b in max_macs]
     return STRATEGIES.get(strategy)(space, schedule_key, budgets, seed, seeds)

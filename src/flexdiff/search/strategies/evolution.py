@@ -72,7 +72,9 @@ class EvolutionSampler(BaseSampler):
         seed's own schedule is another one, and is evaluated when first drawn)."""
         self.space, self.schedule_key = space, schedule_key
         # several budgets (a benchmark covering 1/2 .. 1/5): an elite within each of them
-        self.budgets: list[float | None] = [None] if max_macs is None else [float(max_macs)] if isinstance(max_macs, (int, float)) else [float(b) for b in max_macs]
+        self.budgets: list[float | None] = (
+            [None] if max_macs is None else [float(max_macs)] if isinstance(max_macs, (int, float)) else [float(b) for b in max_macs]
+        )
         self.seeds, self.seed_keys = [m for m, _ in seeds], {k for _, k in seeds}
         # a projected seed's own schedule (another than its baseline's): once some trial holds it, it is a member itself
         self._own_keys = {m.genome: schedule_key(Genome.parse(m.genome)) for m in self.seeds if m.projected}
@@ -115,8 +117,11 @@ class EvolutionSampler(BaseSampler):
         position = sum(1 for t in trials if t.number < number)
         rng = random.Random(f"{self._seed}:{position}")
         seen = {t.user_attrs.get("key") for t in trials} | self.seed_keys
-        done = [Member(r["genome"], float(t.values[0]), float(t.values[1]), paired=r.get("paired"))
-                for t in trials if t.state == TrialState.COMPLETE and (r := t.user_attrs.get("result") or {}).get("genome")]
+        done = [
+            Member(r["genome"], float(t.values[0]), float(t.values[1]), paired=r.get("paired"))
+            for t in trials
+            if t.state == TrialState.COMPLETE and (r := t.user_attrs.get("result") or {}).get("genome")
+        ]
         done += self._stopped(trials, done)
         seeds = [m for m in self.seeds if not (m.projected and self._own_keys[m.genome] in seen)]
         for _ in range(100):
@@ -171,6 +176,8 @@ class EvolutionSampler(BaseSampler):
 
 
 @register_strategy("evolution")
-def _evolution(space: GenomeSpace, schedule_key: Callable[[Genome], str], budgets: Sequence[float] | None, seed: int, seeds: Sequence[tuple[Member, str]]) -> BaseSampler:
+def _evolution(
+    space: GenomeSpace, schedule_key: Callable[[Genome], str], budgets: Sequence[float] | None, seed: int, seeds: Sequence[tuple[Member, str]]
+) -> BaseSampler:
     """Flexiffusion's evolution, seeded with the segment-shaped baselines."""
     return EvolutionSampler(space, schedule_key, budgets, seed, seeds=seeds)
