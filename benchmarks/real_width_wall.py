@@ -28,7 +28,7 @@ other kind in an order rotated per round, so drift and other jobs hit all kinds 
 (best-of-rounds, as timeit) and median are kept. For each mix: MACs speed-up (:class:`flexdiff.cost.StepCosts`), wall
 speed-up predicted by summing the measured per-kind times over the mix (min and median), and wall / MACs. For the
 searched mix of each ``--e2e`` budget, an end-to-end check: the whole sampling loop of the teacher (every step full, no
-hooks) and of the mix (``flexdiff.generation.schedule_images``: what ``flexdiff sample --schedule`` runs), interleaved
+hooks) and of the mix (``flexdiff.either_loop.schedule_images``: what ``flexdiff sample --schedule`` runs), interleaved
 per round, against the prediction. The same script runs on a GPU (``--device cuda``; timings synchronise).
 
     .venv/bin/python benchmarks/real_width_wall.py --repeats 3 --out benchmarks/results/real_width_wall.json  # ~17 min, idle 2-core CPU
@@ -62,12 +62,12 @@ from sd15_cost import conditioning as sd15_conditioning
 import flexdiff
 from flexdiff.backbones import Layout, TransformerBranch
 from flexdiff.cost import StepCosts, count_macs, measure_macs
+from flexdiff.either_loop import schedule_images, teacher_images
 from flexdiff.executor import apply_schedule
-from flexdiff.generation import schedule_images, teacher_images
 from flexdiff.models import Conditioning, DiffusionModel, load_model
 from flexdiff.noise import NoiseSchedule
+from flexdiff.own_loop import teacher_timesteps
 from flexdiff.samplers import get_sampler
-from flexdiff.sampling import teacher_timesteps
 from flexdiff.schedule import FULL, Genome, Schedule, Segment, Step, ddim_k, deepcache_uniform
 
 #: PixArt-alpha/PixArt-Sigma-XL-2-1024-MS, transformer/config.json (diffusers format). Written from diffusers'

@@ -23,7 +23,7 @@ from flexdiff.data import digits
 from flexdiff.features import get_feature_network
 from flexdiff.metrics import frechet_distance
 from flexdiff.noise import initial_noise
-from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
+from flexdiff.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.space import GenomeSpace
 from flexdiff.utils.progress import progress_bar

@@ -31,7 +31,7 @@ import flexdiff
 from flexdiff.data import REAL_REFERENCE, load_images
 from flexdiff.features import get_feature_network
 from flexdiff.metrics import frechet_distance, rfid
-from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
+from flexdiff.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Schedule, Step
 from flexdiff.utils.progress import progress_bar
 

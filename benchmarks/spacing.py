@@ -20,7 +20,7 @@ from flexdiff.data import load_images
 from flexdiff.features import get_feature_network
 from flexdiff.metrics import frechet_distance
 from flexdiff.models import load_model
-from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
+from flexdiff.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Genome, Segment
 from flexdiff.utils.progress import progress_bar
 

@@ -22,7 +22,7 @@ from flexdiff.cost import measure_latency, measure_macs
 from flexdiff.data import digits
 from flexdiff.features import get_feature_network
 from flexdiff.metrics import frechet_distance
-from flexdiff.sampling import teacher_timesteps
+from flexdiff.own_loop import teacher_timesteps
 from flexdiff.schedule import ddim_k, deepcache_uniform, full
 
 

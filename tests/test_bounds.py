@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from flexdiff.cli import app
 from flexdiff.errors import FlexdiffError, output_folder
-from flexdiff.sample_run import SampleConfig, run_sample
+from flexdiff.sample_job import SampleConfig, run_sample
 from flexdiff.samplers import uniform_timesteps
 from flexdiff.schedule import full
 from flexdiff.utils import memory
@@ -52,7 +52,7 @@ def no_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
     def sentinel(*args: object, **kwargs: object) -> None:
         raise Reached("sampling started")
 
-    monkeypatch.setattr("flexdiff.sample_run.sample", sentinel)
+    monkeypatch.setattr("flexdiff.sample_job.sample", sentinel)
 
 
 def pretend_free(monkeypatch: pytest.MonkeyPatch, nbytes: int) -> None:

@@ -246,7 +246,7 @@ def test_a_searched_schedule_samples_at_another_step_count(tiny_model_dir: Path,
     import torch
 
     import flexdiff
-    from flexdiff.generation import teacher_grid
+    from flexdiff.either_loop import teacher_grid
     from flexdiff.schedule import for_steps
 
     ok = lambda r: r.exit_code == 0 or pytest.fail(r.output)  # noqa: E731

@@ -132,20 +132,20 @@ def test_refused_before_any_work(args: list[str], needle: str, tmp_path: Path, s
 def test_a_read_only_out_is_refused_before_the_sampling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    import flexdiff.sample_run
+    import flexdiff.sample_job
 
     locked = tmp_path / "locked"
     locked.mkdir()
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == locked else real(p, mode, **kw))  # root ignores chmod
-    monkeypatch.setattr(flexdiff.sample_run, "sample", _raising(AssertionError("sampled before the check")))
+    monkeypatch.setattr(flexdiff.sample_job, "sample", _raising(AssertionError("sampled before the check")))
     result = runner.invoke(app, ["sample", "--steps", "2", "--n", "2", "--out", str(locked / "o")])
     assert result.exit_code == 2 and "not writable" in result.stderr, result.output
 
 
 def test_a_full_disk_mid_sample_keeps_the_previous_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC while the second run writes: the first run's samples, grid and run.json stay, together; no temp file."""
-    import flexdiff.sample_run
+    import flexdiff.sample_job
 
     out = tmp_path / "o"
     assert runner.invoke(app, ["sample", "--steps", "2", "--n", "2", "--out", str(out)]).exit_code == 0
@@ -154,7 +154,7 @@ def test_a_full_disk_mid_sample_keeps_the_previous_set(tmp_path: Path, monkeypat
     def full_disk(path: Path, images: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(flexdiff.sample_run, "save_grid", full_disk)
+    monkeypatch.setattr(flexdiff.sample_job, "save_grid", full_disk)
     result = runner.invoke(app, ["sample", "--steps", "3", "--n", "3", "--seed", "1", "--out", str(out)])
     last = result.stderr.strip().splitlines()[-1]  # after the sampling bar: the one error line
     assert result.exit_code == 2 and last.startswith("error:") and "No space left" in last and "Traceback" not in result.output, result.output

@@ -330,7 +330,7 @@ TOY_INTEGRATION = '''
 
     from flexdiff.errors import FlexdiffError
     from flexdiff.integrations import Integration, register_integration
-    from flexdiff.generation import sample
+    from flexdiff.either_loop import sample
     from flexdiff.testing import fixture_for
     from flexdiff.testing.integrations import Target
 
@@ -365,7 +365,7 @@ TOY_INTEGRATION = '''
     @fixture_for("integration", "toy-holder")
     def holder():
         """A Holder of a tiny UNet, called for two images; its teacher grid is the model's own DDIM grid."""
-        from flexdiff.sampling import teacher_timesteps
+        from flexdiff.own_loop import teacher_timesteps
         from flexdiff.testing.tiny import tiny_plain_model
         return Target(Holder(tiny_plain_model()), lambda h: h.run(2), lambda h: teacher_timesteps(h.model, "ddim", 6), "ddim")
 '''

@@ -16,8 +16,8 @@ from folders import FOLDERS, SEARCH, invoke, ok, one_line_error
 from safetensors.torch import load_file
 
 import flexdiff
+from flexdiff.either_loop import image_seed
 from flexdiff.features import get_feature_network
-from flexdiff.generation import image_seed
 from flexdiff.metrics import paired_distance, rfid
 
 PROMPTS = ["a cat", "the dog"]
@@ -165,7 +165,7 @@ def test_a_flux_schedule_made_at_one_resolution_applies_at_others(clip_dir: Path
     """Flux shifts its sigmas by each call's resolution (``mu``): a schedule binds to the T positions, not to the sigmas
     of the resolution it was made at. Searched (or written) at 64x64, it applies at 32x32 and 128x128; null steps run
     the kept positions, exactly ``pipe(..., sigmas=kept)`` at each resolution."""
-    from flexdiff.generation import teacher_grid
+    from flexdiff.either_loop import teacher_grid
     from flexdiff.schedule import Schedule, Step, bind
 
     build, _ = FOLDERS["flux"]

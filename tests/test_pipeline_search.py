@@ -14,8 +14,8 @@ from folders import SEARCH, invoke, ok
 from safetensors.torch import load_file
 
 import flexdiff
+from flexdiff.either_loop import image_seed
 from flexdiff.features import get_feature_network
-from flexdiff.generation import image_seed
 from flexdiff.metrics import paired_distance, rfid
 
 PROMPTS = ["a cat", "the dog"]

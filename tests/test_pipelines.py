@@ -41,7 +41,7 @@ def images_of(folder: Path) -> np.ndarray:
 def test_sd_loads_with_decoder_and_empty_prompt(sd_dir: Path) -> None:
     from diffusers import AutoencoderKL
 
-    from flexdiff.sampling import generate
+    from flexdiff.own_loop import generate
 
     model = load_model(sd_dir, "cpu")
     assert model.sample_shape == (4, 8, 8) and model.decoder is not None and model.prompt_encoder is not None
@@ -58,9 +58,9 @@ def test_sd_loads_with_decoder_and_empty_prompt(sd_dir: Path) -> None:
 
 
 def test_cfg_is_one_unet_call_holding_both_halves(sd_dir: Path, prompt_file: Path) -> None:
-    from flexdiff.generation import sample
+    from flexdiff.either_loop import sample
     from flexdiff.models.conditioning import condition
-    from flexdiff.sampling import teacher_timesteps
+    from flexdiff.own_loop import teacher_timesteps
     from flexdiff.schedule import deepcache_uniform
 
     model = load_model(sd_dir, "cpu")
@@ -79,7 +79,7 @@ def test_cfg_is_one_unet_call_holding_both_halves(sd_dir: Path, prompt_file: Pat
 
 
 def test_prompt_seeds_give_each_prompt_its_own_noise(sd_dir: Path, tmp_path: Path) -> None:
-    from flexdiff.generation import sample
+    from flexdiff.either_loop import sample
     from flexdiff.models.conditioning import condition, read_prompt_file
 
     (tmp_path / "a.txt").write_text("5\tcat\n")

@@ -49,9 +49,9 @@ _EXPORTS = {
     "disable": "flexdiff.integrations",
     "enabled": "flexdiff.integrations",
     "pipeline_timesteps": "flexdiff.integrations",
-    "generate": "flexdiff.sampling",
-    "sample": "flexdiff.generation",
-    "teacher_timesteps": "flexdiff.sampling",
+    "generate": "flexdiff.own_loop",
+    "sample": "flexdiff.either_loop",
+    "teacher_timesteps": "flexdiff.own_loop",
     "measure_macs": "flexdiff.cost",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -72,13 +72,14 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from flexdiff.cost import measure_macs  # noqa: F401
     from flexdiff.data import load_images  # noqa: F401
+    from flexdiff.either_loop import sample  # noqa: F401
     from flexdiff.errors import FlexdiffError  # noqa: F401
     from flexdiff.executor import apply_schedule  # noqa: F401
-    from flexdiff.generation import sample  # noqa: F401
     from flexdiff.integrations import disable, enable, enabled, pipeline_timesteps  # noqa: F401
     from flexdiff.metrics import fid, frechet_distance, rfid  # noqa: F401
     from flexdiff.models import Conditioning, DiffusionModel, condition, load_model  # noqa: F401
     from flexdiff.noise import initial_noise  # noqa: F401
+    from flexdiff.own_loop import generate, teacher_timesteps  # noqa: F401
     from flexdiff.samplers import (  # noqa: F401
         ddim,
         ddim_2m,
@@ -87,7 +88,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         sampler_names,
         uniform_timesteps,
     )
-    from flexdiff.sampling import generate, teacher_timesteps  # noqa: F401
     from flexdiff.schedule import (  # noqa: F401
         Genome,
         Schedule,

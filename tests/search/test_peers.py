@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flexdiff.cost import count_macs
-from flexdiff.sampling import generate, teacher_timesteps
+from flexdiff.own_loop import generate, teacher_timesteps
 from flexdiff.search.peers import PEERS, PeerRun, calibrate, peer_images, peer_runs
 from flexdiff.testing.tiny import tiny_dit_model
 

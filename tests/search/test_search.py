@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from flexdiff.cli import app
 from flexdiff.models import load_model
-from flexdiff.sampling import teacher_timesteps
+from flexdiff.own_loop import teacher_timesteps
 from flexdiff.search.strategies import strategy_names
 from flexdiff.search.study import evaluated
 
@@ -229,13 +229,15 @@ def test_search_on_every_storage_kind(tiny_model_dir: Path, tmp_path: Path, kind
 def test_solver_runs_the_searched_schedules_and_a_second_set_of_baselines(tiny_model_dir: Path, tmp_path: Path, solver: str) -> None:
     """--solver: the teacher (reference, classic baselines) keeps --sampler; searched genomes and a copy of DDIM-k /
     DeepCache run the solver over the same teacher grid, and best.json carries it so `flexdiff sample` replays it.
-    Copies the solver would run exactly as DDIM are left out (on 6 steps: every classic plan under ddim-2m)."""
+    Copies the solver would run exactly as DDIM are left out (on 6 steps: DeepCache's plans under ddim-2m)."""
     out = tmp_path / "run"
     result = CliRunner().invoke(app, search_args(tiny_model_dir, out, 4, "--solver", solver, "--all-baselines"))  # DDIM-5 of 6 is over the budget
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     baselines = results["trials"]["baselines"]
-    copies = {f"ddim+{solver}", f"deepcache+{solver}"} if solver == "dpmpp-2m" else set()
+    # under ddim-2m DeepCache's plans (no step dropped) run exactly as DDIM: not copied; DDIM-3, the budget's own
+    # DDIM-k (6 // 2), drops steps where ddim-2m's correction differs: copied
+    copies = {f"ddim+{solver}", f"deepcache+{solver}"} if solver == "dpmpp-2m" else {f"ddim+{solver}"}
     assert {r["family"] for r in baselines} == {"teacher", "ddim", "deepcache"} | copies
     assert {r["sampler"] for r in baselines if "+" not in r["family"]} == {"ddim"}
     assert {r["sampler"] for r in baselines if "+" in r["family"]} == ({solver} if copies else set())

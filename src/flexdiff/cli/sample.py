@@ -1,4 +1,4 @@
-"""``flexdiff sample``: generate images (the job itself is :func:`flexdiff.sample_run.run_sample`)."""
+"""``flexdiff sample``: generate images (the job itself is :func:`flexdiff.sample_job.run_sample`)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def sample(
     With --schedule it also prints the schedule's MACs speed-up over its all-full teacher and the wall time.
     Latent pipelines save decoded images. With --prompts and --clip, run.json gets the CLIP score.
     """
-    from flexdiff.sample_run import SampleConfig, run_sample
+    from flexdiff.sample_job import SampleConfig, run_sample
 
     run = run_sample(
         SampleConfig(

@@ -43,9 +43,9 @@ def _check_schedule_file(out: str) -> None:
 
 def _teacher(model: str, sampler: str, steps: int) -> tuple[list[int], str]:
     """The teacher's grid (with --sampler pipeline: the folder's scheduler's) and the sampler (``auto`` resolved)."""
-    from flexdiff.generation import default_sampler, teacher_grid
+    from flexdiff.either_loop import default_sampler, teacher_grid
     from flexdiff.models import load_model
-    from flexdiff.sample_run import check_pipeline_steps
+    from flexdiff.sample_job import check_pipeline_steps
 
     m = load_model(model, "cpu")
     sampler = default_sampler(m, sampler)

@@ -15,7 +15,7 @@ from torch import nn
 
 from flexdiff.cost import full_step_macs, probe_input
 from flexdiff.data import load_images, save_grid
-from flexdiff.generation import sample
+from flexdiff.either_loop import sample
 from flexdiff.metrics import fid
 from flexdiff.models.student import Architecture, BlockChoice, BlockSpec, block_module
 from flexdiff.nas.blocks import block_inputs

@@ -18,8 +18,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from flexdiff.either_loop import schedule_images, teacher_grid, teacher_images
 from flexdiff.errors import FlexdiffError
-from flexdiff.generation import schedule_images, teacher_grid, teacher_images
 from flexdiff.models import condition, load_model
 from flexdiff.report.plots import to_png
 from flexdiff.search.artefacts import schedule_of_row

@@ -205,7 +205,7 @@ def get_sampler(name: str, fix: str = "pick one with --sampler") -> Sampler:
 
 
 #: Not a function of this package: the model folder's own diffusers scheduler, run by the pipeline's own ``__call__``
-#: (:mod:`flexdiff.generation`). Valid wherever a sampler name is (options, schedule files); flexdiff's pure samplers
+#: (:mod:`flexdiff.either_loop`). Valid wherever a sampler name is (options, schedule files); flexdiff's pure samplers
 #: cannot stand in for it because every diffusers scheduler has its own spacing, offset and solver.
 PIPELINE = "pipeline"
 

@@ -12,8 +12,8 @@ from flexdiff.data import load_images
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import get_feature_network
 from flexdiff.models.conditioning import check_guidance, parse_labels, read_prompt_file
+from flexdiff.own_loop import check_batch_size, check_image_count
 from flexdiff.samplers import AUTO, PIPELINE, check_sampler
-from flexdiff.sampling import check_batch_size, check_image_count
 from flexdiff.search.fidelity import DEFAULT_MARGIN, FrontPruner, check_rungs
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.strategies import STRATEGIES

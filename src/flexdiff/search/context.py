@@ -15,13 +15,13 @@ from optuna.pruners import BasePruner
 from optuna.trial import Trial
 
 from flexdiff.cost import StepCosts, measure_macs
+from flexdiff.either_loop import check_sample_memory, default_sampler, schedule_images, takes_null_steps, teacher_grid
 from flexdiff.errors import FlexdiffError
 from flexdiff.features import FeatureNetwork, get_feature_network
-from flexdiff.generation import check_sample_memory, default_sampler, schedule_images, takes_null_steps, teacher_grid
 from flexdiff.metrics import paired_distance, rfid
 from flexdiff.models import DiffusionModel, condition, load_model
+from flexdiff.own_loop import batch_bounds
 from flexdiff.samplers import AUTO, PIPELINE, same_trajectory
-from flexdiff.sampling import batch_bounds
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.config import SearchConfig, check_budget
 from flexdiff.search.fidelity import report, should_prune
@@ -272,12 +272,21 @@ def baseline_schedules(timesteps: list[int], sampler: str, num_branches: int, co
     ``null_steps`` (a pipeline scheduler that takes no custom timesteps) DDIM-k is left out."""
     T = len(timesteps)
     branches = config.baseline_branches if config.baseline_branches is not None else tuple(range(num_branches))
-    classic = [ddim_k(timesteps, k, sampler) for k in config.ddim_ks if k < T and null_steps]
+    classic = [ddim_k(timesteps, k, sampler) for k in budget_ks(T, config) if null_steps]
     for forecast in (False, True) if config.forecast else (False,):  # a forecast search meets (and starts from) the uniform forecast plans too
         classic += [deepcache_uniform(timesteps, n, b, sampler, forecast) for n in config.baseline_intervals if n <= T for b in branches if b < num_branches]
     solver = config.candidate_sampler
     under_solver = [_under(s, solver) for s in classic if not same_trajectory(sampler, solver, s.active_timesteps, timesteps)]
     return [full(timesteps, sampler), *classic, *under_solver]
+
+
+def budget_ks(T: int, config: SearchConfig) -> list[int]:
+    """DDIM-k's step counts: ``ddim_ks`` below T, and at every budget the most steps it allows (T // speed-up), so
+    every budget has a baseline pick. (The fixed list is made for T = 50: at T = 20 its cheapest, 5 steps, is 1/4,
+    and 4-noise searches on the built-in DiT found nothing within 1/5 at 2 of 3 seeds:
+    benchmarks/results/search_frontier_dit.json before this rule.)"""
+    speedups = [s for s in (config.speedup, *config.elite_speedups) if s]
+    return sorted({k for k in config.ddim_ks if k < T} | {int(T // s) for s in speedups if 1 <= T // s < T})
 
 
 def affordable(baselines: list[Schedule], costs: Any, limit: float) -> list[Schedule]:

@@ -29,7 +29,7 @@ import torch
 from flexdiff.cost import count_macs
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DiffusionModel
-from flexdiff.sampling import generate
+from flexdiff.own_loop import generate
 from flexdiff.utils.diffusers_private import (
     first_block_cache_hook_names,
     forget_child_registries,

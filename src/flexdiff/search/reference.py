@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
+from flexdiff.either_loop import teacher_images
 from flexdiff.features import FeatureNetwork
-from flexdiff.generation import teacher_images
 from flexdiff.models import DiffusionModel
 from flexdiff.samplers import PIPELINE
 from flexdiff.utils.hashing import digest, weights_hash
@@ -139,7 +139,7 @@ def load_or_build_reference(
     ``status`` is ``"reused"``, ``"built"`` or ``"rebuilt: <field> differs"``. ``build=False`` (a dry run): ``None``
     and the status it would have, instead of generating. ``key``: :func:`reference_key` of these settings, when the
     caller has it already. ``images_of(noise)``: how the teacher's images are made when they must be (by default
-    :func:`~flexdiff.generation.teacher_images`; a ``--reuse`` search runs the teacher's plan and keeps its steps).
+    :func:`~flexdiff.either_loop.teacher_images`; a ``--reuse`` search runs the teacher's plan and keeps its steps).
     """
     from safetensors.torch import save_file
 

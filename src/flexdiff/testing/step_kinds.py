@@ -10,9 +10,9 @@ from flexdiff.backbones import BACKBONES
 from flexdiff.cost import measure_macs
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DiffusionModel
+from flexdiff.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.report.plots import strip_colours
 from flexdiff.samplers import sampler_names
-from flexdiff.sampling import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import FULL, STEP_KINDS, Schedule, Step, count_steps
 from flexdiff.testing._suites import fixture, register_suite
 

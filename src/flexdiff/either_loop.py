@@ -1,7 +1,7 @@
 """Images for a schedule, whichever loop runs it: flexdiff's own or the pipeline's own.
 
 - A registered sampler (``ddim``, ``dpmpp-2m``, ...): flexdiff's pure samplers over explicit timesteps
-  (:mod:`flexdiff.sampling`), fast and exact, with its own solvers.
+  (:mod:`flexdiff.own_loop`), fast and exact, with its own solvers.
 - :data:`~flexdiff.samplers.PIPELINE`: the model folder's diffusers scheduler *as configured* (its class, spacing,
   offset, alpha-to-one), run by the diffusers pipeline's own ``__call__`` over the model's modules, with the schedule
   attached by :func:`flexdiff.enable`. The teacher is the plain ``pipe(...)`` call; a searched schedule's images are
@@ -30,13 +30,13 @@ from flexdiff.integrations import enabled, pipeline_timesteps
 from flexdiff.integrations.diffusers_pipeline import accepts_custom_timesteps, merge_repeats, scheduler_grid
 from flexdiff.models import DiffusionModel, pipeline_of
 from flexdiff.models.pipelines import LOOP_UNETS, denoisers_of, first_denoiser_call, pipeline_call_args, probe_call, prompts_encoded_once
-from flexdiff.samplers import AUTO, PIPELINE, resolve_sampler
-from flexdiff.sampling import (
+from flexdiff.own_loop import (
     check_batch_size,
     generate,
     generate_scheduled,
     teacher_timesteps,
 )
+from flexdiff.samplers import AUTO, PIPELINE, resolve_sampler
 from flexdiff.schedule import Schedule
 from flexdiff.trajectory import TrajectoryStore
 from flexdiff.utils.memory import Count, check_memory, images_bytes, working_bytes
@@ -123,8 +123,8 @@ def schedule_images(
     trajectories: TrajectoryStore | None = None,
 ) -> torch.Tensor:
     """Images in ``[-1, 1]`` from ``noise`` under ``schedule``, in the loop its sampler names. ``cuts`` / ``on_batch``:
-    see :func:`flexdiff.sampling.generate` (the pipeline's own loop runs whole and reports once, at the end);
-    ``trajectories``: :func:`flexdiff.sampling.generate_scheduled` (flexdiff's loop only)."""
+    see :func:`flexdiff.own_loop.generate` (the pipeline's own loop runs whole and reports once, at the end);
+    ``trajectories``: :func:`flexdiff.own_loop.generate_scheduled` (flexdiff's loop only)."""
     if schedule.sampler == PIPELINE:
         _check_eta(eta)
         images = _pipeline_images(model, noise, schedule.T, schedule, seed=seed, batch_size=batch_size, on_step=on_step, strict=strict)

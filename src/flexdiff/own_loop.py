@@ -1,5 +1,5 @@
 """Generating images in flexdiff's own loop: the sampler over the model's timesteps, in batches (``flexdiff.sample``,
-which also runs the pipeline's own loop, is in :mod:`flexdiff.generation`)."""
+which also runs the pipeline's own loop, is in :mod:`flexdiff.either_loop`)."""
 
 from __future__ import annotations
 
