@@ -27,7 +27,7 @@ import torch
 from common import write_result
 from sd15_cost import SD15_UNET_CONFIG, build_model, conditioning
 
-from flexdiff.executor import apply_schedule, step_types
+from flexdiff.running.executor import apply_schedule, step_types
 from flexdiff.schedule import FULL, PARTIAL, Schedule, Step
 
 

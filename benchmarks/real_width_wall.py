@@ -25,7 +25,7 @@ arithmetic per active step; a null step calls nothing and is dropped from the tr
 same hooks and executor state as ``flexdiff sample``: one counting round (MACs by flexdiff's cost model,
 FlopCounterMode; it also warms up), then ``--repeats`` rounds, each a full step (which fills the cache) followed by every
 other kind in an order rotated per round, so drift and other jobs hit all kinds alike. Every round is recorded; min
-(best-of-rounds, as timeit) and median are kept. For each mix: MACs speed-up (:class:`flexdiff.cost.StepCosts`), wall
+(best-of-rounds, as timeit) and median are kept. For each mix: MACs speed-up (:class:`flexdiff.running.cost.StepCosts`), wall
 speed-up predicted by summing the measured per-kind times over the mix (min and median), and wall / MACs. For the
 searched mix of each ``--e2e`` budget, an end-to-end check: the whole sampling loop of the teacher (every step full, no
 hooks) and of the mix (``flexdiff.either_loop.schedule_images``: what ``flexdiff sample --schedule`` runs), interleaved
@@ -61,12 +61,12 @@ from sd15_cost import conditioning as sd15_conditioning
 
 import flexdiff
 from flexdiff.backbones import Layout, TransformerBranch
-from flexdiff.cost import StepCosts, count_macs, measure_macs
 from flexdiff.either_loop import schedule_images, teacher_images
-from flexdiff.executor import apply_schedule
 from flexdiff.models import Conditioning, DiffusionModel, load_model
 from flexdiff.noise import NoiseSchedule
-from flexdiff.own_loop import teacher_timesteps
+from flexdiff.running.cost import StepCosts, count_macs, measure_macs
+from flexdiff.running.executor import apply_schedule
+from flexdiff.running.own_loop import teacher_timesteps
 from flexdiff.samplers import get_sampler
 from flexdiff.schedule import FULL, Genome, Schedule, Segment, Step, ddim_k, deepcache_uniform
 

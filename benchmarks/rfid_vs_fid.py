@@ -18,12 +18,12 @@ from scipy.stats import kendalltau
 
 import flexdiff
 from flexdiff.backbones import unet_layout
-from flexdiff.cost import measure_macs
 from flexdiff.data import digits
-from flexdiff.features import get_feature_network
-from flexdiff.metrics import frechet_distance
+from flexdiff.measuring.features import get_feature_network
+from flexdiff.measuring.metrics import frechet_distance
 from flexdiff.noise import initial_noise
-from flexdiff.own_loop import generate, generate_scheduled, teacher_timesteps
+from flexdiff.running.cost import measure_macs
+from flexdiff.running.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.search.config import SearchConfig
 from flexdiff.search.space import GenomeSpace
 from flexdiff.utils.progress import progress_bar

@@ -29,13 +29,13 @@ import torch
 from common import write_result
 from torch.utils.flop_counter import FlopCounterMode
 
-from flexdiff.cost import (  # the cost model's FLOP formulas (CPU fused attention)
+from flexdiff.models import Conditioning, DiffusionModel
+from flexdiff.noise import NoiseSchedule
+from flexdiff.running.cost import (  # the cost model's FLOP formulas (CPU fused attention)
     _CUSTOM,
     StepCosts,
 )
-from flexdiff.executor import apply_schedule
-from flexdiff.models import Conditioning, DiffusionModel
-from flexdiff.noise import NoiseSchedule
+from flexdiff.running.executor import apply_schedule
 from flexdiff.samplers import sampler_info, uniform_timesteps
 from flexdiff.schedule import FULL, Schedule, Step, ddim_k, deepcache_uniform
 

@@ -24,7 +24,7 @@ from common import write_result
 from transformer_cost import build
 
 from flexdiff.backbones import layout_of
-from flexdiff.cost import StepCosts
+from flexdiff.running.cost import StepCosts
 from flexdiff.search.config import SearchConfig, default_segments
 from flexdiff.search.context import SearchContext, affordable, baseline_schedules
 from flexdiff.search.estimate import equivalents, random_schedules

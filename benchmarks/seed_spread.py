@@ -29,9 +29,9 @@ from common import write_result
 
 import flexdiff
 from flexdiff.data import REAL_REFERENCE, load_images
-from flexdiff.features import get_feature_network
-from flexdiff.metrics import frechet_distance, rfid
-from flexdiff.own_loop import generate, generate_scheduled, teacher_timesteps
+from flexdiff.measuring.features import get_feature_network
+from flexdiff.measuring.metrics import frechet_distance, rfid
+from flexdiff.running.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Schedule, Step
 from flexdiff.utils.progress import progress_bar
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from common import write_result
 
 from flexdiff.data import load_images
-from flexdiff.features import get_feature_network
-from flexdiff.metrics import frechet_distance
+from flexdiff.measuring.features import get_feature_network
+from flexdiff.measuring.metrics import frechet_distance
 from flexdiff.models import load_model
-from flexdiff.own_loop import generate, generate_scheduled, teacher_timesteps
+from flexdiff.running.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.schedule import Genome, Segment
 from flexdiff.utils.progress import progress_bar
 

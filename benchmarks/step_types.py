@@ -18,11 +18,11 @@ from pathlib import Path
 from common import write_result
 
 import flexdiff
-from flexdiff.cost import measure_latency, measure_macs
 from flexdiff.data import digits
-from flexdiff.features import get_feature_network
-from flexdiff.metrics import frechet_distance
-from flexdiff.own_loop import teacher_timesteps
+from flexdiff.measuring.features import get_feature_network
+from flexdiff.measuring.metrics import frechet_distance
+from flexdiff.running.cost import measure_latency, measure_macs
+from flexdiff.running.own_loop import teacher_timesteps
 from flexdiff.schedule import ddim_k, deepcache_uniform, full
 
 

@@ -24,8 +24,8 @@ import torch
 from common import write_result
 
 from flexdiff.backbones import layout_of
-from flexdiff.cost import count_macs
 from flexdiff.hooks import apply_partial_steps, remove_partial_steps
+from flexdiff.running.cost import count_macs
 
 #: black-forest-labs/FLUX.1-dev, transformer/config.json (diffusers format), as published.
 FLUX_DEV_CONFIG: dict[str, Any] = {

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import flexdiff
-from flexdiff.executor import step_types
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule
+from flexdiff.running.executor import step_types
 from flexdiff.schedule import FULL, PARTIAL, Schedule, Step
 from flexdiff.testing.tiny import tiny_unet
 

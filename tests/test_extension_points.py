@@ -20,10 +20,10 @@ import pytest
 import torch
 
 from flexdiff.backbones import BACKBONES
-from flexdiff.cost import measure_macs
 from flexdiff.integrations import INTEGRATIONS
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule
+from flexdiff.running.cost import measure_macs
 from flexdiff.samplers import SAMPLERS
 from flexdiff.schedule import STEP_KINDS
 from flexdiff.search.strategies import STRATEGIES
@@ -257,7 +257,7 @@ TOY_FEATURES = '''
     """Per-channel mean and standard deviation of each image: a feature network of 6 numbers."""
     import torch
 
-    from flexdiff.features import FeatureNetwork, register_feature_network
+    from flexdiff.measuring.features import FeatureNetwork, register_feature_network
 
 
     @register_feature_network("toy-moments")
@@ -267,8 +267,8 @@ TOY_FEATURES = '''
 
 
 def test_a_feature_network_is_one_file(plugin, tmp_path: Path) -> None:
-    from flexdiff.features import FEATURE_NETWORKS
-    from flexdiff.metrics import fid
+    from flexdiff.measuring.features import FEATURE_NETWORKS
+    from flexdiff.measuring.metrics import fid
 
     plugin("toy_features", TOY_FEATURES)
     try:
@@ -365,7 +365,7 @@ TOY_INTEGRATION = '''
     @fixture_for("integration", "toy-holder")
     def holder():
         """A Holder of a tiny UNet, called for two images; its teacher grid is the model's own DDIM grid."""
-        from flexdiff.own_loop import teacher_timesteps
+        from flexdiff.running.own_loop import teacher_timesteps
         from flexdiff.testing.tiny import tiny_plain_model
         return Target(Holder(tiny_plain_model()), lambda h: h.run(2), lambda h: teacher_timesteps(h.model, "ddim", 6), "ddim")
 '''

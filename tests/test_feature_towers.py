@@ -12,7 +12,7 @@ import torch
 from folders import invoke, ok, one_line_error
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.features import get_feature_network
+from flexdiff.measuring.features import get_feature_network
 
 pytest.importorskip("transformers")
 

@@ -5,7 +5,7 @@ import torch
 
 from flexdiff.data import digits
 from flexdiff.errors import FlexdiffError
-from flexdiff.features import (
+from flexdiff.measuring.features import (
     FeatureNetwork,
     feature_network_names,
     get_feature_network,
@@ -34,7 +34,7 @@ def test_unavailable_feature_networks_fail_clearly(name: str, message: str) -> N
 
 
 def test_registry_accepts_new_networks() -> None:
-    from flexdiff.features import FEATURE_NETWORKS
+    from flexdiff.measuring.features import FEATURE_NETWORKS
 
     register_feature_network("mean-pixel")(lambda device: FeatureNetwork("mean-pixel", lambda x: x.mean((2, 3)), 1, device))
     try:

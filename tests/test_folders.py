@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 
 import flexdiff
 from flexdiff.either_loop import image_seed
-from flexdiff.features import get_feature_network
-from flexdiff.metrics import paired_distance, rfid
+from flexdiff.measuring.features import get_feature_network
+from flexdiff.measuring.metrics import paired_distance, rfid
 
 PROMPTS = ["a cat", "the dog"]
 N, GUIDANCE = 4, 3.0

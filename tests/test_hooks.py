@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from flexdiff.backbones import unet_layout
-from flexdiff.cost import count_macs, measure_macs
 from flexdiff.either_loop import sample
 from flexdiff.errors import FlexdiffError
-from flexdiff.executor import apply_schedule
 from flexdiff.hooks import HOOK_NAME, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule, initial_noise
-from flexdiff.own_loop import generate, teacher_timesteps
+from flexdiff.running.cost import count_macs, measure_macs
+from flexdiff.running.executor import apply_schedule
+from flexdiff.running.own_loop import generate, teacher_timesteps
 from flexdiff.samplers import sampler_names
 from flexdiff.schedule import (
     FULL,
@@ -165,7 +165,7 @@ def test_hollow_replay_is_bit_identical_to_replaying_real_tensors(model: Diffusi
 def test_stochastic_images_do_not_depend_on_the_batch_size() -> None:
     """eta > 0: image i's extra noise is drawn for all images and sliced, so batching cannot change it (it was drawn
     per batch, and images moved by up to 2 in [-1, 1] between batch sizes)."""
-    from flexdiff.own_loop import generate_scheduled
+    from flexdiff.running.own_loop import generate_scheduled
 
     model = tiny_plain_model()
     plan = deepcache_uniform(teacher_timesteps(model, "ddim", T), 3, 1)

@@ -5,7 +5,7 @@ import torch
 
 from flexdiff.data import digits
 from flexdiff.errors import FlexdiffError
-from flexdiff.metrics import fid, frechet_distance
+from flexdiff.measuring.metrics import fid, frechet_distance
 
 
 def test_identical_feature_sets_have_zero_distance() -> None:
@@ -44,7 +44,7 @@ def test_too_few_samples_is_an_error() -> None:
 def test_psnr_and_ssim_of_images_against_their_teacher_twins() -> None:
     """The paired metrics the caching papers report beside FID: torchmetrics' PSNR and SSIM per image, averaged;
     videos frame by frame."""
-    from flexdiff.metrics import psnr, ssim
+    from flexdiff.measuring.metrics import psnr, ssim
 
     teacher = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
     shifted = teacher + 0.2  # MSE 0.04 on a peak-to-peak range of 2: 10 log10(4 / 0.04) = 20 dB

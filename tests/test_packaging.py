@@ -84,7 +84,7 @@ def test_python_dash_m_and_version() -> None:
     assert version.returncode == 0 and version.stdout.strip() == f"flexdiff {metadata.version('flexdiff')}"
     helped = subprocess.run([sys.executable, "-m", "flexdiff", "search", "--help"], capture_output=True, text=True, env={**ENV, "COLUMNS": "200"}, timeout=120)
     assert helped.returncode == 0
-    from flexdiff.features import feature_network_names
+    from flexdiff.measuring.features import feature_network_names
     from flexdiff.samplers import sampler_names
     from flexdiff.search.strategies import strategy_names
 

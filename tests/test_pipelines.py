@@ -41,7 +41,7 @@ def images_of(folder: Path) -> np.ndarray:
 def test_sd_loads_with_decoder_and_empty_prompt(sd_dir: Path) -> None:
     from diffusers import AutoencoderKL
 
-    from flexdiff.own_loop import generate
+    from flexdiff.running.own_loop import generate
 
     model = load_model(sd_dir, "cpu")
     assert model.sample_shape == (4, 8, 8) and model.decoder is not None and model.prompt_encoder is not None
@@ -60,7 +60,7 @@ def test_sd_loads_with_decoder_and_empty_prompt(sd_dir: Path) -> None:
 def test_cfg_is_one_unet_call_holding_both_halves(sd_dir: Path, prompt_file: Path) -> None:
     from flexdiff.either_loop import sample
     from flexdiff.models.conditioning import condition
-    from flexdiff.own_loop import teacher_timesteps
+    from flexdiff.running.own_loop import teacher_timesteps
     from flexdiff.schedule import deepcache_uniform
 
     model = load_model(sd_dir, "cpu")
@@ -271,8 +271,8 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 def test_clip_features_and_score(clip_dir: Path, tmp_path: Path) -> None:
-    from flexdiff.clip import load_clip
-    from flexdiff.features import get_feature_network
+    from flexdiff.measuring.clip import load_clip
+    from flexdiff.measuring.features import get_feature_network
 
     net = get_feature_network("clip", path=clip_dir)
     images = torch.rand(3, 3, 24, 20) * 2 - 1
@@ -347,7 +347,7 @@ def test_huge_labels_on_a_timestep_class_unet_are_one_line(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("broken", ["preprocessor_config.json", "vocab.json"])
 def test_corrupt_clip_files_are_named_in_one_line(broken: str, clip_dir: Path, tmp_path: Path) -> None:
-    from flexdiff.clip import load_clip
+    from flexdiff.measuring.clip import load_clip
 
     folder = tmp_path / "clip"
     shutil.copytree(clip_dir, folder)

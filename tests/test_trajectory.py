@@ -9,11 +9,11 @@ import torch
 
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import NoiseSchedule
-from flexdiff.own_loop import generate_scheduled, teacher_timesteps
+from flexdiff.running.own_loop import generate_scheduled, teacher_timesteps
+from flexdiff.running.trajectory import TrajectoryStore, common_prefix, load_run, save_run
 from flexdiff.samplers import sampler_names
 from flexdiff.schedule import Genome, full
 from flexdiff.testing.tiny import tiny_dit_model, tiny_unet
-from flexdiff.trajectory import TrajectoryStore, common_prefix, load_run, save_run
 
 
 def _unet() -> DiffusionModel:

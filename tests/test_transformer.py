@@ -16,12 +16,12 @@ from diffusers import (
 )
 
 from flexdiff.backbones import layout_of
-from flexdiff.cost import count_macs, measure_macs
-from flexdiff.executor import ScheduleExecutor, apply_schedule
 from flexdiff.hooks import RESIDUAL_HOOK_NAME, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, DiffusionModel
 from flexdiff.noise import FlowSchedule, NoiseSchedule
-from flexdiff.own_loop import generate, generate_scheduled, teacher_timesteps
+from flexdiff.running.cost import count_macs, measure_macs
+from flexdiff.running.executor import ScheduleExecutor, apply_schedule
+from flexdiff.running.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.samplers import flow_euler
 from flexdiff.schedule import (
     FORECAST,

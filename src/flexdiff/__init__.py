@@ -28,9 +28,9 @@ _EXPORTS = {
     "condition": "flexdiff.models",
     "load_images": "flexdiff.data",
     "initial_noise": "flexdiff.noise",
-    "fid": "flexdiff.metrics",
-    "frechet_distance": "flexdiff.metrics",
-    "rfid": "flexdiff.metrics",
+    "fid": "flexdiff.measuring.metrics",
+    "frechet_distance": "flexdiff.measuring.metrics",
+    "rfid": "flexdiff.measuring.metrics",
     "ddim": "flexdiff.samplers",
     "dpmpp_2m": "flexdiff.samplers",
     "ddim_2m": "flexdiff.samplers",
@@ -44,15 +44,15 @@ _EXPORTS = {
     "ddim_k": "flexdiff.schedule",
     "deepcache_uniform": "flexdiff.schedule",
     "deepcache_nonuniform": "flexdiff.schedule",
-    "apply_schedule": "flexdiff.executor",
+    "apply_schedule": "flexdiff.running.executor",
     "enable": "flexdiff.integrations",
     "disable": "flexdiff.integrations",
     "enabled": "flexdiff.integrations",
     "pipeline_timesteps": "flexdiff.integrations",
-    "generate": "flexdiff.own_loop",
+    "generate": "flexdiff.running.own_loop",
     "sample": "flexdiff.either_loop",
-    "teacher_timesteps": "flexdiff.own_loop",
-    "measure_macs": "flexdiff.cost",
+    "teacher_timesteps": "flexdiff.running.own_loop",
+    "measure_macs": "flexdiff.running.cost",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
@@ -70,16 +70,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from flexdiff.cost import measure_macs  # noqa: F401
     from flexdiff.data import load_images  # noqa: F401
     from flexdiff.either_loop import sample  # noqa: F401
     from flexdiff.errors import FlexdiffError  # noqa: F401
-    from flexdiff.executor import apply_schedule  # noqa: F401
     from flexdiff.integrations import disable, enable, enabled, pipeline_timesteps  # noqa: F401
-    from flexdiff.metrics import fid, frechet_distance, rfid  # noqa: F401
+    from flexdiff.measuring.metrics import fid, frechet_distance, rfid  # noqa: F401
     from flexdiff.models import Conditioning, DiffusionModel, condition, load_model  # noqa: F401
     from flexdiff.noise import initial_noise  # noqa: F401
-    from flexdiff.own_loop import generate, teacher_timesteps  # noqa: F401
+    from flexdiff.running.cost import measure_macs  # noqa: F401
+    from flexdiff.running.executor import apply_schedule  # noqa: F401
+    from flexdiff.running.own_loop import generate, teacher_timesteps  # noqa: F401
     from flexdiff.samplers import (  # noqa: F401
         ddim,
         ddim_2m,

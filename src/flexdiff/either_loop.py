@@ -1,7 +1,7 @@
 """Images for a schedule, whichever loop runs it: flexdiff's own or the pipeline's own.
 
 - A registered sampler (``ddim``, ``dpmpp-2m``, ...): flexdiff's pure samplers over explicit timesteps
-  (:mod:`flexdiff.own_loop`), fast and exact, with its own solvers.
+  (:mod:`flexdiff.running.own_loop`), fast and exact, with its own solvers.
 - :data:`~flexdiff.samplers.PIPELINE`: the model folder's diffusers scheduler *as configured* (its class, spacing,
   offset, alpha-to-one), run by the diffusers pipeline's own ``__call__`` over the model's modules, with the schedule
   attached by :func:`flexdiff.enable`. The teacher is the plain ``pipe(...)`` call; a searched schedule's images are
@@ -30,15 +30,15 @@ from flexdiff.integrations import enabled, pipeline_timesteps
 from flexdiff.integrations.diffusers_pipeline import accepts_custom_timesteps, merge_repeats, scheduler_grid
 from flexdiff.models import DiffusionModel, pipeline_of
 from flexdiff.models.pipelines import LOOP_UNETS, denoisers_of, first_denoiser_call, pipeline_call_args, probe_call, prompts_encoded_once
-from flexdiff.own_loop import (
+from flexdiff.running.own_loop import (
     check_batch_size,
     generate,
     generate_scheduled,
     teacher_timesteps,
 )
+from flexdiff.running.trajectory import TrajectoryStore
 from flexdiff.samplers import AUTO, PIPELINE, resolve_sampler
 from flexdiff.schedule import Schedule
-from flexdiff.trajectory import TrajectoryStore
 from flexdiff.utils.memory import Count, check_memory, images_bytes, working_bytes
 from flexdiff.utils.progress import progress_bar
 
@@ -123,8 +123,8 @@ def schedule_images(
     trajectories: TrajectoryStore | None = None,
 ) -> torch.Tensor:
     """Images in ``[-1, 1]`` from ``noise`` under ``schedule``, in the loop its sampler names. ``cuts`` / ``on_batch``:
-    see :func:`flexdiff.own_loop.generate` (the pipeline's own loop runs whole and reports once, at the end);
-    ``trajectories``: :func:`flexdiff.own_loop.generate_scheduled` (flexdiff's loop only)."""
+    see :func:`flexdiff.running.own_loop.generate` (the pipeline's own loop runs whole and reports once, at the end);
+    ``trajectories``: :func:`flexdiff.running.own_loop.generate_scheduled` (flexdiff's loop only)."""
     if schedule.sampler == PIPELINE:
         _check_eta(eta)
         images = _pipeline_images(model, noise, schedule.T, schedule, seed=seed, batch_size=batch_size, on_step=on_step, strict=strict)
@@ -225,7 +225,7 @@ def check_sample_memory(model: DiffusionModel, n: int, batch_size: int | None, e
     one batch's working set: one network call and one decoder call measured at one image (:func:`working_bytes`),
     scaled by the batch, plus the sampler's own latents. Without this check ``--n 100000`` with the default batch (all
     at once) grew until the kernel killed the process."""
-    from flexdiff.cost import probe_input
+    from flexdiff.running.cost import probe_input
 
     latent = images_bytes(1, model.sample_shape)
     x, t = probe_input(model, 1)

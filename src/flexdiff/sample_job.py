@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flexdiff.clip import load_clip
-from flexdiff.cost import measure_macs
 from flexdiff.data import save_grid, save_npz
 from flexdiff.either_loop import check_sample_memory, default_sampler, sample, teacher_grid
 from flexdiff.errors import FlexdiffError, output_folder
+from flexdiff.measuring.clip import load_clip
 from flexdiff.models import DiffusionModel, condition, conditioning_summary, image_prompts, load_model
-from flexdiff.own_loop import check_batch_size, check_image_count
 from flexdiff.provenance import run_provenance
+from flexdiff.running.cost import measure_macs
+from flexdiff.running.own_loop import check_batch_size, check_image_count
 from flexdiff.samplers import AUTO, PIPELINE, check_eta, check_sampler
 from flexdiff.samplers.timesteps import check_steps
 from flexdiff.schedule import Schedule, check_binding, for_steps

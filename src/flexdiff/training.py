@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from flexdiff.data import digits
 from flexdiff.errors import FlexdiffError, output_folder, unwritable
-from flexdiff.features import DigitsClassifier
+from flexdiff.measuring.features import DigitsClassifier
 from flexdiff.models import DEFAULT_SCHEDULER_CONFIG, save_model
 from flexdiff.noise import NoiseSchedule
 from flexdiff.utils.io import atomic_path, write_json

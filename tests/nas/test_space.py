@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from flexdiff.backbones import unet_layout
-from flexdiff.cost import count_macs
 from flexdiff.hooks import apply_partial_steps, remove_partial_steps
 from flexdiff.models.student import (
     Architecture,
@@ -25,6 +24,7 @@ from flexdiff.nas.phases import assemble
 from flexdiff.nas.space import random_architecture
 from flexdiff.nas.supernet import BlockSupernet, unit_costs
 from flexdiff.nas.units import SlimmableResnet
+from flexdiff.running.cost import count_macs
 from flexdiff.testing.tiny import tiny_unet
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from flexdiff.cli import app
 from flexdiff.errors import FlexdiffError
-from flexdiff.own_loop import batch_bounds
+from flexdiff.running.own_loop import batch_bounds
 from flexdiff.search.fidelity import FrontPruner, check_rungs
 from flexdiff.search.study import pruned
 from search.test_search import assert_no_schedule_evaluated_twice, search_args, studies

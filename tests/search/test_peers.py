@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flexdiff.cost import count_macs
-from flexdiff.own_loop import generate, teacher_timesteps
+from flexdiff.running.cost import count_macs
+from flexdiff.running.own_loop import generate, teacher_timesteps
 from flexdiff.search.peers import PEERS, PeerRun, calibrate, peer_images, peer_runs
 from flexdiff.testing.tiny import tiny_dit_model
 

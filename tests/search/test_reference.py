@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from flexdiff.features import FeatureNetwork
-from flexdiff.metrics import paired_distance, rfid
+from flexdiff.measuring.features import FeatureNetwork
+from flexdiff.measuring.metrics import paired_distance, rfid
 from flexdiff.models import load_model
 from flexdiff.samplers import uniform_timesteps
 from flexdiff.search.reference import CACHE_NAME, load_or_build_reference
@@ -46,7 +46,7 @@ def test_another_noise_schedule_or_feature_network_rebuilds_the_cache(tiny_model
     """The model key covers the noise schedule, not only the weights (a changed scheduler_config.json was reused)."""
     import dataclasses
 
-    from flexdiff.features import get_feature_network
+    from flexdiff.measuring.features import get_feature_network
     from flexdiff.models import DEFAULT_SCHEDULER_CONFIG
     from flexdiff.noise import NoiseSchedule
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from flexdiff.cli import app
 from flexdiff.models import load_model
-from flexdiff.own_loop import teacher_timesteps
+from flexdiff.running.own_loop import teacher_timesteps
 from flexdiff.search.strategies import strategy_names
 from flexdiff.search.study import evaluated
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.features import feature_network_names
+from flexdiff.measuring.features import feature_network_names
 from flexdiff.samplers import AUTO, DEFAULT_SAMPLERS, PIPELINE, sampler_names
 from flexdiff.utils.text import escape, mask_password, shorten
 

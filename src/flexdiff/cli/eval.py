@@ -25,8 +25,8 @@ def eval(  # noqa: A001 - the command is called eval
 ) -> None:
     """FID between two image sets (.npz, image folders or builtin:digits-train / builtin:digits-heldout)."""
     from flexdiff.data import load_images
-    from flexdiff.features import get_feature_network
-    from flexdiff.metrics import frechet_distance
+    from flexdiff.measuring.features import get_feature_network
+    from flexdiff.measuring.metrics import frechet_distance
     from flexdiff.utils.device import resolve_device
 
     net = get_feature_network(features, resolve_device(device), features_path(features, clip, inception, feature_weights))

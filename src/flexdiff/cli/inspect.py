@@ -22,8 +22,8 @@ def inspect(
     """Print the model's skip branches with their partial-step MACs and share of a full step."""
     from rich.table import Table
 
-    from flexdiff.cost import measure_macs
     from flexdiff.models import load_model
+    from flexdiff.running.cost import measure_macs
     from flexdiff.utils.progress import stdout
 
     m = load_model(model, device, call_options=call_options(height, width, frames, pipeline_kwargs))

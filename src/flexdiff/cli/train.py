@@ -66,7 +66,7 @@ def train_features(
     epochs: int = typer.Option(40, "--epochs", help="training epochs (>= 1)"),
 ) -> None:
     """Train the `digits` feature network (a small CNN classifier) and report its held-out accuracy."""
-    from flexdiff.features import DIGITS_CLASSIFIER
+    from flexdiff.measuring.features import DIGITS_CLASSIFIER
     from flexdiff.training import check_classifier_args, train_classifier
     from flexdiff.utils.progress import progress_bar
 

@@ -44,13 +44,13 @@ from diffusers.hooks import HookRegistry, ModelHook
 
 from flexdiff.backbones import backbone_of
 from flexdiff.errors import FlexdiffError
-from flexdiff.executor import ScheduleExecutor, hollow_replay_safe, is_compiled
 from flexdiff.hooks import StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.integrations.base import Integration, grid_position, register_integration, timestep_value
 from flexdiff.integrations.flexdiff_scheduler import FlexdiffScheduler
 from flexdiff.models.model import denoiser_binding
 from flexdiff.models.pipelines import DENOISER_ATTRS, denoiser_of, denoisers_of  # noqa: F401 - re-exported
 from flexdiff.noise import FLOW_SCHEDULERS, FlowSchedule, scheduler_fingerprint
+from flexdiff.running.executor import ScheduleExecutor, hollow_replay_safe, is_compiled
 from flexdiff.schedule import Binding, Schedule, for_steps
 from flexdiff.schedule.binding import KEY
 from flexdiff.utils.diffusers_private import (

@@ -13,7 +13,7 @@ text-to-image (SD)     UNet2DConditionModel    ``vae`` (AutoencoderKL), ``text_e
 =====================  ======================  ====================================================================
 
 The samplers run on latents (``sample_shape`` is one latent); :class:`LatentDecoder` turns the final latents into
-images in [-1, 1] at the end of :func:`flexdiff.own_loop.generate`, so rFID, FID and saved samples compare decoded
+images in [-1, 1] at the end of :func:`flexdiff.running.own_loop.generate`, so rFID, FID and saved samples compare decoded
 images. The noise schedule is the folder's ``scheduler/scheduler_config.json``. Weights are safetensors only;
 transformers components load with ``local_files_only=True``: nothing is ever downloaded.
 

@@ -13,7 +13,7 @@ import torch
 
 from flexdiff.data import load_images
 from flexdiff.errors import FlexdiffError
-from flexdiff.features import get_feature_network
+from flexdiff.measuring.features import get_feature_network
 from flexdiff.models import DiffusionModel, load_model
 from flexdiff.models.student import BlockSpec, block_specs
 from flexdiff.nas.config import CompressConfig

@@ -10,7 +10,7 @@ from typing import Any
 from flexdiff.data import REAL_REFERENCE
 from flexdiff.errors import FlexdiffError
 from flexdiff.nas.retrain import AlphaSchedule
-from flexdiff.own_loop import check_image_count
+from flexdiff.running.own_loop import check_image_count
 
 #: Share of the training budget (``--minutes`` minus the FID reserve) given to block-wise distillation. Measured on
 #: the built-in teacher (40-minute runs, seed 0): 0.25 -> student FID 49.19; 0.12 (more retraining steps, blocks

@@ -13,10 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from flexdiff.cost import full_step_macs, probe_input
 from flexdiff.data import load_images, save_grid
 from flexdiff.either_loop import sample
-from flexdiff.metrics import fid
+from flexdiff.measuring.metrics import fid
 from flexdiff.models.student import Architecture, BlockChoice, BlockSpec, block_module
 from flexdiff.nas.blocks import block_inputs
 from flexdiff.nas.clock import Run, seconds_per_step
@@ -27,6 +26,7 @@ from flexdiff.nas.record import Records, record_teacher
 from flexdiff.nas.retrain import AlphaSchedule, Checkpoint, RetrainConfig, retrain
 from flexdiff.nas.student import save_student
 from flexdiff.nas.supernet import BlockSupernet, UnitCosts, unit_costs
+from flexdiff.running.cost import full_step_macs, probe_input
 from flexdiff.utils.hashing import digest, weights_hash
 from flexdiff.utils.io import atomic_path, read_json_or_none, read_tensors, state_mismatch, write_json
 from flexdiff.utils.progress import progress_bar

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from flexdiff.cost import count_macs
 from flexdiff.models.student import (
     BlockChoice,
     BlockSpec,
@@ -31,6 +30,7 @@ from flexdiff.models.student import (
 )
 from flexdiff.nas.blocks import block_inputs, capture, run_block
 from flexdiff.nas.units import SlimmableResnet, SwitchableAttention
+from flexdiff.running.cost import count_macs
 
 
 class BlockSupernet(nn.Module):

@@ -10,9 +10,9 @@ from typing import Any
 
 from flexdiff.data import load_images
 from flexdiff.errors import FlexdiffError
-from flexdiff.features import get_feature_network
+from flexdiff.measuring.features import get_feature_network
 from flexdiff.models.conditioning import check_guidance, parse_labels, read_prompt_file
-from flexdiff.own_loop import check_batch_size, check_image_count
+from flexdiff.running.own_loop import check_batch_size, check_image_count
 from flexdiff.samplers import AUTO, PIPELINE, check_sampler
 from flexdiff.search.fidelity import DEFAULT_MARGIN, FrontPruner, check_rungs
 from flexdiff.search.space import GenomeSpace

@@ -14,13 +14,14 @@ import torch
 from optuna.pruners import BasePruner
 from optuna.trial import Trial
 
-from flexdiff.cost import StepCosts, measure_macs
 from flexdiff.either_loop import check_sample_memory, default_sampler, schedule_images, takes_null_steps, teacher_grid
 from flexdiff.errors import FlexdiffError
-from flexdiff.features import FeatureNetwork, get_feature_network
-from flexdiff.metrics import paired_distance, rfid
+from flexdiff.measuring.features import FeatureNetwork, get_feature_network
+from flexdiff.measuring.metrics import paired_distance, rfid
 from flexdiff.models import DiffusionModel, condition, load_model
-from flexdiff.own_loop import batch_bounds
+from flexdiff.running.cost import StepCosts, measure_macs
+from flexdiff.running.own_loop import batch_bounds
+from flexdiff.running.trajectory import TrajectoryStore, load_run, save_run
 from flexdiff.samplers import AUTO, PIPELINE, same_trajectory
 from flexdiff.schedule import Schedule, ddim_k, deepcache_uniform, full
 from flexdiff.search.config import SearchConfig, check_budget
@@ -29,7 +30,6 @@ from flexdiff.search.peers import PeerRun, calibrate, peer_images, peer_runs
 from flexdiff.search.reference import CACHE_NAME, DAMAGED, TEACHER_RUN, ReferenceKey, TeacherReference, load_or_build_reference, reference_key
 from flexdiff.search.space import GenomeSpace
 from flexdiff.search.study import describe
-from flexdiff.trajectory import TrajectoryStore, load_run, save_run
 from flexdiff.utils.progress import progress_bar
 
 
@@ -220,7 +220,7 @@ class SearchContext:
     def load_reference(self, build: bool = True) -> bool:
         """The teacher reference from the run folder's cache, else generated and cached (``build=False``: only if
         cached). Returns whether it came from the cache. With ``--reuse`` the teacher's run is kept too (beside the
-        cache, under its key; :mod:`flexdiff.trajectory`), for the schedules that share its first steps."""
+        cache, under its key; :mod:`flexdiff.running.trajectory`), for the schedules that share its first steps."""
         c = self.config
         keep = build and self.trajectories is not None and c.sampler != PIPELINE
         n_batches = len(batch_bounds(c.n, c.batch_size, c.cuts if keep else ()))

@@ -1,7 +1,7 @@
 """How long a search will take, before it starts (``flexdiff search`` prints it; ``--dry-run`` prints it and stops).
 
 From measured step costs, not guesses: the wall-clock of a full step and of a partial step at every branch on this
-machine (:func:`flexdiff.cost.measure_latency`, on the batch the evaluations run in, at most 256 images; with rungs
+machine (:func:`flexdiff.running.cost.measure_latency`, on the batch the evaluations run in, at most 256 images; with rungs
 also on the first rung's batch, which costs more per image), and of the feature network per image; then per phase
 what the settings make it run:
 
@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from flexdiff.cost import StepCosts, measure_latency
+from flexdiff.running.cost import StepCosts, measure_latency
 from flexdiff.samplers import PIPELINE
 from flexdiff.search.context import SearchContext
 from flexdiff.search.strategies.evolution import INITIAL
@@ -120,7 +120,7 @@ def _fixed_seconds(ctx: SearchContext, feature: float) -> float:
 
     import optuna
 
-    from flexdiff.executor import apply_schedule
+    from flexdiff.running.executor import apply_schedule
     from flexdiff.schedule import full
     from flexdiff.search.strategies import make_sampler
     from flexdiff.search.study import Tagged

@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from flexdiff.cost import count_macs
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DiffusionModel
-from flexdiff.own_loop import generate
+from flexdiff.running.cost import count_macs
+from flexdiff.running.own_loop import generate
 from flexdiff.utils.diffusers_private import (
     first_block_cache_hook_names,
     forget_child_registries,

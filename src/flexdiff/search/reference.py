@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from flexdiff.either_loop import teacher_images
-from flexdiff.features import FeatureNetwork
+from flexdiff.measuring.features import FeatureNetwork
 from flexdiff.models import DiffusionModel
 from flexdiff.samplers import PIPELINE
 from flexdiff.utils.hashing import digest, weights_hash

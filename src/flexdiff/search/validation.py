@@ -9,7 +9,7 @@ from typing import Any
 
 from flexdiff.data import REAL_REFERENCE, load_images
 from flexdiff.either_loop import schedule_images, teacher_images
-from flexdiff.metrics import frechet_distance, paired_distance, psnr, rfid, ssim
+from flexdiff.measuring.metrics import frechet_distance, paired_distance, psnr, rfid, ssim
 from flexdiff.search.artefacts import schedule_of_row
 from flexdiff.search.config import objective_of
 from flexdiff.search.context import SearchContext

@@ -19,20 +19,14 @@ flexdiff's own ``tests/test_contracts.py`` parametrises :func:`contract_cases` o
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any
-
 from flexdiff.testing._suites import SUITES, Suite, fixture, fixture_for, register_suite
-
-#: the suite modules; each registers one :class:`Suite` on import
-_SUITE_MODULES = ("samplers", "step_kinds", "backbones", "techniques", "strategies", "features", "integrations")
+from flexdiff.utils.registry import import_submodules
 
 
 def _load() -> None:
-    importlib.import_module("flexdiff.testing.tiny")  # the built-in entries' fixtures
-    for name in _SUITE_MODULES:
-        importlib.import_module(f"flexdiff.testing.{name}")
+    """Import every public module here: each suite module registers its suite (a new suite is a new module), and
+    :mod:`.tiny` the built-in entries' fixtures. Lazy: ``import flexdiff.testing`` alone builds nothing."""
+    import_submodules(__name__, __path__)
 
 
 def contract_cases() -> list[tuple[str, str, str]]:
@@ -51,9 +45,4 @@ def run_contract(label: str, name: str, check: str | None = None) -> None:
             fn(name)
 
 
-def checks_of(label: str) -> list[Callable[[str], Any]]:
-    _load()
-    return list(SUITES[label].checks)
-
-
-__all__ = ["SUITES", "Suite", "checks_of", "contract_cases", "fixture", "fixture_for", "register_suite", "run_contract"]
+__all__ = ["SUITES", "Suite", "contract_cases", "fixture", "fixture_for", "register_suite", "run_contract"]

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import torch
 
 from flexdiff.backbones import BACKBONES, backbone_of
-from flexdiff.cost import measure_macs, probe_input
-from flexdiff.executor import apply_schedule
 from flexdiff.hooks import TECHNIQUES, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DiffusionModel
-from flexdiff.own_loop import generate, teacher_timesteps
+from flexdiff.running.cost import measure_macs, probe_input
+from flexdiff.running.executor import apply_schedule
+from flexdiff.running.own_loop import generate, teacher_timesteps
 from flexdiff.samplers import sampler_names
 from flexdiff.schedule import PARTIAL, Schedule, Step, deepcache_uniform, full
 from flexdiff.testing._suites import fixture, register_suite

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.features import FEATURE_NETWORKS, get_feature_network
+from flexdiff.measuring.features import FEATURE_NETWORKS, get_feature_network
 from flexdiff.testing._suites import fixture, register_suite
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import torch
 
 from flexdiff.backbones import BACKBONES
-from flexdiff.cost import measure_macs
 from flexdiff.errors import FlexdiffError
 from flexdiff.models import DiffusionModel
-from flexdiff.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.report.plots import strip_colours
+from flexdiff.running.cost import measure_macs
+from flexdiff.running.own_loop import generate, generate_scheduled, teacher_timesteps
 from flexdiff.samplers import sampler_names
 from flexdiff.schedule import FULL, STEP_KINDS, Schedule, Step, count_steps
 from flexdiff.testing._suites import fixture, register_suite

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from flexdiff.backbones import BACKBONES
-from flexdiff.cost import probe_input
-from flexdiff.executor import ScheduleExecutor
 from flexdiff.hooks import TECHNIQUES, apply_partial_steps, remove_partial_steps
+from flexdiff.running.cost import probe_input
+from flexdiff.running.executor import ScheduleExecutor
 from flexdiff.samplers import sampler_names
 from flexdiff.schedule import FULL, PARTIAL, Schedule, Step
 from flexdiff.testing._suites import fixture, register_suite

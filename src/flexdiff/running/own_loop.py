@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.executor import apply_schedule
 from flexdiff.models import DiffusionModel
+from flexdiff.running.executor import apply_schedule
+from flexdiff.running.trajectory import TrajectoryStore, finished, replaying
 from flexdiff.samplers import (
     Denoise,
     NoiseSampler,
@@ -19,7 +20,6 @@ from flexdiff.samplers import (
     uniform_timesteps,
 )
 from flexdiff.schedule import Schedule
-from flexdiff.trajectory import TrajectoryStore, finished, replaying
 
 
 def teacher_timesteps(model: DiffusionModel, sampler: str, steps: int) -> list[float]:
@@ -133,7 +133,7 @@ def generate_scheduled(
     ``strict=False`` applies a schedule file made for another model anyway (:mod:`flexdiff.schedule.binding`);
     ``cuts`` / ``on_batch`` as in :func:`generate` (``on_batch`` sees the clamped images). With ``trajectories``
     the run starts from the stored run sharing its longest prefix and is stored itself once complete
-    (:mod:`flexdiff.trajectory`: bit-identical to running from noise)."""
+    (:mod:`flexdiff.running.trajectory`: bit-identical to running from noise)."""
     seen = (lambda stop, y: on_batch(stop, y.clamp(-1, 1))) if on_batch is not None else None
     bounds = batch_bounds(len(noise), batch_size, cuts)
     with apply_schedule(model, schedule, strict=strict) as run:

@@ -22,7 +22,7 @@ from flexdiff.errors import FlexdiffError
 from flexdiff.utils.hashing import weights_hash
 from flexdiff.utils.registry import Registry
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parent.parent / "assets"
 DIGITS_CLASSIFIER = ASSETS / "digits-classifier.safetensors"
 
 
@@ -129,7 +129,7 @@ def _digits(device: torch.device, path: Path | None = None) -> FeatureNetwork:
 
 @register_feature_network("clip")
 def _clip(device: torch.device, path: Path | None = None) -> FeatureNetwork:
-    from flexdiff.clip import load_clip
+    from flexdiff.measuring.clip import load_clip
 
     clip = load_clip(path, device)
     return FeatureNetwork("clip", clip.image_features, clip.dim, device, key=f"clip@{clip.weights_hash[:16]}")
@@ -137,7 +137,7 @@ def _clip(device: torch.device, path: Path | None = None) -> FeatureNetwork:
 
 def _tower(kind: str) -> FeatureFactory:
     def factory(device: torch.device, path: Path | None = None) -> FeatureNetwork:
-        from flexdiff.clip import load_tower
+        from flexdiff.measuring.clip import load_tower
 
         tower = load_tower(kind, path, device)
         return FeatureNetwork(kind, tower.image_features, tower.dim, device, key=f"{kind}@{tower.weights_hash[:16]}")

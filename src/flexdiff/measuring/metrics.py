@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from flexdiff.errors import FlexdiffError
-from flexdiff.features import get_feature_network
+from flexdiff.measuring.features import get_feature_network
 from flexdiff.utils.optional import require
 
 

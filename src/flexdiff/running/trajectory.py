@@ -137,7 +137,7 @@ def replaying(
     captured: list[list[torch.Tensor]],
     on_saved: Callable[[int], None],
 ) -> Callable[[], Denoise]:
-    """A per-batch ``denoise`` factory for :func:`flexdiff.own_loop.generate`: ``start()`` (the executor's) wrapped so
+    """A per-batch ``denoise`` factory for :func:`flexdiff.running.own_loop.generate`: ``start()`` (the executor's) wrapped so
     that the steps ``plans[batch]`` replays return the stored outputs (the executor told of each step by
     ``set_step``; ``on_saved(images)`` told of each network call skipped), and every output is captured
     (``captured[batch][i]``) for later runs."""

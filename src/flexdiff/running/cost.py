@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from flexdiff.executor import ScheduleExecutor, apply_schedule
 from flexdiff.models import DiffusionModel
+from flexdiff.running.executor import ScheduleExecutor, apply_schedule
 from flexdiff.schedule import FULL, Schedule, Step
 
 
