@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ def machine() -> dict[str, Any]:
 
 def write_result(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` plus the command line, date and machine, atomically."""
-    payload = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), **payload}
+    payload = {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), **payload}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")

@@ -8,7 +8,8 @@ finds them by listing that folder, so a new family is one new file there, and it
     python benchmarks/results_page.py            # writes docs/results.md and the generated blocks
     python benchmarks/results_page.py --check    # exit 1 if any of them is not what this script would write
 
-Standard library only, so it runs without the package installed; the same JSON files always give the same pages byte for byte.
+It imports flexdiff only for the step kinds' properties (the pages count steps by what a kind does, never by its
+name); the same JSON files always give the same pages byte for byte.
 """
 
 from __future__ import annotations

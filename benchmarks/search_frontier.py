@@ -31,9 +31,13 @@ teacher's images from the same noise, FID against the held-out digits. ``--seeds
 seeds, mean rFID and FID no worse than ``rfid-256``'s worst seed; the cheapest method within it at every budget, or the
 closest) from its runs.
 
-(The committed JSONs: the first five methods, then ``--methods paired-16-one-budget,paired-4-validated,paired-16-validated
---merge`` on the UNet and ``--methods paired-4-validated,paired-16-validated --merge`` on the DiT: a merge keeps the
-other methods' runs, validated on the same noises.)
+(The committed JSONs, in order: the first five methods; ``--methods paired-16-one-budget,paired-4-validated,
+paired-16-validated --merge`` on the UNet; ``--methods paired-8,paired-8-t60,paired-4-validated,paired-8-validated,
+paired-16-validated --merge`` on the DiT; then, after DDIM-k's baselines gained every budget's own step count
+(:func:`flexdiff.search.context.budget_ks`, commit 84d6607), ``--methods paired-4,paired-4-validated,paired-16,
+paired-16-validated --merge --run-dir /tmp/sf-v2`` on the DiT and ``--methods paired-4,paired-4-validated --merge
+--run-dir /tmp/sf-v2`` on the UNet: those methods' runs are the current code's, the others' the fixed DDIM-k list's.
+A merge keeps the other methods' runs, validated on the same noises.)
 """
 
 from __future__ import annotations
