@@ -61,4 +61,7 @@ SECTIONS = [
         subtitle=lambda name, d: f"`{d['model']}`, teacher `{d['sampler']}`",
     )
 ]
-EMBEDS = [Embed(ROOT / "docs" / "search.md", "step_transfer", step_transfer_table)]
+EMBEDS = [
+    Embed(ROOT / "docs" / "search.md", "step_transfer", step_transfer_table),
+    Embed(ROOT / "docs" / "search.md", "step_transfer_dit", step_transfer_table),
+]
