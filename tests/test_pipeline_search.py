@@ -117,7 +117,7 @@ def test_the_search_scores_what_the_users_pipeline_makes(kind: str, scheduler: s
     torch.testing.assert_close(_user_call(pipe, noise, control), reference["images"], rtol=0, atol=1e-5)  # the teacher is the user's pipe(...)
 
     best = results["best"]
-    assert best["macs_speedup"] >= 1.3 and best["search_rfid"] > 0  # not the teacher: the schedule changes the images
+    assert best["macs_speedup"] >= 1.3 and best["paired"] > 0  # not the teacher: the images change (rFID rounds to 0 on tiny CLIP features)
     plan = flexdiff.Schedule.load(out / "best.json")
     assert plan.sampler == "pipeline" and plan.meta["bound_to"]["scheduler"] == scheduler
     with flexdiff.enabled(pipe, out / "best.json"):  # the binding holds: made for this UNet and this scheduler
