@@ -278,6 +278,18 @@ def within_reference(cell: dict[str, Any], ref: dict[str, Any] | None) -> bool:
     return ref is not None and cell["seeds"] == ref["seeds"] and all(round(cell[m]["mean"], 4) <= round(ref[m]["max"], 4) for m in ("rfid", "fid"))
 
 
+def why_out(cell: dict[str, Any] | None, ref: dict[str, Any]) -> str:
+    """Why a method's budget cell is out of the reference's spread, from the numbers: seeds without a pick, or which
+    mean is above the reference's worst seed (and the method's own worst seed, which shows one seed's miss)."""
+    if cell is None or cell["seeds"] < ref["seeds"]:
+        return f"a pick at {0 if cell is None else cell['seeds']} of {ref['seeds']} seeds (no schedule found within the budget at the others)"
+    return "; ".join(
+        f"mean {m} {cell[m]['mean']:.3f} (seeds {cell[m]['min']:.3f}-{cell[m]['max']:.3f}) above the reference's worst seed {ref[m]['max']:.3f}"
+        for m in ("rfid", "fid")
+        if round(cell[m]["mean"], 4) > round(ref[m]["max"], 4)
+    )
+
+
 def verdict(out: dict[str, Any]) -> dict[str, Any]:
     """Marks every method's budget cells ``within_reference`` and says which method is the cheapest within the
     reference's spread at every budget the reference has (``best``, None if none), else the one out at the fewest
@@ -292,7 +304,11 @@ def verdict(out: dict[str, Any]) -> dict[str, Any]:
         for budget, cell in m["budgets"].items():
             cell["within_reference"] = within_reference(cell, ref["budgets"].get(budget))
         missing = [b for b in ref["budgets"] if not m["budgets"].get(b, {}).get("within_reference")]
-        methods[method] = {"cost_share": round(m["search_cost_mean"] / ref["search_cost_mean"], 4), "out_of_spread": missing}
+        methods[method] = {
+            "cost_share": round(m["search_cost_mean"] / ref["search_cost_mean"], 4),
+            "out_of_spread": missing,
+            "why": {b: why_out(m["budgets"].get(b), ref["budgets"][b]) for b in missing},
+        }
     ranked = sorted(methods, key=lambda k: (len(methods[k]["out_of_spread"]), methods[k]["cost_share"]))
     best = next((k for k in ranked if not methods[k]["out_of_spread"]), None)
     return {"reference": REFERENCE, "best": best, "closest": ranked[0] if ranked and best is None else None, "methods": methods}
