@@ -9,14 +9,14 @@ from collections.abc import Iterator
 
 import torch
 
-from flexdiff.backbones import BACKBONES, backbone_of
-from flexdiff.hooks import TECHNIQUES, apply_partial_steps, remove_partial_steps
+from flexdiff.backbones import BACKBONES, Layout, backbone_of
+from flexdiff.hooks import TECHNIQUES, StepState, apply_partial_steps, remove_partial_steps
 from flexdiff.models import DiffusionModel
 from flexdiff.running.cost import measure_macs, probe_input
-from flexdiff.running.executor import apply_schedule
+from flexdiff.running.executor import ScheduleExecutor, apply_schedule
 from flexdiff.running.own_loop import generate, teacher_timesteps
 from flexdiff.samplers import sampler_names
-from flexdiff.schedule import PARTIAL, Schedule, Step, deepcache_uniform, full
+from flexdiff.schedule import FULL, PARTIAL, Schedule, Step, deepcache_uniform, full
 from flexdiff.testing._suites import fixture, register_suite
 from flexdiff.utils.diffusers_private import hook_registry
 
@@ -63,22 +63,36 @@ def hooks_come_off_bit_identically_and_all_full_is_the_model(name: str) -> None:
         assert torch.equal(generate(model, noise, ts, sampler), plain)
 
 
+def replays_its_own_input(
+    model: DiffusionModel, layout: Layout, state: StepState, probe: tuple[torch.Tensor, float], reference: torch.Tensor, what: str
+) -> None:
+    """With step hooks on ``model`` (``layout``, ``state``): at every branch, a full step on ``probe`` (x, t) computes
+    ``reference`` (the plain model's output, taken before the hooks went on) and a partial step on that full step's own
+    input reproduces it. The backbone and hook-technique suites share this."""
+    x, t = probe
+    sampler = sampler_names(model.noise.kind)[0]
+    for branch in range(layout.num_branches):
+        plan = Schedule((Step(FULL), Step(PARTIAL, branch)), (t, t * 0.9 if model.noise.kind == "flow" else t - 1), sampler)
+        run = ScheduleExecutor(model, plan, layout, state)
+        run.new_run()
+        run.set_step(0)
+        first = model.eps(x, t)
+        run.set_step(1)
+        again = model.eps(x, t)
+        assert torch.equal(first, reference), f"{model.name}: a full step under {what} is not the model"
+        torch.testing.assert_close(again, reference, rtol=1e-5, atol=1e-5, msg=lambda m: f"{model.name} {what} branch {branch}: {m}")
+
+
 def a_partial_step_on_the_full_steps_input_reproduces_it(name: str) -> None:
     for model in tiny_models(name):
-        layout = model.backbone.layout(model.denoiser)
-        x, t = probe_input(model, 2)
-        reference = model.eps(x, t)
-        sampler = sampler_names(model.noise.kind)[0]
-        for branch in range(layout.num_branches):
-            plan = Schedule((Step("full"), Step(PARTIAL, branch)), (t, t * 0.9 if model.noise.kind == "flow" else t - 1), sampler)
-            with apply_schedule(model, plan) as run:
-                run.start()
-                run.set_step(0)
-                first = model.eps(x, t)
-                run.set_step(1)
-                again = model.eps(x, t)
-            assert torch.equal(first, reference), f"{model.name}: the hooked full step differs from the model"
-            torch.testing.assert_close(again, reference, rtol=1e-5, atol=1e-5, msg=lambda m: f"{model.name} branch {branch}: {m}")
+        probe = probe_input(model, 2)
+        reference = model.eps(*probe)
+        layout, state = apply_partial_steps(model.denoiser)
+        try:
+            replays_its_own_input(model, layout, state, probe, reference, f"the {name} backbone's hooks")
+        finally:
+            state.reset()
+            remove_partial_steps(model.denoiser)
 
 
 register_suite(

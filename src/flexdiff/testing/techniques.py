@@ -10,10 +10,8 @@ import torch
 from flexdiff.backbones import BACKBONES
 from flexdiff.hooks import TECHNIQUES, apply_partial_steps, remove_partial_steps
 from flexdiff.running.cost import probe_input
-from flexdiff.running.executor import ScheduleExecutor
-from flexdiff.samplers import sampler_names
-from flexdiff.schedule import FULL, PARTIAL, Schedule, Step
 from flexdiff.testing._suites import fixture, register_suite
+from flexdiff.testing.backbones import replays_its_own_input
 from flexdiff.utils.diffusers_private import hook_registry
 
 
@@ -30,21 +28,11 @@ def replays_the_full_step_and_comes_off_by_name(name: str) -> None:
             model = factory()
             x, t = probe_input(model, 2)
             reference = model.eps(x, t)
-            sampler = sampler_names(model.noise.kind)[0]
             layout, state = apply_partial_steps(model.denoiser, technique=name)
             try:
                 units = [m for _, m in layout.units]
                 assert all(hook_registry(m).get_hook(technique.hook_name) is not None for m in units), f"{model.name}: {name} hooks are not on every unit"
-                for branch in range(layout.num_branches):
-                    plan = Schedule((Step(FULL), Step(PARTIAL, branch)), (t, t * 0.9 if model.noise.kind == "flow" else t - 1), sampler)
-                    run = ScheduleExecutor(model, plan, layout, state)
-                    run.new_run()
-                    run.set_step(0)
-                    first = model.eps(x, t)
-                    run.set_step(1)
-                    again = model.eps(x, t)
-                    assert torch.equal(first, reference), f"{model.name}: a full step under {name} is not the model"
-                    torch.testing.assert_close(again, reference, rtol=1e-5, atol=1e-5, msg=lambda m: f"{model.name} {name} branch {branch}: {m}")
+                replays_its_own_input(model, layout, state, (x, t), reference, name)
             finally:
                 state.reset()
                 remove_partial_steps(model.denoiser)
