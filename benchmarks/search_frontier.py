@@ -18,6 +18,7 @@ schedules, the baselines within the largest budget; the search's own final valid
 - ``paired-N-validated``: the ``paired-N`` studies, each budget's pick chosen as `flexdiff search` chooses
   best.json: the front's two schedules nearest the budget and each baseline family's best, re-scored on 64 noises
   after the search's, the lowest paired distance (the re-checks' images are counted in its cost).
+  ``paired-4-validated-16`` / ``-8``: the same re-check on 16 / 8 noises.
 
 Per budget a method's pick is otherwise its lowest objective within the budget on its own N images (searched or
 baseline row). Every pick of every method is then scored on the same ``--validate-n`` noises
@@ -74,6 +75,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "paired-4-validated": {"n": 4, "objective": "paired", "folder": "paired-4", "recheck": 64},
     "paired-16-validated": {"n": 16, "objective": "paired", "folder": "paired-16", "recheck": 64},
     "paired-8-validated": {"n": 8, "objective": "paired", "folder": "paired-8", "recheck": 64},
+    # the re-check on fewer noises: on the UNet the 64-noise re-check costs more than the 4-noise search itself
+    "paired-4-validated-16": {"n": 4, "objective": "paired", "folder": "paired-4", "recheck": 16},
+    "paired-4-validated-8": {"n": 4, "objective": "paired", "folder": "paired-4", "recheck": 8},
 }
 #: settings of a method that are not SearchConfig fields: the run folder it shares, the re-check's noises
 EXTRA = ("folder", "recheck")
