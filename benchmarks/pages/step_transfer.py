@@ -12,7 +12,12 @@ from ._section import Embed, Section
 
 def step_transfer_table(d: Doc) -> str:
     """A schedule searched at T0 moved to other step counts, beside a search at each and its best baseline."""
-    labels = {"transferred": f"searched at T = {d['searched_at']}, moved", "searched_here": "searched at this T", "best_baseline": "best baseline at this T"}
+    labels = {
+        "transferred": f"searched at T = {d['searched_at']}, moved",
+        "searched_here": "searched at this T",
+        "best_baseline": "best baseline at this T",
+        "best_peer": "best caching peer at this T",
+    }
     rows = []
     for e in d["steps"]:
         for key, label in labels.items():
@@ -20,20 +25,22 @@ def step_transfer_table(d: Doc) -> str:
             if r is not None:
                 rows.append([str(e["T"]), label, f"`{r['name']}`", f"{r['macs_speedup']:.2f}x", num(r["rfid"], 3), num(r["fid"], 2), num(e["teacher_fid"], 2)])
 
-    def verdict(e: dict[str, Any]) -> str:
-        moved, base = e["transferred"], e.get("best_baseline")
-        if base is None:
-            return "no baseline within the budget"
-        cheaper, better = moved["macs_speedup"] >= base["macs_speedup"], moved["rfid"] < base["rfid"]
+    def verdict(e: dict[str, Any], key: str, who: str) -> str:
+        """The moved plan against one rival at one T: cheaper (MACs) and closer (validated rFID), or which it is not."""
+        moved, rival = e["transferred"], e.get(key)
+        if rival is None:
+            return f"no {who} within the budget"
+        cheaper, better = moved["macs_speedup"] >= rival["macs_speedup"], moved["rfid"] < rival["rfid"]
         if cheaper == better:
-            return "the moved plan is cheaper and closer (rFID)" if better else "**the baseline is cheaper and closer**"
+            return f"the moved plan is cheaper and closer (rFID) than the {who}" if better else f"**the {who} is cheaper and closer**"
         return (
-            f"the moved plan is cheaper ({moved['macs_speedup']:.2f}x against {base['macs_speedup']:.2f}x), **the baseline closer**"
+            f"the moved plan is cheaper ({moved['macs_speedup']:.2f}x against {rival['macs_speedup']:.2f}x), **the {who} closer**"
             if cheaper
-            else f"the moved plan is closer, the baseline cheaper ({base['macs_speedup']:.2f}x against {moved['macs_speedup']:.2f}x)"
+            else f"the moved plan is closer, the {who} cheaper ({rival['macs_speedup']:.2f}x against {moved['macs_speedup']:.2f}x)"
         )
 
-    verdicts = "; ".join(f"T = {e['T']}: {verdict(e)}" for e in d["steps"])
+    rivals = [("best_baseline", "baseline")] + ([("best_peer", "peer")] if d.get("peers") else [])
+    verdicts = "; ".join(f"T = {e['T']}: " + ", ".join(verdict(e, key, who) for key, who in rivals) for e in d["steps"])
     speedups = [e["transferred"]["macs_speedup"] for e in d["steps"]]
     s = d["search_settings"]
     solver = f"`{d['solver']}`" if d.get("solver") else "the sampler's own steps"  # '' / None: --solver '' (the DiT)
@@ -43,7 +50,17 @@ def step_transfer_table(d: Doc) -> str:
         f"re-scored on {d['validate_n']} images no search saw. The schedule searched at T = {d['searched_at']} (`{d['origin']}`) moved to each T by "
         "`flexdiff.schedule.for_steps` (segments of the searched length in steps, round(S T / T0) of them, each with the searched plan's share of "
         f"active steps over its part of the trajectory: the MACs share is kept, to rounding): the moved plan runs at {min(speedups):.2f}x to "
-        f"{max(speedups):.2f}x. Per T: " + verdicts + ".\n\n" + table(["T", "schedule", "name", "MACs x", "rFID", "FID", "teacher FID"], rows)
+        f"{max(speedups):.2f}x. "
+        + (
+            f"The caching peers ({', '.join(f'`{p}`' for p in d['peers'])}) run from their own code at every setting of their sweep at each T; "
+            f"the best within the budget by paired distance on {d['peer_n']} noises, re-scored with the rest. "
+            if d.get("peers")
+            else "The caching peers were not run for this file (`--peers`, a transformer only: on a UNet diffusers' block caches do not apply; DeepCache is among the baselines). "
+        )
+        + "Per T: "
+        + verdicts
+        + ".\n\n"
+        + table(["T", "schedule", "name", "MACs x", "rFID", "FID", "teacher FID"], rows)
     )
 
 
