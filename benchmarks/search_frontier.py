@@ -294,6 +294,14 @@ def why_out(cell: dict[str, Any] | None, ref: dict[str, Any]) -> str:
     )
 
 
+def default_method() -> str | None:
+    """The method that is `flexdiff search`'s defaults: SearchConfig's noises and objective, its final validation's
+    noises as the re-check (best.json is chosen there)."""
+    fields = SearchConfig.__dataclass_fields__
+    want = {"n": fields["n"].default, "objective": fields["objective"].default, "recheck": fields["validate_n"].default}
+    return next((m for m, s in METHODS.items() if {k: v for k, v in s.items() if k != "folder"} == want), None)
+
+
 def verdict(out: dict[str, Any]) -> dict[str, Any]:
     """Marks every method's budget cells ``within_reference`` and says which method is the cheapest within the
     reference's spread at every budget the reference has (``best``, None if none), else the one out at the fewest
@@ -315,7 +323,14 @@ def verdict(out: dict[str, Any]) -> dict[str, Any]:
         }
     ranked = sorted(methods, key=lambda k: (len(methods[k]["out_of_spread"]), methods[k]["cost_share"]))
     best = next((k for k in ranked if not methods[k]["out_of_spread"]), None)
-    return {"reference": REFERENCE, "best": best, "closest": ranked[0] if ranked and best is None else None, "methods": methods}
+    default = default_method()
+    return {
+        "reference": REFERENCE,
+        "default": default if default in out else None,
+        "best": best,
+        "closest": ranked[0] if ranked and best is None else None,
+        "methods": methods,
+    }
 
 
 def summary(runs: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:

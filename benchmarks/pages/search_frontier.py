@@ -80,8 +80,11 @@ def search_frontier_table(d: Doc) -> str:
 
 
 def frontier_headline(d: Doc) -> str:
-    """The README's compact frontier: per method its search cost and its picks' mean validated rFID / FID per budget."""
-    summary, budgets = d["summary"], d["budgets"]
+    """The README's compact frontier: the reference, the default's method and the verdict's best (or closest), each
+    with its search cost and its picks' mean validated rFID / FID per budget; every method is in docs/search.md."""
+    v, budgets = d.get("verdict") or {}, d["budgets"]
+    shown = dict.fromkeys(m for m in (FRONTIER_REFERENCE, v.get("default"), v.get("best") or v.get("closest")) if m in d["summary"])
+    summary = {m: d["summary"][m] for m in shown}
     rows = [
         [
             f"`{method}`",
@@ -103,6 +106,8 @@ def frontier_headline(d: Doc) -> str:
         f"(teacher FID {statistics.mean(teacher):.1f}); cells: mean rFID / FID; ✓ no worse than `{FRONTIER_REFERENCE}`'s worst seed on both.\n\n"
         + table(["search", "cost (TIE)", *budgets], rows)
         + ("\n\n" + frontier_verdict(d) if d.get("verdict") else "")
+        + (f" `{v['default']}` is `flexdiff search`'s defaults." if v.get("default") else "")
+        + f" ({len(d['summary'])} methods measured: docs/search.md.)"
     )
 
 
