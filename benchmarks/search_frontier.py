@@ -36,9 +36,12 @@ closest) from its runs.
 paired-16-validated --merge`` on the UNet; ``--methods paired-8,paired-8-t60,paired-4-validated,paired-8-validated,
 paired-16-validated --merge`` on the DiT; then, after DDIM-k's baselines gained every budget's own step count
 (:func:`flexdiff.search.context.budget_ks`, commit 84d6607), ``--methods paired-4,paired-4-validated,paired-16,
-paired-16-validated --merge --run-dir /tmp/sf-v2`` on the DiT: those methods' runs are the current code's, the others'
-(and every UNet run: on 50 steps the rule adds DDIM-16 and DDIM-12 beside the list's 25, 10) the fixed list's.
-A merge keeps the other methods' runs, validated on the same noises.)
+paired-16-validated --merge --run-dir /tmp/sf-v2`` on the DiT, ``--methods paired-4,paired-4-validated,
+paired-4-validated-16,paired-4-validated-8 --merge --run-dir /tmp/sf-v2`` on the UNet and ``--methods
+paired-4-validated-16,paired-4-validated-8 --merge --run-dir /tmp/sf-v2`` on the DiT: those methods' runs are the
+current code's, the others' the fixed list's (on 50 steps the rule adds DDIM-16 and DDIM-12 beside the list's 25, 10).
+A merge keeps the other methods' runs, validated on the same noises. ``verdict.default`` names the method that is
+`flexdiff search`'s defaults, :func:`default_method`.)
 """
 
 from __future__ import annotations

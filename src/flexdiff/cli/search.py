@@ -131,7 +131,10 @@ def search(
         help="caching peers scored beside the baselines in the same study and table, at every setting of their sweep: all, or a comma-separated list (first-block-cache, taylorseer, pyramid-attention-broadcast, magcache; cache-dit-dbcache[-taylorseer] with the peers extra); transformers only",
     ),
     validate_n: int = typer.Option(
-        64, "--validate-n", help="images per schedule in the final validation, on noises the search never saw (1000 for a FID that means something)"
+        16,
+        "--validate-n",
+        help="images per schedule in the final validation, on noises the search never saw: best.json is the lowest paired distance there "
+        "(1000 for an rFID or FID that means something)",
     ),
     validate_top: int = typer.Option(2, "--validate-top", help="Pareto schedules re-scored in the final validation"),
     baseline_branches: str | None = typer.Option(None, "--baseline-branches", help="DeepCache baseline branches (default: all)"),
