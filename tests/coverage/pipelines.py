@@ -59,65 +59,51 @@ def _manual_seed(build: Callable[[], Any]) -> Any:
     return build().eval()
 
 
-def wan() -> Case:
-    tr = _manual_seed(
-        lambda: diffusers.WanTransformer3DModel(
-            patch_size=(1, 2, 2),
-            num_attention_heads=2,
-            attention_head_dim=12,
-            in_channels=16,
-            out_channels=16,
-            text_dim=32,
-            freq_dim=256,
-            ffn_dim=32,
-            num_layers=3,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-            rope_max_seq_len=32,
-        )
-    )
-    pipe = diffusers.WanPipeline(tokenizer=None, text_encoder=None, transformer=tr, vae=None, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+def _wan_transformer(seed: int) -> Any:
+    """The tiny Wan transformer both Wan cases use (Wan 2.2's two experts differ only by their seed)."""
+    torch.manual_seed(seed)
+    return diffusers.WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=3,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    ).eval()
+
+
+def _wan_case(pipe: Any) -> Case:
+    """A Wan pipeline's call: 5 frames of 16x16 from precomputed text embeddings, with guidance."""
     return Case(
         pipe,
         dict(prompt_embeds=_randn(1, 8, 32, seed=1), negative_prompt_embeds=_randn(1, 8, 32, seed=2), height=16, width=16, num_frames=5, guidance_scale=5.0),
         video=True,
     )
+
+
+def wan() -> Case:
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
+    return _wan_case(diffusers.WanPipeline(tokenizer=None, text_encoder=None, transformer=_wan_transformer(0), vae=None, scheduler=scheduler))
 
 
 def wan22() -> Case:
     """Wan 2.2's two experts: ``transformer`` for the high-noise steps, ``transformer_2`` after the boundary."""
-
-    def expert(seed: int) -> Any:
-        torch.manual_seed(seed)
-        return diffusers.WanTransformer3DModel(
-            patch_size=(1, 2, 2),
-            num_attention_heads=2,
-            attention_head_dim=12,
-            in_channels=16,
-            out_channels=16,
-            text_dim=32,
-            freq_dim=256,
-            ffn_dim=32,
-            num_layers=3,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-            rope_max_seq_len=32,
-        ).eval()
-
     pipe = diffusers.WanPipeline(
         tokenizer=None,
         text_encoder=None,
-        transformer=expert(0),
-        transformer_2=expert(1),
+        transformer=_wan_transformer(0),
+        transformer_2=_wan_transformer(1),
         vae=None,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
         boundary_ratio=0.5,
     )
-    return Case(
-        pipe,
-        dict(prompt_embeds=_randn(1, 8, 32, seed=1), negative_prompt_embeds=_randn(1, 8, 32, seed=2), height=16, width=16, num_frames=5, guidance_scale=5.0),
-        video=True,
-    )
+    return _wan_case(pipe)
 
 
 def qwen_image() -> Case:
